@@ -1,0 +1,100 @@
+"""The IPFS Pinning Service API v1.0.0 on Chalice.
+
+Routes parse and validate, call the domain, serialize; the work lives in
+chalicelib/.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from chalice import Chalice, CORSConfig, Response
+
+from chalicelib.api.errors import not_found
+from chalicelib.api.http import json_response
+from chalicelib.api.pin_requests import parse_list_query, parse_pin_body
+from chalicelib.api.pin_responses import pin_results, pin_status
+from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
+from chalicelib.logs import configure_logging
+from chalicelib.pins.model import PinRequest
+from chalicelib.wiring import ServiceProvider
+
+app = Chalice(app_name="pinning-service")
+services = ServiceProvider()
+configure_logging()
+
+_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type"], max_age=600)
+# Every content type reaches the view, which answers a Failure, not Chalice's 415.
+_ANY = ["*/*"]
+
+
+@app.middleware("http")
+def failure_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    return in_failure_shape(get_response(event))
+
+
+def _tenant() -> str:
+    return services().authenticator.tenant_for(app.current_request.headers.get("authorization"))
+
+
+def _body() -> PinRequest:
+    request = app.current_request
+    return parse_pin_body(
+        request.raw_body, request.headers.get("content-type"), services().settings.max_body_bytes
+    )
+
+
+@app.route("/pins", methods=["GET"], cors=_CORS)
+@api_view
+def list_pins() -> Response:
+    tenant_id = _tenant()
+    query = parse_list_query(app.current_request.query_params)
+    records, count = services().pins.list(tenant_id, query)
+    return json_response(pin_results(records, count))
+
+
+@app.route("/pins", methods=["POST"], cors=_CORS, content_types=_ANY)
+@api_view
+def add_pin() -> Response:
+    tenant_id = _tenant()
+    record = services().pins.create(tenant_id, _body())
+    return json_response(pin_status(record), 202)
+
+
+@app.route("/pins/{requestid}", methods=["GET"], cors=_CORS)
+@api_view
+def get_pin(requestid: str) -> Response:
+    return json_response(pin_status(services().pins.get(_tenant(), requestid)))
+
+
+@app.route("/pins/{requestid}", methods=["POST"], cors=_CORS, content_types=_ANY)
+@api_view
+def replace_pin(requestid: str) -> Response:
+    tenant_id = _tenant()
+    request = _body()
+    return json_response(pin_status(services().pins.replace(tenant_id, requestid, request)), 202)
+
+
+@app.route("/pins/{requestid}", methods=["DELETE"], cors=_CORS)
+@api_view
+def delete_pin(requestid: str) -> Response:
+    services().pins.delete(_tenant(), requestid)
+    return Response(body="", status_code=202)
+
+
+# Declared so API Gateway routes them here (it would answer 403 otherwise).
+@app.route("/pins", methods=["PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def pins_method_not_allowed() -> Response:
+    return method_not_allowed("GET, POST")
+
+
+@app.route("/pins/{requestid}", methods=["PUT", "PATCH"], cors=_CORS, content_types=_ANY)
+@api_view
+def pin_method_not_allowed(requestid: str) -> Response:
+    return method_not_allowed("GET, POST, DELETE")
+
+
+@app.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def root() -> Response:
+    return not_found("unknown route; the API lives under /pins").response()

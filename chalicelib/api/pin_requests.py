@@ -1,0 +1,186 @@
+"""Parses and validates what clients send: Pin bodies and list queries."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from chalicelib.api.errors import ApiError, bad_request
+from chalicelib.pins.cids import ContentId, InvalidCid, parse_cid
+from chalicelib.pins.model import (
+    DEFAULT_LIMIT,
+    MATCHES,
+    MAX_LIMIT,
+    MAX_ORIGINS,
+    MAX_QUERY_CIDS,
+    STATUSES,
+    InvalidRequest,
+    PinQuery,
+    PinRequest,
+    check_meta,
+    check_name,
+)
+from chalicelib.pins.multiaddrs import InvalidMultiaddr, parse_peer_multiaddr
+from chalicelib.pins.timestamps import parse_rfc3339
+
+_JSON_TYPES = ("application/json",)
+
+
+def _invalid(error: InvalidRequest) -> ApiError:
+    return bad_request(error.reason, error.details)
+
+
+def parse_pin_body(raw: Optional[bytes], content_type: Optional[str], max_bytes: int) -> PinRequest:
+    if raw is not None and len(raw) > max_bytes:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body is larger than {max_bytes} bytes")
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type not in _JSON_TYPES:
+        raise bad_request("UNSUPPORTED_CONTENT_TYPE", f"Content-Type must be application/json, not {content_type!r}")
+    if not raw:
+        raise bad_request("INVALID_JSON", "request body is empty; a Pin object is required")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise bad_request("INVALID_JSON", f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise bad_request("BAD_REQUEST", "request body must be a JSON object (a Pin)")
+    try:
+        return _pin(body)
+    except InvalidRequest as error:
+        raise _invalid(error) from None
+
+
+def _pin(body: Dict[str, Any]) -> PinRequest:
+    if "cid" not in body:
+        raise InvalidRequest("INVALID_CID", "cid is required")
+    cid = _cid(body["cid"])
+    # JSON null is read as "absent" for the optional fields.
+    name = None if body.get("name") is None else check_name(body["name"])
+    origins = _origins(body.get("origins") or [])
+    meta = check_meta(body["meta"]) if body.get("meta") is not None else {}
+    return PinRequest(cid=cid, name=name, origins=origins, meta=meta)
+
+
+def _cid(value: Any) -> ContentId:
+    if not isinstance(value, str):
+        raise InvalidRequest("INVALID_CID", "cid must be a string")
+    try:
+        return parse_cid(value)
+    except InvalidCid as error:
+        raise InvalidRequest("INVALID_CID", f"invalid cid {value[:100]!r}: {error}") from None
+
+
+def _origins(value: Any) -> Tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidRequest("INVALID_ORIGINS", "origins must be an array of multiaddrs")
+    if len(value) > MAX_ORIGINS:
+        raise InvalidRequest("INVALID_ORIGINS", f"at most {MAX_ORIGINS} origins are allowed")
+    if len(set(map(repr, value))) != len(value):
+        raise InvalidRequest("INVALID_ORIGINS", "origins must be unique")
+    for origin in value:
+        if not isinstance(origin, str):
+            raise InvalidRequest("INVALID_ORIGINS", "each origin must be a multiaddr string")
+        try:
+            parse_peer_multiaddr(origin)
+        except InvalidMultiaddr as error:
+            raise InvalidRequest("INVALID_ORIGINS", f"origin {origin[:200]!r}: {error}") from None
+    return tuple(value)
+
+
+def parse_list_query(params: Optional[Mapping[str, Any]]) -> PinQuery:
+    """Query parameters of GET /pins (Chalice's MultiDict or a plain dict)."""
+    params = params or {}
+    try:
+        return _query(params)
+    except InvalidRequest as error:
+        raise _invalid(error) from None
+
+
+def _values(params: Mapping[str, Any], name: str) -> List[str]:
+    getlist = getattr(params, "getlist", None)
+    if getlist is not None:
+        return list(getlist(name)) if name in params else []
+    value = params.get(name)
+    return [] if value is None else [value]
+
+
+def _single(params: Mapping[str, Any], name: str) -> Optional[str]:
+    values = _values(params, name)
+    if len(values) > 1:
+        raise InvalidRequest("INVALID_QUERY", f"{name} may be given once")
+    return values[0] if values else None
+
+
+def _csv(params: Mapping[str, Any], name: str) -> List[str]:
+    # The spec's form style is comma-separated; repeated parameters add up.
+    items = [item.strip() for value in _values(params, name) for item in value.split(",")]
+    if any(not item for item in items):
+        raise InvalidRequest("INVALID_QUERY", f"{name} has an empty item")
+    return items
+
+
+def _query(params: Mapping[str, Any]) -> PinQuery:
+    cids = _csv(params, "cid")
+    if len(cids) > MAX_QUERY_CIDS:
+        raise InvalidRequest("INVALID_QUERY", f"at most {MAX_QUERY_CIDS} CIDs may be given")
+    cid_keys = tuple(dict.fromkeys(_cid(cid).key for cid in cids))
+
+    name = _single(params, "name")
+    if name is not None:
+        check_name(name)
+    match = _single(params, "match") or "exact"
+    if match not in MATCHES:
+        raise InvalidRequest("INVALID_QUERY", f"match must be one of {', '.join(MATCHES)}")
+
+    statuses = _csv(params, "status")
+    unknown = [status for status in statuses if status not in STATUSES]
+    if unknown:
+        raise InvalidRequest("INVALID_QUERY", f"unknown status {unknown[0]!r}; use {', '.join(STATUSES)}")
+
+    meta = _meta_filter(_single(params, "meta"))
+    before = _time(params, "before")
+    after = _time(params, "after")
+    limit = _limit(_single(params, "limit"))
+
+    if not statuses:
+        # No status: only pinned, unless the client looks for something
+        # specific, which must then be found whatever its state.
+        statuses = list(STATUSES) if (cid_keys or name is not None or meta) else ["pinned"]
+    return PinQuery(
+        statuses=frozenset(statuses),
+        cid_keys=cid_keys,
+        name=name,
+        match=match,
+        meta=meta,
+        before_ns=before,
+        after_ns=after,
+        limit=limit,
+    )
+
+
+def _meta_filter(raw: Optional[str]) -> Dict[str, str]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("INVALID_QUERY", "meta must be URL-escaped JSON, e.g. {\"app_id\":\"x\"}") from None
+    return check_meta(value)
+
+
+def _time(params: Mapping[str, Any], name: str) -> Optional[int]:
+    raw = _single(params, name)
+    if raw is None:
+        return None
+    try:
+        return parse_rfc3339(raw)
+    except ValueError as error:
+        raise InvalidRequest("INVALID_QUERY", f"{name} must be an RFC 3339 date-time: {error}") from None
+
+
+def _limit(raw: Optional[str]) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequest("INVALID_QUERY", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+

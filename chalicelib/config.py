@@ -1,0 +1,49 @@
+"""Service settings, read from the environment when the service is first used.
+
+Chalice sets a stage's environment variables only while a handler runs, so
+nothing here is read at import time.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "dev"
+    region: str = "us-east-1"
+    # Every table name is "<prefix>-<table>", so stages share nothing.
+    table_prefix: str = "pinning-dev"
+    queue_url: Optional[str] = None
+    # Emulated AWS (moto server) for the local stack; None on real AWS.
+    aws_endpoint_url: Optional[str] = None
+    replication_factor: int = 2
+    token_cache_seconds: int = 60
+    node_cache_seconds: int = 30
+    max_body_bytes: int = 64 * 1024
+    outbox_shards: int = 4
+    # Outbox entries older than this are re-published by the sweeper.
+    outbox_grace_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        return cls(
+            stage=env.get("STAGE", "dev"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            table_prefix=env.get("TABLE_PREFIX", "pinning-dev"),
+            queue_url=env.get("PIN_QUEUE_URL") or None,
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            replication_factor=_int(env, "REPLICATION_FACTOR", 2),
+            token_cache_seconds=_int(env, "TOKEN_CACHE_SECONDS", 60),
+            node_cache_seconds=_int(env, "NODE_CACHE_SECONDS", 30),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
+            outbox_shards=_int(env, "OUTBOX_SHARDS", 4),
+            outbox_grace_seconds=_int(env, "OUTBOX_GRACE_SECONDS", 60),
+        )

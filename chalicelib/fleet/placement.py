@@ -1,0 +1,42 @@
+"""Which fleet nodes hold a CID: rendezvous (highest random weight) hashing.
+
+Every node gets a score from a hash of (node, CID) and the best-scoring
+healthy nodes win. The choice depends only on the CID and the fleet, so equal
+CIDs from any tenant land on the same nodes and share one Kubo pin, and a node
+joining or leaving moves only the CIDs it wins or held.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import List, Sequence
+
+from chalicelib.storage.node_record import NodeRecord
+
+MAX_DELEGATES = 20
+
+
+def _score(node_id: str, cid_key: str) -> bytes:
+    return hashlib.sha256(f"{node_id}\n{cid_key}".encode()).digest()
+
+
+def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int) -> List[NodeRecord]:
+    """The nodes that should hold `cid_key`, best first.
+
+    Unhealthy nodes are passed over while enough healthy ones exist; with no
+    healthy node at all the request still gets its nodes, and the workers
+    wait for them.
+    """
+    healthy = [node for node in nodes if node.healthy]
+    candidates = healthy or list(nodes)
+    ranked = sorted(candidates, key=lambda node: _score(node.node_id, cid_key), reverse=True)
+    return ranked[:replicas]
+
+
+def delegates_of(nodes: Sequence[NodeRecord]) -> List[str]:
+    """The chosen nodes' public multiaddrs (each ends in /p2p/<peer ID>)."""
+    seen: List[str] = []
+    for node in nodes:
+        for address in node.multiaddrs:
+            if address not in seen:
+                seen.append(address)
+    return seen[:MAX_DELEGATES]

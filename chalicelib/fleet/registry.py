@@ -1,0 +1,68 @@
+"""The node registry: Kubo nodes the workers may pin to."""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+from chalicelib.pins.multiaddrs import parse_peer_multiaddr
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
+
+
+class InvalidNode(ValueError):
+    pass
+
+
+class NodeRegistry:
+    def __init__(self, cache_seconds: int = 30, clock: Callable[[], int] = now_ms) -> None:
+        self._cache_ms = cache_seconds * 1000
+        self._clock = clock
+        self._cached: Optional[List[NodeRecord]] = None
+        self._cached_at = 0
+
+    def nodes(self) -> List[NodeRecord]:
+        """Every registered node; cached briefly, as placement runs per request."""
+        now = self._clock()
+        if self._cached is None or now - self._cached_at >= self._cache_ms:
+            self._cached = list(NodeRecord.query(FLEET_PARTITION))
+            self._cached_at = now
+        return self._cached
+
+    def register(
+        self, node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequence[str], tags: Sequence[str] = ()
+    ) -> NodeRecord:
+        if not node_id or not rpc_url.startswith(("http://", "https://")):
+            raise InvalidNode("a node needs an id and an http(s) RPC URL")
+        addresses = []
+        for address in multiaddrs:
+            # Clients fail a whole command on a delegate without /p2p/<peer>.
+            full = address if "/p2p/" in address else f"{address.rstrip('/')}/p2p/{peer_id}"
+            try:
+                parsed = parse_peer_multiaddr(full)
+            except ValueError as error:
+                raise InvalidNode(f"bad multiaddr {address!r}: {error}") from error
+            if parsed.peer_id != peer_id:
+                raise InvalidNode(f"multiaddr {address!r} names another peer")
+            addresses.append(full)
+        if not addresses:
+            raise InvalidNode("a node needs at least one public multiaddr")
+        record = NodeRecord(
+            FLEET_PARTITION,
+            node_id,
+            rpc_url=rpc_url,
+            peer_id=peer_id,
+            multiaddrs=addresses,
+            tags=list(tags),
+            healthy=True,
+            registered_ms=self._clock(),
+        )
+        record.save()
+        self._cached = None
+        return record
+
+    def remove(self, node_id: str) -> bool:
+        try:
+            NodeRecord.get(FLEET_PARTITION, node_id).delete()
+        except NodeRecord.DoesNotExist:
+            return False
+        self._cached = None
+        return True

@@ -1,0 +1,83 @@
+"""What a client asks for: a pin request and a listing query, with the
+service's limits. Parsing the wire format is the API layer's job; the rules
+about what is acceptable live here."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+
+from chalicelib.pins.cids import ContentId
+
+STATUSES: Tuple[str, ...] = ("queued", "pinning", "pinned", "failed")
+MATCHES: Tuple[str, ...] = ("exact", "iexact", "partial", "ipartial")
+
+MAX_NAME_CHARS = 255
+MAX_ORIGINS = 20
+MAX_META_KEYS = 1000
+MAX_META_KEY_CHARS = 255
+MAX_META_VALUE_CHARS = 4096
+MAX_META_JSON_BYTES = 16 * 1024
+MAX_QUERY_CIDS = 10
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 10
+
+
+class InvalidRequest(ValueError):
+    """A client's request the service refuses; `reason` is machine-readable."""
+
+    def __init__(self, reason: str, details: str) -> None:
+        super().__init__(details)
+        self.reason = reason
+        self.details = details
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    cid: ContentId
+    name: Optional[str] = None
+    origins: Tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PinQuery:
+    statuses: FrozenSet[str] = frozenset({"pinned"})
+    cid_keys: Tuple[str, ...] = ()
+    name: Optional[str] = None
+    match: str = "exact"
+    meta: Mapping[str, str] = field(default_factory=dict)
+    # Strict bounds in nanoseconds since the epoch.
+    before_ns: Optional[int] = None
+    after_ns: Optional[int] = None
+    limit: int = DEFAULT_LIMIT
+
+    @property
+    def has_residual_filter(self) -> bool:
+        """Filters no index can answer: they are applied while reading."""
+        return bool(self.meta) or (self.name is not None and self.match in ("partial", "ipartial"))
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidRequest("INVALID_NAME", "name must be a string")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidRequest("INVALID_NAME", f"name is longer than {MAX_NAME_CHARS} characters")
+    return name
+
+
+def check_meta(meta: object) -> Dict[str, str]:
+    if not isinstance(meta, dict):
+        raise InvalidRequest("INVALID_META", "meta must be a JSON object of strings")
+    if len(meta) > MAX_META_KEYS:
+        raise InvalidRequest("INVALID_META", f"meta has more than {MAX_META_KEYS} keys")
+    for key, value in meta.items():
+        if not key or len(key) > MAX_META_KEY_CHARS:
+            raise InvalidRequest("INVALID_META", f"meta keys must be 1 to {MAX_META_KEY_CHARS} characters")
+        if not isinstance(value, str):
+            raise InvalidRequest("INVALID_META", f"meta value of {key!r} is not a string")
+        if len(value) > MAX_META_VALUE_CHARS:
+            raise InvalidRequest("INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters")
+    if len(json.dumps(meta).encode()) > MAX_META_JSON_BYTES:
+        raise InvalidRequest("INVALID_META", f"meta is larger than {MAX_META_JSON_BYTES} bytes as JSON")
+    return dict(meta)

@@ -1,0 +1,121 @@
+"""Pin requests of one tenant: create, read, list, replace, delete.
+
+Knows nothing of HTTP. Every change is one transaction (pin, counts, outbox
+message), then the message is handed to the queue.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from chalicelib.fleet.placement import delegates_of, place
+from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.pins.model import PinQuery, PinRequest
+from chalicelib.pins.request_ids import created_ms_of, new_request_id
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue.messages import PinRequested, ReleasedPin, UnpinRequested
+from chalicelib.queue.outbox import Outbox
+from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
+
+# Attempts before giving up on a millisecond or a racing status change.
+_ATTEMPTS = 20
+
+
+class PinNotFound(LookupError):
+    """No such request for this tenant (unknown, deleted, replaced or another tenant's)."""
+
+
+class NoStorageNodes(RuntimeError):
+    """The fleet is empty: there is nowhere to pin."""
+
+
+class PinService:
+    def __init__(
+        self,
+        store: PinStore,
+        registry: NodeRegistry,
+        outbox: Outbox,
+        replication_factor: int,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._outbox = outbox
+        self._replicas = replication_factor
+        self._clock = clock
+        self._last_ms = 0
+
+    def get(self, tenant_id: str, request_id: str) -> PinRecord:
+        created_ms = created_ms_of(request_id)
+        record = None if created_ms is None else self._store.get(tenant_id, created_ms)
+        if record is None or record.request_id != request_id:
+            raise PinNotFound(request_id)
+        return record
+
+    def list(self, tenant_id: str, query: PinQuery) -> Tuple[List[PinRecord], int]:
+        return self._store.find(tenant_id, query)
+
+    def create(self, tenant_id: str, request: PinRequest) -> PinRecord:
+        return self._insert(tenant_id, request, replacing=None)
+
+    def replace(self, tenant_id: str, request_id: str, request: PinRequest) -> PinRecord:
+        for _ in range(_ATTEMPTS):
+            old = self.get(tenant_id, request_id)
+            try:
+                return self._insert(tenant_id, request, replacing=old)
+            except StaleRecord:
+                continue  # a worker moved the old pin's status meanwhile: read it again
+        raise RuntimeError("pin kept changing during replace")
+
+    def delete(self, tenant_id: str, request_id: str) -> None:
+        for _ in range(_ATTEMPTS):
+            old = self.get(tenant_id, request_id)
+            entry = self._outbox.entry_for(
+                UnpinRequested(tenant_id, old.request_id, old.cid_key, tuple(old.node_ids))
+            )
+            try:
+                self._store.write(tenant_id, delete=old, outbox=entry)
+            except StaleRecord:
+                continue
+            self._outbox.publish(entry)
+            return
+        raise RuntimeError("pin kept changing during delete")
+
+    def _insert(self, tenant_id: str, request: PinRequest, replacing: Optional[PinRecord]) -> PinRecord:
+        nodes = self._placement(request.cid.key)
+        node_ids = tuple(node.node_id for node in nodes)
+        released = (
+            None
+            if replacing is None
+            else ReleasedPin(replacing.request_id, replacing.cid_key, tuple(replacing.node_ids))
+        )
+        for _ in range(_ATTEMPTS):
+            created_ms = self._next_ms()
+            record = new_record(
+                tenant_id, created_ms, new_request_id(created_ms), request, delegates_of(nodes), node_ids
+            )
+            entry = self._outbox.entry_for(
+                PinRequested(
+                    tenant_id, record.request_id, created_ms, request.cid.key, node_ids, request.origins, released
+                )
+            )
+            try:
+                self._store.write(tenant_id, put=record, delete=replacing, outbox=entry)
+            except CreatedTaken:
+                continue  # another container took this millisecond: take the next
+            self._outbox.publish(entry)
+            return record
+        raise RuntimeError("no free millisecond for a new pin")
+
+    def _placement(self, cid_key: str) -> Sequence:
+        nodes = self._registry.nodes()
+        if not nodes:
+            raise NoStorageNodes("no storage nodes are registered")
+        return place(cid_key, nodes, self._replicas)
+
+    def _next_ms(self) -> int:
+        # Strictly increasing within this process, so a burst of requests
+        # never collides on `created` here; other processes are caught by
+        # the conditional write.
+        self._last_ms = max(self._clock(), self._last_ms + 1)
+        return self._last_ms

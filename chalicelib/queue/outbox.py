@@ -1,0 +1,60 @@
+"""Transactional outbox: no accepted request is lost between DynamoDB and SQS.
+
+The message is written in the same DynamoDB transaction as the change it
+announces, sent to SQS right after, then deleted. If the process dies or SQS
+fails in between, the entry stays and `sweep` (run on a schedule) sends it
+again; workers treat a second delivery as a no-op.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+import zlib
+from typing import Callable
+
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue import messages
+from chalicelib.queue.publisher import Publisher
+from chalicelib.storage.outbox_entry import OutboxEntry
+
+logger = logging.getLogger(__name__)
+
+
+class Outbox:
+    def __init__(self, publisher: Publisher, shards: int, clock: Callable[[], int] = now_ms) -> None:
+        self._publisher = publisher
+        self._shards = shards
+        self._clock = clock
+
+    def entry_for(self, message: messages.QueueMessage) -> OutboxEntry:
+        """The outbox item to write in the transaction of the change."""
+        created = self._clock()
+        message_id = uuid.uuid4().hex
+        shard = zlib.crc32(message_id.encode()) % self._shards
+        return OutboxEntry(
+            shard=f"shard#{shard}",
+            entry_id=f"{created:013d}#{message_id}",
+            body=messages.encode(message),
+            created_ms=created,
+        )
+
+    def publish(self, entry: OutboxEntry) -> bool:
+        """Send, then forget the entry. A failure is left to the sweeper."""
+        try:
+            self._publisher.send(entry.body)
+        except Exception:
+            logger.warning("queue send failed; the outbox sweeper will retry", exc_info=True, extra={"entry": entry.entry_id})
+            return False
+        entry.delete()
+        return True
+
+    def sweep(self, older_than_ms: int) -> int:
+        """Re-send entries written before `older_than_ms`; returns how many were sent."""
+        sent = 0
+        for shard in range(self._shards):
+            stale = OutboxEntry.query(
+                f"shard#{shard}", OutboxEntry.entry_id < f"{older_than_ms:013d}", consistent_read=True
+            )
+            for entry in stale:
+                sent += self.publish(entry)
+        return sent

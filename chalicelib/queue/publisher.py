@@ -1,0 +1,33 @@
+"""Sends message bodies to the pin queue (SQS)."""
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from chalicelib.config import Settings
+
+
+class Publisher(Protocol):
+    def send(self, body: str) -> None: ...
+
+
+class SqsPublisher:
+    def __init__(self, settings: Settings, client: Optional[Any] = None) -> None:
+        self._queue_url = settings.queue_url
+        self._settings = settings
+        self._client = client
+
+    def _sqs(self) -> Any:
+        # botocore rather than boto3: the API's cold start does not pay for boto3.
+        if self._client is None:
+            import botocore.session
+
+            self._client = botocore.session.get_session().create_client(
+                "sqs", region_name=self._settings.region, endpoint_url=self._settings.aws_endpoint_url
+            )
+        return self._client
+
+    def send(self, body: str) -> None:
+        if not self._queue_url:
+            # The outbox keeps the message until the queue is configured.
+            raise RuntimeError("PIN_QUEUE_URL is not configured")
+        self._sqs().send_message(QueueUrl=self._queue_url, MessageBody=body)

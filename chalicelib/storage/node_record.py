@@ -1,0 +1,33 @@
+"""The registry of Kubo fleet nodes.
+
+All nodes share one partition so placement reads the fleet with one Query
+(never a Scan); a fleet is tens of nodes, far below a partition's limits.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.models import Model
+
+FLEET_PARTITION = "fleet"
+
+
+class NodeRecord(Model):
+    class Meta:
+        table_name = "nodes"
+        billing_mode = "PAY_PER_REQUEST"
+
+    fleet = UnicodeAttribute(hash_key=True, default=FLEET_PARTITION)
+    node_id = UnicodeAttribute(range_key=True)
+    rpc_url = UnicodeAttribute()
+    peer_id = UnicodeAttribute()
+    multiaddrs = ListAttribute(of=UnicodeAttribute, default=list)
+    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    healthy = BooleanAttribute(default=True)
+    free_bytes = NumberAttribute(null=True)
+    checked_ms = NumberAttribute(null=True)
+    registered_ms = NumberAttribute()

@@ -1,0 +1,21 @@
+"""Queue messages written in the same transaction as the change they announce.
+
+An entry is deleted once SQS has the message; one left behind (the process
+died, SQS failed) is re-sent by the sweeper. Shards spread the write load.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+
+class OutboxEntry(Model):
+    class Meta:
+        table_name = "outbox"
+        billing_mode = "PAY_PER_REQUEST"
+
+    shard = UnicodeAttribute(hash_key=True)
+    # "<created ms, 13 digits>#<message id>": oldest first within a shard.
+    entry_id = UnicodeAttribute(range_key=True)
+    body = UnicodeAttribute()
+    created_ms = NumberAttribute()

@@ -1,0 +1,310 @@
+"""Reads and writes pins, keeping the per-status time-bucket counts exact.
+
+Every change to a pin (create, delete, status change) is one DynamoDB
+transaction that also moves its counts and writes its outbox message, so a
+count can never disagree with the pins it counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import time
+from collections import defaultdict
+from functools import reduce
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
+from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.pin_counter import HORIZON_MS, PinCounter, cells_of, prefix_cells, top_bucket
+from chalicelib.storage.pin_record import PinRecord, sort_key
+
+MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
+ALL_STATUSES = frozenset(STATUSES)
+
+
+class CreatedTaken(Exception):
+    """Another pin of the tenant already has this `created` millisecond."""
+
+
+class StaleRecord(Exception):
+    """The pin changed or vanished since it was read."""
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+# (created_ms, status before, status after); None where the pin does not exist.
+CountChange = Tuple[int, Optional[str], Optional[str]]
+
+
+def fold(name: str) -> str:
+    return name.casefold()
+
+
+class PinStore:
+    def __init__(self, conflict_retries: int = 6, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._conflict_retries = conflict_retries
+        self._sleep = sleep
+
+    def get(self, tenant_id: str, created_ms: int) -> Optional[PinRecord]:
+        try:
+            return PinRecord.get(tenant_id, created_ms, consistent_read=True)
+        except PinRecord.DoesNotExist:
+            return None
+
+    # -- writes --------------------------------------------------------------
+
+    def write(
+        self,
+        tenant_id: str,
+        *,
+        put: Optional[PinRecord] = None,
+        delete: Optional[PinRecord] = None,
+        outbox: Optional[OutboxEntry] = None,
+    ) -> None:
+        """Create `put` and/or delete `delete` (as read) in one transaction.
+
+        Raises CreatedTaken when `put`'s millisecond is taken and StaleRecord
+        when `delete` no longer matches what was read.
+        """
+        changes: List[CountChange] = []
+        if delete is not None:
+            changes.append((delete.created_ms, delete.status, None))
+        if put is not None:
+            changes.append((put.created_ms, None, put.status))
+
+        def fill(tx: TransactWrite) -> None:
+            if delete is not None:
+                tx.delete(delete, condition=_unchanged(delete))
+            if put is not None:
+                tx.save(put, condition=PinRecord.created_ms.does_not_exist())
+            self._move_counts(tx, tenant_id, changes)
+            if outbox is not None:
+                tx.save(outbox)
+
+        try:
+            self._transact(fill)
+        except _ConditionFailed as failed:
+            # DynamoDB orders a transaction's deletes before its puts.
+            if delete is not None and failed.position == 0:
+                raise StaleRecord() from failed
+            raise CreatedTaken() from failed
+
+    def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
+        # One transaction may touch an item once: merge the deltas per cell.
+        deltas: Dict[Tuple[str, int], Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for created_ms, before, after in changes:
+            for cell in cells_of(tenant_id, created_ms):
+                if before:
+                    deltas[cell][before] -= 1
+                if after:
+                    deltas[cell][after] += 1
+        for (bucket, slot), by_status in deltas.items():
+            actions = [getattr(PinCounter, status).add(n) for status, n in by_status.items() if n]
+            if actions:
+                tx.update(PinCounter(bucket, slot), actions=actions)
+
+    def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
+        connection = PinRecord._get_connection().connection
+        for attempt in range(self._conflict_retries + 1):
+            try:
+                with TransactWrite(connection=connection) as tx:
+                    fill(tx)
+                return
+            except TransactWriteError as error:
+                codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+                if "ConditionalCheckFailed" in codes:
+                    raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
+                # Concurrent writers of the same tenant share counter items.
+                if "TransactionConflict" not in codes or attempt == self._conflict_retries:
+                    raise
+                self._sleep(random.uniform(0, 0.02 * 2**attempt))
+
+    # -- reads ---------------------------------------------------------------
+
+    def find(self, tenant_id: str, query: PinQuery) -> Tuple[List[PinRecord], int]:
+        """One page of the pins matching `query`, newest first, and their exact count."""
+        lo, hi = _ms_range(query)
+        if lo > hi:
+            return [], 0
+        if query.cid_keys:
+            matches = self._read_all(
+                PinRecord.by_cid.query(
+                    tenant_id,
+                    PinRecord.cid_sort.between(sort_key(cid, lo), sort_key(cid, hi)),
+                    filter_condition=_filters(query),
+                    consistent_read=True,
+                    scan_index_forward=False,
+                )
+                for cid in query.cid_keys
+            )
+        elif query.name is not None and query.match in ("exact", "iexact"):
+            index, attribute, prefix = (
+                (PinRecord.by_name, PinRecord.name_sort, name_digest(query.name))
+                if query.match == "exact"
+                else (PinRecord.by_folded_name, PinRecord.folded_name_sort, name_digest(fold(query.name)))
+            )
+            matches = self._read_all(
+                [
+                    index.query(
+                        tenant_id,
+                        attribute.between(sort_key(prefix, lo), sort_key(prefix, hi)),
+                        filter_condition=_filters(query),
+                        consistent_read=True,
+                        scan_index_forward=False,
+                    )
+                ]
+            )
+        elif query.has_residual_filter:
+            matches = self._read_all(
+                [
+                    PinRecord.query(
+                        tenant_id,
+                        PinRecord.created_ms.between(lo, hi),
+                        filter_condition=_filters(query),
+                        consistent_read=True,
+                        scan_index_forward=False,
+                    )
+                ]
+            )
+        else:
+            page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
+            return page, self.count(tenant_id, query.statuses, lo, hi)
+        return matches[: query.limit], len(matches)
+
+    @staticmethod
+    def _read_all(results: Iterable[Iterable[PinRecord]]) -> List[PinRecord]:
+        merged = [record for result in results for record in result]
+        merged.sort(key=lambda record: record.created_ms, reverse=True)
+        return merged
+
+    def _page_by_status(self, tenant_id: str, statuses: frozenset, lo: int, hi: int, limit: int) -> List[PinRecord]:
+        if statuses == ALL_STATUSES:
+            # Every status: the table itself is in `created` order.
+            return list(
+                PinRecord.query(
+                    tenant_id,
+                    PinRecord.created_ms.between(lo, hi),
+                    consistent_read=True,
+                    scan_index_forward=False,
+                    limit=limit,
+                    page_size=limit,
+                )
+            )
+        per_status = [
+            PinRecord.by_status.query(
+                tenant_id,
+                PinRecord.status_sort.between(sort_key(status, lo), sort_key(status, hi)),
+                consistent_read=True,
+                scan_index_forward=False,
+                limit=limit,
+                page_size=limit,
+            )
+            for status in sorted(statuses)
+        ]
+        merged = heapq.merge(*per_status, key=lambda record: record.created_ms, reverse=True)
+        return [record for _, record in zip(range(limit), merged)]
+
+    def count(self, tenant_id: str, statuses: frozenset, lo: int, hi: int) -> int:
+        """Pins of `statuses` created in [lo, hi] ms, from the counter tree."""
+        upper = self._sum(top_bucket(tenant_id), None, statuses) if hi + 1 >= HORIZON_MS else self._prefix(tenant_id, hi + 1, statuses)
+        return upper - (self._prefix(tenant_id, lo, statuses) if lo > 0 else 0)
+
+    def _prefix(self, tenant_id: str, before_ms: int, statuses: frozenset) -> int:
+        window_start, cells = prefix_cells(tenant_id, before_ms)
+        total = 0
+        if window_start < before_ms:
+            total += PinRecord.count(
+                tenant_id,
+                PinRecord.created_ms.between(window_start, before_ms - 1),
+                filter_condition=None if statuses == ALL_STATUSES else PinRecord.status.is_in(*statuses),
+                consistent_read=True,
+            )
+        for bucket, slot in cells:
+            if slot:
+                total += self._sum(bucket, slot, statuses)
+        return total
+
+    @staticmethod
+    def _sum(bucket: str, below_slot: Optional[int], statuses: frozenset) -> int:
+        condition = None if below_slot is None else PinCounter.slot < below_slot
+        return sum(
+            getattr(counter, status)
+            for counter in PinCounter.query(bucket, condition, consistent_read=True)
+            for status in statuses
+        )
+
+
+def new_record(
+    tenant_id: str,
+    created_ms: int,
+    request_id: str,
+    request: PinRequest,
+    delegates: Sequence[str],
+    node_ids: Sequence[str],
+) -> PinRecord:
+    """A queued pin with every index key derived from its fields."""
+    name = request.name
+    return PinRecord(
+        tenant_id,
+        created_ms,
+        request_id=request_id,
+        status="queued",
+        cid=request.cid.text,
+        cid_key=request.cid.key,
+        name=name,
+        folded_name=None if name is None else fold(name),
+        origins=list(request.origins),
+        meta=dict(request.meta),
+        info={},
+        delegates=list(delegates),
+        node_ids=list(node_ids),
+        status_sort=sort_key("queued", created_ms),
+        cid_sort=sort_key(request.cid.key, created_ms),
+        name_sort=None if name is None else sort_key(name_digest(name), created_ms),
+        folded_name_sort=None if name is None else sort_key(name_digest(fold(name)), created_ms),
+    )
+
+
+def name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _unchanged(record: PinRecord) -> Condition:
+    return (PinRecord.request_id == record.request_id) & (PinRecord.status == record.status)
+
+
+def _ms_range(query: PinQuery) -> Tuple[int, int]:
+    """Inclusive millisecond bounds equivalent to the strict ns bounds."""
+    lo = 0 if query.after_ns is None else query.after_ns // 1_000_000 + 1
+    hi = MAX_MS if query.before_ns is None else -(-query.before_ns // 1_000_000) - 1
+    return max(lo, 0), min(hi, MAX_MS)
+
+
+def _filters(query: PinQuery) -> Optional[Condition]:
+    conditions: List[Condition] = []
+    if query.statuses != ALL_STATUSES:
+        conditions.append(PinRecord.status.is_in(*query.statuses))
+    if query.name is not None:
+        name, folded = query.name, fold(query.name)
+        if query.match == "exact":
+            conditions.append(PinRecord.name == name)
+        elif query.match == "iexact":
+            conditions.append(PinRecord.folded_name == folded)
+        elif not name:
+            conditions.append(PinRecord.name.exists())
+        elif query.match == "partial":
+            conditions.append(PinRecord.name.contains(name))
+        else:
+            conditions.append(PinRecord.folded_name.contains(folded))
+    for key, value in query.meta.items():
+        conditions.append(PinRecord.meta[key] == value)
+    return reduce(lambda a, b: a & b, conditions) if conditions else None

@@ -1,0 +1,56 @@
+"""Binds the storage models to the tables of one stage and endpoint."""
+from __future__ import annotations
+
+from typing import Tuple, Type
+
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.pin_counter import PinCounter
+from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+
+MODELS: Tuple[Type[Model], ...] = (
+    PinRecord,
+    PinCounter,
+    OutboxEntry,
+    TenantRecord,
+    ApiTokenRecord,
+    NodeRecord,
+)
+
+_BASE_NAMES = {
+    PinRecord: "pins",
+    PinCounter: "pin-counters",
+    OutboxEntry: "outbox",
+    TenantRecord: "tenants",
+    ApiTokenRecord: "api-tokens",
+    NodeRecord: "nodes",
+}
+
+
+def table_name(settings: Settings, model: Type[Model]) -> str:
+    return f"{settings.table_prefix}-{_BASE_NAMES[model]}"
+
+
+def bind_models(settings: Settings) -> None:
+    """Point every model at this stage's tables.
+
+    PynamoDB caches a connection per model class, so it is dropped here to
+    take the new name, region and endpoint.
+    """
+    for model in MODELS:
+        model.Meta.table_name = table_name(settings, model)
+        model.Meta.region = settings.region
+        model.Meta.host = settings.aws_endpoint_url
+        model._connection = None
+
+
+def create_tables(settings: Settings) -> None:
+    """Create missing tables (local stack and tests; AWS uses infra/)."""
+    bind_models(settings)
+    for model in MODELS:
+        if not model.exists():
+            model.create_table(wait=True)

@@ -1,0 +1,44 @@
+"""Tenants and their API tokens."""
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+
+class TenantRecord(Model):
+    class Meta:
+        table_name = "tenants"
+        billing_mode = "PAY_PER_REQUEST"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    created_ms = NumberAttribute()
+
+
+class TokensByTenant(GlobalSecondaryIndex):
+    """Admin listing of a tenant's tokens; never on the request path."""
+
+    class Meta:
+        index_name = "tenant-tokens"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    token_id = UnicodeAttribute(range_key=True)
+
+
+class ApiTokenRecord(Model):
+    """Keyed by the SHA-256 of the secret: the secret itself is never stored."""
+
+    class Meta:
+        table_name = "api-tokens"
+        billing_mode = "PAY_PER_REQUEST"
+
+    token_hash = UnicodeAttribute(hash_key=True)
+    token_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    label = UnicodeAttribute()
+    created_ms = NumberAttribute()
+    revoked_ms = NumberAttribute(null=True)
+
+    by_tenant = TokensByTenant()
