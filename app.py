@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from chalice import Chalice, CORSConfig, Response
+from chalice import Chalice, CORSConfig, Rate, Response
 
 from chalicelib.api.errors import not_found
 from chalicelib.api.http import json_response
@@ -16,6 +16,7 @@ from chalicelib.api.pin_responses import pin_results, pin_status
 from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
 from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.wiring import ServiceProvider
 
 app = Chalice(app_name="pinning-service")
@@ -98,3 +99,10 @@ def pin_method_not_allowed(requestid: str) -> Response:
 @api_view
 def root() -> Response:
     return not_found("unknown route; the API lives under /pins").response()
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep_outbox(event: Any) -> int:
+    """Re-sends queue messages whose send failed or was cut off."""
+    settings = services().settings
+    return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)

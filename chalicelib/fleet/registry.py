@@ -32,6 +32,11 @@ class NodeRegistry:
     ) -> NodeRecord:
         if not node_id or not rpc_url.startswith(("http://", "https://")):
             raise InvalidNode("a node needs an id and an http(s) RPC URL")
+        try:
+            # One spelling per peer (base58), whatever form the operator used.
+            peer_id = parse_peer_multiaddr(f"/p2p/{peer_id}").peer_id
+        except ValueError as error:
+            raise InvalidNode(f"bad peer ID {peer_id!r}: {error}") from error
         addresses = []
         for address in multiaddrs:
             # Clients fail a whole command on a delegate without /p2p/<peer>.

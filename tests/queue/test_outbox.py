@@ -1,0 +1,131 @@
+"""No accepted request is lost between the DynamoDB write and the SQS send."""
+from __future__ import annotations
+
+import json
+from typing import List
+
+import boto3
+import pytest
+
+import app as app_module
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue import messages
+from chalicelib.queue.outbox import Outbox
+from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.wiring import Services
+
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "d1a1c6a0-0000-0000-0000-000000000000",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-21T10:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
+
+
+class ProcessDied(BaseException):
+    """Stands for the Lambda being killed: nothing after it runs."""
+
+
+class FailingPublisher:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def send(self, body: str) -> None:
+        raise self.error
+
+
+def queued_bodies(services: Services) -> List[dict]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    received = sqs.receive_message(QueueUrl=services.settings.queue_url, MaxNumberOfMessages=10)
+    return [json.loads(message["Body"]) for message in received.get("Messages", [])]
+
+
+def outbox_size() -> int:
+    return sum(1 for _ in OutboxEntry.scan())
+
+
+def with_publisher(services: Services, publisher) -> Outbox:
+    outbox = Outbox(publisher, services.settings.outbox_shards)
+    services.outbox = outbox
+    services.pins._outbox = outbox
+    return outbox
+
+
+def sweep_later(services: Services) -> int:
+    # As the sweeper would once the grace period has passed.
+    return services.outbox.sweep(older_than_ms=now_ms() + 1)
+
+
+def test_sqs_failure_leaves_message_for_the_sweeper(api, services):
+    # Given SQS refuses every send
+    real_publisher = services.outbox._publisher
+    with_publisher(services, FailingPublisher(RuntimeError("SQS is down")))
+
+    # When a pin is requested
+    created = api.pin(CID)
+
+    # Then it is accepted and durable, nothing reached the queue, the outbox holds it
+    assert api.request("GET", f"/pins/{created['requestid']}").status == 200
+    assert queued_bodies(services) == []
+    assert outbox_size() == 1
+
+    # When SQS is back and the sweeper runs
+    with_publisher(services, real_publisher)
+    assert sweep_later(services) == 1
+
+    # Then the worker gets the pin message and the outbox is empty
+    bodies = queued_bodies(services)
+    assert [(body["kind"], body["request_id"]) for body in bodies] == [("pin", created["requestid"])]
+    assert outbox_size() == 0
+
+
+def test_process_death_after_commit_loses_nothing(api, services):
+    # Given a pin, then a process that dies right after the delete commits
+    created = api.pin(CID)
+    queued_bodies(services)  # drain the pin message
+    real_publisher = services.outbox._publisher
+    with_publisher(services, FailingPublisher(ProcessDied()))
+    with pytest.raises(ProcessDied):
+        services.pins.delete(api_tenant(api, services), created["requestid"])
+
+    # Then the delete happened and its unpin message waits in the outbox
+    assert api.request("GET", f"/pins/{created['requestid']}").status == 404
+    assert outbox_size() == 1
+
+    # When a fresh container's sweeper runs
+    with_publisher(services, real_publisher)
+    sweep_later(services)
+
+    # Then the unpin reaches the queue with the request's nodes
+    (body,) = queued_bodies(services)
+    message = messages.decode(json.dumps(body))
+    assert isinstance(message, messages.UnpinRequested)
+    assert message.request_id == created["requestid"]
+    assert set(message.node_ids) == {"node-a", "node-b"}
+
+
+def test_sweeper_leaves_fresh_entries_to_their_writer(api, services):
+    # Given an entry written just now whose send failed, and SQS back up
+    real_publisher = services.outbox._publisher
+    with_publisher(services, FailingPublisher(RuntimeError("SQS is down")))
+    api.pin(CID)
+    with_publisher(services, real_publisher)
+
+    # When the scheduled sweeper runs within the grace period
+    app_module.sweep_outbox(SCHEDULED_EVENT, None)
+
+    # Then it does not send it yet (its writer may still be sending it)
+    assert outbox_size() == 1
+    assert queued_bodies(services) == []
+
+
+def api_tenant(api, services) -> str:
+    return services.authenticator.tenant_for(f"Bearer {api.token}")
