@@ -15,12 +15,17 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
+from devstack import moto_transactions  # noqa: E402
+
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.storage.tables import create_tables  # noqa: E402
 from chalicelib.wiring import Services, build_services  # noqa: E402
 
 PEER_A = "12D3KooWGzBxCkGDgf1V4N4pkRLXjUq4gWsQzA8nC9Ud5QzXsu6N"
 PEER_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+
+
+moto_transactions.install()
 
 
 @pytest.fixture
@@ -35,7 +40,7 @@ def settings(aws: None) -> Settings:
 
     queue_url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="pins")["QueueUrl"]
     base = replace(Settings(), table_prefix="test", queue_url=queue_url, region="us-east-1")
-    create_tables(base)
+    create_tables(base, wait=False)  # moto's tables are active at once
     return base
 
 

@@ -1,7 +1,7 @@
 """Binds the storage models to the tables of one stage and endpoint."""
 from __future__ import annotations
 
-from typing import Tuple, Type
+from typing import List, Tuple, Type
 
 from pynamodb.models import Model
 
@@ -48,9 +48,15 @@ def bind_models(settings: Settings) -> None:
         model._connection = None
 
 
-def create_tables(settings: Settings) -> None:
-    """Create missing tables (local stack and tests; AWS uses infra/)."""
+def create_tables(settings: Settings, wait: bool = True) -> List[str]:
+    """Create missing tables (local stack and tests; AWS uses infra/).
+
+    Returns the names of the tables it created.
+    """
     bind_models(settings)
+    created = []
     for model in MODELS:
         if not model.exists():
-            model.create_table(wait=True)
+            model.create_table(wait=wait)
+            created.append(model.Meta.table_name)
+    return created

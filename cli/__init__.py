@@ -1,0 +1,1 @@
+"""Operator command-line tools (never deployed): `python -m cli.admin --help`."""

@@ -1,0 +1,4 @@
+"""`python -m cli` is the admin tool, as `python -m cli.admin`."""
+from cli.admin import main
+
+main()

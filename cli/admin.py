@@ -1,0 +1,555 @@
+"""The operator's admin tool: tenants, their API tokens, the node fleet, tables.
+
+    python -m cli.admin --help
+
+It talks to DynamoDB directly, with the operator's own AWS credentials, so it
+works against the local stack (moto server, `--endpoint-url`) and real AWS
+alike. `--json` makes every command print one JSON object or array on stdout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import click
+
+from chalicelib.config import Settings
+from chalicelib.pins.timestamps import format_ms
+
+_DEFAULT_STAGE = "dev"
+_SECRET_WARNING = (
+    "This secret is shown only now: the service keeps just its hash. "
+    "Store it safely; a lost secret cannot be recovered, only revoked and replaced."
+)
+
+
+class CliError(click.ClickException):
+    """A one-line message on stderr and exit status 1, never a traceback."""
+
+    exit_code = 1
+
+
+# --- settings -----------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    stage: Optional[str] = None
+    table_prefix: Optional[str] = None
+    profile: Optional[str] = None
+    json: bool = False
+    _settings: Optional[Settings] = None
+
+    def settings(self) -> Settings:
+        """The settings for these options, with the models bound to them."""
+        if self._settings is None:
+            from chalicelib.storage.tables import bind_models
+
+            self._settings = build_settings(self, os.environ)
+            if self.profile:
+                # PynamoDB makes its own botocore session, which reads this.
+                os.environ["AWS_PROFILE"] = self.profile
+            if self._settings.aws_endpoint_url and not _has_explicit_credentials(os.environ):
+                # The local stack accepts any credentials but botocore wants some.
+                os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+                os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+            bind_models(self._settings)
+        return self._settings
+
+
+def _has_explicit_credentials(env: Dict[str, str]) -> bool:
+    return bool(env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE"))
+
+
+def build_settings(options: Options, env: Dict[str, str]) -> Settings:
+    """Settings from the environment, overridden by the command-line options.
+
+    Table prefix: --table-prefix, else pinning-<stage> when --stage is given,
+    else $TABLE_PREFIX, else pinning-<$STAGE or dev>.
+    """
+    try:
+        base = Settings.from_env(env)
+    except ValueError as error:
+        raise CliError(f"bad setting in the environment: {error}") from None
+    stage = options.stage or env.get("STAGE") or _DEFAULT_STAGE
+    if options.table_prefix:
+        prefix = options.table_prefix
+    elif options.stage:
+        prefix = f"pinning-{options.stage}"
+    else:
+        prefix = env.get("TABLE_PREFIX") or f"pinning-{stage}"
+    region = options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        region = _profile_region(options.profile) or base.region
+    return replace(
+        base,
+        stage=stage,
+        region=region,
+        table_prefix=prefix,
+        aws_endpoint_url=options.endpoint_url or base.aws_endpoint_url,
+    )
+
+
+def _profile_region(profile: Optional[str]) -> Optional[str]:
+    """The region configured for the AWS profile (~/.aws/config), if any."""
+    import botocore.session
+
+    try:
+        return botocore.session.Session(profile=profile).get_config_variable("region")
+    except Exception:  # an unknown profile is reported when DynamoDB is first used
+        return None
+
+
+# --- output -------------------------------------------------------------------
+
+
+def _options() -> Options:
+    return click.get_current_context().find_root().ensure_object(Options)
+
+
+def _emit(data: Any, human: Callable[[], None]) -> None:
+    if _options().json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        human()
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _time(ms: Optional[int]) -> Optional[str]:
+    return None if ms is None else format_ms(int(ms))
+
+
+def _print_table(headers: Sequence[str], rows: List[Sequence[str]], empty: str) -> None:
+    if not rows:
+        _note(empty)
+        return
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        click.echo("  ".join(cells).rstrip())
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(Options).json = True
+
+
+def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand of `group` that also takes --json after its own name."""
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        made = group.command(name, **kwargs)(function)
+        made.params.append(
+            click.Option(
+                ["--json", "json_output"],
+                is_flag=True,
+                expose_value=False,
+                callback=_set_json,
+                help="Print machine-readable JSON on stdout (as the global --json).",
+            )
+        )
+        return made
+
+    return decorate
+
+
+# --- errors -------------------------------------------------------------------
+
+
+def _error_message(error: Exception) -> Optional[str]:
+    """A one-line message for an expected failure; None for a bug."""
+    import botocore.exceptions
+    from pynamodb.exceptions import PynamoDBException
+
+    from chalicelib.fleet.registry import InvalidNode
+    from chalicelib.tenants.admin import UnknownTenant, UnknownToken
+
+    if isinstance(error, UnknownTenant):
+        return f"unknown tenant {error.args[0]!r}"
+    if isinstance(error, UnknownToken):
+        return f"unknown token {error.args[0]!r} for this tenant"
+    if isinstance(error, InvalidNode):
+        return f"invalid node: {error}"
+    if isinstance(error, PynamoDBException):
+        code = error.cause_response_code
+        if code == "ResourceNotFoundException":
+            settings = _options().settings()
+            named = re.search(r"on table \(([^)]+)\)", str(error))
+            table = named.group(1) if named else f"{settings.table_prefix}-*"
+            where = settings.aws_endpoint_url or settings.region
+            return (
+                f"table {table} not found at {where}: check --table-prefix/--stage/--region "
+                "(on the local stack, run `tables create`)"
+            )
+        if code:
+            return f"DynamoDB {code}: {error.cause_response_message}"
+        return " ".join(f"DynamoDB: {error.msg}".split())
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return "no AWS credentials: set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    if isinstance(error, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+        return " ".join(f"AWS: {error}".split())
+    return None
+
+
+class AdminGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            message = _error_message(error)
+            if message is None:
+                raise
+            raise CliError(message) from None
+
+
+# --- the tool -----------------------------------------------------------------
+
+
+@click.group(cls=AdminGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--endpoint-url",
+    envvar="AWS_ENDPOINT_URL",
+    metavar="URL",
+    help="Emulated AWS of the local stack, e.g. http://127.0.0.1:5000 [env AWS_ENDPOINT_URL]. "
+    "Omit on real AWS.",
+)
+@click.option("--region", help="AWS region [env AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].")
+@click.option("--profile", help="AWS profile for credentials [env AWS_PROFILE].")
+@click.option("--stage", help=f"Service stage; sets the table prefix to pinning-STAGE [env STAGE, {_DEFAULT_STAGE}].")
+@click.option(
+    "--table-prefix",
+    metavar="PREFIX",
+    help="Tables are PREFIX-<table> [env TABLE_PREFIX, else pinning-<stage>]. Overrides --stage.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON on stdout.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    endpoint_url: Optional[str],
+    region: Optional[str],
+    profile: Optional[str],
+    stage: Optional[str],
+    table_prefix: Optional[str],
+    json_output: bool,
+) -> None:
+    """Administer an IPFS Pinning Service: tenants, API tokens, Kubo nodes.
+
+    Talks to the service's DynamoDB tables with your AWS credentials: those of
+    the local stack with --endpoint-url, or a real deployment's (pick it with
+    --region and --stage or --table-prefix).
+
+    Errors go to stderr as one line, with exit status 1.
+    """
+    options = ctx.ensure_object(Options)
+    options.endpoint_url = endpoint_url or None
+    options.region = region
+    options.profile = profile
+    options.stage = stage
+    options.table_prefix = table_prefix
+    options.json = options.json or json_output
+
+
+# --- tenants ------------------------------------------------------------------
+
+
+@cli.group()
+def tenants() -> None:
+    """Create and list tenants (the accounts that own pins and tokens)."""
+
+
+def _tenant_json(record: Any) -> Dict[str, Any]:
+    return {"tenant_id": record.tenant_id, "name": record.name, "created": _time(record.created_ms)}
+
+
+def _admin() -> Any:
+    _options().settings()
+    from chalicelib.tenants.admin import TenantAdmin
+
+    return TenantAdmin()
+
+
+@command(tenants, "create")
+@click.argument("name")
+def tenants_create(name: str) -> None:
+    """Create a tenant called NAME and print its id.
+
+    Then give it a token with `tokens issue TENANT_ID --label LABEL`.
+    """
+    if not name.strip():
+        raise CliError("a tenant needs a non-empty name")
+    record = _admin().create_tenant(name)
+    _emit(_tenant_json(record), lambda: click.echo(record.tenant_id))
+
+
+@command(tenants, "list")
+def tenants_list() -> None:
+    """List tenants: id, name, created."""
+    records = sorted(_admin().tenants(), key=lambda r: (r.created_ms, r.tenant_id))
+    _emit(
+        [_tenant_json(r) for r in records],
+        lambda: _print_table(
+            ("TENANT", "NAME", "CREATED"),
+            [(r.tenant_id, r.name, _time(r.created_ms)) for r in records],
+            "no tenants",
+        ),
+    )
+
+
+# --- tokens -------------------------------------------------------------------
+
+
+@cli.group()
+def tokens() -> None:
+    """Issue, list and revoke a tenant's API tokens.
+
+    A token's secret is shown once, when issued; the service stores only its
+    SHA-256 hash, so listings never show it.
+    """
+
+
+def _token_json(record: Any) -> Dict[str, Any]:
+    # Deliberately no secret and no hash.
+    return {
+        "token_id": record.token_id,
+        "tenant_id": record.tenant_id,
+        "label": record.label,
+        "created": _time(record.created_ms),
+        "revoked": _time(record.revoked_ms),
+        "status": "active" if record.revoked_ms is None else "revoked",
+    }
+
+
+@command(tokens, "issue")
+@click.argument("tenant_id")
+@click.option("--label", required=True, help="What the token is for, e.g. 'ci' or 'alice-laptop'.")
+def tokens_issue(tenant_id: str, label: str) -> None:
+    """Issue an API token for TENANT_ID and print its secret, once.
+
+    The secret alone goes to stdout (so `TOKEN=$(... tokens issue ...)` works);
+    the notes go to stderr. It is not stored anywhere: copy it now.
+    """
+    if not label.strip():
+        raise CliError("a token needs a non-empty --label")
+    issued = _admin().issue_token(tenant_id, label)
+    data = {
+        "token_id": issued.token_id,
+        "tenant_id": issued.tenant_id,
+        "label": issued.label,
+        "secret": issued.secret,
+        "warning": _SECRET_WARNING,
+    }
+
+    def human() -> None:
+        _note(f"Issued token {issued.token_id} ({issued.label!r}) for tenant {issued.tenant_id}. Secret:")
+        click.echo(issued.secret)
+        _note(f"WARNING: {_SECRET_WARNING}")
+
+    _emit(data, human)
+    if _options().json:
+        _note(f"WARNING: {_SECRET_WARNING}")
+
+
+@command(tokens, "list")
+@click.argument("tenant_id")
+def tokens_list(tenant_id: str) -> None:
+    """List TENANT_ID's tokens: id, label, created, active or revoked.
+
+    Secrets are never shown (nor stored).
+    """
+    admin = _admin()
+    admin.tenant(tenant_id)
+    records = sorted(admin.tokens(tenant_id), key=lambda r: (r.created_ms, r.token_id))
+    _emit(
+        [_token_json(r) for r in records],
+        lambda: _print_table(
+            ("TOKEN", "LABEL", "CREATED", "STATUS"),
+            [
+                (
+                    r.token_id,
+                    r.label,
+                    _time(r.created_ms),
+                    "active" if r.revoked_ms is None else f"revoked {_time(r.revoked_ms)}",
+                )
+                for r in records
+            ],
+            f"tenant {tenant_id} has no tokens",
+        ),
+    )
+
+
+@command(tokens, "revoke")
+@click.argument("tenant_id")
+@click.argument("token_id")
+def tokens_revoke(tenant_id: str, token_id: str) -> None:
+    """Revoke TENANT_ID's token TOKEN_ID (from `tokens list`).
+
+    Revoking an already revoked token changes nothing. API containers that
+    saw the token recently may accept it until their token cache expires
+    (TOKEN_CACHE_SECONDS, 60 by default).
+    """
+    admin = _admin()
+    admin.tenant(tenant_id)
+    record = admin.revoke_token(tenant_id, token_id)
+    cache_seconds = _options().settings().token_cache_seconds
+    _emit(
+        _token_json(record),
+        lambda: click.echo(
+            f"revoked token {record.token_id} of tenant {tenant_id} at {_time(record.revoked_ms)}; "
+            f"running API containers may accept it for up to {cache_seconds}s more"
+        ),
+    )
+
+
+# --- nodes --------------------------------------------------------------------
+
+
+@cli.group()
+def nodes() -> None:
+    """Register, list and remove the Kubo nodes that pins are placed on."""
+
+
+def _registry() -> Any:
+    _options().settings()
+    from chalicelib.fleet.registry import NodeRegistry
+
+    # No cache: an admin command reads once and must see its own writes.
+    return NodeRegistry(cache_seconds=0)
+
+
+def _node_json(record: Any) -> Dict[str, Any]:
+    return {
+        "node_id": record.node_id,
+        "rpc_url": record.rpc_url,
+        "peer_id": record.peer_id,
+        "healthy": bool(record.healthy),
+        "multiaddrs": list(record.multiaddrs or []),
+        "tags": list(record.tags or []),
+        "free_bytes": None if record.free_bytes is None else int(record.free_bytes),
+        "checked": _time(record.checked_ms),
+        "registered": _time(record.registered_ms),
+    }
+
+
+@command(nodes, "register")
+@click.argument("node_id")
+@click.option("--rpc-url", required=True, metavar="URL", help="Kubo RPC API, e.g. http://10.0.0.5:5001.")
+@click.option("--peer-id", required=True, metavar="ID", help="The node's libp2p peer ID (`ipfs id`).")
+@click.option(
+    "--multiaddr",
+    "multiaddrs",
+    multiple=True,
+    metavar="ADDR",
+    help="Public address clients dial, e.g. /ip4/203.0.113.1/tcp/4001; /p2p/<peer ID> is "
+    "appended when missing. Repeatable; at least one.",
+)
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Placement tag. Repeatable.")
+def nodes_register(node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequence[str], tags: Sequence[str]) -> None:
+    """Register the Kubo node NODE_ID (or replace its registration).
+
+    A new registration starts healthy; workers pick it up within their node
+    cache period (NODE_CACHE_SECONDS, 30 by default).
+    """
+    record = _registry().register(node_id, rpc_url, peer_id, list(multiaddrs), list(tags))
+    _emit(_node_json(record), lambda: click.echo(f"registered node {record.node_id}"))
+
+
+@command(nodes, "list")
+def nodes_list() -> None:
+    """List nodes: id, RPC URL, peer ID, healthy, multiaddrs, tags."""
+    records = _registry().nodes()
+    _emit(
+        [_node_json(r) for r in records],
+        lambda: _print_table(
+            ("NODE", "RPC URL", "PEER ID", "HEALTHY", "MULTIADDRS", "TAGS"),
+            [
+                (
+                    r.node_id,
+                    r.rpc_url,
+                    r.peer_id,
+                    "yes" if r.healthy else "no",
+                    ",".join(r.multiaddrs or []) or "-",
+                    ",".join(r.tags or []) or "-",
+                )
+                for r in records
+            ],
+            "no nodes registered",
+        ),
+    )
+
+
+@command(nodes, "remove")
+@click.argument("node_id")
+def nodes_remove(node_id: str) -> None:
+    """Remove NODE_ID from the fleet: no new pins are placed on it.
+
+    Pins already on the node stay there; the node itself is not touched.
+    """
+    if not _registry().remove(node_id):
+        raise CliError(f"unknown node {node_id!r}")
+    _emit({"node_id": node_id, "removed": True}, lambda: click.echo(f"removed node {node_id}"))
+
+
+# --- tables -------------------------------------------------------------------
+
+
+@cli.group()
+def tables() -> None:
+    """The service's DynamoDB tables (local stack only)."""
+
+
+@command(tables, "create")
+@click.option(
+    "--allow-aws",
+    is_flag=True,
+    help="Create them even without --endpoint-url, i.e. on real AWS (not recommended).",
+)
+def tables_create(allow_aws: bool) -> None:
+    """Create the missing tables, for the local stack.
+
+    On real AWS the tables belong to the infra/ stack: deploy that instead.
+    Without --endpoint-url (or AWS_ENDPOINT_URL) this refuses unless given
+    --allow-aws, since tables made here would clash with infra/'s.
+    """
+    settings = _options().settings()
+    if not settings.aws_endpoint_url and not allow_aws:
+        raise CliError(
+            "no --endpoint-url: on AWS the tables are owned by infra/; "
+            "pass --allow-aws to create them here anyway"
+        )
+    from chalicelib.storage.tables import MODELS, table_name
+
+    created: List[str] = []
+    existing: List[str] = []
+    for model in MODELS:
+        name = table_name(settings, model)
+        if model.exists():
+            existing.append(name)
+        else:
+            model.create_table(wait=True)
+            created.append(name)
+
+    def human() -> None:
+        for name in created:
+            click.echo(f"created {name}")
+        for name in existing:
+            click.echo(f"exists  {name}")
+
+    _emit({"created": created, "existing": existing}, human)
+
+
+def main() -> None:
+    cli(prog_name="python -m cli.admin")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Makes moto's DynamoDB transactions cost what they touch, not the table.
+
+moto backs up every table a TransactWriteItems touches with a deep copy, so a
+transaction's cost grows with the table and a tenant of 20,000 pins takes
+hours to build. This keeps moto's behaviour (all or nothing) by saving and
+restoring only the items the transaction names. Dev and test only.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional, Tuple
+
+from moto.dynamodb import models
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
+
+_installed = False
+_lock = threading.Lock()
+
+
+def _deepcopy_except_tables(value: Any, memo: Optional[Dict[int, Any]] = None) -> Any:
+    # The table "backup" becomes the live table; the items it would have
+    # protected are saved by _saved_items instead.
+    return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_Saved = Tuple[Table, DynamoType, Optional[DynamoType], Optional[Item]]
+
+
+def _saved_items(backend: Any, transact_items: List[Dict[str, Any]]) -> List[_Saved]:
+    saved = []
+    for entry in transact_items:
+        operation = next(iter(entry.values()))
+        table = backend.tables.get(operation.get("TableName"))
+        if table is None:
+            continue
+        key = operation.get("Key") or operation.get("Item") or {}
+        if table.hash_key_attr not in key:
+            continue
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+        current = table.get_item(hash_value, range_value) if (range_value or not table.has_range_key) else None
+        saved.append((table, hash_value, range_value, copy.deepcopy(current)))
+    return saved
+
+
+def _restore(saved: List[_Saved]) -> None:
+    for table, hash_value, range_value, item in reversed(saved):
+        if item is None:
+            table.delete_item(hash_value, range_value)
+        elif range_value is not None:
+            table.items[hash_value][range_value] = item
+        else:
+            table.items[hash_value] = item
+
+
+def install() -> None:
+    """Idempotent; patches moto's backend class for this process."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        models.copy = SimpleNamespace(deepcopy=_deepcopy_except_tables, copy=copy.copy)
+        original = models.DynamoDBBackend.transact_write_items
+
+        def transact_write_items(self: Any, transact_items: List[Dict[str, Any]]) -> None:
+            saved = _saved_items(self, transact_items)
+            try:
+                original(self, transact_items)
+            except Exception:
+                _restore(saved)
+                raise
+
+        models.DynamoDBBackend.transact_write_items = transact_write_items
+        _installed = True
