@@ -34,10 +34,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        stage = env.get("STAGE", "dev")
         return cls(
-            stage=env.get("STAGE", "dev"),
+            stage=stage,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            table_prefix=env.get("TABLE_PREFIX", "pinning-dev"),
+            table_prefix=env.get("TABLE_PREFIX") or f"pinning-{stage}",
             queue_url=env.get("PIN_QUEUE_URL") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             replication_factor=_int(env, "REPLICATION_FACTOR", 2),

@@ -49,7 +49,7 @@ class NodeRegistry:
                 raise InvalidNode(f"multiaddr {address!r} names another peer")
             addresses.append(full)
         if not addresses:
-            raise InvalidNode("a node needs at least one public multiaddr")
+            raise InvalidNode("a node needs at least one multiaddr clients can dial")
         record = NodeRecord(
             FLEET_PARTITION,
             node_id,
