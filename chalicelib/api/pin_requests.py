@@ -92,7 +92,7 @@ def parse_list_query(params: Optional[Mapping[str, Any]]) -> PinQuery:
     try:
         return _query(params)
     except InvalidRequest as error:
-        raise _invalid(error) from None
+        raise bad_request("INVALID_QUERY", error.details) from None
 
 
 def _values(params: Mapping[str, Any], name: str) -> List[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Sequence
 
 from chalicelib.pins.timestamps import format_ms
-from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.pin_record import PinRecord, plain_map
 
 
 def pin_status(record: PinRecord) -> Dict[str, Any]:
@@ -13,7 +13,7 @@ def pin_status(record: PinRecord) -> Dict[str, Any]:
         pin["name"] = record.name
     if record.origins:
         pin["origins"] = list(record.origins)
-    meta = _plain(record.meta)
+    meta = plain_map(record.meta)
     if meta:
         pin["meta"] = meta
     return {
@@ -22,13 +22,8 @@ def pin_status(record: PinRecord) -> Dict[str, Any]:
         "created": format_ms(record.created_ms),
         "pin": pin,
         "delegates": list(record.delegates),
-        "info": _plain(record.info),
+        "info": plain_map(record.info),
     }
-
-
-def _plain(value: Any) -> Dict[str, str]:
-    # A raw MapAttribute read from DynamoDB, or the dict it was built from.
-    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
 
 
 def pin_results(records: Sequence[PinRecord], count: int) -> Dict[str, Any]:

@@ -7,6 +7,8 @@ reads: a tenant sees its own writes at once in every list and count.
 """
 from __future__ import annotations
 
+from typing import Any, Dict
+
 from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
@@ -17,6 +19,12 @@ from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 STATUSES = ("queued", "pinning", "pinned", "failed")
+
+
+def plain_map(value: Any) -> Dict[str, str]:
+    """A map attribute as a dict: PynamoDB gives a raw MapAttribute when read
+    from DynamoDB and keeps the dict it was built from otherwise."""
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
 
 
 def sort_key(prefix: str, created_ms: int) -> str:

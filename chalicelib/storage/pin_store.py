@@ -12,7 +12,7 @@ import random
 import time
 from collections import defaultdict
 from functools import reduce
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
@@ -21,7 +21,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_counter import HORIZON_MS, PinCounter, cells_of, prefix_cells, top_bucket
-from chalicelib.storage.pin_record import PinRecord, sort_key
+from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
 
 MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
 ALL_STATUSES = frozenset(STATUSES)
@@ -178,6 +178,8 @@ class PinStore:
         else:
             page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
             return page, self.count(tenant_id, query.statuses, lo, hi)
+        if query.meta:
+            matches = [record for record in matches if _meta_matches(record, query.meta)]
         return matches[: query.limit], len(matches)
 
     @staticmethod
@@ -289,7 +291,15 @@ def _ms_range(query: PinQuery) -> Tuple[int, int]:
     return max(lo, 0), min(hi, MAX_MS)
 
 
+def _meta_matches(record: PinRecord, wanted: Mapping[str, str]) -> bool:
+    # Compared here, not in a FilterExpression: PynamoDB cannot name map
+    # keys holding "[" or "]", and the filter would not read fewer items.
+    meta = plain_map(record.meta)
+    return all(meta.get(key) == value for key, value in wanted.items())
+
+
 def _filters(query: PinQuery) -> Optional[Condition]:
+    """Everything but `meta`, which `_meta_matches` checks."""
     conditions: List[Condition] = []
     if query.statuses != ALL_STATUSES:
         conditions.append(PinRecord.status.is_in(*query.statuses))
@@ -305,6 +315,4 @@ def _filters(query: PinQuery) -> Optional[Condition]:
             conditions.append(PinRecord.name.contains(name))
         else:
             conditions.append(PinRecord.folded_name.contains(folded))
-    for key, value in query.meta.items():
-        conditions.append(PinRecord.meta[key] == value)
     return reduce(lambda a, b: a & b, conditions) if conditions else None

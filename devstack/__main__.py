@@ -1,0 +1,117 @@
+"""`python -m devstack` (`make dev`): the whole service on 127.0.0.1.
+
+Exit status: 0 after Ctrl-C or SIGTERM, 2 for a startup problem (port in use,
+missing dependency, bad option), 1 if the API server stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import List, Optional
+
+from devstack.stack import REPO_ROOT, DevStack, NodeSpec, Options, StackError
+
+
+class _Stopped(BaseException):
+    """Raised by the SIGTERM handler, like KeyboardInterrupt for Ctrl-C."""
+
+
+def _node(text: str) -> NodeSpec:
+    try:
+        return NodeSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0 picks a free one)")
+    return port
+
+
+def parse_args(argv: Optional[List[str]]) -> Options:
+    defaults = Options()
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Run the pinning service locally on 127.0.0.1: emulated AWS (moto), the API, the outbox sweeper.",
+    )
+    parser.add_argument("--port", type=_port, default=defaults.port, help="API port; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--aws-port", type=_port, default=defaults.aws_port, help="emulated AWS port; 0 picks a free one (default %(default)s)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=defaults.state_dir,
+        help="where local.env (service URL and token) and aws.env are written (default %(default)s)",
+    )
+    parser.add_argument("--stage", default=defaults.stage, help="Chalice stage whose environment_variables are used (default %(default)s)")
+    parser.add_argument(
+        "--node",
+        dest="nodes",
+        action="append",
+        type=_node,
+        default=[],
+        metavar="NODE_ID=RPC_URL,PEER_ID,MULTIADDR",
+        help="register a Kubo node (repeatable; more multiaddrs may follow, comma-separated)",
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=defaults.sweep_seconds, help="outbox sweep interval (default %(default)s)")
+    args = parser.parse_args(argv)
+    return Options(
+        port=args.port,
+        aws_port=args.aws_port,
+        state_dir=args.state_dir,
+        stage=args.stage,
+        nodes=args.nodes,
+        sweep_seconds=args.sweep_seconds,
+    )
+
+
+def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
+    raise _Stopped()
+
+
+def _force_exit(signum: int, frame: Optional[FrameType]) -> None:
+    print("devstack: stopped while shutting down", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    options = parse_args(argv)
+    # The app and chalicelib are imported from the repository root.
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    stack = DevStack(options)
+    status = 0
+    try:
+        stack.start()
+        print(f"Pinning service ready at {stack.url}", flush=True)
+        while stack.is_alive():
+            time.sleep(0.5)
+        print("devstack: the API server stopped unexpectedly", file=sys.stderr, flush=True)
+        status = 1
+    except (KeyboardInterrupt, _Stopped):
+        print("\nStopping ...", flush=True)
+    except StackError as error:
+        print(f"devstack: {error}", file=sys.stderr, flush=True)
+        status = 2
+    except ImportError as error:
+        missing = getattr(error, "name", None) or str(error)
+        print(f"devstack: missing dependency {missing!r} ({error}); run `make dev`, which installs them", file=sys.stderr, flush=True)
+        status = 2
+    finally:
+        signal.signal(signal.SIGINT, _force_exit)
+        signal.signal(signal.SIGTERM, _force_exit)
+        stack.stop()
+    if status == 0:
+        print("Stopped.", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Starts and stops the pieces of the local stack, in order."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
+HOST = "127.0.0.1"
+
+
+class StackError(Exception):
+    """A startup problem the developer can fix; shown as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: str
+    rpc_url: str
+    peer_id: str
+    multiaddrs: Sequence[str]
+
+    @classmethod
+    def parse(cls, text: str) -> "NodeSpec":
+        """NODE_ID=RPC_URL,PEER_ID,MULTIADDR[,MULTIADDR...]"""
+        node_id, _, rest = text.partition("=")
+        parts = [part.strip() for part in rest.split(",")]
+        if not node_id.strip() or len(parts) < 3 or not all(parts):
+            raise ValueError(f"expected NODE_ID=RPC_URL,PEER_ID,MULTIADDR[,MULTIADDR...], got {text!r}")
+        return cls(node_id.strip(), parts[0], parts[1], tuple(parts[2:]))
+
+
+@dataclass
+class Options:
+    port: int = 8000
+    aws_port: int = 4566
+    state_dir: Path = REPO_ROOT / ".dev"
+    stage: str = "dev"
+    nodes: List[NodeSpec] = field(default_factory=list)
+    sweep_seconds: float = 30.0
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def stage_environment(stage: str, config_path: Path = CHALICE_CONFIG) -> Dict[str, str]:
+    """The stage's environment_variables (Chalice sets them only under Lambda)."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise StackError(f"stage {stage!r} is not in {config_path} (stages: {', '.join(stages)})")
+    env = dict(config.get("environment_variables", {}))
+    env.update(stages[stage].get("environment_variables", {}))
+    return {name: str(value) for name, value in env.items()}
+
+
+def write_private(path: Path, lines: Sequence[str]) -> None:
+    """Replace `path` with these lines, readable by the owner only (mode 0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write("".join(f"{line}\n" for line in lines))
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+def scheduled_event(rule: str) -> Dict[str, Any]:
+    """What EventBridge hands a scheduled Lambda."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+        "detail": {},
+    }
+
+
+class OutboxSweeper:
+    """Runs the app's scheduled outbox sweep every `interval` seconds, as AWS would."""
+
+    def __init__(self, handler: Callable[[Dict[str, Any], Any], Any], rule: str, interval: float) -> None:
+        self._handler = handler
+        self._rule = rule
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        try:
+            sent = self._handler(scheduled_event(self._rule), None)
+        except Exception as error:  # keep sweeping; the next run retries
+            say(f"outbox sweep failed: {type(error).__name__}: {error}")
+            return
+        if sent:
+            say(f"outbox sweep re-sent {sent} queue message(s)")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class DevStack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.url: Optional[str] = None
+        self.token: Optional[str] = None
+        self._api: Any = None
+        self._aws: Any = None
+        self._sweeper: Optional[OutboxSweeper] = None
+
+    def start(self) -> None:
+        """Everything, in order; raises StackError (or ImportError) on a startup problem."""
+        from devstack import aws, moto_transactions
+
+        options = self.options
+        stage_env = stage_environment(options.stage)
+        aws.use_fake_aws()
+        os.environ.update(stage_env)
+
+        # The API's port first: a port in use fails before anything else starts.
+        app_module, self._api = self._bind_api()
+
+        say(f"Starting emulated AWS (moto) on {HOST}, port {options.aws_port or 'any free one'} ...")
+        moto_transactions.install()
+        moto_server = aws.MotoServer(options.aws_port)
+        try:
+            moto_server.start()
+        except OSError as error:
+            raise _port_error("emulated AWS", options.aws_port, "--aws-port", error) from None
+        self._aws = moto_server
+        os.environ["AWS_ENDPOINT_URL"] = self._aws.endpoint_url
+        say(f"  AWS endpoint {self._aws.endpoint_url} (region {aws.REGION}, fake credentials)")
+
+        from chalicelib.config import Settings
+        from chalicelib.storage.tables import create_tables
+
+        prefix = Settings.from_env().table_prefix
+        visibility = 6 * _lambda_timeout(options.stage)
+        queues = aws.create_pin_queue(self._aws.endpoint_url, f"{prefix}-pins", visibility)
+        os.environ["PIN_QUEUE_URL"] = queues["queue"]
+        say(f"  queue {queues['queue']} (dead letters after {aws.MAX_RECEIVE_COUNT} receives: {queues['dead_letter_queue']})")
+
+        create_tables(Settings.from_env())
+        say(f"  DynamoDB tables {prefix}-*")
+
+        self._register_nodes()
+        self._create_demo_tenant()
+        self._write_state_files()
+
+        self._sweeper = OutboxSweeper(app_module.sweep_outbox, f"{app_module.app.app_name}-{options.stage}-sweep_outbox", options.sweep_seconds)
+        self._sweeper.start()
+        say(f"Outbox sweeper runs every {options.sweep_seconds:g} s.")
+        self._api.start()
+
+    def _bind_api(self) -> Any:
+        from chalice.config import Config
+
+        from devstack.api_server import ApiServer
+
+        import app as app_module
+
+        config = Config.create(
+            chalice_stage=self.options.stage,
+            project_dir=str(REPO_ROOT),
+            config_from_disk=json.loads(CHALICE_CONFIG.read_text(encoding="utf-8")),
+        )
+        try:
+            server = ApiServer(app_module.app, config, HOST, self.options.port)
+        except OSError as error:
+            raise _port_error("the API", self.options.port, "--port", error) from None
+        self.url = server.url
+        return app_module, server
+
+    def _register_nodes(self) -> None:
+        from chalicelib.fleet.registry import InvalidNode, NodeRegistry
+
+        if not self.options.nodes:
+            from chalicelib.config import Settings
+
+            endpoint = os.environ["AWS_ENDPOINT_URL"]
+            prefix = Settings.from_env().table_prefix
+            say(
+                "\nNOTICE: no Kubo node is registered, so POST /pins answers 503 SERVICE_UNAVAILABLE\n"
+                "until one is. Restart with --node NODE_ID=RPC_URL,PEER_ID,MULTIADDR, or register one now:\n"
+                f"  python -m cli.admin --endpoint-url {endpoint} --table-prefix {prefix} \\\n"
+                "    nodes register NODE_ID --rpc-url http://127.0.0.1:5001 --peer-id PEER_ID \\\n"
+                "    --multiaddr /ip4/127.0.0.1/tcp/4001\n"
+                "(the API sees a new node within NODE_CACHE_SECONDS, 30 by default)\n"
+            )
+            return
+        registry = NodeRegistry()
+        for node in self.options.nodes:
+            try:
+                registry.register(node.node_id, node.rpc_url, node.peer_id, list(node.multiaddrs))
+            except InvalidNode as error:
+                raise StackError(f"--node {node.node_id}: {error}") from None
+            say(f"  node {node.node_id}: RPC {node.rpc_url}, peer {node.peer_id}")
+
+    def _create_demo_tenant(self) -> None:
+        from chalicelib.tenants.admin import TenantAdmin
+
+        admin = TenantAdmin()
+        tenant = admin.create_tenant("demo")
+        self.token = admin.issue_token(tenant.tenant_id, "devstack").secret
+        say(f"  demo tenant {tenant.tenant_id}")
+
+    def _write_state_files(self) -> None:
+        state_dir = self.options.state_dir
+        local_env = state_dir / "local.env"
+        # For the admin CLI and other tools: `set -a; . .dev/aws.env; set +a`.
+        names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE", "TABLE_PREFIX", "PIN_QUEUE_URL")
+        try:
+            write_private(local_env, [f"PINNING_SERVICE_URL={self.url}", f"PINNING_SERVICE_TOKEN={self.token}"])
+            write_private(state_dir / "aws.env", [f"{name}={os.environ.get(name, '')}" for name in names])
+        except OSError as error:
+            raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
+        say(f"\n  URL:   {self.url}\n  Token: {self.token}\n  (both in {local_env}; AWS settings in {state_dir / 'aws.env'})")
+        say(f'  try:   curl -H "Authorization: Bearer {self.token}" {self.url}/pins\n')
+
+    def is_alive(self) -> bool:
+        return self._api is not None and self._api.is_alive()
+
+    def stop(self) -> None:
+        """Stop whatever started, newest first; safe to call after a failed start."""
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+        if self._aws is not None:
+            self._aws.stop()
+            self._aws = None
+
+
+def _lambda_timeout(stage: str) -> int:
+    config = json.loads(CHALICE_CONFIG.read_text(encoding="utf-8"))
+    return int(config["stages"].get(stage, {}).get("lambda_timeout") or config.get("lambda_timeout") or 60)
+
+
+def _port_error(what: str, port: int, option: str, error: OSError) -> StackError:
+    import errno
+
+    if error.errno == errno.EADDRINUSE:
+        return StackError(f"port {port} on {HOST} for {what} is already in use; choose another with {option} PORT (0 picks a free one)")
+    return StackError(f"cannot listen on {HOST}:{port} for {what}: {error.strerror or error}")
