@@ -28,6 +28,21 @@ PEER_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 moto_transactions.install()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_botocore_session() -> Iterator[None]:
+    """Speed only: each test binds the models anew, and every new PynamoDB
+    connection or SQS publisher would parse the AWS service models again
+    (over a second per test). One shared session parses them once."""
+    import botocore.session
+    import pynamodb.connection.base
+
+    shared = botocore.session.get_session()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pynamodb.connection.base, "get_session", lambda: shared)
+        patch.setattr(botocore.session, "get_session", lambda env_vars=None: shared)
+        yield
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():

@@ -78,6 +78,6 @@ def check_meta(meta: object) -> Dict[str, str]:
             raise InvalidRequest("INVALID_META", f"meta value of {key!r} is not a string")
         if len(value) > MAX_META_VALUE_CHARS:
             raise InvalidRequest("INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters")
-    if len(json.dumps(meta).encode()) > MAX_META_JSON_BYTES:
+    if len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_META_JSON_BYTES:
         raise InvalidRequest("INVALID_META", f"meta is larger than {MAX_META_JSON_BYTES} bytes as JSON")
     return dict(meta)

@@ -98,6 +98,30 @@ class PinStore:
                 raise StaleRecord() from failed
             raise CreatedTaken() from failed
 
+    def set_status(self, record: PinRecord, status: str, info: Optional[Mapping[str, str]] = None) -> PinRecord:
+        """Move a pin (as read) to `status`, with its counts, in one transaction.
+
+        Raises StaleRecord when the pin changed or vanished since it was read,
+        so a deleted request is never brought back.
+        """
+        actions = [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, record.created_ms))]
+        if info is not None:
+            actions.append(PinRecord.info.set(dict(info)))
+
+        def fill(tx: TransactWrite) -> None:
+            tx.update(record, actions=actions, condition=_unchanged(record))
+            self._move_counts(tx, record.tenant_id, [(record.created_ms, record.status, status)])
+
+        try:
+            self._transact(fill)
+        except _ConditionFailed as failed:
+            raise StaleRecord() from failed
+        record.status = status
+        record.status_sort = sort_key(status, record.created_ms)
+        if info is not None:
+            record.info = dict(info)
+        return record
+
     def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
         # One transaction may touch an item once: merge the deltas per cell.
         deltas: Dict[Tuple[str, int], Dict[str, int]] = defaultdict(lambda: defaultdict(int))

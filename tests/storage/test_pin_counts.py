@@ -4,12 +4,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
 from chalicelib.storage.pin_counter import FANOUT, PinCounter
-from chalicelib.storage.pin_record import PinRecord, sort_key
+from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
 
 CID = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
@@ -20,12 +19,7 @@ START_MS = 1_760_000_000_000
 def add_pin(store: PinStore, tenant: str, created_ms: int, status: str) -> PinRecord:
     record = new_record(tenant, created_ms, f"req-{created_ms}", PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
     store.write(tenant, put=record)
-    if status != "queued":
-        with TransactWrite(connection=PinRecord._get_connection().connection) as tx:
-            tx.update(record, actions=[PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, created_ms))])
-            store._move_counts(tx, tenant, [(created_ms, "queued", status)])
-        record.status = status
-    return record
+    return store.set_status(record, status) if status != "queued" else record
 
 
 @pytest.fixture
@@ -86,6 +80,18 @@ def test_deleting_a_pin_moves_its_count(pins):
     assert store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1) == before - 1
 
 
+def test_a_status_change_from_a_stale_read_is_refused(settings):
+    # Given a pin deleted after a worker read it
+    store = PinStore()
+    read_by_worker = add_pin(store, "tenant-1", START_MS, "queued")
+    store.write("tenant-1", delete=store.get("tenant-1", START_MS))
+    # When the worker reports progress, then it is refused and nothing comes back
+    with pytest.raises(StaleRecord):
+        store.set_status(read_by_worker, "pinned")
+    assert store.get("tenant-1", START_MS) is None
+    assert store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1) == 0
+
+
 def test_a_taken_millisecond_is_refused_and_nothing_is_counted(settings):
     store = PinStore()
     add_pin(store, "tenant-1", START_MS, "queued")
@@ -100,10 +106,7 @@ def test_deleting_a_pin_whose_status_moved_is_refused(settings):
     # Given a pin read as queued, then moved to pinning by a worker
     store = PinStore()
     stale = add_pin(store, "tenant-1", START_MS, "queued")
-    add_pin_status = store.get("tenant-1", START_MS)
-    with TransactWrite(connection=PinRecord._get_connection().connection) as tx:
-        tx.update(add_pin_status, actions=[PinRecord.status.set("pinning")])
-        store._move_counts(tx, "tenant-1", [(START_MS, "queued", "pinning")])
+    store.set_status(store.get("tenant-1", START_MS), "pinning")
     # When deleting from the stale read, then it is refused and counts stay right
     with pytest.raises(StaleRecord):
         store.write("tenant-1", delete=stale)
