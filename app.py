@@ -14,9 +14,12 @@ from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
 from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
+from chalicelib.fleet.health import check_fleet
 from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue.messages import decode
+from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 from chalicelib.wiring import ServiceProvider
 
 app = Chalice(app_name="pinning-service")
@@ -99,6 +102,34 @@ def pin_method_not_allowed(requestid: str) -> Response:
 @api_view
 def root() -> Response:
     return not_found("unknown route; the API lives under /pins").response()
+
+
+# Queue names of a deployed stack; infra/ creates them (Chalice never does).
+PIN_QUEUE = "pinning-service-pins"
+PIN_DEAD_LETTERS = "pinning-service-pins-dlq"
+
+
+@app.on_sqs_message(queue=PIN_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
+def pin_worker(event: Any) -> dict:
+    """Pins and unpins on the fleet; returns the messages that must come back."""
+    worker_services = services()
+    batch = [QueuedMessage(record.to_dict()["messageId"], record.body) for record in event]
+    seconds_left = remaining_seconds(event.context, worker_services.settings.invocation_margin_seconds)
+    return process_batch(batch, worker_services.worker, worker_services.publisher, seconds_left)
+
+
+@app.on_sqs_message(queue=PIN_DEAD_LETTERS, batch_size=10)
+def pin_dead_letters(event: Any) -> None:
+    """Messages that failed every delivery: their requests fail with a reason."""
+    worker = services().worker
+    for record in event:
+        worker.give_up(decode(record.body), record.to_dict()["messageId"])
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def check_fleet_health(event: Any) -> dict:
+    """Reachability and free space of every node, for placement."""
+    return check_fleet(services().registry, services().kubo)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

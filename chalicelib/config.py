@@ -31,6 +31,22 @@ class Settings:
     outbox_shards: int = 4
     # Outbox entries older than this are re-published by the sweeper.
     outbox_grace_seconds: int = 60
+    # A pin not held by its nodes this long after `created` fails.
+    pin_deadline_seconds: int = 24 * 3600
+    # pin/add is cancelled (and retried later) when no block arrived this long.
+    stall_seconds: int = 120
+    # How long a worker waits before looking at an unfinished pin again.
+    continue_delay_seconds: int = 30
+    # Kubo calls in flight per node from one worker process.
+    node_concurrency: int = 4
+    # Stop this long before the Lambda deadline and continue in a new message.
+    invocation_margin_seconds: int = 15
+    # Origins in private, loopback or link-local ranges are dropped unless allowed.
+    allow_private_origins: bool = False
+    # Bearer secret for the fleet's Kubo RPC (API.Authorizations); None = no auth.
+    kubo_rpc_secret: Optional[str] = None
+    # Nodes with less free space are not chosen for new pins.
+    min_free_bytes: int = 1024**3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -47,4 +63,12 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
             outbox_shards=_int(env, "OUTBOX_SHARDS", 4),
             outbox_grace_seconds=_int(env, "OUTBOX_GRACE_SECONDS", 60),
+            pin_deadline_seconds=_int(env, "PIN_DEADLINE_SECONDS", 24 * 3600),
+            stall_seconds=_int(env, "STALL_SECONDS", 120),
+            continue_delay_seconds=_int(env, "CONTINUE_DELAY_SECONDS", 30),
+            node_concurrency=_int(env, "NODE_CONCURRENCY", 4),
+            invocation_margin_seconds=_int(env, "INVOCATION_MARGIN_SECONDS", 15),
+            allow_private_origins=env.get("ALLOW_PRIVATE_ORIGINS", "").lower() in ("1", "true", "yes"),
+            kubo_rpc_secret=env.get("KUBO_RPC_SECRET") or None,
+            min_free_bytes=_int(env, "MIN_FREE_BYTES", 1024**3),
         )

@@ -2,39 +2,60 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
+from functools import cached_property
+from typing import Callable, Dict, Optional
 
 from chalicelib.config import Settings
+from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.pins.service import PinService
 from chalicelib.queue.outbox import Outbox
-from chalicelib.queue.publisher import SqsPublisher
+from chalicelib.queue.publisher import Publisher, SqsPublisher
+from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 from chalicelib.tenants.authenticator import Authenticator
 
 
-@dataclass
 class Services:
-    settings: Settings
-    authenticator: Authenticator
-    registry: NodeRegistry
-    outbox: Outbox
-    pins: PinService
+    """What the handlers use. The worker's parts are built on first use, so
+    API containers never import the Kubo client."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind_models(settings)
+        self.settings = settings
+        self.publisher: Publisher = SqsPublisher(settings)
+        self.registry = NodeRegistry(settings.node_cache_seconds)
+        self.outbox = Outbox(self.publisher, settings.outbox_shards)
+        self.authenticator = Authenticator(settings.token_cache_seconds)
+        self.store = PinStore()
+        self.pins = PinService(self.store, self.registry, self.outbox, settings.replication_factor)
+        self._kubo_clients: Dict[str, object] = {}
+        self._kubo_lock = threading.Lock()
+
+    def kubo(self, node: NodeRecord):
+        """One client (and connection pool) per node and container."""
+        from chalicelib.kubo.client import KuboClient
+
+        with self._kubo_lock:
+            client = self._kubo_clients.get(node.node_id)
+            if client is None or client.base_url != node.rpc_url:
+                secret = self.settings.kubo_rpc_secret
+                client = KuboClient(node.rpc_url, auth_header=f"Bearer {secret}" if secret else None)
+                self._kubo_clients[node.node_id] = client
+            return client
+
+    @cached_property
+    def worker(self):
+        from chalicelib.worker.pin_worker import PinWorker
+
+        # A removal lease outlives the longest Lambda run (15 minutes).
+        holds = PinHolds(lease_seconds=15 * 60)
+        return PinWorker(self.settings, self.store, self.registry, holds, self.kubo)
 
 
 def build_services(settings: Settings) -> Services:
-    bind_models(settings)
-    registry = NodeRegistry(settings.node_cache_seconds)
-    outbox = Outbox(SqsPublisher(settings), settings.outbox_shards)
-    return Services(
-        settings=settings,
-        authenticator=Authenticator(settings.token_cache_seconds),
-        registry=registry,
-        outbox=outbox,
-        pins=PinService(PinStore(), registry, outbox, settings.replication_factor),
-    )
+    return Services(settings)
 
 
 class ServiceProvider:

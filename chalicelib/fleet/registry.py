@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
@@ -19,10 +21,10 @@ class NodeRegistry:
         self._cached: Optional[List[NodeRecord]] = None
         self._cached_at = 0
 
-    def nodes(self) -> List[NodeRecord]:
+    def nodes(self, fresh: bool = False) -> List[NodeRecord]:
         """Every registered node; cached briefly, as placement runs per request."""
         now = self._clock()
-        if self._cached is None or now - self._cached_at >= self._cache_ms:
+        if fresh or self._cached is None or now - self._cached_at >= self._cache_ms:
             self._cached = list(NodeRecord.query(FLEET_PARTITION))
             self._cached_at = now
         return self._cached
@@ -63,6 +65,21 @@ class NodeRegistry:
         record.save()
         self._cached = None
         return record
+
+    def record_health(self, node_id: str, healthy: bool, free_bytes: Optional[int]) -> None:
+        try:
+            NodeRecord(FLEET_PARTITION, node_id).update(
+                actions=[
+                    NodeRecord.healthy.set(healthy),
+                    NodeRecord.free_bytes.set(free_bytes),
+                    NodeRecord.checked_ms.set(self._clock()),
+                ],
+                condition=NodeRecord.node_id.exists(),
+            )
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise  # removed meanwhile: nothing to record
+        self._cached = None
 
     def remove(self, node_id: str) -> bool:
         try:

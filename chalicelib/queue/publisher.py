@@ -7,7 +7,7 @@ from chalicelib.config import Settings
 
 
 class Publisher(Protocol):
-    def send(self, body: str) -> None: ...
+    def send(self, body: str, delay_seconds: int = 0) -> None: ...
 
 
 class SqsPublisher:
@@ -26,8 +26,9 @@ class SqsPublisher:
             )
         return self._client
 
-    def send(self, body: str) -> None:
+    def send(self, body: str, delay_seconds: int = 0) -> None:
         if not self._queue_url:
             # The outbox keeps the message until the queue is configured.
             raise RuntimeError("PIN_QUEUE_URL is not configured")
-        self._sqs().send_message(QueueUrl=self._queue_url, MessageBody=body)
+        # SQS delays a message by at most 15 minutes.
+        self._sqs().send_message(QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=min(delay_seconds, 900))

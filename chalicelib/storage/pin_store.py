@@ -98,7 +98,13 @@ class PinStore:
                 raise StaleRecord() from failed
             raise CreatedTaken() from failed
 
-    def set_status(self, record: PinRecord, status: str, info: Optional[Mapping[str, str]] = None) -> PinRecord:
+    def set_status(
+        self,
+        record: PinRecord,
+        status: str,
+        info: Optional[Mapping[str, str]] = None,
+        node_ids: Optional[Sequence[str]] = None,
+    ) -> PinRecord:
         """Move a pin (as read) to `status`, with its counts, in one transaction.
 
         Raises StaleRecord when the pin changed or vanished since it was read,
@@ -107,6 +113,8 @@ class PinStore:
         actions = [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, record.created_ms))]
         if info is not None:
             actions.append(PinRecord.info.set(dict(info)))
+        if node_ids is not None:
+            actions.append(PinRecord.node_ids.set(list(node_ids)))
 
         def fill(tx: TransactWrite) -> None:
             tx.update(record, actions=actions, condition=_unchanged(record))
@@ -120,6 +128,8 @@ class PinStore:
         record.status_sort = sort_key(status, record.created_ms)
         if info is not None:
             record.info = dict(info)
+        if node_ids is not None:
+            record.node_ids = list(node_ids)
         return record
 
     def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:

@@ -6,6 +6,7 @@ from typing import List, Tuple, Type
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
+from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_counter import PinCounter
@@ -19,6 +20,7 @@ MODELS: Tuple[Type[Model], ...] = (
     TenantRecord,
     ApiTokenRecord,
     NodeRecord,
+    NodePin,
 )
 
 _BASE_NAMES = {
@@ -28,6 +30,7 @@ _BASE_NAMES = {
     TenantRecord: "tenants",
     ApiTokenRecord: "api-tokens",
     NodeRecord: "nodes",
+    NodePin: "node-pins",
 }
 
 

@@ -1,0 +1,84 @@
+"""Reference counting of Kubo pins shared by requests on one node.
+
+A request takes a hold on (node, CID) before pinning there and gives it up
+when it is deleted, replaced or failed; the pin is removed from the node only
+by whoever gives up the last hold, under a lease that tells new holders not
+to trust the pin until the removal is over.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.storage.node_pin import STATE, NodePin, holder_key, node_pin_key
+
+
+class PinHolds:
+    def __init__(self, lease_seconds: int, clock: Callable[[], int] = now_ms) -> None:
+        self._lease_ms = lease_seconds * 1000
+        self._clock = clock
+
+    def hold(self, node_id: str, cid_key: str, tenant_id: str, request_id: str) -> bool:
+        """Take the request's hold. False while the pin is being removed:
+        the caller must come back later (a hold is then not taken)."""
+        key = node_pin_key(node_id, cid_key)
+        now = self._clock()
+        try:
+            with TransactWrite(connection=NodePin._get_connection().connection) as tx:
+                tx.save(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.does_not_exist())
+                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now))
+            return True
+        except TransactWriteError as error:
+            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                # Already a holder (a repeated message): only the lease matters.
+                state = NodePin.get(key, STATE, consistent_read=True)
+                return not (state.releasing_by and (state.releasing_until_ms or 0) > now)
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                return False
+            raise
+
+    def release(self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str) -> bool:
+        """Give up the request's hold. True when no hold is left and the
+        caller now owns the removal: unpin, then call `released`. A repeat
+        with the same token (a retried message) owns it again."""
+        key = node_pin_key(node_id, cid_key)
+        try:
+            with TransactWrite(connection=NodePin._get_connection().connection) as tx:
+                tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
+                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(-1)])
+        except TransactWriteError as error:
+            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            if codes[:1] != ["ConditionalCheckFailed"]:
+                raise
+            # Not a holder any more: a retry after the hold was given up.
+        now = self._clock()
+        try:
+            NodePin(key, STATE).update(
+                actions=[NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)],
+                condition=(NodePin.holders.does_not_exist() | (NodePin.holders <= 0))
+                & (_no_release(now) | (NodePin.releasing_by == token)),
+            )
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def released(self, node_id: str, cid_key: str, token: str) -> None:
+        """The pin is gone from the node: end the lease."""
+        try:
+            NodePin(node_pin_key(node_id, cid_key), STATE).update(
+                actions=[NodePin.releasing_by.remove(), NodePin.releasing_until_ms.remove()],
+                condition=NodePin.releasing_by == token,
+            )
+        except UpdateError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+
+def _no_release(now: int):
+    return NodePin.releasing_by.does_not_exist() | (NodePin.releasing_until_ms < now)

@@ -1,0 +1,340 @@
+"""A client of one Kubo node's RPC API (`/api/v0`), for the pin workers.
+
+Every command is a POST with repeated `arg=` query parameters and flags as
+further parameters. Kubo's errors become the typed exceptions of
+`chalicelib.kubo.errors`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+
+import requests
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+from chalicelib.kubo.errors import (
+    KuboAuthError,
+    KuboError,
+    KuboRequestError,
+    KuboServerError,
+    KuboUnavailable,
+    PinDeadline,
+    PinInterrupted,
+    PinStalled,
+)
+
+# Kubo answers 403 to a User-Agent starting with "Mozilla" that sends no Origin
+# (its guard against browsers), so every request names this client instead.
+USER_AGENT = "ipfs-pinning-service/kubo-client"
+
+# Kubo's error Code for a bad request (cmds.ErrClient).
+_CLIENT_ERROR_CODE = 1
+_GATEWAY_STATUSES = (502, 503, 504)
+_NOT_PINNED = ("not pinned or pinned indirectly", "is not pinned")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    peer_id: str
+    # Each ends in /p2p/<peer_id>; empty while the node is offline.
+    addresses: Tuple[str, ...]
+    agent_version: str
+
+
+@dataclass(frozen=True)
+class RepoStat:
+    repo_size: int
+    storage_max: int
+
+    @property
+    def free_bytes(self) -> int:
+        # StorageMax is a GC watermark, not a quota: a repo can grow past it.
+        return max(0, self.storage_max - self.repo_size)
+
+
+class KuboClient:
+    def __init__(
+        self,
+        base_url: str,
+        auth_header: Optional[str] = None,
+        session: Optional[requests.Session] = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url
+        self._api_url = base_url.rstrip("/") + "/api/v0/"
+        # One session per client keeps connections to the node open between calls;
+        # headers go with each request so a shared session carries no node's secret.
+        self._session = session or requests.Session()
+        self._headers = {"User-Agent": USER_AGENT}
+        if auth_header is not None:
+            self._headers["Authorization"] = auth_header
+        self._timeout = timeout
+
+    # -- pins ----------------------------------------------------------------
+
+    def pin_add(
+        self,
+        cid: str,
+        *,
+        stall_seconds: float,
+        deadline: Optional[float] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> None:
+        """Pin `cid` recursively, cancelling (which makes Kubo abandon the pin)
+        once the block count has not grown for `stall_seconds` (PinStalled) or
+        at `deadline`, a time.monotonic() value (PinDeadline).
+
+        `on_progress(blocks, bytes)` is called whenever either count changes."""
+        watch = _PinWatch(stall_seconds, deadline)
+        seconds_left, limit = watch.time_left()
+        if seconds_left <= 0:
+            raise watch.interrupted(limit)
+        try:
+            response = self._post(
+                "pin/add", [cid], {"recursive": True, "progress": True}, stream=True, read_timeout=seconds_left
+            )
+        except _ReadTimedOut as error:
+            raise watch.interrupted(limit) from error
+
+        with response:  # leaving early closes the connection, which cancels the pin in Kubo
+            pins_reported = False
+            lines = _lines(response)
+            while True:
+                seconds_left, limit = watch.time_left()
+                if seconds_left <= 0:
+                    raise watch.interrupted(limit)
+                _limit_next_read(response, seconds_left)
+                try:
+                    line = next(lines, None)
+                except ReadTimeoutError as error:
+                    raise watch.interrupted(limit) from error
+                except (ProtocolError, OSError) as error:
+                    raise KuboUnavailable(f"pin/add stream broke: {error}") from error
+                if line is None:
+                    break
+                output = _stream_output(line)
+                if "Pins" in output:
+                    pins_reported = True
+                elif watch.update(output.get("Progress") or 0, output.get("Bytes") or 0) and on_progress:
+                    on_progress(watch.blocks, watch.bytes)
+        if not pins_reported:
+            raise KuboServerError("pin/add ended without reporting the pin", response.status_code)
+        # Errors that happen once the stream has begun travel in a trailer requests
+        # cannot read, so only the pin set itself proves the pin.
+        if not self.is_pinned(cid):
+            raise KuboServerError("pin not recorded")
+
+    def is_pinned(self, cid: str) -> bool:
+        """Whether the node holds a recursive pin of `cid` (an indirect pin does not count)."""
+        try:
+            reply = self._call("pin/ls", [cid], {"type": "recursive"})
+        except KuboServerError as error:
+            if "is not pinned" in error.message:
+                return False
+            raise
+        # Kubo may spell the key in another CID version or base than asked.
+        return bool(reply.get("Keys"))
+
+    def pin_rm(self, cid: str) -> None:
+        """Remove the recursive pin of `cid`; a CID that is not pinned is already done."""
+        try:
+            self._call("pin/rm", [cid])
+        except KuboServerError as error:
+            if not any(text in error.message for text in _NOT_PINNED):
+                raise
+
+    def pin_update(self, from_cid: str, to_cid: str) -> None:
+        """Pin `to_cid` fetching only what `from_cid` lacks, keeping `from_cid` pinned."""
+        self._call("pin/update", [from_cid, to_cid], {"unpin": False})
+
+    # -- peers and node state ------------------------------------------------
+
+    def swarm_connect(self, multiaddr: str, *, dial_seconds: float = 5.0) -> bool:
+        """Dial a peer; False when the dial fails, which never fails a pin.
+
+        Kubo gives up the dial after `dial_seconds`, so a slow dial is an answer
+        rather than a timeout that would make the node look unreachable."""
+        try:
+            self._call(
+                "swarm/connect", [multiaddr], {"timeout": f"{dial_seconds:g}s"}, read_timeout=dial_seconds + self._timeout
+            )
+        except (KuboRequestError, KuboServerError):
+            return False
+        return True
+
+    def id(self) -> NodeIdentity:
+        reply = self._call("id")
+        return NodeIdentity(
+            peer_id=reply["ID"],
+            addresses=tuple(reply.get("Addresses") or ()),
+            agent_version=reply.get("AgentVersion") or "",
+        )
+
+    def repo_stat(self) -> RepoStat:
+        reply = self._call("repo/stat", flags={"size-only": True})
+        return RepoStat(repo_size=int(reply["RepoSize"]), storage_max=int(reply["StorageMax"]))
+
+    def dag_size(self, cid: str) -> int:
+        """Total bytes of the DAG under `cid`, from blocks already on the node."""
+        reply = self._call("dag/stat", [cid], {"progress": False, "offline": True})
+        # Kubo before 0.22 answered {"Size", "NumBlocks"}.
+        size = reply.get("TotalSize", reply.get("Size"))
+        if size is None:
+            raise KuboServerError(f"dag/stat answered without a size: {reply}")
+        return int(size)
+
+    # -- transport -----------------------------------------------------------
+
+    def _call(
+        self,
+        path: str,
+        args: Sequence[str] = (),
+        flags: Optional[Mapping[str, Any]] = None,
+        *,
+        read_timeout: Optional[float] = None,
+    ) -> Dict[str, Any]:
+        response = self._post(path, args, flags or {}, read_timeout=read_timeout)
+        try:
+            reply = response.json()
+        except ValueError as error:
+            raise KuboServerError(f"{path} answered with something other than JSON: {response.text[:200]!r}") from error
+        if not isinstance(reply, dict):
+            raise KuboServerError(f"{path} answered with unexpected JSON: {reply!r}")
+        return reply
+
+    def _post(
+        self,
+        path: str,
+        args: Sequence[str],
+        flags: Mapping[str, Any],
+        *,
+        stream: bool = False,
+        read_timeout: Optional[float] = None,
+    ) -> requests.Response:
+        params: List[Tuple[str, str]] = [("arg", arg) for arg in args]
+        params += [(name, _flag(value)) for name, value in flags.items()]
+        try:
+            response = self._session.post(
+                self._api_url + path,
+                params=params,
+                headers=self._headers,
+                stream=stream,
+                timeout=(self._timeout, self._timeout if read_timeout is None else read_timeout),
+            )
+        except requests.ReadTimeout as error:
+            raise _ReadTimedOut(f"{path}: {error}") from error
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+            raise KuboUnavailable(f"{path}: {error}") from error
+        if response.status_code != 200:
+            with response:
+                raise _error_from(path, response)
+        return response
+
+
+class _ReadTimedOut(KuboUnavailable):
+    """No answer within the read timeout; pin_add tells a stall from this."""
+
+
+class _PinWatch:
+    """The limits on a pin/add: `stall_seconds` after the block count last grew,
+    and the caller's deadline."""
+
+    def __init__(self, stall_seconds: float, deadline: Optional[float]) -> None:
+        self._stall_seconds = stall_seconds
+        self._deadline = deadline
+        self._grew_at = time.monotonic()
+        self.blocks = 0
+        self.bytes = 0
+
+    def update(self, blocks: int, bytes: int) -> bool:
+        """Record a progress report; True when it says something new."""
+        if blocks > self.blocks:
+            # Kubo repeats the last count every 500 ms while it waits, so only
+            # a growing count is progress.
+            self._grew_at = time.monotonic()
+        changed = (blocks, bytes) != (self.blocks, self.bytes)
+        self.blocks, self.bytes = blocks, bytes
+        return changed
+
+    def time_left(self) -> Tuple[float, Type[PinInterrupted]]:
+        """Seconds until the nearer limit, and the error for reaching it."""
+        now = time.monotonic()
+        stall_left = self._grew_at + self._stall_seconds - now
+        if self._deadline is not None and self._deadline - now <= stall_left:
+            return self._deadline - now, PinDeadline
+        return stall_left, PinStalled
+
+    def interrupted(self, limit: Type[PinInterrupted]) -> PinInterrupted:
+        return limit(self.blocks, self.bytes)
+
+
+def _limit_next_read(response: requests.Response, seconds: float) -> None:
+    # requests fixes one read timeout when the request is sent; narrowing the
+    # socket's before each read keeps a silent node from outliving the limits.
+    # (Without a socket, as after a Connection: close answer, that first timeout,
+    # itself no later than both limits, still bounds every read.)
+    connection = response.raw.connection
+    if connection is not None and connection.sock is not None:
+        connection.sock.settimeout(seconds)
+
+
+def _lines(response: requests.Response) -> Iterator[bytes]:
+    """NDJSON lines as they arrive (Kubo sends each in its own HTTP chunk)."""
+    pending = b""
+    for chunk in response.raw.stream(decode_content=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if pending.strip():
+        yield pending
+
+
+def _stream_output(line: bytes) -> Dict[str, Any]:
+    try:
+        output = json.loads(line)
+    except ValueError as error:
+        raise KuboServerError(f"pin/add sent a line that is not JSON: {line[:200]!r}") from error
+    if not isinstance(output, dict):
+        raise KuboServerError(f"pin/add sent unexpected JSON: {output!r}")
+    if output.get("Type") == "error":
+        raise KuboServerError(str(output.get("Message") or "pin/add failed"), 200)
+    return output
+
+
+def _flag(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error_from(path: str, response: requests.Response) -> KuboError:
+    status = response.status_code
+    message, code = _kubo_message(response)
+    message = message or f"{path}: HTTP {status}"
+    if status in (401, 403):
+        return KuboAuthError(message, status)
+    if status in _GATEWAY_STATUSES:
+        return KuboUnavailable(message, status)
+    if status == 400 or code == _CLIENT_ERROR_CODE:
+        return KuboRequestError(message, status)
+    if status >= 500:
+        return KuboServerError(message, status)
+    # 404 and 405: a command this node does not serve, or not this way.
+    return KuboRequestError(message, status)
+
+
+def _kubo_message(response: requests.Response) -> Tuple[str, Optional[int]]:
+    """Kubo's {"Message", "Code", "Type": "error"}, or the plain text some of
+    its answers (403, 404, 405) carry instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:200], None
+    if isinstance(body, dict) and isinstance(body.get("Message"), str):
+        code = body.get("Code")
+        return body["Message"], code if isinstance(code, int) else None
+    return response.text.strip()[:200], None

@@ -1,0 +1,279 @@
+"""Turns queue messages into pins held on the right Kubo nodes.
+
+Every step is safe to repeat: a message may arrive twice, a worker may die
+between Kubo's answer and the database write, and the next delivery (or the
+repair sweep) picks up from what the nodes and the table say.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence
+
+from chalicelib.config import Settings
+from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.placement import place
+from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.kubo.client import KuboClient
+from chalicelib.kubo.errors import KuboError, KuboRequestError, PinDeadline, PinStalled
+from chalicelib.pins.multiaddrs import parse_peer_multiaddr
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue.messages import PinRequested, QueueMessage, ReleasedPin, UnpinRequested
+from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.pin_record import PinRecord, plain_map
+from chalicelib.storage.pin_store import PinStore, StaleRecord
+from chalicelib.worker.outcomes import Done, Later, Outcome
+
+logger = logging.getLogger("pinning.worker")
+
+# Progress is written at most this often per pin: each write is a DynamoDB request.
+_PROGRESS_INTERVAL_S = 5.0
+
+
+KuboFactory = Callable[[NodeRecord], KuboClient]
+
+
+class PinWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PinStore,
+        registry: NodeRegistry,
+        holds: PinHolds,
+        kubo: KuboFactory,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._registry = registry
+        self._holds = holds
+        self._kubo = kubo
+        self._clock = clock
+        self._node_slots: Dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(settings.node_concurrency)
+        )
+        self._slots_lock = threading.Lock()
+
+    def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:
+        """Do the message's work before `deadline` (time.monotonic()).
+
+        `token` identifies this message across redeliveries. Raises on
+        faults worth a retry (node unreachable, Kubo errors).
+        """
+        if isinstance(message, UnpinRequested):
+            self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, token)
+            return Done()
+        try:
+            return self._pin(message, token, deadline)
+        except KuboError as error:
+            self._note(message, f"retrying after a storage node error: {error}")
+            raise
+
+    def give_up(self, message: QueueMessage, token: str) -> None:
+        """A message that failed every delivery (read from the dead-letter queue)."""
+        if isinstance(message, UnpinRequested):
+            logger.error(
+                "unpin abandoned; the node keeps the content until an operator removes it",
+                extra={"request_id": message.request_id, "cid": message.cid, "node_ids": list(message.node_ids)},
+            )
+            return
+        record = self._store.get(message.tenant_id, message.created_ms)
+        if record is None or record.request_id != message.request_id or record.status in ("pinned", "failed"):
+            return
+        last = plain_map(record.info).get("status_details")
+        reason = "gave up after repeated storage node errors" + (f" (last: {last})" if last else "")
+        try:
+            self._fail(record, message, token, reason)
+        except KuboError:
+            logger.exception("could not release a failed pin's holds", extra={"request_id": message.request_id})
+
+    def _note(self, message: PinRequested, details: str) -> None:
+        record = self._store.get(message.tenant_id, message.created_ms)
+        if record is None or record.request_id != message.request_id or record.status in ("pinned", "failed"):
+            return
+        try:
+            self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
+        except StaleRecord:
+            pass
+
+    # -- pinning -------------------------------------------------------------
+
+    def _pin(self, message: PinRequested, token: str, deadline: float) -> Outcome:
+        record = self._store.get(message.tenant_id, message.created_ms)
+        if record is None or record.request_id != message.request_id:
+            # Deleted or replaced meanwhile: take back whatever we held for it.
+            self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, token)
+            self._release_replaced(message, token)
+            return Done()
+        if record.status in ("pinned", "failed"):
+            self._release_replaced(message, token)
+            return Done()
+        if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
+            return self._fail(record, message, token, self._deadline_reason(record))
+
+        targets = self._targets(message.cid)
+        if len(targets) < self._settings.replication_factor:
+            details = (
+                f"waiting for {self._settings.replication_factor} healthy storage nodes "
+                f"({len(targets)} available)"
+            )
+            return self._wait(record, message, token, details)
+
+        node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
+        try:
+            record = self._store.set_status(
+                record, "pinning", {"status_details": "fetching"}, node_ids=node_ids
+            )
+        except StaleRecord:
+            return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
+        for node in targets:
+            if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
+                return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
+
+        progress = _Progress(self._store, record)
+        origins = self._origins(message.origins)
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            futures = [
+                pool.submit(self._pin_on, node, message, origins, deadline, progress) for node in targets
+            ]
+            results = [future.exception() for future in futures]
+        refused = [error for error in results if isinstance(error, KuboRequestError)]
+        if refused:
+            # Kubo refused the CID itself: no retry will change that.
+            return self._fail(progress.record, message, token, f"the node refused the CID: {refused[0]}")
+        unfinished = [error for error in results if isinstance(error, (PinStalled, PinDeadline))]
+        errors = [error for error in results if error is not None and error not in unfinished]
+        if errors:
+            raise errors[0]
+        if unfinished:
+            return self._wait(progress.record, message, token, progress.details(waiting=True))
+
+        dag_size = self._kubo(targets[0]).dag_size(message.cid)
+        replicas = [node.node_id for node in targets]
+        info = {
+            "dag_size": str(dag_size),
+            "replicas": ",".join(replicas),
+            "status_details": f"pinned on {len(targets)} nodes",
+        }
+        try:
+            self._store.set_status(progress.record, "pinned", info)
+        except StaleRecord:
+            return self._pin(message, token, deadline)
+        logger.info("pinned", extra={"request_id": message.request_id, "cid": message.cid, "dag_size": dag_size})
+        # Nodes that held it before a re-placement no longer need to.
+        moved = [node_id for node_id in node_ids if node_id not in replicas]
+        self._release(message.cid, moved, message.tenant_id, message.request_id, token)
+        self._release_replaced(message, token)
+        return Done()
+
+    def _pin_on(
+        self, node: NodeRecord, message: PinRequested, origins: Sequence[str], deadline: float, progress: "_Progress"
+    ) -> None:
+        kubo = self._kubo(node)
+        with self._slot(node.node_id):
+            with ThreadPoolExecutor(max_workers=max(1, len(origins))) as dials:
+                list(dials.map(kubo.swarm_connect, origins))
+            replaced = message.replaces
+            if replaced and node.node_id in replaced.node_ids and replaced.cid != message.cid and kubo.is_pinned(replaced.cid):
+                # Keeps the blocks both versions share from being collected in
+                # between; the old pin stays until its last holder lets go.
+                kubo.pin_update(replaced.cid, message.cid)
+            kubo.pin_add(
+                message.cid,
+                stall_seconds=self._settings.stall_seconds,
+                deadline=deadline,
+                on_progress=lambda blocks, size: progress.report(node.node_id, blocks, size),
+            )
+
+    def _slot(self, node_id: str) -> threading.BoundedSemaphore:
+        with self._slots_lock:
+            return self._node_slots[node_id]
+
+    def _targets(self, cid_key: str) -> List[NodeRecord]:
+        free_enough = [
+            node
+            for node in self._registry.nodes()
+            if node.healthy and (node.free_bytes is None or node.free_bytes >= self._settings.min_free_bytes)
+        ]
+        return place(cid_key, free_enough, self._settings.replication_factor)
+
+    def _origins(self, origins: Sequence[str]) -> List[str]:
+        if self._settings.allow_private_origins:
+            return list(origins)
+        # Our nodes must not become a way to probe private networks.
+        return [origin for origin in origins if parse_peer_multiaddr(origin).is_public]
+
+    def _wait(self, record: PinRecord, message: PinRequested, token: str, details: str) -> Outcome:
+        if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
+            return self._fail(record, message, token, f"{self._deadline_reason(record)}; last: {details}")
+        try:
+            self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
+        except StaleRecord:
+            pass  # the next delivery re-reads it
+        return Later(self._settings.continue_delay_seconds, details)
+
+    def _fail(self, record: PinRecord, message: PinRequested, token: str, reason: str) -> Outcome:
+        try:
+            self._store.set_status(record, "failed", {"failed_reason": reason, "status_details": reason})
+        except StaleRecord:
+            return Done()
+        logger.info("failed", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason})
+        self._release(message.cid, record.node_ids, message.tenant_id, message.request_id, token)
+        self._release_replaced(message, token)
+        return Done()
+
+    def _deadline_reason(self, record: PinRecord) -> str:
+        hours = self._settings.pin_deadline_seconds / 3600
+        return f"the content could not be fetched within {hours:g} hours of the request"
+
+    # -- releasing -----------------------------------------------------------
+
+    def _release_replaced(self, message: PinRequested, token: str) -> None:
+        replaced: Optional[ReleasedPin] = message.replaces
+        if replaced is not None:
+            self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
+
+    def _release(self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str) -> None:
+        nodes = {node.node_id: node for node in self._registry.nodes()}
+        for node_id in node_ids:
+            if not self._holds.release(node_id, cid, tenant_id, request_id, token):
+                continue
+            node = nodes.get(node_id)
+            if node is not None:  # a node removed from the fleet took its pins with it
+                with self._slot(node_id):
+                    self._kubo(node).pin_rm(cid)
+            self._holds.released(node_id, cid, token)
+
+
+class _Progress:
+    """Shows fetch progress in `info.status_details`, written sparingly."""
+
+    def __init__(self, store: PinStore, record: PinRecord) -> None:
+        self._store = store
+        self.record = record
+        self._by_node: Dict[str, tuple] = {}
+        self._written_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def report(self, node_id: str, blocks: int, size: int) -> None:
+        with self._lock:
+            self._by_node[node_id] = (blocks, size)
+            if time.monotonic() - self._written_at < _PROGRESS_INTERVAL_S:
+                return
+            self._written_at = time.monotonic()
+            try:
+                self.record = self._store.set_status(self.record, "pinning", {"status_details": self.details()})
+            except StaleRecord:
+                pass  # deleted meanwhile: the final write will notice
+
+    def details(self, waiting: bool = False) -> str:
+        if not self._by_node:
+            text = "looking for providers"
+        else:
+            blocks = max(blocks for blocks, _ in self._by_node.values())
+            size = max(size for _, size in self._by_node.values())
+            text = f"fetched {blocks} blocks, {size} bytes"
+        return f"{text}; continuing shortly" if waiting else text
