@@ -147,9 +147,17 @@ class KuboClient:
             if not any(text in error.message for text in _NOT_PINNED):
                 raise
 
-    def pin_update(self, from_cid: str, to_cid: str) -> None:
-        """Pin `to_cid` fetching only what `from_cid` lacks, keeping `from_cid` pinned."""
-        self._call("pin/update", [from_cid, to_cid], {"unpin": False})
+    def pin_update(self, from_cid: str, to_cid: str, *, seconds: float) -> None:
+        """Pin `to_cid` fetching only what `from_cid` lacks, keeping `from_cid` pinned.
+
+        It reports no progress, so Kubo is told to give up after `seconds`
+        (KuboServerError); the blocks fetched by then stay for a pin_add."""
+        self._call(
+            "pin/update",
+            [from_cid, to_cid],
+            {"unpin": False, "timeout": f"{max(seconds, 1):g}s"},
+            read_timeout=seconds + self._timeout,
+        )
 
     # -- peers and node state ------------------------------------------------
 
@@ -160,7 +168,10 @@ class KuboClient:
         rather than a timeout that would make the node look unreachable."""
         try:
             self._call(
-                "swarm/connect", [multiaddr], {"timeout": f"{dial_seconds:g}s"}, read_timeout=dial_seconds + self._timeout
+                "swarm/connect",
+                [multiaddr],
+                {"timeout": f"{dial_seconds:g}s"},
+                read_timeout=dial_seconds + self._timeout,
             )
         except (KuboRequestError, KuboServerError):
             return False

@@ -18,7 +18,7 @@ from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.placement import place
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
-from chalicelib.kubo.errors import KuboError, KuboRequestError, PinDeadline, PinStalled
+from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinDeadline, PinStalled
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import PinRequested, QueueMessage, ReleasedPin, UnpinRequested
@@ -178,9 +178,13 @@ class PinWorker:
                 list(dials.map(kubo.swarm_connect, origins))
             replaced = message.replaces
             if replaced and node.node_id in replaced.node_ids and replaced.cid != message.cid and kubo.is_pinned(replaced.cid):
-                # Keeps the blocks both versions share from being collected in
-                # between; the old pin stays until its last holder lets go.
-                kubo.pin_update(replaced.cid, message.cid)
+                # Walks only what the new version adds; the old pin stays (and
+                # protects the shared blocks) until its last holder lets go.
+                budget = min(self._settings.stall_seconds, deadline - time.monotonic())
+                try:
+                    kubo.pin_update(replaced.cid, message.cid, seconds=budget)
+                except KuboServerError:
+                    logger.info("pin/update gave up; pin/add continues", extra={"cid": message.cid})
             kubo.pin_add(
                 message.cid,
                 stall_seconds=self._settings.stall_seconds,

@@ -1,0 +1,554 @@
+"""A fake Kubo node for tests: an HTTP server on 127.0.0.1 that speaks the
+Kubo RPC wire format (POST only, repeated `arg=`, `{"Message","Code","Type"}`
+errors, pin/add progress as NDJSON in chunked transfer encoding) and keeps a
+pin set, the content it can fetch, and a record of every call.
+
+Faults are switched on per CID or per path (see "faults" below). Content is
+measured in blocks of BLOCK_BYTES; pin/add reports one more block every
+`seconds_per_block` and repeats its last count every `tick` while waiting,
+as Kubo does every 500 ms. Blocks fetched stay fetched, so a later pin/add
+of the same CID resumes where an interrupted one stopped.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Set, Tuple, Type
+from urllib.parse import parse_qsl, urlsplit
+
+BLOCK_BYTES = 262_144
+VERSION = "0.22.0"
+DEFAULT_PEER_ID = "12D3KooWFakeKuboNodeForTestsXXXXXXXXXXXXXXXXXXXXXXXX"
+NOT_PINNED = "not pinned or pinned indirectly"
+_API = "/api/v0/"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the node saw it."""
+
+    method: str
+    path: str  # without /api/v0/, e.g. "pin/add"
+    args: Tuple[str, ...]
+    flags: Dict[str, str]
+    query: str  # exactly as sent
+    headers: Dict[str, str]  # names lower-cased
+    client_port: int
+
+
+@dataclass
+class _Failure:
+    path: str
+    cid: Optional[str]
+    message: str
+    code: int
+    status: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class _StreamFailure:
+    message: str
+    after_lines: int
+    as_line: bool
+
+
+class _Closed(Exception):
+    """The fake is going down: end the stream without blaming the client."""
+
+
+class FakeKubo:
+    def __init__(
+        self,
+        *,
+        auth: Optional[str] = None,
+        peer_id: str = DEFAULT_PEER_ID,
+        addresses: Optional[List[str]] = None,
+        storage_max: int = 10 * 1024**3,
+        tick: float = 0.05,
+        seconds_per_block: float = 0.002,
+        stream_limit: float = 10.0,
+    ) -> None:
+        # The Authorization value every request must carry; None: no auth.
+        self.auth = auth
+        self.peer_id = peer_id
+        self.addresses = addresses if addresses is not None else [f"/ip4/127.0.0.1/tcp/4001/p2p/{peer_id}"]
+        self.storage_max = storage_max
+        self.tick = tick
+        self.seconds_per_block = seconds_per_block
+        # A pin/add stream hangs up after this long, so a client that never
+        # gives up fails its test instead of hanging it.
+        self.stream_limit = stream_limit
+        # Kubo before 0.22 answered dag/stat with a top-level Size.
+        self.legacy_dag_stat = False
+
+        self.pinned: Set[str] = set()
+        self.calls: List[Call] = []
+        self.cancelled: Set[str] = set()
+
+        self._lock = threading.Condition()
+        self._blocks: Dict[str, int] = {}
+        self._fetched: Dict[str, int] = {}
+        self._failures: List[_Failure] = []
+        self._stall_after: Dict[str, int] = {}
+        self._drop_after: Dict[str, int] = {}
+        self._slow: Dict[str, float] = {}
+        self._stream_failures: Dict[str, _StreamFailure] = {}
+        self._forgotten: Set[str] = set()
+        self._refused_dials: Dict[str, str] = {}
+        self._key_spellings: Dict[str, str] = {}
+        self._delays: Dict[str, float] = {}
+
+        self._port = 0
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> "FakeKubo":
+        self.up()
+        return self
+
+    def stop(self) -> None:
+        self.down()
+
+    def __enter__(self) -> "FakeKubo":
+        return self.start()
+
+    def __exit__(
+        self, kind: Optional[Type[BaseException]], error: Optional[BaseException], trace: Optional[TracebackType]
+    ) -> None:
+        self.stop()
+
+    def up(self) -> None:
+        """Listen (again) on the same port."""
+        server = _Server(("127.0.0.1", self._port), _Handler)
+        server.fake = self
+        self._port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    def down(self) -> None:
+        """Stop listening and cut every open connection: the node is gone."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._server = self._thread = None
+        server.closing.set()
+        server.shutdown()
+        server.server_close()
+        server.cut_connections()
+        thread.join()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    # -- content -------------------------------------------------------------
+
+    def add_content(self, cid: str, blocks: int = 3) -> None:
+        """Make `cid` fetchable, as if some provider had it."""
+        with self._lock:
+            self._blocks[cid] = blocks
+
+    @property
+    def repo_size(self) -> int:
+        with self._lock:
+            return sum(self._fetched.values()) * BLOCK_BYTES
+
+    # -- faults --------------------------------------------------------------
+
+    def fail(
+        self,
+        path: str,
+        message: str,
+        *,
+        times: int = 1,
+        cid: Optional[str] = None,
+        code: int = 0,
+        status: Optional[int] = None,
+    ) -> None:
+        """Answer the next `times` calls of `path` (with `cid` among the args,
+        if given) with Kubo's error object: 400 when `code` is 1, else 500."""
+        with self._lock:
+            self._failures.append(_Failure(path, cid, message, code, status or (400 if code == 1 else 500), times))
+
+    def stall_after(self, cid: str, blocks: int) -> None:
+        """pin/add of `cid` stops fetching after `blocks` blocks, repeating that count forever."""
+        with self._lock:
+            self._stall_after[cid] = blocks
+
+    def slow(self, cid: str, seconds_per_block: float) -> None:
+        with self._lock:
+            self._slow[cid] = seconds_per_block
+
+    def drop_after(self, cid: str, lines: int) -> None:
+        """pin/add of `cid` drops the connection after `lines` progress lines."""
+        with self._lock:
+            self._drop_after[cid] = lines
+
+    def fail_stream(self, cid: str, message: str, *, after_lines: int = 1, as_line: bool = False) -> None:
+        """pin/add of `cid` fails after `after_lines` lines: the error goes in the
+        X-Stream-Error trailer as Kubo sends it, or as an error object line."""
+        with self._lock:
+            self._stream_failures[cid] = _StreamFailure(message, after_lines, as_line)
+
+    def forget_pin(self, cid: str) -> None:
+        """pin/add of `cid` reports Pins but does not record the pin (the
+        error is only in the trailer)."""
+        with self._lock:
+            self._forgotten.add(cid)
+
+    def delay(self, path: str, seconds: float) -> None:
+        """Hold every call of `path` for `seconds` before answering at all, as
+        Kubo holds a pin/add while it waits for its GC lock."""
+        with self._lock:
+            self._delays[path] = seconds
+
+    def refuse_dial(self, multiaddr: str, message: str = "failed to dial: all dials failed") -> None:
+        with self._lock:
+            self._refused_dials[multiaddr] = message
+
+    def spell_key(self, cid: str, key: str) -> None:
+        """pin/ls answers about `cid` with `key`, as Kubo may use another CID version or base."""
+        with self._lock:
+            self._key_spellings[cid] = key
+
+    # -- observations --------------------------------------------------------
+
+    def calls_to(self, path: str, cid: Optional[str] = None) -> List[Call]:
+        with self._lock:
+            return [call for call in self.calls if call.path == path and (cid is None or cid in call.args)]
+
+    def wait_cancelled(self, cid: str, timeout: float = 2.0) -> bool:
+        """Whether a client hung up on pin/add of `cid` (within `timeout`)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: cid in self.cancelled, timeout)
+
+    # -- serving -------------------------------------------------------------
+
+    def _serve(self, handler: "_Handler") -> None:
+        parsed = urlsplit(handler.path)
+        pairs = parse_qsl(parsed.query, keep_blank_values=True)
+        path = parsed.path[len(_API) :] if parsed.path.startswith(_API) else parsed.path
+        args = tuple(value for name, value in pairs if name == "arg")
+        flags = {name: value for name, value in pairs if name != "arg"}
+        with self._lock:
+            self.calls.append(
+                Call(
+                    handler.command,
+                    path,
+                    args,
+                    flags,
+                    parsed.query,
+                    {name.lower(): value for name, value in handler.headers.items()},
+                    handler.client_address[1],
+                )
+            )
+        if handler.command != "POST":
+            return handler.reply_text(405, "405 - Method Not Allowed")
+        if handler.headers.get("User-Agent", "").startswith("Mozilla") and "Origin" not in handler.headers:
+            return handler.reply_text(403, "403 - Forbidden")
+        if self.auth is not None and handler.headers.get("Authorization") != self.auth:
+            return handler.reply_text(403, "403 - Forbidden")
+        endpoint = _ENDPOINTS.get(path) if parsed.path.startswith(_API) else None
+        if endpoint is None:
+            return handler.reply_text(404, "404 page not found")
+        with self._lock:
+            delay = self._delays.get(path, 0.0)
+        if handler.server.closing.wait(delay):
+            return
+        failure = self._take_failure(path, args)
+        if failure is not None:
+            return handler.reply_error(failure.message, failure.code, failure.status)
+        if endpoint.needs_args and len(args) < endpoint.needs_args:
+            return handler.reply_error(f'argument "{endpoint.arg_name}" is required', 1)
+        endpoint.serve(self, handler, args, flags)
+
+    def _take_failure(self, path: str, args: Tuple[str, ...]) -> Optional[_Failure]:
+        with self._lock:
+            for failure in self._failures:
+                if failure.remaining and failure.path == path and (failure.cid is None or failure.cid in args):
+                    failure.remaining -= 1
+                    return failure
+        return None
+
+    def _is_local(self, cid: str) -> bool:
+        return cid in self._blocks and self._fetched.get(cid, 0) >= self._blocks[cid]
+
+    def _pin_add(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        cid = args[0]
+        with self._lock:
+            total = self._blocks.get(cid)  # None: no provider has it
+            already = self._fetched.get(cid, 0)
+            reachable = 0 if total is None else min(total, self._stall_after.get(cid, total))
+            per_block = self._slow.get(cid, self.seconds_per_block)
+            drop_after = self._drop_after.get(cid)
+            stream_failure = self._stream_failures.get(cid)
+            forget = cid in self._forgotten
+        show_progress = flags.get("progress") == "true"
+        stream = _Stream(handler)
+        started = last_block = time.monotonic()
+        blocks = 0
+        try:
+            while True:
+                # Blocks already on the node come at once, each new one `per_block` after the last.
+                due = last_block + (0.0 if blocks < already else per_block)
+                now = time.monotonic()
+                if blocks < reachable and now >= due:
+                    blocks, last_block = blocks + 1, now
+                    due = last_block + (0.0 if blocks < already else per_block)
+                    with self._lock:
+                        self._fetched[cid] = max(blocks, self._fetched.get(cid, 0))
+                if total is not None and blocks == total:
+                    break
+                if show_progress:
+                    stream.line(_progress(blocks))
+                if now - started > self.stream_limit or (drop_after is not None and stream.lines >= drop_after):
+                    return stream.drop()
+                if stream_failure is not None and stream.lines >= stream_failure.after_lines:
+                    return self._end_with(stream, stream_failure)
+                wait = self.tick if blocks >= reachable else max(0.0, min(self.tick, due - time.monotonic()))
+                if handler.server.closing.wait(wait):
+                    raise _Closed()
+            if show_progress:
+                stream.line(_progress(total))
+            stream.line({"Pins": [cid]})
+            if forget:
+                return stream.end(error="pin: failed to write pin to the datastore")
+            with self._lock:
+                self.pinned.add(cid)
+            stream.end()
+        except _Closed:
+            handler.close_connection = True
+        except OSError:
+            handler.close_connection = True
+            if not handler.server.closing.is_set():
+                with self._lock:
+                    self.cancelled.add(cid)
+                    self._lock.notify_all()
+
+    def _end_with(self, stream: "_Stream", failure: _StreamFailure) -> None:
+        if failure.as_line:
+            stream.line({"Message": failure.message, "Code": 0, "Type": "error"})
+            return stream.end()
+        return stream.end(error=failure.message)
+
+    def _pin_ls(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        with self._lock:
+            # Every pin here is recursive; indirect and direct ones are not modelled.
+            wanted = flags.get("type", "all") in ("recursive", "all")
+            if not args:
+                keys = sorted(self.pinned) if wanted else []
+                return handler.reply_json({"Keys": {cid: {"Type": "recursive"} for cid in keys}})
+            for cid in args:
+                if not (wanted and cid in self.pinned):
+                    return handler.reply_error(f"path '{cid}' is not pinned", 0)
+            keys = [self._key_spellings.get(cid, cid) for cid in args]
+        handler.reply_json({"Keys": {key: {"Type": "recursive"} for key in keys}})
+
+    def _pin_rm(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        with self._lock:
+            if any(cid not in self.pinned for cid in args):
+                return handler.reply_error(NOT_PINNED, 0)
+            self.pinned.difference_update(args)
+        handler.reply_json({"Pins": list(args)})
+
+    def _pin_update(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        old, new = args[0], args[1]
+        with self._lock:
+            if old not in self.pinned:
+                return handler.reply_error("'from' cid was not recursively pinned already", 0)
+            if new not in self._blocks:
+                # Kubo would keep looking for providers; the fake answers at once.
+                return handler.reply_error(f"no provider found for {new}", 0)
+            self._fetched[new] = self._blocks[new]
+            self.pinned.add(new)
+            if flags.get("unpin", "true") != "false":
+                self.pinned.discard(old)
+        handler.reply_json({"Pins": [old, new]})
+
+    def _swarm_connect(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        address = args[0]
+        if "/p2p/" not in address:
+            return handler.reply_error(f"invalid peer address: no /p2p/ part in {address}", 1)
+        peer = address.rsplit("/p2p/", 1)[1]
+        with self._lock:
+            refusal = self._refused_dials.get(address)
+        if refusal is not None:
+            return handler.reply_error(f"connect {peer} failure: {refusal}", 0)
+        handler.reply_json({"Strings": [f"connect {peer} success"]})
+
+    def _id(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        handler.reply_json(
+            {
+                "ID": self.peer_id,
+                "PublicKey": "CAESIFakePublicKeyForTests",
+                "Addresses": self.addresses or None,
+                "AgentVersion": f"kubo/{VERSION}/",
+                "ProtocolVersion": "ipfs/0.1.0",
+                "Protocols": ["/ipfs/bitswap/1.2.0", "/ipfs/id/1.0.0"],
+            }
+        )
+
+    def _repo_stat(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        stat: Dict[str, Any] = {"RepoSize": self.repo_size, "StorageMax": self.storage_max}
+        if flags.get("size-only") != "true":
+            stat.update(NumObjects=sum(self._fetched.values()), RepoPath="/data/ipfs", Version="fs-repo@14")
+        handler.reply_json(stat)
+
+    def _dag_stat(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+        cid = args[0]
+        with self._lock:
+            found = self._is_local(cid) if flags.get("offline") == "true" else cid in self._blocks
+            blocks = self._blocks.get(cid, 0)
+        if not found:
+            return handler.reply_error(f"block was not found locally (offline): ipld: could not find {cid}", 0)
+        size = blocks * BLOCK_BYTES
+        if self.legacy_dag_stat:
+            return handler.reply_json({"Size": size, "NumBlocks": blocks})
+        handler.reply_json(
+            {
+                "UniqueBlocks": blocks,
+                "TotalSize": size,
+                "SharedSize": 0,
+                "Ratio": 1,
+                "DagStats": [{"Cid": {"/": cid}, "Size": size, "NumBlocks": blocks}],
+            }
+        )
+
+
+def _progress(blocks: int) -> Dict[str, int]:
+    # Kubo omits zero fields, so a pin that has fetched nothing reports {}.
+    return {"Progress": blocks, "Bytes": blocks * BLOCK_BYTES} if blocks else {}
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    serve: Any
+    needs_args: int = 0
+    arg_name: str = "ipfs-path"
+
+
+_ENDPOINTS: Dict[str, _Endpoint] = {
+    "pin/add": _Endpoint(FakeKubo._pin_add, 1),
+    "pin/ls": _Endpoint(FakeKubo._pin_ls),
+    "pin/rm": _Endpoint(FakeKubo._pin_rm, 1),
+    "pin/update": _Endpoint(FakeKubo._pin_update, 2, "from-path"),
+    "swarm/connect": _Endpoint(FakeKubo._swarm_connect, 1, "address"),
+    "id": _Endpoint(FakeKubo._id),
+    "repo/stat": _Endpoint(FakeKubo._repo_stat),
+    "dag/stat": _Endpoint(FakeKubo._dag_stat, 1, "root"),
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeKubo
+
+    def __init__(self, address: Tuple[str, int], handler: Type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.closing = threading.Event()
+        self._connections: Set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def cut_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked responses, as Kubo
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client, or the fake itself, already cut the connection
+        self.server.closed(self.connection)
+
+    def version_string(self) -> str:
+        return f"kubo/{VERSION}"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle_any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        try:
+            self.server.fake._serve(self)
+        except OSError:
+            self.close_connection = True  # the client hung up before the answer
+
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle_any
+
+    def reply_json(self, body: Any, status: int = 200) -> None:
+        self._reply(status, "application/json", json.dumps(body).encode() + b"\n")
+
+    def reply_error(self, message: str, code: int, status: Optional[int] = None) -> None:
+        error = {"Message": message, "Code": code, "Type": "error"}
+        self.reply_json(error, status or (400 if code == 1 else 500))
+
+    def reply_text(self, status: int, text: str) -> None:
+        self._reply(status, "text/plain; charset=utf-8", text.encode() + b"\n")
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Stream:
+    """A chunked NDJSON answer, one chunk per line, sent as soon as written."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self._handler = handler
+        self.lines = 0
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("X-Chunked-Output", "1")
+        handler.send_header("Trailer", "X-Stream-Error")
+        handler.end_headers()
+
+    def line(self, value: Dict[str, Any]) -> None:
+        data = json.dumps(value).encode() + b"\n"
+        self._handler.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        self.lines += 1
+
+    def end(self, error: Optional[str] = None) -> None:
+        trailer = f"X-Stream-Error: {error}\r\n".encode() if error else b""
+        self._handler.wfile.write(b"0\r\n" + trailer + b"\r\n")
+
+    def drop(self) -> None:
+        """Hang up mid-stream, without the chunk that ends the answer."""
+        self._handler.close_connection = True
+        self._handler.connection.shutdown(socket.SHUT_RDWR)
