@@ -29,7 +29,9 @@ class Services:
         self.outbox = Outbox(self.publisher, settings.outbox_shards)
         self.authenticator = Authenticator(settings.token_cache_seconds)
         self.store = PinStore()
-        self.pins = PinService(self.store, self.registry, self.outbox, settings.replication_factor)
+        self.pins = PinService(
+            self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
+        )
         self._kubo_clients: Dict[str, object] = {}
         self._kubo_lock = threading.Lock()
 

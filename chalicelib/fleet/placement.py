@@ -19,15 +19,18 @@ def _score(node_id: str, cid_key: str) -> bytes:
     return hashlib.sha256(f"{node_id}\n{cid_key}".encode()).digest()
 
 
-def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int) -> List[NodeRecord]:
+def usable(node: NodeRecord, min_free_bytes: int) -> bool:
+    """Healthy at the last check, with room for more (unknown space counts as room)."""
+    return node.healthy and (node.free_bytes is None or node.free_bytes >= min_free_bytes)
+
+
+def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_bytes: int = 0) -> List[NodeRecord]:
     """The nodes that should hold `cid_key`, best first.
 
-    Unhealthy nodes are passed over while enough healthy ones exist; with no
-    healthy node at all the request still gets its nodes, and the workers
-    wait for them.
+    Unhealthy and full nodes are passed over; with no usable node at all the
+    request still gets its nodes (as delegates), and the workers wait.
     """
-    healthy = [node for node in nodes if node.healthy]
-    candidates = healthy or list(nodes)
+    candidates = [node for node in nodes if usable(node, min_free_bytes)] or list(nodes)
     ranked = sorted(candidates, key=lambda node: _score(node.node_id, cid_key), reverse=True)
     return ranked[:replicas]
 

@@ -37,11 +37,13 @@ class PinService:
         outbox: Outbox,
         replication_factor: int,
         clock: Callable[[], int] = now_ms,
+        min_free_bytes: int = 0,
     ) -> None:
         self._store = store
         self._registry = registry
         self._outbox = outbox
         self._replicas = replication_factor
+        self._min_free_bytes = min_free_bytes
         self._clock = clock
         self._last_ms = 0
 
@@ -111,7 +113,7 @@ class PinService:
         nodes = self._registry.nodes()
         if not nodes:
             raise NoStorageNodes("no storage nodes are registered")
-        return place(cid_key, nodes, self._replicas)
+        return place(cid_key, nodes, self._replicas, self._min_free_bytes)
 
     def _next_ms(self) -> int:
         # Strictly increasing within this process, so a burst of requests

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
-from chalicelib.fleet.placement import place
+from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinDeadline, PinStalled
@@ -197,12 +197,10 @@ class PinWorker:
             return self._node_slots[node_id]
 
     def _targets(self, cid_key: str) -> List[NodeRecord]:
-        free_enough = [
-            node
-            for node in self._registry.nodes()
-            if node.healthy and (node.free_bytes is None or node.free_bytes >= self._settings.min_free_bytes)
-        ]
-        return place(cid_key, free_enough, self._settings.replication_factor)
+        minimum = self._settings.min_free_bytes
+        # Filtered first: unlike the API, the worker waits rather than fall back.
+        fit = [node for node in self._registry.nodes() if usable(node, minimum)]
+        return place(cid_key, fit, self._settings.replication_factor, minimum)
 
     def _origins(self, origins: Sequence[str]) -> List[str]:
         if self._settings.allow_private_origins:

@@ -56,3 +56,12 @@ def test_delegates_are_the_chosen_nodes_addresses_at_most_twenty():
     assert delegates_of(FLEET[:2]) == FLEET[0].multiaddrs + FLEET[1].multiaddrs
     many = [node(f"m{i}", addresses=6) for i in range(5)]
     assert len(delegates_of(many)) == MAX_DELEGATES
+
+
+def test_full_nodes_are_passed_over():
+    fleet = [node(n.node_id) for n in FLEET]
+    for n in fleet:
+        n.free_bytes = 10 * 1024**3
+    fleet[0].free_bytes = 1024  # nearly full
+    for cid in CIDS[:50]:
+        assert fleet[0].node_id not in [n.node_id for n in place(cid, fleet, 3, min_free_bytes=1024**3)]
