@@ -39,7 +39,10 @@ def parse_args(argv: Optional[List[str]]) -> Options:
     defaults = Options()
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Run the pinning service locally on 127.0.0.1: emulated AWS (moto), the API, the outbox sweeper.",
+        description=(
+            "Run the pinning service locally on 127.0.0.1: emulated AWS (moto), embedded Kubo nodes, "
+            "the API, the worker and the scheduled jobs."
+        ),
     )
     parser.add_argument("--port", type=_port, default=defaults.port, help="API port; 0 picks a free one (default %(default)s)")
     parser.add_argument("--aws-port", type=_port, default=defaults.aws_port, help="emulated AWS port; 0 picks a free one (default %(default)s)")
@@ -60,6 +63,15 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         help="register a Kubo node (repeatable; more multiaddrs may follow, comma-separated)",
     )
     parser.add_argument("--sweep-seconds", type=float, default=defaults.sweep_seconds, help="outbox sweep interval (default %(default)s)")
+    parser.add_argument(
+        "--fleet-size", type=int, default=defaults.fleet_size,
+        help="embedded Kubo fleet nodes to start when no --node is given; 0 for none (default %(default)s)",
+    )
+    parser.add_argument(
+        "--user-node-port", type=int, default=defaults.user_node_port,
+        help="RPC port of 'your node', a Kubo node for your own content; 0 for none (default %(default)s)",
+    )
+    parser.add_argument("--health-seconds", type=float, default=defaults.health_seconds, help="fleet health check interval (default %(default)s)")
     args = parser.parse_args(argv)
     return Options(
         port=args.port,
@@ -68,6 +80,9 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         stage=args.stage,
         nodes=args.nodes,
         sweep_seconds=args.sweep_seconds,
+        fleet_size=args.fleet_size,
+        user_node_port=args.user_node_port,
+        health_seconds=args.health_seconds,
     )
 
 

@@ -44,6 +44,11 @@ class Options:
     stage: str = "dev"
     nodes: List[NodeSpec] = field(default_factory=list)
     sweep_seconds: float = 30.0
+    # Embedded Kubo fleet nodes started when no --node is given (0: none).
+    fleet_size: int = 2
+    # The user's own node ("your node"), for the quickstart; 0 disables it.
+    user_node_port: int = 5001
+    health_seconds: float = 30.0
 
 
 def say(message: str) -> None:
@@ -87,31 +92,39 @@ def scheduled_event(rule: str) -> Dict[str, Any]:
     }
 
 
-class OutboxSweeper:
-    """Runs the app's scheduled outbox sweep every `interval` seconds, as AWS would."""
+class ScheduledJob:
+    """Runs one of the app's scheduled handlers every `interval` seconds, as AWS would."""
 
-    def __init__(self, handler: Callable[[Dict[str, Any], Any], Any], rule: str, interval: float) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Dict[str, Any], Any], Any],
+        rule: str,
+        interval: float,
+        report: Callable[[Any], Optional[str]],
+    ) -> None:
         self._handler = handler
         self._rule = rule
         self._interval = interval
+        self._report = report
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-sweeper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=rule, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
-            self.sweep_once()
+            self.run_once()
 
-    def sweep_once(self) -> None:
+    def run_once(self) -> None:
         try:
-            sent = self._handler(scheduled_event(self._rule), None)
-        except Exception as error:  # keep sweeping; the next run retries
-            say(f"outbox sweep failed: {type(error).__name__}: {error}")
+            result = self._handler(scheduled_event(self._rule), None)
+        except Exception as error:  # keep going; the next run retries
+            say(f"{self._rule} failed: {type(error).__name__}: {error}")
             return
-        if sent:
-            say(f"outbox sweep re-sent {sent} queue message(s)")
+        line = self._report(result)
+        if line:
+            say(line)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -126,7 +139,9 @@ class DevStack:
         self.token: Optional[str] = None
         self._api: Any = None
         self._aws: Any = None
-        self._sweeper: Optional[OutboxSweeper] = None
+        self._jobs: List[Any] = []
+        self._kubo_nodes: List[Any] = []
+        self.user_node_url: Optional[str] = None
 
     def start(self) -> None:
         """Everything, in order; raises StackError (or ImportError) on a startup problem."""
@@ -163,13 +178,14 @@ class DevStack:
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
 
+        # Local nodes sit on loopback: origins there must be dialable here.
+        os.environ["ALLOW_PRIVATE_ORIGINS"] = "true"
+        os.environ["KUBO_RPC_SECRET"] = uuid.uuid4().hex
+        self._start_kubo()
         self._register_nodes()
         self._create_demo_tenant()
         self._write_state_files()
-
-        self._sweeper = OutboxSweeper(app_module.sweep_outbox, f"{app_module.app.app_name}-{options.stage}-sweep_outbox", options.sweep_seconds)
-        self._sweeper.start()
-        say(f"Outbox sweeper runs every {options.sweep_seconds:g} s.")
+        self._start_workers(app_module, queues)
         self._api.start()
 
     def _bind_api(self) -> Any:
@@ -190,6 +206,60 @@ class DevStack:
             raise _port_error("the API", self.options.port, "--port", error) from None
         self.url = server.url
         return app_module, server
+
+    def _start_kubo(self) -> None:
+        from devstack.kubo.fleet import NodeStartError, start_node
+
+        options = self.options
+        base = options.state_dir / "kubo"
+        try:
+            if not options.nodes and options.fleet_size:
+                say(f"Starting {options.fleet_size} embedded Kubo fleet nodes (loopback only) ...")
+                for index in range(options.fleet_size):
+                    node = start_node(f"fleet-{index}", base, auth_token=os.environ["KUBO_RPC_SECRET"])
+                    self._kubo_nodes.append(node)
+                    options.nodes.append(NodeSpec(node.name, node.rpc_url, node.peer_id, (node.multiaddr,)))
+            if options.user_node_port:
+                say(f"Starting your node: Kubo RPC on {HOST}:{options.user_node_port} ...")
+                node = start_node("your-node", base, rpc_port=options.user_node_port)
+                self._kubo_nodes.append(node)
+                self.user_node_url = node.rpc_url
+                say(f"  your node {node.peer_id} at {node.multiaddr}")
+        except (NodeStartError, OSError) as error:
+            raise StackError(f"could not start a Kubo node: {str(error).splitlines()[0]}") from None
+
+    def _start_workers(self, app_module: Any, queues: Dict[str, str]) -> None:
+        import boto3
+
+        from devstack.worker_poller import QueuePoller
+
+        sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        timeout = _lambda_timeout(self.options.stage)
+        rule = f"{app_module.app.app_name}-{self.options.stage}"
+        self._jobs = [
+            QueuePoller(sqs, queues["queue"], app_module.pin_worker, timeout, "pin-worker"),
+            QueuePoller(sqs, queues["dead_letter_queue"], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
+            ScheduledJob(
+                app_module.sweep_outbox,
+                f"{rule}-sweep_outbox",
+                self.options.sweep_seconds,
+                lambda sent: f"outbox sweep re-sent {sent} queue message(s)" if sent else None,
+            ),
+            ScheduledJob(
+                app_module.check_fleet_health,
+                f"{rule}-check_fleet_health",
+                self.options.health_seconds,
+                lambda health: "unhealthy nodes: " + ", ".join(n for n, ok in health.items() if not ok)
+                if health and not all(health.values())
+                else None,
+            ),
+        ]
+        for job in self._jobs:
+            job.start()
+        say(
+            f"Worker polling {queues['queue']}; outbox sweep every {self.options.sweep_seconds:g} s, "
+            f"fleet health check every {self.options.health_seconds:g} s."
+        )
 
     def _register_nodes(self) -> None:
         from chalicelib.fleet.registry import InvalidNode, NodeRegistry
@@ -230,7 +300,10 @@ class DevStack:
         # For the admin CLI and other tools: `set -a; . .dev/aws.env; set +a`.
         names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE", "TABLE_PREFIX", "PIN_QUEUE_URL")
         try:
-            write_private(local_env, [f"PINNING_SERVICE_URL={self.url}", f"PINNING_SERVICE_TOKEN={self.token}"])
+            lines = [f"PINNING_SERVICE_URL={self.url}", f"PINNING_SERVICE_TOKEN={self.token}"]
+            if self.user_node_url:
+                lines.append(f"KUBO_RPC_URL={self.user_node_url}")
+            write_private(local_env, lines)
             write_private(state_dir / "aws.env", [f"{name}={os.environ.get(name, '')}" for name in names])
         except OSError as error:
             raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
@@ -245,9 +318,12 @@ class DevStack:
         if self._api is not None:
             self._api.stop()
             self._api = None
-        if self._sweeper is not None:
-            self._sweeper.stop()
-            self._sweeper = None
+        for job in self._jobs:
+            job.stop()
+        self._jobs = []
+        for node in self._kubo_nodes:
+            node.stop()
+        self._kubo_nodes = []
         if self._aws is not None:
             self._aws.stop()
             self._aws = None

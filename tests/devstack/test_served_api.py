@@ -76,7 +76,7 @@ def _pump(stream: Any, lines: "queue.Queue[str | None]", output: List[str]) -> N
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     state_dir = tmp_path_factory.mktemp("devstack")
     stderr_path = state_dir / "stderr.log"
-    command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), "--node", NODE]
+    command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), "--node", NODE, "--user-node-port", "0"]
     with stderr_path.open("w", encoding="utf-8") as stderr:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
     output: List[str] = []
