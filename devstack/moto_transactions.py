@@ -1,9 +1,13 @@
-"""Makes moto's DynamoDB transactions cost what they touch, not the table.
+"""Makes moto's DynamoDB transactions cost what they touch, not the table,
+and every write request atomic.
 
 moto backs up every table a TransactWriteItems touches with a deep copy, so a
 transaction's cost grows with the table and a tenant of 20,000 pins takes
 hours to build. This keeps moto's behaviour (all or nothing) by saving and
-restoring only the items the transaction names. Dev and test only.
+restoring only the items the transaction names. moto also applies a request
+in steps (check, write, restore on failure) that concurrent threads could
+interleave; one lock around each write request rules that out, as on AWS.
+Dev and test only.
 """
 from __future__ import annotations
 
@@ -74,4 +78,17 @@ def install() -> None:
                 raise
 
         models.DynamoDBBackend.transact_write_items = transact_write_items
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+            setattr(models.DynamoDBBackend, name, _atomic(getattr(models.DynamoDBBackend, name)))
         _installed = True
+
+
+_write_lock = threading.RLock()
+
+
+def _atomic(write: Any) -> Any:
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _write_lock:
+            return write(self, *args, **kwargs)
+
+    return locked

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict
 
 HandlerType = Callable[[Dict[str, Any], Any], Any]
 

@@ -41,26 +41,54 @@ class PinHolds:
                 return False
             raise
 
-    def release(self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str) -> bool:
+    def release(
+        self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str, force: bool = False
+    ) -> bool:
         """Give up the request's hold. True when no hold is left and the
         caller now owns the removal: unpin, then call `released`. A repeat
-        with the same token (a retried message) owns it again."""
+        with the same token (a retried message) owns it again while its
+        removal is unfinished; any other repeat owns nothing. `force` also
+        takes the removal when the request held nothing (a pin made on Kubo
+        after its request was gone)."""
         key = node_pin_key(node_id, cid_key)
+        now = self._clock()
+        lease = [NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)]
+        connection = NodePin._get_connection().connection
         try:
-            with TransactWrite(connection=NodePin._get_connection().connection) as tx:
+            # The last holder takes the removal in the same transaction.
+            with TransactWrite(connection=connection) as tx:
+                tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
+                tx.update(
+                    NodePin(key, STATE),
+                    actions=[NodePin.holders.add(-1), *lease],
+                    condition=(NodePin.holders == 1) & _no_release(now),
+                )
+            return True
+        except TransactWriteError as error:
+            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                return self._resume(key, token, now, lease, force)
+            if codes[1:2] != ["ConditionalCheckFailed"]:
+                raise
+        try:
+            with TransactWrite(connection=connection) as tx:
                 tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
                 tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(-1)])
         except TransactWriteError as error:
             codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
             if codes[:1] != ["ConditionalCheckFailed"]:
                 raise
-            # Not a holder any more: a retry after the hold was given up.
-        now = self._clock()
+            return self._resume(key, token, now, lease, force)
+        return False
+
+    def _resume(self, key: str, token: str, now: int, lease, force: bool) -> bool:
+        """Not a holder (any more): own the removal only if it is ours and unfinished, or forced."""
+        mine = NodePin.releasing_by == token
+        owner = (mine | _no_release(now)) if force else mine
         try:
             NodePin(key, STATE).update(
-                actions=[NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)],
-                condition=(NodePin.holders.does_not_exist() | (NodePin.holders <= 0))
-                & (_no_release(now) | (NodePin.releasing_by == token)),
+                actions=lease,
+                condition=(NodePin.holders.does_not_exist() | (NodePin.holders <= 0)) & owner,
             )
         except UpdateError as error:
             if error.cause_response_code == "ConditionalCheckFailedException":

@@ -31,6 +31,7 @@ logger = logging.getLogger("pinning.worker")
 
 # Progress is written at most this often per pin: each write is a DynamoDB request.
 _PROGRESS_INTERVAL_S = 5.0
+_CONTINUING = "; continuing shortly"
 
 
 KuboFactory = Callable[[NodeRecord], KuboClient]
@@ -81,7 +82,13 @@ class PinWorker:
             )
             return
         record = self._store.get(message.tenant_id, message.created_ms)
-        if record is None or record.request_id != message.request_id or record.status in ("pinned", "failed"):
+        if record is None or record.request_id != message.request_id:
+            try:  # deleted or replaced: nothing may stay pinned for it, or for what it replaced
+                self._pin(message, token, time.monotonic())
+            except KuboError:
+                logger.exception("could not release a vanished pin's holds", extra={"request_id": message.request_id})
+            return
+        if record.status in ("pinned", "failed"):
             return
         last = plain_map(record.info).get("status_details")
         reason = "gave up after repeated storage node errors" + (f" (last: {last})" if last else "")
@@ -104,15 +111,18 @@ class PinWorker:
     def _pin(self, message: PinRequested, token: str, deadline: float) -> Outcome:
         record = self._store.get(message.tenant_id, message.created_ms)
         if record is None or record.request_id != message.request_id:
-            # Deleted or replaced meanwhile: take back whatever we held for it.
-            self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, token)
+            # Deleted or replaced meanwhile: take back whatever we held for it,
+            # and any pin this message made on Kubo after its hold was let go.
+            nodes = sorted({*message.node_ids, *(node.node_id for node in self._targets(message.cid))})
+            self._release(message.cid, nodes, message.tenant_id, message.request_id, token, force=True)
             self._release_replaced(message, token)
             return Done()
         if record.status in ("pinned", "failed"):
             self._release_replaced(message, token)
             return Done()
         if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
-            return self._fail(record, message, token, self._deadline_reason(record))
+            last = plain_map(record.info).get("status_details")
+            return self._fail(record, message, token, self._deadline_reason(record, last))
 
         targets = self._targets(message.cid)
         if len(targets) < self._settings.replication_factor:
@@ -210,7 +220,7 @@ class PinWorker:
 
     def _wait(self, record: PinRecord, message: PinRequested, token: str, details: str) -> Outcome:
         if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
-            return self._fail(record, message, token, f"{self._deadline_reason(record)}; last: {details}")
+            return self._fail(record, message, token, self._deadline_reason(record, details))
         try:
             self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
         except StaleRecord:
@@ -227,9 +237,13 @@ class PinWorker:
         self._release_replaced(message, token)
         return Done()
 
-    def _deadline_reason(self, record: PinRecord) -> str:
-        hours = self._settings.pin_deadline_seconds / 3600
-        return f"the content could not be fetched within {hours:g} hours of the request"
+    def _deadline_reason(self, record: PinRecord, last: Optional[str] = None) -> str:
+        seconds = self._settings.pin_deadline_seconds
+        within = f"{seconds / 3600:g} hours" if seconds >= 3600 else f"{seconds} seconds"
+        reason = f"not pinned within {within} of the request"
+        if last:
+            reason += f" (last: {last.removesuffix(_CONTINUING)})"
+        return reason
 
     # -- releasing -----------------------------------------------------------
 
@@ -238,10 +252,12 @@ class PinWorker:
         if replaced is not None:
             self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
 
-    def _release(self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str) -> None:
+    def _release(
+        self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str, force: bool = False
+    ) -> None:
         nodes = {node.node_id: node for node in self._registry.nodes()}
         for node_id in node_ids:
-            if not self._holds.release(node_id, cid, tenant_id, request_id, token):
+            if not self._holds.release(node_id, cid, tenant_id, request_id, token, force=force):
                 continue
             node = nodes.get(node_id)
             if node is not None:  # a node removed from the fleet took its pins with it
@@ -278,4 +294,4 @@ class _Progress:
             blocks = max(blocks for blocks, _ in self._by_node.values())
             size = max(size for _, size in self._by_node.values())
             text = f"fetched {blocks} blocks, {size} bytes"
-        return f"{text}; continuing shortly" if waiting else text
+        return f"{text}{_CONTINUING}" if waiting else text

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import boto3
 import pytest
 
+from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.placement import place
+from chalicelib.pins.cids import parse_cid
+from chalicelib.pins.model import PinRequest
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
+from chalicelib.storage.node_pin import STATE, NodePin, node_pin_key
+from chalicelib.storage.pin_record import PinRecord, plain_map
 from chalicelib.worker.batch import QueuedMessage, process_batch
 from chalicelib.wiring import Services, build_services
 from tests.support.fake_kubo import FakeKubo
@@ -78,3 +85,136 @@ class Queue:
 @pytest.fixture
 def queue(fleet) -> Queue:
     return Queue(fleet)
+
+
+# -- helpers for the worker behaviour tests ------------------------------------
+
+
+def pin_request(cid: str, origins=(), name=None) -> PinRequest:
+    return PinRequest(parse_cid(cid), name=name, origins=tuple(origins))
+
+
+def placed(services: Services, cid: str) -> List[str]:
+    """The node ids placement picks for `cid` on the current fleet."""
+    nodes = [node for node in services.registry.nodes(fresh=True) if node.healthy]
+    return [node.node_id for node in place(parse_cid(cid).key, nodes, services.settings.replication_factor)]
+
+
+def holding(kubos: Dict[str, FakeKubo], cid: str) -> List[str]:
+    """The fake nodes that hold a recursive pin of `cid`."""
+    return sorted(node_id for node_id, kubo in kubos.items() if cid in kubo.pinned)
+
+
+def current(services: Services, record: PinRecord) -> Optional[PinRecord]:
+    """The pin as stored now (None once deleted or replaced)."""
+    stored = services.store.get(record.tenant_id, record.created_ms)
+    return stored if stored is not None and stored.request_id == record.request_id else None
+
+
+def info_of(record: PinRecord) -> Dict[str, str]:
+    return plain_map(record.info)
+
+
+def holders(node_id: str, cid: str) -> int:
+    """How many requests hold `cid` on `node_id` (the shared pin's count)."""
+    try:
+        return int(NodePin.get(node_pin_key(node_id, parse_cid(cid).key), STATE, consistent_read=True).holders or 0)
+    except NodePin.DoesNotExist:
+        return 0
+
+
+def failed_ids(result: dict) -> List[str]:
+    return [item["itemIdentifier"] for item in result["batchItemFailures"]]
+
+
+class ShiftedClock:
+    """Wall-clock milliseconds plus an offset the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def __call__(self) -> int:
+        return now_ms() + self.offset_ms
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ms += int(seconds * 1000)
+
+
+def rebuild_worker(services: Services) -> None:
+    """A worker reading the services' current settings (and test clock, if any)."""
+    from chalicelib.worker.pin_worker import PinWorker
+
+    services.__dict__["worker"] = PinWorker(
+        services.settings,
+        services.store,
+        services.registry,
+        PinHolds(lease_seconds=15 * 60),
+        services.kubo,
+        clock=getattr(services, "test_clock", now_ms),
+    )
+
+
+@pytest.fixture
+def tune(fleet):
+    """tune(**settings): change the fleet's settings, worker included."""
+
+    def apply(**changes):
+        fleet.settings = replace(fleet.settings, **changes)
+        rebuild_worker(fleet)
+        return fleet.settings
+
+    return apply
+
+
+@pytest.fixture
+def worker_clock(fleet) -> ShiftedClock:
+    """A clock only the worker reads: moving it makes pins look older."""
+    fleet.test_clock = ShiftedClock()
+    rebuild_worker(fleet)
+    return fleet.test_clock
+
+
+@pytest.fixture
+def app_client(fleet):
+    """Chalice's test client of the app, its handlers wired to the fleet."""
+    from chalice.test import Client
+
+    import app as app_module
+
+    app_module.services.install(fleet)
+    with Client(app_module.app) as client:
+        yield client
+    app_module.services.install(None)
+
+
+def sqs_event(messages: List[QueuedMessage], queue_name: str = "pinning-service-pins") -> dict:
+    """An SQS event of `messages` with their own message ids (Chalice's
+    generator gives every record the same one)."""
+    return {
+        "Records": [
+            {
+                "messageId": message.message_id,
+                "receiptHandle": f"receipt-{message.message_id}",
+                "body": message.body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue_name}",
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+@pytest.fixture
+def user_api(app_client):
+    """The HTTP API over the same fleet, as tenant "alice" sees it."""
+    from chalicelib.tenants.admin import TenantAdmin
+    from tests.support.api import ApiClient
+
+    admin = TenantAdmin()
+    tenant = admin.create_tenant("alice")
+    token = admin.issue_token(tenant.tenant_id, "laptop").secret
+    return ApiClient(app_client, token)
