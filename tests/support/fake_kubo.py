@@ -478,6 +478,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked responses, as Kubo
+    # Go's sockets send at once; with Nagle, every kept-alive call waits ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
