@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Optional
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -22,10 +23,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+class ReadableFormatter(logging.Formatter):
+    """One short line per event, fields as key=value: for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD)
+        line = f"{self.formatTime(record, '%H:%M:%S')} {record.name.rsplit('.', 1)[-1]}: {record.getMessage()} {fields}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line.rstrip()
+
+
+def configure_logging(level: int = logging.INFO, formatter: Optional[logging.Formatter] = None) -> None:
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
     for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(formatter or JsonFormatter())
     root.setLevel(level)

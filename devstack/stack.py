@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import uuid
@@ -154,6 +155,11 @@ class DevStack:
 
         # The API's port first: a port in use fails before anything else starts.
         app_module, self._api = self._bind_api()
+        from chalicelib.logs import ReadableFormatter, configure_logging
+
+        configure_logging(formatter=ReadableFormatter())
+        for noisy in ("botocore", "urllib3", "werkzeug"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
         say(f"Starting emulated AWS (moto) on {HOST}, port {options.aws_port or 'any free one'} ...")
         moto_transactions.install()
@@ -216,12 +222,14 @@ class DevStack:
             if not options.nodes and options.fleet_size:
                 say(f"Starting {options.fleet_size} embedded Kubo fleet nodes (loopback only) ...")
                 for index in range(options.fleet_size):
-                    node = start_node(f"fleet-{index}", base, auth_token=os.environ["KUBO_RPC_SECRET"])
+                    node = start_node(
+                        f"fleet-{index}", base, auth_token=os.environ["KUBO_RPC_SECRET"], backend="auto"
+                    )
                     self._kubo_nodes.append(node)
                     options.nodes.append(NodeSpec(node.name, node.rpc_url, node.peer_id, (node.multiaddr,)))
             if options.user_node_port:
                 say(f"Starting your node: Kubo RPC on {HOST}:{options.user_node_port} ...")
-                node = start_node("your-node", base, rpc_port=options.user_node_port)
+                node = start_node("your-node", base, rpc_port=options.user_node_port, backend="auto")
                 self._kubo_nodes.append(node)
                 self.user_node_url = node.rpc_url
                 say(f"  your node {node.peer_id} at {node.multiaddr}")

@@ -133,12 +133,15 @@ class PinWorker:
             return self._wait(record, message, token, details)
 
         node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
+        was = record.status
         try:
             record = self._store.set_status(
                 record, "pinning", {"status_details": "fetching"}, node_ids=node_ids
             )
         except StaleRecord:
             return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
+        if was != "pinning":
+            logger.info("pinning", extra={"request_id": message.request_id, "cid": message.cid, "nodes": node_ids})
         for node in targets:
             if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
                 return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
