@@ -13,6 +13,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.node_pin import STATE, NodePin, holder_key, node_pin_key
 
 
@@ -32,7 +33,7 @@ class PinHolds:
                 tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now))
             return True
         except TransactWriteError as error:
-            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            codes = cancellation_codes(error)
             if codes[:1] == ["ConditionalCheckFailed"]:
                 # Already a holder (a repeated message): only the lease matters.
                 state = NodePin.get(key, STATE, consistent_read=True)
@@ -65,7 +66,7 @@ class PinHolds:
                 )
             return True
         except TransactWriteError as error:
-            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            codes = cancellation_codes(error)
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return self._resume(key, token, now, lease, force)
             if codes[1:2] != ["ConditionalCheckFailed"]:
@@ -75,7 +76,7 @@ class PinHolds:
                 tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
                 tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(-1)])
         except TransactWriteError as error:
-            codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+            codes = cancellation_codes(error)
             if codes[:1] != ["ConditionalCheckFailed"]:
                 raise
             return self._resume(key, token, now, lease, force)

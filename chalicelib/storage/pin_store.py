@@ -19,8 +19,15 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
+from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.outbox_entry import OutboxEntry
-from chalicelib.storage.pin_counter import HORIZON_MS, PinCounter, cells_of, prefix_cells, top_bucket
+from chalicelib.storage.pin_counter import (
+    HORIZON_MS,
+    PinCounter,
+    cells_of,
+    prefix_cells,
+    top_bucket,
+)
 from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
 
 MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
@@ -154,7 +161,7 @@ class PinStore:
                     fill(tx)
                 return
             except TransactWriteError as error:
-                codes = [reason.code if reason else None for reason in (error.cancellation_reasons or [])]
+                codes = cancellation_codes(error)
                 if "ConditionalCheckFailed" in codes:
                     raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
                 # Concurrent writers of the same tenant share counter items.
