@@ -1,0 +1,831 @@
+"""A command-line client of the Pinning Service API, for its users.
+
+    python -m cli.pins --help
+
+It speaks only HTTP: the service's API (with your access token) and, for
+`add`, the RPC API of your own Kubo node. Nothing here needs AWS or the
+service's code. `--json` makes every command print JSON on stdout.
+
+Where the service is: --url/--token, else an --env-file given explicitly,
+else $PINNING_SERVICE_URL/$PINNING_SERVICE_TOKEN, else `.dev/local.env` (what
+`make dev` writes). Your Kubo node: --kubo-url, else the same places with
+KUBO_RPC_URL.
+
+Exit status: 0 on success; 1 for an error (one line on stderr: the API's
+`Error: REASON: details`, or what went wrong) and for a pin that failed;
+2 when `wait` (or `--wait`) times out, and for a bad command line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+
+import click
+import requests
+
+URL_VAR = "PINNING_SERVICE_URL"
+TOKEN_VAR = "PINNING_SERVICE_TOKEN"
+KUBO_VAR = "KUBO_RPC_URL"
+DEFAULT_ENV_FILE = Path(".dev") / "local.env"
+REPO_ENV_FILE = Path(__file__).resolve().parents[1] / DEFAULT_ENV_FILE
+STATUSES = ("queued", "pinning", "pinned", "failed")
+MATCHES = ("exact", "iexact", "partial", "ipartial")
+POLL_SECONDS = 0.5
+HTTP_TIMEOUT_S = 30.0
+# An upload to Kubo may take a while; only the wait for its first byte is bounded.
+KUBO_ADD_TIMEOUT_S = (10.0, 600.0)
+MAX_ORIGINS = 20
+# Exit status of a wait that ran out of time.
+EXIT_TIMEOUT = 2
+
+
+class CliError(click.ClickException):
+    """A one-line message on stderr (`Error: ...`) and exit status 1, never a traceback."""
+
+    exit_code = 1
+
+
+class ApiFailure(CliError):
+    """A Failure answer of the service: `Error: REASON: details`."""
+
+    def __init__(self, status: int, reason: str, details: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.details = details
+        super().__init__(f"{reason}: {details}" if details else reason)
+
+
+class WaitTimedOut(CliError):
+    """A wait that ran out of time: exit status 2."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, message: str, status: Optional[Dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- configuration --------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> Dict[str, str]:
+    """KEY=VALUE lines (as `make dev` writes them); blank lines, `#` comments,
+    `export ` prefixes and quotes around values are allowed."""
+    values: Dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+@dataclass
+class Options:
+    url: Optional[str] = None
+    token: Optional[str] = None
+    kubo_url: Optional[str] = None
+    env_file: Optional[Path] = None
+    json: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    _file_values: Optional[Dict[str, str]] = None
+
+    def _from_file(self) -> Dict[str, str]:
+        if self._file_values is None:
+            self._file_values = {}
+            if self.env_file is not None:
+                path = self.env_file
+                try:
+                    self._file_values = read_env_file(path)
+                except OSError as error:
+                    raise CliError(f"cannot read --env-file {path}: {error.strerror or error}") from None
+            else:
+                for path in (DEFAULT_ENV_FILE, REPO_ENV_FILE):
+                    try:
+                        self._file_values = read_env_file(path)
+                    except OSError:
+                        continue
+                    break
+        return self._file_values
+
+    def _setting(self, given: Optional[str], name: str) -> Optional[str]:
+        """The option, else an explicit --env-file, else the environment, else the default file."""
+        if given:
+            return given
+        if self.env_file is not None:
+            return self._from_file().get(name) or None
+        return self.environ.get(name) or self._from_file().get(name) or None
+
+    def _where(self) -> str:
+        if self.env_file is not None:
+            return f"--env-file {self.env_file} has no"
+        return "no"
+
+    def service(self) -> Tuple[str, str]:
+        url = self._setting(self.url, URL_VAR)
+        if not url:
+            raise CliError(
+                f"{self._where()} pinning service URL: pass --url or set {URL_VAR} "
+                f"(or run `make dev`, which writes {DEFAULT_ENV_FILE})"
+            )
+        token = self._setting(self.token, TOKEN_VAR)
+        if not token:
+            raise CliError(
+                f"{self._where()} access token: pass --token or set {TOKEN_VAR} "
+                f"(or run `make dev`, which writes {DEFAULT_ENV_FILE})"
+            )
+        return _check_url(url, "pinning service"), token
+
+    def kubo(self) -> str:
+        url = self._setting(self.kubo_url, KUBO_VAR)
+        if not url:
+            raise CliError(
+                f"{self._where()} Kubo node for `add`: pass --kubo-url or set {KUBO_VAR} "
+                f"(`make dev` runs one and writes it to {DEFAULT_ENV_FILE})"
+            )
+        return _check_url(url, "Kubo RPC")
+
+
+def _check_url(url: str, what: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"invalid {what} URL {url!r}: it must start with http:// or https://")
+    return url.rstrip("/")
+
+
+# --- HTTP -------------------------------------------------------------------------
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a requests ConnectionError comes from a refused connection."""
+    seen = set()
+    stack: List[Any] = [error]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError):
+            return True
+        if isinstance(item, BaseException):
+            stack.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return "refused" in str(error).lower()
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _connection_error(what: str, url: str, error: requests.RequestException, hint: str, timeout: Any) -> CliError:
+    if isinstance(error, requests.Timeout):
+        seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
+        return CliError(f"{what} at {url} did not answer within {seconds:g} s")
+    if isinstance(error, requests.ConnectionError):
+        if _refused(error):
+            return CliError(f"cannot connect to {what} at {url}: connection refused. {hint}")
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        return CliError(f"cannot connect to {what} at {url}: {_one_line(str(reason or error))}")
+    return CliError(f"request to {what} at {url} failed: {_one_line(str(error))}")
+
+
+class PinningClient:
+    """The Pinning Service API; errors become ApiFailure or CliError."""
+
+    def __init__(self, url: str, token: str, timeout: float = HTTP_TIMEOUT_S) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "pinning-cli/1"}
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._session.request(method, f"{self.url}{path}", timeout=self._timeout, **kwargs)
+        except requests.RequestException as error:
+            raise _connection_error(
+                "the pinning service", self.url, error,
+                "Is it running? Start the local stack with `make dev`, or pass --url.",
+                self._timeout,
+            ) from None
+        if response.status_code >= 400:
+            raise _failure(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"unexpected answer from the pinning service (HTTP {response.status_code}): "
+                f"{_one_line(response.text) or 'not JSON'}"
+            ) from None
+
+    def add(self, pin: Dict[str, Any]) -> Dict[str, Any]:
+        return self._call("POST", "/pins", json=pin)
+
+    def get(self, request_id: str) -> Dict[str, Any]:
+        return self._call("GET", f"/pins/{_path_segment(request_id)}")
+
+    def replace(self, request_id: str, pin: Dict[str, Any]) -> Dict[str, Any]:
+        return self._call("POST", f"/pins/{_path_segment(request_id)}", json=pin)
+
+    def delete(self, request_id: str) -> None:
+        self._call("DELETE", f"/pins/{_path_segment(request_id)}")
+
+    def list(self, query: Dict[str, str]) -> Dict[str, Any]:
+        return self._call("GET", "/pins", params=query)
+
+    def list_all(self, query: Dict[str, str]) -> Iterator[Dict[str, Any]]:
+        """Every matching pin, newest first, paging as Kubo does: the next page
+        is `before` the last result's `created`, until a page's count equals
+        the number of results it holds."""
+        query = dict(query)
+        while True:
+            page = self.list(query)
+            results = page.get("results") or []
+            yield page
+            if not results or int(page.get("count", 0)) <= len(results):
+                return
+            query["before"] = results[-1]["created"]
+
+
+def _path_segment(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _failure(response: requests.Response) -> CliError:
+    try:
+        error = response.json()["error"]
+        reason = str(error["reason"])
+        details = str(error.get("details") or "")
+    except (ValueError, KeyError, TypeError):
+        text = _one_line(response.text)
+        return CliError(f"HTTP {response.status_code} {response.reason or ''}".rstrip() + (f": {text}" if text else ""))
+    return ApiFailure(response.status_code, reason, _one_line(details, 500))
+
+
+class KuboClient:
+    """The few Kubo RPC calls `add` needs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _post(self, command: str, timeout: Any = HTTP_TIMEOUT_S, **kwargs: Any) -> requests.Response:
+        try:
+            response = requests.post(f"{self.url}/api/v0/{command}", timeout=timeout, **kwargs)
+        except requests.RequestException as error:
+            raise _connection_error(
+                "your Kubo node", self.url, error,
+                "Is it running? `make dev` starts one; or pass --kubo-url.",
+                timeout,
+            ) from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["Message"]
+            except (ValueError, KeyError, TypeError):
+                message = _one_line(response.text) or response.reason
+            raise CliError(f"Kubo {command}: HTTP {response.status_code}: {_one_line(str(message))}")
+        return response
+
+    def add_file(self, path: Path) -> Dict[str, str]:
+        """Adds (and pins) one file; Kubo's `{"Name", "Hash", "Size"}`."""
+        with path.open("rb") as stream:
+            response = self._post(
+                "add", timeout=KUBO_ADD_TIMEOUT_S, params={"pin": "true"}, files={"file": (path.name, stream)}
+            )
+        added = None
+        for line in response.text.splitlines():
+            try:
+                item = json.loads(line) if line.strip() else None
+            except ValueError:
+                item = None
+            if isinstance(item, dict) and item.get("Hash"):
+                added = item
+        if added is None:
+            raise CliError(f"Kubo add: no CID in the answer: {_one_line(response.text) or 'empty'}")
+        return added
+
+    def peer_addresses(self) -> List[str]:
+        """The node's addresses, each ending /p2p/<its ID>, public ones first."""
+        try:
+            identity = self._post("id").json()
+            peer_id = identity["ID"]
+            addresses = identity.get("Addresses") or []
+        except (ValueError, KeyError, TypeError):
+            raise CliError("Kubo id: unexpected answer (no ID)") from None
+        suffix = f"/p2p/{peer_id}"
+        seen: List[str] = []
+        for address in addresses:
+            if not isinstance(address, str) or "/p2p-circuit" in address:
+                continue
+            full = address if address.endswith(suffix) else f"{address}{suffix}"
+            if full not in seen:
+                seen.append(full)
+        seen.sort(key=lambda address: not _looks_public(address))
+        return seen[:MAX_ORIGINS]
+
+
+def _looks_public(multiaddr: str) -> bool:
+    import ipaddress
+
+    parts = multiaddr.split("/")
+    if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+        try:
+            return ipaddress.ip_address(parts[2]).is_global
+        except ValueError:
+            return False
+    return True
+
+
+# --- output -------------------------------------------------------------------------
+
+
+def _options() -> Options:
+    return click.get_current_context().find_root().ensure_object(Options)
+
+
+def _client() -> PinningClient:
+    url, token = _options().service()
+    return PinningClient(url, token)
+
+
+def _emit(data: Any, human: Callable[[], None]) -> None:
+    if _options().json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        human()
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _print_table(headers: Sequence[str], rows: List[Sequence[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _print_status(status: Dict[str, Any]) -> None:
+    pin = status.get("pin") or {}
+    rows: List[Tuple[str, List[str]]] = [
+        ("request", [status.get("requestid", "")]),
+        ("status", [status.get("status", "")]),
+        ("created", [status.get("created", "")]),
+        ("cid", [pin.get("cid", "")]),
+        ("name", [pin.get("name") or "-"]),
+    ]
+    if pin.get("origins"):
+        rows.append(("origins", list(pin["origins"])))
+    if pin.get("meta"):
+        rows.append(("meta", [f"{key}={value}" for key, value in sorted(pin["meta"].items())]))
+    rows.append(("delegates", list(status.get("delegates") or []) or ["-"]))
+    info = status.get("info") or {}
+    rows.append(("info", [f"{key}: {value}" for key, value in sorted(info.items())] or ["-"]))
+    width = max(len(label) for label, _ in rows)
+    for label, values in rows:
+        for index, value in enumerate(values):
+            click.echo(f"{(label if index == 0 else '').ljust(width)}  {value}")
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(Options).json = True
+
+
+def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand of `group` that also takes --json after its own name."""
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        made = group.command(name, **kwargs)(function)
+        made.params.append(
+            click.Option(
+                ["--json", "json_output"],
+                is_flag=True,
+                expose_value=False,
+                callback=_set_json,
+                help="Print machine-readable JSON on stdout (as the global --json).",
+            )
+        )
+        return made
+
+    return decorate
+
+
+# --- waiting --------------------------------------------------------------------------
+
+
+class ProgressDisplay:
+    """queued -> pinning (with info.status_details) -> pinned: one updating line
+    on a terminal, one line per change otherwise."""
+
+    SPINNER = "|/-\\"
+
+    def __init__(self, stream: TextIO, tty: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stream = stream
+        self._tty = tty
+        self._clock = clock
+        self._started = clock()
+        self._last: Optional[Tuple[str, str]] = None
+        self._ticks = 0
+        self._open_line = False
+
+    @staticmethod
+    def describe(status: Dict[str, Any]) -> str:
+        state = str(status.get("status", "?"))
+        info = status.get("info") or {}
+        details = info.get("failed_reason") if state == "failed" else info.get("status_details")
+        return f"{state}: {details}" if details else state
+
+    def update(self, status: Dict[str, Any]) -> None:
+        text = self.describe(status)
+        key = (str(status.get("status")), text)
+        if self._tty:
+            final = status.get("status") in ("pinned", "failed")
+            spinner = " " if final else self.SPINNER[self._ticks % len(self.SPINNER)]
+            self._ticks += 1
+            line = f"{spinner} [{self._clock() - self._started:5.1f}s] {text}"
+            columns = shutil.get_terminal_size((80, 24)).columns
+            if len(line) > columns - 1:
+                line = line[: max(10, columns - 4)] + "..."
+            self._stream.write(f"\r\x1b[K{line}")
+            self._open_line = True
+            if final:
+                self.finish()
+        elif key != self._last:
+            self._stream.write(f"{text}\n")
+        self._stream.flush()
+        self._last = key
+
+    def finish(self) -> None:
+        if self._open_line:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._open_line = False
+
+
+def wait_for(
+    client: PinningClient,
+    request_id: str,
+    timeout: Optional[float],
+    display: Optional[ProgressDisplay],
+    first: Optional[Dict[str, Any]] = None,
+    interval: float = POLL_SECONDS,
+) -> Dict[str, Any]:
+    """Polls until pinned or failed; returns the last PinStatus, or raises WaitTimedOut."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    status = first
+    try:
+        while True:
+            if status is None:
+                try:
+                    status = client.get(request_id)
+                except ApiFailure as error:
+                    if error.reason != "SERVICE_UNAVAILABLE":
+                        raise
+            if status is not None:
+                if display is not None:
+                    display.update(status)
+                if status.get("status") in ("pinned", "failed"):
+                    return status
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                last = ProgressDisplay.describe(status) if status else "unknown"
+                raise WaitTimedOut(f"timed out after {timeout:g} s waiting for {request_id} (last status: {last})", status)
+            time.sleep(interval if deadline is None else min(interval, deadline - now))
+            status = None
+    finally:
+        if display is not None:
+            display.finish()
+
+
+def _wait_and_report(client: PinningClient, status: Dict[str, Any], timeout: Optional[float]) -> None:
+    """The shared end of `wait`, `pin --wait`, `add` and `replace --wait`."""
+    options = _options()
+    display = None
+    if not options.json:
+        stdout = sys.stdout
+        display = ProgressDisplay(stdout, tty=stdout.isatty())
+    try:
+        final = wait_for(client, status["requestid"], timeout, display, first=status)
+    except WaitTimedOut as error:
+        if options.json and error.status is not None:
+            click.echo(json.dumps(error.status, indent=2))
+        raise
+    if options.json:
+        click.echo(json.dumps(final, indent=2))
+    if final["status"] == "failed":
+        reason = (final.get("info") or {}).get("failed_reason") or "no reason given"
+        raise CliError(f"pin {final['requestid']} failed: {reason}")
+
+
+# --- the tool -------------------------------------------------------------------------
+
+
+def _meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> Optional[Dict[str, str]]:
+    meta: Dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {value!r}", ctx=ctx, param=param)
+        meta[key] = text
+    return meta or None
+
+
+def _statuses(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STATUSES]
+    if not names or unknown:
+        raise click.BadParameter(
+            f"expected a comma-separated list of {', '.join(STATUSES)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+            ctx=ctx,
+            param=param,
+        )
+    return ",".join(dict.fromkeys(names))
+
+
+def _pin_body(cid: str, name: Optional[str], origins: Sequence[str], meta: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"cid": cid}
+    if name is not None:
+        body["name"] = name
+    if origins:
+        body["origins"] = list(dict.fromkeys(origins))
+    if meta:
+        body["meta"] = meta
+    return body
+
+
+_name_option = click.option("--name", help="A label for the pin (at most 255 characters), usable as a filter.")
+_origin_option = click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="A peer that has the data, e.g. /ip4/198.51.100.7/tcp/4001/p2p/<peer ID>. Repeatable (20 at most).",
+)
+_meta_option = click.option(
+    "--meta", multiple=True, metavar="KEY=VALUE", callback=_meta, help="Metadata stored with the pin. Repeatable."
+)
+_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Give up waiting after this long (exit status 2). Default: wait until pinned or failed.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", metavar="URL", help=f"The Pinning Service API, e.g. http://127.0.0.1:8000 [env {URL_VAR}].")
+@click.option("--token", metavar="TOKEN", help=f"Your access token [env {TOKEN_VAR}].")
+@click.option("--kubo-url", metavar="URL", help=f"Your Kubo node's RPC API, for `add` [env {KUBO_VAR}].")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Read settings missing from the options from this KEY=VALUE file (it wins over the environment). "
+    f"Without it: the environment, then {DEFAULT_ENV_FILE} (written by `make dev`).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON on stdout.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    url: Optional[str],
+    token: Optional[str],
+    kubo_url: Optional[str],
+    env_file: Optional[Path],
+    json_output: bool,
+) -> None:
+    """Pin content with an IPFS Pinning Service: add, pin, list, wait, replace, remove.
+
+    \b
+    Quickstart, with the local stack running (`make dev`):
+      python -m cli.pins add hello.txt      # add to your node, pin it, wait
+      python -m cli.pins ls                 # your pinned pins
+      python -m cli.pins --help             # this
+
+    Errors go to stderr as one line (`Error: REASON: details` for the API's
+    errors) with exit status 1; a wait that times out exits with 2.
+    """
+    options = ctx.ensure_object(Options)
+    options.url = url
+    options.token = token
+    options.kubo_url = kubo_url
+    options.env_file = env_file
+    options.json = options.json or json_output
+
+
+@command(cli, "pin")
+@click.argument("cid")
+@_name_option
+@_origin_option
+@_meta_option
+@click.option("--wait", is_flag=True, help="Wait until pinned or failed, showing progress.")
+@_timeout_option
+def pin_command(
+    cid: str,
+    name: Optional[str],
+    origins: Sequence[str],
+    meta: Optional[Dict[str, str]],
+    wait: bool,
+    timeout: Optional[float],
+) -> None:
+    """Ask the service to pin CID; print the request id.
+
+    Each call makes a new request, even for a CID already pinned.
+    """
+    client = _client()
+    status = client.add(_pin_body(cid, name, origins, meta))
+    if not _options().json:
+        click.echo(status["requestid"])
+    if wait:
+        _wait_and_report(client, status, timeout)
+    else:
+        _emit(status, lambda: None)
+
+
+@command(cli, "add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--name", help="A label for the pin [default: the file's name].")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until pinned or failed.")
+@_timeout_option
+def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[float]) -> None:
+    """Add FILE to your Kubo node and have the service pin it from there.
+
+    Adds the file to your node (Kubo's `add`), reads the node's addresses
+    (`id`) and asks the service to pin the CID with them as origins, so the
+    service's nodes fetch it straight from yours. Prints the request id,
+    then waits (unless --no-wait). Keep your node running until it is pinned.
+    """
+    options = _options()
+    client = _client()
+    kubo = KuboClient(options.kubo())
+    added = kubo.add_file(file)
+    origins = kubo.peer_addresses()
+    if not options.json:
+        _note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
+        if not origins:
+            _note("your node reports no addresses: the service's nodes will have to find it on their own")
+    status = client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None))
+    if not options.json:
+        click.echo(status["requestid"])
+    if wait:
+        _wait_and_report(client, status, timeout)
+    else:
+        _emit(status, lambda: None)
+
+
+@command(cli, "ls")
+@click.option(
+    "--status", "status", callback=_statuses, metavar="S1,S2",
+    help=f"Only these states (of {', '.join(STATUSES)}). Default: pinned, or all when --cid, --name or --meta is given.",
+)
+@click.option("--cid", "cids", multiple=True, metavar="CID", help="Only pins of this CID. Repeatable (10 at most).")
+@click.option("--name", help="Only pins whose name matches (see --match).")
+@click.option("--match", type=click.Choice(MATCHES), help="How --name matches [service default: exact].")
+@click.option(
+    "--meta", multiple=True, metavar="KEY=VALUE", callback=_meta, help="Only pins whose meta has KEY=VALUE. Repeatable."
+)
+@click.option("--before", metavar="TIME", help="Only pins created before this RFC 3339 time.")
+@click.option("--after", metavar="TIME", help="Only pins created after this RFC 3339 time.")
+@click.option("--limit", type=click.IntRange(1, 1000), help="At most this many pins (a page's size with --all).")
+@click.option("--all", "all_pages", is_flag=True, help="Every matching pin, page after page.")
+def ls_command(
+    status: Optional[str],
+    cids: Sequence[str],
+    name: Optional[str],
+    match: Optional[str],
+    meta: Optional[Dict[str, str]],
+    before: Optional[str],
+    after: Optional[str],
+    limit: Optional[int],
+    all_pages: bool,
+) -> None:
+    """List your pins, newest first: request id, status, created, CID, name."""
+    query: Dict[str, str] = {}
+    if status:
+        query["status"] = status
+    if cids:
+        query["cid"] = ",".join(dict.fromkeys(cids))
+    if name is not None:
+        query["name"] = name
+    if match:
+        query["match"] = match
+    if meta:
+        query["meta"] = json.dumps(meta, separators=(",", ":"))
+    if before:
+        query["before"] = before
+    if after:
+        query["after"] = after
+    if limit:
+        query["limit"] = str(limit)
+    client = _client()
+    if all_pages:
+        results: List[Dict[str, Any]] = []
+        count = 0
+        for index, page in enumerate(client.list_all(query)):
+            if index == 0:
+                count = int(page.get("count", 0))
+            results.extend(page.get("results") or [])
+    else:
+        page = client.list(query)
+        results = list(page.get("results") or [])
+        count = int(page.get("count", len(results)))
+
+    def human() -> None:
+        if not results:
+            _note("no pins match")
+            return
+        _print_table(
+            ("REQUEST ID", "STATUS", "CREATED", "CID", "NAME"),
+            [
+                (r.get("requestid", ""), r.get("status", ""), r.get("created", ""), (r.get("pin") or {}).get("cid", ""), (r.get("pin") or {}).get("name") or "-")
+                for r in results
+            ],
+        )
+        if count > len(results):
+            _note(f"{len(results)} of {count} shown; --all lists every one")
+
+    _emit({"count": count, "results": results}, human)
+
+
+@command(cli, "status")
+@click.argument("request_id")
+def status_command(request_id: str) -> None:
+    """Show one pin request: status, created, CID, name, delegates, info."""
+    status = _client().get(request_id)
+    _emit(status, lambda: _print_status(status))
+
+
+@command(cli, "wait")
+@click.argument("request_id")
+@_timeout_option
+def wait_command(request_id: str, timeout: Optional[float]) -> None:
+    """Wait until REQUEST_ID is pinned (exit 0) or failed (exit 1); 2 on --timeout.
+
+    Polls every 0.5 s and shows queued -> pinning (with progress) -> pinned:
+    on one updating line in a terminal, one line per change otherwise.
+    """
+    client = _client()
+    _wait_and_report(client, client.get(request_id), timeout)
+
+
+@command(cli, "replace")
+@click.argument("request_id")
+@click.argument("cid")
+@_name_option
+@_origin_option
+@_meta_option
+@click.option("--wait", is_flag=True, help="Wait until the new request is pinned or failed.")
+@_timeout_option
+def replace_command(
+    request_id: str,
+    cid: str,
+    name: Optional[str],
+    origins: Sequence[str],
+    meta: Optional[Dict[str, str]],
+    wait: bool,
+    timeout: Optional[float],
+) -> None:
+    """Replace REQUEST_ID by a pin of CID in one step; print the new request id.
+
+    The old request id is gone afterwards. Name, origins and meta are not
+    carried over: give them again if you want them.
+    """
+    client = _client()
+    status = client.replace(request_id, _pin_body(cid, name, origins, meta))
+    if not _options().json:
+        click.echo(status["requestid"])
+    if wait:
+        _wait_and_report(client, status, timeout)
+    else:
+        _emit(status, lambda: None)
+
+
+@command(cli, "rm")
+@click.argument("request_id")
+def rm_command(request_id: str) -> None:
+    """Remove the pin request REQUEST_ID."""
+    _client().delete(request_id)
+    _emit({"requestid": request_id, "removed": True}, lambda: click.echo(f"removed {request_id}"))
+
+
+def main() -> None:
+    cli(prog_name="python -m cli.pins")
+
+
+if __name__ == "__main__":
+    main()
