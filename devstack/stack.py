@@ -244,8 +244,10 @@ class DevStack:
         sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
         timeout = _lambda_timeout(self.options.stage)
         rule = f"{app_module.app.app_name}-{self.options.stage}"
+        # Several pollers, as Lambda runs several batches at once: a pin that
+        # waits for its content does not hold up the others.
         self._jobs = [
-            QueuePoller(sqs, queues["queue"], app_module.pin_worker, timeout, "pin-worker"),
+            *(QueuePoller(sqs, queues["queue"], app_module.pin_worker, timeout, f"pin-worker-{n}") for n in range(3)),
             QueuePoller(sqs, queues["dead_letter_queue"], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
             ScheduledJob(
                 app_module.sweep_outbox,

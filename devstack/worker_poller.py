@@ -36,7 +36,9 @@ class QueuePoller:
     def stop(self) -> None:
         self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=30)
+            # A batch still running is abandoned, as when a Lambda is cut off:
+            # its messages come back after their visibility timeout.
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
