@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,9 +23,9 @@ from click.testing import CliRunner, Result
 from cli import pins
 from cli.pins import Options, ProgressDisplay, cli
 from tests.support.cids import cid_v1
+from tests.support.served_stack import served_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-READY = "Pinning service ready at "
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 15
 # Pins of content nobody has would otherwise keep the stack's one worker
@@ -62,60 +59,14 @@ class Stack:
         return json.loads(result.stdout)
 
 
-def _pump(stream: Any, lines: "queue.Queue[Optional[str]]", output: List[str]) -> None:
-    for line in stream:
-        output.append(line)
-        lines.put(line)
-    lines.put(None)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("pins-cli-stack")
-    stderr_path = state_dir / "stderr.log"
-    command = [
-        sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir),
-        "--user-node-port", str(free_port()), "--fleet-size", "2",
-    ]
-    env = {**os.environ, **STACK_ENV}
-    with stderr_path.open("w", encoding="utf-8") as stderr:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
-    output: List[str] = []
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
-    pump = threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True)
-    pump.start()
-
-    def diagnostics() -> str:
-        return f"stdout:\n{''.join(output)}\nstderr:\n{stderr_path.read_text(encoding='utf-8', errors='replace')[-4000:]}"
-
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"devstack not ready within {START_TIMEOUT_S} s\n{diagnostics()}")
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"devstack exited ({process.wait()}) before it was ready\n{diagnostics()}")
-            if line.startswith(READY):
-                break
+    args = ["--user-node-port", str(free_port()), "--fleet-size", "2"]
+    with served_stack(state_dir, args, env=STACK_ENV, start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as served:
         env_file = state_dir / "local.env"
-        values = pins.read_env_file(env_file)
-        assert values[pins.KUBO_VAR].startswith("http://127.0.0.1:")
-        yield Stack(state_dir, env_file, values[pins.URL_VAR], values[pins.TOKEN_VAR], output)
-    finally:
-        process.terminate()
-        try:
-            status = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"devstack did not stop within {STOP_TIMEOUT_S} s of SIGTERM\n{diagnostics()}")
-        pump.join(timeout=STOP_TIMEOUT_S)
-    assert status == 0, f"devstack exited with {status} after SIGTERM\n{diagnostics()}"
+        assert served.env[pins.KUBO_VAR].startswith("http://127.0.0.1:")
+        yield Stack(state_dir, env_file, served.url, served.token, served.output)
 
 
 @pytest.fixture(scope="module")

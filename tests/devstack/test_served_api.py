@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import socket
 import stat
-import subprocess
-import sys
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 import requests
@@ -30,10 +24,10 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import PEER_A
 from tests.support.openapi import assert_response_conforms, json_schema
+from tests.support.served_stack import ServedStack, served_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = REPO_ROOT / "openapi.yaml"
-READY = "Pinning service ready at "
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
 NODE_MULTIADDR = "/ip4/203.0.113.1/tcp/4001"
@@ -44,76 +38,11 @@ CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 EXAMPLES_PER_OPERATION = int(os.environ.get("DEVSTACK_FUZZ_EXAMPLES", "100"))
 
 
-@dataclass
-class Served:
-    url: str
-    token: str
-    state_dir: Path
-    output: List[str]
-
-    @property
-    def log(self) -> Path:
-        """The stack's stderr: access log and the app's JSON log lines."""
-        return self.state_dir / "stderr.log"
-
-    def auth(self) -> Dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def _read_env_file(path: Path) -> Dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
-
-
-def _pump(stream: Any, lines: "queue.Queue[str | None]", output: List[str]) -> None:
-    """Drain the child's stdout so it never blocks on a full pipe."""
-    for line in stream:
-        output.append(line)
-        lines.put(line)
-    lines.put(None)
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
     state_dir = tmp_path_factory.mktemp("devstack")
-    stderr_path = state_dir / "stderr.log"
-    command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), "--node", NODE, "--user-node-port", "0"]
-    with stderr_path.open("w", encoding="utf-8") as stderr:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
-    output: List[str] = []
-    lines: "queue.Queue[str | None]" = queue.Queue()
-    pump = threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True)
-    pump.start()
-
-    def diagnostics() -> str:
-        return f"stdout:\n{''.join(output)}\nstderr:\n{stderr_path.read_text(encoding='utf-8')[-4000:]}"
-
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"devstack not ready within {START_TIMEOUT_S} s\n{diagnostics()}")
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"devstack exited ({process.wait()}) before it was ready\n{diagnostics()}")
-            if line.startswith(READY):
-                break
-        env = _read_env_file(state_dir / "local.env")
-        assert line.strip() == READY + env["PINNING_SERVICE_URL"]
-        yield Served(env["PINNING_SERVICE_URL"], env["PINNING_SERVICE_TOKEN"], state_dir, output)
-    finally:
-        process.terminate()
-        try:
-            status = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"devstack did not stop within {STOP_TIMEOUT_S} s of SIGTERM\n{diagnostics()}")
-        pump.join(timeout=STOP_TIMEOUT_S)
-    assert status == 0, f"devstack exited with {status} after SIGTERM\n{diagnostics()}"
+    with served_stack(state_dir, ["--node", NODE, "--user-node-port", "0"], start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as stack:
+        yield stack
 
 
 def _assert_failure(response: requests.Response, status: int, reason: str) -> Dict[str, Any]:
@@ -131,7 +60,7 @@ def _assert_failure(response: requests.Response, status: int, reason: str) -> Di
 
 
 def test_given_a_started_stack_when_reading_local_env_then_it_holds_loopback_url_and_token_owner_only(
-    served: Served,
+    served: ServedStack,
 ) -> None:
     local_env = served.state_dir / "local.env"
 
@@ -147,7 +76,7 @@ def test_given_a_started_stack_when_reading_local_env_then_it_holds_loopback_url
 # --- pins ------------------------------------------------------------------------
 
 
-def test_given_a_token_when_posting_a_pin_then_it_is_queued_and_readable(served: Served) -> None:
+def test_given_a_token_when_posting_a_pin_then_it_is_queued_and_readable(served: ServedStack) -> None:
     created = requests.post(f"{served.url}/pins", json={"cid": CID, "name": "devstack"}, headers=served.auth(), timeout=10)
 
     assert created.status_code == 202, created.text
@@ -166,7 +95,7 @@ def test_given_a_token_when_posting_a_pin_then_it_is_queued_and_readable(served:
     assert read.json()["pin"] == status["pin"]
 
 
-def test_given_no_token_when_listing_pins_then_401_failure(served: Served) -> None:
+def test_given_no_token_when_listing_pins_then_401_failure(served: ServedStack) -> None:
     response = requests.get(f"{served.url}/pins", timeout=10)
 
     _assert_failure(response, 401, "UNAUTHORIZED")
@@ -175,13 +104,13 @@ def test_given_no_token_when_listing_pins_then_401_failure(served: Served) -> No
 
 # Found by the schemathesis run below: meta keys holding "[" or "]" once became
 # DynamoDB list indexes in the filter.
-def test_given_a_meta_filter_key_with_a_bracket_when_listing_then_no_server_error(served: Served) -> None:
+def test_given_a_meta_filter_key_with_a_bracket_when_listing_then_no_server_error(served: ServedStack) -> None:
     response = requests.get(f"{served.url}/pins", params={"meta": json.dumps({"x[": "v"})}, headers=served.auth(), timeout=10)
 
     assert response.status_code == 200, response.text
 
 
-def test_given_a_pin_whose_meta_key_looks_like_an_index_when_filtering_by_it_then_found(served: Served) -> None:
+def test_given_a_pin_whose_meta_key_looks_like_an_index_when_filtering_by_it_then_found(served: ServedStack) -> None:
     meta = {"devstack[0]": "v"}
     created = requests.post(f"{served.url}/pins", json={"cid": CID, "meta": meta}, headers=served.auth(), timeout=10)
     assert created.status_code == 202, created.text
@@ -197,20 +126,20 @@ def test_given_a_pin_whose_meta_key_looks_like_an_index_when_filtering_by_it_the
 
 @pytest.mark.parametrize("path", ["/nope", "/pins/a/b", "/pins/a/b?x=1"])
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "OPTIONS"])
-def test_given_an_unknown_route_when_requested_then_404_failure(served: Served, method: str, path: str) -> None:
+def test_given_an_unknown_route_when_requested_then_404_failure(served: ServedStack, method: str, path: str) -> None:
     response = requests.request(method, f"{served.url}{path}", headers=served.auth(), timeout=10)
 
     _assert_failure(response, 404, "NOT_FOUND")
 
 
-def test_given_an_unknown_route_when_requested_without_token_then_still_404(served: Served) -> None:
+def test_given_an_unknown_route_when_requested_without_token_then_still_404(served: ServedStack) -> None:
     response = requests.get(f"{served.url}/nope", timeout=10)
 
     _assert_failure(response, 404, "NOT_FOUND")
 
 
 @pytest.mark.parametrize(("method", "path"), [("PUT", "/pins"), ("PATCH", "/pins"), ("DELETE", "/pins"), ("PUT", "/pins/x"), ("PATCH", "/pins/x")])
-def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(served: Served, method: str, path: str) -> None:
+def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(served: ServedStack, method: str, path: str) -> None:
     response = requests.request(method, f"{served.url}{path}", json={"cid": CID}, headers=served.auth(), timeout=10)
 
     _assert_failure(response, 405, "METHOD_NOT_ALLOWED")
@@ -219,7 +148,7 @@ def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(
 
 
 @pytest.mark.parametrize("path", ["/pins", "/pins/x", "/nope"])
-def test_given_any_route_when_head_is_used_then_json_error_without_body_and_connection_stays_usable(served: Served, path: str) -> None:
+def test_given_any_route_when_head_is_used_then_json_error_without_body_and_connection_stays_usable(served: ServedStack, path: str) -> None:
     with requests.Session() as session:
         head = session.head(f"{served.url}{path}", headers=served.auth(), timeout=10)
         # A body sent after HEAD headers would be read as the next response.
@@ -233,7 +162,7 @@ def test_given_any_route_when_head_is_used_then_json_error_without_body_and_conn
 
 
 @pytest.mark.parametrize("path", ["/pins", "/pins/x"])
-def test_given_a_cors_preflight_when_options_is_sent_then_200_without_body(served: Served, path: str) -> None:
+def test_given_a_cors_preflight_when_options_is_sent_then_200_without_body(served: ServedStack, path: str) -> None:
     response = requests.options(
         f"{served.url}{path}", headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}, timeout=10
     )
@@ -244,13 +173,13 @@ def test_given_a_cors_preflight_when_options_is_sent_then_200_without_body(serve
 
 
 @pytest.mark.parametrize("method", ["TRACE", "FROB"])
-def test_given_a_method_no_route_declares_when_sent_then_405_failure(served: Served, method: str) -> None:
+def test_given_a_method_no_route_declares_when_sent_then_405_failure(served: ServedStack, method: str) -> None:
     response = requests.request(method, f"{served.url}/pins", headers=served.auth(), timeout=10)
 
     _assert_failure(response, 405, "METHOD_NOT_ALLOWED")
 
 
-def test_given_a_request_http_server_rejects_when_sent_then_json_failure(served: Served) -> None:
+def test_given_a_request_http_server_rejects_when_sent_then_json_failure(served: ServedStack) -> None:
     host, port = served.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         connection.sendall(b"GET /pins HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n")
@@ -287,7 +216,7 @@ CHECKS = [
     derandomize=True,
 )
 def test_given_the_openapi_document_when_fuzzed_then_no_server_error_and_every_response_conforms(
-    case: Any, served: Served
+    case: Any, served: ServedStack
 ) -> None:
     logged = served.log.stat().st_size
     try:
