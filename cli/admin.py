@@ -18,6 +18,7 @@ import click
 
 from chalicelib.config import Settings
 from chalicelib.pins.timestamps import format_ms
+from cli.commands import json_command
 
 _DEFAULT_STAGE = "dev"
 _SECRET_WARNING = (
@@ -137,28 +138,8 @@ def _print_table(headers: Sequence[str], rows: List[Sequence[str]], empty: str) 
         click.echo("  ".join(cells).rstrip())
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_root().ensure_object(Options).json = True
-
-
 def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
-    """A subcommand of `group` that also takes --json after its own name."""
-
-    def decorate(function: Callable[..., Any]) -> click.Command:
-        made = group.command(name, **kwargs)(function)
-        made.params.append(
-            click.Option(
-                ["--json", "json_output"],
-                is_flag=True,
-                expose_value=False,
-                callback=_set_json,
-                help="Print machine-readable JSON on stdout (as the global --json).",
-            )
-        )
-        return made
-
-    return decorate
+    return json_command(group, name, Options, **kwargs)
 
 
 # --- errors -------------------------------------------------------------------

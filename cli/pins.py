@@ -24,10 +24,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TextIO,
+    Tuple,
+)
 
 import click
 import requests
+
+from cli.commands import json_command
 
 URL_VAR = "PINNING_SERVICE_URL"
 TOKEN_VAR = "PINNING_SERVICE_TOKEN"
@@ -401,28 +414,8 @@ def _print_status(status: Dict[str, Any]) -> None:
             click.echo(f"{(label if index == 0 else '').ljust(width)}  {value}")
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_root().ensure_object(Options).json = True
-
-
 def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
-    """A subcommand of `group` that also takes --json after its own name."""
-
-    def decorate(function: Callable[..., Any]) -> click.Command:
-        made = group.command(name, **kwargs)(function)
-        made.params.append(
-            click.Option(
-                ["--json", "json_output"],
-                is_flag=True,
-                expose_value=False,
-                callback=_set_json,
-                help="Print machine-readable JSON on stdout (as the global --json).",
-            )
-        )
-        return made
-
-    return decorate
+    return json_command(group, name, Options, **kwargs)
 
 
 # --- waiting --------------------------------------------------------------------------

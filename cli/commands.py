@@ -1,0 +1,30 @@
+"""What both command-line tools share."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+
+def json_command(group: click.Group, name: str, options_type: type, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand of `group` that also takes --json after its own name,
+    setting `json` on the root context's `options_type` object."""
+
+    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.find_root().ensure_object(options_type).json = True
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        made = group.command(name, **kwargs)(function)
+        made.params.append(
+            click.Option(
+                ["--json", "json_output"],
+                is_flag=True,
+                expose_value=False,
+                callback=set_json,
+                help="Print machine-readable JSON on stdout (as the global --json).",
+            )
+        )
+        return made
+
+    return decorate
