@@ -22,6 +22,7 @@ from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
 from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_counter import (
+    FANOUT,
     HORIZON_MS,
     PinCounter,
     cells_of,
@@ -262,19 +263,40 @@ class PinStore:
         return upper - (self._prefix(tenant_id, lo, statuses) if lo > 0 else 0)
 
     def _prefix(self, tenant_id: str, before_ms: int, statuses: frozenset) -> int:
+        """Pins of `statuses` created before `before_ms`.
+
+        Walks the tree top down. Each level knows the total of the cell that
+        holds `before_ms` one level up, so it reads whichever side of the
+        cell's slots is smaller (at most 33 of 64) and derives the other.
+        """
         window_start, cells = prefix_cells(tenant_id, before_ms)
-        total = 0
-        if window_start < before_ms:
-            total += PinRecord.count(
-                tenant_id,
-                PinRecord.created_ms.between(window_start, before_ms - 1),
-                filter_condition=None if statuses == ALL_STATUSES else PinRecord.status.is_in(*statuses),
-                consistent_read=True,
-            )
-        for bucket, slot in cells:
-            if slot:
-                total += self._sum(bucket, slot, statuses)
-        return total
+        below = 0
+        parent_total: Optional[int] = None
+        for bucket, slot in reversed(cells):
+            low_side = parent_total is None or slot < FANOUT // 2
+            condition = PinCounter.slot <= slot if low_side else PinCounter.slot >= slot
+            sums = {
+                counter.slot: sum(getattr(counter, status) for status in statuses)
+                for counter in PinCounter.query(bucket, condition, consistent_read=True)
+            }
+            cell_total = sums.pop(slot, 0)
+            below += sum(sums.values()) if low_side else parent_total - cell_total - sum(sums.values())
+            parent_total = cell_total
+        # The last 64 ms: count the pins on the shorter side of `before_ms`.
+        window_end = window_start + FANOUT
+        if before_ms - window_start <= FANOUT // 2:
+            return below + (self._count_pins(tenant_id, window_start, before_ms, statuses) if before_ms > window_start else 0)
+        return below + parent_total - self._count_pins(tenant_id, before_ms, window_end, statuses)
+
+    @staticmethod
+    def _count_pins(tenant_id: str, start_ms: int, end_ms: int, statuses: frozenset) -> int:
+        """Pins of `statuses` created in [start_ms, end_ms)."""
+        return PinRecord.count(
+            tenant_id,
+            PinRecord.created_ms.between(start_ms, end_ms - 1),
+            filter_condition=None if statuses == ALL_STATUSES else PinRecord.status.is_in(*statuses),
+            consistent_read=True,
+        )
 
     @staticmethod
     def _sum(bucket: str, below_slot: Optional[int], statuses: frozenset) -> int:
