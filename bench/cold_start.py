@@ -1,0 +1,124 @@
+"""Cold start: importing the API module versus importing only the libraries
+it stands on, in fresh processes, interleaved.
+
+Each child times its own import with time.perf_counter and prints it; the
+parent also times the whole process (interpreter start to exit).
+
+    .venv/bin/python -m bench.cold_start [--quick]
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from bench.support import REPO_ROOT, median, print_table, quick_flag, verdict
+
+TARGET_RATIO = 1.25
+SUBJECTS = {
+    "import app": "app",
+    "import boto3, chalice, pynamodb.models": "boto3, chalice, pynamodb.models",
+}
+
+
+def _child_code(modules: str) -> str:
+    return (
+        "import time\n"
+        "t = time.perf_counter()\n"
+        f"import {modules}\n"
+        "print(repr(time.perf_counter() - t))\n"
+    )
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return env
+
+
+def run_once(modules: str) -> Tuple[float, float]:
+    """(import seconds measured in the child, whole-process wall seconds)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _child_code(modules)],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"FATAL: `import {modules}` failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1]), wall
+
+
+def import_profile(modules: str, top: int = 8) -> List[Tuple[str, float]]:
+    """What `import app` spends its time on: the module itself and its direct
+    imports, cumulative ms under -X importtime (a library is charged to the
+    first module that imports it)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {modules}"],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, check=True,
+    )
+    parsed = []
+    for line in done.stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)$", line)
+        if match:
+            parsed.append((len(match.group(2)), match.group(3), int(match.group(1)) / 1000))
+    # Post-order: a module's imports are listed just before it, one level deeper.
+    end = max(i for i, (indent, name, _) in enumerate(parsed) if indent == 1 and name == modules.split(",")[0])
+    start = max([i for i in range(end) if parsed[i][0] == 1], default=-1) + 1
+    entries = [(name, ms) for indent, name, ms in parsed[start : end + 1] if indent in (1, 3)]
+    return sorted(entries, key=lambda e: e[1], reverse=True)[:top]
+
+
+def run(quick: bool) -> Dict[str, object]:
+    runs = 7 if quick else 15
+    labels = list(SUBJECTS)
+    for label in labels:  # warm-up, discarded: bytecode compiled, page cache filled
+        run_once(SUBJECTS[label])
+    samples: Dict[str, List[Tuple[float, float]]] = {label: [] for label in labels}
+    for round_no in range(runs):
+        order = labels if round_no % 2 == 0 else labels[::-1]  # interleaved, alternating first
+        for label in order:
+            samples[label].append(run_once(SUBJECTS[label]))
+
+    app_label, base_label = labels
+    med = {label: (median(s[0] for s in samples[label]), median(s[1] for s in samples[label])) for label in labels}
+    ratio_import = med[app_label][0] / med[base_label][0]
+    ratio_wall = med[app_label][1] / med[base_label][1]
+    rows = []
+    for label in labels:
+        imports = sorted(s[0] for s in samples[label])
+        walls = sorted(s[1] for s in samples[label])
+        rows.append([
+            label, len(imports),
+            f"{med[label][0] * 1000:.0f}", f"{imports[0] * 1000:.0f}-{imports[-1] * 1000:.0f}",
+            f"{med[label][1] * 1000:.0f}", f"{walls[0] * 1000:.0f}-{walls[-1] * 1000:.0f}",
+        ])
+    rows.append(["ratio app / libraries", "", f"{ratio_import:.2f}", "", f"{ratio_wall:.2f}", ""])
+    print(f"\ncold_start: {runs} fresh processes each, interleaved, cwd={REPO_ROOT}, AWS_ENDPOINT_URL unset, "
+          f"python {sys.version.split()[0]}")
+    print_table(
+        "Import time in a fresh process (ms)",
+        ["what", "runs", "import median", "import min-max", "process median", "process min-max"],
+        rows,
+    )
+    heavy = import_profile(SUBJECTS[app_label])
+    print_table(
+        "Where `import app` spends its time: app and its direct imports (-X importtime, cumulative ms, one run)",
+        ["module", "ms"], [[name, f"{ms:.1f}"] for name, ms in heavy],
+    )
+    print("verdict: " + verdict(ratio_import <= TARGET_RATIO, f"import ratio {ratio_import:.2f} vs target <= {TARGET_RATIO}; "
+                                f"whole process {ratio_wall:.2f}"))
+    return {"medians": med, "ratio": ratio_import, "ratio_wall": ratio_wall}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    run(quick_flag(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""What the benchmarks share: an emulated AWS on loopback, honest DynamoDB and
+SQS accounting, test data and table printing.
+
+Nothing here is timed: the benchmarks count work (requests, items) or measure
+processes, and print medians and ratios taken side by side in one run.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGION = "us-east-1"
+
+PEER_A = "12D3KooWGzBxCkGDgf1V4N4pkRLXjUq4gWsQzA8nC9Ud5QzXsu6N"
+PEER_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+
+
+def fake_credentials(keep_endpoint: bool = False) -> None:
+    """Fake credentials and no shared config, profile or per-service endpoint
+    (the local stack's `use_fake_aws`): nothing here can reach real AWS."""
+    from devstack.aws import use_fake_aws
+
+    use_fake_aws()
+    if not keep_endpoint:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def cheap_moto_transactions() -> None:
+    """moto deep-copies every table a TransactWriteItems touches (to roll back
+    on failure), so building a 20,000-pin tenant would take hours. The local
+    stack's and the tests' patch keeps all-or-nothing by saving only the
+    items the transaction names; counts of requests and items are unchanged."""
+    from devstack import moto_transactions
+
+    moto_transactions.install()
+
+
+def partition_scoped_moto_queries() -> None:
+    """moto answers every Query by sorting ALL items of the table, so with
+    20,000 pins and ~50,000 counter cells in the tables each Query costs
+    ~0.1 s whatever it reads. This runs moto's own Query on a view of the
+    table holding only the queried partition (base table or local index,
+    whose partition key is the table's), which is the same answer, the same
+    ScannedCount and LastEvaluatedKey, and much faster. Emulator speed only;
+    every count is still checked against a brute-force one."""
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    if getattr(original, "_bench_partition_scoped", False):
+        return
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        conditions = kwargs.get("hash_key_conditions") or []
+        if conditions:
+            if len(conditions) != 1 or conditions[0][0] != self.hash_key_attr:
+                return original(self, hash_key, *args, **kwargs)  # a global index: other partitions
+            value = conditions[0][1]
+        else:
+            value = hash_key
+        if value is None or not self.range_key_attr:
+            return original(self, hash_key, *args, **kwargs)
+        everything = self.items
+        partition = everything.get(value)
+        self.items = {value: partition} if partition is not None else {}
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            self.items = everything
+
+    query._bench_partition_scoped = True  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def read_only_moto_caches() -> Iterator[None]:
+    """While nothing writes (the list measurements only read), memoize two
+    things moto recomputes on every Query: the sort of a partition by an
+    index's key, and each item's size (moto sizes every item it walks past
+    to enforce the 1 MB page). Both are pure functions of unchanged data, so
+    answers, ScannedCount and pages are the same; only the emulator is faster.
+    Every count and page is still checked against a brute-force answer."""
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    original_sort, original_size = Table.sorted_items, Item.size
+    sorts: Dict[Tuple[Any, ...], Tuple[List[Any], List[Any]]] = {}
+
+    def sorted_items(self: Any, hash_key_attrs: List[str], range_key_attrs: List[Optional[str]], items: List[Any]) -> List[Any]:
+        key = (id(self), tuple(hash_key_attrs), tuple(range_key_attrs), len(items),
+               id(items[0]) if items else 0, id(items[-1]) if items else 0)
+        if key not in sorts:
+            given = list(items)  # kept alive, so the ids in the key stay theirs
+            sorts[key] = (given, list(original_sort(self, hash_key_attrs, range_key_attrs, items)))
+        items[:] = sorts[key][1]
+        return items
+
+    def size(self: Any) -> int:
+        cached = self.__dict__.get("_bench_size")
+        if cached is None:
+            cached = self.__dict__["_bench_size"] = original_size(self)
+        return cached
+
+    Table.sorted_items, Item.size = sorted_items, size  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Table.sorted_items, Item.size = original_sort, original_size  # type: ignore[method-assign]
+
+
+# -- test data ---------------------------------------------------------------
+
+
+def cid_for(seed: str) -> str:
+    """A valid, unique CIDv1 (raw, sha2-256, base32) derived from `seed`."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + digest
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+# -- DynamoDB / SQS accounting ------------------------------------------------
+
+_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+@dataclass
+class Call:
+    operation: str
+    table: str
+    items_read: int
+    write: bool
+    tx_items: int = 0  # items in a TransactWriteItems / TransactGetItems
+    tx_tables: Dict[str, int] = field(default_factory=dict)
+    error: Optional[str] = None
+    rcu: float = 0.0  # estimated read capacity units, strongly consistent (see estimated_rcu)
+    key_strings: List[str] = field(default_factory=list)  # string values of a Query's key condition
+
+
+@dataclass
+class Tally:
+    calls: List[Call]
+
+    @property
+    def requests(self) -> int:
+        return len(self.calls)
+
+    @property
+    def items_read(self) -> int:
+        return sum(call.items_read for call in self.calls)
+
+    @property
+    def rcu(self) -> float:
+        return sum(call.rcu for call in self.calls)
+
+    @property
+    def reads(self) -> int:
+        """Read requests."""
+        return sum(1 for call in self.calls if not call.write)
+
+    @property
+    def writes(self) -> int:
+        """Write requests (a transaction or a batch is one)."""
+        return sum(1 for call in self.calls if call.write)
+
+    @property
+    def tx_items(self) -> List[int]:
+        return [call.tx_items for call in self.calls if call.operation == "TransactWriteItems"]
+
+    def only(self, table_suffix: str) -> "Tally":
+        return Tally([call for call in self.calls if call.table.endswith(table_suffix)])
+
+    def without(self, table_suffix: str) -> "Tally":
+        return Tally([call for call in self.calls if not call.table.endswith(table_suffix)])
+
+    def describe(self) -> str:
+        parts: Dict[str, List[int]] = {}
+        for call in self.calls:
+            tables = ",".join(name.split("-", 1)[-1] for name in call.table.split(",")) if call.table else "?"
+            key = f"{call.operation}({tables})"
+            entry = parts.setdefault(key, [0, 0])
+            entry[0] += 1
+            entry[1] += call.items_read
+        return ", ".join(f"{key} x{n} [{items} items]" for key, (n, items) in parts.items())
+
+
+def item_bytes(item: Dict[str, Any]) -> int:
+    """DynamoDB's size of an item in wire JSON, following the documented rules
+    (names + values; numbers ~1 byte per 2 digits + 1; 3 bytes per map/list)."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: Dict[str, Any]) -> int:
+    (kind, inner), = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = len(inner.lstrip("-").replace(".", "").strip("0")) or 1
+        return (digits + 1) // 2 + 1
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _value_bytes(v) for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(v) for v in inner)
+    if kind == "SS":
+        return sum(len(v.encode()) for v in inner)
+    if kind == "NS":
+        return sum(_value_bytes({"N": v}) for v in inner)
+    return sum(len(v) for v in inner)
+
+
+def estimated_rcu(operation: str, parsed: Dict[str, Any], mean_item_bytes: float = 0.0) -> float:
+    """Read capacity a strongly consistent read would consume: the bytes of
+    the items read, rounded up to 4 KB per request (1 RCU at least). Items a
+    Query/Scan read but did not return (dropped by a FilterExpression, or
+    only counted) are sized at `mean_item_bytes`, the mean size of that
+    table's items returned so far."""
+    if operation in ("Query", "Scan"):
+        items = parsed.get("Items", [])
+        size = sum(item_bytes(item) for item in items)
+        size += max(0, int(parsed.get("ScannedCount", 0)) - len(items)) * mean_item_bytes
+    elif operation == "GetItem":
+        size = item_bytes(parsed["Item"]) if parsed.get("Item") else 0
+    elif operation == "BatchGetItem":
+        return float(sum(max(1, -(-item_bytes(item) // 4096)) for items in parsed.get("Responses", {}).values() for item in items))
+    else:
+        return 0.0
+    return float(max(1, -(-int(size) // 4096)))
+
+
+def _items_read(operation: str, parsed: Dict[str, Any]) -> int:
+    if operation in ("Query", "Scan"):
+        return int(parsed.get("ScannedCount", 0))
+    if operation == "GetItem":
+        return 1 if parsed.get("Item") else 0
+    if operation == "BatchGetItem":
+        return sum(len(items) for items in parsed.get("Responses", {}).values())
+    if operation == "TransactGetItems":
+        return len(parsed.get("Responses", []))
+    return 0
+
+
+class DynamoMeter:
+    """Records every DynamoDB call made by the clients the models use.
+
+    PynamoDB keeps one botocore client per model class (and rebuilds it when
+    `bind_models` drops the connection), so `attach` hooks every model's
+    current client and may be called again at any time.
+    """
+
+    def __init__(self) -> None:
+        self.calls: List[Call] = []
+        self._hooked: Dict[int, Any] = {}
+        self._sizes: Dict[str, List[int]] = {}  # table -> [bytes, items] returned so far
+
+    def mean_item_bytes(self, table: str) -> float:
+        total, count = self._sizes.get(table, [0, 0])
+        return total / count if count else 0.0
+
+    def attach(self) -> int:
+        from chalicelib.storage.tables import MODELS
+
+        for model in MODELS:
+            client = model._get_connection().connection.client
+            if id(client) in self._hooked:
+                continue
+            self._hooked[id(client)] = client  # keep it alive: ids stay unique
+            client.meta.events.register("before-parameter-build.dynamodb.*", self._before, unique_id=f"bench-b-{id(self)}")
+            client.meta.events.register("after-call.dynamodb.*", self._after, unique_id=f"bench-a-{id(self)}")
+        return len(self._hooked)
+
+    @staticmethod
+    def _before(params: Dict[str, Any], model: Any, context: Dict[str, Any], **_: Any) -> None:
+        tables: Dict[str, int] = {}
+        for entry in params.get("TransactItems", []):
+            (op,) = entry.values()
+            name = op.get("TableName", "?")
+            tables[name] = tables.get(name, 0) + 1
+        for name, entries in params.get("RequestItems", {}).items():
+            tables[name] = tables.get(name, 0) + (len(entries) if isinstance(entries, list) else len(entries.get("Keys", [])))
+        key_strings = []
+        if params.get("KeyConditionExpression"):
+            key_strings = [v["S"] for v in params.get("ExpressionAttributeValues", {}).values() if isinstance(v, dict) and "S" in v]
+        context["bench"] = {"table": params.get("TableName") or ",".join(sorted(tables)), "tables": tables, "keys": key_strings}
+
+    def _after(self, http_response: Any, parsed: Dict[str, Any], model: Any, context: Dict[str, Any], **_: Any) -> None:
+        info = context.get("bench", {"table": "?", "tables": {}})
+        operation = model.name
+        error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        returned = [] if error else parsed.get("Items", []) + ([parsed["Item"]] if parsed.get("Item") else [])
+        if returned:
+            sizes = self._sizes.setdefault(info["table"], [0, 0])
+            sizes[0] += sum(item_bytes(item) for item in returned)
+            sizes[1] += len(returned)
+        self.calls.append(
+            Call(
+                operation=operation,
+                table=info["table"],
+                items_read=0 if error else _items_read(operation, parsed),
+                rcu=0.0 if error else estimated_rcu(operation, parsed, self.mean_item_bytes(info["table"])),
+                key_strings=list(info.get("keys", [])),
+                write=operation in _WRITES,
+                tx_items=sum(info["tables"].values()) if operation.startswith("Transact") else 0,
+                tx_tables=dict(info["tables"]),
+                error=error,
+            )
+        )
+
+    def mark(self) -> int:
+        return len(self.calls)
+
+    def since(self, mark: int) -> Tally:
+        return Tally(self.calls[mark:])
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Tally]:
+        self.attach()
+        tally = Tally([])
+        start = self.mark()
+        yield tally
+        tally.calls.extend(self.calls[start:])
+
+
+class SqsMeter:
+    """Counts SendMessage(Batch) calls on the publisher's SQS client."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.messages = 0
+        self._hooked: Dict[int, Any] = {}
+
+    def attach(self, services: Any) -> None:
+        client = services.outbox._publisher._sqs()
+        if id(client) in self._hooked:
+            return
+        self._hooked[id(client)] = client
+        client.meta.events.register("after-call.sqs.*", self._after, unique_id=f"bench-sqs-{id(self)}")
+
+    def _after(self, parsed: Dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "SendMessage":
+            self.sends += 1
+            self.messages += 1
+        elif model.name == "SendMessageBatch":
+            self.sends += 1
+            self.messages += len(parsed.get("Successful", []))
+
+
+# -- the service on an emulated AWS --------------------------------------------
+
+
+@dataclass
+class Stack:
+    settings: Any
+    services: Any
+    tenant_id: str
+    token: str
+
+    def new_tenant(self, name: str) -> Tuple[str, str]:
+        from chalicelib.tenants.admin import TenantAdmin
+
+        admin = TenantAdmin()
+        tenant = admin.create_tenant(name)
+        return tenant.tenant_id, admin.issue_token(tenant.tenant_id, "bench").secret
+
+
+def build_stack(prefix: str = "bench", endpoint_url: Optional[str] = None) -> Stack:
+    """Queue, tables, two storage nodes, a tenant and its token, as tests/conftest.py
+    does. Must run inside `mock_aws()` unless `endpoint_url` points at a moto server."""
+    import botocore.session
+
+    from chalicelib.config import Settings
+    from chalicelib.storage.tables import create_tables
+    from chalicelib.wiring import build_services
+
+    sqs = botocore.session.get_session().create_client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-pins")["QueueUrl"]
+    settings = replace(
+        Settings(), table_prefix=prefix, queue_url=queue_url, region=REGION, aws_endpoint_url=endpoint_url
+    )
+    create_tables(settings)
+    services = build_services(settings)
+    services.registry.register("node-a", "http://127.0.0.1:5101", PEER_A, ["/ip4/203.0.113.1/tcp/4001"])
+    services.registry.register("node-b", "http://127.0.0.1:5102", PEER_B, ["/ip4/203.0.113.2/tcp/4001"])
+    stack = Stack(settings, services, "", "")
+    stack.tenant_id, stack.token = stack.new_tenant("bench")
+    return stack
+
+
+class Api:
+    """The Chalice test client with a bearer token (as tests/support/api.py)."""
+
+    def __init__(self, client: Any, token: str) -> None:
+        self._client = client
+        self.token = token
+
+    def request(self, method: str, path: str, body: Any = None, params: Optional[Dict[str, Any]] = None, token: Optional[str] = None) -> Tuple[int, Any]:
+        from urllib.parse import urlencode
+
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {token or self.token}"}
+        raw = b""
+        if body is not None:
+            raw = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        url = path + ("?" + urlencode(params, doseq=True) if params else "")
+        response = self._client.http.request(method, url, headers=headers, body=raw)
+        payload = json.loads(response.body) if response.body else None
+        return response.status_code, payload
+
+    def ok(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        status, payload = self.request(method, path, **kwargs)
+        if status != expect:
+            raise SystemExit(f"FATAL: {method} {path} answered {status}, expected {expect}: {payload}")
+        return payload
+
+
+@contextlib.contextmanager
+def api_client(services: Any, token: str) -> Iterator[Api]:
+    from chalice.test import Client
+
+    import logging
+
+    import app as app_module
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    app_module.services.install(services)
+    try:
+        with Client(app_module.app) as client:
+            yield Api(client, token)
+    finally:
+        app_module.services.install(None)
+
+
+# -- output --------------------------------------------------------------------
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "") -> None:
+    cells = [[str(h) for h in headers]] + [[_fmt(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print()
+    print(title)
+    print(line)
+    for index, row in enumerate(cells):
+        print("| " + " | ".join(value.ljust(w) if i == 0 else value.rjust(w) for i, (value, w) in enumerate(zip(row, widths))) + " |")
+        if index == 0:
+            print(line)
+    print(line)
+    if note:
+        print(note)
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def verdict(met: bool, detail: str) -> str:
+    return ("MET" if met else "NOT MET") + f" ({detail})"
+
+
+def quick_flag(argv: Optional[Sequence[str]] = None) -> bool:
+    argv = sys.argv[1:] if argv is None else argv
+    unknown = [arg for arg in argv if arg not in ("--quick",)]
+    if unknown:
+        raise SystemExit(f"unknown arguments: {unknown}; only --quick is accepted")
+    return "--quick" in argv
