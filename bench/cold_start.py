@@ -75,7 +75,7 @@ def import_profile(modules: str, top: int = 8) -> List[Tuple[str, float]]:
 
 
 def run(quick: bool) -> Dict[str, object]:
-    runs = 7 if quick else 15
+    runs = 7 if quick else 21
     labels = list(SUBJECTS)
     for label in labels:  # warm-up, discarded: bytecode compiled, page cache filled
         run_once(SUBJECTS[label])
@@ -98,9 +98,13 @@ def run(quick: bool) -> Dict[str, object]:
             f"{med[label][0] * 1000:.0f}", f"{imports[0] * 1000:.0f}-{imports[-1] * 1000:.0f}",
             f"{med[label][1] * 1000:.0f}", f"{walls[0] * 1000:.0f}-{walls[-1] * 1000:.0f}",
         ])
-    rows.append(["ratio app / libraries", "", f"{ratio_import:.2f}", "", f"{ratio_wall:.2f}", ""])
+    mins = {label: (min(s[0] for s in samples[label]), min(s[1] for s in samples[label])) for label in labels}
+    rows.append(["ratio app / libraries", "", f"{ratio_import:.2f}", f"min/min {mins[app_label][0] / mins[base_label][0]:.2f}",
+                 f"{ratio_wall:.2f}", f"min/min {mins[app_label][1] / mins[base_label][1]:.2f}"])
+    load = os.getloadavg()[0]
     print(f"\ncold_start: {runs} fresh processes each, interleaved, cwd={REPO_ROOT}, AWS_ENDPOINT_URL unset, "
-          f"python {sys.version.split()[0]}")
+          f"python {sys.version.split()[0]}; 1-min load average at the end {load:.2f} on {os.cpu_count()} cores "
+          f"(other work on the machine widens the spread)")
     print_table(
         "Import time in a fresh process (ms)",
         ["what", "runs", "import median", "import min-max", "process median", "process min-max"],
