@@ -178,7 +178,7 @@ class PinStore:
         if lo > hi:
             return [], 0
         if query.cid_keys:
-            matches = self._read_all(
+            results = (
                 PinRecord.by_cid.query(
                     tenant_id,
                     PinRecord.cid_sort.between(sort_key(cid, lo), sort_key(cid, hi)),
@@ -194,7 +194,7 @@ class PinStore:
                 if query.match == "exact"
                 else (PinRecord.by_folded_name, PinRecord.folded_name_sort, name_digest(fold(query.name)))
             )
-            matches = self._read_all(
+            results = (
                 [
                     index.query(
                         tenant_id,
@@ -206,7 +206,7 @@ class PinStore:
                 ]
             )
         elif query.has_residual_filter:
-            matches = self._read_all(
+            results = (
                 [
                     PinRecord.query(
                         tenant_id,
@@ -220,15 +220,22 @@ class PinStore:
         else:
             page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
             return page, self.count(tenant_id, query.statuses, lo, hi)
-        if query.meta:
-            matches = [record for record in matches if _meta_matches(record, query.meta)]
-        return matches[: query.limit], len(matches)
+        return self._count_and_page(results, query)
 
     @staticmethod
-    def _read_all(results: Iterable[Iterable[PinRecord]]) -> List[PinRecord]:
-        merged = [record for result in results for record in result]
-        merged.sort(key=lambda record: record.created_ms, reverse=True)
-        return merged
+    def _count_and_page(results: Iterable[Iterable[PinRecord]], query: PinQuery) -> Tuple[List[PinRecord], int]:
+        """Counts every match but keeps only the page: memory stays that of
+        one page however many pins a filter has to read."""
+        merged = heapq.merge(*results, key=lambda record: record.created_ms, reverse=True)
+        page: List[PinRecord] = []
+        count = 0
+        for record in merged:
+            if query.meta and not _meta_matches(record, query.meta):
+                continue
+            count += 1
+            if len(page) < query.limit:
+                page.append(record)
+        return page, count
 
     def _page_by_status(self, tenant_id: str, statuses: frozenset, lo: int, hi: int, limit: int) -> List[PinRecord]:
         if statuses == ALL_STATUSES:
