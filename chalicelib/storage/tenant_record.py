@@ -6,6 +6,21 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 
+TENANT_DIRECTORY = "tenants"
+
+
+class TenantsByCreation(GlobalSecondaryIndex):
+    """Every tenant in one partition, oldest first: the operator's listing
+    is a Query (tenants number in the thousands, not millions)."""
+
+    class Meta:
+        index_name = "tenants-by-creation"
+        projection = AllProjection()
+
+    directory = UnicodeAttribute(hash_key=True)
+    created_ms = NumberAttribute(range_key=True)
+
+
 class TenantRecord(Model):
     class Meta:
         table_name = "tenants"
@@ -14,6 +29,9 @@ class TenantRecord(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute()
     created_ms = NumberAttribute()
+    directory = UnicodeAttribute(default=TENANT_DIRECTORY)
+
+    by_creation = TenantsByCreation()
 
 
 class TokensByTenant(GlobalSecondaryIndex):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional
 
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
 from chalicelib.tenants.tokens import hash_secret, new_secret
 
 
@@ -36,8 +36,7 @@ class TenantAdmin:
         return record
 
     def tenants(self) -> Iterator[TenantRecord]:
-        # Operator listing, never on a request path: a scan is fine here.
-        return TenantRecord.scan()
+        return TenantRecord.by_creation.query(TENANT_DIRECTORY)
 
     def tenant(self, tenant_id: str) -> TenantRecord:
         try:
