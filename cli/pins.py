@@ -375,6 +375,16 @@ def _client() -> PinningClient:
     return PinningClient(url, token)
 
 
+def _accepted(client: PinningClient, status: Dict[str, Any], wait: bool, timeout: Optional[float]) -> None:
+    """Shows a new request's id, then follows it when asked to."""
+    if not _options().json:
+        click.echo(status["requestid"])
+    if wait:
+        _wait_and_report(client, status, timeout)
+    else:
+        _emit(status, lambda: None)
+
+
 def _emit(data: Any, human: Callable[[], None]) -> None:
     if _options().json:
         click.echo(json.dumps(data, indent=2))
@@ -641,13 +651,7 @@ def pin_command(
     Each call makes a new request, even for a CID already pinned.
     """
     client = _client()
-    status = client.add(_pin_body(cid, name, origins, meta))
-    if not _options().json:
-        click.echo(status["requestid"])
-    if wait:
-        _wait_and_report(client, status, timeout)
-    else:
-        _emit(status, lambda: None)
+    _accepted(client, client.add(_pin_body(cid, name, origins, meta)), wait, timeout)
 
 
 @command(cli, "add")
@@ -672,13 +676,7 @@ def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[f
         _note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
         if not origins:
             _note("your node reports no addresses: the service's nodes will have to find it on their own")
-    status = client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None))
-    if not options.json:
-        click.echo(status["requestid"])
-    if wait:
-        _wait_and_report(client, status, timeout)
-    else:
-        _emit(status, lambda: None)
+    _accepted(client, client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None)), wait, timeout)
 
 
 @command(cli, "ls")
@@ -799,13 +797,7 @@ def replace_command(
     carried over: give them again if you want them.
     """
     client = _client()
-    status = client.replace(request_id, _pin_body(cid, name, origins, meta))
-    if not _options().json:
-        click.echo(status["requestid"])
-    if wait:
-        _wait_and_report(client, status, timeout)
-    else:
-        _emit(status, lambda: None)
+    _accepted(client, client.replace(request_id, _pin_body(cid, name, origins, meta)), wait, timeout)
 
 
 @command(cli, "rm")
