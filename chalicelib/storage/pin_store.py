@@ -266,7 +266,7 @@ class PinStore:
 
     def count(self, tenant_id: str, statuses: frozenset, lo: int, hi: int) -> int:
         """Pins of `statuses` created in [lo, hi] ms, from the counter tree."""
-        upper = self._sum(top_bucket(tenant_id), None, statuses) if hi + 1 >= HORIZON_MS else self._prefix(tenant_id, hi + 1, statuses)
+        upper = self._total(tenant_id, statuses) if hi + 1 >= HORIZON_MS else self._prefix(tenant_id, hi + 1, statuses)
         return upper - (self._prefix(tenant_id, lo, statuses) if lo > 0 else 0)
 
     def _prefix(self, tenant_id: str, before_ms: int, statuses: frozenset) -> int:
@@ -306,11 +306,11 @@ class PinStore:
         )
 
     @staticmethod
-    def _sum(bucket: str, below_slot: Optional[int], statuses: frozenset) -> int:
-        condition = None if below_slot is None else PinCounter.slot < below_slot
+    def _total(tenant_id: str, statuses: frozenset) -> int:
+        """Every pin of `statuses`: the slots of the top bucket."""
         return sum(
             getattr(counter, status)
-            for counter in PinCounter.query(bucket, condition, consistent_read=True)
+            for counter in PinCounter.query(top_bucket(tenant_id), consistent_read=True)
             for status in statuses
         )
 
