@@ -1,0 +1,112 @@
+"""infra/network.yaml: who can reach the Kubo nodes, and how the workers
+reach AWS without a NAT gateway."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Dict, List
+
+from cfnlint.api import lint_file
+from cfnlint.decode import decode_str
+
+NETWORK = Path(__file__).resolve().parents[2] / "infra" / "network.yaml"
+TEMPLATE, _ = decode_str(NETWORK.read_text())
+RESOURCES = TEMPLATE["Resources"]
+
+
+def of_type(kind: str) -> Dict[str, Any]:
+    return {name: resource for name, resource in RESOURCES.items() if resource["Type"] == kind}
+
+
+def ingress_rules(group: str) -> List[Dict[str, Any]]:
+    """Inline and separate ingress rules of a security group."""
+    rules = list(RESOURCES[group]["Properties"].get("SecurityGroupIngress", []))
+    rules += [
+        rule["Properties"]
+        for rule in of_type("AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"] == {"Ref": group}
+    ]
+    return rules
+
+
+def on_port(rules: List[Dict[str, Any]], port: Any) -> List[Dict[str, Any]]:
+    return [rule for rule in rules if rule["FromPort"] == port]
+
+
+def test_the_template_passes_cfn_lint():
+    assert [str(match) for match in lint_file(NETWORK)] == []
+
+
+def test_the_kubo_rpc_is_reachable_from_the_workers_security_group_only():
+    rpc = on_port(ingress_rules("NodeSecurityGroup"), {"Ref": "KuboRpcPort"})
+    assert rpc == [
+        {
+            "GroupId": {"Ref": "NodeSecurityGroup"},
+            "Description": "Kubo RPC, from the worker Lambdas only",
+            "IpProtocol": "tcp",
+            "FromPort": {"Ref": "KuboRpcPort"},
+            "ToPort": {"Ref": "KuboRpcPort"},
+            "SourceSecurityGroupId": {"Ref": "WorkerSecurityGroup"},
+        }
+    ]
+    # and no rule opens a range that would include it
+    for rule in ingress_rules("NodeSecurityGroup"):
+        assert rule["FromPort"] == rule["ToPort"]
+
+
+def test_the_swarm_is_open_to_the_internet_over_tcp_and_udp():
+    swarm = on_port(ingress_rules("NodeSecurityGroup"), {"Ref": "KuboSwarmPort"})
+    assert {(rule["IpProtocol"], rule["CidrIp"]) for rule in swarm} == {("tcp", "0.0.0.0/0"), ("udp", "0.0.0.0/0")}
+
+
+def test_the_workers_subnets_have_no_way_to_the_internet():
+    assert of_type("AWS::EC2::NatGateway") == {}
+    routes = of_type("AWS::EC2::Route").values()
+    assert [route["Properties"]["RouteTableId"] for route in routes] == [{"Ref": "PublicRouteTable"}]
+    private = {
+        a["Properties"]["SubnetId"]["Ref"]
+        for a in of_type("AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["RouteTableId"] == {"Ref": "PrivateRouteTable"}
+    }
+    assert private == {"PrivateSubnetA", "PrivateSubnetB"}
+    assert all(RESOURCES[subnet]["Properties"].get("MapPublicIpOnLaunch") is not True for subnet in private)
+
+
+def test_the_workers_reach_dynamodb_sqs_and_secrets_manager_through_endpoints():
+    endpoints = {
+        endpoint["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]: endpoint["Properties"]
+        for endpoint in of_type("AWS::EC2::VPCEndpoint").values()
+    }
+    assert endpoints["dynamodb"]["VpcEndpointType"] == "Gateway"
+    assert {"Ref": "PrivateRouteTable"} in endpoints["dynamodb"]["RouteTableIds"]
+    for service in ("sqs", "secretsmanager"):
+        endpoint = endpoints[service]
+        assert endpoint["VpcEndpointType"] == "Interface"
+        assert endpoint["PrivateDnsEnabled"] is True
+        assert endpoint["SubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    sources = {rule["SourceSecurityGroupId"]["Ref"] for rule in ingress_rules("EndpointSecurityGroup")}
+    assert sources == {"WorkerSecurityGroup", "NodeSecurityGroup"}
+
+
+def test_the_exports_the_service_and_fleet_stacks_import():
+    exports = {output["Export"]["Name"]["Fn::Sub"] for output in TEMPLATE["Outputs"].values()}
+    assert {
+        "pinning-${Stage}-WorkerSubnetIds",
+        "pinning-${Stage}-WorkerSecurityGroupId",
+        "pinning-${Stage}-NodeSubnetIds",
+        "pinning-${Stage}-NodeSecurityGroupId",
+        "pinning-${Stage}-KuboRpcPort",
+        "pinning-${Stage}-KuboSwarmPort",
+    } <= exports
+    assert TEMPLATE["Outputs"]["WorkerSubnetIds"]["Value"] == {
+        "Fn::Join": [",", [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]]
+    }
+
+
+def test_the_fleet_imports_only_what_the_network_exports():
+    fleet = (NETWORK.parent / "fleet.yaml").read_text()
+    exports = {output["Export"]["Name"]["Fn::Sub"] for output in TEMPLATE["Outputs"].values()}
+    imported = set(re.findall(r"ImportValue: !Sub (pinning-\$\{Stage\}-\w+)", fleet))
+    # the secret comes from the service stack
+    assert imported - {"pinning-${Stage}-KuboRpcSecretArn"} <= exports
+    assert "pinning-${Stage}-NodeSecurityGroupId" in imported
