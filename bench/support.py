@@ -11,9 +11,15 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
+import threading
+import time
+import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -441,6 +447,156 @@ def api_client(services: Any, token: str) -> Iterator[Api]:
             yield Api(client, token)
     finally:
         app_module.services.install(None)
+
+
+# -- the local stack as `make dev` runs it ---------------------------------------
+
+READY_LINE = "Pinning service ready at "
+HTTP_TIMEOUT = 600  # a 100 MiB add or pin on a busy 2-core machine
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS's pick; nothing holds it for us)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """`python -m devstack` in a child process, ready; its stderr (the log) is
+    `<state_dir>/stderr.log`."""
+
+    process: subprocess.Popen
+    state_dir: Path
+    lines: List[Tuple[float, str]] = field(default_factory=list)  # stdout, seconds after launch as read
+    ready_seconds: float = 0.0
+    stop_seconds: float = 0.0
+    env: Dict[str, str] = field(default_factory=dict)  # local.env
+
+    @property
+    def url(self) -> str:
+        return self.env["PINNING_SERVICE_URL"]
+
+    @property
+    def log(self) -> Path:
+        return self.state_dir / "stderr.log"
+
+    def auth(self) -> Dict[str, str]:
+        return {"Authorization": f"Bearer {self.env['PINNING_SERVICE_TOKEN']}"}
+
+    def your_node(self) -> "KuboRpc":
+        return KuboRpc(self.env["KUBO_RPC_URL"])
+
+    def fleet_nodes(self) -> List["KuboRpc"]:
+        """The fleet nodes' RPCs, with their secret, from `<state_dir>/stack.json`."""
+        described = json.loads((self.state_dir / "stack.json").read_text(encoding="utf-8"))
+        return [KuboRpc(node["rpc_url"], described["kubo_rpc_secret"]) for node in described["fleet"]]
+
+
+@contextlib.contextmanager
+def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180) -> Iterator[LocalStack]:
+    """Start the stack on free loopback ports (your node too), yield it once it
+    printed its ready line, stop it with SIGTERM (as Ctrl-C) at the end."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0",
+        "--user-node-port", str(free_port()), "--state-dir", str(state_dir), *args,
+    ]
+    with (state_dir / "stderr.log").open("a", encoding="utf-8") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
+    stack = LocalStack(process, state_dir)
+    ready = threading.Event()
+
+    def pump() -> None:  # also keeps the pipe drained after the ready line
+        assert process.stdout is not None
+        for line in process.stdout:
+            stack.lines.append((time.perf_counter() - started, line.rstrip("\n")))
+            if line.startswith(READY_LINE):
+                stack.ready_seconds = stack.lines[-1][0]
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        ready.wait(timeout)
+        if not stack.ready_seconds:
+            output = "\n".join(text for _, text in stack.lines)
+            log = stack.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise SystemExit(f"FATAL: devstack not ready within {timeout:g} s (exit {process.poll()}):\n{output}\n{log}")
+        stack.env = dict(line.split("=", 1) for line in (state_dir / "local.env").read_text().splitlines() if line)
+        yield stack
+    finally:
+        stopping = time.perf_counter()
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        stack.stop_seconds = time.perf_counter() - stopping
+        reader.join(10)
+
+
+class _RandomUpload:
+    """A multipart/form-data body of `size` fresh random bytes, made as it is
+    read: requests sends it with a Content-Length, in small blocks, so even
+    100 MiB never sits in this process's memory."""
+
+    def __init__(self, size: int) -> None:
+        boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self._head = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+        self._size = size
+        self._random_left = size
+
+    def __len__(self) -> int:
+        return len(self._head) + self._size + len(self._tail)
+
+    def read(self, wanted: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        if self._random_left:
+            block = min(self._random_left, wanted if wanted > 0 else 1 << 20)
+            self._random_left -= block
+            return os.urandom(block)
+        tail, self._tail = self._tail, b""
+        return tail
+
+
+class KuboRpc:
+    """A Kubo RPC endpoint (your node, or a fleet node with its bearer secret)."""
+
+    def __init__(self, url: str, secret: Optional[str] = None) -> None:
+        import requests
+
+        self.url = url
+        self._session = requests.Session()
+        if secret:
+            self._session.headers["Authorization"] = f"Bearer {secret}"
+
+    def post(self, command: str, *args: str, **kwargs: Any) -> Any:
+        params = [("arg", arg) for arg in args] + list(kwargs.pop("params", {}).items())
+        response = self._session.post(f"{self.url}/api/v0/{command}", params=params, timeout=HTTP_TIMEOUT, **kwargs)
+        if response.status_code != 200:
+            raise SystemExit(f"FATAL: {command} on {self.url}: {response.status_code} {response.text[:300]}")
+        return response
+
+    def add_random(self, size: int) -> str:
+        """Adds `size` fresh random bytes (streamed); returns the CID."""
+        body = _RandomUpload(size)
+        response = self.post("add", data=body, headers={"Content-Type": body.content_type})
+        return json.loads(response.text.splitlines()[-1])["Hash"]
+
+    def multiaddrs(self) -> List[str]:
+        return list(self.post("id").json()["Addresses"])
 
 
 # -- output --------------------------------------------------------------------

@@ -1,0 +1,300 @@
+"""Throughput of the running local stack: 1,000 pins of small fresh content
+submitted concurrently through the API, until all are `pinned`; and where
+the time goes.
+
+One stack (`python -m devstack` on free loopback ports, as `make dev` runs
+it). Not timed: N pieces of 1 KiB of fresh random bytes are added to your
+node. Then N POST /pins (origins = your node's multiaddrs) are sent from a
+pool of 32 threads, and the run ends when every request is `pinned` (or
+`failed`). Measured alongside, without touching the stack:
+
+- each POST's latency, as the client sees it;
+- each request's way through the worker, from the stack's log (read every
+  20 ms, lines timestamped as read): POST answered -> "pinning" logged
+  (queue wait, receive, the first status write) -> "pinned" logged (holds,
+  Kubo swarm/connect + pin/add + pin/ls on both replicas, dag/stat, the
+  status write);
+- how many requests are queued and pinning, from the API's counts
+  (GET /pins?status=...&limit=1, every 0.25 s);
+- the CPU time of each process of the stack (the devstack process: API,
+  emulated AWS and scheduled jobs; the worker process if separate; each
+  Kubo node), and of the whole machine.
+
+    .venv/bin/python -m bench.stack_throughput [--pins 1000] [--concurrency 32] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import queue
+import re
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from bench.support import LocalStack, local_stack, print_table
+
+CONTENT_BYTES = 1024
+TAIL_SECONDS = 0.02
+COUNT_SECONDS = 0.25
+DEADLINE_SECONDS = 1800.0
+# The readable log line of a pin state change: "HH:MM:SS worker: pinned request_id=... cid=..."
+STATE_LINE = re.compile(r": (pinning|pinned|failed) .*\brequest_id=(\S+)")
+
+
+class LogTail:
+    """Reads the stack's log files as they grow; when each request's
+    state-change lines appeared (seconds, perf_counter)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
+        self._offsets: Dict[Path, int] = {path: path.stat().st_size for path in state_dir.glob("*.log")}
+        self._partial: Dict[Path, str] = {}
+        self.seen: Dict[str, Dict[str, float]] = {}  # request id -> state -> first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "LogTail":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TAIL_SECONDS):
+            self._read()
+
+    def _read(self) -> None:
+        for path in self._state_dir.glob("*.log"):
+            with path.open("rb") as stream:
+                stream.seek(self._offsets.get(path, 0))
+                data = stream.read()
+            now = time.perf_counter()
+            self._offsets[path] = self._offsets.get(path, 0) + len(data)
+            text = self._partial.pop(path, "") + data.decode(errors="replace")
+            *lines, rest = text.split("\n")
+            if rest:
+                self._partial[path] = rest
+            for line in lines:
+                match = STATE_LINE.search(line)
+                if match:
+                    self.seen.setdefault(match.group(2), {}).setdefault(match.group(1), now)
+
+
+class Counts:
+    """The API's counts by status over time, less those before the run."""
+
+    STATUSES = ("queued", "pinning", "pinned", "failed")
+
+    def __init__(self, stack: LocalStack) -> None:
+        import requests
+
+        self._url = f"{stack.url}/pins"
+        self._session = requests.Session()
+        self._session.headers.update(stack.auth())
+        self._before = self._read()
+        self.samples: List[Tuple[float, Dict[str, int]]] = []
+
+    def _read(self) -> Dict[str, int]:
+        return {
+            status: int(self._session.get(self._url, params={"status": status, "limit": 1}, timeout=60).json()["count"])
+            for status in self.STATUSES
+        }
+
+    def latest(self, status: str) -> int:
+        return self.samples[-1][1][status] if self.samples else 0
+
+    def until_done(self, wanted: int, deadline: float) -> None:
+        while time.perf_counter() < deadline:
+            now = self._read()
+            self.samples.append((time.perf_counter(), {status: now[status] - self._before[status] for status in now}))
+            if self.latest("pinned") + self.latest("failed") >= wanted:
+                return
+            time.sleep(COUNT_SECONDS)
+        raise SystemExit(f"FATAL: not all {wanted} pins done within {DEADLINE_SECONDS:g} s: {self.samples[-1][1]}")
+
+
+class CpuMeter:
+    """CPU seconds of the stack's processes (by role) and the machine's busy fraction, between two snapshots."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        root = psutil.Process(pid)
+        self._processes = {self._role(p): p for p in [root, *root.children(recursive=True)]}
+        self._start = self._snapshot()
+        self._machine = psutil.cpu_times()
+        self._began = time.perf_counter()
+
+    @staticmethod
+    def _role(process: Any) -> str:
+        command = " ".join(process.cmdline())
+        repo = re.search(r"--repo \S*/([^/\s]+)", command)
+        if repo:
+            return f"Kubo node {repo.group(1)}"
+        if "devstack.worker" in command:
+            return "worker process"
+        if "-m devstack" in command:
+            return "devstack process (API, emulated AWS, jobs)"
+        return f"other: {command[:40]}"
+
+    def _snapshot(self) -> Dict[str, float]:
+        taken = {}
+        for role, process in self._processes.items():
+            try:
+                times = process.cpu_times()
+                taken[role] = times.user + times.system
+            except Exception:  # a process that ended meanwhile (a restarted worker)
+                taken[role] = 0.0
+        return taken
+
+    def cores(self) -> Tuple[Dict[str, float], float]:
+        """Average cores each role used since the start, and the machine's busy cores."""
+        import psutil
+
+        wall = time.perf_counter() - self._began
+        end = self._snapshot()
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        busy -= sum(self._machine) - self._machine.idle - getattr(self._machine, "iowait", 0.0)
+        return {role: (end[role] - self._start[role]) / wall for role in end}, busy / wall
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _ms_spread(values: Sequence[float]) -> List[str]:
+    return [f"{_pct(values, q) * 1000:.0f}" for q in (0.5, 0.9, 0.99)] + [f"{max(values) * 1000:.0f}"]
+
+
+def run(pins: int, concurrency: int) -> Dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-stack-throughput-") as base, local_stack(Path(base)) as stack:
+        return measure(stack, pins, concurrency)
+
+
+def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
+    """Measures on a running stack (with nothing else queued) and prints the tables."""
+    import requests
+
+    your = stack.your_node()
+    origins = your.multiaddrs()
+    began = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        cids = list(pool.map(lambda _: your.add_random(CONTENT_BYTES), range(pins)))
+    add_seconds = time.perf_counter() - began
+
+    # One kept-alive connection per client thread, opened one at a time
+    # beforehand: the dev API server's listen backlog is 5, so a burst of
+    # new connections gets some reset (counted and retried below).
+    sessions: "queue.Queue[Any]" = queue.Queue()
+    for _ in range(concurrency):
+        session = requests.Session()
+        session.headers.update(stack.auth())
+        session.get(f"{stack.url}/pins", params={"limit": 1}, timeout=60)
+        sessions.put(session)
+    posts: List[Tuple[float, float, str]] = []  # sent, answered, request id
+    resets: List[str] = []
+
+    def submit(cid: str) -> None:
+        session = sessions.get()
+        try:
+            sent = time.perf_counter()
+            try:
+                answer = session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
+            except requests.ConnectionError as error:  # refused before it was read: nothing was created
+                resets.append(str(error))
+                answer = session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
+            if answer.status_code != 202:
+                raise SystemExit(f"FATAL: POST /pins answered {answer.status_code}: {answer.text[:300]}")
+            posts.append((sent, time.perf_counter(), answer.json()["requestid"]))
+        finally:
+            sessions.put(session)
+
+    counts = Counts(stack)
+    cpu = CpuMeter(stack.process.pid)
+    with LogTail(stack.state_dir) as log:
+        started = time.perf_counter()
+        counter = threading.Thread(target=counts.until_done, args=(pins, started + DEADLINE_SECONDS), daemon=True)
+        counter.start()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(submit, cids))
+        submitted = time.perf_counter()
+        counter.join()
+        if counts.latest("pinned") + counts.latest("failed") < pins:
+            raise SystemExit(f"FATAL: not all {pins} pins done within {DEADLINE_SECONDS:g} s")
+        counted_done = counts.samples[-1][0]
+    cores, machine_cores = cpu.cores()
+
+    ids = [request_id for _, _, request_id in posts]
+    answered = {request_id: at for _, at, request_id in posts}
+    logged = [log.seen.get(request_id, {}) for request_id in ids]
+    pinned_at = [seen["pinned"] for seen in logged if "pinned" in seen]
+    # The last `pinned` line, as read, when every pin logged one; else the count that saw them all.
+    done = max(pinned_at) if len(pinned_at) == pins else counted_done
+    total = done - started
+    failed = counts.latest("failed")
+
+    summary = [
+        ["pins submitted / pinned / failed", f"{pins} / {counts.latest('pinned')} / {failed}"],
+        ["POST concurrency (client threads)", str(concurrency)],
+        ["POSTs whose connection was reset (retried)", str(len(resets))],
+        ["first POST -> all pinned, s", f"{total:.1f}"],
+        ["throughput, pins/s", f"{pins / total:.1f}"],
+        ["submitting all POSTs, s (POSTs/s)", f"{submitted - started:.1f} ({pins / (submitted - started):.1f})"],
+        ["most queued at once (API counts)", str(max(s['queued'] for _, s in counts.samples))],
+        ["pinning at once, median / max (API counts)", "{:.0f} / {}".format(
+            statistics.median(s["pinning"] for _, s in counts.samples), max(s["pinning"] for _, s in counts.samples))],
+        ["adding the content to your node (not timed), s", f"{add_seconds:.1f}"],
+    ]
+    print_table(f"Throughput of the local stack: {pins} pins of {CONTENT_BYTES} B of fresh content via origins", ["", "value"], summary)
+
+    rows = [["POST /pins latency (client)", *_ms_spread([at - sent for sent, at, _ in posts])]]
+    waits = [seen["pinning"] - answered[rid] for rid, seen in zip(ids, logged) if "pinning" in seen]
+    works = [seen["pinned"] - seen["pinning"] for seen in logged if "pinning" in seen and "pinned" in seen]
+    whole = [seen["pinned"] - answered[rid] for rid, seen in zip(ids, logged) if "pinned" in seen]
+    if works:
+        rows += [
+            ["POST answered -> 'pinning' logged (queue wait, receive)", *_ms_spread(waits)],
+            ["'pinning' -> 'pinned' logged (holds, Kubo, status write)", *_ms_spread(works)],
+            ["POST answered -> 'pinned' logged", *_ms_spread(whole)],
+        ]
+    print_table(
+        f"Where a request's time goes (ms; {len(works)} of {pins} requests traced in the log)",
+        ["", "p50", "p90", "p99", "max"], rows,
+        note="Log lines are timestamped when read (every 20 ms).",
+    )
+    cpu_rows = [[role, f"{used:.2f}"] for role, used in sorted(cores.items(), key=lambda item: -item[1])]
+    cpu_rows.append(["whole machine (all processes, busy cores)", f"{machine_cores:.2f}"])
+    print_table(
+        "CPU during the run (average cores used, first POST -> all pinned)", ["process", "cores"], cpu_rows,
+        note="A Python process runs Python code on one core at a time (the GIL): ~1.0 is its ceiling.",
+    )
+    busiest, most = max(cores.items(), key=lambda item: item[1])
+    share = sum(works) / max(1e-9, sum(works) + sum(waits)) if works else 0.0
+    print(f"busiest process: {busiest} at {most:.2f} cores; of the worker's part of a pin's time, "
+          f"{share:.0%} is 'pinning' -> 'pinned' and {1 - share:.0%} waiting in the queue.")
+    return {"pins_per_second": pins / total, "cores": cores, "failed": failed}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stack_throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--pins", type=int, default=1000, help="pin requests (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight at once (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="100 pins")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    run(100 if args.quick else args.pins, args.concurrency)
+    print(f"(stack_throughput: {time.perf_counter() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
