@@ -16,6 +16,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.operand import Path
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
@@ -23,11 +24,15 @@ from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_counter import (
     FANOUT,
-    HORIZON_MS,
+    LEVELS,
+    BucketCounts,
+    Cell,
     PinCounter,
     cells_of,
+    count_name,
     prefix_cells,
-    top_bucket,
+    read_buckets,
+    slot_count,
 )
 from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
 
@@ -141,18 +146,18 @@ class PinStore:
         return record
 
     def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
-        # One transaction may touch an item once: merge the deltas per cell.
-        deltas: Dict[Tuple[str, int], Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # One transaction may touch an item once: merge the deltas per bucket.
+        deltas: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for created_ms, before, after in changes:
-            for cell in cells_of(tenant_id, created_ms):
+            for bucket, slot in cells_of(tenant_id, created_ms):
                 if before:
-                    deltas[cell][before] -= 1
+                    deltas[bucket][count_name(before, slot)] -= 1
                 if after:
-                    deltas[cell][after] += 1
-        for (bucket, slot), by_status in deltas.items():
-            actions = [getattr(PinCounter, status).add(n) for status, n in by_status.items() if n]
+                    deltas[bucket][count_name(after, slot)] += 1
+        for bucket, by_name in deltas.items():
+            actions = [Path(name).add(n) for name, n in by_name.items() if n]
             if actions:
-                tx.update(PinCounter(bucket, slot), actions=actions)
+                tx.update(PinCounter(bucket), actions=actions)
 
     def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
         connection = PinRecord._get_connection().connection
@@ -265,35 +270,32 @@ class PinStore:
         return [record for _, record in zip(range(limit), merged)]
 
     def count(self, tenant_id: str, statuses: frozenset, lo: int, hi: int) -> int:
-        """Pins of `statuses` created in [lo, hi] ms, from the counter tree."""
-        upper = self._total(tenant_id, statuses) if hi + 1 >= HORIZON_MS else self._prefix(tenant_id, hi + 1, statuses)
-        return upper - (self._prefix(tenant_id, lo, statuses) if lo > 0 else 0)
+        """Pins of `statuses` created in [lo, hi] ms, from the counter tree:
+        the difference of two prefix counts, whose buckets (at most 12) are
+        read in one BatchGetItem."""
+        if lo > hi:
+            return 0
+        upper, lower = prefix_cells(tenant_id, hi + 1), prefix_cells(tenant_id, lo)
+        buckets = read_buckets({bucket for bucket, _ in upper + lower}, self._sleep)
+        return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(tenant_id, lo, lower, statuses, buckets)
 
-    def _prefix(self, tenant_id: str, before_ms: int, statuses: frozenset) -> int:
-        """Pins of `statuses` created before `before_ms`.
-
-        Walks the tree top down. Each level knows the total of the cell that
-        holds `before_ms` one level up, so it reads whichever side of the
-        cell's slots is smaller (at most 33 of 64) and derives the other.
-        """
-        window_start, cells = prefix_cells(tenant_id, before_ms)
-        below = 0
-        parent_total: Optional[int] = None
-        for bucket, slot in reversed(cells):
-            low_side = parent_total is None or slot < FANOUT // 2
-            condition = PinCounter.slot <= slot if low_side else PinCounter.slot >= slot
-            sums = {
-                counter.slot: sum(getattr(counter, status) for status in statuses)
-                for counter in PinCounter.query(bucket, condition, consistent_read=True)
-            }
-            cell_total = sums.pop(slot, 0)
-            below += sum(sums.values()) if low_side else parent_total - cell_total - sum(sums.values())
-            parent_total = cell_total
-        # The last 64 ms: count the pins on the shorter side of `before_ms`.
-        window_end = window_start + FANOUT
+    def _prefix(
+        self, tenant_id: str, before_ms: int, cells: List[Cell], statuses: frozenset, buckets: Mapping[str, BucketCounts]
+    ) -> int:
+        """Pins of `statuses` created before `before_ms`: on each level the
+        slots below the one holding `before_ms`, then that level-1 slot's
+        pins on the shorter side of `before_ms`, read directly."""
+        below = sum(slot_count(buckets[bucket], range(slot), statuses) for bucket, slot in cells)
+        window_start = before_ms - before_ms % FANOUT
+        if len(cells) < LEVELS or before_ms == window_start:
+            return below  # before 0 or beyond the tree, or on a slot boundary
+        bucket, slot = cells[0]
+        window = slot_count(buckets[bucket], [slot], statuses)
+        if window == 0:
+            return below
         if before_ms - window_start <= FANOUT // 2:
-            return below + (self._count_pins(tenant_id, window_start, before_ms, statuses) if before_ms > window_start else 0)
-        return below + parent_total - self._count_pins(tenant_id, before_ms, window_end, statuses)
+            return below + self._count_pins(tenant_id, window_start, before_ms, statuses)
+        return below + window - self._count_pins(tenant_id, before_ms, window_start + FANOUT, statuses)
 
     @staticmethod
     def _count_pins(tenant_id: str, start_ms: int, end_ms: int, statuses: frozenset) -> int:
@@ -303,15 +305,6 @@ class PinStore:
             PinRecord.created_ms.between(start_ms, end_ms - 1),
             filter_condition=None if statuses == ALL_STATUSES else PinRecord.status.is_in(*statuses),
             consistent_read=True,
-        )
-
-    @staticmethod
-    def _total(tenant_id: str, statuses: frozenset) -> int:
-        """Every pin of `statuses`: the slots of the top bucket."""
-        return sum(
-            getattr(counter, status)
-            for counter in PinCounter.query(top_bucket(tenant_id), consistent_read=True)
-            for status in statuses
         )
 
 

@@ -7,7 +7,17 @@ import pytest
 
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
-from chalicelib.storage.pin_counter import FANOUT, PinCounter
+from bench.support import item_bytes
+from chalicelib.storage.pin_counter import (
+    FANOUT,
+    LEVELS,
+    READ_ROUNDS,
+    STATUS_CODES,
+    CountsUnavailable,
+    PinCounter,
+    bucket_key,
+    count_name,
+)
 from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
 
@@ -111,4 +121,147 @@ def test_deleting_a_pin_whose_status_moved_is_refused(settings):
     with pytest.raises(StaleRecord):
         store.write("tenant-1", delete=stale)
     assert store.count("tenant-1", frozenset({"pinning"}), 0, 10**13 - 1) == 1
-    assert sum(counter.queued for counter in PinCounter.scan()) == 0
+    assert store.count("tenant-1", frozenset({"queued"}), 0, 10**13 - 1) == 0
+
+
+def boundaries() -> list:
+    """Bucket edges of every level near START_MS: a multiple of 64**k starts
+    slot 0 of a level-(k-1) bucket, the millisecond before ends slot 63."""
+    return [-(-START_MS // FANOUT**k) * FANOUT**k for k in range(1, LEVELS + 1)]
+
+
+@pytest.fixture
+def edge_pins(settings):
+    """Pins on and around the edges of slots and buckets of every level, then
+    replaced, moved and deleted at random, as the API does."""
+    rng = random.Random(11)
+    store = PinStore()
+    created = {}
+    for edge in boundaries():
+        for created_ms in (edge - FANOUT, edge - 2, edge - 1, edge, edge + 1, edge + FANOUT - 1, edge + FANOUT):
+            created.setdefault(created_ms, "queued")
+            if store.get("tenant-1", created_ms) is None:
+                add_pin(store, "tenant-1", created_ms, "queued")
+    for created_ms in rng.sample(sorted(created), len(created) // 2):
+        record = store.get("tenant-1", created_ms)
+        action = rng.choice(["move", "move", "delete", "replace"])
+        if action == "move":
+            created[created_ms] = rng.choice([s for s in STATUSES if s != record.status])
+            store.set_status(record, created[created_ms])
+        elif action == "delete":
+            store.write("tenant-1", delete=record)
+            del created[created_ms]
+        else:
+            # The old pin and its successor in one transaction, sharing buckets.
+            new_ms = created_ms + rng.choice([1, FANOUT, FANOUT**2])
+            if new_ms in created:
+                continue
+            successor = new_record("tenant-1", new_ms, f"req-{new_ms}", PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
+            store.write("tenant-1", put=successor, delete=record)
+            del created[created_ms]
+            created[new_ms] = "queued"
+    return store, created, rng
+
+
+def test_counts_are_exact_on_slot_and_bucket_edges(edge_pins):
+    # Given pins in slot 0 and slot 63 of buckets of every level, moved, replaced and deleted
+    store, created, rng = edge_pins
+    edges = boundaries()
+    for _ in range(80):
+        # When counting a random status set between bucket edges, exact or off by one
+        statuses = frozenset(rng.sample(STATUSES, rng.randint(1, 4)))
+        lo, hi = (rng.choice(edges) + rng.choice([-FANOUT, -1, 0, 1]) for _ in range(2))
+        # Then the tree agrees with counting every pin (and an empty range counts none)
+        assert store.count("tenant-1", statuses, lo, hi) == brute_count(created, statuses, lo, hi)
+
+
+def test_before_an_exact_bucket_edge_counts_only_what_came_before(edge_pins):
+    # Given pins on both sides of bucket edges of every level
+    store, created, _ = edge_pins
+    everything = frozenset(STATUSES)
+    for edge in boundaries():
+        # When listing every status strictly before the edge's millisecond
+        query = PinQuery(statuses=everything, before_ns=edge * 10**6, limit=3)
+        page, count = store.find("tenant-1", query)
+        # Then the pin at the edge is excluded and the one just before it included
+        expected = sorted((ms for ms in created if ms < edge), reverse=True)
+        assert count == len(expected)
+        assert [record.created_ms for record in page] == expected[:3]
+
+
+def test_after_later_than_before_finds_nothing(edge_pins):
+    store, created, _ = edge_pins
+    edge = boundaries()[2]
+    query = PinQuery(statuses=frozenset(STATUSES), after_ns=(edge + 1) * 10**6, before_ns=(edge - 1) * 10**6)
+    assert store.find("tenant-1", query) == ([], 0)
+
+
+def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins):
+    # Given 160 pins, and every DynamoDB call the counters' client makes recorded
+    store, created, _ = pins
+    calls = []
+    client = PinCounter._get_connection().connection.client
+    client.meta.events.register(
+        "before-parameter-build.dynamodb", lambda model, params, **_: calls.append((model.name, params)), unique_id="counter-calls"
+    )
+    times = sorted(created)
+    try:
+        # When counting pinned pins between two of them
+        count = store.count("tenant-1", frozenset({"pinned"}), times[30] + 1, times[140] - 1)
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="counter-calls")
+    # Then the counter tree is read by one BatchGetItem of at most 12 buckets
+    counter_reads = [(name, params) for name, params in calls if "pin-counters" in str(params)]
+    assert [name for name, _ in counter_reads] == ["BatchGetItem"]
+    assert len(next(iter(counter_reads[0][1]["RequestItems"].values()))["Keys"]) <= 12
+    assert count == brute_count(created, {"pinned"}, times[30] + 1, times[140] - 1)
+
+
+def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
+    # Given DynamoDB that, throttled, leaves all but one key unprocessed on the first round
+    _, created, _ = pins
+    connection = PinCounter._get_connection()
+    batch_get = connection.batch_get_item
+    rounds = []
+
+    def throttled(keys, **kwargs):
+        done = keys[:1] if not rounds else keys
+        rounds.append(len(keys))
+        response = batch_get(done, **kwargs)
+        response["UnprocessedKeys"] = {PinCounter.Meta.table_name: {"Keys": keys[len(done):]}} if keys[len(done):] else {}
+        return response
+
+    monkeypatch.setattr(connection, "batch_get_item", throttled)
+    pauses = []
+    store = PinStore(sleep=pauses.append)
+    times = sorted(created)
+    # When counting, then the count is exact: the rest is read after a pause
+    assert store.count("tenant-1", frozenset(STATUSES), times[5], times[150]) == brute_count(created, STATUSES, times[5], times[150])
+    assert rounds == [rounds[0], rounds[0] - 1] and rounds[0] > 1
+    assert len(pauses) == 1
+
+
+def test_a_count_gives_up_when_dynamodb_keeps_every_key_unprocessed(pins, monkeypatch):
+    # Given DynamoDB that keeps leaving every counter key unprocessed
+    connection = PinCounter._get_connection()
+    rounds = []
+
+    def throttled(keys, **_):
+        rounds.append(len(keys))
+        return {"Responses": {}, "UnprocessedKeys": {PinCounter.Meta.table_name: {"Keys": list(keys)}}}
+
+    monkeypatch.setattr(connection, "batch_get_item", throttled)
+    # When counting, then it fails after a bounded number of rounds instead of spinning
+    with pytest.raises(CountsUnavailable):
+        PinStore(sleep=lambda seconds: None).count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1)
+    assert len(rounds) == READ_ROUNDS
+
+
+def test_the_fullest_possible_bucket_fits_one_strongly_consistent_read_unit():
+    # Given a top-level bucket with every slot and status at the most pins
+    # a slot can hold (one per millisecond of its 64**6 ms)
+    item = {"bucket": {"S": bucket_key("tn_" + "f" * 16, LEVELS, 0)}}
+    item.update({count_name(status, slot): {"N": str(FANOUT**LEVELS)} for status in STATUS_CODES for slot in range(FANOUT)})
+    # Then DynamoDB sizes it under 4 KB (one read unit), as the module promises
+    assert len(item) == 1 + 4 * FANOUT
+    assert item_bytes(item) < 2700
