@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test bench clean
+.PHONY: dev test bench clean package deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,4 +21,57 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache
+	rm -rf $(VENV) .dev .pytest_cache out
+
+# -- AWS: one set of stacks per stage, network -> service -> fleet ------------
+# make package STAGE=prod                         (offline: out/prod/sam.json + deployment.zip)
+# make deploy STAGE=prod S3_BUCKET=my-artifacts [ALARM_EMAIL=ops@example.com] [SERVICE_PARAMS="Key=Value ..."]
+# make destroy STAGE=dev
+STAGE ?= dev
+REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+OUT := out/$(STAGE)
+NETWORK_STACK ?= pinning-$(STAGE)-network
+SERVICE_STACK ?= pinning-$(STAGE)-service
+FLEET_STACK ?= pinning-$(STAGE)-fleet
+S3_BUCKET ?=
+ALARM_EMAIL ?=
+SERVICE_PARAMS ?=
+NETWORK_PARAMS ?=
+FLEET_PARAMS ?=
+AWS := $(VENV)/bin/aws --region $(REGION)
+DEPLOY_STAMP := $(VENV)/.deploy-installed
+# Templates over 51,200 bytes must go through S3.
+CFN_DEPLOY := $(AWS) cloudformation deploy --no-fail-on-empty-changeset --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+	$(if $(S3_BUCKET),--s3-bucket $(S3_BUCKET) --s3-prefix pinning-$(STAGE))
+
+package: $(STAMP)
+	test -f infra/service-$(STAGE).json || { echo "no infra/service-$(STAGE).json: add the stage to infra/render.py and run $(PY) -m infra.render" >&2; exit 1; }
+	rm -rf $(OUT)
+	AWS_DEFAULT_REGION=$(REGION) $(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/service-$(STAGE).json $(OUT)
+	@echo "wrote $(OUT)/sam.json and $(OUT)/deployment.zip"
+
+$(DEPLOY_STAMP): requirements-deploy.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	touch $(DEPLOY_STAMP)
+
+deploy: deploy-network deploy-service deploy-fleet
+
+deploy-network: $(DEPLOY_STAMP)
+	$(CFN_DEPLOY) --template-file infra/network.yaml --stack-name $(NETWORK_STACK) --parameter-overrides Stage=$(STAGE) $(NETWORK_PARAMS)
+
+deploy-service: package $(DEPLOY_STAMP)
+	test -n "$(S3_BUCKET)" || { echo "S3_BUCKET=<bucket in $(REGION)> is required: the code package is uploaded there" >&2; exit 1; }
+	$(AWS) cloudformation package --use-json --template-file $(OUT)/sam.json --s3-bucket $(S3_BUCKET) --s3-prefix $(SERVICE_STACK) --output-template-file $(OUT)/packaged.json
+	$(CFN_DEPLOY) --template-file $(OUT)/packaged.json --stack-name $(SERVICE_STACK) \
+		$(if $(ALARM_EMAIL)$(SERVICE_PARAMS),--parameter-overrides $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL)) $(SERVICE_PARAMS))
+	$(AWS) cloudformation describe-stacks --stack-name $(SERVICE_STACK) --query "Stacks[0].Outputs" --output table
+
+deploy-fleet: $(DEPLOY_STAMP)
+	$(CFN_DEPLOY) --template-file infra/fleet.yaml --stack-name $(FLEET_STACK) --parameter-overrides Stage=$(STAGE) $(FLEET_PARAMS)
+
+# Reverse order: each stack's exports are imported by the next one.
+destroy: destroy-fleet destroy-service destroy-network
+
+destroy-fleet destroy-service destroy-network: destroy-%: $(DEPLOY_STAMP)
+	$(AWS) cloudformation delete-stack --stack-name $($(shell echo $* | tr a-z A-Z)_STACK)
+	$(AWS) cloudformation wait stack-delete-complete --stack-name $($(shell echo $* | tr a-z A-Z)_STACK)

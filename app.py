@@ -5,6 +5,7 @@ chalicelib/.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 from chalice import Chalice, CORSConfig, Rate, Response
@@ -14,7 +15,7 @@ from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
 from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
-from chalicelib.fleet.health import check_fleet
+from chalicelib.fleet.health import check_fleet, emit_health_metrics
 from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
@@ -104,7 +105,8 @@ def root() -> Response:
     return not_found("unknown route; the API lives under /pins").response()
 
 
-# Queue names of a deployed stack; infra/ creates them (Chalice never does).
+# Chalice wants a queue name; infra/ creates each stage's queues (Chalice never
+# does) and binds these event sources to them.
 PIN_QUEUE = "pinning-service-pins"
 PIN_DEAD_LETTERS = "pinning-service-pins-dlq"
 
@@ -129,7 +131,11 @@ def pin_dead_letters(event: Any) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def check_fleet_health(event: Any) -> dict:
     """Reachability and free space of every node, for placement."""
-    return check_fleet(services().registry, services().kubo)
+    results = check_fleet(services().registry, services().kubo)
+    settings = services().settings
+    if settings.emit_metrics:
+        emit_health_metrics(results, settings.stage, sys.stdout)
+    return results
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -45,8 +45,12 @@ class Settings:
     allow_private_origins: bool = False
     # Bearer secret for the fleet's Kubo RPC (API.Authorizations); None = no auth.
     kubo_rpc_secret: Optional[str] = None
+    # On AWS the secret lives in Secrets Manager; read on the first Kubo call.
+    kubo_rpc_secret_arn: Optional[str] = None
     # Nodes with less free space are not chosen for new pins.
     min_free_bytes: int = 1024**3
+    # CloudWatch reads metrics from log lines only under Lambda.
+    emit_metrics: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -70,5 +74,21 @@ class Settings:
             invocation_margin_seconds=_int(env, "INVOCATION_MARGIN_SECONDS", 15),
             allow_private_origins=env.get("ALLOW_PRIVATE_ORIGINS", "").lower() in ("1", "true", "yes"),
             kubo_rpc_secret=env.get("KUBO_RPC_SECRET") or None,
+            kubo_rpc_secret_arn=env.get("KUBO_RPC_SECRET_ARN") or None,
             min_free_bytes=_int(env, "MIN_FREE_BYTES", 1024**3),
+            emit_metrics=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
         )
+
+
+def aws_client(settings: Settings, service: str) -> Any:
+    """A botocore client (not boto3: cold starts do not pay for it) for the
+    stage's region, or the emulated endpoint of the local stack."""
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url
+    )
+
+
+def read_secret(settings: Settings, secret_id: str) -> str:
+    return aws_client(settings, "secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]

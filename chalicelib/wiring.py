@@ -5,7 +5,7 @@ import threading
 from functools import cached_property
 from typing import Callable, Dict, Optional
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, read_secret
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.pins.service import PinService
@@ -42,10 +42,18 @@ class Services:
         with self._kubo_lock:
             client = self._kubo_clients.get(node.node_id)
             if client is None or client.base_url != node.rpc_url:
-                secret = self.settings.kubo_rpc_secret
-                client = KuboClient(node.rpc_url, auth_header=f"Bearer {secret}" if secret else None)
+                client = KuboClient(node.rpc_url, auth_header=self._kubo_auth_header)
                 self._kubo_clients[node.node_id] = client
             return client
+
+    @cached_property
+    def _kubo_auth_header(self) -> Optional[str]:
+        """Read once per container, and only by functions that call Kubo."""
+        settings = self.settings
+        secret = settings.kubo_rpc_secret
+        if secret is None and settings.kubo_rpc_secret_arn:
+            secret = read_secret(settings, settings.kubo_rpc_secret_arn)
+        return f"Bearer {secret}" if secret else None
 
     @cached_property
     def worker(self):

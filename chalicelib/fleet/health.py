@@ -1,15 +1,20 @@
 """The periodic fleet check: reachability and free space of every node."""
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict
+from typing import Callable, Dict, TextIO
 
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.node_record import NodeRecord
 
 logger = logging.getLogger("pinning.fleet")
+
+# CloudWatch namespace of the service's own metrics (infra/ alarms on them).
+METRIC_NAMESPACE = "PinningService"
 
 
 def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], "object"]) -> Dict[str, bool]:
@@ -35,3 +40,26 @@ def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], "object"]) 
     nodes = registry.nodes(fresh=True)
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as pool:
         return dict(zip((node.node_id for node in nodes), pool.map(check, nodes)))
+
+
+def emit_health_metrics(results: Dict[str, bool], stage: str, out: TextIO) -> None:
+    """Healthy and unhealthy node counts as one CloudWatch embedded-metric
+    line: Lambda's log stream carries it, so no API call or permission."""
+    healthy = sum(results.values())
+    line = {
+        "_aws": {
+            "Timestamp": now_ms(),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRIC_NAMESPACE,
+                    "Dimensions": [["Stage"]],
+                    "Metrics": [{"Name": "HealthyNodes", "Unit": "Count"}, {"Name": "UnhealthyNodes", "Unit": "Count"}],
+                }
+            ],
+        },
+        "Stage": stage,
+        "HealthyNodes": healthy,
+        "UnhealthyNodes": len(results) - healthy,
+    }
+    out.write(json.dumps(line) + "\n")
+    out.flush()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Protocol
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, aws_client
 
 
 class Publisher(Protocol):
@@ -17,13 +17,8 @@ class SqsPublisher:
         self._client = client
 
     def _sqs(self) -> Any:
-        # botocore rather than boto3: the API's cold start does not pay for boto3.
         if self._client is None:
-            import botocore.session
-
-            self._client = botocore.session.get_session().create_client(
-                "sqs", region_name=self._settings.region, endpoint_url=self._settings.aws_endpoint_url
-            )
+            self._client = aws_client(self._settings, "sqs")
         return self._client
 
     def send(self, body: str, delay_seconds: int = 0) -> None:

@@ -1,0 +1,538 @@
+"""Renders the service stack's merge template of every stage (infra/service-<stage>.json).
+
+`chalice package --merge-template infra/service-<stage>.json` deep-merges it
+into Chalice's SAM output: the tables (from the PynamoDB models, so they
+cannot drift), the queues, the Kubo RPC secret, alarms, and each function's
+own role policy, event source and environment. Run `python -m infra.render`
+after changing a model, a function's access or .chalice/config.json;
+tests/infra fails while the checked-in files differ from the rendering.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Tuple, Type
+
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+from chalicelib.fleet.health import METRIC_NAMESPACE
+from chalicelib.fleet.lifecycle import fleet_group_name
+from chalicelib.storage.node_pin import NodePin
+from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.pin_counter import PinCounter
+from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.tables import MODELS, table_name
+from chalicelib.storage.tenant_record import ApiTokenRecord
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
+
+Json = Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """What differs between stages beyond .chalice/config.json."""
+
+    # Tables and the secret survive a stack deletion or replacement; tables
+    # also refuse DeleteTable.
+    retain: bool
+    # Concurrent worker invocations, each with up to NODE_CONCURRENCY Kubo
+    # calls per node: the fleet's protection (2 is Lambda's minimum).
+    worker_max_concurrency: int
+
+
+STAGE_OPTIONS: Mapping[str, StageOptions] = {
+    "dev": StageOptions(retain=False, worker_max_concurrency=2),
+    "prod": StageOptions(retain=True, worker_max_concurrency=10),
+}
+
+# AWS's advice for SQS event sources: visibility >= 6 x the function timeout.
+VISIBILITY_FACTOR = 6
+# Dead letters are kept as long as SQS allows, for a failing give-up to be retried.
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+PIN_QUEUE = "PinQueue"
+DEAD_LETTER_QUEUE = "PinDeadLetterQueue"
+SECRET = "KuboRpcSecret"
+ALARM_TOPIC = "AlarmTopic"
+WORKER_VPC = "UseWorkerVpc"
+
+READ = ("dynamodb:GetItem",)
+QUERY = ("dynamodb:Query",)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one function's code does with the stage's resources (checked
+    against the calls it makes in tests/infra/test_iam_usage.py)."""
+
+    tables: Mapping[Type[Model], Tuple[str, ...]] = field(default_factory=dict)
+    # Models whose every index the function queries.
+    indexes: Tuple[Type[Model], ...] = ()
+    sends_pins: bool = False
+    consumes: Tuple[str, ...] = ()
+    calls_kubo: bool = False
+    # Lets the fleet's Auto Scaling group finish terminating a node.
+    completes_lifecycle: bool = False
+
+
+# A pin change writes the pin, its counter cells and (API) its outbox entry in
+# one transaction: a Put, Update or Delete per item, each its own IAM action.
+FUNCTIONS: Mapping[str, Access] = {
+    "APIHandler": Access(
+        tables={
+            ApiTokenRecord: READ,
+            PinRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+            PinCounter: ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+            OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
+            NodeRecord: QUERY,
+        },
+        indexes=(PinRecord,),
+        sends_pins=True,
+    ),
+    "PinWorker": Access(
+        tables={
+            PinRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            PinCounter: ("dynamodb:UpdateItem",),
+            NodeRecord: QUERY,
+            NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        },
+        sends_pins=True,
+        consumes=(PIN_QUEUE,),
+        calls_kubo=True,
+    ),
+    "PinDeadLetters": Access(
+        tables={
+            PinRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            PinCounter: ("dynamodb:UpdateItem",),
+            NodeRecord: QUERY,
+            NodePin: ("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        },
+        consumes=(DEAD_LETTER_QUEUE,),
+        calls_kubo=True,
+    ),
+    "CheckFleetHealth": Access(tables={NodeRecord: ("dynamodb:Query", "dynamodb:UpdateItem")}, calls_kubo=True),
+    "SweepOutbox": Access(tables={OutboxEntry: ("dynamodb:Query", "dynamodb:DeleteItem")}, sends_pins=True),
+    "NodeTerminating": Access(tables={NodeRecord: ("dynamodb:GetItem", "dynamodb:DeleteItem")}, completes_lifecycle=True),
+}
+
+# Chalice's logical id of each function's role.
+ROLES = {"APIHandler": "ApiHandlerRole"}
+
+CONSUMER_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+# What a function in a VPC needs to attach its network interfaces; EC2 cannot
+# scope these to resources, so "*" (no data is behind them).
+VPC_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]
+
+PARAMETERS: Json = {
+    "MaxReceiveCount": {
+        "Type": "Number",
+        "Default": 5,
+        "MinValue": 1,
+        "Description": "Deliveries of a pin message before it goes to the dead-letter queue (its request then fails).",
+    },
+    "OldestMessageAgeSeconds": {
+        "Type": "Number",
+        "Default": 900,
+        "MinValue": 60,
+        "Description": "Alarm when the oldest pin message has waited this long.",
+    },
+    "Api5xxRate": {
+        "Type": "Number",
+        "Default": 0.05,
+        "Description": "Alarm when this share of API requests (of at least 20 in 5 minutes) answers 5xx.",
+    },
+    "AlarmEmail": {
+        "Type": "String",
+        "Default": "",
+        "Description": "Optional address subscribed to the alarm topic (confirm the mail AWS sends).",
+    },
+    "WorkerVpc": {
+        "Type": "String",
+        "Default": "true",
+        "AllowedValues": ["true", "false"],
+        "Description": "Run the functions that call Kubo in the network stack's private subnets "
+        "(imports pinning-<stage>-WorkerSubnetIds and -WorkerSecurityGroupId). "
+        "false: they reach the Kubo RPC some other way.",
+    },
+}
+
+
+def camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+def table_id(settings: Settings, model: Type[Model]) -> str:
+    """Logical id: PinsTable, PinCountersTable, ..."""
+    return camel(table_name(settings, model)[len(settings.table_prefix) + 1 :]) + "Table"
+
+
+def arn(resource: str) -> Json:
+    return {"Fn::GetAtt": [resource, "Arn"]}
+
+
+def table(settings: Settings, model: Type[Model], options: StageOptions) -> Json:
+    """The table exactly as PynamoDB's create_table would make it, plus what
+    a deployed table needs (on-demand, point-in-time recovery, SSE)."""
+    schema = model._get_schema()
+    properties: Json = {
+        "TableName": table_name(settings, model),
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": sorted(schema["attribute_definitions"], key=lambda a: a["AttributeName"]),
+        "KeySchema": _key_schema(schema["key_schema"]),
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+        "DeletionProtectionEnabled": options.retain,
+    }
+    for kind, key in (("global_secondary_indexes", "GlobalSecondaryIndexes"), ("local_secondary_indexes", "LocalSecondaryIndexes")):
+        indexes = sorted(schema[kind], key=lambda index: index["index_name"])
+        if indexes:
+            properties[key] = [_index(index) for index in indexes]
+    ttl = model._ttl_attribute()
+    if ttl is not None:
+        properties["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
+    return {"Type": "AWS::DynamoDB::Table", **_retention(options), "Properties": properties}
+
+
+def _key_schema(keys: List[Json]) -> List[Json]:
+    # DynamoDB wants the hash key first.
+    return sorted(({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in keys), key=lambda k: k["KeyType"])
+
+
+def _index(index: Json) -> Json:
+    projection = {"ProjectionType": index["projection"]["ProjectionType"]}
+    if "NonKeyAttributes" in index["projection"]:
+        projection["NonKeyAttributes"] = sorted(index["projection"]["NonKeyAttributes"])
+    return {"IndexName": index["index_name"], "KeySchema": _key_schema(index["key_schema"]), "Projection": projection}
+
+
+def _retention(options: StageOptions) -> Json:
+    policy = "Retain" if options.retain else "Delete"
+    return {"DeletionPolicy": policy, "UpdateReplacePolicy": policy}
+
+
+def queues(settings: Settings, worker_timeout: int, dead_letters_timeout: int) -> Json:
+    name = f"{settings.table_prefix}-pins"
+    return {
+        PIN_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": name,
+                "VisibilityTimeout": VISIBILITY_FACTOR * worker_timeout,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {"deadLetterTargetArn": arn(DEAD_LETTER_QUEUE), "maxReceiveCount": {"Ref": "MaxReceiveCount"}},
+            },
+        },
+        DEAD_LETTER_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{name}-dlq",
+                "VisibilityTimeout": VISIBILITY_FACTOR * dead_letters_timeout,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+    }
+
+
+def secret(settings: Settings, options: StageOptions) -> Json:
+    return {
+        "Type": "AWS::SecretsManager::Secret",
+        **_retention(options),
+        "Properties": {
+            "Name": f"{settings.table_prefix}-kubo-rpc",
+            "Description": "Bearer token of the fleet's Kubo RPC (API.Authorizations); the whole SecretString is the token.",
+            "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
+        },
+    }
+
+
+def policy(settings: Settings, access: Access) -> Json:
+    statements: List[Json] = [
+        {
+            "Sid": "Logs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*"},
+                {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*:*"},
+            ],
+        }
+    ]
+    for model, actions in access.tables.items():
+        logical = table_id(settings, model)
+        statements.append({"Sid": logical, "Effect": "Allow", "Action": sorted(actions), "Resource": arn(logical)})
+        if model in access.indexes:
+            indexes = [{"Fn::Sub": f"${{{logical}.Arn}}/index/{index['index_name']}"} for index in _indexes_of(model)]
+            statements.append({"Sid": f"{logical}Indexes", "Effect": "Allow", "Action": list(QUERY), "Resource": indexes})
+    if access.sends_pins:
+        statements.append({"Sid": "SendPins", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(PIN_QUEUE)})
+    for queue in access.consumes:
+        statements.append({"Sid": f"Consume{queue}", "Effect": "Allow", "Action": CONSUMER_ACTIONS, "Resource": arn(queue)})
+    if access.completes_lifecycle:
+        group = fleet_group_name(settings.stage)
+        statements.append(
+            {
+                "Sid": "FleetLifecycle",
+                "Effect": "Allow",
+                "Action": ["autoscaling:CompleteLifecycleAction"],
+                "Resource": {
+                    "Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+                    f"autoScalingGroupName/{group}"
+                },
+            }
+        )
+    if access.calls_kubo:
+        statements.append({"Sid": "KuboRpcSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": {"Ref": SECRET}})
+        statements.append(
+            {
+                "Fn::If": [
+                    WORKER_VPC,
+                    {"Sid": "VpcNetworkInterfaces", "Effect": "Allow", "Action": VPC_ACTIONS, "Resource": "*"},
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _indexes_of(model: Type[Model]) -> List[Json]:
+    schema = model._get_schema()
+    return sorted(schema["global_secondary_indexes"] + schema["local_secondary_indexes"], key=lambda i: i["index_name"])
+
+
+def function_overrides(settings: Settings, name: str, access: Access, options: StageOptions) -> Json:
+    role = ROLES.get(name, f"{name}Role")
+    variables: Json = {}
+    if access.sends_pins:
+        variables["PIN_QUEUE_URL"] = {"Ref": PIN_QUEUE}
+    properties: Json = {}
+    if access.calls_kubo:
+        variables["KUBO_RPC_SECRET_ARN"] = {"Ref": SECRET}
+        stage = settings.stage
+        properties["VpcConfig"] = {
+            "Fn::If": [
+                WORKER_VPC,
+                {
+                    "SubnetIds": {"Fn::Split": [",", {"Fn::ImportValue": f"pinning-{stage}-WorkerSubnetIds"}]},
+                    "SecurityGroupIds": [{"Fn::ImportValue": f"pinning-{stage}-WorkerSecurityGroupId"}],
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+    if variables:
+        properties["Environment"] = {"Variables": variables}
+    for queue in access.consumes:
+        concurrency = options.worker_max_concurrency if queue == PIN_QUEUE else 2
+        properties["Events"] = {
+            f"{name}SqsEventSource": {
+                "Properties": {
+                    # Replaces the Fn::Sub of Chalice's queue name (a deep
+                    # merge would keep it next to a Fn::GetAtt).
+                    "Queue": {"Fn::Sub": f"${{{queue}.Arn}}"},
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": {"MaximumConcurrency": concurrency},
+                }
+            }
+        }
+    return {
+        role: {"Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": policy(settings, access)}]}},
+        name: {"Properties": properties},
+    }
+
+
+def alarm(description: str, metric: Json, threshold: Any, **extra: Any) -> Json:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            **metric,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "EvaluationPeriods": 1,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": ALARM_TOPIC}],
+            "OKActions": [{"Ref": ALARM_TOPIC}],
+            **extra,
+        },
+    }
+
+
+def _metric(namespace: str, name: str, dimensions: Json, statistic: str, period: int = 60) -> Json:
+    return {
+        "Namespace": namespace,
+        "MetricName": name,
+        "Dimensions": [{"Name": key, "Value": value} for key, value in dimensions.items()],
+        "Statistic": statistic,
+        "Period": period,
+    }
+
+
+def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
+    def queue_metric(queue: str, name: str, statistic: str) -> Json:
+        return _metric("AWS/SQS", name, {"QueueName": {"Fn::GetAtt": [queue, "QueueName"]}}, statistic)
+
+    def api_metric(id_: str, name: str) -> Json:
+        return {
+            "Id": id_,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/ApiGateway",
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "ApiName", "Value": api_name}, {"Name": "Stage", "Value": api_stage}],
+                },
+                "Period": 300,
+                "Stat": "Sum",
+            },
+            "ReturnData": False,
+        }
+
+    resources: Json = {
+        "DeadLettersAlarm": alarm(
+            "Pin messages failed every delivery: their requests were failed by the dead-letter function.",
+            _metric("AWS/Lambda", "Invocations", {"FunctionName": {"Ref": "PinDeadLetters"}}, "Sum", 300),
+            0,
+        ),
+        "DeadLetterBacklogAlarm": alarm(
+            "Messages wait in the dead-letter queue: the dead-letter function cannot handle them.",
+            queue_metric(DEAD_LETTER_QUEUE, "ApproximateNumberOfMessagesVisible", "Maximum"),
+            0,
+            EvaluationPeriods=5,
+        ),
+        "OldestPinMessageAlarm": alarm(
+            "Pin messages wait too long: workers are failing, throttled or too few.",
+            queue_metric(PIN_QUEUE, "ApproximateAgeOfOldestMessage", "Maximum"),
+            {"Ref": "OldestMessageAgeSeconds"},
+            EvaluationPeriods=3,
+        ),
+        "Api5xxAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": "The API answers 5xx to too many requests.",
+                "Metrics": [
+                    api_metric("errors", "5XXError"),
+                    api_metric("requests", "Count"),
+                    {
+                        "Id": "rate",
+                        "Label": "5xx share of requests",
+                        "Expression": "IF(requests >= 20, errors / requests, 0)",
+                        "ReturnData": True,
+                    },
+                ],
+                "Threshold": {"Ref": "Api5xxRate"},
+                "ComparisonOperator": "GreaterThanThreshold",
+                "EvaluationPeriods": 1,
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": ALARM_TOPIC}],
+                "OKActions": [{"Ref": ALARM_TOPIC}],
+            },
+        },
+        # The health check runs every minute: missing data means it stopped.
+        "UnhealthyNodesAlarm": alarm(
+            "Fleet nodes fail the health check (unreachable, wrong peer ID), or the check stopped reporting.",
+            _metric(METRIC_NAMESPACE, "UnhealthyNodes", {"Stage": settings.stage}, "Maximum"),
+            0,
+            EvaluationPeriods=3,
+            TreatMissingData="breaching",
+        ),
+    }
+    for name, access in FUNCTIONS.items():
+        if name != "APIHandler":
+            resources[f"{name}ErrorsAlarm"] = alarm(
+                f"{name} failed (an exception or timeout ended an invocation).",
+                _metric("AWS/Lambda", "Errors", {"FunctionName": {"Ref": name}}, "Sum", 300),
+                0,
+            )
+    return resources
+
+
+def stage_config(stage: str, config: Json) -> Tuple[Settings, int, int, str]:
+    """The stage's Settings (table prefix) and its functions' timeouts, from .chalice/config.json."""
+    stages = config["stages"]
+    if stage not in stages:
+        raise SystemExit(f"stage {stage!r} is not in {CHALICE_CONFIG}")
+    merged = {**config, **stages[stage]}
+    settings = Settings.from_env({**merged.get("environment_variables", {}), "STAGE": stage})
+
+    def timeout(function: str) -> int:
+        own = merged.get("lambda_functions", {}).get(function, {})
+        return int(own.get("lambda_timeout") or merged.get("lambda_timeout") or 60)
+
+    return settings, timeout("pin_worker"), timeout("pin_dead_letters"), merged.get("api_gateway_stage", "api")
+
+
+def render(stage: str, config: Json) -> Json:
+    if stage not in STAGE_OPTIONS:
+        raise SystemExit(f"stage {stage!r} has no StageOptions in {__file__}")
+    options = STAGE_OPTIONS[stage]
+    settings, worker_timeout, dead_letters_timeout, api_stage = stage_config(stage, config)
+    api_name = f"pinning-{stage}"
+    resources: Json = {table_id(settings, model): table(settings, model, options) for model in MODELS}
+    resources.update(queues(settings, worker_timeout, dead_letters_timeout))
+    resources[SECRET] = secret(settings, options)
+    resources[ALARM_TOPIC] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"pinning-{stage}-alarms"}}
+    resources["AlarmEmailSubscription"] = {
+        "Type": "AWS::SNS::Subscription",
+        "Condition": "HasAlarmEmail",
+        "Properties": {"TopicArn": {"Ref": ALARM_TOPIC}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}},
+    }
+    resources.update(alarms(settings, api_name, api_stage))
+    for name, access in FUNCTIONS.items():
+        resources.update(function_overrides(settings, name, access, options))
+    # The API's name keys its CloudWatch metrics: one per stage, not the app's.
+    resources["RestAPI"] = {"Properties": {"Name": api_name, "DefinitionBody": {"info": {"title": api_name}}}}
+    resources.update(json.loads(GATEWAY_RESPONSES.read_text(encoding="utf-8"))["Resources"])
+    nodes = table_id(settings, NodeRecord)
+    return {
+        "Description": f"Serverless IPFS pinning service, stage {stage}: API, workers, tables, queues, "
+        "alarms (rendered by infra/render.py; see infra/README.md).",
+        "Parameters": PARAMETERS,
+        "Conditions": {
+            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+            WORKER_VPC: {"Fn::Equals": [{"Ref": "WorkerVpc"}, "true"]},
+        },
+        "Resources": resources,
+        "Outputs": {
+            "KuboRpcSecretArn": _export(stage, {"Ref": SECRET}, "KuboRpcSecretArn"),
+            "NodesTableName": _export(stage, {"Ref": nodes}, "NodesTableName"),
+            "NodesTableArn": _export(stage, arn(nodes), "NodesTableArn"),
+            "PinQueueUrl": {"Value": {"Ref": PIN_QUEUE}},
+            "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
+        },
+    }
+
+
+def _export(stage: str, value: Any, name: str) -> Json:
+    return {"Value": value, "Export": {"Name": f"pinning-{stage}-{name}"}}
+
+
+# API Gateway's own answers in the API's failure shape (hand-written; merged as is).
+GATEWAY_RESPONSES = Path(__file__).resolve().parent / "gateway_responses.json"
+
+
+def output_path(stage: str) -> Path:
+    return Path(__file__).resolve().parent / f"service-{stage}.json"
+
+
+def rendered_text(stage: str) -> str:
+    config = json.loads(CHALICE_CONFIG.read_text(encoding="utf-8"))
+    return json.dumps(render(stage, config), indent=2) + "\n"
+
+
+def main() -> None:
+    for stage in STAGE_OPTIONS:
+        output_path(stage).write_text(rendered_text(stage), encoding="utf-8")
+        print(f"wrote {output_path(stage).relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

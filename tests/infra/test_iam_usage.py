@@ -1,0 +1,271 @@
+"""Each function's role grants exactly what its code uses.
+
+The service runs on emulated AWS whose tables, queues and secret are created
+from the dev stage's merge template (so it also proves the template's tables
+fit the code); every AWS call a handler makes is recorded as an IAM action on
+a resource, and compared with that function's policy in the template.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import boto3
+import botocore.client
+import pytest
+
+from chalicelib.config import Settings
+from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
+from chalicelib.queue.messages import decode
+from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.worker.batch import QueuedMessage
+from chalicelib.wiring import build_services
+from infra.render import FUNCTIONS
+from tests.support.cids import cid_v1
+from tests.support.fake_kubo import FakeKubo
+from tests.worker.conftest import PEERS, sqs_event
+
+TEMPLATE = json.loads((Path(__file__).resolve().parents[2] / "infra" / "service-dev.json").read_text())
+RESOURCES = TEMPLATE["Resources"]
+REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's
+Grant = Tuple[str, str]  # (IAM action, resource ARN)
+TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+
+
+class Recorder:
+    """The (action, resource) of every AWS call made while a function runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.function: Optional[str] = None
+        self.used: Dict[str, Set[Grant]] = defaultdict(set)
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        """In a container of its own: nothing cached by another function."""
+        import app as app_module
+
+        app_module.services.install(build_services(self.settings))
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = None
+            app_module.services.install(None)
+
+    def record(self, service: str, operation: str, params: Dict[str, Any]) -> None:
+        if self.function is not None:
+            self.used[self.function].update(grants_of(service, operation, params))
+
+
+def table_arn(name: str, index: Optional[str] = None) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}" + (f"/index/{index}" if index else "")
+
+
+def grants_of(service: str, operation: str, params: Dict[str, Any]) -> List[Grant]:
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        return [
+            (f"dynamodb:{TRANSACT_ACTIONS[kind]}", table_arn(item[kind]["TableName"]))
+            for item in params["TransactItems"]
+            for kind in item
+        ]
+    if service == "dynamodb" and operation in ("BatchGetItem", "BatchWriteItem"):
+        return [(f"dynamodb:{operation}", table_arn(name)) for name in params["RequestItems"]]
+    if service == "dynamodb":
+        return [(f"dynamodb:{operation}", table_arn(params["TableName"], params.get("IndexName")))]
+    if service == "autoscaling":
+        group = params["AutoScalingGroupName"]
+        return [(f"autoscaling:{operation}", f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:uuid:autoScalingGroupName/{group}")]
+    if service == "sqs":
+        return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
+    return [(f"{service}:{operation}", params["SecretId"])]
+
+
+def resolve(value: Any, names: Dict[str, str]) -> Any:
+    """The template's intrinsic functions, as far as role policies use them."""
+    if isinstance(value, list):
+        return [resolve(item, names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::GetAtt" in value:
+        return names[value["Fn::GetAtt"][0]]
+    if "Ref" in value:
+        return names[value["Ref"]]
+    if "Fn::Sub" in value:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1).removesuffix(".Arn")], value["Fn::Sub"])
+    if "Fn::If" in value:  # conditions: the worker VPC is on
+        return resolve(value["Fn::If"][1], names)
+    return {key: resolve(item, names) for key, item in value.items()}
+
+
+def policy_of(function: str, names: Dict[str, str]) -> List[Dict[str, Any]]:
+    role = "ApiHandlerRole" if function == "APIHandler" else f"{function}Role"
+    (policy,) = RESOURCES[role]["Properties"]["Policies"]
+    statements = resolve(policy["PolicyDocument"]["Statement"], names)
+    return [s for s in statements if s != "AWS::NoValue"]
+
+
+def as_list(value: Any) -> List[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def allows(statements: List[Dict[str, Any]], grant: Grant) -> bool:
+    action, resource = grant
+    return any(
+        action in as_list(s["Action"]) and any(fnmatch.fnmatchcase(resource, r) for r in as_list(s["Resource"]))
+        for s in statements
+    )
+
+
+def granted_on_data(statements: List[Dict[str, Any]]) -> Set[Grant]:
+    return {
+        (action, resource)
+        for s in statements
+        for action in as_list(s["Action"])
+        if action.split(":")[0] in ("dynamodb", "sqs", "secretsmanager")
+        for resource in as_list(s["Resource"])
+    }
+
+
+def event_queue(function: str, names: Dict[str, str]) -> Optional[str]:
+    events = RESOURCES[function]["Properties"].get("Events", {})
+    return next((resolve(e["Properties"]["Queue"], names) for e in events.values()), None)
+
+
+def of_type(kind: str) -> Dict[str, Dict[str, Any]]:
+    return {name: r["Properties"] for name, r in RESOURCES.items() if r.get("Type") == kind}
+
+
+@pytest.fixture
+def stack(aws, monkeypatch) -> Iterator[Tuple[Settings, Dict[str, str], Recorder, Dict[str, FakeKubo]]]:
+    """The template's tables, queues and secret on moto; three fake Kubo nodes."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    names: Dict[str, str] = {f"AWS::{k}": v for k, v in (("Region", REGION), ("AccountId", ACCOUNT), ("Partition", "aws"), ("StackName", "pinning-dev-service"))}
+    for logical, table in of_type("AWS::DynamoDB::Table").items():
+        wanted = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "LocalSecondaryIndexes", "GlobalSecondaryIndexes")
+        dynamodb.create_table(**{key: table[key] for key in wanted if key in table})
+        names[logical] = table_arn(table["TableName"])
+    sqs = boto3.client("sqs", region_name=REGION)
+    urls = {}
+    for logical, queue in of_type("AWS::SQS::Queue").items():
+        urls[logical] = sqs.create_queue(QueueName=queue["QueueName"])["QueueUrl"]
+        names[logical] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue['QueueName']}"
+    ((logical, secret),) = of_type("AWS::SecretsManager::Secret").items()
+    names[logical] = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=secret["Name"], SecretString="rpc-token"
+    )["ARN"]
+    settings = replace(
+        Settings.from_env({"STAGE": "dev"}),
+        region=REGION,
+        queue_url=urls["PinQueue"],
+        kubo_rpc_secret_arn=names[logical],
+        continue_delay_seconds=0,
+        stall_seconds=1,
+    )
+    recorder = Recorder(settings)
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client: Any, operation: str, params: Dict[str, Any]) -> Any:
+        service = client.meta.service_model.service_name
+        recorder.record(service, operation, params)
+        # moto has no Auto Scaling lifecycle actions: the call is answered here.
+        return {} if service == "autoscaling" else original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    kubos = {f"node-{i}": FakeKubo(peer_id=PEERS[i]).start() for i in range(3)}
+    yield settings, names, recorder, kubos
+    for kubo in kubos.values():
+        kubo.stop()
+
+
+def test_every_function_is_granted_exactly_what_its_code_uses(stack):
+    settings, names, recorder, kubos = stack
+    from chalice.test import Client
+
+    import app as app_module
+    from chalicelib.tenants.admin import TenantAdmin
+    from tests.support.api import ApiClient
+
+    services = build_services(settings)
+    for i, (node_id, kubo) in enumerate(kubos.items()):
+        services.registry.register(node_id, kubo.url, PEERS[i], [f"/ip4/8.8.8.{i}/tcp/4001"])
+    tenant = TenantAdmin().create_tenant("alice")
+    token = TenantAdmin().issue_token(tenant.tenant_id, "laptop").secret
+    sqs = boto3.client("sqs", region_name=REGION)
+
+    def take(queue_url: str) -> List[QueuedMessage]:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in got:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [QueuedMessage(m["MessageId"], m["Body"]) for m in got]
+
+    with Client(app_module.app) as client:
+        api = ApiClient(client, token)
+        pinned, failing = cid_v1("iam-pinned"), cid_v1("iam-failing")
+        for kubo in kubos.values():
+            kubo.add_content(pinned, blocks=2)
+            kubo.add_content(failing, blocks=2)
+            kubo.fail("pin/add", "disk I/O error", cid=failing, times=100)
+        # Given a user who pins, lists every way, replaces and deletes
+        with recorder.running("APIHandler"):
+            first = api.pin(pinned, name="Report", meta={"app": "x"})["requestid"]
+            doomed = api.pin(failing)["requestid"]
+            for query in ({}, {"status": "queued"}, {"cid": pinned}, {"name": "Report"}, {"name": "report", "match": "iexact"},
+                          {"name": "epo", "match": "partial"}, {"meta": json.dumps({"app": "x"})},
+                          {"status": "queued,pinning,pinned,failed", "before": "2999-01-01T00:00:00Z", "after": "2000-01-01T00:00:00Z"}):
+                api.list(**query)
+            api.request("GET", f"/pins/{first}")
+            replaced = api.request("POST", f"/pins/{first}", json_body={"cid": pinned, "name": "v2"}).json["requestid"]
+        # and workers that pin, then unpin the replaced and deleted requests
+        for _ in range(6):
+            batch = take(settings.queue_url)
+            doomed_messages = [m for m in batch if decode(m.body).request_id == doomed]
+            with recorder.running("PinWorker"):
+                client.lambda_.invoke("pin_worker", sqs_event([m for m in batch if m not in doomed_messages]))
+            if doomed_messages:
+                with recorder.running("PinWorker"):  # it pins where it can, holding the CID there
+                    client.lambda_.invoke("pin_worker", sqs_event(doomed_messages))
+                # when a message failed every delivery
+                with recorder.running("PinDeadLetters"):
+                    client.lambda_.invoke("pin_dead_letters", sqs_event(doomed_messages, "pinning-dev-pins-dlq"))
+        with recorder.running("APIHandler"):
+            api.request("DELETE", f"/pins/{replaced}")
+        for _ in range(3):
+            with recorder.running("PinWorker"):
+                client.lambda_.invoke("pin_worker", sqs_event(take(settings.queue_url)))
+        # and the schedules: a health check, a sweep that finds a message left behind
+        scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+        with recorder.running("CheckFleetHealth"):
+            client.lambda_.invoke("check_fleet_health", scheduled)
+        OutboxEntry(shard="shard#0", entry_id="0000000000001#left", body="{}", created_ms=1).save()
+        with recorder.running("SweepOutbox"):
+            client.lambda_.invoke("sweep_outbox", scheduled)
+        # and the fleet's Auto Scaling group terminating a node
+        termination = {
+            "AutoScalingGroupName": fleet_group_name("dev"),
+            "EC2InstanceId": "node-2",
+            "LifecycleHookName": "pinning-dev-node-terminating",
+            "LifecycleActionToken": "c613620e-07e2-4ed2-a9e2-ef8258911ade",
+        }
+        with recorder.running("NodeTerminating"):
+            client.lambda_.invoke("node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, []))
+
+    assert set(recorder.used) == set(FUNCTIONS)
+    for function, used in recorder.used.items():
+        statements = policy_of(function, names)
+        # Then every call its code made is allowed
+        assert [grant for grant in sorted(used) if not allows(statements, grant)] == [], function
+        # and it may touch nothing else (its event source's reads aside)
+        consumed = event_queue(function, names)
+        unused = {
+            (action, resource)
+            for action, resource in granted_on_data(statements) - used
+            if not (resource == consumed and action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"))
+        }
+        assert unused == set(), function

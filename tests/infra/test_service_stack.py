@@ -1,0 +1,167 @@
+"""The deployable template of each stage, as `make package` writes it:
+valid CloudFormation, with the queues, event sources, alarms, secret and
+least-privilege roles the service needs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+
+from infra.render import FUNCTIONS, STAGE_OPTIONS, VISIBILITY_FACTOR, output_path
+
+REPO = Path(__file__).resolve().parents[2]
+KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "CheckFleetHealth"}
+DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory) -> Iterator[Dict[str, Path]]:
+    """`chalice package` of every stage (in parallel: each takes seconds)."""
+    out = tmp_path_factory.mktemp("package")
+    chalice = str(Path(sys.executable).with_name("chalice"))
+    jobs = {
+        stage: subprocess.Popen(
+            [chalice, "package", "--stage", stage, "--merge-template", str(output_path(stage)), str(out / stage)],
+            cwd=REPO,
+            env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for stage in STAGE_OPTIONS
+    }
+    for stage, job in jobs.items():
+        _, errors = job.communicate(timeout=300)
+        assert job.returncode == 0, errors.decode()
+    yield {stage: out / stage / "sam.json" for stage in STAGE_OPTIONS}
+
+
+def load(path: Path) -> Dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def of_type(template: Dict[str, Any], kind: str) -> Dict[str, Dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r.get("Type") == kind}
+
+
+def as_list(value: Any) -> List[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(role: Dict[str, Any]) -> List[Dict[str, Any]]:
+    (policy,) = role["Properties"]["Policies"]
+    found = []
+    for statement in policy["PolicyDocument"]["Statement"]:
+        # Conditional statements (the worker VPC's) count as granted.
+        found.append(statement["Fn::If"][1] if "Fn::If" in statement else statement)
+    return found
+
+
+def test_the_packaged_templates_and_the_other_stacks_pass_cfn_lint(packaged):
+    templates = [*packaged.values(), *sorted((REPO / "infra").glob("*.yaml"))]
+    problems = {str(t): [str(m) for m in lint_file(t, ManualArgs(regions=["us-east-1"]))] for t in templates}
+    assert {t: p for t, p in problems.items() if p} == {}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_tables_are_on_demand_recoverable_and_protected_in_prod(packaged, stage):
+    tables = of_type(load(packaged[stage]), "AWS::DynamoDB::Table")
+    assert len(tables) == 7
+    prod = stage == "prod"
+    for table in tables.values():
+        properties = table["Properties"]
+        assert properties["TableName"].startswith(f"pinning-{stage}-")
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["DeletionProtectionEnabled"] is prod
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == ("Retain" if prod else "Delete")
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_worker_reads_an_encrypted_queue_that_dead_letters_after_repeated_receives(packaged, stage):
+    template = load(packaged[stage])
+    resources = template["Resources"]
+    queue, dead = resources["PinQueue"]["Properties"], resources["PinDeadLetterQueue"]["Properties"]
+    assert (queue["QueueName"], dead["QueueName"]) == (f"pinning-{stage}-pins", f"pinning-{stage}-pins-dlq")
+    assert queue["SqsManagedSseEnabled"] and dead["SqsManagedSseEnabled"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["PinDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+    }
+    assert template["Parameters"]["MaxReceiveCount"]["Default"] >= 2
+    for function, queue_id in (("PinWorker", "PinQueue"), ("PinDeadLetters", "PinDeadLetterQueue")):
+        properties = resources[function]["Properties"]
+        (event,) = properties["Events"].values()
+        assert event["Type"] == "SQS"
+        assert event["Properties"]["Queue"] == {"Fn::Sub": f"${{{queue_id}.Arn}}"}
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert 2 <= event["Properties"]["ScalingConfig"]["MaximumConcurrency"] <= 10
+        # A message is not redelivered while an invocation may still hold it.
+        assert resources[queue_id]["Properties"]["VisibilityTimeout"] >= VISIBILITY_FACTOR * properties["Timeout"]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_alarms_watch_dead_letters_queue_age_errors_api_5xx_and_nodes_and_notify_the_topic(packaged, stage):
+    template = load(packaged[stage])
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
+    watched = set()
+    for alarm in alarms.values():
+        properties = alarm["Properties"]
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        metrics = [m["MetricStat"]["Metric"] for m in properties.get("Metrics", []) if "MetricStat" in m] or [properties]
+        watched |= {(m["Namespace"], m["MetricName"]) for m in metrics}
+    assert {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/ApiGateway", "5XXError"),
+        ("PinningService", "UnhealthyNodes"),
+    } <= watched
+    errors = {a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms.values() if a["Properties"].get("MetricName") == "Errors"}
+    assert errors == set(FUNCTIONS) - {"APIHandler"}
+    assert "AlarmTopic" in of_type(template, "AWS::SNS::Topic")
+    assert of_type(template, "AWS::SNS::Subscription")["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_only_the_functions_that_call_kubo_get_the_rpc_secret_and_the_worker_network(packaged, stage):
+    template = load(packaged[stage])
+    resources = template["Resources"]
+    assert "GenerateSecretString" in resources["KuboRpcSecret"]["Properties"]
+    assert template["Outputs"]["KuboRpcSecretArn"]["Export"]["Name"] == f"pinning-{stage}-KuboRpcSecretArn"
+    for function in FUNCTIONS:
+        properties = resources[function]["Properties"]
+        variables = properties["Environment"]["Variables"]
+        calls_kubo = function in KUBO_FUNCTIONS
+        assert ("KUBO_RPC_SECRET_ARN" in variables) is calls_kubo
+        assert "KUBO_RPC_SECRET" not in variables  # never a value in the template
+        assert ("VpcConfig" in properties) is calls_kubo
+        role = "ApiHandlerRole" if function == "APIHandler" else f"{function}Role"
+        secret_readers = [s for s in statements(resources[role]) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+        assert bool(secret_readers) is calls_kubo
+    vpc = resources["PinWorker"]["Properties"]["VpcConfig"]["Fn::If"][1]
+    assert vpc["SecurityGroupIds"] == [{"Fn::ImportValue": f"pinning-{stage}-WorkerSecurityGroupId"}]
+    assert vpc["SubnetIds"] == {"Fn::Split": [",", {"Fn::ImportValue": f"pinning-{stage}-WorkerSubnetIds"}]}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_each_function_has_its_own_role_with_no_wildcard_on_data(packaged, stage):
+    template = load(packaged[stage])
+    functions = of_type(template, "AWS::Serverless::Function")
+    # Every function's role policy comes from infra/render.py (Chalice's would be the base one).
+    assert set(functions) == set(FUNCTIONS)
+    roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
+    assert len(roles) == len(functions)
+    for role in roles:
+        for statement in statements(template["Resources"][role]):
+            actions = as_list(statement["Action"])
+            assert not any("*" in action for action in actions), statement
+            if any(action.split(":")[0] in DATA_SERVICES for action in actions):
+                assert "*" not in json.dumps(statement["Resource"]), statement
+            elif statement["Resource"] == "*":
+                assert all(action.startswith("ec2:") for action in actions), statement
