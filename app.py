@@ -6,7 +6,7 @@ chalicelib/.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from chalice import Chalice, CORSConfig, Rate, Response
 
@@ -15,7 +15,9 @@ from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
 from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
+from chalicelib.config import aws_client
 from chalicelib.fleet.health import check_fleet, emit_health_metrics
+from chalicelib.fleet.lifecycle import TERMINATION_EVENTS, release_terminating_node
 from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
@@ -136,6 +138,15 @@ def check_fleet_health(event: Any) -> dict:
     if settings.emit_metrics:
         emit_health_metrics(results, settings.stage, sys.stdout)
     return results
+
+
+@app.on_cw_event(TERMINATION_EVENTS)
+def node_terminating(event: Any) -> Optional[str]:
+    """The fleet's Auto Scaling group is terminating a node: out of the registry first."""
+    settings = services().settings
+    return release_terminating_node(
+        event.to_dict(), settings.stage, services().registry, aws_client(settings, "autoscaling")
+    )
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
