@@ -35,6 +35,21 @@ def _port(text: str) -> int:
     return port
 
 
+def _user_node_port(text: str) -> Optional[int]:
+    """PORT, 'auto' (a free port) or 0 (no node)."""
+    if text == "auto":
+        return 0
+    port = _port(text)
+    return port or None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
+    return value
+
+
 def parse_args(argv: Optional[List[str]]) -> Options:
     defaults = Options()
     parser = argparse.ArgumentParser(
@@ -50,7 +65,11 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         "--state-dir",
         type=Path,
         default=defaults.state_dir,
-        help="where local.env (service URL and token) and aws.env are written (default %(default)s)",
+        help=(
+            "where the state files are written (default %(default)s): local.env (service URL, token, your node's "
+            "RPC URL), aws.env, service.env (the service's environment, for workers) and, while the stack runs, "
+            "stack.json (pids, URLs and peer ids of every part, for scripts and tests); all mode 0600"
+        ),
     )
     parser.add_argument("--stage", default=defaults.stage, help="Chalice stage whose environment_variables are used (default %(default)s)")
     parser.add_argument(
@@ -68,10 +87,25 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         help="embedded Kubo fleet nodes to start when no --node is given; 0 for none (default %(default)s)",
     )
     parser.add_argument(
-        "--user-node-port", type=int, default=defaults.user_node_port,
-        help="RPC port of 'your node', a Kubo node for your own content; 0 for none (default %(default)s)",
+        "--user-node-port", type=_user_node_port, default=defaults.user_node_port, metavar="PORT|auto",
+        help="RPC port of 'your node', a Kubo node for your own content; 'auto' picks a free one, 0 for none (default %(default)s)",
     )
     parser.add_argument("--health-seconds", type=float, default=defaults.health_seconds, help="fleet health check interval (default %(default)s)")
+    parser.add_argument(
+        "--visibility-seconds", type=_positive, default=defaults.visibility_seconds, metavar="SECONDS",
+        help=(
+            "the pin queue's visibility timeout: how long a message taken by a worker that died stays hidden "
+            "(default 6 times the stage's Lambda timeout, as on AWS). Shorter makes tests of dying workers quick; "
+            "below the Lambda timeout a slow message may be handled twice at once, which the worker tolerates"
+        ),
+    )
+    parser.add_argument(
+        "--no-worker", dest="worker", action="store_false",
+        help=(
+            "do not run the worker; run `python -m devstack.worker --state-dir DIR` yourself. By default the stack "
+            "runs it as a child process (pid in stack.json) and starts a new one whenever it dies"
+        ),
+    )
     args = parser.parse_args(argv)
     return Options(
         port=args.port,
@@ -83,6 +117,8 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         fleet_size=args.fleet_size,
         user_node_port=args.user_node_port,
         health_seconds=args.health_seconds,
+        visibility_seconds=args.visibility_seconds,
+        worker=args.worker,
     )
 
 

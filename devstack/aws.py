@@ -15,7 +15,7 @@ REGION = "us-east-1"
 
 # Fake credentials, and no shared config or credentials file, profile or
 # per-service endpoint: nothing can send this process to real AWS.
-_FAKE_AWS_ENV = {
+FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
@@ -34,7 +34,7 @@ MAX_RECEIVE_COUNT = 5
 def use_fake_aws(env: MutableMapping[str, str] = os.environ) -> None:
     for name in [name for name in env if name.startswith(_DROPPED_PREFIXES)]:
         del env[name]
-    env.update(_FAKE_AWS_ENV)
+    env.update(FAKE_AWS_ENV)
 
 
 class MotoServer(ThreadedMotoServer):

@@ -6,8 +6,10 @@ transaction's cost grows with the table and a tenant of 20,000 pins takes
 hours to build. This keeps moto's behaviour (all or nothing) by saving and
 restoring only the items the transaction names. moto also applies a request
 in steps (check, write, restore on failure) that concurrent threads could
-interleave; one lock around each write request rules that out, as on AWS.
-Dev and test only.
+interleave, and a query sorts items and then filters them, so an item
+updated in between can come out of order (a status listing once showed a pin
+that had just become `pinned` before newer ones); one lock around each read
+and write request rules both out, as on AWS. Dev and test only.
 """
 from __future__ import annotations
 
@@ -78,17 +80,20 @@ def install() -> None:
                 raise
 
         models.DynamoDBBackend.transact_write_items = transact_write_items
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        for name in (
+            "put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item",
+            "get_item", "batch_get_item", "transact_get_items", "query", "scan",
+        ):
             setattr(models.DynamoDBBackend, name, _atomic(getattr(models.DynamoDBBackend, name)))
         _installed = True
 
 
-_write_lock = threading.RLock()
+_request_lock = threading.RLock()
 
 
 def _atomic(write: Any) -> Any:
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _write_lock:
+        with _request_lock:
             return write(self, *args, **kwargs)
 
     return locked

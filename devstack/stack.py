@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +15,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
 HOST = "127.0.0.1"
+
+# The files written in --state-dir (all mode 0600). local.env and aws.env are
+# for people and tools; service.env is the environment the service's handlers
+# run with (read by `python -m devstack.worker`); stack.json describes the
+# running stack and exists only while it runs (see README, "The local stack").
+LOCAL_ENV = "local.env"
+AWS_ENV = "aws.env"
+SERVICE_ENV = "service.env"
+STACK_FILE = "stack.json"
+STACK_FILE_VERSION = 1
 
 
 class StackError(Exception):
@@ -47,9 +58,14 @@ class Options:
     sweep_seconds: float = 30.0
     # Embedded Kubo fleet nodes started when no --node is given (0: none).
     fleet_size: int = 2
-    # The user's own node ("your node"), for the quickstart; 0 disables it.
-    user_node_port: int = 5001
+    # The user's own node ("your node"), for the quickstart; 0 picks a free
+    # port, None runs none.
+    user_node_port: Optional[int] = 5001
     health_seconds: float = 30.0
+    # The pin queue's visibility timeout; None: 6 times the stage's Lambda timeout.
+    visibility_seconds: Optional[int] = None
+    # Run `python -m devstack.worker` as a supervised child (else someone else does).
+    worker: bool = True
 
 
 def say(message: str) -> None:
@@ -76,6 +92,11 @@ def write_private(path: Path, lines: Sequence[str]) -> None:
         stream.write("".join(f"{line}\n" for line in lines))
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+
+
+def read_env_file(path: Path) -> Dict[str, str]:
+    """NAME=value lines, as write_private writes them."""
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
 def scheduled_event(rule: str) -> Dict[str, Any]:
@@ -142,7 +163,18 @@ class DevStack:
         self._aws: Any = None
         self._jobs: List[Any] = []
         self._kubo_nodes: List[Any] = []
-        self.user_node_url: Optional[str] = None
+        self._user_node: Any = None
+        self._worker: Any = None
+        self._queues: Dict[str, str] = {}
+        self._visibility = 0
+        self._service_env: Dict[str, str] = {}
+        # stack.json is rewritten by the worker supervisor's thread too.
+        self._state_lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def user_node_url(self) -> Optional[str]:
+        return self._user_node.rpc_url if self._user_node is not None else None
 
     def start(self) -> None:
         """Everything, in order; raises StackError (or ImportError) on a startup problem."""
@@ -150,6 +182,8 @@ class DevStack:
 
         options = self.options
         stage_env = stage_environment(options.stage)
+        # A stack.json left by a stack that died names processes that are gone.
+        (options.state_dir / STACK_FILE).unlink(missing_ok=True)
         aws.use_fake_aws()
         os.environ.update(stage_env)
 
@@ -176,10 +210,13 @@ class DevStack:
         from chalicelib.storage.tables import create_tables
 
         prefix = Settings.from_env().table_prefix
-        visibility = 6 * _lambda_timeout(options.stage)
-        queues = aws.create_pin_queue(self._aws.endpoint_url, f"{prefix}-pins", visibility)
-        os.environ["PIN_QUEUE_URL"] = queues["queue"]
-        say(f"  queue {queues['queue']} (dead letters after {aws.MAX_RECEIVE_COUNT} receives: {queues['dead_letter_queue']})")
+        self._visibility = options.visibility_seconds or 6 * lambda_timeout(options.stage)
+        self._queues = aws.create_pin_queue(self._aws.endpoint_url, f"{prefix}-pins", self._visibility)
+        os.environ["PIN_QUEUE_URL"] = self._queues["queue"]
+        say(
+            f"  queue {self._queues['queue']} (visibility timeout {self._visibility} s; dead letters after "
+            f"{aws.MAX_RECEIVE_COUNT} receives: {self._queues['dead_letter_queue']})"
+        )
 
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
@@ -187,12 +224,21 @@ class DevStack:
         # Local nodes sit on loopback: origins there must be dialable here.
         os.environ["ALLOW_PRIVATE_ORIGINS"] = "true"
         os.environ["KUBO_RPC_SECRET"] = uuid.uuid4().hex
+        from devstack.worker import DEAD_LETTER_QUEUE_VAR
+
+        stack_set = {"AWS_ENDPOINT_URL", "PIN_QUEUE_URL", "ALLOW_PRIVATE_ORIGINS", "KUBO_RPC_SECRET"}
+        self._service_env = {name: os.environ[name] for name in [*aws.FAKE_AWS_ENV, *stage_env, *sorted(stack_set)]}
+        self._service_env[DEAD_LETTER_QUEUE_VAR] = self._queues["dead_letter_queue"]
         self._start_kubo()
         self._register_nodes()
         self._create_demo_tenant()
         self._write_state_files()
-        self._start_workers(app_module, queues)
+        self._start_jobs(app_module)
+        self._start_worker()
         self._api.start()
+        with self._state_lock:
+            self._ready = True
+            self._write_stack_file()
 
     def _bind_api(self) -> Any:
         from chalice.config import Config
@@ -227,28 +273,19 @@ class DevStack:
                     )
                     self._kubo_nodes.append(node)
                     options.nodes.append(NodeSpec(node.name, node.rpc_url, node.peer_id, (node.multiaddr,)))
-            if options.user_node_port:
-                say(f"Starting your node: Kubo RPC on {HOST}:{options.user_node_port} ...")
+            if options.user_node_port is not None:
+                say(f"Starting your node: Kubo RPC on {HOST}, port {options.user_node_port or 'any free one'} ...")
                 node = start_node("your-node", base, rpc_port=options.user_node_port, backend="auto")
                 self._kubo_nodes.append(node)
-                self.user_node_url = node.rpc_url
-                say(f"  your node {node.peer_id} at {node.multiaddr}")
+                self._user_node = node
+                say(f"  your node {node.peer_id} at {node.multiaddr}, RPC {node.rpc_url}")
         except (NodeStartError, OSError) as error:
             raise StackError(f"could not start a Kubo node: {str(error).splitlines()[0]}") from None
 
-    def _start_workers(self, app_module: Any, queues: Dict[str, str]) -> None:
-        import boto3
-
-        from devstack.worker_poller import QueuePoller
-
-        sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
-        timeout = _lambda_timeout(self.options.stage)
+    def _start_jobs(self, app_module: Any) -> None:
+        """The scheduled handlers (EventBridge's part); the queues' are the worker's."""
         rule = f"{app_module.app.app_name}-{self.options.stage}"
-        # Several pollers, as Lambda runs several batches at once: a pin that
-        # waits for its content does not hold up the others.
         self._jobs = [
-            *(QueuePoller(sqs, queues["queue"], app_module.pin_worker, timeout, f"pin-worker-{n}") for n in range(3)),
-            QueuePoller(sqs, queues["dead_letter_queue"], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
             ScheduledJob(
                 app_module.sweep_outbox,
                 f"{rule}-sweep_outbox",
@@ -266,10 +303,26 @@ class DevStack:
         ]
         for job in self._jobs:
             job.start()
-        say(
-            f"Worker polling {queues['queue']}; outbox sweep every {self.options.sweep_seconds:g} s, "
-            f"fleet health check every {self.options.health_seconds:g} s."
-        )
+        say(f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s.")
+
+    def _start_worker(self) -> None:
+        state_dir = self.options.state_dir
+        if not self.options.worker:
+            say(
+                f"No worker (--no-worker): pins stay queued until one runs:\n"
+                f"  {Path(sys.executable).name} -m devstack.worker --state-dir {state_dir}"
+            )
+            return
+        from devstack.worker_supervisor import WorkerSupervisor
+
+        self._worker = WorkerSupervisor(state_dir, self._worker_started)
+        self._worker.start()
+        say(f"Worker process {self._worker.pid} polling {self._queues['queue']} (started again if it dies).")
+
+    def _worker_started(self, pid: int) -> None:
+        with self._state_lock:
+            if self._ready:
+                self._write_stack_file()
 
     def _register_nodes(self) -> None:
         from chalicelib.fleet.registry import InvalidNode, NodeRegistry
@@ -306,7 +359,7 @@ class DevStack:
 
     def _write_state_files(self) -> None:
         state_dir = self.options.state_dir
-        local_env = state_dir / "local.env"
+        local_env = state_dir / LOCAL_ENV
         # For the admin CLI and other tools: `set -a; . .dev/aws.env; set +a`.
         names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE", "TABLE_PREFIX", "PIN_QUEUE_URL")
         try:
@@ -314,32 +367,84 @@ class DevStack:
             if self.user_node_url:
                 lines.append(f"KUBO_RPC_URL={self.user_node_url}")
             write_private(local_env, lines)
-            write_private(state_dir / "aws.env", [f"{name}={os.environ.get(name, '')}" for name in names])
+            write_private(state_dir / AWS_ENV, [f"{name}={os.environ.get(name, '')}" for name in names])
+            write_private(state_dir / SERVICE_ENV, [f"{name}={value}" for name, value in self._service_env.items()])
         except OSError as error:
             raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
-        say(f"\n  URL:   {self.url}\n  Token: {self.token}\n  (both in {local_env}; AWS settings in {state_dir / 'aws.env'})")
+        say(f"\n  URL:   {self.url}\n  Token: {self.token}\n  (both in {local_env}; AWS settings in {state_dir / AWS_ENV})")
         say(f'  try:   curl -H "Authorization: Bearer {self.token}" {self.url}/pins\n')
+
+    def _write_stack_file(self) -> None:
+        """stack.json: what a client needs to find, drive and kill the stack's parts."""
+        from chalicelib.config import Settings
+
+        embedded = {node.name: node for node in self._kubo_nodes}
+
+        def node(spec: NodeSpec) -> Dict[str, Any]:
+            running = embedded.get(spec.node_id)
+            return {
+                "node_id": spec.node_id,
+                "pid": running.pid if running is not None else None,
+                "rpc_url": spec.rpc_url,
+                "peer_id": spec.peer_id,
+                "multiaddrs": list(spec.multiaddrs),
+            }
+
+        user = self._user_node
+        document = {
+            "version": STACK_FILE_VERSION,
+            "pid": os.getpid(),
+            "api_url": self.url,
+            "token": self.token,
+            "stage": self.options.stage,
+            "replication_factor": Settings.from_env().replication_factor,
+            "aws_endpoint_url": self._aws.endpoint_url,
+            "pin_queue_url": self._queues["queue"],
+            "dead_letter_queue_url": self._queues["dead_letter_queue"],
+            "visibility_seconds": self._visibility,
+            "kubo_rpc_secret": os.environ["KUBO_RPC_SECRET"],
+            "fleet": [node(spec) for spec in self.options.nodes],
+            "your_node": None if user is None else {
+                "pid": user.pid, "rpc_url": user.rpc_url, "peer_id": user.peer_id, "multiaddrs": [user.multiaddr],
+            },
+            "worker": None if self._worker is None else {"pid": self._worker.pid, "restarts": self._worker.restarts},
+        }
+        path = self.options.state_dir / STACK_FILE
+        try:
+            write_private(path, [json.dumps(document, indent=2)])
+        except OSError as error:
+            raise StackError(f"cannot write {path}: {error.strerror or error}") from None
 
     def is_alive(self) -> bool:
         return self._api is not None and self._api.is_alive()
 
     def stop(self) -> None:
         """Stop whatever started, newest first; safe to call after a failed start."""
+        with self._state_lock:
+            self._ready = False
+            (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)
         if self._api is not None:
             self._api.stop()
             self._api = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         for job in self._jobs:
             job.stop()
         self._jobs = []
         for node in self._kubo_nodes:
+            if node.alive():
+                node.process.terminate()  # all at once: each takes a moment to close
+        for node in self._kubo_nodes:
             node.stop()
         self._kubo_nodes = []
+        self._user_node = None
         if self._aws is not None:
             self._aws.stop()
             self._aws = None
 
 
-def _lambda_timeout(stage: str) -> int:
+def lambda_timeout(stage: str) -> int:
     config = json.loads(CHALICE_CONFIG.read_text(encoding="utf-8"))
     return int(config["stages"].get(stage, {}).get("lambda_timeout") or config.get("lambda_timeout") or 60)
 

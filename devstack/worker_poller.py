@@ -21,32 +21,28 @@ class LambdaContext:
 
 
 class QueuePoller:
+    """Polls one queue on a daemon thread for as long as its process lives: the
+    worker process ends by exiting, abandoning a running batch as when a Lambda
+    is cut off (its messages come back after their visibility timeout)."""
+
     def __init__(self, sqs: Any, queue_url: str, handler: HandlerType, timeout_seconds: float, name: str) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
         self._timeout = timeout_seconds
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._arn = f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            # A batch still running is abandoned, as when a Lambda is cut off:
-            # its messages come back after their visibility timeout.
-            self._thread.join(timeout=5)
-
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 self.poll_once(wait_seconds=1)
             except Exception as error:  # the emulator restarting, a handler bug: keep polling
                 print(f"worker poll failed: {type(error).__name__}: {error}", flush=True)
-                self._stopping.wait(1)
+                time.sleep(1)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         received = self._sqs.receive_message(

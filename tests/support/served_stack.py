@@ -1,8 +1,10 @@
 """The local stack (`python -m devstack`) as a test runs it: a subprocess on
-random loopback ports, ready when it says so, stopped cleanly at the end."""
+random loopback ports, ready when it says so, stopped cleanly at the end,
+with none of the processes it named in stack.json left behind."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import subprocess
@@ -14,6 +16,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import pytest
+import requests
+
+from devstack.stack import STACK_FILE, read_env_file
+from tests.support.api import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = "Pinning service ready at "
@@ -36,9 +42,51 @@ class ServedStack:
     def auth(self) -> Dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def info(self) -> Dict[str, Any]:
+        """stack.json as it is now (the worker's pid changes when it is started again)."""
+        return json.loads((self.state_dir / STACK_FILE).read_text(encoding="utf-8"))
 
-def read_env_file(path: Path) -> Dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
+    def api(self, token: Optional[str] = None) -> ApiClient:
+        """A user of the served API (the stack's token by default); every response is checked against openapi.yaml."""
+        return ApiClient(_HttpClient(self.url), token or self.token)
+
+
+@dataclass
+class _HttpResponse:
+    status_code: int
+    headers: Dict[str, str]
+    body: bytes
+
+
+class _HttpClient:
+    """What ApiClient asks of Chalice's test client (`.http.request`), over real HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._session = requests.Session()
+        self.http = self
+
+    def request(self, method: str, path: str, headers: Dict[str, str], body: bytes) -> _HttpResponse:
+        response = self._session.request(method, self._url + path, headers=headers, data=body, timeout=30)
+        return _HttpResponse(response.status_code, dict(response.headers), response.content)
+
+
+def running(pids: Sequence[int]) -> List[str]:
+    """`ps` lines of those of `pids` that still run (zombies count: nobody reaped them)."""
+    if not pids:
+        return []
+    listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-p", ",".join(map(str, pids))], capture_output=True, text=True)
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+
+
+def _stack_pids(state_dir: Path) -> List[int]:
+    """Every process stack.json names: the stack, its worker, its Kubo nodes."""
+    try:
+        info = json.loads((state_dir / STACK_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    parts = [*info["fleet"], info["your_node"], info["worker"]]
+    return [info["pid"], *(part["pid"] for part in parts if part and part.get("pid"))]
 
 
 def _pump(stream: Any, lines: "queue.Queue[Optional[str]]", output: List[str]) -> None:
@@ -58,7 +106,8 @@ def served_stack(
     stop_timeout: float = 10,
 ) -> Iterator[ServedStack]:
     """Start the stack with `--port 0 --aws-port 0 --state-dir state_dir` plus `args`;
-    fails the test if it is not ready in time or does not exit 0 on SIGTERM."""
+    fails the test if it is not ready in time, does not exit 0 on SIGTERM, or
+    leaves a process of stack.json running or stack.json in place."""
     stderr_path = state_dir / "stderr.log"
     command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), *args]
     with stderr_path.open("w", encoding="utf-8") as stderr:
@@ -92,6 +141,7 @@ def served_stack(
         assert line.strip() == READY + values["PINNING_SERVICE_URL"]
         yield ServedStack(values["PINNING_SERVICE_URL"], values["PINNING_SERVICE_TOKEN"], state_dir, values, output)
     finally:
+        pids = _stack_pids(state_dir)
         process.terminate()
         try:
             status = process.wait(timeout=stop_timeout)
@@ -101,3 +151,5 @@ def served_stack(
             pytest.fail(f"devstack did not stop within {stop_timeout} s of SIGTERM\n{diagnostics()}")
         pump.join(timeout=stop_timeout)
     assert status == 0, f"devstack exited with {status} after SIGTERM\n{diagnostics()}"
+    assert not running(pids), f"left running after devstack stopped: {running(pids)}\n{diagnostics()}"
+    assert not (state_dir / STACK_FILE).exists(), "stack.json outlived the stack"

@@ -1,0 +1,100 @@
+"""`python -m devstack.worker --state-dir DIR`: the local stack's worker
+Lambdas in a process of their own, so that it can be killed and started again.
+
+It reads `DIR/service.env`, which `python -m devstack` writes before its
+worker starts (emulated AWS, queue URLs, the stage's settings, the fleet's RPC
+secret), over its own environment; other service settings (`STALL_SECONDS`,
+`NODE_CACHE_SECONDS`, ...) come from its environment. Three pollers feed the
+pin queue to the app's `pin_worker` handler and one the dead-letter queue to
+`pin_dead_letters`, as Lambda would. When polling it prints one line:
+
+    devstack worker ready (pid N), polling QUEUE_URL
+
+`python -m devstack` runs it and starts a new one whenever it exits; with
+`--no-worker` run it yourself (as many as you like). SIGTERM or SIGINT: exits
+0 at once; a batch still running is abandoned, as when a Lambda is cut off,
+and its messages come back after the queue's visibility timeout. Exit status
+2: no `service.env` (the stack is not running in DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import List, Optional
+
+from devstack.stack import REPO_ROOT, SERVICE_ENV, Options, lambda_timeout, read_env_file
+
+READY_PREFIX = "devstack worker ready "
+PIN_POLLERS = 3
+# Not a service setting: the worker alone reads the dead-letter queue.
+DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.worker",
+        description="Run the local stack's pin workers (SQS pollers calling the app's handlers).",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=Options().state_dir,
+        help=f"the running stack's --state-dir, holding {SERVICE_ENV} (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    env_path = args.state_dir / SERVICE_ENV
+    try:
+        os.environ.update(read_env_file(env_path))
+    except OSError as error:
+        print(f"devstack.worker: cannot read {env_path} ({error.strerror or error}); is `python -m devstack` running?",
+              file=sys.stderr, flush=True)
+        return 2
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    _start_pollers()
+    while not stopping.wait(0.5):
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: it would wait for the batch threads of a pin still fetching.
+    os._exit(0)
+
+
+def _start_pollers() -> None:
+    import boto3
+
+    import app as app_module
+    from chalicelib.logs import ReadableFormatter, configure_logging
+    from devstack.worker_poller import QueuePoller
+
+    configure_logging(formatter=ReadableFormatter())
+    for noisy in ("botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    queue_url = os.environ["PIN_QUEUE_URL"]
+    sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])
+    timeout = lambda_timeout(os.environ["STAGE"])
+    # Several pollers, as Lambda runs several batches at once: a pin that
+    # waits for its content does not hold up the others.
+    pollers = [
+        *(QueuePoller(sqs, queue_url, app_module.pin_worker, timeout, f"pin-worker-{n}") for n in range(PIN_POLLERS)),
+        QueuePoller(sqs, os.environ[DEAD_LETTER_QUEUE_VAR], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
+    ]
+    for poller in pollers:
+        poller.start()
+    print(f"{READY_PREFIX}(pid {os.getpid()}), polling {queue_url}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
