@@ -498,6 +498,8 @@ class LocalStack:
 def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180) -> Iterator[LocalStack]:
     """Start the stack on free loopback ports (your node too), yield it once it
     printed its ready line, stop it with SIGTERM (as Ctrl-C) at the end."""
+    from devstack.stack import read_env_file
+
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0",
@@ -526,7 +528,7 @@ def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180)
             output = "\n".join(text for _, text in stack.lines)
             log = stack.log.read_text(encoding="utf-8", errors="replace")[-3000:]
             raise SystemExit(f"FATAL: devstack not ready within {timeout:g} s (exit {process.poll()}):\n{output}\n{log}")
-        stack.env = dict(line.split("=", 1) for line in (state_dir / "local.env").read_text().splitlines() if line)
+        stack.env = read_env_file(state_dir / "local.env")
         yield stack
     finally:
         stopping = time.perf_counter()
