@@ -40,8 +40,10 @@ class WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> None:
-        # Its output goes where ours does; its environment is ours (the service settings).
-        self._process = subprocess.Popen(self._command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL)
+        # Its output goes where ours does; its environment is ours (the service
+        # settings). A process group of its own: a terminal's Ctrl-C is for the
+        # stack, which then stops its worker (with SIGTERM), not for the worker.
+        self._process = subprocess.Popen(self._command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, process_group=0)
         self._started_at = time.monotonic()
         self._on_start(self._process.pid)
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -79,6 +80,12 @@ def running(pids: Sequence[int]) -> List[str]:
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
 
 
+def _session(session_id: int) -> List[str]:
+    """`ps` lines of the processes still in that session."""
+    listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(session_id)], capture_output=True, text=True)
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+
+
 def _stack_pids(state_dir: Path) -> List[int]:
     """Every process stack.json names: the stack, its worker, its Kubo nodes."""
     try:
@@ -104,16 +111,22 @@ def served_stack(
     env: Optional[Mapping[str, str]] = None,
     start_timeout: float = 60,
     stop_timeout: float = 10,
+    ctrl_c: bool = False,
 ) -> Iterator[ServedStack]:
     """Start the stack with `--port 0 --aws-port 0 --state-dir state_dir` plus `args`;
     fails the test if it is not ready in time, does not exit 0 on SIGTERM, or
-    leaves a process of stack.json running or stack.json in place."""
+    leaves a process of stack.json running or stack.json in place.
+
+    `ctrl_c`: run it in a session of its own and stop it as a terminal's
+    Ctrl-C does, with SIGINT to its whole process group; then no process of
+    the session may be left either."""
+    stop_signal = signal.SIGINT if ctrl_c else signal.SIGTERM
     stderr_path = state_dir / "stderr.log"
     command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), *args]
     with stderr_path.open("w", encoding="utf-8") as stderr:
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1,
+            stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, start_new_session=ctrl_c,
         )
     output: List[str] = []
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -142,14 +155,18 @@ def served_stack(
         yield ServedStack(values["PINNING_SERVICE_URL"], values["PINNING_SERVICE_TOKEN"], state_dir, values, output)
     finally:
         pids = _stack_pids(state_dir)
-        process.terminate()
+        if ctrl_c:
+            os.killpg(process.pid, stop_signal)
+        else:
+            process.send_signal(stop_signal)
         try:
             status = process.wait(timeout=stop_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            pytest.fail(f"devstack did not stop within {stop_timeout} s of SIGTERM\n{diagnostics()}")
+            pytest.fail(f"devstack did not stop within {stop_timeout} s of {stop_signal.name}\n{diagnostics()}")
         pump.join(timeout=stop_timeout)
-    assert status == 0, f"devstack exited with {status} after SIGTERM\n{diagnostics()}"
-    assert not running(pids), f"left running after devstack stopped: {running(pids)}\n{diagnostics()}"
+    assert status == 0, f"devstack exited with {status} after {stop_signal.name}\n{diagnostics()}"
+    left = running(pids) + (_session(process.pid) if ctrl_c else [])
+    assert not left, f"left running after devstack stopped: {left}\n{diagnostics()}"
     assert not (state_dir / STACK_FILE).exists(), "stack.json outlived the stack"

@@ -1,0 +1,103 @@
+"""Pinning through the served stack, as a user does it: content added to
+your node, pinned with your node as origin, replaced and deleted; the fleet
+nodes' own `pin/ls` says what they hold."""
+from __future__ import annotations
+
+import time
+from itertools import groupby
+from typing import Iterator, List
+
+import pytest
+
+from tests.stack.stack_client import Stack, follow, get_status, running_stack, wait_for, wait_until
+
+LIFECYCLE = ["queued", "pinning", "pinned"]
+PIN_TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory, [], {}) as started:
+        yield started
+
+
+def is_subsequence(seen: List[str], order: List[str]) -> bool:
+    """`seen` (repeats collapsed) skips steps of `order` at most, never goes back."""
+    remaining = iter(order)
+    return all(status in remaining for status, _ in groupby(seen))
+
+
+def test_given_content_only_on_your_node_when_pinned_with_it_as_origin_then_the_fleet_nodes_hold_it(stack: Stack) -> None:
+    # Given content that exists only on your node
+    cid, data = stack.content()
+
+    # When it is pinned with your node as origin
+    created = stack.pin(cid, name="e2e")
+    seen, final = follow(stack.api, created["requestid"], PIN_TIMEOUT_S)
+
+    # Then it went queued -> pinning -> pinned (polling may miss a step), and
+    # the fleet nodes, the delegates, say they hold it
+    assert is_subsequence([created["status"], *seen], LIFECYCLE), seen
+    assert final["status"] == "pinned", final
+    assert sorted(created["delegates"]) == sorted(node.multiaddr for node in stack.fleet)
+    holders = stack.holders(cid)
+    assert len(holders) == stack.replication_factor
+    assert sorted(final["info"]["replicas"].split(",")) == sorted(holders)
+    assert int(final["info"]["dag_size"]) >= len(data)
+
+
+def test_given_a_pinned_request_when_deleted_then_it_is_gone_and_the_fleet_lets_go_of_the_content(stack: Stack) -> None:
+    cid, _ = stack.content()
+    created = stack.pin(cid)
+    assert follow(stack.api, created["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    assert len(stack.holders(cid)) == stack.replication_factor
+
+    deleted = stack.api.request("DELETE", f"/pins/{created['requestid']}")
+
+    assert deleted.status == 202, deleted.body
+    gone = stack.api.request("GET", f"/pins/{created['requestid']}")
+    assert (gone.status, gone.reason) == (404, "NOT_FOUND")
+    wait_for(lambda: stack.holders(cid) == [], PIN_TIMEOUT_S, "unpinned on every fleet node")
+
+
+def test_given_a_pinned_request_when_replaced_then_the_new_cid_is_pinned_under_a_new_id_and_the_old_is_unpinned(
+    stack: Stack,
+) -> None:
+    old, _ = stack.content()
+    new, _ = stack.content()
+    first = stack.pin(old)
+    assert follow(stack.api, first["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+
+    reply = stack.api.request("POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [stack.your_node.multiaddr]})
+
+    assert reply.status == 202, reply.body
+    replaced = reply.json
+    assert replaced["requestid"] != first["requestid"]
+    assert replaced["pin"]["cid"] == new
+    gone = stack.api.request("GET", f"/pins/{first['requestid']}")
+    assert (gone.status, gone.reason) == (404, "NOT_FOUND")
+    assert follow(stack.api, replaced["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    assert len(stack.holders(new)) == stack.replication_factor
+    wait_for(lambda: stack.holders(old) == [], PIN_TIMEOUT_S, "the replaced CID unpinned on every fleet node")
+
+
+def test_given_two_requests_for_one_cid_when_one_is_replaced_then_the_other_keeps_it_pinned_until_deleted(
+    stack: Stack,
+) -> None:
+    old, _ = stack.content()
+    new, _ = stack.content()
+    first, second = stack.pin(old), stack.pin(old)
+    wait_until(stack.api, [first["requestid"], second["requestid"]], lambda s: s["status"] == "pinned", PIN_TIMEOUT_S, "pinned")
+
+    # When one of them is replaced, then the other still holds the old CID on the fleet
+    replaced = stack.api.request("POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [stack.your_node.multiaddr]})
+    assert replaced.status == 202, replaced.body
+    assert follow(stack.api, replaced.json["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    time.sleep(1)  # the worker lets go of the replaced pin right after writing `pinned`
+    assert len(stack.holders(old)) == stack.replication_factor
+    assert get_status(stack.api, second["requestid"])["status"] == "pinned"
+
+    # When the last request for it is deleted, then it leaves the fleet (and the new CID stays)
+    assert stack.api.request("DELETE", f"/pins/{second['requestid']}").status == 202
+    wait_for(lambda: stack.holders(old) == [], PIN_TIMEOUT_S, "the old CID unpinned on every fleet node")
+    assert len(stack.holders(new)) == stack.replication_factor
