@@ -85,6 +85,22 @@ class Stack:
         """POST /pins with your node as origin."""
         return (api or self.api).pin(cid, origins=[self.your_node.multiaddr], **fields)
 
+    def replace(self, request_id: str, cid: str) -> Dict[str, Any]:
+        """POST /pins/{requestid} with the new CID and your node as origin."""
+        reply = self.api.request("POST", f"/pins/{request_id}", json_body={"cid": cid, "origins": [self.your_node.multiaddr]})
+        assert reply.status == 202, reply.body
+        return reply.json
+
+    def is_gone(self, request_id: str) -> bool:
+        reply = self.api.request("GET", f"/pins/{request_id}")
+        return (reply.status, reply.reason) == (404, "NOT_FOUND")
+
+    def pinned(self, request_id: str, timeout: float) -> Dict[str, Any]:
+        """The request's status once final, which must be `pinned`."""
+        status = follow(self.api, request_id, timeout)[1]
+        assert status["status"] == "pinned", status
+        return status
+
     def holders(self, cid: str, nodes: Optional[Sequence[Kubo]] = None) -> List[str]:
         return [node.name for node in (self.fleet if nodes is None else nodes) if node.has_pin(cid)]
 

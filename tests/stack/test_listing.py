@@ -13,7 +13,7 @@ import pytest
 from tests.support.api import ApiClient
 from tests.support.cids import cid_v1, cid_with_hash
 from tests.support.served_stack import running
-from tests.stack.stack_client import Stack, follow, outside_worker, running_stack
+from tests.stack.stack_client import Stack, outside_worker, running_stack
 
 ALL_STATUSES = "queued,pinning,pinned,failed"
 PAGED_PINS = 300
@@ -63,7 +63,7 @@ def test_given_no_worker_when_a_client_runs_one_then_it_pins_and_stops_on_sigter
 
     # When a client runs the worker, then it pins; on SIGTERM it exits 0 at once
     with outside_worker(stack.served.state_dir) as worker:
-        assert follow(stack.api, created["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+        stack.pinned(created["requestid"], PIN_TIMEOUT_S)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(STOP_TIMEOUT_S) == 0
     assert not running([worker.pid])

@@ -47,36 +47,39 @@ def test_given_content_only_on_your_node_when_pinned_with_it_as_origin_then_the_
 
 
 def test_given_a_pinned_request_when_deleted_then_it_is_gone_and_the_fleet_lets_go_of_the_content(stack: Stack) -> None:
+    # Given a request pinned on the fleet
     cid, _ = stack.content()
     created = stack.pin(cid)
-    assert follow(stack.api, created["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    stack.pinned(created["requestid"], PIN_TIMEOUT_S)
     assert len(stack.holders(cid)) == stack.replication_factor
 
+    # When it is deleted
     deleted = stack.api.request("DELETE", f"/pins/{created['requestid']}")
 
+    # Then it is gone at once, and from the fleet nodes soon after
     assert deleted.status == 202, deleted.body
-    gone = stack.api.request("GET", f"/pins/{created['requestid']}")
-    assert (gone.status, gone.reason) == (404, "NOT_FOUND")
+    assert stack.is_gone(created["requestid"])
     wait_for(lambda: stack.holders(cid) == [], PIN_TIMEOUT_S, "unpinned on every fleet node")
 
 
 def test_given_a_pinned_request_when_replaced_then_the_new_cid_is_pinned_under_a_new_id_and_the_old_is_unpinned(
     stack: Stack,
 ) -> None:
+    # Given a request pinned on the fleet
     old, _ = stack.content()
     new, _ = stack.content()
     first = stack.pin(old)
-    assert follow(stack.api, first["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    stack.pinned(first["requestid"], PIN_TIMEOUT_S)
 
-    reply = stack.api.request("POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [stack.your_node.multiaddr]})
+    # When it is replaced by another CID
+    replaced = stack.replace(first["requestid"], new)
 
-    assert reply.status == 202, reply.body
-    replaced = reply.json
+    # Then the replacement is a new request that gets pinned, the old one is
+    # gone, and so is its CID from the fleet
     assert replaced["requestid"] != first["requestid"]
     assert replaced["pin"]["cid"] == new
-    gone = stack.api.request("GET", f"/pins/{first['requestid']}")
-    assert (gone.status, gone.reason) == (404, "NOT_FOUND")
-    assert follow(stack.api, replaced["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    assert stack.is_gone(first["requestid"])
+    stack.pinned(replaced["requestid"], PIN_TIMEOUT_S)
     assert len(stack.holders(new)) == stack.replication_factor
     wait_for(lambda: stack.holders(old) == [], PIN_TIMEOUT_S, "the replaced CID unpinned on every fleet node")
 
@@ -84,15 +87,14 @@ def test_given_a_pinned_request_when_replaced_then_the_new_cid_is_pinned_under_a
 def test_given_two_requests_for_one_cid_when_one_is_replaced_then_the_other_keeps_it_pinned_until_deleted(
     stack: Stack,
 ) -> None:
+    # Given two requests for one CID, pinned
     old, _ = stack.content()
     new, _ = stack.content()
     first, second = stack.pin(old), stack.pin(old)
     wait_until(stack.api, [first["requestid"], second["requestid"]], lambda s: s["status"] == "pinned", PIN_TIMEOUT_S, "pinned")
 
     # When one of them is replaced, then the other still holds the old CID on the fleet
-    replaced = stack.api.request("POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [stack.your_node.multiaddr]})
-    assert replaced.status == 202, replaced.body
-    assert follow(stack.api, replaced.json["requestid"], PIN_TIMEOUT_S)[1]["status"] == "pinned"
+    stack.pinned(stack.replace(first["requestid"], new)["requestid"], PIN_TIMEOUT_S)
     time.sleep(1)  # the worker lets go of the replaced pin right after writing `pinned`
     assert len(stack.holders(old)) == stack.replication_factor
     assert get_status(stack.api, second["requestid"])["status"] == "pinned"
