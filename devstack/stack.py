@@ -226,8 +226,9 @@ class DevStack:
         os.environ["KUBO_RPC_SECRET"] = uuid.uuid4().hex
         from devstack.worker import DEAD_LETTER_QUEUE_VAR
 
-        stack_set = {"AWS_ENDPOINT_URL", "PIN_QUEUE_URL", "ALLOW_PRIVATE_ORIGINS", "KUBO_RPC_SECRET"}
-        self._service_env = {name: os.environ[name] for name in [*aws.FAKE_AWS_ENV, *stage_env, *sorted(stack_set)]}
+        # What the handlers run with here, for a worker started from service.env.
+        names = [*aws.FAKE_AWS_ENV, *stage_env, "AWS_ENDPOINT_URL", "PIN_QUEUE_URL", "ALLOW_PRIVATE_ORIGINS", "KUBO_RPC_SECRET"]
+        self._service_env = {name: os.environ[name] for name in names}
         self._service_env[DEAD_LETTER_QUEUE_VAR] = self._queues["dead_letter_queue"]
         self._start_kubo()
         self._register_nodes()

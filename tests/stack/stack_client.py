@@ -42,17 +42,14 @@ class Kubo:
     pid: int
     secret: Optional[str] = None
 
-    def call(self, command: str, **params: Any) -> requests.Response:
+    def call(self, command: str, files: Optional[Dict[str, Any]] = None, **params: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        return requests.post(f"{self.rpc_url}/api/v0/{command}", params=params, headers=headers, timeout=HTTP_TIMEOUT_S)
+        return requests.post(f"{self.rpc_url}/api/v0/{command}", params=params, files=files, headers=headers,
+                             timeout=HTTP_TIMEOUT_S)
 
     def add(self, data: bytes, only_hash: bool = False) -> str:
         """Adds `data` as a file and returns its CID; `only_hash`: the CID alone, nothing stored."""
-        headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        response = requests.post(
-            f"{self.rpc_url}/api/v0/add", params={"only-hash": str(only_hash).lower()},
-            files={"file": ("data.bin", data)}, headers=headers, timeout=HTTP_TIMEOUT_S,
-        )
+        response = self.call("add", files={"file": ("data.bin", data)}, **{"only-hash": str(only_hash).lower()})
         assert response.status_code == 200, response.text
         return json.loads(response.text.splitlines()[-1])["Hash"]
 
