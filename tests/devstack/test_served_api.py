@@ -31,7 +31,7 @@ OPENAPI = REPO_ROOT / "openapi.yaml"
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
 NODE_MULTIADDR = "/ip4/203.0.113.1/tcp/4001"
-# Port 9 (discard) on loopback: no worker runs, nothing is dialled.
+# Port 9 (discard) on loopback, and no worker (--no-worker): nothing is dialled.
 NODE = f"node-a=http://127.0.0.1:9/,{PEER_A},{NODE_MULTIADDR}"
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 # Per operation (five of them): about 15 s in all. Raise it for a longer hunt.
@@ -41,7 +41,7 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("DEVSTACK_FUZZ_EXAMPLES", "100"))
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
     state_dir = tmp_path_factory.mktemp("devstack")
-    with served_stack(state_dir, ["--node", NODE, "--user-node-port", "0"], start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as stack:
+    with served_stack(state_dir, ["--node", NODE, "--user-node-port", "0", "--no-worker"], start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as stack:
         yield stack
 
 
