@@ -47,7 +47,8 @@ def test_given_pins_in_flight_when_the_worker_is_killed_then_a_new_worker_pins_t
     # Then the stack starts another, and every request ends pinned on the fleet
     wait_for(lambda: stack.served.info()["worker"]["pid"] != worker["pid"], 30, "a new worker in stack.json")
     assert stack.served.info()["worker"]["restarts"] == worker["restarts"] + 1
-    assert any(f"(pid {worker['pid']}) was killed by SIGKILL" in line for line in stack.served.output)
+    said = f"(pid {worker['pid']}) was killed by SIGKILL"
+    wait_for(lambda: any(said in line for line in stack.served.output), 10, f"saying '{said}'")
     done = wait_until(stack.api, request_ids, lambda status: status["status"] in ("pinned", "failed"), SETTLE_TIMEOUT_S, "done")
     assert {rid: s["status"] for rid, s in done.items() if s["status"] != "pinned"} == {}
     for cid, _ in contents:
