@@ -32,6 +32,7 @@ from bench.support import (
     build_stack,
     cid_for,
     fake_credentials,
+    item_bytes,
     median,
     cheap_moto_transactions,
     partition_scoped_moto_queries,
@@ -158,19 +159,19 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
 
 def _pack(tenant_id: str, moves: List[Tuple[Pin, str]]) -> List[List[Tuple[Pin, str]]]:
     """Consecutive moves grouped so that each transaction's pins plus their
-    (merged) counter cells stay within DynamoDB's 100 items."""
+    (merged) counter buckets stay within DynamoDB's 100 items."""
     from chalicelib.storage.pin_counter import cells_of
 
     batches: List[List[Tuple[Pin, str]]] = []
     batch: List[Tuple[Pin, str]] = []
-    cells: set = set()
+    buckets: set = set()
     for move in moves:
-        more = set(cells_of(tenant_id, move[0].created_ms))
-        if batch and len(batch) + 1 + len(cells | more) > MAX_TX_ITEMS:
+        more = {bucket for bucket, _ in cells_of(tenant_id, move[0].created_ms)}
+        if batch and len(batch) + 1 + len(buckets | more) > MAX_TX_ITEMS:
             batches.append(batch)
-            batch, cells = [], set()
+            batch, buckets = [], set()
         batch.append(move)
-        cells |= more
+        buckets |= more
     if batch:
         batches.append(batch)
     return batches
@@ -302,14 +303,25 @@ def measure(api: Api, meter: DynamoMeter, tenant: Tenant, case: Case) -> Measure
     return Measured(median(items), median(requests), median(rcus), median(counters), int(median(counts)), tallies)
 
 
-def counter_items_by_level(tenant: Tenant, tally: Tally) -> List[int]:
-    """Counter items read per tree level, from the bucket key
-    ("<tenant>#<level>#<parent>") of each counter Query."""
-    levels = [0] * 6
-    for call in tally.only("-pin-counters").calls:
-        bucket = next(key for key in call.key_strings if key.startswith(tenant.tenant_id + "#"))
-        levels[int(bucket.split("#")[1]) - 1] += call.items_read
-    return levels
+def counter_buckets(tenant: Tenant) -> Tuple[List[List[int]], List[int]]:
+    """What the tenant's counter buckets weigh: their item sizes (DynamoDB's
+    rules) per tree level, and per pin the write units of its 6 counter
+    updates in a transaction (2 x 1 KB units per item, at the bucket's final
+    size: an upper bound, since a bucket only grows)."""
+    from chalicelib.storage.pin_counter import LEVELS, cells_of, read_buckets
+
+    cells = {pin.created_ms: cells_of(tenant.tenant_id, pin.created_ms) for pin in tenant.pins}
+    keys = sorted({bucket for per_pin in cells.values() for bucket, _ in per_pin})
+    sizes: Dict[str, int] = {}
+    for start in range(0, len(keys), 100):  # BatchGetItem's limit
+        for key, counts in read_buckets(keys[start:start + 100]).items():
+            item = {"bucket": {"S": key}, **{name: {"N": str(n)} for name, n in counts.items()}}
+            sizes[key] = item_bytes(item)
+    by_level: List[List[int]] = [[] for _ in range(LEVELS)]
+    for key, size in sizes.items():
+        by_level[int(key.rsplit("#", 2)[1]) - 1].append(size)
+    wcu = [sum(2 * -(-sizes[bucket] // 1024) for bucket, _ in per_pin) for per_pin in cells.values()]
+    return by_level, wcu
 
 
 def records_memory(tenant: Tenant) -> int:
@@ -369,6 +381,7 @@ def run(quick: bool) -> Dict[str, Any]:
                     results[group].append((case, a, b))
         measured_s = time.perf_counter() - measuring
         held_bytes = records_memory(small)
+        weights = {tenant.label: counter_buckets(tenant) for tenant in (small, large)}
 
     print(
         f"\nlist_cost: {small_n} vs {large_n} pins, created over 30 days via PinService.create "
@@ -415,7 +428,7 @@ def run(quick: bool) -> Dict[str, Any]:
             ])
     print_table(
         "before=<pin at position>: where the reads go",
-        ["tenant", "position", "items", "reqs", "~RCU", "pins items (page+64ms window)", "counter items", "counter queries"],
+        ["tenant", "position", "items", "reqs", "~RCU", "pins items (page+64ms window)", "counter items", "counter requests"],
         detail,
     )
     summary = []
@@ -426,14 +439,23 @@ def run(quick: bool) -> Dict[str, Any]:
             tenant_label, f"{median(totals):g}", f"{sum(totals) / len(totals):.1f}", max(totals),
             f"{median(counters):g}", f"{sum(counters) / len(counters):.1f}", max(counters),
         ])
-    levels = []
-    for tenant, measured in ((small, before[1]), (large, before[2])):
-        per_position = [counter_items_by_level(tenant, tally) for tally in measured.tallies]
-        levels.append([tenant.label[1:]] + [f"{sum(p[level] for p in per_position) / len(POSITIONS):.1f}" for level in range(6)])
+    level_names = ["1 (64 ms)", "2 (4 s)", "3 (262 s)", "4 (4.7 h)", "5 (12.4 d)", "6 (2.2 y)"]
     print_table(
-        "before=<pin at 5..95%>: mean counter items read per tree level (by the bucket key of each counter Query)",
-        ["tenant", "level 1 (64 ms)", "level 2 (4 s)", "level 3 (262 s)", "level 4 (4.7 h)", "level 5 (12.4 d)", "level 6 (2.2 y)"],
-        levels,
+        "counter buckets (one item each) by tree level: how many, mean / max item bytes",
+        ["tenant"] + [f"level {name}" for name in level_names],
+        [
+            [label[1:]] + [f"{len(sizes)}: {sum(sizes) / len(sizes):.0f} / {max(sizes)} B" for sizes in by_level]
+            for label, (by_level, _) in weights.items()
+        ],
+    )
+    print_table(
+        "write units of the 6 counter updates in a pin's transaction (2 per started KB per item), per pin "
+        "at the buckets' final sizes (an upper bound)",
+        ["tenant", "median WCU", "mean WCU", "max WCU", "old layout (one item per slot, < 1 KB)"],
+        [
+            [label[1:], f"{median(wcu):g}", f"{sum(wcu) / len(wcu):.1f}", max(wcu), 12]
+            for label, (_, wcu) in weights.items()
+        ],
     )
     print_table(
         f"before=<pin at 5..95%>: items read over {len(POSITIONS)} positions",
