@@ -142,10 +142,11 @@ def check_fleet_health(event: Any) -> dict:
 
 @app.on_cw_event(TERMINATION_EVENTS)
 def node_terminating(event: Any) -> Optional[str]:
-    """The fleet's Auto Scaling group is terminating a node: out of the registry first."""
+    """The fleet's Auto Scaling group is terminating a node: out of the
+    registry first, and its pins queued for re-replication elsewhere."""
     settings = services().settings
     return release_terminating_node(
-        event.to_dict(), settings.stage, services().registry, aws_client(settings, "autoscaling")
+        event.to_dict(), settings.stage, services().removal, aws_client(settings, "autoscaling")
     )
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Dict, Optional
 from chalicelib.config import Settings, read_secret
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.fleet.removal import NodeRemoval
 from chalicelib.pins.service import PinService
 from chalicelib.queue.outbox import Outbox
 from chalicelib.queue.publisher import Publisher, SqsPublisher
@@ -27,6 +28,7 @@ class Services:
         self.publisher: Publisher = SqsPublisher(settings)
         self.registry = NodeRegistry(settings.node_cache_seconds)
         self.outbox = Outbox(self.publisher, settings.outbox_shards)
+        self.removal = NodeRemoval(self.registry, self.outbox)
         self.authenticator = Authenticator(settings.token_cache_seconds)
         self.store = PinStore()
         self.pins = PinService(

@@ -468,16 +468,44 @@ def nodes_list() -> None:
     )
 
 
+def _removal() -> Any:
+    settings = _options().settings()
+    from chalicelib.fleet.removal import NodeRemoval
+    from chalicelib.queue.outbox import Outbox
+    from chalicelib.queue.publisher import SqsPublisher
+
+    # Without PIN_QUEUE_URL the drain message waits in the outbox, which
+    # the service's sweep sends within a minute or two.
+    return NodeRemoval(_registry(), Outbox(SqsPublisher(settings), settings.outbox_shards))
+
+
+_DRAINING = "its pins are being re-replicated on the other nodes (drain queued)"
+
+
 @command(nodes, "remove")
 @click.argument("node_id")
 def nodes_remove(node_id: str) -> None:
-    """Remove NODE_ID from the fleet: no new pins are placed on it.
+    """Remove NODE_ID from the fleet: no new pins are placed on it, and every
+    pin it held is re-replicated on the other nodes (its drain is queued).
 
-    Pins already on the node stay there; the node itself is not touched.
+    The node itself is not called: its copies count as gone.
     """
-    if not _registry().remove(node_id):
+    if not _removal().remove(node_id):
         raise CliError(f"unknown node {node_id!r}")
-    _emit({"node_id": node_id, "removed": True}, lambda: click.echo(f"removed node {node_id}"))
+    _emit(
+        {"node_id": node_id, "removed": True, "drain": "queued"},
+        lambda: click.echo(f"removed node {node_id}; {_DRAINING}"),
+    )
+
+
+@command(nodes, "drain")
+@click.argument("node_id")
+def nodes_drain(node_id: str) -> None:
+    """Queue the drain of a removed node NODE_ID again, e.g. after its drain
+    message ended in the dead-letter queue. Safe to repeat."""
+    if not _removal().drain(node_id):
+        raise CliError(f"node {node_id!r} is registered; remove it first (`nodes remove`)")
+    _emit({"node_id": node_id, "drain": "queued"}, lambda: click.echo(f"node {node_id}: {_DRAINING}"))
 
 
 # --- tables -------------------------------------------------------------------

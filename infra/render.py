@@ -100,6 +100,7 @@ FUNCTIONS: Mapping[str, Access] = {
             NodeRecord: QUERY,
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
+        indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
         consumes=(PIN_QUEUE,),
         calls_kubo=True,
@@ -116,7 +117,11 @@ FUNCTIONS: Mapping[str, Access] = {
     ),
     "CheckFleetHealth": Access(tables={NodeRecord: ("dynamodb:Query", "dynamodb:UpdateItem")}, calls_kubo=True),
     "SweepOutbox": Access(tables={OutboxEntry: ("dynamodb:Query", "dynamodb:DeleteItem")}, sends_pins=True),
-    "NodeTerminating": Access(tables={NodeRecord: ("dynamodb:GetItem", "dynamodb:DeleteItem")}, completes_lifecycle=True),
+    "NodeTerminating": Access(
+        tables={NodeRecord: ("dynamodb:DeleteItem",), OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem")},
+        sends_pins=True,  # the node's drain
+        completes_lifecycle=True,
+    ),
 }
 
 # Chalice's logical id of each function's role.

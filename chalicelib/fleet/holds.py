@@ -29,7 +29,10 @@ class PinHolds:
         now = self._clock()
         try:
             with TransactWrite(connection=NodePin._get_connection().connection) as tx:
-                tx.save(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.does_not_exist())
+                tx.save(
+                    NodePin(key, holder_key(tenant_id, request_id), node_id=node_id),
+                    condition=NodePin.entry.does_not_exist(),
+                )
                 tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now))
             return True
         except TransactWriteError as error:
@@ -41,6 +44,14 @@ class PinHolds:
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 return False
             raise
+
+    def holding(self, node_id: str, cid_key: str, tenant_id: str, request_id: str) -> bool:
+        """Whether the request holds `cid_key` on the node now."""
+        try:
+            NodePin.get(node_pin_key(node_id, cid_key), holder_key(tenant_id, request_id), consistent_read=True)
+        except NodePin.DoesNotExist:
+            return False
+        return True
 
     def release(
         self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str, force: bool = False
@@ -96,6 +107,12 @@ class PinHolds:
                 return False
             raise
         return True
+
+    def drop(self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str) -> None:
+        """Give up the request's hold on a node that left the fleet: its pins
+        went with it, so there is nothing to unpin (and no RPC to call)."""
+        if self.release(node_id, cid_key, tenant_id, request_id, token, force=True):
+            self.released(node_id, cid_key, token)
 
     def released(self, node_id: str, cid_key: str, token: str) -> None:
         """The pin is gone from the node: end the lease."""

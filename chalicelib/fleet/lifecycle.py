@@ -5,7 +5,8 @@ The fleet stack (infra/fleet.yaml) names each stage's group
 holds a terminating instance until the hook's action is completed; EventBridge
 brings the hook's event here, and the node (registered under its instance id)
 is removed from the registry before the instance is let go, so no new pin is
-placed on it. The pins it held are not copied elsewhere (docs/deploy.md).
+placed on it, and the drain of its pins is queued in the same transaction
+(chalicelib/fleet/removal.py): the handler does no more than that, quickly.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Mapping, Optional, Protocol
 
 from botocore.exceptions import ClientError
 
-from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.fleet.removal import NodeRemoval
 
 logger = logging.getLogger("pinning.fleet")
 
@@ -65,15 +66,15 @@ class LifecycleActions(Protocol):
 
 
 def release_terminating_node(
-    event: Mapping[str, Any], stage: str, registry: NodeRegistry, autoscaling: LifecycleActions
+    event: Mapping[str, Any], stage: str, removal: NodeRemoval, autoscaling: LifecycleActions
 ) -> Optional[str]:
-    """Removes a terminating fleet node from the registry, then lets its group
-    terminate it. Returns the node id; None for an event that is not about
-    this stage's fleet."""
+    """Removes a terminating fleet node from the registry (queuing its
+    drain), then lets its group terminate it. Returns the node id; None for
+    an event that is not about this stage's fleet."""
     termination = Termination.from_event(event)
     if termination is None or termination.group_name != fleet_group_name(stage):
         return None
-    registered = registry.remove(termination.instance_id)
+    registered = removal.remove(termination.instance_id)
     logger.info(
         "fleet node terminating",
         extra={"node_id": termination.instance_id, "was_registered": registered},

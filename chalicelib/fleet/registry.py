@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
+from chalicelib.storage.outbox_entry import OutboxEntry
 
 
 class InvalidNode(ValueError):
@@ -81,10 +84,17 @@ class NodeRegistry:
                 raise  # removed meanwhile: nothing to record
         self._cached = None
 
-    def remove(self, node_id: str) -> bool:
+    def remove(self, node_id: str, announce: OutboxEntry) -> bool:
+        """Take the node out of the fleet and write `announce` (the outbox
+        message that drains it) in the same transaction. False, writing
+        nothing, when the node is not registered."""
         try:
-            NodeRecord.get(FLEET_PARTITION, node_id).delete()
-        except NodeRecord.DoesNotExist:
+            with TransactWrite(connection=NodeRecord._get_connection().connection) as tx:
+                tx.delete(NodeRecord(FLEET_PARTITION, node_id), condition=NodeRecord.node_id.exists())
+                tx.save(announce)
+        except TransactWriteError as error:
+            if cancellation_codes(error)[:1] != ["ConditionalCheckFailed"]:
+                raise
             return False
         self._cached = None
         return True

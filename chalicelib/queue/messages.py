@@ -13,6 +13,18 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
     Request `request_id` of `tenant_id` was deleted: release its hold on `cid`
     on the nodes of `node_ids`. Kubo's pin goes only when no other request
     holds the same CID on that node.
+``drain``
+    Node `node_id` left the fleet at `removed_ms`: send a ``rereplicate`` for
+    every request still holding a pin there, one page of holders per message
+    (`after` is where the next page starts; absent on a pass's first page).
+    `held` counts the holders this pass has found so far. A pass that finds
+    none, once no worker can still be placing pins there by a stale view of
+    the fleet, ends the drain; any other pass is followed by another.
+``rereplicate``
+    Request `request_id` of `tenant_id`, created at `created_ms`, holds `cid`
+    on `node_id`, which left the fleet: pin a replacement replica on a
+    healthy node (the surviving replicas and the origins as sources), record
+    it, then give up the hold on `node_id` without calling that node.
 
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
@@ -54,7 +66,26 @@ class UnpinRequested:
     kind: str = field(default="unpin", init=False)
 
 
-QueueMessage = Union[PinRequested, UnpinRequested]
+@dataclass(frozen=True)
+class DrainNode:
+    node_id: str
+    removed_ms: int
+    after: Optional[Tuple[str, str]] = None
+    held: int = 0
+    kind: str = field(default="drain", init=False)
+
+
+@dataclass(frozen=True)
+class Rereplicate:
+    tenant_id: str
+    request_id: str
+    created_ms: int
+    cid: str
+    node_id: str
+    kind: str = field(default="rereplicate", init=False)
+
+
+QueueMessage = Union[PinRequested, UnpinRequested, DrainNode, Rereplicate]
 
 
 def encode(message: QueueMessage) -> str:
@@ -74,4 +105,9 @@ def decode(body: str) -> QueueMessage:
         )
     if kind == "unpin":
         return UnpinRequested(**{**data, "node_ids": tuple(data["node_ids"])})
+    if kind == "drain":
+        after = data.pop("after", None)
+        return DrainNode(**data, after=tuple(after) if after else None)
+    if kind == "rereplicate":
+        return Rereplicate(**data)
     raise ValueError(f"unknown message kind {kind!r}")

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
-from chalicelib.queue.messages import decode
+from chalicelib.queue.messages import decode, encode
 from chalicelib.queue.publisher import Publisher
 from chalicelib.worker.outcomes import Later
 
@@ -40,7 +40,10 @@ def process_batch(
         try:
             outcome = worker.handle(decode(message.body), message.message_id, deadline)
             if isinstance(outcome, Later):
-                requeue.send(message.body, delay_seconds=outcome.delay_seconds)
+                for spawned in outcome.spawned:
+                    requeue.send(encode(spawned))
+                body = message.body if outcome.next is None else encode(outcome.next)
+                requeue.send(body, delay_seconds=outcome.delay_seconds)
             return None
         except Exception:
             logger.exception("message failed; SQS will deliver it again", extra={"message_id": message.message_id})

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Tuple, Union
+
+from chalicelib.queue.messages import QueueMessage
 
 
 @dataclass(frozen=True)
@@ -12,10 +14,14 @@ class Done:
 
 @dataclass(frozen=True)
 class Later:
-    """Come back after `delay_seconds` with the same message; not a failure."""
+    """Come back after `delay_seconds` with the same message, or with `next`
+    (the work's next step); not a failure."""
 
     delay_seconds: int
     why: str
+    next: Optional[QueueMessage] = None
+    # Sent at once, before `next`: work this message hands out (a drain's page).
+    spawned: Tuple[QueueMessage, ...] = ()
 
 
 Outcome = Union[Done, Later]

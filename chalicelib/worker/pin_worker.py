@@ -21,10 +21,11 @@ from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinDeadline, PinStalled
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.queue.messages import PinRequested, QueueMessage, ReleasedPin, UnpinRequested
+from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.pin_record import PinRecord, plain_map
 from chalicelib.storage.pin_store import PinStore, StaleRecord
+from chalicelib.worker.drain import Drainer
 from chalicelib.worker.outcomes import Done, Later, Outcome
 
 logger = logging.getLogger("pinning.worker")
@@ -57,6 +58,7 @@ class PinWorker:
             lambda: threading.BoundedSemaphore(settings.node_concurrency)
         )
         self._slots_lock = threading.Lock()
+        self._drainer = Drainer(settings, store, registry, holds, self.copy_to, self._release, self._origins, clock)
 
     def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:
         """Do the message's work before `deadline` (time.monotonic()).
@@ -67,6 +69,10 @@ class PinWorker:
         if isinstance(message, UnpinRequested):
             self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, token)
             return Done()
+        if isinstance(message, DrainNode):
+            return self._drainer.drain(message)
+        if isinstance(message, Rereplicate):
+            return self._drainer.rereplicate(message, token, deadline)
         try:
             return self._pin(message, token, deadline)
         except KuboError as error:
@@ -80,6 +86,9 @@ class PinWorker:
                 "unpin abandoned; the node keeps the content until an operator removes it",
                 extra={"request_id": message.request_id, "cid": message.cid, "node_ids": list(message.node_ids)},
             )
+            return
+        if isinstance(message, (DrainNode, Rereplicate)):
+            self._drainer.give_up(message)
             return
         record = self._store.get(message.tenant_id, message.created_ms)
         if record is None or record.request_id != message.request_id:
@@ -185,10 +194,7 @@ class PinWorker:
     def _pin_on(
         self, node: NodeRecord, message: PinRequested, origins: Sequence[str], deadline: float, progress: "_Progress"
     ) -> None:
-        kubo = self._kubo(node)
-        with self._slot(node.node_id):
-            with ThreadPoolExecutor(max_workers=max(1, len(origins))) as dials:
-                list(dials.map(kubo.swarm_connect, origins))
+        def update_first(kubo: KuboClient) -> None:
             replaced = message.replaces
             if replaced and node.node_id in replaced.node_ids and replaced.cid != message.cid and kubo.is_pinned(replaced.cid):
                 # Walks only what the new version adds; the old pin stays (and
@@ -198,12 +204,34 @@ class PinWorker:
                     kubo.pin_update(replaced.cid, message.cid, seconds=budget)
                 except KuboServerError:
                     logger.info("pin/update gave up; pin/add continues", extra={"cid": message.cid})
-            kubo.pin_add(
-                message.cid,
-                stall_seconds=self._settings.stall_seconds,
-                deadline=deadline,
-                on_progress=lambda blocks, size: progress.report(node.node_id, blocks, size),
-            )
+
+        self.copy_to(
+            node,
+            message.cid,
+            origins,
+            deadline,
+            on_progress=lambda blocks, size: progress.report(node.node_id, blocks, size),
+            before=update_first,
+        )
+
+    def copy_to(
+        self,
+        node: NodeRecord,
+        cid: str,
+        sources: Sequence[str],
+        deadline: float,
+        on_progress: Optional[Callable[[int, int], None]] = None,
+        before: Optional[Callable[[KuboClient], None]] = None,
+    ) -> None:
+        """Pin `cid` on `node`, dialing `sources` (multiaddrs) first; `before`
+        runs on the node's client after the dials."""
+        kubo = self._kubo(node)
+        with self._slot(node.node_id):
+            with ThreadPoolExecutor(max_workers=max(1, len(sources))) as dials:
+                list(dials.map(kubo.swarm_connect, sources))
+            if before is not None:
+                before(kubo)
+            kubo.pin_add(cid, stall_seconds=self._settings.stall_seconds, deadline=deadline, on_progress=on_progress)
 
     def _slot(self, node_id: str) -> threading.BoundedSemaphore:
         with self._slots_lock:

@@ -262,6 +262,54 @@ def test_given_an_unknown_node_when_removing_then_exit_1(settings: Settings) -> 
     assert_one_line_error(run("nodes", "remove", "node-z"), "unknown node", "node-z")
 
 
+def queued_drains(settings: Settings) -> List[str]:
+    """The node ids of the drain messages waiting in the pin queue."""
+    import boto3
+
+    from chalicelib.queue.messages import decode
+
+    got = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10)
+    return [decode(m["Body"]).node_id for m in got.get("Messages", []) if decode(m["Body"]).kind == "drain"]
+
+
+def test_given_a_node_when_removed_then_its_drain_is_queued_and_the_output_says_so(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIN_QUEUE_URL", settings.queue_url)
+    register("node-a", PEER_A, "--multiaddr", "/ip4/203.0.113.1/tcp/4001")
+
+    removed = run("nodes", "remove", "node-a")
+
+    assert removed.exit_code == 0, removed.output
+    assert "removed node node-a" in removed.stdout and "re-replicated" in removed.stdout
+    assert queued_drains(settings) == ["node-a"]
+
+
+def test_given_no_queue_url_when_removing_then_the_drain_waits_in_the_outbox_for_the_sweep(settings: Settings) -> None:
+    from chalicelib.queue.messages import decode
+    from chalicelib.storage.outbox_entry import OutboxEntry
+
+    register("node-a", PEER_A, "--multiaddr", "/ip4/203.0.113.1/tcp/4001")
+
+    assert run_json("nodes", "remove", "node-a") == {"node_id": "node-a", "removed": True, "drain": "queued"}
+
+    waiting = [decode(entry.body) for shard in range(settings.outbox_shards) for entry in OutboxEntry.query(f"shard#{shard}")]
+    assert [(message.kind, message.node_id) for message in waiting] == [("drain", "node-a")]
+
+
+def test_given_a_removed_node_when_drained_again_then_queued_and_a_registered_one_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIN_QUEUE_URL", settings.queue_url)
+    register("node-b", PEER_B, "--multiaddr", "/ip4/203.0.113.2/tcp/4001")
+
+    again = run("nodes", "drain", "node-a")
+
+    assert again.exit_code == 0, again.output
+    assert queued_drains(settings) == ["node-a"]
+    assert_one_line_error(run("nodes", "drain", "node-b"), "node-b", "registered", "nodes remove")
+
+
 # --- tables -------------------------------------------------------------------
 
 

@@ -165,6 +165,28 @@ def test_a_node_killed_mid_pin_ends_pinned_elsewhere(tmp_path, settings, users, 
     assert len(holders(nodes, cid)) == 2
 
 
+def test_a_removed_nodes_pins_end_on_the_other_two_nodes(fleet, nodes, users):
+    # Given content pinned on two of the three fleet nodes
+    alice = users[0]
+    cid = fresh_content(nodes[3])
+    created = alice.pin(cid, origins=[nodes[3].multiaddr])
+    queue = Queue(fleet)
+    queue.run_until_empty()
+    before = alice.request("GET", f"/pins/{created['requestid']}").json["info"]["replicas"].split(",")
+    gone = before[0]
+
+    # When one of them is removed from the fleet and the workers drain it
+    assert fleet.removal.remove(gone)
+    queue.run_until_empty()
+
+    # Then the request is still pinned, on the other two nodes, which hold the content
+    status = alice.request("GET", f"/pins/{created['requestid']}").json
+    others = [node for node in nodes[:3] if node.name != gone]
+    assert status["status"] == "pinned", status
+    assert sorted(status["info"]["replicas"].split(",")) == sorted(node.name for node in others)
+    assert [is_pinned(node, cid) for node in others] == [True, True]
+
+
 def _pin_message(fleet: Services, client: ApiClient, request_id: str) -> str:
     from chalicelib.pins.request_ids import created_ms_of
     from chalicelib.queue.messages import PinRequested, encode

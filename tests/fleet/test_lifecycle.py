@@ -121,7 +121,7 @@ def test_a_repeated_event_after_the_action_completed_is_not_an_error(services):
     autoscaling = FakeAutoScaling(error_code="ValidationError")
 
     # when the event comes again
-    result = release_terminating_node(termination_event("node-a"), "dev", services.registry, autoscaling)
+    result = release_terminating_node(termination_event("node-a"), "dev", services.removal, autoscaling)
 
     # then the node is gone all the same and the handler succeeds
     assert result == "node-a"
@@ -134,7 +134,7 @@ def test_a_refused_completion_fails_the_invocation_so_it_is_retried(services):
 
     # when a node terminates, then the error surfaces (EventBridge retries, the alarm sees it)
     with pytest.raises(ClientError):
-        release_terminating_node(termination_event("node-a"), "dev", services.registry, autoscaling)
+        release_terminating_node(termination_event("node-a"), "dev", services.removal, autoscaling)
 
 
 def test_other_events_are_ignored(services):
@@ -142,6 +142,23 @@ def test_other_events_are_ignored(services):
     launch = termination_event("node-a")
     launch["detail-type"] = "EC2 Instance-launch Lifecycle Action"
 
-    assert release_terminating_node(launch, "dev", services.registry, autoscaling) is None
+    assert release_terminating_node(launch, "dev", services.removal, autoscaling) is None
     assert registered(services) == ["node-a", "node-b"]
     assert autoscaling.completed == []
+
+
+def test_a_terminating_node_has_its_drain_queued_with_its_removal(services, handler):
+    import boto3
+
+    from chalicelib.queue.messages import DrainNode, decode
+
+    # given node-a registered in the fleet
+    invoke, _ = handler
+
+    # when its group terminates it
+    invoke(termination_event("node-a"))
+
+    # then the workers are asked to move its pins elsewhere
+    got = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=services.settings.queue_url)
+    (message,) = [decode(m["Body"]) for m in got["Messages"]]
+    assert isinstance(message, DrainNode) and message.node_id == "node-a"

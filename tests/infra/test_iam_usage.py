@@ -255,6 +255,10 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         }
         with recorder.running("NodeTerminating"):
             client.lambda_.invoke("node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, []))
+        # and workers draining it
+        for _ in range(3):
+            with recorder.running("PinWorker"):
+                client.lambda_.invoke("pin_worker", sqs_event(take(settings.queue_url)))
 
     assert set(recorder.used) == set(FUNCTIONS)
     for function, used in recorder.used.items():

@@ -1,0 +1,233 @@
+"""Re-replication of the pins a removed node held.
+
+A `drain` message walks the node's holders (the node-pins table's node
+index) a page at a time and hands each holding request a `rereplicate`
+message; passes repeat until a pass finds no holder left. The holder items
+are the drain's durable to-do list: a holder goes only once its request has
+a replacement replica recorded (or no longer needs one), so a worker dying
+anywhere, a lost or repeated message, loses nothing and adds nothing
+(placement is deterministic, holds and pins are idempotent).
+
+A request keeps its `pinned` status while at least one replica survives;
+`info.replicas` names the surviving and new replicas and
+`info.status_details` says what is going on. With no replica left, the
+content is fetched again from the request's origins (and the network); if
+that stalls, or no healthy node is left, the request fails with a reason
+rather than claim a pin that no node holds.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from chalicelib.config import Settings
+from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.placement import place, usable
+from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.kubo.errors import PinDeadline, PinStalled
+from chalicelib.pins.request_ids import created_ms_of
+from chalicelib.queue.messages import DrainNode, Rereplicate
+from chalicelib.storage.node_pin import holders_on
+from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.pin_record import PinRecord, plain_map
+from chalicelib.storage.pin_store import PinStore, StaleRecord
+from chalicelib.worker.outcomes import Done, Later, Outcome
+
+logger = logging.getLogger("pinning.worker")
+
+# Holders per drain message: one Query of at most this many keys, as many sends.
+PAGE = 50
+# Passes are this many continue delays apart (5 minutes by default), so most
+# re-pins of a pass finish before the next pass asks for them again.
+PASS_DELAYS = 10
+# The node index is eventually consistent: a hold taken just now may show late.
+INDEX_LAG_SECONDS = 5
+
+CopyTo = Callable[[NodeRecord, str, Sequence[str], float], None]
+Release = Callable[..., None]
+
+
+class Drainer:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PinStore,
+        registry: NodeRegistry,
+        holds: PinHolds,
+        copy_to: CopyTo,
+        release: Release,
+        origins: Callable[[Sequence[str]], List[str]],
+        clock: Callable[[], int],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._registry = registry
+        self._holds = holds
+        self._copy_to = copy_to
+        self._release = release
+        self._origins = origins
+        self._clock = clock
+
+    # -- drain: one page of holders ------------------------------------------
+
+    def drain(self, message: DrainNode) -> Outcome:
+        node_id = message.node_id
+        if any(node.node_id == node_id for node in self._registry.nodes(fresh=True)):
+            logger.info("node registered again; its drain stops", extra={"node_id": node_id})
+            return Done()
+        holders, after = holders_on(node_id, message.after, PAGE)
+        spawned = tuple(
+            Rereplicate(holder.tenant_id, holder.request_id, created_ms, holder.cid_key, node_id)
+            for holder in holders
+            if (created_ms := created_ms_of(holder.request_id)) is not None
+        )
+        held = message.held + len(holders)
+        if after is not None:
+            return Later(0, f"draining {node_id}", next=replace(message, after=after, held=held), spawned=spawned)
+        # A worker with a view of the fleet from before the removal may still
+        # take a hold there: only a pass after that view expired is final.
+        settled_ms = message.removed_ms + (self._settings.node_cache_seconds + INDEX_LAG_SECONDS) * 1000
+        now = self._clock()
+        if held == 0 and now >= settled_ms:
+            logger.info("node drained", extra={"node_id": node_id})
+            return Done()
+        if held:
+            delay = self._settings.continue_delay_seconds * PASS_DELAYS
+        else:
+            delay = -(-(settled_ms - now) // 1000)
+        why = f"{held} pins still held on {node_id}"
+        return Later(delay, why, next=DrainNode(node_id, message.removed_ms), spawned=spawned)
+
+    # -- rereplicate: one request --------------------------------------------
+
+    def rereplicate(self, message: Rereplicate, token: str, deadline: float) -> Outcome:
+        nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
+        if message.node_id in nodes:
+            return Done()  # registered again: its pins are where they were
+        if not self._holds.holding(message.node_id, message.cid, message.tenant_id, message.request_id):
+            return Done()  # done already (a repeat, or a message of an earlier pass)
+        record = self._store.get(message.tenant_id, message.created_ms)
+        if record is None or record.request_id != message.request_id or record.status == "failed":
+            # Nothing to keep for it (its unpin, if any, releases the rest).
+            self._drop(message, token)
+            return Done()
+        if record.status != "pinned":
+            # Its pin message is still at work and places it on registered
+            # nodes; the drain's next pass comes back if it still holds here.
+            return Done()
+
+        info = plain_map(record.info)
+        keep = [node_id for node_id in info.get("replicas", "").split(",") if node_id in nodes]
+        wanted = self._settings.replication_factor
+        minimum = self._settings.min_free_bytes
+        fit = [node for node in nodes.values() if node.node_id not in keep and usable(node, minimum)]
+        extra = place(message.cid, fit, wanted - len(keep), minimum) if len(keep) < wanted else []
+        if not keep and not extra:
+            return self._lose(record, message, token, deadline, "no healthy storage node is left to pin it again")
+        if extra:
+            outcome = self._copy(record, info, keep, extra, nodes, message, token, deadline)
+            if outcome is not None:
+                return outcome
+        now = keep + [node.node_id for node in extra]
+        complete = len(now) >= wanted
+        if complete:
+            details = f"pinned on {len(now)} nodes"
+        else:
+            # The hold on the removed node stays: the drain's next pass retries.
+            details = f"pinned on {len(now)} of {wanted} nodes; waiting for a healthy storage node to replace {message.node_id}"
+        settled = {**info, "replicas": ",".join(now), "status_details": details}
+        node_ids = sorted({*record.node_ids, *now} - ({message.node_id} if complete else set()))
+        try:
+            if (settled, node_ids) != (info, sorted(record.node_ids)):  # a repeat changes nothing
+                self._store.set_status(record, "pinned", settled, node_ids=node_ids)
+        except StaleRecord:
+            stored = self._store.get(message.tenant_id, message.created_ms)
+            if stored is None or stored.request_id != message.request_id:
+                # Deleted meanwhile: its unpin may not know the new replicas.
+                new = [node.node_id for node in extra]
+                self._release(message.cid, new, message.tenant_id, message.request_id, token, force=True)
+            return self.rereplicate(message, token, deadline)
+        if extra:
+            logger.info(
+                "re-replicated",
+                extra={"request_id": message.request_id, "cid": message.cid, "from": message.node_id, "to": now},
+            )
+        if complete:
+            self._drop(message, token)
+        return Done()
+
+    def _copy(
+        self,
+        record: PinRecord,
+        info: Dict[str, str],
+        keep: List[str],
+        extra: List[NodeRecord],
+        nodes: Dict[str, NodeRecord],
+        message: Rereplicate,
+        token: str,
+        deadline: float,
+    ) -> Optional[Outcome]:
+        """Pin on `extra`, recorded first so a deletion meanwhile releases it
+        too. None when done; otherwise what the message comes to."""
+        extra_ids = [node.node_id for node in extra]
+        if keep:
+            details = f"re-replicating: {message.node_id} left the fleet; copying to {', '.join(extra_ids)}"
+        else:
+            details = f"re-replicating: every node holding it left the fleet; fetching it again for {', '.join(extra_ids)}"
+        try:
+            record = self._store.set_status(
+                record,
+                "pinned",
+                {**info, "replicas": ",".join(keep), "status_details": details},
+                node_ids=sorted({*record.node_ids, *extra_ids}),
+            )
+        except StaleRecord:
+            return self.rereplicate(message, token, deadline)
+        for node in extra:
+            if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
+                return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
+        # The surviving replicas first: they certainly have it.
+        sources = [address for node_id in keep for address in nodes[node_id].multiaddrs]
+        sources += self._origins(record.origins)
+        with ThreadPoolExecutor(max_workers=len(extra)) as pool:
+            futures = [pool.submit(self._copy_to, node, message.cid, sources, deadline) for node in extra]
+            errors = [error for error in (future.exception() for future in futures) if error is not None]
+        if any(isinstance(error, PinDeadline) for error in errors):
+            return Later(0, "re-replication continues")
+        stalled = [error for error in errors if isinstance(error, PinStalled)]
+        if stalled and not keep:
+            reason = f"every node holding it left the fleet and it could not be fetched again: {stalled[0]}"
+            return self._lose(record, message, token, deadline, reason)
+        if errors:
+            raise errors[0]  # retried; the drain's passes send it again after its last delivery
+        return None
+
+    def _lose(self, record: PinRecord, message: Rereplicate, token: str, deadline: float, reason: str) -> Outcome:
+        """No replica left and none can be made: the request fails, honestly."""
+        try:
+            self._store.set_status(record, "failed", {"failed_reason": reason, "status_details": reason})
+        except StaleRecord:
+            return self.rereplicate(message, token, deadline)
+        logger.warning("pin lost with its nodes", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason})
+        others = [node_id for node_id in record.node_ids if node_id != message.node_id]
+        self._release(message.cid, others, message.tenant_id, message.request_id, token)
+        self._drop(message, token)
+        return Done()
+
+    def _drop(self, message: Rereplicate, token: str) -> None:
+        self._holds.drop(message.node_id, message.cid, message.tenant_id, message.request_id, token)
+
+    def give_up(self, message: Union[DrainNode, Rereplicate]) -> None:
+        """A drain or rereplicate message that failed every delivery."""
+        if isinstance(message, DrainNode):
+            logger.error(
+                "node drain abandoned; resume it with `cli.admin nodes drain NODE_ID`",
+                extra={"node_id": message.node_id},
+            )
+        else:
+            logger.warning(
+                "re-replication abandoned; the drain's next pass asks again",
+                extra={"node_id": message.node_id, "request_id": message.request_id, "cid": message.cid},
+            )
