@@ -24,6 +24,7 @@ from chalice.local import (
     LocalDevServer,
     LocalGateway,
     LocalGatewayException,
+    ThreadedHTTPServer,
 )
 
 JSON = "application/json"
@@ -94,12 +95,18 @@ class RequestHandler(ChaliceRequestHandler):
             self.wfile.write(body)
 
 
+class _Server(ThreadedHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of new connections
+    # (32 client threads opening theirs at once) overflowed it and got resets.
+    request_queue_size = 128
+
+
 class ApiServer:
     """The Chalice app on host:port (0 picks a free port), one thread per connection."""
 
     def __init__(self, app: Chalice, config: Config, host: str, port: int) -> None:
         _serve_requests_on_threads(app)
-        self._dev_server = LocalDevServer(app, config, host, port, handler_cls=RequestHandler)
+        self._dev_server = LocalDevServer(app, config, host, port, handler_cls=RequestHandler, server_cls=_Server)
         self._thread: Optional[threading.Thread] = None
 
     @property
