@@ -15,7 +15,9 @@ pool of 32 threads, and the run ends when every request is `pinned` (or
   Kubo swarm/connect + pin/add + pin/ls on both replicas, dag/stat, the
   status write);
 - how many requests are queued and pinning, from the API's counts
-  (GET /pins?status=...&limit=1, every 0.25 s);
+  (GET /pins?status=...&limit=1, every 0.25 s), and the pin queue's
+  messages received and delayed (handed back by the worker to continue
+  later), from the emulated SQS's queue attributes;
 - the CPU time of each process of the stack (the devstack process: API,
   emulated AWS and scheduled jobs; the worker process if separate; each
   Kubo node), and of the whole machine.
@@ -25,6 +27,7 @@ pool of 32 threads, and the run ends when every request is `pinned` (or
 from __future__ import annotations
 
 import argparse
+import json
 import queue
 import re
 import statistics
@@ -33,7 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bench.support import LocalStack, local_stack, print_table
 
@@ -88,24 +91,41 @@ class LogTail:
 
 
 class Counts:
-    """The API's counts by status over time, less those before the run."""
+    """The API's counts by status over time, less those before the run; and
+    the pin queue's messages: waiting, received (in flight) and delayed (a
+    pin handed back by the worker to continue later)."""
 
     STATUSES = ("queued", "pinning", "pinned", "failed")
+    QUEUE = {
+        "ApproximateNumberOfMessages": "waiting",
+        "ApproximateNumberOfMessagesNotVisible": "in flight",
+        "ApproximateNumberOfMessagesDelayed": "delayed",
+    }
 
     def __init__(self, stack: LocalStack) -> None:
+        import boto3
         import requests
+
+        from bench.support import fake_credentials
 
         self._url = f"{stack.url}/pins"
         self._session = requests.Session()
         self._session.headers.update(stack.auth())
+        described = json.loads((stack.state_dir / "stack.json").read_text(encoding="utf-8"))
+        fake_credentials()
+        self._sqs = boto3.client("sqs", endpoint_url=described["aws_endpoint_url"], region_name="us-east-1")
+        self._queue_url = described["pin_queue_url"]
         self._before = self._read()
         self.samples: List[Tuple[float, Dict[str, int]]] = []
 
     def _read(self) -> Dict[str, int]:
-        return {
+        counts = {
             status: int(self._session.get(self._url, params={"status": status, "limit": 1}, timeout=60).json()["count"])
             for status in self.STATUSES
         }
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.QUEUE))
+        counts.update({name: int(attributes["Attributes"].get(key, 0)) for key, name in self.QUEUE.items()})
+        return counts
 
     def latest(self, status: str) -> int:
         return self.samples[-1][1][status] if self.samples else 0
@@ -113,7 +133,9 @@ class Counts:
     def until_done(self, wanted: int, deadline: float) -> None:
         while time.perf_counter() < deadline:
             now = self._read()
-            self.samples.append((time.perf_counter(), {status: now[status] - self._before[status] for status in now}))
+            self.samples.append((time.perf_counter(), {
+                name: now[name] - self._before[name] if name in self.STATUSES else now[name] for name in now
+            }))
             if self.latest("pinned") + self.latest("failed") >= wanted:
                 return
             time.sleep(COUNT_SECONDS)
@@ -166,6 +188,11 @@ class CpuMeter:
         return {role: (end[role] - self._start[role]) / wall for role in end}, busy / wall
 
 
+def _median_max(samples: Sequence[Tuple[float, Dict[str, int]]], name: str) -> str:
+    values = [sample[name] for _, sample in samples]
+    return f"{statistics.median(values):.0f} / {max(values)}"
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -191,27 +218,37 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
         cids = list(pool.map(lambda _: your.add_random(CONTENT_BYTES), range(pins)))
     add_seconds = time.perf_counter() - began
 
-    # One kept-alive connection per client thread, opened one at a time
-    # beforehand: the dev API server's listen backlog is 5, so a burst of
-    # new connections gets some reset (counted and retried below).
-    sessions: "queue.Queue[Any]" = queue.Queue()
-    for _ in range(concurrency):
+    # One kept-alive connection per client thread, all opened at once as
+    # clients starting together would (the dev API server's listen backlog
+    # was once 5 and such a burst got resets: counted and retried).
+    resets: List[str] = []
+
+    def retrying(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except requests.ConnectionError as error:  # refused before it was read: nothing was created
+            resets.append(str(error))
+            return call()
+
+    def connect(_: int) -> Any:
         session = requests.Session()
         session.headers.update(stack.auth())
-        session.get(f"{stack.url}/pins", params={"limit": 1}, timeout=60)
-        sessions.put(session)
+        retrying(lambda: session.get(f"{stack.url}/pins", params={"limit": 1}, timeout=60))
+        return session
+
+    sessions: "queue.Queue[Any]" = queue.Queue()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for session in pool.map(connect, range(concurrency)):
+            sessions.put(session)
     posts: List[Tuple[float, float, str]] = []  # sent, answered, request id
-    resets: List[str] = []
 
     def submit(cid: str) -> None:
         session = sessions.get()
         try:
             sent = time.perf_counter()
-            try:
-                answer = session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
-            except requests.ConnectionError as error:  # refused before it was read: nothing was created
-                resets.append(str(error))
-                answer = session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
+            answer = retrying(
+                lambda: session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
+            )
             if answer.status_code != 202:
                 raise SystemExit(f"FATAL: POST /pins answered {answer.status_code}: {answer.text[:300]}")
             posts.append((sent, time.perf_counter(), answer.json()["requestid"]))
@@ -245,13 +282,14 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
     summary = [
         ["pins submitted / pinned / failed", f"{pins} / {counts.latest('pinned')} / {failed}"],
         ["POST concurrency (client threads)", str(concurrency)],
-        ["POSTs whose connection was reset (retried)", str(len(resets))],
+        ["requests whose connection was reset (retried)", str(len(resets))],
         ["first POST -> all pinned, s", f"{total:.1f}"],
         ["throughput, pins/s", f"{pins / total:.1f}"],
         ["submitting all POSTs, s (POSTs/s)", f"{submitted - started:.1f} ({pins / (submitted - started):.1f})"],
         ["most queued at once (API counts)", str(max(s['queued'] for _, s in counts.samples))],
-        ["pinning at once, median / max (API counts)", "{:.0f} / {}".format(
-            statistics.median(s["pinning"] for _, s in counts.samples), max(s["pinning"] for _, s in counts.samples))],
+        ["pinning at once, median / max (API counts)", _median_max(counts.samples, "pinning")],
+        ["pin queue: received, not yet done, median / max", _median_max(counts.samples, "in flight")],
+        ["pin queue: handed back to continue later, median / max", _median_max(counts.samples, "delayed")],
         ["adding the content to your node (not timed), s", f"{add_seconds:.1f}"],
     ]
     print_table(f"Throughput of the local stack: {pins} pins of {CONTENT_BYTES} B of fresh content via origins", ["", "value"], summary)

@@ -28,6 +28,7 @@ def test_stack_benchmarks_measure_a_running_stack_and_print_their_tables(
     assert "ratio service / direct (both nodes)" in printed
     assert "6 / 6 / 0" in printed  # submitted / pinned / failed
     assert "6 of 6 requests traced in the log" in printed
+    assert "pin queue: handed back to continue later, median / max" in printed
     # and: the start was timed to the ready line and broken down by the stack's own progress lines
     assert "spawn -> ready line" in printed
     assert "spawn -> Starting emulated AWS" in printed
