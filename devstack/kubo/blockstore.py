@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
-from multiformats import CID, multicodec
+from multiformats import CID, multicodec, varint
 
 DAG_PB = 0x70
 RAW = 0x55
@@ -59,15 +59,6 @@ def parse_cid(text: str) -> CID:
         raise ValueError(f'invalid path "{text}": invalid cid: {exc}') from None
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 class Ref(NamedTuple):
     """A block's CID, as much of it as reading blocks needs."""
 
@@ -78,12 +69,12 @@ class Ref(NamedTuple):
     @property
     def key(self) -> str:
         """The CIDv1 in base32: equal for v0 and v1 of one CID (what `cid_key` gives)."""
-        return "b" + base64.b32encode(b"\x01" + _uvarint(self.codec) + self.multihash).decode("ascii").lower().rstrip("=")
+        return "b" + base64.b32encode(b"\x01" + varint.encode(self.codec) + self.multihash).decode("ascii").lower().rstrip("=")
 
     def __str__(self) -> str:  # for messages only: spelt as Kubo does (v0 base58, v1 base32)
         if self.version == 0:
             return str(CID.decode(self.multihash))
-        return str(CID.decode(b"\x01" + _uvarint(self.codec) + self.multihash).set(base="base32"))
+        return str(CID.decode(b"\x01" + varint.encode(self.codec) + self.multihash).set(base="base32"))
 
 
 def ref_of(cid: Union[CID, Ref]) -> Ref:
