@@ -31,6 +31,10 @@ from typing import List, Optional
 from devstack.stack import REPO_ROOT, SERVICE_ENV, Options, lambda_timeout, read_env_file
 
 READY_PREFIX = "devstack worker ready "
+# Lambda runs 2 (dev stage) to 10 (prod) batches at once, each process with
+# its own NODE_CONCURRENCY slots; here the pollers share one process, and more
+# of them only add contention at the local limit, the emulated AWS (10
+# pollers: 5.4 pins/s against 6.8; BENCHMARKS.md section 6).
 PIN_POLLERS = 3
 # Not a service setting: the worker alone reads the dead-letter queue.
 DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
