@@ -8,7 +8,6 @@ alike. `--json` makes every command print one JSON object or array on stdout.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ import click
 
 from chalicelib.config import Settings
 from chalicelib.pins.timestamps import format_ms
-from cli.commands import json_command
+from cli.commands import emit, json_command, note
 
 _DEFAULT_STAGE = "dev"
 _SECRET_WARNING = (
@@ -113,24 +112,13 @@ def _options() -> Options:
     return click.get_current_context().find_root().ensure_object(Options)
 
 
-def _emit(data: Any, human: Callable[[], None]) -> None:
-    if _options().json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        human()
-
-
-def _note(message: str) -> None:
-    click.echo(message, err=True)
-
-
 def _time(ms: Optional[int]) -> Optional[str]:
     return None if ms is None else format_ms(int(ms))
 
 
 def _print_table(headers: Sequence[str], rows: List[Sequence[str]], empty: str) -> None:
     if not rows:
-        _note(empty)
+        note(empty)
         return
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
@@ -269,14 +257,14 @@ def tenants_create(name: str) -> None:
     if not name.strip():
         raise CliError("a tenant needs a non-empty name")
     record = _admin().create_tenant(name)
-    _emit(_tenant_json(record), lambda: click.echo(record.tenant_id))
+    emit(_tenant_json(record), lambda: click.echo(record.tenant_id))
 
 
 @command(tenants, "list")
 def tenants_list() -> None:
     """List tenants: id, name, created."""
     records = sorted(_admin().tenants(), key=lambda r: (r.created_ms, r.tenant_id))
-    _emit(
+    emit(
         [_tenant_json(r) for r in records],
         lambda: _print_table(
             ("TENANT", "NAME", "CREATED"),
@@ -331,13 +319,13 @@ def tokens_issue(tenant_id: str, label: str) -> None:
     }
 
     def human() -> None:
-        _note(f"Issued token {issued.token_id} ({issued.label!r}) for tenant {issued.tenant_id}. Secret:")
+        note(f"Issued token {issued.token_id} ({issued.label!r}) for tenant {issued.tenant_id}. Secret:")
         click.echo(issued.secret)
-        _note(f"WARNING: {_SECRET_WARNING}")
+        note(f"WARNING: {_SECRET_WARNING}")
 
-    _emit(data, human)
+    emit(data, human)
     if _options().json:
-        _note(f"WARNING: {_SECRET_WARNING}")
+        note(f"WARNING: {_SECRET_WARNING}")
 
 
 @command(tokens, "list")
@@ -350,7 +338,7 @@ def tokens_list(tenant_id: str) -> None:
     admin = _admin()
     admin.tenant(tenant_id)
     records = sorted(admin.tokens(tenant_id), key=lambda r: (r.created_ms, r.token_id))
-    _emit(
+    emit(
         [_token_json(r) for r in records],
         lambda: _print_table(
             ("TOKEN", "LABEL", "CREATED", "STATUS"),
@@ -382,7 +370,7 @@ def tokens_revoke(tenant_id: str, token_id: str) -> None:
     admin.tenant(tenant_id)
     record = admin.revoke_token(tenant_id, token_id)
     cache_seconds = _options().settings().token_cache_seconds
-    _emit(
+    emit(
         _token_json(record),
         lambda: click.echo(
             f"revoked token {record.token_id} of tenant {tenant_id} at {_time(record.revoked_ms)}; "
@@ -441,14 +429,14 @@ def nodes_register(node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequenc
     cache period (NODE_CACHE_SECONDS, 30 by default).
     """
     record = _registry().register(node_id, rpc_url, peer_id, list(multiaddrs), list(tags))
-    _emit(_node_json(record), lambda: click.echo(f"registered node {record.node_id}"))
+    emit(_node_json(record), lambda: click.echo(f"registered node {record.node_id}"))
 
 
 @command(nodes, "list")
 def nodes_list() -> None:
     """List nodes: id, RPC URL, peer ID, healthy, multiaddrs, tags."""
     records = _registry().nodes()
-    _emit(
+    emit(
         [_node_json(r) for r in records],
         lambda: _print_table(
             ("NODE", "RPC URL", "PEER ID", "HEALTHY", "MULTIADDRS", "TAGS"),
@@ -492,7 +480,7 @@ def nodes_remove(node_id: str) -> None:
     """
     if not _removal().remove(node_id):
         raise CliError(f"unknown node {node_id!r}")
-    _emit(
+    emit(
         {"node_id": node_id, "removed": True, "drain": "queued"},
         lambda: click.echo(f"removed node {node_id}; {_DRAINING}"),
     )
@@ -505,7 +493,7 @@ def nodes_drain(node_id: str) -> None:
     message ended in the dead-letter queue. Safe to repeat."""
     if not _removal().drain(node_id):
         raise CliError(f"node {node_id!r} is registered; remove it first (`nodes remove`)")
-    _emit({"node_id": node_id, "drain": "queued"}, lambda: click.echo(f"node {node_id}: {_DRAINING}"))
+    emit({"node_id": node_id, "drain": "queued"}, lambda: click.echo(f"node {node_id}: {_DRAINING}"))
 
 
 # --- tables -------------------------------------------------------------------
@@ -553,7 +541,7 @@ def tables_create(allow_aws: bool) -> None:
         for name in existing:
             click.echo(f"exists  {name}")
 
-    _emit({"created": created, "existing": existing}, human)
+    emit({"created": created, "existing": existing}, human)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """What both command-line tools share."""
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import click
@@ -28,3 +29,16 @@ def json_command(group: click.Group, name: str, options_type: type, **kwargs: An
         return made
 
     return decorate
+
+
+def emit(data: Any, human: Callable[[], None]) -> None:
+    """JSON on stdout under --json (the root context's options), else the human form."""
+    if getattr(click.get_current_context().find_root().obj, "json", False):
+        click.echo(json.dumps(data, indent=2))
+    else:
+        human()
+
+
+def note(message: str) -> None:
+    """Progress and remarks go to stderr, so stdout stays parseable."""
+    click.echo(message, err=True)

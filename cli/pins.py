@@ -40,7 +40,7 @@ from typing import (
 import click
 import requests
 
-from cli.commands import json_command
+from cli.commands import emit, json_command, note
 
 URL_VAR = "PINNING_SERVICE_URL"
 TOKEN_VAR = "PINNING_SERVICE_TOKEN"
@@ -382,18 +382,7 @@ def _accepted(client: PinningClient, status: Dict[str, Any], wait: bool, timeout
     if wait:
         _wait_and_report(client, status, timeout)
     else:
-        _emit(status, lambda: None)
-
-
-def _emit(data: Any, human: Callable[[], None]) -> None:
-    if _options().json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        human()
-
-
-def _note(message: str) -> None:
-    click.echo(message, err=True)
+        emit(status, lambda: None)
 
 
 def _print_table(headers: Sequence[str], rows: List[Sequence[str]]) -> None:
@@ -673,9 +662,9 @@ def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[f
     added = kubo.add_file(file)
     origins = kubo.peer_addresses()
     if not options.json:
-        _note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
+        note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
         if not origins:
-            _note("your node reports no addresses: the service's nodes will have to find it on their own")
+            note("your node reports no addresses: the service's nodes will have to find it on their own")
     _accepted(client, client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None)), wait, timeout)
 
 
@@ -738,7 +727,7 @@ def ls_command(
 
     def human() -> None:
         if not results:
-            _note("no pins match")
+            note("no pins match")
             return
         _print_table(
             ("REQUEST ID", "STATUS", "CREATED", "CID", "NAME"),
@@ -748,9 +737,9 @@ def ls_command(
             ],
         )
         if count > len(results):
-            _note(f"{len(results)} of {count} shown; --all lists every one")
+            note(f"{len(results)} of {count} shown; --all lists every one")
 
-    _emit({"count": count, "results": results}, human)
+    emit({"count": count, "results": results}, human)
 
 
 @command(cli, "status")
@@ -758,7 +747,7 @@ def ls_command(
 def status_command(request_id: str) -> None:
     """Show one pin request: status, created, CID, name, delegates, info."""
     status = _client().get(request_id)
-    _emit(status, lambda: _print_status(status))
+    emit(status, lambda: _print_status(status))
 
 
 @command(cli, "wait")
@@ -805,7 +794,7 @@ def replace_command(
 def rm_command(request_id: str) -> None:
     """Remove the pin request REQUEST_ID."""
     _client().delete(request_id)
-    _emit({"requestid": request_id, "removed": True}, lambda: click.echo(f"removed {request_id}"))
+    emit({"requestid": request_id, "removed": True}, lambda: click.echo(f"removed {request_id}"))
 
 
 def main() -> None:
