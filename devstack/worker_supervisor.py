@@ -59,7 +59,7 @@ class WorkerSupervisor:
             delay = min(MAX_RESTART_DELAY_S, self._restart_delay * 2 ** max(0, quick_exits - 1))
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
             say(f"devstack: the worker (pid {process.pid}) {how}; starting a new one in {delay:g} s")
-            # Ctrl-C reaches the worker too: the stop that follows must win.
+            # A stop (Ctrl-C, SIGTERM) during the delay wins over the restart.
             if self._stopping.wait(delay):
                 return
             with self._lock:

@@ -97,7 +97,7 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={
             PinRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
             PinCounter: ("dynamodb:UpdateItem",),
-            NodeRecord: QUERY,
+            NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain

@@ -32,6 +32,14 @@ class NodeRegistry:
             self._cached_at = now
         return self._cached
 
+    def registered(self, node_id: str) -> bool:
+        """Whether the node is in the registry now (one strongly consistent read)."""
+        try:
+            NodeRecord.get(FLEET_PARTITION, node_id, consistent_read=True)
+        except NodeRecord.DoesNotExist:
+            return False
+        return True
+
     def register(
         self, node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequence[str], tags: Sequence[str] = ()
     ) -> NodeRecord:

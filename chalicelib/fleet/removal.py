@@ -41,7 +41,7 @@ class NodeRemoval:
         (e.g. its drain message ended in the dead-letter queue); a drain of
         a node that holds nothing ends at once. False when the node is
         registered."""
-        if any(node.node_id == node_id for node in self._registry.nodes(fresh=True)):
+        if self._registry.registered(node_id):
             return False
         entry = self._outbox.entry_for(DrainNode(node_id, self._clock()))
         entry.save()

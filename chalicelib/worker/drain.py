@@ -74,7 +74,7 @@ class Drainer:
 
     def drain(self, message: DrainNode) -> Outcome:
         node_id = message.node_id
-        if any(node.node_id == node_id for node in self._registry.nodes(fresh=True)):
+        if self._registry.registered(node_id):
             logger.info("node registered again; its drain stops", extra={"node_id": node_id})
             return Done()
         holders, after = holders_on(node_id, message.after, PAGE)
