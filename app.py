@@ -3,10 +3,12 @@
 Routes parse and validate, call the domain, serialize; the work lives in
 chalicelib/.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
 
@@ -22,8 +24,8 @@ from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
-from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 from chalicelib.wiring import ServiceProvider
+from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 
 app = Chalice(app_name="pinning-service")
 services = ServiceProvider()
@@ -45,9 +47,7 @@ def _tenant() -> str:
 
 def _body() -> PinRequest:
     request = app.current_request
-    return parse_pin_body(
-        request.raw_body, request.headers.get("content-type"), services().settings.max_body_bytes
-    )
+    return parse_pin_body(request.raw_body, request.headers.get("content-type"), services().settings.max_body_bytes)
 
 
 @app.route("/pins", methods=["GET"], cors=_CORS)
@@ -141,7 +141,7 @@ def check_fleet_health(event: Any) -> dict:
 
 
 @app.on_cw_event(TERMINATION_EVENTS)
-def node_terminating(event: Any) -> Optional[str]:
+def node_terminating(event: Any) -> str | None:
     """The fleet's Auto Scaling group is terminating a node: out of the
     registry first, and its pins queued for re-replication elsewhere."""
     settings = services().settings

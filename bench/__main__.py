@@ -15,6 +15,7 @@ free loopback ports) and take their own sizes when run directly:
 --pins N --concurrency N` (defaults: 3 starts; 5 x 1 MiB and 3 x 100 MiB;
 1,000 pins from 32 threads; together ~10 min on 2 cores).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ import platform
 import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from bench.support import REPO_ROOT
 
@@ -31,7 +32,7 @@ FIRST = ("cold_start", "request_cost", "memory", "list_cost")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def benchmarks() -> List[str]:
+def benchmarks() -> list[str]:
     found = []
     for file in sorted(os.listdir(HERE)):
         name, ext = os.path.splitext(file)
@@ -50,14 +51,16 @@ def _machine() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     quick = "--quick" in args
     available = benchmarks()
-    chosen: List[str] = [arg for arg in args if arg != "--quick"] or available
+    chosen: list[str] = [arg for arg in args if arg != "--quick"] or available
     unknown = [name for name in chosen if name not in available]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {', '.join(available)}", file=sys.stderr)
@@ -79,7 +82,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if done.returncode != 0:
             failed.append(name)
             print(f"bench.{name} FAILED (exit {done.returncode}):\n{done.stderr[-6000:]}", flush=True)
-    print(f"\nall benchmarks: {time.perf_counter() - started:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\nall benchmarks: {time.perf_counter() - started:.0f} s"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -6,6 +6,7 @@ parent also times the whole process (interpreter start to exit).
 
     .venv/bin/python -m bench.cold_start [--quick]
 """
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from bench.support import REPO_ROOT, median, print_table, quick_flag, verdict
 
@@ -25,15 +26,10 @@ SUBJECTS = {
 
 
 def _child_code(modules: str) -> str:
-    return (
-        "import time\n"
-        "t = time.perf_counter()\n"
-        f"import {modules}\n"
-        "print(repr(time.perf_counter() - t))\n"
-    )
+    return f"import time\nt = time.perf_counter()\nimport {modules}\nprint(repr(time.perf_counter() - t))\n"
 
 
-def _env() -> Dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("AWS_ENDPOINT_URL", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -41,12 +37,16 @@ def _env() -> Dict[str, str]:
     return env
 
 
-def run_once(modules: str) -> Tuple[float, float]:
+def run_once(modules: str) -> tuple[float, float]:
     """(import seconds measured in the child, whole-process wall seconds)."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _child_code(modules)],
-        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, check=False,
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -54,13 +54,17 @@ def run_once(modules: str) -> Tuple[float, float]:
     return float(done.stdout.strip().splitlines()[-1]), wall
 
 
-def import_profile(modules: str, top: int = 8) -> List[Tuple[str, float]]:
+def import_profile(modules: str, top: int = 8) -> list[tuple[str, float]]:
     """What `import app` spends its time on: the module itself and its direct
     imports, cumulative ms under -X importtime (a library is charged to the
     first module that imports it)."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {modules}"],
-        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     parsed = []
     for line in done.stderr.splitlines():
@@ -74,12 +78,12 @@ def import_profile(modules: str, top: int = 8) -> List[Tuple[str, float]]:
     return sorted(entries, key=lambda e: e[1], reverse=True)[:top]
 
 
-def run(quick: bool) -> Dict[str, object]:
+def run(quick: bool) -> dict[str, object]:
     runs = 7 if quick else 21
     labels = list(SUBJECTS)
     for label in labels:  # warm-up, discarded: bytecode compiled, page cache filled
         run_once(SUBJECTS[label])
-    samples: Dict[str, List[Tuple[float, float]]] = {label: [] for label in labels}
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
     for round_no in range(runs):
         order = labels if round_no % 2 == 0 else labels[::-1]  # interleaved, alternating first
         for label in order:
@@ -93,18 +97,33 @@ def run(quick: bool) -> Dict[str, object]:
     for label in labels:
         imports = sorted(s[0] for s in samples[label])
         walls = sorted(s[1] for s in samples[label])
-        rows.append([
-            label, len(imports),
-            f"{med[label][0] * 1000:.0f}", f"{imports[0] * 1000:.0f}-{imports[-1] * 1000:.0f}",
-            f"{med[label][1] * 1000:.0f}", f"{walls[0] * 1000:.0f}-{walls[-1] * 1000:.0f}",
-        ])
+        rows.append(
+            [
+                label,
+                len(imports),
+                f"{med[label][0] * 1000:.0f}",
+                f"{imports[0] * 1000:.0f}-{imports[-1] * 1000:.0f}",
+                f"{med[label][1] * 1000:.0f}",
+                f"{walls[0] * 1000:.0f}-{walls[-1] * 1000:.0f}",
+            ]
+        )
     mins = {label: (min(s[0] for s in samples[label]), min(s[1] for s in samples[label])) for label in labels}
-    rows.append(["ratio app / libraries", "", f"{ratio_import:.2f}", f"min/min {mins[app_label][0] / mins[base_label][0]:.2f}",
-                 f"{ratio_wall:.2f}", f"min/min {mins[app_label][1] / mins[base_label][1]:.2f}"])
+    rows.append(
+        [
+            "ratio app / libraries",
+            "",
+            f"{ratio_import:.2f}",
+            f"min/min {mins[app_label][0] / mins[base_label][0]:.2f}",
+            f"{ratio_wall:.2f}",
+            f"min/min {mins[app_label][1] / mins[base_label][1]:.2f}",
+        ]
+    )
     load = os.getloadavg()[0]
-    print(f"\ncold_start: {runs} fresh processes each, interleaved, cwd={REPO_ROOT}, AWS_ENDPOINT_URL unset, "
-          f"python {sys.version.split()[0]}; 1-min load average at the end {load:.2f} on {os.cpu_count()} cores "
-          f"(other work on the machine widens the spread)")
+    print(
+        f"\ncold_start: {runs} fresh processes each, interleaved, cwd={REPO_ROOT}, AWS_ENDPOINT_URL unset, "
+        f"python {sys.version.split()[0]}; 1-min load average at the end {load:.2f} on {os.cpu_count()} cores "
+        f"(other work on the machine widens the spread)"
+    )
     print_table(
         "Import time in a fresh process (ms)",
         ["what", "runs", "import median", "import min-max", "process median", "process min-max"],
@@ -113,14 +132,20 @@ def run(quick: bool) -> Dict[str, object]:
     heavy = import_profile(SUBJECTS[app_label])
     print_table(
         "Where `import app` spends its time: app and its direct imports (-X importtime, cumulative ms, one run)",
-        ["module", "ms"], [[name, f"{ms:.1f}"] for name, ms in heavy],
+        ["module", "ms"],
+        [[name, f"{ms:.1f}"] for name, ms in heavy],
     )
-    print("verdict: " + verdict(ratio_import <= TARGET_RATIO, f"import ratio {ratio_import:.2f} vs target <= {TARGET_RATIO}; "
-                                f"whole process {ratio_wall:.2f}"))
+    print(
+        "verdict: "
+        + verdict(
+            ratio_import <= TARGET_RATIO,
+            f"import ratio {ratio_import:.2f} vs target <= {TARGET_RATIO}; whole process {ratio_wall:.2f}",
+        )
+    )
     return {"medians": med, "ratio": ratio_import, "ratio_wall": ratio_wall}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     run(quick_flag(argv))
 
 

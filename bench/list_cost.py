@@ -16,13 +16,15 @@ pages are the same with and without (see bench/support.py).
 
     .venv/bin/python -m bench.list_cost [--quick]
 """
+
 from __future__ import annotations
 
 import importlib
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from bench.support import (
     Api,
@@ -30,15 +32,15 @@ from bench.support import (
     Tally,
     api_client,
     build_stack,
+    cheap_moto_transactions,
     cid_for,
     fake_credentials,
     item_bytes,
     median,
-    cheap_moto_transactions,
     partition_scoped_moto_queries,
-    read_only_moto_caches,
     print_table,
     quick_flag,
+    read_only_moto_caches,
     verdict,
 )
 
@@ -61,8 +63,8 @@ class Pin:
     request_id: str
     status: str
     cid_key: str
-    name: Optional[str]
-    meta: Dict[str, str]
+    name: str | None
+    meta: dict[str, str]
 
 
 @dataclass
@@ -70,13 +72,13 @@ class Tenant:
     label: str
     tenant_id: str
     token: str
-    pins: List[Pin] = field(default_factory=list)  # in creation order
+    pins: list[Pin] = field(default_factory=list)  # in creation order
 
 
 # -- building a tenant ---------------------------------------------------------
 
 
-def arrival_times(n: int, rng: random.Random) -> List[int]:
+def arrival_times(n: int, rng: random.Random) -> list[int]:
     """n distinct creation milliseconds over the 30 days before END_MS: half of
     them single pins at uniform times, half in bursts of 5-100 pins about 1.5 s
     apart (an uploader pinning a directory)."""
@@ -119,7 +121,9 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
     times = arrival_times(n, rng)
     planned = iter(times)
     services = stack.services
-    pins = PinService(PinStore(), services.registry, services.outbox, stack.settings.replication_factor, clock=lambda: next(planned))
+    pins = PinService(
+        PinStore(), services.registry, services.outbox, stack.settings.replication_factor, clock=lambda: next(planned)
+    )
     sqs = services.outbox._publisher._sqs()
 
     for i, created in enumerate(times):
@@ -135,7 +139,7 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
     drain(sqs, stack.settings.queue_url)
 
     # Workers move 90% of the pins out of `queued`.
-    statuses, weights = zip(*STATUS_MIX)
+    statuses, weights = zip(*STATUS_MIX, strict=False)
     moves = []
     for pin in tenant.pins:
         target = rng.choices(statuses, weights)[0]
@@ -157,13 +161,13 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
     return tenant
 
 
-def _pack(tenant_id: str, moves: List[Tuple[Pin, str]]) -> List[List[Tuple[Pin, str]]]:
+def _pack(tenant_id: str, moves: list[tuple[Pin, str]]) -> list[list[tuple[Pin, str]]]:
     """Consecutive moves grouped so that each transaction's pins plus their
     (merged) counter buckets stay within DynamoDB's 100 items."""
     from chalicelib.storage.pin_counter import cells_of
 
-    batches: List[List[Tuple[Pin, str]]] = []
-    batch: List[Tuple[Pin, str]] = []
+    batches: list[list[tuple[Pin, str]]] = []
+    batch: list[tuple[Pin, str]] = []
     buckets: set = set()
     for move in moves:
         more = {bucket for bucket, _ in cells_of(tenant_id, move[0].created_ms)}
@@ -184,7 +188,9 @@ def check_stored(tenant: Tenant) -> None:
     stored = {r.created_ms: (r.request_id, r.status) for r in PinRecord.query(tenant.tenant_id, consistent_read=True)}
     expected = {p.created_ms: (p.request_id, p.status) for p in tenant.pins}
     if stored != expected:
-        raise SystemExit(f"FATAL: {tenant.label}: the pins table does not hold what was written ({len(stored)} vs {len(expected)})")
+        raise SystemExit(
+            f"FATAL: {tenant.label}: the pins table does not hold what was written ({len(stored)} vs {len(expected)})"
+        )
 
 
 # -- the cases -----------------------------------------------------------------
@@ -193,7 +199,7 @@ def check_stored(tenant: Tenant) -> None:
 @dataclass
 class Case:
     label: str
-    params: Callable[[Tenant, int], Dict[str, str]]  # (tenant, sample) -> query
+    params: Callable[[Tenant, int], dict[str, str]]  # (tenant, sample) -> query
     samples: int = 1
 
 
@@ -221,25 +227,40 @@ MAIN_CASES = [
     Case("status=pinned", lambda t, s: {"status": "pinned"}),
     Case("one cid", lambda t, s: {"cid": _unique_named(t, s).cid_key}, SAMPLES),
     Case("exact name (unique)", lambda t, s: {"name": _unique_named(t, s).name}, SAMPLES),
-    Case("before=<pin at 5..95%> (pinned)", lambda t, s: {"before": _ts(_pin_at(t, POSITIONS[s]).created_ms)}, len(POSITIONS)),
+    Case(
+        "before=<pin at 5..95%> (pinned)",
+        lambda t, s: {"before": _ts(_pin_at(t, POSITIONS[s]).created_ms)},
+        len(POSITIONS),
+    ),
     Case("all four statuses", lambda t, s: {"status": "queued,pinning,pinned,failed"}),
 ]
 OTHER_CASES = [
-    Case("after=<pin at 5..95%> (pinned)", lambda t, s: {"after": _ts(_pin_at(t, POSITIONS[s]).created_ms)}, len(POSITIONS)),
+    Case(
+        "after=<pin at 5..95%> (pinned)",
+        lambda t, s: {"after": _ts(_pin_at(t, POSITIONS[s]).created_ms)},
+        len(POSITIONS),
+    ),
     Case(
         "after=<pin at p>&before=<pin at p+10%>",
-        lambda t, s: {"after": _ts(_pin_at(t, POSITIONS[s] - 0.05).created_ms), "before": _ts(_pin_at(t, POSITIONS[s] + 0.05).created_ms)},
+        lambda t, s: {
+            "after": _ts(_pin_at(t, POSITIONS[s] - 0.05).created_ms),
+            "before": _ts(_pin_at(t, POSITIONS[s] + 0.05).created_ms),
+        },
         len(POSITIONS) - 2,
     ),
     Case("name match=partial", lambda t, s: {"name": f"file-{s + 1}2", "match": "partial"}, 3),
     # One sample: it reads every pin whatever the value (and moto is slow to serialize 20,000 items).
     Case("meta filter", lambda t, s: {"meta": '{"project":"p1"}'}),
     Case(f"exact name shared by 1% ({SHARED_NAME})", lambda t, s: {"name": SHARED_NAME}),
-    Case("before + status=queued,failed", lambda t, s: {"before": _ts(_pin_at(t, POSITIONS[s]).created_ms), "status": "queued,failed"}, len(POSITIONS)),
+    Case(
+        "before + status=queued,failed",
+        lambda t, s: {"before": _ts(_pin_at(t, POSITIONS[s]).created_ms), "status": "queued,failed"},
+        len(POSITIONS),
+    ),
 ]
 
 
-def brute_force(tenant: Tenant, params: Dict[str, str]) -> Tuple[int, List[str]]:
+def brute_force(tenant: Tenant, params: dict[str, str]) -> tuple[int, list[str]]:
     """The count and the first page, computed from what the bench wrote."""
     from chalicelib.api.pin_requests import parse_list_query
 
@@ -275,7 +296,7 @@ class Measured:
     rcu: float
     counter_items: float
     count: int
-    tallies: List[Tally]
+    tallies: list[Tally]
 
 
 def measure(api: Api, meter: DynamoMeter, tenant: Tenant, case: Case) -> Measured:
@@ -303,7 +324,7 @@ def measure(api: Api, meter: DynamoMeter, tenant: Tenant, case: Case) -> Measure
     return Measured(median(items), median(requests), median(rcus), median(counters), int(median(counts)), tallies)
 
 
-def counter_buckets(tenant: Tenant) -> Tuple[List[List[int]], List[int]]:
+def counter_buckets(tenant: Tenant) -> tuple[list[list[int]], list[int]]:
     """What the tenant's counter buckets weigh: their item sizes (DynamoDB's
     rules) per tree level, and per pin the write units of its 6 counter
     updates in a transaction (2 x 1 KB units per item, at the bucket's final
@@ -312,12 +333,12 @@ def counter_buckets(tenant: Tenant) -> Tuple[List[List[int]], List[int]]:
 
     cells = {pin.created_ms: cells_of(tenant.tenant_id, pin.created_ms) for pin in tenant.pins}
     keys = sorted({bucket for per_pin in cells.values() for bucket, _ in per_pin})
-    sizes: Dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for start in range(0, len(keys), 100):  # BatchGetItem's limit
-        for key, counts in read_buckets(keys[start:start + 100]).items():
+        for key, counts in read_buckets(keys[start : start + 100]).items():
             item = {"bucket": {"S": key}, **{name: {"N": str(n)} for name, n in counts.items()}}
             sizes[key] = item_bytes(item)
-    by_level: List[List[int]] = [[] for _ in range(LEVELS)]
+    by_level: list[list[int]] = [[] for _ in range(LEVELS)]
     for key, size in sizes.items():
         by_level[int(key.rsplit("#", 2)[1]) - 1].append(size)
     wcu = [sum(2 * -(-sizes[bucket] // 1024) for bucket, _ in per_pin) for per_pin in cells.values()]
@@ -348,7 +369,7 @@ def records_memory(tenant: Tenant) -> int:
     return held
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     cheap_moto_transactions()
     partition_scoped_moto_queries()
@@ -358,7 +379,7 @@ def run(quick: bool) -> Dict[str, Any]:
 
     small_n, large_n = (200, 2_000) if quick else (1_000, 20_000)
     rng = random.Random(20250601)
-    results: Dict[str, Any] = {"sizes": (small_n, large_n), "main": [], "other": []}
+    results: dict[str, Any] = {"sizes": (small_n, large_n), "main": [], "other": []}
     with mock_aws():
         stack = build_stack("bench")
         started = time.perf_counter()
@@ -388,27 +409,54 @@ def run(quick: bool) -> Dict[str, Any]:
         f"(built and checked in {built_s:.0f} s, measured in {measured_s:.0f} s); limit=10 (default); medians over samples"
     )
     headers = [
-        "case", "n",
-        f"items {small_n}", f"reqs {small_n}", f"~RCU {small_n}", f"count {small_n}",
-        f"items {large_n}", f"reqs {large_n}", f"~RCU {large_n}", f"count {large_n}",
-        "ratio items", "ratio ~RCU", "target: items <= 1.2x",
+        "case",
+        "n",
+        f"items {small_n}",
+        f"reqs {small_n}",
+        f"~RCU {small_n}",
+        f"count {small_n}",
+        f"items {large_n}",
+        f"reqs {large_n}",
+        f"~RCU {large_n}",
+        f"count {large_n}",
+        "ratio items",
+        "ratio ~RCU",
+        "target: items <= 1.2x",
     ]
 
-    def rows(entries: Sequence[Tuple[Case, Measured, Measured]], with_target: bool) -> List[List[Any]]:
+    def rows(entries: Sequence[tuple[Case, Measured, Measured]], with_target: bool) -> list[list[Any]]:
         out = []
         for case, a, b in entries:
             ratio = b.items / a.items if a.items else float("inf")
-            out.append([
-                case.label, case.samples,
-                f"{a.items:g}", f"{a.requests:g}", f"{a.rcu:g}", a.count,
-                f"{b.items:g}", f"{b.requests:g}", f"{b.rcu:g}", b.count,
-                f"{ratio:.2f}", f"{b.rcu / a.rcu:.2f}",
-                ("met" if ratio <= TARGET_RATIO else "NOT MET") if with_target else "-",
-            ])
+            out.append(
+                [
+                    case.label,
+                    case.samples,
+                    f"{a.items:g}",
+                    f"{a.requests:g}",
+                    f"{a.rcu:g}",
+                    a.count,
+                    f"{b.items:g}",
+                    f"{b.requests:g}",
+                    f"{b.rcu:g}",
+                    b.count,
+                    f"{ratio:.2f}",
+                    f"{b.rcu / a.rcu:.2f}",
+                    ("met" if ratio <= TARGET_RATIO else "NOT MET") if with_target else "-",
+                ]
+            )
         return out
 
-    print_table("GET /pins — seven main cases (items read = Query ScannedCount + GetItem hits, all tables)", headers, rows(results["main"], True))
-    print_table("GET /pins — other cases, no target (residual filters and popular names read every match)", headers, rows(results["other"], False))
+    print_table(
+        "GET /pins — seven main cases (items read = Query ScannedCount + GetItem hits, all tables)",
+        headers,
+        rows(results["main"], True),
+    )
+    print_table(
+        "GET /pins — other cases, no target (residual filters and popular names read every match)",
+        headers,
+        rows(results["other"], False),
+    )
     per_pin = held_bytes / small_n
     print(
         f"meta filter in the API process: every pin is deserialized and held at once (filter applied in Python): "
@@ -420,25 +468,49 @@ def run(quick: bool) -> Dict[str, Any]:
     before = next(entry for entry in results["main"] if entry[0].label.startswith("before"))
     detail = []
     for tenant_label, measured in ((f"{small_n}", before[1]), (f"{large_n}", before[2])):
-        for position, tally in zip(POSITIONS, measured.tallies):
+        for position, tally in zip(POSITIONS, measured.tallies, strict=False):
             pins = tally.only("-pins")
-            detail.append([
-                tenant_label, f"{position:.0%}", tally.items_read, tally.requests, f"{tally.rcu:g}",
-                pins.items_read, tally.only("-pin-counters").items_read, tally.only("-pin-counters").requests,
-            ])
+            detail.append(
+                [
+                    tenant_label,
+                    f"{position:.0%}",
+                    tally.items_read,
+                    tally.requests,
+                    f"{tally.rcu:g}",
+                    pins.items_read,
+                    tally.only("-pin-counters").items_read,
+                    tally.only("-pin-counters").requests,
+                ]
+            )
     print_table(
         "before=<pin at position>: where the reads go",
-        ["tenant", "position", "items", "reqs", "~RCU", "pins items (page+64ms window)", "counter items", "counter requests"],
+        [
+            "tenant",
+            "position",
+            "items",
+            "reqs",
+            "~RCU",
+            "pins items (page+64ms window)",
+            "counter items",
+            "counter requests",
+        ],
         detail,
     )
     summary = []
     for tenant_label, measured in ((f"{small_n}", before[1]), (f"{large_n}", before[2])):
         totals = [t.items_read for t in measured.tallies]
         counters = [t.only("-pin-counters").items_read for t in measured.tallies]
-        summary.append([
-            tenant_label, f"{median(totals):g}", f"{sum(totals) / len(totals):.1f}", max(totals),
-            f"{median(counters):g}", f"{sum(counters) / len(counters):.1f}", max(counters),
-        ])
+        summary.append(
+            [
+                tenant_label,
+                f"{median(totals):g}",
+                f"{sum(totals) / len(totals):.1f}",
+                max(totals),
+                f"{median(counters):g}",
+                f"{sum(counters) / len(counters):.1f}",
+                max(counters),
+            ]
+        )
     level_names = ["1 (64 ms)", "2 (4 s)", "3 (262 s)", "4 (4.7 h)", "5 (12.4 d)", "6 (2.2 y)"]
     print_table(
         "counter buckets (one item each) by tree level: how many, mean / max item bytes",
@@ -459,21 +531,33 @@ def run(quick: bool) -> Dict[str, Any]:
     )
     print_table(
         f"before=<pin at 5..95%>: items read over {len(POSITIONS)} positions",
-        ["tenant", "median items", "mean items", "max items", "median counter items", "mean counter items", "max counter items"],
+        [
+            "tenant",
+            "median items",
+            "mean items",
+            "max items",
+            "median counter items",
+            "mean counter items",
+            "max counter items",
+        ],
         summary,
     )
     failures = [case.label for case, a, b in results["main"] if a.items and b.items / a.items > TARGET_RATIO]
     print(
         "verdict: "
-        + verdict(not failures, "all seven main cases within 1.2x" if not failures else "over 1.2x: " + "; ".join(failures))
+        + verdict(
+            not failures, "all seven main cases within 1.2x" if not failures else "over 1.2x: " + "; ".join(failures)
+        )
     )
     print("every count and page above equals the brute-force answer (checked per request)")
-    print("~RCU: estimated strongly consistent read units: bytes of the items read, per request rounded up to 4 KB, min 1 "
-          "(items read but not returned -- dropped by a filter, or counted -- sized at the mean of that table's returned items)")
+    print(
+        "~RCU: estimated strongly consistent read units: bytes of the items read, per request rounded up to 4 KB, min 1 "
+        "(items read but not returned -- dropped by a filter, or counted -- sized at the mean of that table's returned items)"
+    )
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     run(quick_flag(argv))
 
 

@@ -10,6 +10,7 @@ GET /pins/{id} and GET /pins with filters. It reports
 
     .venv/bin/python -m bench.memory [--quick]
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bench.support import REPO_ROOT, print_table, quick_flag, verdict
 
@@ -37,7 +39,7 @@ server.stop()
 """
 
 
-def _rss_mb() -> List[float]:
+def _rss_mb() -> list[float]:
     """[ru_maxrss, VmHWM] in MB: getrusage's peak, and the kernel's high-water
     mark of this process image (a cross-check; both are KiB on Linux)."""
     import resource
@@ -52,7 +54,7 @@ def _rss_mb() -> List[float]:
 
 def child(requests: int) -> None:
     """Runs in the fresh API process; prints one JSON line."""
-    marks: List[List[Any]] = [["interpreter + bench harness", *_rss_mb()]]
+    marks: list[list[Any]] = [["interpreter + bench harness", *_rss_mb()]]
     import app as app_module  # noqa: E402
 
     marks.append(["after `import app`", *_rss_mb()])
@@ -61,8 +63,8 @@ def child(requests: int) -> None:
     from bench.support import Api, cid_for
 
     token = os.environ["BENCH_TOKEN"]
-    statuses: Dict[int, int] = {}
-    created: List[Dict[str, Any]] = []
+    statuses: dict[int, int] = {}
+    created: list[dict[str, Any]] = []
     filters = [
         lambda i: {},
         lambda i: {"status": "queued"},
@@ -73,7 +75,7 @@ def child(requests: int) -> None:
         lambda i: {"name": "file-1", "match": "partial"},
         lambda i: {"meta": json.dumps({"batch": f"b{i % 7}"})},
     ]
-    latency: Dict[str, List[float]] = {"POST /pins": [], "GET /pins/{id}": [], "GET /pins?filters": []}
+    latency: dict[str, list[float]] = {"POST /pins": [], "GET /pins/{id}": [], "GET /pins?filters": []}
     started = time.monotonic()
     with Client(app_module.app) as client:
         api = Api(client, token)
@@ -81,7 +83,7 @@ def child(requests: int) -> None:
             kind = i % 10
             began = time.perf_counter()
             if kind < 4 or not created:  # 40% POST /pins
-                body: Dict[str, Any] = {"cid": cid_for(f"mem/{i}"), "name": f"file-{i}.txt"}
+                body: dict[str, Any] = {"cid": cid_for(f"mem/{i}"), "name": f"file-{i}.txt"}
                 if i % 3 == 0:
                     body["meta"] = {"batch": f"b{i % 7}", "app": "bench"}
                 status, payload = api.request("POST", "/pins", body=body)
@@ -101,16 +103,20 @@ def child(requests: int) -> None:
             if (i + 1) % (requests // 4) == 0:
                 marks.append([f"after {i + 1} requests", *_rss_mb()])
     clients = _clients_probe()
-    print(json.dumps({
-        "clients": clients,
-        "marks": marks,
-        "statuses": statuses,
-        "seconds": time.monotonic() - started,
-        "latency_ms": latency,
-        "modules": len(sys.modules),
-        "moto_imported": any(name == "moto" or name.startswith("moto.") for name in sys.modules),
-        "boto3_imported": "boto3" in sys.modules,
-    }))
+    print(
+        json.dumps(
+            {
+                "clients": clients,
+                "marks": marks,
+                "statuses": statuses,
+                "seconds": time.monotonic() - started,
+                "latency_ms": latency,
+                "modules": len(sys.modules),
+                "moto_imported": any(name == "moto" or name.startswith("moto.") for name in sys.modules),
+                "boto3_imported": "boto3" in sys.modules,
+            }
+        )
+    )
 
 
 def _vmrss_mb() -> float:
@@ -118,7 +124,7 @@ def _vmrss_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def _clients_probe() -> Dict[str, Any]:
+def _clients_probe() -> dict[str, Any]:
     """How many botocore clients and sessions the service holds, and what one
     more client costs in a new session (as PynamoDB makes one per model)
     versus in an existing one. Runs after the peak was recorded."""
@@ -128,7 +134,9 @@ def _clients_probe() -> Dict[str, Any]:
 
     connections = [model._connection.connection for model in MODELS if model._connection is not None]
     clients = {id(c._client) for c in connections if c._client is not None}
-    sessions = {id(getattr(c._local, "session", None)) for c in connections if getattr(c._local, "session", None) is not None}
+    sessions = {
+        id(getattr(c._local, "session", None)) for c in connections if getattr(c._local, "session", None) is not None
+    }
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     region = os.environ["AWS_DEFAULT_REGION"]
     before, started = _vmrss_mb(), time.perf_counter()
@@ -150,14 +158,18 @@ def _clients_probe() -> Dict[str, Any]:
 # -- the parent ----------------------------------------------------------------------
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     from bench.support import build_stack, fake_credentials
 
     requests = 200 if quick else 1000
     fake_credentials()
     server = subprocess.Popen(
-        [sys.executable, "-c", MOTO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT,  # werkzeug logs every request
+        [sys.executable, "-c", MOTO_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,  # werkzeug logs every request
     )
     try:
         endpoint = server.stdout.readline().strip()  # type: ignore[union-attr]
@@ -177,8 +189,20 @@ def run(quick: bool) -> Dict[str, Any]:
         # at least the parent's peak. A small shell forks the API process, so
         # its ru_maxrss starts from the shell's few MB.
         done = subprocess.run(
-            ["/bin/sh", "-c", '"$@"; exit $?', "sh", sys.executable, "-c", f"from bench.memory import child; child({requests})"],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+            [
+                "/bin/sh",
+                "-c",
+                '"$@"; exit $?',
+                "sh",
+                sys.executable,
+                "-c",
+                f"from bench.memory import child; child({requests})",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise SystemExit(f"FATAL: API process failed:\n{done.stderr[-4000:]}")
@@ -195,10 +219,12 @@ def run(quick: bool) -> Dict[str, Any]:
     if bad:
         raise SystemExit(f"FATAL: unexpected answers in the API process: {report['statuses']}")
     peak = max(mark[1] for mark in report["marks"])
-    print(f"\nmemory: API process serving {requests} in-process requests (40% POST /pins, 30% GET /pins/{{id}}, "
-          f"30% GET /pins with 8 filter kinds) against moto server in another process at {endpoint}; "
-          f"answers {report['statuses']} in {report['seconds']:.0f} s; {report['modules']} modules loaded "
-          f"(moto {'LOADED' if report['moto_imported'] else 'not loaded'}, boto3 {'loaded' if report['boto3_imported'] else 'not loaded'})")
+    print(
+        f"\nmemory: API process serving {requests} in-process requests (40% POST /pins, 30% GET /pins/{{id}}, "
+        f"30% GET /pins with 8 filter kinds) against moto server in another process at {endpoint}; "
+        f"answers {report['statuses']} in {report['seconds']:.0f} s; {report['modules']} modules loaded "
+        f"(moto {'LOADED' if report['moto_imported'] else 'not loaded'}, boto3 {'loaded' if report['boto3_imported'] else 'not loaded'})"
+    )
     print_table(
         "Peak RSS of the API process (ru_maxrss, MB)",
         ["point", "ru_maxrss MB", "VmHWM MB"],
@@ -222,16 +248,26 @@ def run(quick: bool) -> Dict[str, Any]:
         [
             ["DynamoDB clients held by the models", probe["dynamodb_clients"]],
             ["distinct botocore sessions behind them", probe["botocore_sessions"]],
-            ["one more DynamoDB client in a NEW session: MB / ms", "%.1f / %.0f" % tuple(probe["new_session_client"])],
-            ["one more DynamoDB client in the SAME session: MB / ms", "%.1f / %.0f" % tuple(probe["same_session_client"])],
+            [
+                "one more DynamoDB client in a NEW session: MB / ms",
+                "{:.1f} / {:.0f}".format(*tuple(probe["new_session_client"])),
+            ],
+            [
+                "one more DynamoDB client in the SAME session: MB / ms",
+                "{:.1f} / {:.0f}".format(*tuple(probe["same_session_client"])),
+            ],
         ],
     )
-    print("verdict: " + verdict(peak < TARGET_MB, f"peak {peak:.1f} MB vs target < {TARGET_MB} MB, "
-                                f"{TARGET_MB - peak:.0f} MB headroom"))
+    print(
+        "verdict: "
+        + verdict(
+            peak < TARGET_MB, f"peak {peak:.1f} MB vs target < {TARGET_MB} MB, {TARGET_MB - peak:.0f} MB headroom"
+        )
+    )
     return report
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     run(quick_flag(argv))
 
 

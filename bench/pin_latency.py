@@ -27,6 +27,7 @@ with the adapter as shipped, and with nodes whose adapter sets TCP_NODELAY
 
     .venv/bin/python -m bench.pin_latency [--quick]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 from bench.support import api_client, fake_credentials, print_table, quick_flag
 from bench.worker_cost import Backends, worker_stack
@@ -50,7 +52,7 @@ _NODELAY_SITE = "import socketserver\nsocketserver.StreamRequestHandler.disable_
 
 
 @contextlib.contextmanager
-def _fleet(nodelay: bool, base_dir: str) -> Iterator[List[Any]]:
+def _fleet(nodelay: bool, base_dir: str) -> Iterator[list[Any]]:
     """Two fleet nodes and the user's node (the last)."""
     from devstack.kubo.fleet import running_fleet
 
@@ -115,7 +117,7 @@ class Recorder:
     """Wall time of calls on wrapped methods, while `active`."""
 
     def __init__(self) -> None:
-        self.events: List[Tuple[str, float, float]] = []
+        self.events: list[tuple[str, float, float]] = []
         self.active = False
         self._lock = threading.Lock()
 
@@ -134,7 +136,7 @@ class Recorder:
 
         setattr(owner, method, timed)
 
-    def take(self) -> List[Tuple[str, float, float]]:
+    def take(self) -> list[tuple[str, float, float]]:
         with self._lock:
             events, self.events = self.events, []
         return events
@@ -166,10 +168,10 @@ class ServiceRun:
     api: float
     receive: float
     worker: float
-    parts: Dict[str, float] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
 
 
-def _service_run(stack: "_Stack", rpc_user: _Rpc, recorder: Recorder) -> ServiceRun:
+def _service_run(stack: _Stack, rpc_user: _Rpc, recorder: Recorder) -> ServiceRun:
     from chalicelib.worker.batch import QueuedMessage, process_batch
 
     services = stack.services
@@ -198,14 +200,14 @@ def _service_run(stack: "_Stack", rpc_user: _Rpc, recorder: Recorder) -> Service
     def total_of(label: str, lo: float, hi: float) -> float:
         return sum(end - start for name, start, end in events if name == label and lo <= start <= hi)
 
-    parts: Dict[str, float] = {
+    parts: dict[str, float] = {
         "api.dynamodb": total_of("api.dynamodb", started, api_done),
         "api.sqs": total_of("api.sqs", started, api_done),
         "worker.dynamodb": total_of("worker.dynamodb", received, ended),
         "worker.registry": total_of("registry", received, ended),
     }
     # Replicas pin in parallel: the slowest one (dial + pin/add) is on the critical path.
-    per_node: Dict[str, Dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    per_node: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for name, start, end in events:
         if name.startswith("kubo.") and received <= start <= ended:
             call, node = name[len("kubo.") :].split("@")
@@ -217,7 +219,15 @@ def _service_run(stack: "_Stack", rpc_user: _Rpc, recorder: Recorder) -> Service
     parts["dag/stat"] = sum(calls["dag/stat"] for calls in per_node.values())
     worker = ended - received
     parts["worker other"] = worker - sum(
-        parts[key] for key in ("worker.dynamodb", "worker.registry", "swarm/connect", "pin/add stream", "pin/ls confirm", "dag/stat")
+        parts[key]
+        for key in (
+            "worker.dynamodb",
+            "worker.registry",
+            "swarm/connect",
+            "pin/add stream",
+            "pin/ls confirm",
+            "dag/stat",
+        )
     )
     parts["api other"] = (api_done - started) - parts["api.dynamodb"] - parts["api.sqs"]
     return ServiceRun(ended - started, api_done - started, received - api_done, worker, parts)
@@ -245,7 +255,7 @@ def _direct_run(rpc_user: _Rpc, fleet_rpcs: Sequence[_Rpc]) -> DirectRun:
     if len(fleet_rpcs) == 1:
         run = _direct_pin(fleet_rpcs[0], cid, rpc_user.node.multiaddr)
     else:
-        results: List[Optional[DirectRun]] = [None] * len(fleet_rpcs)
+        results: list[DirectRun | None] = [None] * len(fleet_rpcs)
 
         def pin(index: int) -> None:
             results[index] = _direct_pin(fleet_rpcs[index], cid, rpc_user.node.multiaddr)
@@ -275,9 +285,9 @@ class _Stack:
 
 @dataclass
 class FleetResult:
-    service: List[ServiceRun]
-    direct1: List[DirectRun]
-    direct2: List[DirectRun]
+    service: list[ServiceRun]
+    direct1: list[DirectRun]
+    direct2: list[DirectRun]
     call_ms: float  # a bare `id` call on a kept-alive connection
     pin_ls_ms: float = 0.0  # a bare pin/ls of one pinned CID, after the runs
     pins_listed: int = 0  # what the fleet node lists as pinned then (recursive and indirect)
@@ -306,19 +316,19 @@ def _measure_fleet(backends: Any, nodelay: bool, runs: int, base_dir: str, prefi
         result = FleetResult([], [], [], statistics.median(call_ms[1:]))
         with api_client(services, token) as api:
             stack = _Stack(services, api, sqs, queue_url)
-            variants: List[Tuple[str, Callable[[int], None]]] = [
+            variants: list[tuple[str, Callable[[int], None]]] = [
                 ("service", lambda i: result.service.append(_service_run(stack, rpc_user, recorder))),
                 ("direct1", lambda i: result.direct1.append(_direct_run(rpc_user, [rpc_fleet[i % 2]]))),
                 ("direct2", lambda i: result.direct2.append(_direct_run(rpc_user, rpc_fleet))),
             ]
-            for name, go in variants:  # warm-up: connections, caches, imports
+            for _name, go in variants:  # warm-up: connections, caches, imports
                 go(0)
             result.service.clear()
             result.direct1.clear()
             result.direct2.clear()
             for i in range(runs):
                 shift = i % len(variants)
-                for name, go in variants[shift:] + variants[:shift]:
+                for _name, go in variants[shift:] + variants[:shift]:
                     go(i)
         # The worker confirms each pin with pin/ls; how long one takes on this node now.
         cid = rpc_user.add_fresh(64 * 1024)
@@ -338,13 +348,13 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
     logging.getLogger("pinning").setLevel(logging.WARNING)
     runs = 2 if quick else 9
-    results: Dict[str, FleetResult] = {}
+    results: dict[str, FleetResult] = {}
     with Backends(nodes=0) as backends, tempfile.TemporaryDirectory(prefix="bench-latency-") as base:
         results["adapter as shipped"] = _measure_fleet(backends, False, runs, base, "latshipped")
         results["adapter + TCP_NODELAY"] = _measure_fleet(backends, True, runs, base, "latnodelay")
@@ -352,16 +362,16 @@ def run(quick: bool) -> Dict[str, Any]:
     med = statistics.median
     labels = list(results)
 
-    def row(name: str, pick: Callable[[FleetResult], float]) -> List[Any]:
+    def row(name: str, pick: Callable[[FleetResult], float]) -> list[Any]:
         return [name] + [_ms(pick(results[label])) for label in labels]
 
     def part(key: str) -> Callable[[FleetResult], float]:
         return lambda r: med(run.parts[key] for run in r.service)
 
     rows = [
-        ["one bare RPC call (id), kept-alive connection"] + [f"{results[l].call_ms:.1f}" for l in labels],
-        ["one bare pin/ls of 1 CID, after the runs"] + [f"{results[l].pin_ls_ms:.1f}" for l in labels],
-        ["  pins the node then lists (recursive + indirect)"] + [str(results[l].pins_listed) for l in labels],
+        ["one bare RPC call (id), kept-alive connection"] + [f"{results[label].call_ms:.1f}" for label in labels],
+        ["one bare pin/ls of 1 CID, after the runs"] + [f"{results[label].pin_ls_ms:.1f}" for label in labels],
+        ["  pins the node then lists (recursive + indirect)"] + [str(results[label].pins_listed) for label in labels],
         row("direct pin, 1 fleet node: swarm/connect + pin/add", lambda r: med(x.total for x in r.direct1)),
         row("  swarm/connect", lambda r: med(x.connect for x in r.direct1)),
         row("  pin/add", lambda r: med(x.pin for x in r.direct1)),
@@ -378,11 +388,20 @@ def run(quick: bool) -> Dict[str, Any]:
         row("    Kubo pin/add stream (slowest replica)", part("pin/add stream")),
         row("    Kubo pin/ls confirm (slowest replica)", part("pin/ls confirm")),
         row("    Kubo dag/stat", part("dag/stat")),
-        row("    node list (cached), threads, decode, other", lambda r: med(x.parts["worker other"] + x.parts["worker.registry"] for x in r.service)),
+        row(
+            "    node list (cached), threads, decode, other",
+            lambda r: med(x.parts["worker other"] + x.parts["worker.registry"] for x in r.service),
+        ),
     ]
-    ratio1 = [med(x.total for x in results[l].service) / med(x.total for x in results[l].direct1) for l in labels]
-    ratio2 = [med(x.total for x in results[l].service) / med(x.total for x in results[l].direct2) for l in labels]
-    rest = [med(x.total for x in results[l].service) - med(x.total for x in results[l].direct2) for l in labels]
+    ratio1 = [
+        med(x.total for x in results[label].service) / med(x.total for x in results[label].direct1) for label in labels
+    ]
+    ratio2 = [
+        med(x.total for x in results[label].service) / med(x.total for x in results[label].direct2) for label in labels
+    ]
+    rest = [
+        med(x.total for x in results[label].service) - med(x.total for x in results[label].direct2) for label in labels
+    ]
     rows.append(["ratio service / direct (1 node)"] + [f"{v:.2f}" for v in ratio1])
     rows.append(["ratio service / direct (both nodes)"] + [f"{v:.2f}" for v in ratio2])
     rows.append(["service - direct (both nodes), ms"] + [f"{v * 1000:.0f}" for v in rest])
@@ -404,7 +423,7 @@ def run(quick: bool) -> Dict[str, Any]:
     return {"results": results}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     quick = quick_flag(argv)
     started = time.perf_counter()
     run(quick)

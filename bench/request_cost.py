@@ -6,9 +6,11 @@ for 100 requests with one token in a warm container.
 
     .venv/bin/python -m bench.request_cost [--quick]
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bench.support import (
     DynamoMeter,
@@ -34,7 +36,7 @@ class FakeClock:
         return self.ms
 
 
-def _row(label: str, tallies: List[Tally], sends: List[int], target: str, met: Optional[bool]) -> List[Any]:
+def _row(label: str, tallies: list[Tally], sends: list[int], target: str, met: bool | None) -> list[Any]:
     writes = [t.writes for t in tallies]
     tx_items = [n for t in tallies for n in t.tx_items]
     reads = [t.reads for t in tallies]
@@ -52,7 +54,7 @@ def _row(label: str, tallies: List[Tally], sends: List[int], target: str, met: O
     ]
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     cheap_moto_transactions()
     from moto import mock_aws
@@ -60,7 +62,7 @@ def run(quick: bool) -> Dict[str, Any]:
     from chalicelib.tenants.authenticator import Authenticator
 
     n = 20 if quick else 100
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     with mock_aws():
         stack = build_stack("reqcost")
         meter, sqs = DynamoMeter(), SqsMeter()
@@ -80,7 +82,7 @@ def run(quick: bool) -> Dict[str, Any]:
                     sends.append(sqs.sends - sent)
                 return tallies, sends
 
-            created: List[str] = []
+            created: list[str] = []
 
             def post(i: int) -> None:
                 body = {"cid": cid_for(f"req/{i}"), "name": f"file-{i}.txt", "meta": {"app": "bench"}}
@@ -104,7 +106,7 @@ def run(quick: bool) -> Dict[str, Any]:
             clock.ms += 61_000  # the probe's token read has expired
             auth_rows = []
 
-            def token_reads(requests: int, step_ms: int, token: Optional[str] = None, expect: int = 200) -> tuple:
+            def token_reads(requests: int, step_ms: int, token: str | None = None, expect: int = 200) -> tuple:
                 mark = meter.mark()
                 start = clock.ms
                 for _ in range(requests):
@@ -116,12 +118,18 @@ def run(quick: bool) -> Dict[str, Any]:
                 return tally.reads, (clock.ms - step_ms - start) / 1000
 
             reads, span = token_reads(100, 500)
-            auth_rows.append(["100 GETs, same token, 0.5 s apart", f"{span:.1f}", reads, "1", "met" if reads == 1 else "NOT MET"])
+            auth_rows.append(
+                ["100 GETs, same token, 0.5 s apart", f"{span:.1f}", reads, "1", "met" if reads == 1 else "NOT MET"]
+            )
             reads, span = token_reads(1, 0)
-            auth_rows.append(["1 more GET, 50 s after the first (cache 60 s)", "-", reads, "0", "met" if reads == 0 else "NOT MET"])
+            auth_rows.append(
+                ["1 more GET, 50 s after the first (cache 60 s)", "-", reads, "0", "met" if reads == 0 else "NOT MET"]
+            )
             clock.ms += 11_000
             reads, span = token_reads(1, 0)
-            auth_rows.append(["1 more GET, 61 s after the first", "-", reads, "1 (expiry)", "met" if reads == 1 else "NOT MET"])
+            auth_rows.append(
+                ["1 more GET, 61 s after the first", "-", reads, "1 (expiry)", "met" if reads == 1 else "NOT MET"]
+            )
             reads, span = token_reads(100, 500, token="not-a-token-" + "x" * 30, expect=401)
             auth_rows.append(["100 GETs, same UNKNOWN token, 0.5 s apart", f"{span:.1f}", reads, "-", "-"])
 
@@ -135,11 +143,24 @@ def run(quick: bool) -> Dict[str, Any]:
                 api.ok("GET", f"/pins/{probe}", 200)
             elapsed = time.monotonic() - started
             real_reads = meter.since(mark).only("-api-tokens").reads
-            auth_rows.append(["100 GETs, same token, real clock", f"{elapsed:.1f}", real_reads, "1", "met" if real_reads == 1 and elapsed < 60 else "NOT MET"])
+            auth_rows.append(
+                [
+                    "100 GETs, same token, real clock",
+                    f"{elapsed:.1f}",
+                    real_reads,
+                    "1",
+                    "met" if real_reads == 1 and elapsed < 60 else "NOT MET",
+                ]
+            )
 
     rows = [
-        _row("POST /pins", post_t, post_s, "writes <= 3, sends = 1",
-             max(t.writes for t in post_t) <= 3 and all(s == 1 for s in post_s)),
+        _row(
+            "POST /pins",
+            post_t,
+            post_s,
+            "writes <= 3, sends = 1",
+            max(t.writes for t in post_t) <= 3 and all(s == 1 for s in post_s),
+        ),
         _row("GET /pins/{requestid}", get_t, get_s, "reads = 1", all(t.reads == 1 for t in get_t)),
         _row("GET /pins?status=queued", list_t, list_s, "(info)", None),
         _row("POST /pins/{requestid} (replace)", replace_t, replace_s, "(info)", None),
@@ -150,8 +171,10 @@ def run(quick: bool) -> Dict[str, Any]:
         "DynamoDB / SQS work per request, beyond authentication (median / max)",
         ["request", "n", "write reqs", "items in tx", "SQS sends", "read reqs", "items read", "target", "verdict"],
         rows,
-        note="POST /pins transaction items by table: " + ", ".join(f"{t}: {k}" for t, k in tx_tables.items())
-        + "\nPOST /pins calls: " + post_t[0].describe(),
+        note="POST /pins transaction items by table: "
+        + ", ".join(f"{t}: {k}" for t, k in tx_tables.items())
+        + "\nPOST /pins calls: "
+        + post_t[0].describe(),
     )
     print_table(
         "Authentication: DynamoDB token reads (api-tokens GetItem), authenticator clock injected unless noted",
@@ -161,14 +184,19 @@ def run(quick: bool) -> Dict[str, Any]:
     post_ok = rows[0][-1] == "met"
     get_ok = rows[1][-1] == "met"
     auth_ok = all(r[-1] in ("met", "-") for r in auth_rows)
-    print("verdict: POST " + verdict(post_ok, f"{rows[0][2]} writes, {rows[0][4]} sends")
-          + "; GET by id " + verdict(get_ok, f"{rows[1][5]} reads")
-          + "; auth " + verdict(auth_ok, "1 token read per token per 60 s"))
+    print(
+        "verdict: POST "
+        + verdict(post_ok, f"{rows[0][2]} writes, {rows[0][4]} sends")
+        + "; GET by id "
+        + verdict(get_ok, f"{rows[1][5]} reads")
+        + "; auth "
+        + verdict(auth_ok, "1 token read per token per 60 s")
+    )
     out.update(rows=rows, auth=auth_rows)
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     run(quick_flag(argv))
 
 

@@ -20,16 +20,17 @@ service's time, as it would for a client polling that often.
 
     .venv/bin/python -m bench.stack_latency [--runs 5] [--large-runs 3] [--large-mib 100] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from bench.support import KuboRpc, LocalStack, local_stack, print_table
 
@@ -56,8 +57,8 @@ class Runner:
         self.your = stack.your_node()
         self.origins = self.your.multiaddrs()
         self.fleet = stack.fleet_nodes()
-        self.service: List[ServiceRun] = []
-        self.direct: Dict[int, List[float]] = {1: [], 2: []}
+        self.service: list[ServiceRun] = []
+        self.direct: dict[int, list[float]] = {1: [], 2: []}
         self._turn = 0
 
     def service_run(self, size: int) -> None:
@@ -96,9 +97,9 @@ class Runner:
             list(pool.map(pin, chosen))
         self.direct[nodes].append(time.perf_counter() - started)
 
-    def measure(self, size: int, runs: int) -> Tuple[List[ServiceRun], Dict[int, List[float]]]:
+    def measure(self, size: int, runs: int) -> tuple[list[ServiceRun], dict[int, list[float]]]:
         self.service, self.direct = [], {1: [], 2: []}
-        variants: List[Callable[[], None]] = [
+        variants: list[Callable[[], None]] = [
             lambda: self.service_run(size),
             lambda: self.direct_run(size, 1),
             lambda: self.direct_run(size, 2),
@@ -114,7 +115,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-Results = Dict[str, Tuple[List[ServiceRun], Dict[int, List[float]]]]
+Results = dict[str, tuple[list[ServiceRun], dict[int, list[float]]]]
 
 
 def run(runs: int, large_runs: int, large_mib: int) -> Results:
@@ -136,7 +137,7 @@ def measure(stack: LocalStack, runs: int, large_runs: int, large_mib: int) -> Re
     med = statistics.median
     labels = list(results)
 
-    def row(name: str, pick: Callable[[List[ServiceRun], Dict[int, List[float]]], float]) -> List[str]:
+    def row(name: str, pick: Callable[[list[ServiceRun], dict[int, list[float]]], float]) -> list[str]:
         return [name] + [_ms(pick(*results[label])) for label in labels]
 
     rows = [
@@ -147,25 +148,36 @@ def measure(stack: LocalStack, runs: int, large_runs: int, large_mib: int) -> Re
         row("direct: the same on both fleet nodes at once", lambda s, d: med(d[2])),
         row("service - direct (both nodes)", lambda s, d: med(r.total for r in s) - med(d[2])),
     ]
-    rows.append(["ratio service / direct (both nodes)"] + [f"{med(r.total for r in s) / med(d[2]):.2f}" for s, d in results.values()])
-    rows.append(["ratio service / direct (1 node)"] + [f"{med(r.total for r in s) / med(d[1]):.2f}" for s, d in results.values()])
-    rows.append(["direct (both nodes): MiB/s per node"] + [
-        f"{size / MIB / med(results[label][1][2]):.1f}" for label, size, _ in sizes
-    ])
+    rows.append(
+        ["ratio service / direct (both nodes)"]
+        + [f"{med(r.total for r in s) / med(d[2]):.2f}" for s, d in results.values()]
+    )
+    rows.append(
+        ["ratio service / direct (1 node)"]
+        + [f"{med(r.total for r in s) / med(d[1]):.2f}" for s, d in results.values()]
+    )
+    rows.append(
+        ["direct (both nodes): MiB/s per node"]
+        + [f"{size / MIB / med(results[label][1][2]):.1f}" for label, size, _ in sizes]
+    )
     print_table(
         "Pin latency on the local stack, fresh random content on your node (ms, medians; "
-        + ", ".join(f"{label}: {count} runs" for label, _, count in sizes) + ", interleaved)",
-        ["", *labels], rows,
+        + ", ".join(f"{label}: {count} runs" for label, _, count in sizes)
+        + ", interleaved)",
+        ["", *labels],
+        rows,
         note=f"The service is polled every {POLL_SECONDS * 1000:g} ms, so its times are up to that much late. "
         "Indented rows are medians of parts.",
     )
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stack_latency", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each variant at 1 MiB (default %(default)s)")
-    parser.add_argument("--large-runs", type=int, default=3, help="runs of each variant at the large size (default %(default)s)")
+    parser.add_argument(
+        "--large-runs", type=int, default=3, help="runs of each variant at the large size (default %(default)s)"
+    )
     parser.add_argument("--large-mib", type=int, default=100, help="the large size in MiB (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="1 run each, 8 MiB as the large size")
     args = parser.parse_args(argv)

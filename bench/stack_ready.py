@@ -16,6 +16,7 @@ with the venv in place is its stamp check (`make -q .venv/.installed`).
 
     .venv/bin/python -m bench.stack_ready [--runs 3] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench.support import READY_LINE, REPO_ROOT, LocalStack, local_stack, print_table
 
@@ -45,9 +46,9 @@ def _step(text: str) -> str:
     return text[:70]
 
 
-def phases(stack: LocalStack) -> List[Tuple[str, float]]:
+def phases(stack: LocalStack) -> list[tuple[str, float]]:
     """(progress line, seconds since the line before it) up to the ready line."""
-    steps: List[Tuple[str, float]] = []
+    steps: list[tuple[str, float]] = []
     previous, before, seen = 0.0, "spawn", Counter[str]()
     for at, text in stack.lines:
         if not text.strip():
@@ -63,7 +64,7 @@ def phases(stack: LocalStack) -> List[Tuple[str, float]]:
     return steps
 
 
-def make_overhead(runs: int) -> Optional[float]:
+def make_overhead(runs: int) -> float | None:
     """Median seconds of `make -q` on the venv stamp, or None if the stamp is stale or make is missing."""
     if not shutil.which("make"):
         return None
@@ -81,8 +82,8 @@ def _spread(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def run(runs: int) -> Dict[str, List[LocalStack]]:
-    started: Dict[str, List[LocalStack]] = {"fresh": [], "warm": []}
+def run(runs: int) -> dict[str, list[LocalStack]]:
+    started: dict[str, list[LocalStack]] = {"fresh": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="bench-stack-ready-") as base:
         for index in range(runs):
             state_dir = Path(base) / f"run-{index}"
@@ -94,7 +95,7 @@ def run(runs: int) -> Dict[str, List[LocalStack]]:
     return started
 
 
-def report(started: Dict[str, List[LocalStack]], overhead: Optional[float]) -> None:
+def report(started: dict[str, list[LocalStack]], overhead: float | None) -> None:
     """Prints the tables for stacks started and stopped (by kind of start)."""
     runs = max(len(stacks) for stacks in started.values())
     kinds = list(started)
@@ -108,15 +109,16 @@ def report(started: Dict[str, List[LocalStack]], overhead: Optional[float]) -> N
     rows.append([f"target: ready <= {READY_TARGET_SECONDS:g} s (slowest run + make)", f"{worst:.2f}: {verdict}", ""])
     print_table(
         f"Local stack start, `python -m devstack` to its ready line (s, median (min-max) of {runs} runs each)",
-        ["", *kinds], rows,
+        ["", *kinds],
+        rows,
         note="fresh: new state dir (new Kubo repos); warm: the same state dir again. "
         "Stop: SIGTERM, as Ctrl-C, until the process exited.",
     )
 
-    medians: Dict[str, Dict[str, float]] = {kind: {} for kind in kinds}
-    order: List[str] = []
+    medians: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
+    order: list[str] = []
     for kind in kinds:
-        per_step: Dict[str, List[float]] = {}
+        per_step: dict[str, list[float]] = {}
         for stack in started[kind]:
             for step, seconds in phases(stack):
                 per_step.setdefault(step, []).append(seconds)
@@ -127,19 +129,20 @@ def report(started: Dict[str, List[LocalStack]], overhead: Optional[float]) -> N
     for step in order:
         values = [medians[kind].get(step, 0.0) for kind in kinds]
         if max(values) < MERGE_BELOW:
-            for kind, value in zip(kinds, values):
+            for kind, value in zip(kinds, values, strict=False):
                 grouped[kind] += value
             continue
         phase_rows.append([step] + [f"{value:.3f}" for value in values])
     phase_rows.append([f"other lines (each < {MERGE_BELOW * 1000:g} ms)"] + [f"{grouped[k]:.3f}" for k in kinds])
     print_table(
         "Where the start goes: seconds between consecutive progress lines, as read (medians)",
-        ["from progress line -> to the next (URLs, ids, numbers elided)", *kinds], phase_rows,
+        ["from progress line -> to the next (URLs, ids, numbers elided)", *kinds],
+        phase_rows,
         note="'spawn -> first line' is the interpreter's start, imports and binding the API port.",
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stack_ready", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="fresh and warm starts each (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="one run each")

@@ -24,6 +24,7 @@ pool of 32 threads, and the run ends when every request is `pinned` (or
 
     .venv/bin/python -m bench.stack_throughput [--pins 1000] [--concurrency 32] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from bench.support import LocalStack, local_stack, print_table
 
@@ -54,13 +56,13 @@ class LogTail:
 
     def __init__(self, state_dir: Path) -> None:
         self._state_dir = state_dir
-        self._offsets: Dict[Path, int] = {path: path.stat().st_size for path in state_dir.glob("*.log")}
-        self._partial: Dict[Path, str] = {}
-        self.seen: Dict[str, Dict[str, float]] = {}  # request id -> state -> first seen
+        self._offsets: dict[Path, int] = {path: path.stat().st_size for path in state_dir.glob("*.log")}
+        self._partial: dict[Path, str] = {}
+        self.seen: dict[str, dict[str, float]] = {}  # request id -> state -> first seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "LogTail":
+    def __enter__(self) -> LogTail:
         self._thread.start()
         return self
 
@@ -116,9 +118,9 @@ class Counts:
         self._sqs = boto3.client("sqs", endpoint_url=described["aws_endpoint_url"], region_name="us-east-1")
         self._queue_url = described["pin_queue_url"]
         self._before = self._read()
-        self.samples: List[Tuple[float, Dict[str, int]]] = []
+        self.samples: list[tuple[float, dict[str, int]]] = []
 
-    def _read(self) -> Dict[str, int]:
+    def _read(self) -> dict[str, int]:
         counts = {
             status: int(self._session.get(self._url, params={"status": status, "limit": 1}, timeout=60).json()["count"])
             for status in self.STATUSES
@@ -133,9 +135,12 @@ class Counts:
     def until_done(self, wanted: int, deadline: float) -> None:
         while time.perf_counter() < deadline:
             now = self._read()
-            self.samples.append((time.perf_counter(), {
-                name: now[name] - self._before[name] if name in self.STATUSES else now[name] for name in now
-            }))
+            self.samples.append(
+                (
+                    time.perf_counter(),
+                    {name: now[name] - self._before[name] if name in self.STATUSES else now[name] for name in now},
+                )
+            )
             if self.latest("pinned") + self.latest("failed") >= wanted:
                 return
             time.sleep(COUNT_SECONDS)
@@ -166,7 +171,7 @@ class CpuMeter:
             return "devstack process (API, emulated AWS, jobs)"
         return f"other: {command[:40]}"
 
-    def _snapshot(self) -> Dict[str, float]:
+    def _snapshot(self) -> dict[str, float]:
         taken = {}
         for role, process in self._processes.items():
             try:
@@ -176,7 +181,7 @@ class CpuMeter:
                 taken[role] = 0.0
         return taken
 
-    def cores(self) -> Tuple[Dict[str, float], float]:
+    def cores(self) -> tuple[dict[str, float], float]:
         """Average cores each role used since the start, and the machine's busy cores."""
         import psutil
 
@@ -188,7 +193,7 @@ class CpuMeter:
         return {role: (end[role] - self._start[role]) / wall for role in end}, busy / wall
 
 
-def _median_max(samples: Sequence[Tuple[float, Dict[str, int]]], name: str) -> str:
+def _median_max(samples: Sequence[tuple[float, dict[str, int]]], name: str) -> str:
     values = [sample[name] for _, sample in samples]
     return f"{statistics.median(values):.0f} / {max(values)}"
 
@@ -198,16 +203,16 @@ def _pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _ms_spread(values: Sequence[float]) -> List[str]:
+def _ms_spread(values: Sequence[float]) -> list[str]:
     return [f"{_pct(values, q) * 1000:.0f}" for q in (0.5, 0.9, 0.99)] + [f"{max(values) * 1000:.0f}"]
 
 
-def run(pins: int, concurrency: int) -> Dict[str, Any]:
+def run(pins: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-stack-throughput-") as base, local_stack(Path(base)) as stack:
         return measure(stack, pins, concurrency)
 
 
-def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
+def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
     """Measures on a running stack (with nothing else queued) and prints the tables."""
     import requests
 
@@ -221,7 +226,7 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
     # One kept-alive connection per client thread, all opened at once as
     # clients starting together would (the dev API server's listen backlog
     # was once 5 and such a burst got resets: counted and retried).
-    resets: List[str] = []
+    resets: list[str] = []
 
     def retrying(call: Callable[[], Any]) -> Any:
         try:
@@ -236,11 +241,11 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
         retrying(lambda: session.get(f"{stack.url}/pins", params={"limit": 1}, timeout=60))
         return session
 
-    sessions: "queue.Queue[Any]" = queue.Queue()
+    sessions: queue.Queue[Any] = queue.Queue()
     with ThreadPoolExecutor(concurrency) as pool:
         for session in pool.map(connect, range(concurrency)):
             sessions.put(session)
-    posts: List[Tuple[float, float, str]] = []  # sent, answered, request id
+    posts: list[tuple[float, float, str]] = []  # sent, answered, request id
 
     def submit(cid: str) -> None:
         session = sessions.get()
@@ -286,18 +291,22 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
         ["first POST -> all pinned, s", f"{total:.1f}"],
         ["throughput, pins/s", f"{pins / total:.1f}"],
         ["submitting all POSTs, s (POSTs/s)", f"{submitted - started:.1f} ({pins / (submitted - started):.1f})"],
-        ["most queued at once (API counts)", str(max(s['queued'] for _, s in counts.samples))],
+        ["most queued at once (API counts)", str(max(s["queued"] for _, s in counts.samples))],
         ["pinning at once, median / max (API counts)", _median_max(counts.samples, "pinning")],
         ["pin queue: received, not yet done, median / max", _median_max(counts.samples, "in flight")],
         ["pin queue: handed back to continue later, median / max", _median_max(counts.samples, "delayed")],
         ["adding the content to your node (not timed), s", f"{add_seconds:.1f}"],
     ]
-    print_table(f"Throughput of the local stack: {pins} pins of {CONTENT_BYTES} B of fresh content via origins", ["", "value"], summary)
+    print_table(
+        f"Throughput of the local stack: {pins} pins of {CONTENT_BYTES} B of fresh content via origins",
+        ["", "value"],
+        summary,
+    )
 
     rows = [["POST /pins latency (client)", *_ms_spread([at - sent for sent, at, _ in posts])]]
-    waits = [seen["pinning"] - answered[rid] for rid, seen in zip(ids, logged) if "pinning" in seen]
+    waits = [seen["pinning"] - answered[rid] for rid, seen in zip(ids, logged, strict=False) if "pinning" in seen]
     works = [seen["pinned"] - seen["pinning"] for seen in logged if "pinning" in seen and "pinned" in seen]
-    whole = [seen["pinned"] - answered[rid] for rid, seen in zip(ids, logged) if "pinned" in seen]
+    whole = [seen["pinned"] - answered[rid] for rid, seen in zip(ids, logged, strict=False) if "pinned" in seen]
     if works:
         rows += [
             ["POST answered -> 'pinning' logged (queue wait, receive)", *_ms_spread(waits)],
@@ -306,23 +315,28 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> Dict[str, Any]:
         ]
     print_table(
         f"Where a request's time goes (ms; {len(works)} of {pins} requests traced in the log)",
-        ["", "p50", "p90", "p99", "max"], rows,
+        ["", "p50", "p90", "p99", "max"],
+        rows,
         note="Log lines are timestamped when read (every 20 ms).",
     )
     cpu_rows = [[role, f"{used:.2f}"] for role, used in sorted(cores.items(), key=lambda item: -item[1])]
     cpu_rows.append(["whole machine (all processes, busy cores)", f"{machine_cores:.2f}"])
     print_table(
-        "CPU during the run (average cores used, first POST -> all pinned)", ["process", "cores"], cpu_rows,
+        "CPU during the run (average cores used, first POST -> all pinned)",
+        ["process", "cores"],
+        cpu_rows,
         note="A Python process runs Python code on one core at a time (the GIL): ~1.0 is its ceiling.",
     )
     busiest, most = max(cores.items(), key=lambda item: item[1])
     share = sum(works) / max(1e-9, sum(works) + sum(waits)) if works else 0.0
-    print(f"busiest process: {busiest} at {most:.2f} cores; of the worker's part of a pin's time, "
-          f"{share:.0%} is 'pinning' -> 'pinned' and {1 - share:.0%} waiting in the queue.")
+    print(
+        f"busiest process: {busiest} at {most:.2f} cores; of the worker's part of a pin's time, "
+        f"{share:.0%} is 'pinning' -> 'pinned' and {1 - share:.0%} waiting in the queue."
+    )
     return {"pins_per_second": pins / total, "cores": cores, "failed": failed}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stack_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--pins", type=int, default=1000, help="pin requests (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight at once (default %(default)s)")

@@ -4,6 +4,7 @@ SQS accounting, test data and table printing.
 Nothing here is timed: the benchmarks count work (requests, items) or measure
 processes, and print medians and ratios taken side by side in one run.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,9 +19,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
@@ -97,11 +99,19 @@ def read_only_moto_caches() -> Iterator[None]:
     from moto.dynamodb.models.table import Table
 
     original_sort, original_size = Table.sorted_items, Item.size
-    sorts: Dict[Tuple[Any, ...], Tuple[List[Any], List[Any]]] = {}
+    sorts: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
 
-    def sorted_items(self: Any, hash_key_attrs: List[str], range_key_attrs: List[Optional[str]], items: List[Any]) -> List[Any]:
-        key = (id(self), tuple(hash_key_attrs), tuple(range_key_attrs), len(items),
-               id(items[0]) if items else 0, id(items[-1]) if items else 0)
+    def sorted_items(
+        self: Any, hash_key_attrs: list[str], range_key_attrs: list[str | None], items: list[Any]
+    ) -> list[Any]:
+        key = (
+            id(self),
+            tuple(hash_key_attrs),
+            tuple(range_key_attrs),
+            len(items),
+            id(items[0]) if items else 0,
+            id(items[-1]) if items else 0,
+        )
         if key not in sorts:
             given = list(items)  # kept alive, so the ids in the key stay theirs
             sorts[key] = (given, list(original_sort(self, hash_key_attrs, range_key_attrs, items)))
@@ -147,15 +157,15 @@ class Call:
     items_read: int
     write: bool
     tx_items: int = 0  # items in a TransactWriteItems / TransactGetItems
-    tx_tables: Dict[str, int] = field(default_factory=dict)
-    error: Optional[str] = None
+    tx_tables: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
     rcu: float = 0.0  # estimated read capacity units, strongly consistent (see estimated_rcu)
-    key_strings: List[str] = field(default_factory=list)  # string values of a Query's key condition
+    key_strings: list[str] = field(default_factory=list)  # string values of a Query's key condition
 
 
 @dataclass
 class Tally:
-    calls: List[Call]
+    calls: list[Call]
 
     @property
     def requests(self) -> int:
@@ -180,17 +190,17 @@ class Tally:
         return sum(1 for call in self.calls if call.write)
 
     @property
-    def tx_items(self) -> List[int]:
+    def tx_items(self) -> list[int]:
         return [call.tx_items for call in self.calls if call.operation == "TransactWriteItems"]
 
-    def only(self, table_suffix: str) -> "Tally":
+    def only(self, table_suffix: str) -> Tally:
         return Tally([call for call in self.calls if call.table.endswith(table_suffix)])
 
-    def without(self, table_suffix: str) -> "Tally":
+    def without(self, table_suffix: str) -> Tally:
         return Tally([call for call in self.calls if not call.table.endswith(table_suffix)])
 
     def describe(self) -> str:
-        parts: Dict[str, List[int]] = {}
+        parts: dict[str, list[int]] = {}
         for call in self.calls:
             tables = ",".join(name.split("-", 1)[-1] for name in call.table.split(",")) if call.table else "?"
             key = f"{call.operation}({tables})"
@@ -200,14 +210,14 @@ class Tally:
         return ", ".join(f"{key} x{n} [{items} items]" for key, (n, items) in parts.items())
 
 
-def item_bytes(item: Dict[str, Any]) -> int:
+def item_bytes(item: dict[str, Any]) -> int:
     """DynamoDB's size of an item in wire JSON, following the documented rules
     (names + values; numbers ~1 byte per 2 digits + 1; 3 bytes per map/list)."""
     return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
 
 
-def _value_bytes(value: Dict[str, Any]) -> int:
-    (kind, inner), = value.items()
+def _value_bytes(value: dict[str, Any]) -> int:
+    ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
     if kind == "N":
@@ -228,7 +238,7 @@ def _value_bytes(value: Dict[str, Any]) -> int:
     return sum(len(v) for v in inner)
 
 
-def estimated_rcu(operation: str, parsed: Dict[str, Any], mean_item_bytes: float = 0.0) -> float:
+def estimated_rcu(operation: str, parsed: dict[str, Any], mean_item_bytes: float = 0.0) -> float:
     """Read capacity a strongly consistent read would consume: the bytes of
     the items read, rounded up to 4 KB per request (1 RCU at least). Items a
     Query/Scan read but did not return (dropped by a FilterExpression, or
@@ -241,13 +251,17 @@ def estimated_rcu(operation: str, parsed: Dict[str, Any], mean_item_bytes: float
     elif operation == "GetItem":
         size = item_bytes(parsed["Item"]) if parsed.get("Item") else 0
     elif operation == "BatchGetItem":
-        return float(sum(max(1, -(-item_bytes(item) // 4096)) for items in parsed.get("Responses", {}).values() for item in items))
+        return float(
+            sum(
+                max(1, -(-item_bytes(item) // 4096)) for items in parsed.get("Responses", {}).values() for item in items
+            )
+        )
     else:
         return 0.0
     return float(max(1, -(-int(size) // 4096)))
 
 
-def _items_read(operation: str, parsed: Dict[str, Any]) -> int:
+def _items_read(operation: str, parsed: dict[str, Any]) -> int:
     if operation in ("Query", "Scan"):
         return int(parsed.get("ScannedCount", 0))
     if operation == "GetItem":
@@ -268,9 +282,9 @@ class DynamoMeter:
     """
 
     def __init__(self) -> None:
-        self.calls: List[Call] = []
-        self._hooked: Dict[int, Any] = {}
-        self._sizes: Dict[str, List[int]] = {}  # table -> [bytes, items] returned so far
+        self.calls: list[Call] = []
+        self._hooked: dict[int, Any] = {}
+        self._sizes: dict[str, list[int]] = {}  # table -> [bytes, items] returned so far
 
     def mean_item_bytes(self, table: str) -> float:
         total, count = self._sizes.get(table, [0, 0])
@@ -284,25 +298,35 @@ class DynamoMeter:
             if id(client) in self._hooked:
                 continue
             self._hooked[id(client)] = client  # keep it alive: ids stay unique
-            client.meta.events.register("before-parameter-build.dynamodb.*", self._before, unique_id=f"bench-b-{id(self)}")
+            client.meta.events.register(
+                "before-parameter-build.dynamodb.*", self._before, unique_id=f"bench-b-{id(self)}"
+            )
             client.meta.events.register("after-call.dynamodb.*", self._after, unique_id=f"bench-a-{id(self)}")
         return len(self._hooked)
 
     @staticmethod
-    def _before(params: Dict[str, Any], model: Any, context: Dict[str, Any], **_: Any) -> None:
-        tables: Dict[str, int] = {}
+    def _before(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        tables: dict[str, int] = {}
         for entry in params.get("TransactItems", []):
             (op,) = entry.values()
             name = op.get("TableName", "?")
             tables[name] = tables.get(name, 0) + 1
         for name, entries in params.get("RequestItems", {}).items():
-            tables[name] = tables.get(name, 0) + (len(entries) if isinstance(entries, list) else len(entries.get("Keys", [])))
+            tables[name] = tables.get(name, 0) + (
+                len(entries) if isinstance(entries, list) else len(entries.get("Keys", []))
+            )
         key_strings = []
         if params.get("KeyConditionExpression"):
-            key_strings = [v["S"] for v in params.get("ExpressionAttributeValues", {}).values() if isinstance(v, dict) and "S" in v]
-        context["bench"] = {"table": params.get("TableName") or ",".join(sorted(tables)), "tables": tables, "keys": key_strings}
+            key_strings = [
+                v["S"] for v in params.get("ExpressionAttributeValues", {}).values() if isinstance(v, dict) and "S" in v
+            ]
+        context["bench"] = {
+            "table": params.get("TableName") or ",".join(sorted(tables)),
+            "tables": tables,
+            "keys": key_strings,
+        }
 
-    def _after(self, http_response: Any, parsed: Dict[str, Any], model: Any, context: Dict[str, Any], **_: Any) -> None:
+    def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         info = context.get("bench", {"table": "?", "tables": {}})
         operation = model.name
         error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
@@ -346,7 +370,7 @@ class SqsMeter:
     def __init__(self) -> None:
         self.sends = 0
         self.messages = 0
-        self._hooked: Dict[int, Any] = {}
+        self._hooked: dict[int, Any] = {}
 
     def attach(self, services: Any) -> None:
         client = services.outbox._publisher._sqs()
@@ -355,7 +379,7 @@ class SqsMeter:
         self._hooked[id(client)] = client
         client.meta.events.register("after-call.sqs.*", self._after, unique_id=f"bench-sqs-{id(self)}")
 
-    def _after(self, parsed: Dict[str, Any], model: Any, **_: Any) -> None:
+    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         if model.name == "SendMessage":
             self.sends += 1
             self.messages += 1
@@ -374,7 +398,7 @@ class Stack:
     tenant_id: str
     token: str
 
-    def new_tenant(self, name: str) -> Tuple[str, str]:
+    def new_tenant(self, name: str) -> tuple[str, str]:
         from chalicelib.tenants.admin import TenantAdmin
 
         admin = TenantAdmin()
@@ -382,7 +406,7 @@ class Stack:
         return tenant.tenant_id, admin.issue_token(tenant.tenant_id, "bench").secret
 
 
-def build_stack(prefix: str = "bench", endpoint_url: Optional[str] = None) -> Stack:
+def build_stack(prefix: str = "bench", endpoint_url: str | None = None) -> Stack:
     """Queue, tables, two storage nodes, a tenant and its token, as tests/conftest.py
     does. Must run inside `mock_aws()` unless `endpoint_url` points at a moto server."""
     import botocore.session
@@ -412,7 +436,14 @@ class Api:
         self._client = client
         self.token = token
 
-    def request(self, method: str, path: str, body: Any = None, params: Optional[Dict[str, Any]] = None, token: Optional[str] = None) -> Tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> tuple[int, Any]:
         from urllib.parse import urlencode
 
         headers = {"Accept": "application/json", "Authorization": f"Bearer {token or self.token}"}
@@ -434,9 +465,9 @@ class Api:
 
 @contextlib.contextmanager
 def api_client(services: Any, token: str) -> Iterator[Api]:
-    from chalice.test import Client
-
     import logging
+
+    from chalice.test import Client
 
     import app as app_module
 
@@ -469,10 +500,10 @@ class LocalStack:
 
     process: subprocess.Popen
     state_dir: Path
-    lines: List[Tuple[float, str]] = field(default_factory=list)  # stdout, seconds after launch as read
+    lines: list[tuple[float, str]] = field(default_factory=list)  # stdout, seconds after launch as read
     ready_seconds: float = 0.0
     stop_seconds: float = 0.0
-    env: Dict[str, str] = field(default_factory=dict)  # local.env
+    env: dict[str, str] = field(default_factory=dict)  # local.env
 
     @property
     def url(self) -> str:
@@ -482,13 +513,13 @@ class LocalStack:
     def log(self) -> Path:
         return self.state_dir / "stderr.log"
 
-    def auth(self) -> Dict[str, str]:
+    def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.env['PINNING_SERVICE_TOKEN']}"}
 
-    def your_node(self) -> "KuboRpc":
+    def your_node(self) -> KuboRpc:
         return KuboRpc(self.env["KUBO_RPC_URL"])
 
-    def fleet_nodes(self) -> List["KuboRpc"]:
+    def fleet_nodes(self) -> list[KuboRpc]:
         """The fleet nodes' RPCs, with their secret, from `<state_dir>/stack.json`."""
         described = json.loads((self.state_dir / "stack.json").read_text(encoding="utf-8"))
         return [KuboRpc(node["rpc_url"], described["kubo_rpc_secret"]) for node in described["fleet"]]
@@ -502,8 +533,18 @@ def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0",
-        "--user-node-port", str(free_port()), "--state-dir", str(state_dir), *args,
+        sys.executable,
+        "-m",
+        "devstack",
+        "--port",
+        "0",
+        "--aws-port",
+        "0",
+        "--user-node-port",
+        str(free_port()),
+        "--state-dir",
+        str(state_dir),
+        *args,
     ]
     with (state_dir / "stderr.log").open("a", encoding="utf-8") as stderr:
         started = time.perf_counter()
@@ -527,7 +568,9 @@ def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180)
         if not stack.ready_seconds:
             output = "\n".join(text for _, text in stack.lines)
             log = stack.log.read_text(encoding="utf-8", errors="replace")[-3000:]
-            raise SystemExit(f"FATAL: devstack not ready within {timeout:g} s (exit {process.poll()}):\n{output}\n{log}")
+            raise SystemExit(
+                f"FATAL: devstack not ready within {timeout:g} s (exit {process.poll()}):\n{output}\n{log}"
+            )
         stack.env = read_env_file(state_dir / "local.env")
         yield stack
     finally:
@@ -551,7 +594,7 @@ class _RandomUpload:
         boundary = uuid.uuid4().hex
         self.content_type = f"multipart/form-data; boundary={boundary}"
         self._head = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="data.bin"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
         self._tail = f"\r\n--{boundary}--\r\n".encode()
@@ -576,7 +619,7 @@ class _RandomUpload:
 class KuboRpc:
     """A Kubo RPC endpoint (your node, or a fleet node with its bearer secret)."""
 
-    def __init__(self, url: str, secret: Optional[str] = None) -> None:
+    def __init__(self, url: str, secret: str | None = None) -> None:
         import requests
 
         self.url = url
@@ -597,7 +640,7 @@ class KuboRpc:
         response = self.post("add", data=body, headers={"Content-Type": body.content_type})
         return json.loads(response.text.splitlines()[-1])["Hash"]
 
-    def multiaddrs(self) -> List[str]:
+    def multiaddrs(self) -> list[str]:
         return list(self.post("id").json()["Addresses"])
 
 
@@ -612,7 +655,14 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     print(title)
     print(line)
     for index, row in enumerate(cells):
-        print("| " + " | ".join(value.ljust(w) if i == 0 else value.rjust(w) for i, (value, w) in enumerate(zip(row, widths))) + " |")
+        print(
+            "| "
+            + " | ".join(
+                value.ljust(w) if i == 0 else value.rjust(w)
+                for i, (value, w) in enumerate(zip(row, widths, strict=False))
+            )
+            + " |"
+        )
         if index == 0:
             print(line)
     print(line)
@@ -631,7 +681,7 @@ def verdict(met: bool, detail: str) -> str:
     return ("MET" if met else "NOT MET") + f" ({detail})"
 
 
-def quick_flag(argv: Optional[Sequence[str]] = None) -> bool:
+def quick_flag(argv: Sequence[str] | None = None) -> bool:
     argv = sys.argv[1:] if argv is None else argv
     unknown = [arg for arg in argv if arg not in ("--quick",)]
     if unknown:

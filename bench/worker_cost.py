@@ -18,6 +18,7 @@ a Lambda container would spend it, not the emulators'.
 The other worker benchmarks (worker_throughput) reuse `Backends` and
 `worker_stack` from here.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -25,8 +26,9 @@ import os
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 from bench.support import DynamoMeter, SqsMeter, cid_for, fake_credentials, print_table, quick_flag
 
@@ -143,7 +145,7 @@ class Backends:
     """moto (server mode) and `nodes` FakeKubo nodes, each in its own process."""
 
     def __init__(self, nodes: int = 3, seconds_per_block: float = 0.0, tick: float = 0.01) -> None:
-        self._children: List[_Child] = []
+        self._children: list[_Child] = []
         try:
             self._moto = self._start(_moto_child)
             self.fakes = [self._start(_fake_child, PEERS[i], seconds_per_block, tick) for i in range(nodes)]
@@ -161,10 +163,10 @@ class Backends:
         return self._moto.address
 
     @property
-    def kubo_urls(self) -> List[str]:
+    def kubo_urls(self) -> list[str]:
         return [fake.address for fake in self.fakes]
 
-    def add_content(self, cids: Sequence[str], blocks: int = 1, seconds_per_block: Optional[float] = None) -> None:
+    def add_content(self, cids: Sequence[str], blocks: int = 1, seconds_per_block: float | None = None) -> None:
         """Make `cids` fetchable on every node (`seconds_per_block` overrides the node's)."""
         for fake in self.fakes:
             fake.call("add", list(cids), blocks, seconds_per_block)
@@ -176,7 +178,7 @@ class Backends:
             total.update(fake.call("counts"))
         return total
 
-    def cpu_seconds(self) -> Dict[str, float]:
+    def cpu_seconds(self) -> dict[str, float]:
         """CPU time so far of the emulated AWS and of the fake nodes together."""
         return {"aws": self._moto.cpu_seconds(), "kubo": sum(fake.cpu_seconds() for fake in self.fakes)}
 
@@ -184,7 +186,7 @@ class Backends:
         for child in reversed(self._children):
             child.close()
 
-    def __enter__(self) -> "Backends":
+    def __enter__(self) -> Backends:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -207,12 +209,12 @@ class WorkerStack:
 
         return self.services.pins.create(self.tenant_id, PinRequest(parse_cid(cid), origins=tuple(origins)))
 
-    def receive(self, wanted: int = 10, wait_seconds: float = 10.0) -> List[Any]:
+    def receive(self, wanted: int = 10, wait_seconds: float = 10.0) -> list[Any]:
         """Up to `wanted` (<= 10) messages, deleted on receipt as the Lambda event source does."""
         from chalicelib.worker.batch import QueuedMessage
 
         url = self.settings.queue_url
-        got: List[Any] = []
+        got: list[Any] = []
         deadline = time.monotonic() + wait_seconds
         while len(got) < wanted and time.monotonic() < deadline:
             answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=wanted - len(got))
@@ -232,7 +234,11 @@ class WorkerStack:
 
         self.settings = self.services.settings = replace(self.services.settings, **changes)
         self.services.__dict__["worker"] = PinWorker(
-            self.settings, self.services.store, self.services.registry, PinHolds(lease_seconds=15 * 60), self.services.kubo
+            self.settings,
+            self.services.store,
+            self.services.registry,
+            PinHolds(lease_seconds=15 * 60),
+            self.services.kubo,
         )
         return self.services.worker
 
@@ -290,7 +296,7 @@ class PinCost:
     wall_ms: float
 
 
-def measure_pins(stack: WorkerStack, backends: Backends, label: str, n: int, origins: Sequence[str]) -> List[PinCost]:
+def measure_pins(stack: WorkerStack, backends: Backends, label: str, n: int, origins: Sequence[str]) -> list[PinCost]:
     from chalicelib.worker.batch import process_batch
 
     services = stack.services
@@ -341,13 +347,13 @@ def _num(value: float) -> str:
     return f"{value:g}" if float(value).is_integer() else f"{value:.2f}"
 
 
-def _spread(values: List[float]) -> str:
+def _spread(values: list[float]) -> str:
     """median, and the range when the pins differ."""
     lo, hi = min(values), max(values)
     return _num(_med(values)) if lo == hi else f"{_num(_med(values))} ({_num(lo)}-{_num(hi)})"
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
@@ -368,18 +374,22 @@ def run(quick: bool) -> Dict[str, Any]:
     dynamo_keys = sorted({key for costs in runs.values() for c in costs for key in c.dynamo})
     kubo_keys = sorted({key for costs in runs.values() for c in costs for key in c.kubo} - {"swarm/connect"})
 
-    def col(extract: Any) -> List[str]:
+    def col(extract: Any) -> list[str]:
         return [_spread([float(extract(c)) for c in runs[label]]) for label in labels]
 
-    def verdict_of(values_by_label: Dict[str, float], limit: float) -> str:
+    def verdict_of(values_by_label: dict[str, float], limit: float) -> str:
         return "met" if all(v <= limit for v in values_by_label.values()) else "NOT MET"
 
     dyn_total = {label: _med(sum(c.dynamo.values()) for c in runs[label]) for label in labels}
-    kubo_pin = {label: _med(sum(v for k, v in c.kubo.items() if k != "swarm/connect") for c in runs[label]) for label in labels}
+    kubo_pin = {
+        label: _med(sum(v for k, v in c.kubo.items() if k != "swarm/connect") for c in runs[label]) for label in labels
+    }
     connects = {label: _med(c.kubo.get("swarm/connect", 0) for c in runs[label]) for label in labels}
 
-    rows: List[List[Any]] = []
-    rows.append(["DynamoDB requests per pin"] + col(lambda c: sum(c.dynamo.values())) + ["<= 6", verdict_of(dyn_total, 6)])
+    rows: list[list[Any]] = []
+    rows.append(
+        ["DynamoDB requests per pin"] + col(lambda c: sum(c.dynamo.values())) + ["<= 6", verdict_of(dyn_total, 6)]
+    )
     for key in dynamo_keys:
         rows.append([f"  {key}"] + col(lambda c, k=key: c.dynamo.get(k, 0)) + ["", ""])
     rows.append(["  of which failed (conditions)"] + col(lambda c: c.dynamo_errors) + ["", ""])
@@ -406,9 +416,19 @@ def run(quick: bool) -> Dict[str, Any]:
     )
     rows.append(["swarm/connect per replica"] + col(lambda c: c.kubo.get("swarm/connect", 0) / replicas) + ["", ""])
     rows.append(["SQS sends per pin"] + col(lambda c: c.sqs_sends) + ["0", ""])
-    rows.append(["worker CPU ms per pin, median"] + [f"{_med(c.cpu_ms for c in runs[l]):.2f}" for l in labels] + ["", ""])
-    rows.append(["worker CPU ms per pin, p90"] + [f"{_p90(c.cpu_ms for c in runs[l]):.2f}" for l in labels] + ["", ""])
-    rows.append(["worker wall ms per pin, median"] + [f"{_med(c.wall_ms for c in runs[l]):.2f}" for l in labels] + ["", ""])
+    rows.append(
+        ["worker CPU ms per pin, median"]
+        + [f"{_med(c.cpu_ms for c in runs[label]):.2f}" for label in labels]
+        + ["", ""]
+    )
+    rows.append(
+        ["worker CPU ms per pin, p90"] + [f"{_p90(c.cpu_ms for c in runs[label]):.2f}" for label in labels] + ["", ""]
+    )
+    rows.append(
+        ["worker wall ms per pin, median"]
+        + [f"{_med(c.wall_ms for c in runs[label]):.2f}" for label in labels]
+        + ["", ""]
+    )
 
     print_table(
         f"Worker cost per pin, happy path (new CID, {replicas} replicas of 3 nodes, zero-latency fake Kubo; "
@@ -428,7 +448,7 @@ def run(quick: bool) -> Dict[str, Any]:
     return {"runs": runs}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     quick = quick_flag(argv)
     started = time.perf_counter()
     run(quick)

@@ -13,6 +13,7 @@ replica pins, in waves of node_concurrency, 200 ms each.
 
     .venv/bin/python -m bench.worker_throughput [--quick]
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ import os
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from bench.support import cid_for, fake_credentials, print_table, quick_flag
 from bench.worker_cost import Backends, worker_stack
@@ -40,15 +42,15 @@ class Batch:
     failures: int
     aws_cpu_s: float
     kubo_cpu_s: float
-    dynamo_ms: List[float]
+    dynamo_ms: list[float]
 
 
 class DynamoLatency:
     """Wall time of each DynamoDB request the models' clients send (before-call to after-call)."""
 
     def __init__(self) -> None:
-        self.ms: List[float] = []
-        self._hooked: Dict[int, Any] = {}
+        self.ms: list[float] = []
+        self._hooked: dict[int, Any] = {}
 
     def attach(self) -> None:
         from chalicelib.storage.tables import MODELS
@@ -62,10 +64,10 @@ class DynamoLatency:
             client.meta.events.register("after-call.dynamodb.*", self._after, unique_id=f"lat-a-{id(self)}")
 
     @staticmethod
-    def _before(context: Dict[str, Any], **_: Any) -> None:
+    def _before(context: dict[str, Any], **_: Any) -> None:
         context["bench_started"] = time.perf_counter()
 
-    def _after(self, context: Dict[str, Any], **_: Any) -> None:
+    def _after(self, context: dict[str, Any], **_: Any) -> None:
         started = context.get("bench_started")
         if started is not None:
             self.ms.append((time.perf_counter() - started) * 1000)
@@ -110,7 +112,9 @@ def _one_batch(
     after = backends.cpu_seconds()
     dynamo_ms = latency.ms[mark:]
     pinned = sum(
-        1 for r in records if (stored := stack.services.store.get(r.tenant_id, r.created_ms)) and stored.status == "pinned"
+        1
+        for r in records
+        if (stored := stack.services.store.get(r.tenant_id, r.created_ms)) and stored.status == "pinned"
     )
     if pinned != size:
         raise SystemExit(f"FATAL: {pinned} of {size} pinned; {result}")
@@ -127,7 +131,7 @@ def _one_batch(
     )
 
 
-def run(quick: bool) -> Dict[str, Any]:
+def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
@@ -140,7 +144,7 @@ def run(quick: bool) -> Dict[str, Any]:
         ("node_concurrency 4, 0 ms pins", 4, 0.0, BATCH, 1),
         ("1 message a batch, 0 ms pins", 4, 0.0, 1, 3),
     ]
-    results: Dict[str, List[Batch]] = {config[0]: [] for config in configs}
+    results: dict[str, list[Batch]] = {config[0]: [] for config in configs}
     latency = DynamoLatency()
     with Backends(nodes=3, seconds_per_block=PIN_SECONDS, tick=0.05) as backends:
         stack = worker_stack(backends, "wtput")
@@ -152,13 +156,20 @@ def run(quick: bool) -> Dict[str, Any]:
                 for again in range(repeat):
                     results[label].append(
                         _one_batch(
-                            stack, backends, workers[label], concurrency, f"{round_}/{again}/{label}", seconds, latency, size
+                            stack,
+                            backends,
+                            workers[label],
+                            concurrency,
+                            f"{round_}/{again}/{label}",
+                            seconds,
+                            latency,
+                            size,
                         )
                     )
 
     med = statistics.median
     rows = []
-    for label, concurrency, seconds, size, _ in configs:
+    for label, _concurrency, seconds, size, _ in configs:
         batches = results[label]
         wall = med(b.wall_s for b in batches)
         rate = med(b.size / b.wall_s for b in batches)
@@ -215,7 +226,7 @@ def run(quick: bool) -> Dict[str, Any]:
     return {"results": results}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     quick = quick_flag(argv)
     started = time.perf_counter()
     run(quick)

@@ -3,11 +3,13 @@
 Chalice sets a stage's environment variables only while a handler runs, so
 nothing here is read at import time.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -21,9 +23,9 @@ class Settings:
     region: str = "us-east-1"
     # Every table name is "<prefix>-<table>", so stages share nothing.
     table_prefix: str = "pinning-dev"
-    queue_url: Optional[str] = None
+    queue_url: str | None = None
     # Emulated AWS (moto server) for the local stack; None on real AWS.
-    aws_endpoint_url: Optional[str] = None
+    aws_endpoint_url: str | None = None
     replication_factor: int = 2
     token_cache_seconds: int = 60
     node_cache_seconds: int = 30
@@ -44,16 +46,16 @@ class Settings:
     # Origins in private, loopback or link-local ranges are dropped unless allowed.
     allow_private_origins: bool = False
     # Bearer secret for the fleet's Kubo RPC (API.Authorizations); None = no auth.
-    kubo_rpc_secret: Optional[str] = None
+    kubo_rpc_secret: str | None = None
     # On AWS the secret lives in Secrets Manager; read on the first Kubo call.
-    kubo_rpc_secret_arn: Optional[str] = None
+    kubo_rpc_secret_arn: str | None = None
     # Nodes with less free space are not chosen for new pins.
     min_free_bytes: int = 1024**3
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         stage = env.get("STAGE", "dev")
         return cls(
             stage=stage,

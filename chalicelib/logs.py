@@ -1,10 +1,10 @@
 """One JSON object per log line, so CloudWatch Logs Insights can query fields."""
+
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from typing import Optional
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -34,7 +34,7 @@ class ReadableFormatter(logging.Formatter):
         return line.rstrip()
 
 
-def configure_logging(level: int = logging.INFO, formatter: Optional[logging.Formatter] = None) -> None:
+def configure_logging(level: int = logging.INFO, formatter: logging.Formatter | None = None) -> None:
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))

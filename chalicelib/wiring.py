@@ -1,9 +1,10 @@
 """Builds the service's objects from settings, once per container."""
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
-from typing import Callable, Dict, Optional
 
 from chalicelib.config import Settings, read_secret
 from chalicelib.fleet.holds import PinHolds
@@ -34,7 +35,7 @@ class Services:
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
         )
-        self._kubo_clients: Dict[str, object] = {}
+        self._kubo_clients: dict[str, object] = {}
         self._kubo_lock = threading.Lock()
 
     def kubo(self, node: NodeRecord):
@@ -49,7 +50,7 @@ class Services:
             return client
 
     @cached_property
-    def _kubo_auth_header(self) -> Optional[str]:
+    def _kubo_auth_header(self) -> str | None:
         """Read once per container, and only by functions that call Kubo."""
         settings = self.settings
         secret = settings.kubo_rpc_secret
@@ -76,7 +77,7 @@ class ServiceProvider:
 
     def __init__(self, factory: Callable[[], Services] = lambda: build_services(Settings.from_env())) -> None:
         self._factory = factory
-        self._services: Optional[Services] = None
+        self._services: Services | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> Services:
@@ -86,5 +87,5 @@ class ServiceProvider:
                     self._services = self._factory()
         return self._services
 
-    def install(self, services: Optional[Services]) -> None:
+    def install(self, services: Services | None) -> None:
         self._services = services

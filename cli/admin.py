@@ -6,12 +6,14 @@ It talks to DynamoDB directly, with the operator's own AWS credentials, so it
 works against the local stack (moto server, `--endpoint-url`) and real AWS
 alike. `--json` makes every command print one JSON object or array on stdout.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 import click
 
@@ -37,13 +39,13 @@ class CliError(click.ClickException):
 
 @dataclass
 class Options:
-    endpoint_url: Optional[str] = None
-    region: Optional[str] = None
-    stage: Optional[str] = None
-    table_prefix: Optional[str] = None
-    profile: Optional[str] = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    stage: str | None = None
+    table_prefix: str | None = None
+    profile: str | None = None
     json: bool = False
-    _settings: Optional[Settings] = None
+    _settings: Settings | None = None
 
     def settings(self) -> Settings:
         """The settings for these options, with the models bound to them."""
@@ -62,11 +64,11 @@ class Options:
         return self._settings
 
 
-def _has_explicit_credentials(env: Dict[str, str]) -> bool:
+def _has_explicit_credentials(env: dict[str, str]) -> bool:
     return bool(env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE"))
 
 
-def build_settings(options: Options, env: Dict[str, str]) -> Settings:
+def build_settings(options: Options, env: dict[str, str]) -> Settings:
     """Settings from the environment, overridden by the command-line options.
 
     Table prefix: --table-prefix, else pinning-<stage> when --stage is given,
@@ -95,7 +97,7 @@ def build_settings(options: Options, env: Dict[str, str]) -> Settings:
     )
 
 
-def _profile_region(profile: Optional[str]) -> Optional[str]:
+def _profile_region(profile: str | None) -> str | None:
     """The region configured for the AWS profile (~/.aws/config), if any."""
     import botocore.session
 
@@ -112,17 +114,17 @@ def _options() -> Options:
     return click.get_current_context().find_root().ensure_object(Options)
 
 
-def _time(ms: Optional[int]) -> Optional[str]:
+def _time(ms: int | None) -> str | None:
     return None if ms is None else format_ms(int(ms))
 
 
-def _print_table(headers: Sequence[str], rows: List[Sequence[str]], empty: str) -> None:
+def _print_table(headers: Sequence[str], rows: list[Sequence[str]], empty: str) -> None:
     if not rows:
         note(empty)
         return
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join(cells).rstrip())
 
 
@@ -133,7 +135,7 @@ def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[
 # --- errors -------------------------------------------------------------------
 
 
-def _error_message(error: Exception) -> Optional[str]:
+def _error_message(error: Exception) -> str | None:
     """A one-line message for an expected failure; None for a bug."""
     import botocore.exceptions
     from pynamodb.exceptions import PynamoDBException
@@ -189,8 +191,7 @@ class AdminGroup(click.Group):
     "--endpoint-url",
     envvar="AWS_ENDPOINT_URL",
     metavar="URL",
-    help="Emulated AWS of the local stack, e.g. http://127.0.0.1:5000 [env AWS_ENDPOINT_URL]. "
-    "Omit on real AWS.",
+    help="Emulated AWS of the local stack, e.g. http://127.0.0.1:5000 [env AWS_ENDPOINT_URL]. Omit on real AWS.",
 )
 @click.option("--region", help="AWS region [env AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].")
 @click.option("--profile", help="AWS profile for credentials [env AWS_PROFILE].")
@@ -204,11 +205,11 @@ class AdminGroup(click.Group):
 @click.pass_context
 def cli(
     ctx: click.Context,
-    endpoint_url: Optional[str],
-    region: Optional[str],
-    profile: Optional[str],
-    stage: Optional[str],
-    table_prefix: Optional[str],
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    stage: str | None,
+    table_prefix: str | None,
     json_output: bool,
 ) -> None:
     """Administer an IPFS Pinning Service: tenants, API tokens, Kubo nodes.
@@ -236,7 +237,7 @@ def tenants() -> None:
     """Create and list tenants (the accounts that own pins and tokens)."""
 
 
-def _tenant_json(record: Any) -> Dict[str, Any]:
+def _tenant_json(record: Any) -> dict[str, Any]:
     return {"tenant_id": record.tenant_id, "name": record.name, "created": _time(record.created_ms)}
 
 
@@ -286,7 +287,7 @@ def tokens() -> None:
     """
 
 
-def _token_json(record: Any) -> Dict[str, Any]:
+def _token_json(record: Any) -> dict[str, Any]:
     # Deliberately no secret and no hash.
     return {
         "token_id": record.token_id,
@@ -395,7 +396,7 @@ def _registry() -> Any:
     return NodeRegistry(cache_seconds=0)
 
 
-def _node_json(record: Any) -> Dict[str, Any]:
+def _node_json(record: Any) -> dict[str, Any]:
     return {
         "node_id": record.node_id,
         "rpc_url": record.rpc_url,
@@ -520,13 +521,12 @@ def tables_create(allow_aws: bool) -> None:
     settings = _options().settings()
     if not settings.aws_endpoint_url and not allow_aws:
         raise CliError(
-            "no --endpoint-url: on AWS the tables are owned by infra/; "
-            "pass --allow-aws to create them here anyway"
+            "no --endpoint-url: on AWS the tables are owned by infra/; pass --allow-aws to create them here anyway"
         )
     from chalicelib.storage.tables import MODELS, table_name
 
-    created: List[str] = []
-    existing: List[str] = []
+    created: list[str] = []
+    existing: list[str] = []
     for model in MODELS:
         name = table_name(settings, model)
         if model.exists():

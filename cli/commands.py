@@ -1,13 +1,17 @@
 """What both command-line tools share."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 
-def json_command(group: click.Group, name: str, options_type: type, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+def json_command(
+    group: click.Group, name: str, options_type: type, **kwargs: Any
+) -> Callable[[Callable[..., Any]], click.Command]:
     """A subcommand of `group` that also takes --json after its own name,
     setting `json` on the root context's `options_type` object."""
 

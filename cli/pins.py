@@ -15,6 +15,7 @@ Exit status: 0 on success; 1 for an error (one line on stderr: the API's
 `Error: REASON: details`, or what went wrong) and for a pin that failed;
 2 when `wait` (or `--wait`) times out, and for a bad command line.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
     Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
     TextIO,
-    Tuple,
 )
 
 import click
@@ -79,7 +73,7 @@ class WaitTimedOut(CliError):
 
     exit_code = EXIT_TIMEOUT
 
-    def __init__(self, message: str, status: Optional[Dict[str, Any]]) -> None:
+    def __init__(self, message: str, status: dict[str, Any] | None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -87,10 +81,10 @@ class WaitTimedOut(CliError):
 # --- configuration --------------------------------------------------------------
 
 
-def read_env_file(path: Path) -> Dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines (as `make dev` writes them); blank lines, `#` comments,
     `export ` prefixes and quotes around values are allowed."""
-    values: Dict[str, str] = {}
+    values: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
@@ -106,15 +100,15 @@ def read_env_file(path: Path) -> Dict[str, str]:
 
 @dataclass
 class Options:
-    url: Optional[str] = None
-    token: Optional[str] = None
-    kubo_url: Optional[str] = None
-    env_file: Optional[Path] = None
+    url: str | None = None
+    token: str | None = None
+    kubo_url: str | None = None
+    env_file: Path | None = None
     json: bool = False
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    _file_values: Optional[Dict[str, str]] = None
+    _file_values: dict[str, str] | None = None
 
-    def _from_file(self) -> Dict[str, str]:
+    def _from_file(self) -> dict[str, str]:
         if self._file_values is None:
             self._file_values = {}
             if self.env_file is not None:
@@ -132,7 +126,7 @@ class Options:
                     break
         return self._file_values
 
-    def _setting(self, given: Optional[str], name: str) -> Optional[str]:
+    def _setting(self, given: str | None, name: str) -> str | None:
         """The option, else an explicit --env-file, else the environment, else the default file."""
         if given:
             return given
@@ -145,7 +139,7 @@ class Options:
             return f"--env-file {self.env_file} has no"
         return "no"
 
-    def service(self) -> Tuple[str, str]:
+    def service(self) -> tuple[str, str]:
         url = self._setting(self.url, URL_VAR)
         if not url:
             raise CliError(
@@ -182,7 +176,7 @@ def _check_url(url: str, what: str) -> str:
 def _refused(error: BaseException) -> bool:
     """Whether a requests ConnectionError comes from a refused connection."""
     seen = set()
-    stack: List[Any] = [error]
+    stack: list[Any] = [error]
     while stack:
         item = stack.pop()
         if item is None or id(item) in seen:
@@ -228,7 +222,9 @@ class PinningClient:
             response = self._session.request(method, f"{self.url}{path}", timeout=self._timeout, **kwargs)
         except requests.RequestException as error:
             raise _connection_error(
-                "the pinning service", self.url, error,
+                "the pinning service",
+                self.url,
+                error,
                 "Is it running? Start the local stack with `make dev`, or pass --url.",
                 self._timeout,
             ) from None
@@ -244,22 +240,22 @@ class PinningClient:
                 f"{_one_line(response.text) or 'not JSON'}"
             ) from None
 
-    def add(self, pin: Dict[str, Any]) -> Dict[str, Any]:
+    def add(self, pin: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/pins", json=pin)
 
-    def get(self, request_id: str) -> Dict[str, Any]:
+    def get(self, request_id: str) -> dict[str, Any]:
         return self._call("GET", f"/pins/{_path_segment(request_id)}")
 
-    def replace(self, request_id: str, pin: Dict[str, Any]) -> Dict[str, Any]:
+    def replace(self, request_id: str, pin: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/pins/{_path_segment(request_id)}", json=pin)
 
     def delete(self, request_id: str) -> None:
         self._call("DELETE", f"/pins/{_path_segment(request_id)}")
 
-    def list(self, query: Dict[str, str]) -> Dict[str, Any]:
+    def list(self, query: dict[str, str]) -> dict[str, Any]:
         return self._call("GET", "/pins", params=query)
 
-    def list_all(self, query: Dict[str, str]) -> Iterator[Dict[str, Any]]:
+    def list_all(self, query: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every matching pin, newest first, paging as Kubo does: the next page
         is `before` the last result's `created`, until a page's count equals
         the number of results it holds."""
@@ -301,7 +297,9 @@ class KuboClient:
             response = requests.post(f"{self.url}/api/v0/{command}", timeout=timeout, **kwargs)
         except requests.RequestException as error:
             raise _connection_error(
-                "your Kubo node", self.url, error,
+                "your Kubo node",
+                self.url,
+                error,
                 "Is it running? `make dev` starts one; or pass --kubo-url.",
                 timeout,
             ) from None
@@ -313,7 +311,7 @@ class KuboClient:
             raise CliError(f"Kubo {command}: HTTP {response.status_code}: {_one_line(str(message))}")
         return response
 
-    def add_file(self, path: Path) -> Dict[str, str]:
+    def add_file(self, path: Path) -> dict[str, str]:
         """Adds (and pins) one file; Kubo's `{"Name", "Hash", "Size"}`."""
         with path.open("rb") as stream:
             response = self._post(
@@ -331,7 +329,7 @@ class KuboClient:
             raise CliError(f"Kubo add: no CID in the answer: {_one_line(response.text) or 'empty'}")
         return added
 
-    def peer_addresses(self) -> List[str]:
+    def peer_addresses(self) -> list[str]:
         """The node's addresses, each ending /p2p/<its ID>, public ones first."""
         try:
             identity = self._post("id").json()
@@ -340,7 +338,7 @@ class KuboClient:
         except (ValueError, KeyError, TypeError):
             raise CliError("Kubo id: unexpected answer (no ID)") from None
         suffix = f"/p2p/{peer_id}"
-        seen: List[str] = []
+        seen: list[str] = []
         for address in addresses:
             if not isinstance(address, str) or "/p2p-circuit" in address:
                 continue
@@ -375,7 +373,7 @@ def _client() -> PinningClient:
     return PinningClient(url, token)
 
 
-def _accepted(client: PinningClient, status: Dict[str, Any], wait: bool, timeout: Optional[float]) -> None:
+def _accepted(client: PinningClient, status: dict[str, Any], wait: bool, timeout: float | None) -> None:
     """Shows a new request's id, then follows it when asked to."""
     if not _options().json:
         click.echo(status["requestid"])
@@ -385,15 +383,15 @@ def _accepted(client: PinningClient, status: Dict[str, Any], wait: bool, timeout
         emit(status, lambda: None)
 
 
-def _print_table(headers: Sequence[str], rows: List[Sequence[str]]) -> None:
+def _print_table(headers: Sequence[str], rows: list[Sequence[str]]) -> None:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
 
 
-def _print_status(status: Dict[str, Any]) -> None:
+def _print_status(status: dict[str, Any]) -> None:
     pin = status.get("pin") or {}
-    rows: List[Tuple[str, List[str]]] = [
+    rows: list[tuple[str, list[str]]] = [
         ("request", [status.get("requestid", "")]),
         ("status", [status.get("status", "")]),
         ("created", [status.get("created", "")]),
@@ -431,18 +429,18 @@ class ProgressDisplay:
         self._tty = tty
         self._clock = clock
         self._started = clock()
-        self._last: Optional[Tuple[str, str]] = None
+        self._last: tuple[str, str] | None = None
         self._ticks = 0
         self._open_line = False
 
     @staticmethod
-    def describe(status: Dict[str, Any]) -> str:
+    def describe(status: dict[str, Any]) -> str:
         state = str(status.get("status", "?"))
         info = status.get("info") or {}
         details = info.get("failed_reason") if state == "failed" else info.get("status_details")
         return f"{state}: {details}" if details else state
 
-    def update(self, status: Dict[str, Any]) -> None:
+    def update(self, status: dict[str, Any]) -> None:
         text = self.describe(status)
         key = (str(status.get("status")), text)
         if self._tty:
@@ -472,11 +470,11 @@ class ProgressDisplay:
 def wait_for(
     client: PinningClient,
     request_id: str,
-    timeout: Optional[float],
-    display: Optional[ProgressDisplay],
-    first: Optional[Dict[str, Any]] = None,
+    timeout: float | None,
+    display: ProgressDisplay | None,
+    first: dict[str, Any] | None = None,
     interval: float = POLL_SECONDS,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Polls until pinned or failed; returns the last PinStatus, or raises WaitTimedOut."""
     deadline = None if timeout is None else time.monotonic() + timeout
     status = first
@@ -496,7 +494,9 @@ def wait_for(
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 last = ProgressDisplay.describe(status) if status else "unknown"
-                raise WaitTimedOut(f"timed out after {timeout:g} s waiting for {request_id} (last status: {last})", status)
+                raise WaitTimedOut(
+                    f"timed out after {timeout:g} s waiting for {request_id} (last status: {last})", status
+                )
             time.sleep(interval if deadline is None else min(interval, deadline - now))
             status = None
     finally:
@@ -504,7 +504,7 @@ def wait_for(
             display.finish()
 
 
-def _wait_and_report(client: PinningClient, status: Dict[str, Any], timeout: Optional[float]) -> None:
+def _wait_and_report(client: PinningClient, status: dict[str, Any], timeout: float | None) -> None:
     """The shared end of `wait`, `pin --wait`, `add` and `replace --wait`."""
     options = _options()
     display = None
@@ -527,8 +527,8 @@ def _wait_and_report(client: PinningClient, status: Dict[str, Any], timeout: Opt
 # --- the tool -------------------------------------------------------------------------
 
 
-def _meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> Optional[Dict[str, str]]:
-    meta: Dict[str, str] = {}
+def _meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, str] | None:
+    meta: dict[str, str] = {}
     for value in values:
         key, sep, text = value.partition("=")
         if not sep or not key:
@@ -537,22 +537,23 @@ def _meta(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> 
     return meta or None
 
 
-def _statuses(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in STATUSES]
     if not names or unknown:
         raise click.BadParameter(
-            f"expected a comma-separated list of {', '.join(STATUSES)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+            f"expected a comma-separated list of {', '.join(STATUSES)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
             ctx=ctx,
             param=param,
         )
     return ",".join(dict.fromkeys(names))
 
 
-def _pin_body(cid: str, name: Optional[str], origins: Sequence[str], meta: Optional[Dict[str, str]]) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"cid": cid}
+def _pin_body(cid: str, name: str | None, origins: Sequence[str], meta: dict[str, str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"cid": cid}
     if name is not None:
         body["name"] = name
     if origins:
@@ -595,10 +596,10 @@ _timeout_option = click.option(
 @click.pass_context
 def cli(
     ctx: click.Context,
-    url: Optional[str],
-    token: Optional[str],
-    kubo_url: Optional[str],
-    env_file: Optional[Path],
+    url: str | None,
+    token: str | None,
+    kubo_url: str | None,
+    env_file: Path | None,
     json_output: bool,
 ) -> None:
     """Pin content with an IPFS Pinning Service: add, pin, list, wait, replace, remove.
@@ -629,11 +630,11 @@ def cli(
 @_timeout_option
 def pin_command(
     cid: str,
-    name: Optional[str],
+    name: str | None,
     origins: Sequence[str],
-    meta: Optional[Dict[str, str]],
+    meta: dict[str, str] | None,
     wait: bool,
-    timeout: Optional[float],
+    timeout: float | None,
 ) -> None:
     """Ask the service to pin CID; print the request id.
 
@@ -648,7 +649,7 @@ def pin_command(
 @click.option("--name", help="A label for the pin [default: the file's name].")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until pinned or failed.")
 @_timeout_option
-def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[float]) -> None:
+def add_command(file: Path, name: str | None, wait: bool, timeout: float | None) -> None:
     """Add FILE to your Kubo node and have the service pin it from there.
 
     Adds the file to your node (Kubo's `add`), reads the node's addresses
@@ -665,12 +666,20 @@ def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[f
         note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
         if not origins:
             note("your node reports no addresses: the service's nodes will have to find it on their own")
-    _accepted(client, client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None)), wait, timeout)
+    _accepted(
+        client,
+        client.add(_pin_body(added["Hash"], name if name is not None else file.name, origins, None)),
+        wait,
+        timeout,
+    )
 
 
 @command(cli, "ls")
 @click.option(
-    "--status", "status", callback=_statuses, metavar="S1,S2",
+    "--status",
+    "status",
+    callback=_statuses,
+    metavar="S1,S2",
     help=f"Only these states (of {', '.join(STATUSES)}). Default: pinned, or all when --cid, --name or --meta is given.",
 )
 @click.option("--cid", "cids", multiple=True, metavar="CID", help="Only pins of this CID. Repeatable (10 at most).")
@@ -684,18 +693,18 @@ def add_command(file: Path, name: Optional[str], wait: bool, timeout: Optional[f
 @click.option("--limit", type=click.IntRange(1, 1000), help="At most this many pins (a page's size with --all).")
 @click.option("--all", "all_pages", is_flag=True, help="Every matching pin, page after page.")
 def ls_command(
-    status: Optional[str],
+    status: str | None,
     cids: Sequence[str],
-    name: Optional[str],
-    match: Optional[str],
-    meta: Optional[Dict[str, str]],
-    before: Optional[str],
-    after: Optional[str],
-    limit: Optional[int],
+    name: str | None,
+    match: str | None,
+    meta: dict[str, str] | None,
+    before: str | None,
+    after: str | None,
+    limit: int | None,
     all_pages: bool,
 ) -> None:
     """List your pins, newest first: request id, status, created, CID, name."""
-    query: Dict[str, str] = {}
+    query: dict[str, str] = {}
     if status:
         query["status"] = status
     if cids:
@@ -714,7 +723,7 @@ def ls_command(
         query["limit"] = str(limit)
     client = _client()
     if all_pages:
-        results: List[Dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
         count = 0
         for index, page in enumerate(client.list_all(query)):
             if index == 0:
@@ -732,7 +741,13 @@ def ls_command(
         _print_table(
             ("REQUEST ID", "STATUS", "CREATED", "CID", "NAME"),
             [
-                (r.get("requestid", ""), r.get("status", ""), r.get("created", ""), (r.get("pin") or {}).get("cid", ""), (r.get("pin") or {}).get("name") or "-")
+                (
+                    r.get("requestid", ""),
+                    r.get("status", ""),
+                    r.get("created", ""),
+                    (r.get("pin") or {}).get("cid", ""),
+                    (r.get("pin") or {}).get("name") or "-",
+                )
                 for r in results
             ],
         )
@@ -753,7 +768,7 @@ def status_command(request_id: str) -> None:
 @command(cli, "wait")
 @click.argument("request_id")
 @_timeout_option
-def wait_command(request_id: str, timeout: Optional[float]) -> None:
+def wait_command(request_id: str, timeout: float | None) -> None:
     """Wait until REQUEST_ID is pinned (exit 0) or failed (exit 1); 2 on --timeout.
 
     Polls every 0.5 s and shows queued -> pinning (with progress) -> pinned:
@@ -774,11 +789,11 @@ def wait_command(request_id: str, timeout: Optional[float]) -> None:
 def replace_command(
     request_id: str,
     cid: str,
-    name: Optional[str],
+    name: str | None,
     origins: Sequence[str],
-    meta: Optional[Dict[str, str]],
+    meta: dict[str, str] | None,
     wait: bool,
-    timeout: Optional[float],
+    timeout: float | None,
 ) -> None:
     """Replace REQUEST_ID by a pin of CID in one step; print the new request id.
 

@@ -3,6 +3,7 @@
 Exit status: 0 after Ctrl-C or SIGTERM, 2 for a startup problem (port in use,
 missing dependency, bad option), 1 if the API server stops by itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import List, Optional
 
 from devstack.stack import REPO_ROOT, DevStack, NodeSpec, Options, StackError
 
@@ -35,7 +35,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _user_node_port(text: str) -> Optional[int]:
+def _user_node_port(text: str) -> int | None:
     """PORT, 'auto' (a free port) or 0 (no node)."""
     if text == "auto":
         return 0
@@ -50,7 +50,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def parse_args(argv: Optional[List[str]]) -> Options:
+def parse_args(argv: list[str] | None) -> Options:
     defaults = Options()
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
@@ -59,8 +59,15 @@ def parse_args(argv: Optional[List[str]]) -> Options:
             "the API, the worker and the scheduled jobs."
         ),
     )
-    parser.add_argument("--port", type=_port, default=defaults.port, help="API port; 0 picks a free one (default %(default)s)")
-    parser.add_argument("--aws-port", type=_port, default=defaults.aws_port, help="emulated AWS port; 0 picks a free one (default %(default)s)")
+    parser.add_argument(
+        "--port", type=_port, default=defaults.port, help="API port; 0 picks a free one (default %(default)s)"
+    )
+    parser.add_argument(
+        "--aws-port",
+        type=_port,
+        default=defaults.aws_port,
+        help="emulated AWS port; 0 picks a free one (default %(default)s)",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -71,7 +78,11 @@ def parse_args(argv: Optional[List[str]]) -> Options:
             "stack.json (pids, URLs and peer ids of every part, for scripts and tests); all mode 0600"
         ),
     )
-    parser.add_argument("--stage", default=defaults.stage, help="Chalice stage whose environment_variables are used (default %(default)s)")
+    parser.add_argument(
+        "--stage",
+        default=defaults.stage,
+        help="Chalice stage whose environment_variables are used (default %(default)s)",
+    )
     parser.add_argument(
         "--node",
         dest="nodes",
@@ -81,18 +92,36 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         metavar="NODE_ID=RPC_URL,PEER_ID,MULTIADDR",
         help="register a Kubo node (repeatable; more multiaddrs may follow, comma-separated)",
     )
-    parser.add_argument("--sweep-seconds", type=float, default=defaults.sweep_seconds, help="outbox sweep interval (default %(default)s)")
     parser.add_argument(
-        "--fleet-size", type=int, default=defaults.fleet_size,
+        "--sweep-seconds",
+        type=float,
+        default=defaults.sweep_seconds,
+        help="outbox sweep interval (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fleet-size",
+        type=int,
+        default=defaults.fleet_size,
         help="embedded Kubo fleet nodes to start when no --node is given; 0 for none (default %(default)s)",
     )
     parser.add_argument(
-        "--user-node-port", type=_user_node_port, default=defaults.user_node_port, metavar="PORT|auto",
+        "--user-node-port",
+        type=_user_node_port,
+        default=defaults.user_node_port,
+        metavar="PORT|auto",
         help="RPC port of 'your node', a Kubo node for your own content; 'auto' picks a free one, 0 for none (default %(default)s)",
     )
-    parser.add_argument("--health-seconds", type=float, default=defaults.health_seconds, help="fleet health check interval (default %(default)s)")
     parser.add_argument(
-        "--visibility-seconds", type=_positive, default=defaults.visibility_seconds, metavar="SECONDS",
+        "--health-seconds",
+        type=float,
+        default=defaults.health_seconds,
+        help="fleet health check interval (default %(default)s)",
+    )
+    parser.add_argument(
+        "--visibility-seconds",
+        type=_positive,
+        default=defaults.visibility_seconds,
+        metavar="SECONDS",
         help=(
             "the pin queue's visibility timeout: how long a message taken by a worker that died stays hidden "
             "(default 6 times the stage's Lambda timeout, as on AWS). Shorter makes tests of dying workers quick; "
@@ -100,7 +129,9 @@ def parse_args(argv: Optional[List[str]]) -> Options:
         ),
     )
     parser.add_argument(
-        "--no-worker", dest="worker", action="store_false",
+        "--no-worker",
+        dest="worker",
+        action="store_false",
         help=(
             "do not run the worker; run `python -m devstack.worker --state-dir DIR` yourself. By default the stack "
             "runs it as a child process (pid in stack.json) and starts a new one whenever it dies"
@@ -122,16 +153,16 @@ def parse_args(argv: Optional[List[str]]) -> Options:
     )
 
 
-def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise _Stopped()
 
 
-def _force_exit(signum: int, frame: Optional[FrameType]) -> None:
+def _force_exit(signum: int, frame: FrameType | None) -> None:
     print("devstack: stopped while shutting down", file=sys.stderr, flush=True)
     os._exit(1)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     # The app and chalicelib are imported from the repository root.
     if str(REPO_ROOT) not in sys.path:
@@ -153,7 +184,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         status = 2
     except ImportError as error:
         missing = getattr(error, "name", None) or str(error)
-        print(f"devstack: missing dependency {missing!r} ({error}); run `make dev`, which installs them", file=sys.stderr, flush=True)
+        print(
+            f"devstack: missing dependency {missing!r} ({error}); run `make dev`, which installs them",
+            file=sys.stderr,
+            flush=True,
+        )
         status = 2
     finally:
         signal.signal(signal.SIGINT, _force_exit)

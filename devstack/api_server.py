@@ -9,12 +9,13 @@ Built on `chalice.local` (what `chalice local` runs) with three differences:
   and the errors http.server itself sends (malformed request) are Failure JSON,
   not HTML.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Dict, Optional
+from typing import Any
 
 from chalice.app import Chalice
 from chalice.config import Config
@@ -53,7 +54,7 @@ class RouteNotFound(LocalGatewayException):
 
 
 class ApiGatewayLikeGateway(LocalGateway):
-    def _generate_lambda_event(self, method: str, path: str, headers: Dict[str, Any], body: Optional[bytes]) -> Any:
+    def _generate_lambda_event(self, method: str, path: str, headers: dict[str, Any], body: bytes | None) -> Any:
         try:
             return super()._generate_lambda_event(method, path, headers, body)
         except ValueError:  # chalice.local's RouteMatcher: no route matches the path
@@ -78,10 +79,10 @@ class RequestHandler(ChaliceRequestHandler):
             return self._generic_handle
         raise AttributeError(name)
 
-    def _send_http_response_with_body(self, code: int, headers: Dict[str, Any], body: Any) -> None:
+    def _send_http_response_with_body(self, code: int, headers: dict[str, Any], body: Any) -> None:
         super()._send_http_response_with_body(code, headers, b"" if self.command == "HEAD" else body)
 
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself, before the request reaches Chalice."""
         reason = _SERVER_ERROR_REASONS.get(code, "BAD_REQUEST" if code < 500 else "INTERNAL_SERVER_ERROR")
         body = failure_body(reason, message or self.responses.get(code, ("error",))[0])
@@ -107,7 +108,7 @@ class ApiServer:
     def __init__(self, app: Chalice, config: Config, host: str, port: int) -> None:
         _serve_requests_on_threads(app)
         self._dev_server = LocalDevServer(app, config, host, port, handler_cls=RequestHandler, server_cls=_Server)
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:

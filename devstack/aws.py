@@ -1,4 +1,5 @@
 """Emulated AWS for the local stack: moto in server mode, on loopback only."""
+
 from __future__ import annotations
 
 import errno
@@ -6,7 +7,8 @@ import json
 import logging
 import os
 import socket
-from typing import Any, Dict, MutableMapping, Optional
+from collections.abc import MutableMapping
+from typing import Any
 
 from moto.server import ThreadedMotoServer
 
@@ -44,7 +46,7 @@ class MotoServer(ThreadedMotoServer):
 
     def __init__(self, port: int) -> None:
         super().__init__(ip_address=HOST, port=port, verbose=False)
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
     def _server_entry(self) -> None:
         try:
@@ -87,7 +89,7 @@ def _client(service: str, endpoint_url: str) -> Any:
     return botocore.session.get_session().create_client(service, region_name=REGION, endpoint_url=endpoint_url)
 
 
-def create_pin_queue(endpoint_url: str, name: str, visibility_timeout: int) -> Dict[str, str]:
+def create_pin_queue(endpoint_url: str, name: str, visibility_timeout: int) -> dict[str, str]:
     """The pin queue and its dead-letter queue; returns both URLs."""
     sqs = _client("sqs", endpoint_url)
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]

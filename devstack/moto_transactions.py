@@ -11,12 +11,13 @@ updated in between can come out of order (a status listing once showed a pin
 that had just become `pinned` before newer ones); one lock around each read
 and write request rules both out, as on AWS. Dev and test only.
 """
+
 from __future__ import annotations
 
 import copy
 import threading
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from moto.dynamodb import models
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
@@ -26,16 +27,16 @@ _installed = False
 _lock = threading.Lock()
 
 
-def _deepcopy_except_tables(value: Any, memo: Optional[Dict[int, Any]] = None) -> Any:
+def _deepcopy_except_tables(value: Any, memo: dict[int, Any] | None = None) -> Any:
     # The table "backup" becomes the live table; the items it would have
     # protected are saved by _saved_items instead.
     return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
 
-_Saved = Tuple[Table, DynamoType, Optional[DynamoType], Optional[Item]]
+_Saved = tuple[Table, DynamoType, DynamoType | None, Item | None]
 
 
-def _saved_items(backend: Any, transact_items: List[Dict[str, Any]]) -> List[_Saved]:
+def _saved_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[_Saved]:
     saved = []
     for entry in transact_items:
         operation = next(iter(entry.values()))
@@ -52,7 +53,7 @@ def _saved_items(backend: Any, transact_items: List[Dict[str, Any]]) -> List[_Sa
     return saved
 
 
-def _restore(saved: List[_Saved]) -> None:
+def _restore(saved: list[_Saved]) -> None:
     for table, hash_value, range_value, item in reversed(saved):
         if item is None:
             table.delete_item(hash_value, range_value)
@@ -71,7 +72,7 @@ def install() -> None:
         models.copy = SimpleNamespace(deepcopy=_deepcopy_except_tables, copy=copy.copy)
         original = models.DynamoDBBackend.transact_write_items
 
-        def transact_write_items(self: Any, transact_items: List[Dict[str, Any]]) -> None:
+        def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
             saved = _saved_items(self, transact_items)
             try:
                 original(self, transact_items)
@@ -81,8 +82,16 @@ def install() -> None:
 
         models.DynamoDBBackend.transact_write_items = transact_write_items
         for name in (
-            "put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item",
-            "get_item", "batch_get_item", "transact_get_items", "query", "scan",
+            "put_item",
+            "update_item",
+            "delete_item",
+            "transact_write_items",
+            "batch_write_item",
+            "get_item",
+            "batch_get_item",
+            "transact_get_items",
+            "query",
+            "scan",
         ):
             setattr(models.DynamoDBBackend, name, _atomic(getattr(models.DynamoDBBackend, name)))
         _installed = True

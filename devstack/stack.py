@@ -1,4 +1,5 @@
 """Starts and stops the pieces of the local stack, in order."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,11 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -39,7 +41,7 @@ class NodeSpec:
     multiaddrs: Sequence[str]
 
     @classmethod
-    def parse(cls, text: str) -> "NodeSpec":
+    def parse(cls, text: str) -> NodeSpec:
         """NODE_ID=RPC_URL,PEER_ID,MULTIADDR[,MULTIADDR...]"""
         node_id, _, rest = text.partition("=")
         parts = [part.strip() for part in rest.split(",")]
@@ -54,16 +56,16 @@ class Options:
     aws_port: int = 4566
     state_dir: Path = REPO_ROOT / ".dev"
     stage: str = "dev"
-    nodes: List[NodeSpec] = field(default_factory=list)
+    nodes: list[NodeSpec] = field(default_factory=list)
     sweep_seconds: float = 30.0
     # Embedded Kubo fleet nodes started when no --node is given (0: none).
     fleet_size: int = 2
     # The user's own node ("your node"), for the quickstart; 0 picks a free
     # port, None runs none.
-    user_node_port: Optional[int] = 5001
+    user_node_port: int | None = 5001
     health_seconds: float = 30.0
     # The pin queue's visibility timeout; None: 6 times the stage's Lambda timeout.
-    visibility_seconds: Optional[int] = None
+    visibility_seconds: int | None = None
     # Run `python -m devstack.worker` as a supervised child (else someone else does).
     worker: bool = True
 
@@ -72,7 +74,7 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def stage_environment(stage: str, config_path: Path = CHALICE_CONFIG) -> Dict[str, str]:
+def stage_environment(stage: str, config_path: Path = CHALICE_CONFIG) -> dict[str, str]:
     """The stage's environment_variables (Chalice sets them only under Lambda)."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
     stages = config.get("stages", {})
@@ -94,12 +96,12 @@ def write_private(path: Path, lines: Sequence[str]) -> None:
     os.replace(temporary, path)
 
 
-def read_env_file(path: Path) -> Dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     """NAME=value lines, as write_private writes them."""
     return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
-def scheduled_event(rule: str) -> Dict[str, Any]:
+def scheduled_event(rule: str) -> dict[str, Any]:
     """What EventBridge hands a scheduled Lambda."""
     return {
         "version": "0",
@@ -107,7 +109,7 @@ def scheduled_event(rule: str) -> Dict[str, Any]:
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "123456789012",
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": "us-east-1",
         "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
         "detail": {},
@@ -119,10 +121,10 @@ class ScheduledJob:
 
     def __init__(
         self,
-        handler: Callable[[Dict[str, Any], Any], Any],
+        handler: Callable[[dict[str, Any], Any], Any],
         rule: str,
         interval: float,
-        report: Callable[[Any], Optional[str]],
+        report: Callable[[Any], str | None],
     ) -> None:
         self._handler = handler
         self._rule = rule
@@ -157,23 +159,23 @@ class ScheduledJob:
 class DevStack:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.url: Optional[str] = None
-        self.token: Optional[str] = None
+        self.url: str | None = None
+        self.token: str | None = None
         self._api: Any = None
         self._aws: Any = None
-        self._jobs: List[Any] = []
-        self._kubo_nodes: List[Any] = []
+        self._jobs: list[Any] = []
+        self._kubo_nodes: list[Any] = []
         self._user_node: Any = None
         self._worker: Any = None
-        self._queues: Dict[str, str] = {}
+        self._queues: dict[str, str] = {}
         self._visibility = 0
-        self._service_env: Dict[str, str] = {}
+        self._service_env: dict[str, str] = {}
         # stack.json is rewritten by the worker supervisor's thread too.
         self._state_lock = threading.Lock()
         self._ready = False
 
     @property
-    def user_node_url(self) -> Optional[str]:
+    def user_node_url(self) -> str | None:
         return self._user_node.rpc_url if self._user_node is not None else None
 
     def start(self) -> None:
@@ -227,7 +229,14 @@ class DevStack:
         from devstack.worker import DEAD_LETTER_QUEUE_VAR
 
         # What the handlers run with here, for a worker started from service.env.
-        names = [*aws.FAKE_AWS_ENV, *stage_env, "AWS_ENDPOINT_URL", "PIN_QUEUE_URL", "ALLOW_PRIVATE_ORIGINS", "KUBO_RPC_SECRET"]
+        names = [
+            *aws.FAKE_AWS_ENV,
+            *stage_env,
+            "AWS_ENDPOINT_URL",
+            "PIN_QUEUE_URL",
+            "ALLOW_PRIVATE_ORIGINS",
+            "KUBO_RPC_SECRET",
+        ]
         self._service_env = {name: os.environ[name] for name in names}
         self._service_env[DEAD_LETTER_QUEUE_VAR] = self._queues["dead_letter_queue"]
         self._start_kubo()
@@ -244,9 +253,8 @@ class DevStack:
     def _bind_api(self) -> Any:
         from chalice.config import Config
 
-        from devstack.api_server import ApiServer
-
         import app as app_module
+        from devstack.api_server import ApiServer
 
         config = Config.create(
             chalice_stage=self.options.stage,
@@ -269,9 +277,7 @@ class DevStack:
             if not options.nodes and options.fleet_size:
                 say(f"Starting {options.fleet_size} embedded Kubo fleet nodes (loopback only) ...")
                 for index in range(options.fleet_size):
-                    node = start_node(
-                        f"fleet-{index}", base, auth_token=os.environ["KUBO_RPC_SECRET"], backend="auto"
-                    )
+                    node = start_node(f"fleet-{index}", base, auth_token=os.environ["KUBO_RPC_SECRET"], backend="auto")
                     self._kubo_nodes.append(node)
                     options.nodes.append(NodeSpec(node.name, node.rpc_url, node.peer_id, (node.multiaddr,)))
             if options.user_node_port is not None:
@@ -297,14 +303,18 @@ class DevStack:
                 app_module.check_fleet_health,
                 f"{rule}-check_fleet_health",
                 self.options.health_seconds,
-                lambda health: "unhealthy nodes: " + ", ".join(n for n, ok in health.items() if not ok)
-                if health and not all(health.values())
-                else None,
+                lambda health: (
+                    "unhealthy nodes: " + ", ".join(n for n, ok in health.items() if not ok)
+                    if health and not all(health.values())
+                    else None
+                ),
             ),
         ]
         for job in self._jobs:
             job.start()
-        say(f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s.")
+        say(
+            f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s."
+        )
 
     def _start_worker(self) -> None:
         state_dir = self.options.state_dir
@@ -362,7 +372,15 @@ class DevStack:
         state_dir = self.options.state_dir
         local_env = state_dir / LOCAL_ENV
         # For the admin CLI and other tools: `set -a; . .dev/aws.env; set +a`.
-        names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE", "TABLE_PREFIX", "PIN_QUEUE_URL")
+        names = (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "STAGE",
+            "TABLE_PREFIX",
+            "PIN_QUEUE_URL",
+        )
         try:
             lines = [f"PINNING_SERVICE_URL={self.url}", f"PINNING_SERVICE_TOKEN={self.token}"]
             if self.user_node_url:
@@ -372,7 +390,9 @@ class DevStack:
             write_private(state_dir / SERVICE_ENV, [f"{name}={value}" for name, value in self._service_env.items()])
         except OSError as error:
             raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
-        say(f"\n  URL:   {self.url}\n  Token: {self.token}\n  (both in {local_env}; AWS settings in {state_dir / AWS_ENV})")
+        say(
+            f"\n  URL:   {self.url}\n  Token: {self.token}\n  (both in {local_env}; AWS settings in {state_dir / AWS_ENV})"
+        )
         say(f'  try:   curl -H "Authorization: Bearer {self.token}" {self.url}/pins\n')
 
     def _write_stack_file(self) -> None:
@@ -381,7 +401,7 @@ class DevStack:
 
         embedded = {node.name: node for node in self._kubo_nodes}
 
-        def node(spec: NodeSpec) -> Dict[str, Any]:
+        def node(spec: NodeSpec) -> dict[str, Any]:
             running = embedded.get(spec.node_id)
             return {
                 "node_id": spec.node_id,
@@ -405,8 +425,13 @@ class DevStack:
             "visibility_seconds": self._visibility,
             "kubo_rpc_secret": os.environ["KUBO_RPC_SECRET"],
             "fleet": [node(spec) for spec in self.options.nodes],
-            "your_node": None if user is None else {
-                "pid": user.pid, "rpc_url": user.rpc_url, "peer_id": user.peer_id, "multiaddrs": [user.multiaddr],
+            "your_node": None
+            if user is None
+            else {
+                "pid": user.pid,
+                "rpc_url": user.rpc_url,
+                "peer_id": user.peer_id,
+                "multiaddrs": [user.multiaddr],
             },
             "worker": None if self._worker is None else {"pid": self._worker.pid, "restarts": self._worker.restarts},
         }
@@ -454,5 +479,7 @@ def _port_error(what: str, port: int, option: str, error: OSError) -> StackError
     import errno
 
     if error.errno == errno.EADDRINUSE:
-        return StackError(f"port {port} on {HOST} for {what} is already in use; choose another with {option} PORT (0 picks a free one)")
+        return StackError(
+            f"port {port} on {HOST} for {what} is already in use; choose another with {option} PORT (0 picks a free one)"
+        )
     return StackError(f"cannot listen on {HOST}:{port} for {what}: {error.strerror or error}")

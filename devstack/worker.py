@@ -16,6 +16,7 @@ pin queue to the app's `pin_worker` handler and one the dead-letter queue to
 and its messages come back after the queue's visibility timeout. Exit status
 2: no `service.env` (the stack is not running in DIR).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import List, Optional
 
 from devstack.stack import REPO_ROOT, SERVICE_ENV, Options, lambda_timeout, read_env_file
 
@@ -40,13 +40,15 @@ PIN_POLLERS = 3
 DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.worker",
         description="Run the local stack's pin workers (SQS pollers calling the app's handlers).",
     )
     parser.add_argument(
-        "--state-dir", type=Path, default=Options().state_dir,
+        "--state-dir",
+        type=Path,
+        default=Options().state_dir,
         help=f"the running stack's --state-dir, holding {SERVICE_ENV} (default %(default)s)",
     )
     args = parser.parse_args(argv)
@@ -54,13 +56,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         os.environ.update(read_env_file(env_path))
     except OSError as error:
-        print(f"devstack.worker: cannot read {env_path} ({error.strerror or error}); is `python -m devstack` running?",
-              file=sys.stderr, flush=True)
+        print(
+            f"devstack.worker: cannot read {env_path} ({error.strerror or error}); is `python -m devstack` running?",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
 
     stopping = threading.Event()
 
-    def stop(signum: int, frame: Optional[FrameType]) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)

@@ -1,12 +1,14 @@
 """The worker Lambdas, locally: polls the emulated SQS queues and calls the
 very handlers that run on AWS, with the event shape Lambda would pass."""
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
-HandlerType = Callable[[Dict[str, Any], Any], Any]
+HandlerType = Callable[[dict[str, Any], Any], Any]
 
 
 class LambdaContext:
@@ -60,7 +62,7 @@ class QueuePoller:
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(received)
 
-    def _record(self, message: Dict[str, Any]) -> Dict[str, Any]:
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         return {
             "messageId": message["MessageId"],
             "receiptHandle": message["ReceiptHandle"],

@@ -1,6 +1,7 @@
 """Keeps one `python -m devstack.worker` child running for the local stack:
 a worker that dies (killed, crashed) is started again, as Lambda would run
 the next batch in a fresh container."""
+
 from __future__ import annotations
 
 import signal
@@ -8,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from devstack.stack import REPO_ROOT, say
 
@@ -26,12 +27,12 @@ class WorkerSupervisor:
         self._restart_delay = restart_delay
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._process: Optional[subprocess.Popen] = None
+        self._process: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
         self.restarts = 0
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         process = self._process
         return process.pid if process is not None else None
 

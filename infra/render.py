@@ -7,12 +7,14 @@ own role policy, event source and environment. Run `python -m infra.render`
 after changing a model, a function's access or .chalice/config.json;
 tests/infra fails while the checked-in files differ from the rendering.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Type
+from typing import Any
 
 from pynamodb.models import Model
 
@@ -30,7 +32,7 @@ from chalicelib.storage.tenant_record import ApiTokenRecord
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
 
-Json = Dict[str, Any]
+Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,11 @@ class Access:
     """What one function's code does with the stage's resources (checked
     against the calls it makes in tests/infra/test_iam_usage.py)."""
 
-    tables: Mapping[Type[Model], Tuple[str, ...]] = field(default_factory=dict)
+    tables: Mapping[type[Model], tuple[str, ...]] = field(default_factory=dict)
     # Models whose every index the function queries.
-    indexes: Tuple[Type[Model], ...] = ()
+    indexes: tuple[type[Model], ...] = ()
     sends_pins: bool = False
-    consumes: Tuple[str, ...] = ()
+    consumes: tuple[str, ...] = ()
     calls_kubo: bool = False
     # Lets the fleet's Auto Scaling group finish terminating a node.
     completes_lifecycle: bool = False
@@ -176,7 +178,7 @@ def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
 
 
-def table_id(settings: Settings, model: Type[Model]) -> str:
+def table_id(settings: Settings, model: type[Model]) -> str:
     """Logical id: PinsTable, PinCountersTable, ..."""
     return camel(table_name(settings, model)[len(settings.table_prefix) + 1 :]) + "Table"
 
@@ -185,7 +187,7 @@ def arn(resource: str) -> Json:
     return {"Fn::GetAtt": [resource, "Arn"]}
 
 
-def table(settings: Settings, model: Type[Model], options: StageOptions) -> Json:
+def table(settings: Settings, model: type[Model], options: StageOptions) -> Json:
     """The table exactly as PynamoDB's create_table would make it, plus what
     a deployed table needs (on-demand, point-in-time recovery, SSE)."""
     schema = model._get_schema()
@@ -198,7 +200,10 @@ def table(settings: Settings, model: Type[Model], options: StageOptions) -> Json
         "SSESpecification": {"SSEEnabled": True},
         "DeletionProtectionEnabled": options.retain,
     }
-    for kind, key in (("global_secondary_indexes", "GlobalSecondaryIndexes"), ("local_secondary_indexes", "LocalSecondaryIndexes")):
+    for kind, key in (
+        ("global_secondary_indexes", "GlobalSecondaryIndexes"),
+        ("local_secondary_indexes", "LocalSecondaryIndexes"),
+    ):
         indexes = sorted(schema[kind], key=lambda index: index["index_name"])
         if indexes:
             properties[key] = [_index(index) for index in indexes]
@@ -208,9 +213,11 @@ def table(settings: Settings, model: Type[Model], options: StageOptions) -> Json
     return {"Type": "AWS::DynamoDB::Table", **_retention(options), "Properties": properties}
 
 
-def _key_schema(keys: List[Json]) -> List[Json]:
+def _key_schema(keys: list[Json]) -> list[Json]:
     # DynamoDB wants the hash key first.
-    return sorted(({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in keys), key=lambda k: k["KeyType"])
+    return sorted(
+        ({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in keys), key=lambda k: k["KeyType"]
+    )
 
 
 def _index(index: Json) -> Json:
@@ -234,7 +241,10 @@ def queues(settings: Settings, worker_timeout: int, dead_letters_timeout: int) -
                 "QueueName": name,
                 "VisibilityTimeout": VISIBILITY_FACTOR * worker_timeout,
                 "SqsManagedSseEnabled": True,
-                "RedrivePolicy": {"deadLetterTargetArn": arn(DEAD_LETTER_QUEUE), "maxReceiveCount": {"Ref": "MaxReceiveCount"}},
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": arn(DEAD_LETTER_QUEUE),
+                    "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+                },
             },
         },
         DEAD_LETTER_QUEUE: {
@@ -262,14 +272,18 @@ def secret(settings: Settings, options: StageOptions) -> Json:
 
 
 def policy(settings: Settings, access: Access) -> Json:
-    statements: List[Json] = [
+    statements: list[Json] = [
         {
             "Sid": "Logs",
             "Effect": "Allow",
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [
-                {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*"},
-                {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*:*"},
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*"
+                },
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/${AWS::StackName}-*:*"
+                },
             ],
         }
     ]
@@ -278,11 +292,17 @@ def policy(settings: Settings, access: Access) -> Json:
         statements.append({"Sid": logical, "Effect": "Allow", "Action": sorted(actions), "Resource": arn(logical)})
         if model in access.indexes:
             indexes = [{"Fn::Sub": f"${{{logical}.Arn}}/index/{index['index_name']}"} for index in _indexes_of(model)]
-            statements.append({"Sid": f"{logical}Indexes", "Effect": "Allow", "Action": list(QUERY), "Resource": indexes})
+            statements.append(
+                {"Sid": f"{logical}Indexes", "Effect": "Allow", "Action": list(QUERY), "Resource": indexes}
+            )
     if access.sends_pins:
-        statements.append({"Sid": "SendPins", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(PIN_QUEUE)})
+        statements.append(
+            {"Sid": "SendPins", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(PIN_QUEUE)}
+        )
     for queue in access.consumes:
-        statements.append({"Sid": f"Consume{queue}", "Effect": "Allow", "Action": CONSUMER_ACTIONS, "Resource": arn(queue)})
+        statements.append(
+            {"Sid": f"Consume{queue}", "Effect": "Allow", "Action": CONSUMER_ACTIONS, "Resource": arn(queue)}
+        )
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
         statements.append(
@@ -297,7 +317,14 @@ def policy(settings: Settings, access: Access) -> Json:
             }
         )
     if access.calls_kubo:
-        statements.append({"Sid": "KuboRpcSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": {"Ref": SECRET}})
+        statements.append(
+            {
+                "Sid": "KuboRpcSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": {"Ref": SECRET},
+            }
+        )
         statements.append(
             {
                 "Fn::If": [
@@ -310,7 +337,7 @@ def policy(settings: Settings, access: Access) -> Json:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _indexes_of(model: Type[Model]) -> List[Json]:
+def _indexes_of(model: type[Model]) -> list[Json]:
     schema = model._get_schema()
     return sorted(schema["global_secondary_indexes"] + schema["local_secondary_indexes"], key=lambda i: i["index_name"])
 
@@ -350,7 +377,9 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
             }
         }
     return {
-        role: {"Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": policy(settings, access)}]}},
+        role: {
+            "Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": policy(settings, access)}]}
+        },
         name: {"Properties": properties},
     }
 
@@ -450,7 +479,7 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             TreatMissingData="breaching",
         ),
     }
-    for name, access in FUNCTIONS.items():
+    for name, _access in FUNCTIONS.items():
         if name != "APIHandler":
             resources[f"{name}ErrorsAlarm"] = alarm(
                 f"{name} failed (an exception or timeout ended an invocation).",
@@ -460,7 +489,7 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
     return resources
 
 
-def stage_config(stage: str, config: Json) -> Tuple[Settings, int, int, str]:
+def stage_config(stage: str, config: Json) -> tuple[Settings, int, int, str]:
     """The stage's Settings (table prefix) and its functions' timeouts, from .chalice/config.json."""
     stages = config["stages"]
     if stage not in stages:

@@ -1,10 +1,11 @@
 """Shared fixtures: an emulated AWS (moto), the service wired to it, a fleet
 of registered nodes and a tenant with a token."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator
 
 import pytest
 
@@ -15,11 +16,10 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
-from devstack import moto_transactions  # noqa: E402
-
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.storage.tables import create_tables  # noqa: E402
 from chalicelib.wiring import Services, build_services  # noqa: E402
+from devstack import moto_transactions  # noqa: E402
 
 PEER_A = "12D3KooWGzBxCkGDgf1V4N4pkRLXjUq4gWsQzA8nC9Ud5QzXsu6N"
 PEER_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"

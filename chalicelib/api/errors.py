@@ -1,8 +1,7 @@
 """Every error the API sends has the spec's Failure shape:
 {"error": {"reason": "<MACHINE_READABLE>", "details": "<for humans>"}}."""
-from __future__ import annotations
 
-from typing import Dict, Optional
+from __future__ import annotations
 
 from chalice import Response
 
@@ -10,7 +9,7 @@ from chalicelib.api.http import json_response
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, details: str, headers: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, status: int, reason: str, details: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(details)
         self.status = status
         self.reason = reason
@@ -21,7 +20,7 @@ class ApiError(Exception):
         return failure(self.status, self.reason, self.details, self.headers)
 
 
-def failure(status: int, reason: str, details: str, headers: Optional[Dict[str, str]] = None) -> Response:
+def failure(status: int, reason: str, details: str, headers: dict[str, str] | None = None) -> Response:
     return json_response({"error": {"reason": reason, "details": details}}, status, headers)
 
 

@@ -1,12 +1,13 @@
 """JSON responses with an explicit Content-Type (clients decode only JSON)."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from chalice import Response
 
 JSON = "application/json"
 
 
-def json_response(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": JSON, **(headers or {})})

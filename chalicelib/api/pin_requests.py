@@ -1,8 +1,10 @@
 """Parses and validates what clients send: Pin bodies and list queries."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 from chalicelib.api.errors import ApiError, bad_request
 from chalicelib.pins.cids import ContentId, InvalidCid, parse_cid
@@ -29,7 +31,7 @@ def _invalid(error: InvalidRequest) -> ApiError:
     return bad_request(error.reason, error.details)
 
 
-def parse_pin_body(raw: Optional[bytes], content_type: Optional[str], max_bytes: int) -> PinRequest:
+def parse_pin_body(raw: bytes | None, content_type: str | None, max_bytes: int) -> PinRequest:
     if raw is not None and len(raw) > max_bytes:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body is larger than {max_bytes} bytes")
     media_type = (content_type or "application/json").split(";")[0].strip().lower()
@@ -49,7 +51,7 @@ def parse_pin_body(raw: Optional[bytes], content_type: Optional[str], max_bytes:
         raise _invalid(error) from None
 
 
-def _pin(body: Dict[str, Any]) -> PinRequest:
+def _pin(body: dict[str, Any]) -> PinRequest:
     if "cid" not in body:
         raise InvalidRequest("INVALID_CID", "cid is required")
     cid = _cid(body["cid"])
@@ -69,7 +71,7 @@ def _cid(value: Any) -> ContentId:
         raise InvalidRequest("INVALID_CID", f"invalid cid {value[:100]!r}: {error}") from None
 
 
-def _origins(value: Any) -> Tuple[str, ...]:
+def _origins(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise InvalidRequest("INVALID_ORIGINS", "origins must be an array of multiaddrs")
     if len(value) > MAX_ORIGINS:
@@ -86,7 +88,7 @@ def _origins(value: Any) -> Tuple[str, ...]:
     return tuple(value)
 
 
-def parse_list_query(params: Optional[Mapping[str, Any]]) -> PinQuery:
+def parse_list_query(params: Mapping[str, Any] | None) -> PinQuery:
     """Query parameters of GET /pins (Chalice's MultiDict or a plain dict)."""
     params = params or {}
     try:
@@ -95,7 +97,7 @@ def parse_list_query(params: Optional[Mapping[str, Any]]) -> PinQuery:
         raise bad_request("INVALID_QUERY", error.details) from None
 
 
-def _values(params: Mapping[str, Any], name: str) -> List[str]:
+def _values(params: Mapping[str, Any], name: str) -> list[str]:
     getlist = getattr(params, "getlist", None)
     if getlist is not None:
         return list(getlist(name)) if name in params else []
@@ -103,14 +105,14 @@ def _values(params: Mapping[str, Any], name: str) -> List[str]:
     return [] if value is None else [value]
 
 
-def _single(params: Mapping[str, Any], name: str) -> Optional[str]:
+def _single(params: Mapping[str, Any], name: str) -> str | None:
     values = _values(params, name)
     if len(values) > 1:
         raise InvalidRequest("INVALID_QUERY", f"{name} may be given once")
     return values[0] if values else None
 
 
-def _csv(params: Mapping[str, Any], name: str) -> List[str]:
+def _csv(params: Mapping[str, Any], name: str) -> list[str]:
     # The spec's form style is comma-separated; repeated parameters add up.
     items = [item.strip() for value in _values(params, name) for item in value.split(",")]
     if any(not item for item in items):
@@ -157,17 +159,17 @@ def _query(params: Mapping[str, Any]) -> PinQuery:
     )
 
 
-def _meta_filter(raw: Optional[str]) -> Dict[str, str]:
+def _meta_filter(raw: str | None) -> dict[str, str]:
     if raw is None:
         return {}
     try:
         value = json.loads(raw)
     except ValueError:
-        raise InvalidRequest("INVALID_QUERY", "meta must be URL-escaped JSON, e.g. {\"app_id\":\"x\"}") from None
+        raise InvalidRequest("INVALID_QUERY", 'meta must be URL-escaped JSON, e.g. {"app_id":"x"}') from None
     return check_meta(value)
 
 
-def _time(params: Mapping[str, Any], name: str) -> Optional[int]:
+def _time(params: Mapping[str, Any], name: str) -> int | None:
     raw = _single(params, name)
     if raw is None:
         return None
@@ -177,10 +179,9 @@ def _time(params: Mapping[str, Any], name: str) -> Optional[int]:
         raise InvalidRequest("INVALID_QUERY", f"{name} must be an RFC 3339 date-time: {error}") from None
 
 
-def _limit(raw: Optional[str]) -> int:
+def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequest("INVALID_QUERY", f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
-

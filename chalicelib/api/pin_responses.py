@@ -1,14 +1,16 @@
 """Serializes pins to the spec's PinStatus and PinResults."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.pins.timestamps import format_ms
 from chalicelib.storage.pin_record import PinRecord, plain_map
 
 
-def pin_status(record: PinRecord) -> Dict[str, Any]:
-    pin: Dict[str, Any] = {"cid": record.cid}
+def pin_status(record: PinRecord) -> dict[str, Any]:
+    pin: dict[str, Any] = {"cid": record.cid}
     if record.name is not None:
         pin["name"] = record.name
     if record.origins:
@@ -26,6 +28,6 @@ def pin_status(record: PinRecord) -> Dict[str, Any]:
     }
 
 
-def pin_results(records: Sequence[PinRecord], count: int) -> Dict[str, Any]:
+def pin_results(records: Sequence[PinRecord], count: int) -> dict[str, Any]:
     # Always an array, never null: a null once crashed Kubo's daemon.
     return {"count": count, "results": [pin_status(record) for record in records]}

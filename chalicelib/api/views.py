@@ -1,10 +1,12 @@
 """What every route shares: error mapping and the structured error log."""
+
 from __future__ import annotations
 
 import functools
 import logging
 import uuid
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Response
 
@@ -16,7 +18,7 @@ from chalicelib.tenants.authenticator import Unauthenticated
 logger = logging.getLogger("pinning.api")
 
 # Chalice answers some requests itself ({"Code", "Message"} bodies).
-_CHALICE_REASONS: Dict[int, str] = {
+_CHALICE_REASONS: dict[int, str] = {
     400: "BAD_REQUEST",
     403: "FORBIDDEN",
     404: "NOT_FOUND",

@@ -1,10 +1,12 @@
 """The periodic fleet check: reachability and free space of every node."""
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, TextIO
+from typing import TextIO
 
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
@@ -17,7 +19,7 @@ logger = logging.getLogger("pinning.fleet")
 METRIC_NAMESPACE = "PinningService"
 
 
-def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], "object"]) -> Dict[str, bool]:
+def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], object]) -> dict[str, bool]:
     """Asks every node for its identity and repo size; records the answers."""
 
     def check(node: NodeRecord) -> bool:
@@ -39,10 +41,10 @@ def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], "object"]) 
 
     nodes = registry.nodes(fresh=True)
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as pool:
-        return dict(zip((node.node_id for node in nodes), pool.map(check, nodes)))
+        return dict(zip((node.node_id for node in nodes), pool.map(check, nodes), strict=False))
 
 
-def emit_health_metrics(results: Dict[str, bool], stage: str, out: TextIO) -> None:
+def emit_health_metrics(results: dict[str, bool], stage: str, out: TextIO) -> None:
     """Healthy and unhealthy node counts as one CloudWatch embedded-metric
     line: Lambda's log stream carries it, so no API call or permission."""
     healthy = sum(results.values())

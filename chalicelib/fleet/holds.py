@@ -5,9 +5,10 @@ when it is deleted, replaced or failed; the pin is removed from the node only
 by whoever gives up the last hold, under a lease that tells new holders not
 to trust the pin until the removal is over.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite

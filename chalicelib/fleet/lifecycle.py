@@ -8,11 +8,13 @@ is removed from the registry before the instance is let go, so no new pin is
 placed on it, and the drain of its pins is queued in the same transaction
 (chalicelib/fleet/removal.py): the handler does no more than that, quickly.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -43,7 +45,7 @@ class Termination:
     token: str
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> Optional["Termination"]:
+    def from_event(cls, event: Mapping[str, Any]) -> Termination | None:
         """The termination an EventBridge event announces; None for any other event."""
         if event.get("detail-type") != TERMINATING:
             return None
@@ -67,7 +69,7 @@ class LifecycleActions(Protocol):
 
 def release_terminating_node(
     event: Mapping[str, Any], stage: str, removal: NodeRemoval, autoscaling: LifecycleActions
-) -> Optional[str]:
+) -> str | None:
     """Removes a terminating fleet node from the registry (queuing its
     drain), then lets its group terminate it. Returns the node id; None for
     an event that is not about this stage's fleet."""

@@ -5,10 +5,11 @@ healthy nodes win. The choice depends only on the CID and the fleet, so equal
 CIDs from any tenant land on the same nodes and share one Kubo pin, and a node
 joining or leaving moves only the CIDs it wins or held.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import List, Sequence
+from collections.abc import Sequence
 
 from chalicelib.storage.node_record import NodeRecord
 
@@ -24,7 +25,7 @@ def usable(node: NodeRecord, min_free_bytes: int) -> bool:
     return node.healthy and (node.free_bytes is None or node.free_bytes >= min_free_bytes)
 
 
-def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_bytes: int = 0) -> List[NodeRecord]:
+def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_bytes: int = 0) -> list[NodeRecord]:
     """The nodes that should hold `cid_key`, best first.
 
     Unhealthy and full nodes are passed over; with no usable node at all the
@@ -35,9 +36,9 @@ def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_byt
     return ranked[:replicas]
 
 
-def delegates_of(nodes: Sequence[NodeRecord]) -> List[str]:
+def delegates_of(nodes: Sequence[NodeRecord]) -> list[str]:
     """The chosen nodes' public multiaddrs (each ends in /p2p/<peer ID>)."""
-    seen: List[str] = []
+    seen: list[str] = []
     for node in nodes:
         for address in node.multiaddrs:
             if address not in seen:

@@ -1,7 +1,8 @@
 """The node registry: Kubo nodes the workers may pin to."""
+
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
@@ -21,10 +22,10 @@ class NodeRegistry:
     def __init__(self, cache_seconds: int = 30, clock: Callable[[], int] = now_ms) -> None:
         self._cache_ms = cache_seconds * 1000
         self._clock = clock
-        self._cached: Optional[List[NodeRecord]] = None
+        self._cached: list[NodeRecord] | None = None
         self._cached_at = 0
 
-    def nodes(self, fresh: bool = False) -> List[NodeRecord]:
+    def nodes(self, fresh: bool = False) -> list[NodeRecord]:
         """Every registered node; cached briefly, as placement runs per request."""
         now = self._clock()
         if fresh or self._cached is None or now - self._cached_at >= self._cache_ms:
@@ -77,7 +78,7 @@ class NodeRegistry:
         self._cached = None
         return record
 
-    def record_health(self, node_id: str, healthy: bool, free_bytes: Optional[int]) -> None:
+    def record_health(self, node_id: str, healthy: bool, free_bytes: int | None) -> None:
         try:
             NodeRecord(FLEET_PARTITION, node_id).update(
                 actions=[

@@ -7,10 +7,11 @@ there onto healthy nodes (chalicelib/worker/drain.py). A node that dies
 without being removed stays registered, unhealthy: placement skips it, but
 its pins are not moved until an operator removes it.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.pins.timestamps import now_ms

@@ -4,12 +4,14 @@ Every command is a POST with repeated `arg=` query parameters and flags as
 further parameters. Kubo's errors become the typed exceptions of
 `chalicelib.kubo.errors`.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any
 
 import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
@@ -41,7 +43,7 @@ ProgressCallback = Callable[[int, int], None]
 class NodeIdentity:
     peer_id: str
     # Each ends in /p2p/<peer_id>; empty while the node is offline.
-    addresses: Tuple[str, ...]
+    addresses: tuple[str, ...]
     agent_version: str
 
 
@@ -60,8 +62,8 @@ class KuboClient:
     def __init__(
         self,
         base_url: str,
-        auth_header: Optional[str] = None,
-        session: Optional[requests.Session] = None,
+        auth_header: str | None = None,
+        session: requests.Session | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.base_url = base_url
@@ -81,8 +83,8 @@ class KuboClient:
         cid: str,
         *,
         stall_seconds: float,
-        deadline: Optional[float] = None,
-        on_progress: Optional[ProgressCallback] = None,
+        deadline: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         """Pin `cid` recursively, cancelling (which makes Kubo abandon the pin)
         once the block count has not grown for `stall_seconds` (PinStalled) or
@@ -204,10 +206,10 @@ class KuboClient:
         self,
         path: str,
         args: Sequence[str] = (),
-        flags: Optional[Mapping[str, Any]] = None,
+        flags: Mapping[str, Any] | None = None,
         *,
-        read_timeout: Optional[float] = None,
-    ) -> Dict[str, Any]:
+        read_timeout: float | None = None,
+    ) -> dict[str, Any]:
         response = self._post(path, args, flags or {}, read_timeout=read_timeout)
         try:
             reply = response.json()
@@ -224,9 +226,9 @@ class KuboClient:
         flags: Mapping[str, Any],
         *,
         stream: bool = False,
-        read_timeout: Optional[float] = None,
+        read_timeout: float | None = None,
     ) -> requests.Response:
-        params: List[Tuple[str, str]] = [("arg", arg) for arg in args]
+        params: list[tuple[str, str]] = [("arg", arg) for arg in args]
         params += [(name, _flag(value)) for name, value in flags.items()]
         try:
             response = self._session.post(
@@ -254,7 +256,7 @@ class _PinWatch:
     """The limits on a pin/add: `stall_seconds` after the block count last grew,
     and the caller's deadline."""
 
-    def __init__(self, stall_seconds: float, deadline: Optional[float]) -> None:
+    def __init__(self, stall_seconds: float, deadline: float | None) -> None:
         self._stall_seconds = stall_seconds
         self._deadline = deadline
         self._grew_at = time.monotonic()
@@ -271,7 +273,7 @@ class _PinWatch:
         self.blocks, self.bytes = blocks, bytes
         return changed
 
-    def time_left(self) -> Tuple[float, Type[PinInterrupted]]:
+    def time_left(self) -> tuple[float, type[PinInterrupted]]:
         """Seconds until the nearer limit, and the error for reaching it."""
         now = time.monotonic()
         stall_left = self._grew_at + self._stall_seconds - now
@@ -279,7 +281,7 @@ class _PinWatch:
             return self._deadline - now, PinDeadline
         return stall_left, PinStalled
 
-    def interrupted(self, limit: Type[PinInterrupted]) -> PinInterrupted:
+    def interrupted(self, limit: type[PinInterrupted]) -> PinInterrupted:
         return limit(self.blocks, self.bytes)
 
 
@@ -304,7 +306,7 @@ def _lines(response: requests.Response) -> Iterator[bytes]:
         yield pending
 
 
-def _stream_output(line: bytes) -> Dict[str, Any]:
+def _stream_output(line: bytes) -> dict[str, Any]:
     try:
         output = json.loads(line)
     except ValueError as error:
@@ -338,7 +340,7 @@ def _error_from(path: str, response: requests.Response) -> KuboError:
     return KuboRequestError(message, status)
 
 
-def _kubo_message(response: requests.Response) -> Tuple[str, Optional[int]]:
+def _kubo_message(response: requests.Response) -> tuple[str, int | None]:
     """Kubo's {"Message", "Code", "Type": "error"}, or the plain text some of
     its answers (403, 404, 405) carry instead."""
     try:

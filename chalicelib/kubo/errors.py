@@ -2,13 +2,12 @@
 retry later (KuboUnavailable, PinInterrupted), fix the configuration
 (KuboAuthError), give up on the request (KuboRequestError) or record a
 failure that may go away (KuboServerError)."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 
 class KuboError(Exception):
-    def __init__(self, message: str, status: Optional[int] = None) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         # The HTTP status Kubo answered with; None when no answer came, or the

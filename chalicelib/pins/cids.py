@@ -5,10 +5,10 @@ content, so pins are stored under one canonical key. The hash functions
 accepted are those Kubo/boxo `verifcid` accepts, since a pin the node would
 refuse is better refused at the API.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 MAX_CID_CHARS = 512
 
@@ -81,7 +81,7 @@ def _check_multihash(code: int, name: str, digest_bytes: int) -> None:
         raise InvalidCid(f"{name} digest must be {expected} bytes, not {digest_bytes}")
 
 
-def _allowed_digest_bytes(code: int) -> Optional[Tuple[int, int]]:
+def _allowed_digest_bytes(code: int) -> tuple[int, int] | None:
     """Inclusive digest size range for an allowed hash function, else None."""
     if code == _IDENTITY:
         return 0, _MAX_IDENTITY_DIGEST

@@ -1,16 +1,17 @@
 """What a client asks for: a pin request and a listing query, with the
 service's limits. Parsing the wire format is the API layer's job; the rules
 about what is acceptable live here."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
 from chalicelib.pins.cids import ContentId
 
-STATUSES: Tuple[str, ...] = ("queued", "pinning", "pinned", "failed")
-MATCHES: Tuple[str, ...] = ("exact", "iexact", "partial", "ipartial")
+STATUSES: tuple[str, ...] = ("queued", "pinning", "pinned", "failed")
+MATCHES: tuple[str, ...] = ("exact", "iexact", "partial", "ipartial")
 
 MAX_NAME_CHARS = 255
 MAX_ORIGINS = 20
@@ -35,21 +36,21 @@ class InvalidRequest(ValueError):
 @dataclass(frozen=True)
 class PinRequest:
     cid: ContentId
-    name: Optional[str] = None
-    origins: Tuple[str, ...] = ()
+    name: str | None = None
+    origins: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PinQuery:
-    statuses: FrozenSet[str] = frozenset({"pinned"})
-    cid_keys: Tuple[str, ...] = ()
-    name: Optional[str] = None
+    statuses: frozenset[str] = frozenset({"pinned"})
+    cid_keys: tuple[str, ...] = ()
+    name: str | None = None
     match: str = "exact"
     meta: Mapping[str, str] = field(default_factory=dict)
     # Strict bounds in nanoseconds since the epoch.
-    before_ns: Optional[int] = None
-    after_ns: Optional[int] = None
+    before_ns: int | None = None
+    after_ns: int | None = None
     limit: int = DEFAULT_LIMIT
 
     @property
@@ -66,7 +67,7 @@ def check_name(name: object) -> str:
     return name
 
 
-def check_meta(meta: object) -> Dict[str, str]:
+def check_meta(meta: object) -> dict[str, str]:
     if not isinstance(meta, dict):
         raise InvalidRequest("INVALID_META", "meta must be a JSON object of strings")
     if len(meta) > MAX_META_KEYS:
@@ -77,7 +78,9 @@ def check_meta(meta: object) -> Dict[str, str]:
         if not isinstance(value, str):
             raise InvalidRequest("INVALID_META", f"meta value of {key!r} is not a string")
         if len(value) > MAX_META_VALUE_CHARS:
-            raise InvalidRequest("INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters")
+            raise InvalidRequest(
+                "INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters"
+            )
     if len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_META_JSON_BYTES:
         raise InvalidRequest("INVALID_META", f"meta is larger than {MAX_META_JSON_BYTES} bytes as JSON")
     return dict(meta)

@@ -5,12 +5,13 @@ are handed to IPFS nodes to dial, so they must name the peer. Addresses into
 local networks are flagged: dialled from the service's nodes they would reach
 the wrong host, or none.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, List, Tuple, Union
+from typing import Any
 
 MAX_MULTIADDR_CHARS = 1024
 
@@ -90,7 +91,7 @@ def _check_peer_id(peer_id: str) -> None:
         raise InvalidMultiaddr(_PEER_ID_RULE)
 
 
-def _is_public(components: List[Tuple[Any, Any]]) -> bool:
+def _is_public(components: list[tuple[Any, Any]]) -> bool:
     for protocol, value in components:
         if protocol.name in ("ip4", "ip6"):
             return _is_global_ip(ipaddress.ip_address(value))
@@ -99,7 +100,7 @@ def _is_public(components: List[Tuple[Any, Any]]) -> bool:
     return True
 
 
-def _is_global_ip(ip: Union[ipaddress.IPv4Address, ipaddress.IPv6Address]) -> bool:
+def _is_global_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (
         ip.is_private
         or ip.is_loopback

@@ -3,11 +3,11 @@
 The first 48 bits are the pin's `created` milliseconds, which locate the item
 in one read; the other 74 bits are random, so ids cannot be guessed.
 """
+
 from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Optional
 
 _MS_MASK = (1 << 48) - 1
 
@@ -19,7 +19,7 @@ def new_request_id(created_ms: int) -> str:
     return str(uuid.UUID(int=value))
 
 
-def created_ms_of(request_id: str) -> Optional[int]:
+def created_ms_of(request_id: str) -> int | None:
     """The creation time a request id carries, or None if it is not ours."""
     try:
         parsed = uuid.UUID(request_id)

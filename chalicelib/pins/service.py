@@ -3,9 +3,11 @@
 Knows nothing of HTTP. Every change is one transaction (pin, counts, outbox
 message), then the message is handed to the queue.
 """
+
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+import builtins
+from collections.abc import Callable, Sequence
 
 from chalicelib.fleet.placement import delegates_of, place
 from chalicelib.fleet.registry import NodeRegistry
@@ -54,7 +56,7 @@ class PinService:
             raise PinNotFound(request_id)
         return record
 
-    def list(self, tenant_id: str, query: PinQuery) -> Tuple[List[PinRecord], int]:
+    def list(self, tenant_id: str, query: PinQuery) -> tuple[builtins.list[PinRecord], int]:
         return self._store.find(tenant_id, query)
 
     def create(self, tenant_id: str, request: PinRequest) -> PinRecord:
@@ -72,9 +74,7 @@ class PinService:
     def delete(self, tenant_id: str, request_id: str) -> None:
         for _ in range(_ATTEMPTS):
             old = self.get(tenant_id, request_id)
-            entry = self._outbox.entry_for(
-                UnpinRequested(tenant_id, old.request_id, old.cid_key, tuple(old.node_ids))
-            )
+            entry = self._outbox.entry_for(UnpinRequested(tenant_id, old.request_id, old.cid_key, tuple(old.node_ids)))
             try:
                 self._store.write(tenant_id, delete=old, outbox=entry)
             except StaleRecord:
@@ -83,7 +83,7 @@ class PinService:
             return
         raise RuntimeError("pin kept changing during delete")
 
-    def _insert(self, tenant_id: str, request: PinRequest, replacing: Optional[PinRecord]) -> PinRecord:
+    def _insert(self, tenant_id: str, request: PinRequest, replacing: PinRecord | None) -> PinRecord:
         nodes = self._placement(request.cid.key)
         node_ids = tuple(node.node_id for node in nodes)
         released = (

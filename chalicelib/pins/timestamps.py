@@ -3,6 +3,7 @@
 Parsed times are integer nanoseconds since the Unix epoch so that a client's
 fraction survives exactly: floats would lose it past microseconds.
 """
+
 from __future__ import annotations
 
 import re

@@ -29,11 +29,11 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Optional, Tuple, Union
 
 VERSION = 1
 
@@ -42,7 +42,7 @@ VERSION = 1
 class ReleasedPin:
     request_id: str
     cid: str
-    node_ids: Tuple[str, ...]
+    node_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class PinRequested:
     request_id: str
     created_ms: int
     cid: str
-    node_ids: Tuple[str, ...]
-    origins: Tuple[str, ...] = ()
-    replaces: Optional[ReleasedPin] = None
+    node_ids: tuple[str, ...]
+    origins: tuple[str, ...] = ()
+    replaces: ReleasedPin | None = None
     kind: str = field(default="pin", init=False)
 
 
@@ -62,7 +62,7 @@ class UnpinRequested:
     tenant_id: str
     request_id: str
     cid: str
-    node_ids: Tuple[str, ...]
+    node_ids: tuple[str, ...]
     kind: str = field(default="unpin", init=False)
 
 
@@ -70,7 +70,7 @@ class UnpinRequested:
 class DrainNode:
     node_id: str
     removed_ms: int
-    after: Optional[Tuple[str, str]] = None
+    after: tuple[str, str] | None = None
     held: int = 0
     kind: str = field(default="drain", init=False)
 
@@ -85,7 +85,7 @@ class Rereplicate:
     kind: str = field(default="rereplicate", init=False)
 
 
-QueueMessage = Union[PinRequested, UnpinRequested, DrainNode, Rereplicate]
+QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate
 
 
 def encode(message: QueueMessage) -> str:

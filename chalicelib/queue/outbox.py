@@ -5,12 +5,13 @@ announces, sent to SQS right after, then deleted. If the process dies or SQS
 fails in between, the entry stays and `sweep` (run on a schedule) sends it
 again; workers treat a second delivery as a no-op.
 """
+
 from __future__ import annotations
 
 import logging
 import uuid
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue import messages
@@ -43,7 +44,9 @@ class Outbox:
         try:
             self._publisher.send(entry.body)
         except Exception:
-            logger.warning("queue send failed; the outbox sweeper will retry", exc_info=True, extra={"entry": entry.entry_id})
+            logger.warning(
+                "queue send failed; the outbox sweeper will retry", exc_info=True, extra={"entry": entry.entry_id}
+            )
             return False
         entry.delete()
         return True

@@ -1,7 +1,8 @@
 """Sends message bodies to the pin queue (SQS)."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from chalicelib.config import Settings, aws_client
 
@@ -11,7 +12,7 @@ class Publisher(Protocol):
 
 
 class SqsPublisher:
-    def __init__(self, settings: Settings, client: Optional[Any] = None) -> None:
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self._queue_url = settings.queue_url
         self._settings = settings
         self._client = client

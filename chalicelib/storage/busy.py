@@ -1,4 +1,5 @@
 """When DynamoDB is too busy to answer: a reason to retry, not a server fault."""
+
 from __future__ import annotations
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError

@@ -7,10 +7,10 @@ trusting a pin that is being removed. Holder items also carry their node in
 `node_id`, which keys a sparse global index: the holders of one node, read
 page by page when the node leaves the fleet.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
@@ -67,10 +67,10 @@ class Holder:
 
 
 # Where a page of a node's holders ends: (node_pin, entry) of its last item.
-Cursor = Tuple[str, str]
+Cursor = tuple[str, str]
 
 
-def holders_on(node_id: str, after: Optional[Cursor], limit: int) -> Tuple[List[Holder], Optional[Cursor]]:
+def holders_on(node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
     """Up to `limit` holders on `node_id` after `after`, and the cursor of the
     next page (None at the end). One Query of at most `limit` keys."""
     start = None

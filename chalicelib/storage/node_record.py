@@ -3,6 +3,7 @@
 All nodes share one partition so placement reads the fleet with one Query
 (never a Scan); a fleet is tens of nodes, far below a partition's limits.
 """
+
 from __future__ import annotations
 
 from pynamodb.attributes import (

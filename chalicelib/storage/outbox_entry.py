@@ -3,6 +3,7 @@
 An entry is deleted once SQS has the message; one left behind (the process
 died, SQS failed) is re-sent by the sweeper. Shards spread the write load.
 """
+
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute

@@ -20,11 +20,12 @@ the bound): one strongly consistent read unit (4 KB) whatever the tenant. A
 write unit is 1 KB, so updating a dense bucket costs up to 3 of them (6 in a
 transaction) where a sparse one costs 1.
 """
+
 from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Collection, Dict, Iterable, List, Mapping, Tuple
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.models import Model
@@ -37,7 +38,7 @@ STATUS_CODES = {"queued": "q", "pinning": "g", "pinned": "p", "failed": "f"}
 # Rounds of BatchGetItem for the keys DynamoDB leaves unprocessed when throttled.
 READ_ROUNDS = 8
 
-Cell = Tuple[str, int]  # (bucket, slot)
+Cell = tuple[str, int]  # (bucket, slot)
 BucketCounts = Mapping[str, int]  # a bucket's counts by attribute name
 
 
@@ -65,7 +66,7 @@ def count_name(status: str, slot: int) -> str:
     return f"{STATUS_CODES[status]}{slot}"
 
 
-def cells_of(tenant_id: str, created_ms: int) -> List[Cell]:
+def cells_of(tenant_id: str, created_ms: int) -> list[Cell]:
     """The (bucket, slot) of every level that counts a pin created then,
     from level 1 up."""
     cells = []
@@ -75,7 +76,7 @@ def cells_of(tenant_id: str, created_ms: int) -> List[Cell]:
     return cells
 
 
-def prefix_cells(tenant_id: str, before_ms: int) -> List[Cell]:
+def prefix_cells(tenant_id: str, before_ms: int) -> list[Cell]:
     """Cells whose lower slots add up to the pins created before `before_ms`,
     but for those of the level-1 cell holding it (one cell per level, level 1
     first). None before time 0; beyond the tree, every slot of the top bucket.
@@ -92,7 +93,7 @@ def slot_count(counts: BucketCounts, slots: Iterable[int], statuses: Collection[
     return sum(counts.get(count_name(status, slot), 0) for slot in slots for status in statuses)
 
 
-def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sleep) -> Dict[str, BucketCounts]:
+def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sleep) -> dict[str, BucketCounts]:
     """The counts of each bucket, strongly consistent, in one BatchGetItem
     (and more only for keys DynamoDB leaves unprocessed). A bucket never
     written has no item and counts nothing.
@@ -101,7 +102,7 @@ def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sl
     """
     connection = PinCounter._get_connection()
     table = PinCounter.Meta.table_name
-    found: Dict[str, BucketCounts] = {key: {} for key in keys}
+    found: dict[str, BucketCounts] = {key: {} for key in keys}
     pending = [{"bucket": {"S": key}} for key in found]
     for attempt in range(READ_ROUNDS):
         response = connection.batch_get_item(pending, consistent_read=True)

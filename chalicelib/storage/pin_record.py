@@ -5,9 +5,10 @@
 local (same partition key), because local indexes allow strongly consistent
 reads: a tenant sees its own writes at once in every list and count.
 """
+
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 from pynamodb.attributes import (
     ListAttribute,
@@ -21,7 +22,7 @@ from pynamodb.models import Model
 STATUSES = ("queued", "pinning", "pinned", "failed")
 
 
-def plain_map(value: Any) -> Dict[str, str]:
+def plain_map(value: Any) -> dict[str, str]:
     """A map attribute as a dict: PynamoDB gives a raw MapAttribute when read
     from DynamoDB and keeps the dict it was built from otherwise."""
     return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})

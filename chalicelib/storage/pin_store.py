@@ -4,6 +4,7 @@ Every change to a pin (create, delete, status change) is one DynamoDB
 transaction that also moves its counts and writes its outbox message, so a
 count can never disagree with the pins it counts.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ import heapq
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import reduce
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
@@ -55,7 +56,7 @@ class _ConditionFailed(Exception):
 
 
 # (created_ms, status before, status after); None where the pin does not exist.
-CountChange = Tuple[int, Optional[str], Optional[str]]
+CountChange = tuple[int, str | None, str | None]
 
 
 def fold(name: str) -> str:
@@ -67,7 +68,7 @@ class PinStore:
         self._conflict_retries = conflict_retries
         self._sleep = sleep
 
-    def get(self, tenant_id: str, created_ms: int) -> Optional[PinRecord]:
+    def get(self, tenant_id: str, created_ms: int) -> PinRecord | None:
         try:
             return PinRecord.get(tenant_id, created_ms, consistent_read=True)
         except PinRecord.DoesNotExist:
@@ -79,16 +80,16 @@ class PinStore:
         self,
         tenant_id: str,
         *,
-        put: Optional[PinRecord] = None,
-        delete: Optional[PinRecord] = None,
-        outbox: Optional[OutboxEntry] = None,
+        put: PinRecord | None = None,
+        delete: PinRecord | None = None,
+        outbox: OutboxEntry | None = None,
     ) -> None:
         """Create `put` and/or delete `delete` (as read) in one transaction.
 
         Raises CreatedTaken when `put`'s millisecond is taken and StaleRecord
         when `delete` no longer matches what was read.
         """
-        changes: List[CountChange] = []
+        changes: list[CountChange] = []
         if delete is not None:
             changes.append((delete.created_ms, delete.status, None))
         if put is not None:
@@ -115,8 +116,8 @@ class PinStore:
         self,
         record: PinRecord,
         status: str,
-        info: Optional[Mapping[str, str]] = None,
-        node_ids: Optional[Sequence[str]] = None,
+        info: Mapping[str, str] | None = None,
+        node_ids: Sequence[str] | None = None,
     ) -> PinRecord:
         """Move a pin (as read) to `status`, with its counts, in one transaction.
 
@@ -147,7 +148,7 @@ class PinStore:
 
     def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
         # One transaction may touch an item once: merge the deltas per bucket.
-        deltas: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for created_ms, before, after in changes:
             for bucket, slot in cells_of(tenant_id, created_ms):
                 if before:
@@ -177,7 +178,7 @@ class PinStore:
 
     # -- reads ---------------------------------------------------------------
 
-    def find(self, tenant_id: str, query: PinQuery) -> Tuple[List[PinRecord], int]:
+    def find(self, tenant_id: str, query: PinQuery) -> tuple[list[PinRecord], int]:
         """One page of the pins matching `query`, newest first, and their exact count."""
         lo, hi = _ms_range(query)
         if lo > hi:
@@ -199,40 +200,36 @@ class PinStore:
                 if query.match == "exact"
                 else (PinRecord.by_folded_name, PinRecord.folded_name_sort, name_digest(fold(query.name)))
             )
-            results = (
-                [
-                    index.query(
-                        tenant_id,
-                        attribute.between(sort_key(prefix, lo), sort_key(prefix, hi)),
-                        filter_condition=_filters(query),
-                        consistent_read=True,
-                        scan_index_forward=False,
-                    )
-                ]
-            )
+            results = [
+                index.query(
+                    tenant_id,
+                    attribute.between(sort_key(prefix, lo), sort_key(prefix, hi)),
+                    filter_condition=_filters(query),
+                    consistent_read=True,
+                    scan_index_forward=False,
+                )
+            ]
         elif query.has_residual_filter:
-            results = (
-                [
-                    PinRecord.query(
-                        tenant_id,
-                        PinRecord.created_ms.between(lo, hi),
-                        filter_condition=_filters(query),
-                        consistent_read=True,
-                        scan_index_forward=False,
-                    )
-                ]
-            )
+            results = [
+                PinRecord.query(
+                    tenant_id,
+                    PinRecord.created_ms.between(lo, hi),
+                    filter_condition=_filters(query),
+                    consistent_read=True,
+                    scan_index_forward=False,
+                )
+            ]
         else:
             page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
             return page, self.count(tenant_id, query.statuses, lo, hi)
         return self._count_and_page(results, query)
 
     @staticmethod
-    def _count_and_page(results: Iterable[Iterable[PinRecord]], query: PinQuery) -> Tuple[List[PinRecord], int]:
+    def _count_and_page(results: Iterable[Iterable[PinRecord]], query: PinQuery) -> tuple[list[PinRecord], int]:
         """Counts every match but keeps only the page: memory stays that of
         one page however many pins a filter has to read."""
         merged = heapq.merge(*results, key=lambda record: record.created_ms, reverse=True)
-        page: List[PinRecord] = []
+        page: list[PinRecord] = []
         count = 0
         for record in merged:
             if query.meta and not _meta_matches(record, query.meta):
@@ -242,7 +239,7 @@ class PinStore:
                 page.append(record)
         return page, count
 
-    def _page_by_status(self, tenant_id: str, statuses: frozenset, lo: int, hi: int, limit: int) -> List[PinRecord]:
+    def _page_by_status(self, tenant_id: str, statuses: frozenset, lo: int, hi: int, limit: int) -> list[PinRecord]:
         if statuses == ALL_STATUSES:
             # Every status: the table itself is in `created` order.
             return list(
@@ -267,7 +264,7 @@ class PinStore:
             for status in sorted(statuses)
         ]
         merged = heapq.merge(*per_status, key=lambda record: record.created_ms, reverse=True)
-        return [record for _, record in zip(range(limit), merged)]
+        return [record for _, record in zip(range(limit), merged, strict=False)]
 
     def count(self, tenant_id: str, statuses: frozenset, lo: int, hi: int) -> int:
         """Pins of `statuses` created in [lo, hi] ms, from the counter tree:
@@ -277,10 +274,17 @@ class PinStore:
             return 0
         upper, lower = prefix_cells(tenant_id, hi + 1), prefix_cells(tenant_id, lo)
         buckets = read_buckets({bucket for bucket, _ in upper + lower}, self._sleep)
-        return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(tenant_id, lo, lower, statuses, buckets)
+        return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(
+            tenant_id, lo, lower, statuses, buckets
+        )
 
     def _prefix(
-        self, tenant_id: str, before_ms: int, cells: List[Cell], statuses: frozenset, buckets: Mapping[str, BucketCounts]
+        self,
+        tenant_id: str,
+        before_ms: int,
+        cells: list[Cell],
+        statuses: frozenset,
+        buckets: Mapping[str, BucketCounts],
     ) -> int:
         """Pins of `statuses` created before `before_ms`: on each level the
         slots below the one holding `before_ms`, then that level-1 slot's
@@ -347,7 +351,7 @@ def _unchanged(record: PinRecord) -> Condition:
     return (PinRecord.request_id == record.request_id) & (PinRecord.status == record.status)
 
 
-def _ms_range(query: PinQuery) -> Tuple[int, int]:
+def _ms_range(query: PinQuery) -> tuple[int, int]:
     """Inclusive millisecond bounds equivalent to the strict ns bounds."""
     lo = 0 if query.after_ns is None else query.after_ns // 1_000_000 + 1
     hi = MAX_MS if query.before_ns is None else -(-query.before_ns // 1_000_000) - 1
@@ -361,9 +365,9 @@ def _meta_matches(record: PinRecord, wanted: Mapping[str, str]) -> bool:
     return all(meta.get(key) == value for key, value in wanted.items())
 
 
-def _filters(query: PinQuery) -> Optional[Condition]:
+def _filters(query: PinQuery) -> Condition | None:
     """Everything but `meta`, which `_meta_matches` checks."""
-    conditions: List[Condition] = []
+    conditions: list[Condition] = []
     if query.statuses != ALL_STATUSES:
         conditions.append(PinRecord.status.is_in(*query.statuses))
     if query.name is not None:

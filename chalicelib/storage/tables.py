@@ -1,7 +1,6 @@
 """Binds the storage models to the tables of one stage and endpoint."""
-from __future__ import annotations
 
-from typing import List, Tuple, Type
+from __future__ import annotations
 
 from pynamodb.models import Model
 
@@ -13,7 +12,7 @@ from chalicelib.storage.pin_counter import PinCounter
 from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 
-MODELS: Tuple[Type[Model], ...] = (
+MODELS: tuple[type[Model], ...] = (
     PinRecord,
     PinCounter,
     OutboxEntry,
@@ -34,7 +33,7 @@ _BASE_NAMES = {
 }
 
 
-def table_name(settings: Settings, model: Type[Model]) -> str:
+def table_name(settings: Settings, model: type[Model]) -> str:
     return f"{settings.table_prefix}-{_BASE_NAMES[model]}"
 
 
@@ -51,7 +50,7 @@ def bind_models(settings: Settings) -> None:
         model._connection = None
 
 
-def create_tables(settings: Settings, wait: bool = True) -> List[str]:
+def create_tables(settings: Settings, wait: bool = True) -> list[str]:
     """Create missing tables (local stack and tests; AWS uses infra/).
 
     Returns the names of the tables it created.

@@ -1,10 +1,10 @@
 """Tenants and their API tokens."""
+
 from __future__ import annotations
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
-
 
 TENANT_DIRECTORY = "tenants"
 

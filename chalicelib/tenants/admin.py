@@ -1,9 +1,10 @@
 """Operator actions on tenants and their tokens (the admin CLI's domain)."""
+
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional
 
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
@@ -57,11 +58,11 @@ class TenantAdmin:
         record.save(condition=ApiTokenRecord.token_hash.does_not_exist())
         return IssuedToken(record.token_id, tenant_id, label, secret)
 
-    def tokens(self, tenant_id: str) -> List[ApiTokenRecord]:
+    def tokens(self, tenant_id: str) -> list[ApiTokenRecord]:
         return list(ApiTokenRecord.by_tenant.query(tenant_id))
 
     def revoke_token(self, tenant_id: str, token_id: str) -> ApiTokenRecord:
-        record: Optional[ApiTokenRecord] = next(
+        record: ApiTokenRecord | None = next(
             iter(ApiTokenRecord.by_tenant.query(tenant_id, ApiTokenRecord.token_id == token_id)), None
         )
         if record is None:

@@ -3,10 +3,11 @@
 Each token costs at most one DynamoDB read per cache period in a warm
 container, and a revoked token stops working within that period.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Callable
 
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.tenant_record import ApiTokenRecord
@@ -27,10 +28,10 @@ class Authenticator:
     def __init__(self, cache_seconds: int = 60, clock: Callable[[], int] = now_ms) -> None:
         self._ttl_ms = cache_seconds * 1000
         self._clock = clock
-        self._cache: Dict[str, Tuple[int, Optional[str]]] = {}
+        self._cache: dict[str, tuple[int, str | None]] = {}
         self._lock = threading.Lock()
 
-    def tenant_for(self, authorization: Optional[str]) -> str:
+    def tenant_for(self, authorization: str | None) -> str:
         """The tenant a request's `Authorization` header belongs to."""
         if not authorization:
             raise Unauthenticated("missing Authorization header (expected 'Bearer <token>')")
@@ -45,7 +46,7 @@ class Authenticator:
             raise Unauthenticated("access token is invalid or revoked")
         return tenant_id
 
-    def _lookup(self, token_hash: str) -> Optional[str]:
+    def _lookup(self, token_hash: str) -> str | None:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(token_hash)
@@ -59,7 +60,7 @@ class Authenticator:
         return tenant_id
 
     @staticmethod
-    def _read(token_hash: str) -> Optional[str]:
+    def _read(token_hash: str) -> str | None:
         try:
             record = ApiTokenRecord.get(token_hash)
         except ApiTokenRecord.DoesNotExist:

@@ -1,4 +1,5 @@
 """API token secrets: long random strings shown once; only a hash is kept."""
+
 from __future__ import annotations
 
 import hashlib

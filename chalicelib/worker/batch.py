@@ -4,13 +4,15 @@ Failed messages are returned as `batchItemFailures`, so only they come back
 (and count toward the dead-letter queue). Unfinished work is not a failure:
 the same body is sent again with a delay and this delivery succeeds.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from chalicelib.queue.messages import decode, encode
 from chalicelib.queue.publisher import Publisher
@@ -30,13 +32,13 @@ class QueuedMessage:
 
 def process_batch(
     messages: Sequence[QueuedMessage],
-    worker: "PinWorker",
+    worker: PinWorker,
     requeue: Publisher,
     seconds_left: float,
-) -> Dict[str, List[Dict[str, str]]]:
+) -> dict[str, list[dict[str, str]]]:
     deadline = time.monotonic() + seconds_left
 
-    def run(message: QueuedMessage) -> Optional[str]:
+    def run(message: QueuedMessage) -> str | None:
         try:
             outcome = worker.handle(decode(message.body), message.message_id, deadline)
             if isinstance(outcome, Later):
@@ -54,8 +56,8 @@ def process_batch(
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
-def remaining_seconds(context: Optional[object], margin_seconds: int, default_seconds: float = 60.0) -> float:
+def remaining_seconds(context: object | None, margin_seconds: int, default_seconds: float = 60.0) -> float:
     """Time this invocation may still work, leaving `margin_seconds` spare."""
-    get_remaining: Optional[Callable[[], int]] = getattr(context, "get_remaining_time_in_millis", None)
+    get_remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
     total = get_remaining() / 1000 if get_remaining else default_seconds
     return max(0.0, total - margin_seconds)

@@ -15,12 +15,13 @@ content is fetched again from the request's origins (and the network); if
 that stalls, or no healthy node is left, the request fails with a reason
 rather than claim a pin that no node holds.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
@@ -58,7 +59,7 @@ class Drainer:
         holds: PinHolds,
         copy_to: CopyTo,
         release: Release,
-        origins: Callable[[Sequence[str]], List[str]],
+        origins: Callable[[Sequence[str]], list[str]],
         clock: Callable[[], int],
     ) -> None:
         self._settings = settings
@@ -161,21 +162,23 @@ class Drainer:
     def _copy(
         self,
         record: PinRecord,
-        info: Dict[str, str],
-        keep: List[str],
-        extra: List[NodeRecord],
-        nodes: Dict[str, NodeRecord],
+        info: dict[str, str],
+        keep: list[str],
+        extra: list[NodeRecord],
+        nodes: dict[str, NodeRecord],
         message: Rereplicate,
         token: str,
         deadline: float,
-    ) -> Optional[Outcome]:
+    ) -> Outcome | None:
         """Pin on `extra`, recorded first so a deletion meanwhile releases it
         too. None when done; otherwise what the message comes to."""
         extra_ids = [node.node_id for node in extra]
         if keep:
             details = f"re-replicating: {message.node_id} left the fleet; copying to {', '.join(extra_ids)}"
         else:
-            details = f"re-replicating: every node holding it left the fleet; fetching it again for {', '.join(extra_ids)}"
+            details = (
+                f"re-replicating: every node holding it left the fleet; fetching it again for {', '.join(extra_ids)}"
+            )
         try:
             record = self._store.set_status(
                 record,
@@ -210,7 +213,9 @@ class Drainer:
             self._store.set_status(record, "failed", {"failed_reason": reason, "status_details": reason})
         except StaleRecord:
             return self.rereplicate(message, token, deadline)
-        logger.warning("pin lost with its nodes", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason})
+        logger.warning(
+            "pin lost with its nodes", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason}
+        )
         others = [node_id for node_id in record.node_ids if node_id != message.node_id]
         self._release(message.cid, others, message.tenant_id, message.request_id, token)
         self._drop(message, token)
@@ -219,7 +224,7 @@ class Drainer:
     def _drop(self, message: Rereplicate, token: str) -> None:
         self._holds.drop(message.node_id, message.cid, message.tenant_id, message.request_id, token)
 
-    def give_up(self, message: Union[DrainNode, Rereplicate]) -> None:
+    def give_up(self, message: DrainNode | Rereplicate) -> None:
         """A drain or rereplicate message that failed every delivery."""
         if isinstance(message, DrainNode):
             logger.error(

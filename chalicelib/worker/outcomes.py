@@ -1,8 +1,8 @@
 """What handling one queue message can come to (besides raising)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
 
 from chalicelib.queue.messages import QueueMessage
 
@@ -19,9 +19,9 @@ class Later:
 
     delay_seconds: int
     why: str
-    next: Optional[QueueMessage] = None
+    next: QueueMessage | None = None
     # Sent at once, before `next`: work this message hands out (a drain's page).
-    spawned: Tuple[QueueMessage, ...] = ()
+    spawned: tuple[QueueMessage, ...] = ()
 
 
-Outcome = Union[Done, Later]
+Outcome = Done | Later

@@ -4,14 +4,15 @@ Every step is safe to repeat: a message may arrive twice, a worker may die
 between Kubo's answer and the database write, and the next delivery (or the
 repair sweep) picks up from what the nodes and the table say.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional, Sequence
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
@@ -54,7 +55,7 @@ class PinWorker:
         self._holds = holds
         self._kubo = kubo
         self._clock = clock
-        self._node_slots: Dict[str, threading.BoundedSemaphore] = defaultdict(
+        self._node_slots: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(settings.node_concurrency)
         )
         self._slots_lock = threading.Lock()
@@ -136,17 +137,14 @@ class PinWorker:
         targets = self._targets(message.cid)
         if len(targets) < self._settings.replication_factor:
             details = (
-                f"waiting for {self._settings.replication_factor} healthy storage nodes "
-                f"({len(targets)} available)"
+                f"waiting for {self._settings.replication_factor} healthy storage nodes ({len(targets)} available)"
             )
             return self._wait(record, message, token, details)
 
         node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
         was = record.status
         try:
-            record = self._store.set_status(
-                record, "pinning", {"status_details": "fetching"}, node_ids=node_ids
-            )
+            record = self._store.set_status(record, "pinning", {"status_details": "fetching"}, node_ids=node_ids)
         except StaleRecord:
             return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
         if was != "pinning":
@@ -158,9 +156,7 @@ class PinWorker:
         progress = _Progress(self._store, record)
         origins = self._origins(message.origins)
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            futures = [
-                pool.submit(self._pin_on, node, message, origins, deadline, progress) for node in targets
-            ]
+            futures = [pool.submit(self._pin_on, node, message, origins, deadline, progress) for node in targets]
             results = [future.exception() for future in futures]
         refused = [error for error in results if isinstance(error, KuboRequestError)]
         if refused:
@@ -192,11 +188,16 @@ class PinWorker:
         return Done()
 
     def _pin_on(
-        self, node: NodeRecord, message: PinRequested, origins: Sequence[str], deadline: float, progress: "_Progress"
+        self, node: NodeRecord, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
     ) -> None:
         def update_first(kubo: KuboClient) -> None:
             replaced = message.replaces
-            if replaced and node.node_id in replaced.node_ids and replaced.cid != message.cid and kubo.is_pinned(replaced.cid):
+            if (
+                replaced
+                and node.node_id in replaced.node_ids
+                and replaced.cid != message.cid
+                and kubo.is_pinned(replaced.cid)
+            ):
                 # Walks only what the new version adds; the old pin stays (and
                 # protects the shared blocks) until its last holder lets go.
                 budget = min(self._settings.stall_seconds, deadline - time.monotonic())
@@ -220,8 +221,8 @@ class PinWorker:
         cid: str,
         sources: Sequence[str],
         deadline: float,
-        on_progress: Optional[Callable[[int, int], None]] = None,
-        before: Optional[Callable[[KuboClient], None]] = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        before: Callable[[KuboClient], None] | None = None,
     ) -> None:
         """Pin `cid` on `node`, dialing `sources` (multiaddrs) first; `before`
         runs on the node's client after the dials."""
@@ -237,13 +238,13 @@ class PinWorker:
         with self._slots_lock:
             return self._node_slots[node_id]
 
-    def _targets(self, cid_key: str) -> List[NodeRecord]:
+    def _targets(self, cid_key: str) -> list[NodeRecord]:
         minimum = self._settings.min_free_bytes
         # Filtered first: unlike the API, the worker waits rather than fall back.
         fit = [node for node in self._registry.nodes() if usable(node, minimum)]
         return place(cid_key, fit, self._settings.replication_factor, minimum)
 
-    def _origins(self, origins: Sequence[str]) -> List[str]:
+    def _origins(self, origins: Sequence[str]) -> list[str]:
         if self._settings.allow_private_origins:
             return list(origins)
         # Our nodes must not become a way to probe private networks.
@@ -268,7 +269,7 @@ class PinWorker:
         self._release_replaced(message, token)
         return Done()
 
-    def _deadline_reason(self, record: PinRecord, last: Optional[str] = None) -> str:
+    def _deadline_reason(self, record: PinRecord, last: str | None = None) -> str:
         seconds = self._settings.pin_deadline_seconds
         within = f"{seconds / 3600:g} hours" if seconds >= 3600 else f"{seconds} seconds"
         reason = f"not pinned within {within} of the request"
@@ -279,7 +280,7 @@ class PinWorker:
     # -- releasing -----------------------------------------------------------
 
     def _release_replaced(self, message: PinRequested, token: str) -> None:
-        replaced: Optional[ReleasedPin] = message.replaces
+        replaced: ReleasedPin | None = message.replaces
         if replaced is not None:
             self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
 
@@ -303,7 +304,7 @@ class _Progress:
     def __init__(self, store: PinStore, record: PinRecord) -> None:
         self._store = store
         self.record = record
-        self._by_node: Dict[str, tuple] = {}
+        self._by_node: dict[str, tuple] = {}
         self._written_at = time.monotonic()
         self._lock = threading.Lock()
 

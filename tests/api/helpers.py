@@ -1,11 +1,12 @@
 """Small helpers shared by the API tests: RFC 3339 spelling of times, and the
 assertions every error response must pass."""
+
 from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.pins.model import STATUSES
 
@@ -14,7 +15,7 @@ NS_PER_MS = 1_000_000
 ALL_STATUSES = ",".join(STATUSES)
 
 
-def header(reply: Any, name: str) -> Optional[str]:
+def header(reply: Any, name: str) -> str | None:
     return next((value for key, value in reply.headers.items() if key.lower() == name.lower()), None)
 
 
@@ -50,7 +51,7 @@ def kubo_before(created: str) -> str:
 def js_before(created: str) -> str:
     """What the JS client sends: `new Date(created).toISOString()`."""
     ms = created_ms(created)
-    return (datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z")
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 def assert_failure(reply: Any, status: int, reason: str) -> None:

@@ -1,12 +1,13 @@
 """Every request the service must refuse, in one table: the status, the
 machine-readable reason, a human-readable explanation, and proof that nothing
 changed (the tenant's pins and counts in every status, and the pin queue)."""
+
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -28,24 +29,24 @@ class Bad:
     status: int
     reason: str
     json: Any = None  # sent as application/json
-    body: Optional[bytes] = None  # sent as is
-    headers: Dict[str, str] = field(default_factory=dict)
-    params: Dict[str, Any] = field(default_factory=dict)
+    body: bytes | None = None  # sent as is
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     # Not a documented path: sent past the OpenAPI check of the api client.
     undocumented: bool = False
     # False: no Authorization header at all (unless `headers` has one).
     with_token: bool = True
 
 
-def post(json_body: Any = None, **kwargs: Any) -> Dict[str, Any]:
+def post(json_body: Any = None, **kwargs: Any) -> dict[str, Any]:
     return {"method": "POST", "path": "/pins", "json": json_body, **kwargs}
 
 
-def query(**params: Any) -> Dict[str, Any]:
+def query(**params: Any) -> dict[str, Any]:
     return {"method": "GET", "path": "/pins", "params": params}
 
 
-def row(id_: str, request: Dict[str, Any], status: int, reason: str):
+def row(id_: str, request: dict[str, Any], status: int, reason: str):
     return pytest.param(Bad(status=status, reason=reason, **request), id=id_)
 
 
@@ -67,7 +68,12 @@ ROWS = [
     bad_body("body-array", [GOOD], "BAD_REQUEST"),
     bad_body("body-string", CID, "BAD_REQUEST"),
     row("body-null", post(body=b"null", headers=JSON), 400, "BAD_REQUEST"),
-    row("text-plain", post(body=json.dumps(GOOD).encode(), headers={"Content-Type": "text/plain"}), 400, "UNSUPPORTED_CONTENT_TYPE"),
+    row(
+        "text-plain",
+        post(body=json.dumps(GOOD).encode(), headers={"Content-Type": "text/plain"}),
+        400,
+        "UNSUPPORTED_CONTENT_TYPE",
+    ),
     row(
         "multipart",
         post(
@@ -77,7 +83,12 @@ ROWS = [
         400,
         "UNSUPPORTED_CONTENT_TYPE",
     ),
-    row("form-urlencoded", post(body=f"cid={CID}".encode(), headers={"Content-Type": "application/x-www-form-urlencoded"}), 400, "UNSUPPORTED_CONTENT_TYPE"),
+    row(
+        "form-urlencoded",
+        post(body=f"cid={CID}".encode(), headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        400,
+        "UNSUPPORTED_CONTENT_TYPE",
+    ),
     row("over-64KiB", post({"cid": CID, "name": "n", "pad": "x" * (64 * KIB)}), 413, "PAYLOAD_TOO_LARGE"),
     # -- cid -------------------------------------------------------------------
     bad_body("missing-cid", {"name": "no cid"}, "INVALID_CID"),
@@ -99,7 +110,9 @@ ROWS = [
     bad_body("origins-21", {"cid": CID, "origins": [origin(i) for i in range(21)]}, "INVALID_ORIGINS"),
     bad_body("origins-duplicate", {"cid": CID, "origins": [origin("a"), origin("b"), origin("a")]}, "INVALID_ORIGINS"),
     bad_body("origin-without-p2p", {"cid": CID, "origins": ["/ip4/198.51.100.7/tcp/4001"]}, "INVALID_ORIGINS"),
-    bad_body("origin-bad-peer-id", {"cid": CID, "origins": ["/ip4/198.51.100.7/tcp/4001/p2p/QmNotAPeer"]}, "INVALID_ORIGINS"),
+    bad_body(
+        "origin-bad-peer-id", {"cid": CID, "origins": ["/ip4/198.51.100.7/tcp/4001/p2p/QmNotAPeer"]}, "INVALID_ORIGINS"
+    ),
     bad_body("origin-not-multiaddr", {"cid": CID, "origins": ["https://example.com"]}, "INVALID_ORIGINS"),
     bad_body("origin-number", {"cid": CID, "origins": [4001]}, "INVALID_ORIGINS"),
     # -- meta ------------------------------------------------------------------
@@ -139,17 +152,44 @@ ROWS = [
     bad_query("query-cid-empty-item", cid=f"{CID},"),
     bad_query("query-name-256", name="n" * 256),
     # -- replace with a bad body: the existing pin stays as it was ------------
-    row("replace-malformed-json", {"method": "POST", "path": "/pins/{pin}", "body": b"{", "headers": JSON}, 400, "INVALID_JSON"),
-    row("replace-invalid-cid", {"method": "POST", "path": "/pins/{pin}", "json": {"cid": "garbage"}}, 400, "INVALID_CID"),
-    row("replace-missing-cid", {"method": "POST", "path": "/pins/{pin}", "json": {"name": "renamed"}}, 400, "INVALID_CID"),
-    row("replace-bad-meta", {"method": "POST", "path": "/pins/{pin}", "json": {"cid": CID, "meta": {"k": 1}}}, 400, "INVALID_META"),
+    row(
+        "replace-malformed-json",
+        {"method": "POST", "path": "/pins/{pin}", "body": b"{", "headers": JSON},
+        400,
+        "INVALID_JSON",
+    ),
+    row(
+        "replace-invalid-cid", {"method": "POST", "path": "/pins/{pin}", "json": {"cid": "garbage"}}, 400, "INVALID_CID"
+    ),
+    row(
+        "replace-missing-cid",
+        {"method": "POST", "path": "/pins/{pin}", "json": {"name": "renamed"}},
+        400,
+        "INVALID_CID",
+    ),
+    row(
+        "replace-bad-meta",
+        {"method": "POST", "path": "/pins/{pin}", "json": {"cid": CID, "meta": {"k": 1}}},
+        400,
+        "INVALID_META",
+    ),
     row(
         "replace-text-plain",
-        {"method": "POST", "path": "/pins/{pin}", "body": json.dumps(GOOD).encode(), "headers": {"Content-Type": "text/plain"}},
+        {
+            "method": "POST",
+            "path": "/pins/{pin}",
+            "body": json.dumps(GOOD).encode(),
+            "headers": {"Content-Type": "text/plain"},
+        },
         400,
         "UNSUPPORTED_CONTENT_TYPE",
     ),
-    row("replace-over-64KiB", {"method": "POST", "path": "/pins/{pin}", "json": {"cid": CID, "pad": "x" * (65 * KIB)}}, 413, "PAYLOAD_TOO_LARGE"),
+    row(
+        "replace-over-64KiB",
+        {"method": "POST", "path": "/pins/{pin}", "json": {"cid": CID, "pad": "x" * (65 * KIB)}},
+        413,
+        "PAYLOAD_TOO_LARGE",
+    ),
     # -- methods ---------------------------------------------------------------
     row("PUT-pins", {"method": "PUT", "path": "/pins", "json": GOOD}, 405, "METHOD_NOT_ALLOWED"),
     row("PATCH-pins", {"method": "PATCH", "path": "/pins", "json": GOOD}, 405, "METHOD_NOT_ALLOWED"),
@@ -178,9 +218,24 @@ ROWS = [
     row("GET-pin-no-token", {"method": "GET", "path": "/pins/{pin}", "with_token": False}, 401, "UNAUTHORIZED"),
     row("POST-pins-empty-authorization", {**post(GOOD), "headers": {"Authorization": ""}}, 401, "UNAUTHORIZED"),
     row("POST-pins-basic-auth", {**post(GOOD), "headers": {"Authorization": "Basic YTpi"}}, 401, "UNAUTHORIZED"),
-    row("POST-replace-unknown-token", {"method": "POST", "path": "/pins/{pin}", "json": GOOD, "headers": {"Authorization": "Bearer pst_unknown"}}, 401, "UNAUTHORIZED"),
-    row("DELETE-pin-unknown-token", {"method": "DELETE", "path": "/pins/{pin}", "headers": {"Authorization": "Bearer pst_unknown"}}, 401, "UNAUTHORIZED"),
-    row("GET-pin-empty-bearer", {"method": "GET", "path": "/pins/{pin}", "headers": {"Authorization": "Bearer "}}, 401, "UNAUTHORIZED"),
+    row(
+        "POST-replace-unknown-token",
+        {"method": "POST", "path": "/pins/{pin}", "json": GOOD, "headers": {"Authorization": "Bearer pst_unknown"}},
+        401,
+        "UNAUTHORIZED",
+    ),
+    row(
+        "DELETE-pin-unknown-token",
+        {"method": "DELETE", "path": "/pins/{pin}", "headers": {"Authorization": "Bearer pst_unknown"}},
+        401,
+        "UNAUTHORIZED",
+    ),
+    row(
+        "GET-pin-empty-bearer",
+        {"method": "GET", "path": "/pins/{pin}", "headers": {"Authorization": "Bearer "}},
+        401,
+        "UNAUTHORIZED",
+    ),
 ]
 
 
@@ -236,7 +291,9 @@ def test_a_bad_request_is_refused_with_its_reason_and_changes_nothing(
         reply = send_undocumented(bad, path, tenant_token)
     else:
         client = api if bad.with_token else api.as_token(None)
-        reply = client.request(bad.method, path, json_body=bad.json, body=bad.body, params=bad.params, headers=bad.headers)
+        reply = client.request(
+            bad.method, path, json_body=bad.json, body=bad.body, params=bad.params, headers=bad.headers
+        )
 
     # then it is refused with the expected status and reason, as a Failure
     assert reply.status < 500, reply.body
@@ -252,9 +309,18 @@ def test_a_bad_request_is_refused_with_its_reason_and_changes_nothing(
 def test_the_table_covers_every_kind_of_refusal():
     reasons = {param.values[0].reason for param in ROWS}
     assert reasons >= {
-        "INVALID_JSON", "BAD_REQUEST", "UNSUPPORTED_CONTENT_TYPE", "PAYLOAD_TOO_LARGE", "INVALID_CID",
-        "INVALID_NAME", "INVALID_ORIGINS", "INVALID_META", "INVALID_QUERY", "METHOD_NOT_ALLOWED",
-        "NOT_FOUND", "UNAUTHORIZED",
+        "INVALID_JSON",
+        "BAD_REQUEST",
+        "UNSUPPORTED_CONTENT_TYPE",
+        "PAYLOAD_TOO_LARGE",
+        "INVALID_CID",
+        "INVALID_NAME",
+        "INVALID_ORIGINS",
+        "INVALID_META",
+        "INVALID_QUERY",
+        "METHOD_NOT_ALLOWED",
+        "NOT_FOUND",
+        "UNAUTHORIZED",
     }
     assert len(ROWS) >= 45
 

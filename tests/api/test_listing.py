@@ -2,12 +2,13 @@
 paging the way Kubo and the JS client page, and counts that are exact for
 every combination of filters (checked against a model of what the test
 created)."""
+
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -21,8 +22,8 @@ class ModelPin:
     request_id: str
     created_ms: int
     cid_key: str
-    name: Optional[str]
-    meta: Dict[str, str]
+    name: str | None
+    meta: dict[str, str]
     status: str
 
 
@@ -31,16 +32,16 @@ class Query:
     """A listing query as values; `params` spells it for the wire."""
 
     cids: Sequence[str] = ()
-    name: Optional[str] = None
-    match: Optional[str] = None
+    name: str | None = None
+    match: str | None = None
     statuses: Sequence[str] = ()
-    meta: Dict[str, str] = field(default_factory=dict)
-    before_ns: Optional[int] = None
-    after_ns: Optional[int] = None
-    limit: Optional[int] = None
+    meta: dict[str, str] = field(default_factory=dict)
+    before_ns: int | None = None
+    after_ns: int | None = None
+    limit: int | None = None
 
-    def params(self) -> Dict[str, str]:
-        params: Dict[str, str] = {}
+    def params(self) -> dict[str, str]:
+        params: dict[str, str] = {}
         if self.cids:
             params["cid"] = ",".join(self.cids)
         if self.name is not None:
@@ -64,9 +65,9 @@ class PinModel:
     """What the service should answer, computed from what the test created."""
 
     def __init__(self) -> None:
-        self.pins: List[ModelPin] = []
+        self.pins: list[ModelPin] = []
 
-    def add(self, status: dict, meta: Optional[Dict[str, str]] = None) -> ModelPin:
+    def add(self, status: dict, meta: dict[str, str] | None = None) -> ModelPin:
         pin = ModelPin(
             status["requestid"],
             created_ms(status["created"]),
@@ -78,7 +79,7 @@ class PinModel:
         self.pins.append(pin)
         return pin
 
-    def matching(self, query: Query) -> List[ModelPin]:
+    def matching(self, query: Query) -> list[ModelPin]:
         statuses = set(query.statuses) or (
             set(STATUSES) if (query.cids or query.name is not None or query.meta) else {"pinned"}
         )
@@ -96,7 +97,7 @@ class PinModel:
         return sorted(found, key=lambda pin: pin.created_ms, reverse=True)
 
 
-def _name_matches(name: Optional[str], wanted: Optional[str], match: str) -> bool:
+def _name_matches(name: str | None, wanted: str | None, match: str) -> bool:
     if wanted is None:
         return True
     if name is None:
@@ -110,7 +111,7 @@ def _name_matches(name: Optional[str], wanted: Optional[str], match: str) -> boo
     return wanted.casefold() in name.casefold()
 
 
-def check(api, model: PinModel, query: Query) -> Optional[str]:
+def check(api, model: PinModel, query: Query) -> str | None:
     """None when the service answers exactly what the model expects."""
     reply = api.list(**query.params())
     expected = model.matching(query)
@@ -130,7 +131,18 @@ def check(api, model: PinModel, query: Query) -> Optional[str]:
 # to each other (1 ms).
 GAPS_MS = [1, 2, 63, 64, 65, 4095, 4097, 262_143, 3_600_000, 16_777_217, 86_400_001, 1, 70_000_000_000]
 
-NAMES = ["photos-2021", "Photos-2021", "PHOTOS backup", "backup", "holiday photos", "", None, "Ärger im Büro", "ärger", "notes"]
+NAMES = [
+    "photos-2021",
+    "Photos-2021",
+    "PHOTOS backup",
+    "backup",
+    "holiday photos",
+    "",
+    None,
+    "Ärger im Büro",
+    "ärger",
+    "notes",
+]
 METAS = [
     {},
     {"app": "web"},

@@ -1,6 +1,7 @@
 """A pin request's life as a client sees it: create, read, replace, delete,
 what the listing shows right after each step, and the message each step
 leaves for the pin workers."""
+
 from __future__ import annotations
 
 import json
@@ -92,7 +93,9 @@ def test_pins_accepted_by_two_containers_in_the_same_millisecond_get_distinct_cr
     # given two containers whose clocks both read the same millisecond
     containers = [
         services.pins,
-        PinService(PinStore(), services.registry, services.outbox, services.settings.replication_factor, clock=pin_clock),
+        PinService(
+            PinStore(), services.registry, services.outbox, services.settings.replication_factor, clock=pin_clock
+        ),
     ]
 
     # when they accept pins of the same tenant in turn
@@ -174,9 +177,7 @@ def test_replace_gives_a_new_request_and_the_old_one_is_gone_at_once(api, same_c
 
     # and the old request is unknown for every operation
     assert_failure(api.request("GET", f"/pins/{old['requestid']}"), 404, "NOT_FOUND")
-    assert_failure(
-        api.request("POST", f"/pins/{old['requestid']}", json_body={"cid": new_cid}), 404, "NOT_FOUND"
-    )
+    assert_failure(api.request("POST", f"/pins/{old['requestid']}", json_body={"cid": new_cid}), 404, "NOT_FOUND")
     assert_failure(api.request("DELETE", f"/pins/{old['requestid']}"), 404, "NOT_FOUND")
 
     # and the listing holds the new request only

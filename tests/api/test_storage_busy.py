@@ -1,4 +1,5 @@
 """A throttled or contended DynamoDB answers 503 with Retry-After, not 500."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,7 +62,9 @@ def test_busy_storage_on_create_gives_503(api, services):
     services.pins._store = BusyStore(PutError("throttled", cause=_client_error("RequestLimitExceeded")))
 
     # When a client asks for a pin
-    reply = api.request("POST", "/pins", json_body={"cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"})
+    reply = api.request(
+        "POST", "/pins", json_body={"cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
+    )
 
     # Then it is told to retry
     assert reply.status == 503

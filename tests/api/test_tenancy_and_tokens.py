@@ -1,5 +1,6 @@
 """Tenants are walled off from each other, a tenant's tokens all see the same
 pins, and only a valid, unrevoked bearer token gets in."""
+
 from __future__ import annotations
 
 import uuid
@@ -69,7 +70,9 @@ def test_a_request_id_of_another_tenant_is_unknown_even_at_the_same_millisecond(
     # then neither can read, replace or delete the other's by id
     for reader, pin in [(other_tenant.api, alice_pin), (api, bob_pin)]:
         assert_failure(reader.request("GET", f"/pins/{pin['requestid']}"), 404, "NOT_FOUND")
-        assert_failure(reader.request("POST", f"/pins/{pin['requestid']}", json_body={"cid": cid_v1("x")}), 404, "NOT_FOUND")
+        assert_failure(
+            reader.request("POST", f"/pins/{pin['requestid']}", json_body={"cid": cid_v1("x")}), 404, "NOT_FOUND"
+        )
         assert_failure(reader.request("DELETE", f"/pins/{pin['requestid']}"), 404, "NOT_FOUND")
     # and both pins are intact, each listed for its owner only
     assert api.list(status=ALL_STATUSES)["results"] == [alice_pin]

@@ -1,4 +1,5 @@
 """An unexpected fault answers 500 with an id that is in its log line."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The local-stack benchmarks run end to end on one small stack (no timing is asserted)."""
+
 from __future__ import annotations
 
 from pathlib import Path

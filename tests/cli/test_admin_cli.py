@@ -1,8 +1,10 @@
 """The admin CLI against emulated DynamoDB (moto), through click's runner."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, List, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import click
 import pytest
@@ -44,7 +46,7 @@ def tenant_id(settings: Settings) -> str:
 # --- help ---------------------------------------------------------------------
 
 
-def _all_commands(command: click.Command, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, ...]]:
+def _all_commands(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
@@ -52,7 +54,7 @@ def _all_commands(command: click.Command, path: Tuple[str, ...] = ()) -> Iterato
 
 
 @pytest.mark.parametrize("path", list(_all_commands(cli)), ids=lambda p: " ".join(p) or "root")
-def test_given_any_command_when_asked_for_help_then_exits_0(path: Tuple[str, ...]) -> None:
+def test_given_any_command_when_asked_for_help_then_exits_0(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
 
     assert result.exit_code == 0, result.output
@@ -216,9 +218,7 @@ def test_given_another_tenants_token_when_revoking_then_exit_1_and_still_works(t
 
 
 def register(node_id: str, peer: str, *extra: str) -> Result:
-    return run(
-        "nodes", "register", node_id, "--rpc-url", f"http://{node_id}:5001", "--peer-id", peer, *extra
-    )
+    return run("nodes", "register", node_id, "--rpc-url", f"http://{node_id}:5001", "--peer-id", peer, *extra)
 
 
 def test_given_registered_nodes_when_listed_then_shown_and_removed_ones_gone(settings: Settings) -> None:
@@ -262,13 +262,15 @@ def test_given_an_unknown_node_when_removing_then_exit_1(settings: Settings) -> 
     assert_one_line_error(run("nodes", "remove", "node-z"), "unknown node", "node-z")
 
 
-def queued_drains(settings: Settings) -> List[str]:
+def queued_drains(settings: Settings) -> list[str]:
     """The node ids of the drain messages waiting in the pin queue."""
     import boto3
 
     from chalicelib.queue.messages import decode
 
-    got = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10)
+    got = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=settings.queue_url, MaxNumberOfMessages=10
+    )
     return [decode(m["Body"]).node_id for m in got.get("Messages", []) if decode(m["Body"]).kind == "drain"]
 
 
@@ -293,7 +295,9 @@ def test_given_no_queue_url_when_removing_then_the_drain_waits_in_the_outbox_for
 
     assert run_json("nodes", "remove", "node-a") == {"node_id": "node-a", "removed": True, "drain": "queued"}
 
-    waiting = [decode(entry.body) for shard in range(settings.outbox_shards) for entry in OutboxEntry.query(f"shard#{shard}")]
+    waiting = [
+        decode(entry.body) for shard in range(settings.outbox_shards) for entry in OutboxEntry.query(f"shard#{shard}")
+    ]
     assert [(message.kind, message.node_id) for message in waiting] == [("drain", "node-a")]
 
 
@@ -320,7 +324,7 @@ def test_given_no_endpoint_when_creating_tables_then_refuses_pointing_at_infra(a
 
 
 def test_given_missing_tables_when_created_then_created_once_and_usable(aws: None) -> None:
-    args: List[str] = ["--table-prefix", "fresh", "--region", "us-east-1", "--json"]
+    args: list[str] = ["--table-prefix", "fresh", "--region", "us-east-1", "--json"]
 
     first = CliRunner().invoke(cli, [*args, "tables", "create", "--allow-aws"])
     second = CliRunner().invoke(cli, [*args, "tables", "create", "--allow-aws"])

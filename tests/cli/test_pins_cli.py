@@ -2,6 +2,7 @@
 `python -m devstack` in a subprocess, on 127.0.0.1 only, with two embedded
 Kubo fleet nodes and "your node"; the CLI runs in-process through click's
 CliRunner and finds the stack through `--env-file <state dir>/local.env`."""
+
 from __future__ import annotations
 
 import io
@@ -12,9 +13,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import click
 import pytest
@@ -33,7 +35,7 @@ STOP_TIMEOUT_S = 15
 STACK_ENV = {"STALL_SECONDS": "5"}
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # The settings of whoever runs the tests must not leak into them.
-CLEAN_ENV: Dict[str, Optional[str]] = {pins.URL_VAR: None, pins.TOKEN_VAR: None, pins.KUBO_VAR: None}
+CLEAN_ENV: dict[str, str | None] = {pins.URL_VAR: None, pins.TOKEN_VAR: None, pins.KUBO_VAR: None}
 
 
 def free_port() -> int:
@@ -48,7 +50,7 @@ class Stack:
     env_file: Path
     url: str
     token: str
-    output: List[str]
+    output: list[str]
 
     def run(self, *args: str) -> Result:
         return CliRunner().invoke(cli, ["--env-file", str(self.env_file), *args], env=CLEAN_ENV, catch_exceptions=False)
@@ -63,21 +65,23 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("pins-cli-stack")
     args = ["--user-node-port", str(free_port()), "--fleet-size", "2"]
-    with served_stack(state_dir, args, env=STACK_ENV, start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as served:
+    with served_stack(
+        state_dir, args, env=STACK_ENV, start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S
+    ) as served:
         env_file = state_dir / "local.env"
         assert served.env[pins.KUBO_VAR].startswith("http://127.0.0.1:")
         yield Stack(state_dir, env_file, served.url, served.token, served.output)
 
 
 @pytest.fixture(scope="module")
-def added(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Result, Path]:
+def added(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
     """`add` of a small file of unique content, run once for the module."""
     path = tmp_path_factory.mktemp("content") / "hello.txt"
     path.write_text(f"hello from the pins CLI test {uuid.uuid4()}\n", encoding="utf-8")
     return stack.run("add", str(path), "--timeout", "30"), path
 
 
-def added_request_id(added: Tuple[Result, Path]) -> str:
+def added_request_id(added: tuple[Result, Path]) -> str:
     result, _ = added
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
     return result.stdout.splitlines()[0]
@@ -95,12 +99,12 @@ def assert_one_line_error(result: Result, exit_code: int, *fragments: str) -> No
 # --- without the stack ------------------------------------------------------------
 
 
-def _all_commands() -> List[Tuple[str, ...]]:
+def _all_commands() -> list[tuple[str, ...]]:
     return [(), *((name,) for name in cli.commands)]
 
 
 @pytest.mark.parametrize("path", _all_commands(), ids=lambda p: " ".join(p) or "root")
-def test_given_any_command_when_asked_for_help_then_exits_0(path: Tuple[str, ...]) -> None:
+def test_given_any_command_when_asked_for_help_then_exits_0(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
 
     assert result.exit_code == 0, result.output
@@ -116,14 +120,21 @@ def test_given_the_module_when_run_with_python_m_then_help_is_shown() -> None:
     assert "python -m cli.pins" in result.stdout
 
 
-def test_given_options_env_and_files_when_resolving_then_option_beats_env_file_beats_environment(tmp_path: Path) -> None:
+def test_given_options_env_and_files_when_resolving_then_option_beats_env_file_beats_environment(
+    tmp_path: Path,
+) -> None:
     env_file = tmp_path / "local.env"
-    env_file.write_text("# made by hand\nexport PINNING_SERVICE_URL='http://127.0.0.1:1/'\nPINNING_SERVICE_TOKEN=from-file\n")
+    env_file.write_text(
+        "# made by hand\nexport PINNING_SERVICE_URL='http://127.0.0.1:1/'\nPINNING_SERVICE_TOKEN=from-file\n"
+    )
     environ = {pins.URL_VAR: "http://127.0.0.1:2", pins.TOKEN_VAR: "from-env", pins.KUBO_VAR: "http://127.0.0.1:3"}
 
     assert Options(environ=environ).service() == ("http://127.0.0.1:2", "from-env")
     assert Options(env_file=env_file, environ=environ).service() == ("http://127.0.0.1:1", "from-file")
-    assert Options(url="http://127.0.0.1:4", env_file=env_file, environ=environ).service() == ("http://127.0.0.1:4", "from-file")
+    assert Options(url="http://127.0.0.1:4", env_file=env_file, environ=environ).service() == (
+        "http://127.0.0.1:4",
+        "from-file",
+    )
     with pytest.raises(click.ClickException, match="has no Kubo node"):
         Options(env_file=env_file, environ=environ).kubo()
 
@@ -147,7 +158,13 @@ def test_given_not_a_tty_when_progress_changes_then_one_line_per_change() -> Non
     stream = io.StringIO()
     display = ProgressDisplay(stream, tty=False)
 
-    for status, details in [("queued", None), ("queued", None), ("pinning", "fetching"), ("pinning", "fetching"), ("pinned", "pinned on 2 nodes")]:
+    for status, details in [
+        ("queued", None),
+        ("queued", None),
+        ("pinning", "fetching"),
+        ("pinning", "fetching"),
+        ("pinned", "pinned on 2 nodes"),
+    ]:
         display.update({"status": status, "info": {"status_details": details} if details else {}})
     display.finish()
 
@@ -178,14 +195,18 @@ def test_given_a_failed_pin_when_described_then_its_failed_reason_is_shown() -> 
 
 @pytest.mark.parametrize("value", ["nope", "", "pinned,nope", "Pinned"])
 def test_given_an_unknown_status_when_listing_then_usage_error_before_any_request(value: str) -> None:
-    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--token", "t", "ls", "--status", value], env=CLEAN_ENV)
+    result = CliRunner().invoke(
+        cli, ["--url", "http://127.0.0.1:9", "--token", "t", "ls", "--status", value], env=CLEAN_ENV
+    )
 
     assert result.exit_code == 2
     assert "--status" in result.stderr
 
 
 def test_given_meta_without_equals_when_pinning_then_usage_error() -> None:
-    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--token", "t", "pin", "x", "--meta", "novalue"], env=CLEAN_ENV)
+    result = CliRunner().invoke(
+        cli, ["--url", "http://127.0.0.1:9", "--token", "t", "pin", "x", "--meta", "novalue"], env=CLEAN_ENV
+    )
 
     assert result.exit_code == 2
     assert "key=value" in result.stderr
@@ -195,7 +216,7 @@ def test_given_meta_without_equals_when_pinning_then_usage_error() -> None:
 
 
 def test_given_a_file_when_added_then_it_ends_pinned_from_your_node_and_status_shows_two_replicas(
-    stack: Stack, added: Tuple[Result, Path]
+    stack: Stack, added: tuple[Result, Path]
 ) -> None:
     result, path = added
     request_id = added_request_id(added)
@@ -214,7 +235,7 @@ def test_given_a_file_when_added_then_it_ends_pinned_from_your_node_and_status_s
 
 
 def test_given_an_added_cid_when_pinned_again_by_cid_then_a_new_request_id_that_waits_to_pinned(
-    stack: Stack, added: Tuple[Result, Path]
+    stack: Stack, added: tuple[Result, Path]
 ) -> None:
     first = stack.run_json("status", added_request_id(added))
     cid = first["pin"]["cid"]
@@ -232,7 +253,9 @@ def test_given_an_added_cid_when_pinned_again_by_cid_then_a_new_request_id_that_
     assert status["status"] == "pinned"
 
 
-def test_given_pin_with_wait_when_json_then_the_final_pin_status_is_printed(stack: Stack, added: Tuple[Result, Path]) -> None:
+def test_given_pin_with_wait_when_json_then_the_final_pin_status_is_printed(
+    stack: Stack, added: tuple[Result, Path]
+) -> None:
     cid = stack.run_json("status", added_request_id(added))["pin"]["cid"]
 
     status = stack.run_json("pin", cid, "--wait", "--timeout", "30")
@@ -241,7 +264,9 @@ def test_given_pin_with_wait_when_json_then_the_final_pin_status_is_printed(stac
     assert status["pin"]["cid"] == cid
 
 
-def test_given_pinned_requests_when_listing_pinned_then_the_table_shows_them(stack: Stack, added: Tuple[Result, Path]) -> None:
+def test_given_pinned_requests_when_listing_pinned_then_the_table_shows_them(
+    stack: Stack, added: tuple[Result, Path]
+) -> None:
     request_id = added_request_id(added)
     cid = stack.run_json("status", request_id)["pin"]["cid"]
     again = stack.run_json("pin", cid, "--name", "listed", "--wait", "--timeout", "30")["requestid"]
@@ -260,16 +285,16 @@ def test_given_pinned_requests_when_listing_pinned_then_the_table_shows_them(sta
 
 
 def test_given_five_pins_when_listing_all_two_per_page_then_each_is_seen_exactly_once(
-    stack: Stack, added: Tuple[Result, Path], monkeypatch: pytest.MonkeyPatch
+    stack: Stack, added: tuple[Result, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid = stack.run_json("status", added_request_id(added))["pin"]["cid"]
     batch = f"batch={uuid.uuid4()}"
     made = [stack.run("pin", cid, "--name", f"page-{index}", "--meta", batch).stdout.strip() for index in range(5)]
     assert all(UUID.match(request_id) for request_id in made), made
-    queries: List[Dict[str, str]] = []
+    queries: list[dict[str, str]] = []
     list_page = pins.PinningClient.list
 
-    def spy(self: pins.PinningClient, query: Dict[str, str]) -> Dict[str, Any]:
+    def spy(self: pins.PinningClient, query: dict[str, str]) -> dict[str, Any]:
         queries.append(dict(query))
         return list_page(self, query)
 
@@ -290,7 +315,9 @@ def test_given_five_pins_when_listing_all_two_per_page_then_each_is_seen_exactly
     assert [line.split()[0] for line in human.stdout.splitlines()[1:]] == ids
 
 
-def test_given_more_pins_than_the_limit_when_listing_one_page_then_a_note_says_so(stack: Stack, added: Tuple[Result, Path]) -> None:
+def test_given_more_pins_than_the_limit_when_listing_one_page_then_a_note_says_so(
+    stack: Stack, added: tuple[Result, Path]
+) -> None:
     cid = stack.run_json("status", added_request_id(added))["pin"]["cid"]
     batch = f"batch={uuid.uuid4()}"
     for _ in range(3):
@@ -306,7 +333,9 @@ def test_given_more_pins_than_the_limit_when_listing_one_page_then_a_note_says_s
 # --- replace, rm --------------------------------------------------------------------
 
 
-def test_given_a_pin_when_replaced_then_new_id_printed_and_old_id_is_not_found(stack: Stack, added: Tuple[Result, Path]) -> None:
+def test_given_a_pin_when_replaced_then_new_id_printed_and_old_id_is_not_found(
+    stack: Stack, added: tuple[Result, Path]
+) -> None:
     cid = stack.run_json("status", added_request_id(added))["pin"]["cid"]
     old = stack.run("pin", cid, "--name", "v1").stdout.strip()
 
@@ -321,7 +350,9 @@ def test_given_a_pin_when_replaced_then_new_id_printed_and_old_id_is_not_found(s
     assert stack.run_json("status", new)["pin"] == {"cid": cid, "name": "v2", "meta": {"version": "2"}}
 
 
-def test_given_a_pin_when_removed_then_it_is_gone_and_removing_again_is_not_found(stack: Stack, added: Tuple[Result, Path]) -> None:
+def test_given_a_pin_when_removed_then_it_is_gone_and_removing_again_is_not_found(
+    stack: Stack, added: tuple[Result, Path]
+) -> None:
     cid = stack.run_json("status", added_request_id(added))["pin"]["cid"]
     request_id = stack.run("pin", cid, "--name", "to-remove").stdout.strip()
 
@@ -361,7 +392,9 @@ def test_given_nothing_listening_when_listing_then_connection_refused_suggests_m
     assert_one_line_error(result, 1, "connection refused", "make dev")
 
 
-def test_given_no_kubo_node_listening_when_adding_then_one_line_error_names_the_node(stack: Stack, tmp_path: Path) -> None:
+def test_given_no_kubo_node_listening_when_adding_then_one_line_error_names_the_node(
+    stack: Stack, tmp_path: Path
+) -> None:
     path = tmp_path / "x.txt"
     path.write_text("x")
 

@@ -1,6 +1,7 @@
 """`make dev` in a terminal: Ctrl-C (SIGINT to the foreground process group:
 the stack and its Kubo nodes at once) stops everything, the worker included,
 cleanly, and leaves no process behind."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 from tests.support.served_stack import running, served_stack
 
 
-def test_given_a_running_stack_when_ctrl_c_is_pressed_then_it_stops_cleanly_and_no_process_is_left(tmp_path: Path) -> None:
+def test_given_a_running_stack_when_ctrl_c_is_pressed_then_it_stops_cleanly_and_no_process_is_left(
+    tmp_path: Path,
+) -> None:
     # Given a stack with a fleet node, your node and its worker, all running
     args = ["--fleet-size", "1", "--user-node-port", "auto"]
     with served_stack(tmp_path, args, start_timeout=90, stop_timeout=20, ctrl_c=True) as served:

@@ -1,10 +1,12 @@
 """The local stack's emulated DynamoDB never lets a write land in the middle
 of a query (devstack.moto_transactions): moto sorts an index's items, then
 filters them, so an item updated in between came out of order."""
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator, List
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -26,33 +28,50 @@ def dynamodb() -> Iterator[Any]:
                 {"AttributeName": "created", "AttributeType": "N"},
                 {"AttributeName": "status_sort", "AttributeType": "S"},
             ],
-            KeySchema=[{"AttributeName": "tenant", "KeyType": "HASH"}, {"AttributeName": "created", "KeyType": "RANGE"}],
-            LocalSecondaryIndexes=[{
-                "IndexName": "by-status",
-                "KeySchema": [{"AttributeName": "tenant", "KeyType": "HASH"}, {"AttributeName": "status_sort", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }],
+            KeySchema=[
+                {"AttributeName": "tenant", "KeyType": "HASH"},
+                {"AttributeName": "created", "KeyType": "RANGE"},
+            ],
+            LocalSecondaryIndexes=[
+                {
+                    "IndexName": "by-status",
+                    "KeySchema": [
+                        {"AttributeName": "tenant", "KeyType": "HASH"},
+                        {"AttributeName": "status_sort", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         yield client
 
 
 def _put(client: Any, created: int, status: str) -> None:
-    client.put_item(TableName=TABLE, Item={
-        "tenant": {"S": "t"}, "created": {"N": str(created)}, "status_sort": {"S": f"{status}#{created}"},
-    })
+    client.put_item(
+        TableName=TABLE,
+        Item={
+            "tenant": {"S": "t"},
+            "created": {"N": str(created)},
+            "status_sort": {"S": f"{status}#{created}"},
+        },
+    )
 
 
 def _set_status(client: Any, created: int, status: str) -> None:
     client.update_item(
-        TableName=TABLE, Key={"tenant": {"S": "t"}, "created": {"N": str(created)}},
-        UpdateExpression="SET status_sort = :s", ExpressionAttributeValues={":s": {"S": f"{status}#{created}"}},
+        TableName=TABLE,
+        Key={"tenant": {"S": "t"}, "created": {"N": str(created)}},
+        UpdateExpression="SET status_sort = :s",
+        ExpressionAttributeValues={":s": {"S": f"{status}#{created}"}},
     )
 
 
-def _pinned_newest_first(client: Any) -> List[int]:
+def _pinned_newest_first(client: Any) -> list[int]:
     items = client.query(
-        TableName=TABLE, IndexName="by-status", ScanIndexForward=False,
+        TableName=TABLE,
+        IndexName="by-status",
+        ScanIndexForward=False,
         KeyConditionExpression="tenant = :t AND status_sort BETWEEN :lo AND :hi",
         ExpressionAttributeValues={":t": {"S": "t"}, ":lo": {"S": "pinned#"}, ":hi": {"S": "pinned#~"}},
     )["Items"]
@@ -65,7 +84,7 @@ def test_given_a_status_query_when_an_item_changes_status_meanwhile_then_the_res
     # Given an older pin still pinning and a newer one pinned
     _put(dynamodb, 1, "pinning")
     _put(dynamodb, 2, "pinned")
-    writer: List[threading.Thread] = []
+    writer: list[threading.Thread] = []
     sort = Table.sorted_items
 
     def sort_then_write(self: Table, *args: Any) -> Any:

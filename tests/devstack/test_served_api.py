@@ -1,13 +1,15 @@
 """The API as `make dev` serves it: `python -m devstack` in a subprocess, on
 127.0.0.1 only, exercised over real HTTP with `requests` and schemathesis."""
+
 from __future__ import annotations
 
 import json
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -41,11 +43,16 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("DEVSTACK_FUZZ_EXAMPLES", "100"))
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
     state_dir = tmp_path_factory.mktemp("devstack")
-    with served_stack(state_dir, ["--node", NODE, "--user-node-port", "0", "--no-worker"], start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as stack:
+    with served_stack(
+        state_dir,
+        ["--node", NODE, "--user-node-port", "0", "--no-worker"],
+        start_timeout=START_TIMEOUT_S,
+        stop_timeout=STOP_TIMEOUT_S,
+    ) as stack:
         yield stack
 
 
-def _assert_failure(response: requests.Response, status: int, reason: str) -> Dict[str, Any]:
+def _assert_failure(response: requests.Response, status: int, reason: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].split(";")[0] == "application/json"
     body = response.json()
@@ -77,7 +84,9 @@ def test_given_a_started_stack_when_reading_local_env_then_it_holds_loopback_url
 
 
 def test_given_a_token_when_posting_a_pin_then_it_is_queued_and_readable(served: ServedStack) -> None:
-    created = requests.post(f"{served.url}/pins", json={"cid": CID, "name": "devstack"}, headers=served.auth(), timeout=10)
+    created = requests.post(
+        f"{served.url}/pins", json={"cid": CID, "name": "devstack"}, headers=served.auth(), timeout=10
+    )
 
     assert created.status_code == 202, created.text
     assert_response_conforms("POST", "/pins", created.status_code, created.headers, created.content)
@@ -105,7 +114,9 @@ def test_given_no_token_when_listing_pins_then_401_failure(served: ServedStack) 
 # Found by the schemathesis run below: meta keys holding "[" or "]" once became
 # DynamoDB list indexes in the filter.
 def test_given_a_meta_filter_key_with_a_bracket_when_listing_then_no_server_error(served: ServedStack) -> None:
-    response = requests.get(f"{served.url}/pins", params={"meta": json.dumps({"x[": "v"})}, headers=served.auth(), timeout=10)
+    response = requests.get(
+        f"{served.url}/pins", params={"meta": json.dumps({"x[": "v"})}, headers=served.auth(), timeout=10
+    )
 
     assert response.status_code == 200, response.text
 
@@ -138,8 +149,13 @@ def test_given_an_unknown_route_when_requested_without_token_then_still_404(serv
     _assert_failure(response, 404, "NOT_FOUND")
 
 
-@pytest.mark.parametrize(("method", "path"), [("PUT", "/pins"), ("PATCH", "/pins"), ("DELETE", "/pins"), ("PUT", "/pins/x"), ("PATCH", "/pins/x")])
-def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(served: ServedStack, method: str, path: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/pins"), ("PATCH", "/pins"), ("DELETE", "/pins"), ("PUT", "/pins/x"), ("PATCH", "/pins/x")],
+)
+def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(
+    served: ServedStack, method: str, path: str
+) -> None:
     response = requests.request(method, f"{served.url}{path}", json={"cid": CID}, headers=served.auth(), timeout=10)
 
     _assert_failure(response, 405, "METHOD_NOT_ALLOWED")
@@ -148,7 +164,9 @@ def test_given_a_known_route_when_an_undeclared_method_is_used_then_405_failure(
 
 
 @pytest.mark.parametrize("path", ["/pins", "/pins/x", "/nope"])
-def test_given_any_route_when_head_is_used_then_json_error_without_body_and_connection_stays_usable(served: ServedStack, path: str) -> None:
+def test_given_any_route_when_head_is_used_then_json_error_without_body_and_connection_stays_usable(
+    served: ServedStack, path: str
+) -> None:
     with requests.Session() as session:
         head = session.head(f"{served.url}{path}", headers=served.auth(), timeout=10)
         # A body sent after HEAD headers would be read as the next response.
@@ -164,7 +182,9 @@ def test_given_any_route_when_head_is_used_then_json_error_without_body_and_conn
 @pytest.mark.parametrize("path", ["/pins", "/pins/x"])
 def test_given_a_cors_preflight_when_options_is_sent_then_200_without_body(served: ServedStack, path: str) -> None:
     response = requests.options(
-        f"{served.url}{path}", headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}, timeout=10
+        f"{served.url}{path}",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"},
+        timeout=10,
     )
 
     assert response.status_code == 200

@@ -1,10 +1,11 @@
 """End to end with real (embedded) Kubo nodes: the API accepts, the worker
 pins on the fleet, the nodes hold the content. Everything on loopback."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator, List
 
 import pytest
 from chalice.test import Client
@@ -22,7 +23,7 @@ pytestmark = needs_libkubo
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory) -> Iterator[List[RunningNode]]:
+def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
     """Three fleet nodes and the user's own node (the last)."""
     with running_fleet(4, tmp_path_factory.mktemp("e2e"), prefix="e2e", auth_token=TOKEN) as started:
         yield started
@@ -47,7 +48,7 @@ def fleet(settings, nodes) -> Iterator[Services]:
 
 
 @pytest.fixture
-def users(fleet) -> Iterator[List[ApiClient]]:
+def users(fleet) -> Iterator[list[ApiClient]]:
     admin = TenantAdmin()
     tokens = [admin.issue_token(admin.create_tenant(name).tenant_id, "laptop").secret for name in ("alice", "bob")]
     with Client(app_module.app) as client:
@@ -58,7 +59,7 @@ def fresh_content(node: RunningNode, size: int = 256 * 1024) -> str:
     return add_bytes(node, os.urandom(size))["Hash"]
 
 
-def holders(nodes: List[RunningNode], cid: str) -> List[str]:
+def holders(nodes: list[RunningNode], cid: str) -> list[str]:
     return [node.name for node in nodes[:3] if is_pinned(node, cid)]
 
 
@@ -108,7 +109,9 @@ def test_replace_pins_the_new_version_before_releasing_the_old(fleet, nodes, use
     queue.run_until_empty()
     old_holders = holders(nodes, old)
 
-    replaced = alice.request("POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [nodes[3].multiaddr]})
+    replaced = alice.request(
+        "POST", f"/pins/{first['requestid']}", json_body={"cid": new, "origins": [nodes[3].multiaddr]}
+    )
     assert replaced.status == 202
     # Until the worker has run, the old content is still held
     assert holders(nodes, old) == old_holders
@@ -194,5 +197,7 @@ def _pin_message(fleet: Services, client: ApiClient, request_id: str) -> str:
     tenant_id = fleet.authenticator.tenant_for(f"Bearer {client.token}")
     record = fleet.store.get(tenant_id, created_ms_of(request_id))
     return encode(
-        PinRequested(tenant_id, request_id, record.created_ms, record.cid_key, tuple(record.node_ids), tuple(record.origins))
+        PinRequested(
+            tenant_id, request_id, record.created_ms, record.cid_key, tuple(record.node_ids), tuple(record.origins)
+        )
     )

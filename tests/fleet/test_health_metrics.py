@@ -1,5 +1,6 @@
 """The fleet check reports node counts as a CloudWatch metric (embedded
 metric format) that the UnhealthyNodes alarm of infra/ watches."""
+
 from __future__ import annotations
 
 import io

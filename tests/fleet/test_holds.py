@@ -1,4 +1,5 @@
 """Holds: one Kubo pin per (node, CID) shared by requests; removed only by the last."""
+
 from __future__ import annotations
 
 from chalicelib.fleet.holds import PinHolds

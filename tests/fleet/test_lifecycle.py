@@ -1,8 +1,10 @@
 """A node the fleet's Auto Scaling group terminates leaves the registry, and
 the group is then told to go on (the termination lifecycle hook)."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -16,17 +18,17 @@ class FakeAutoScaling:
     repeated or unauthorised completion."""
 
     def __init__(self, error_code: str = "") -> None:
-        self.completed: List[Dict[str, Any]] = []
+        self.completed: list[dict[str, Any]] = []
         self._error_code = error_code
 
-    def complete_lifecycle_action(self, **kwargs: Any) -> Dict[str, Any]:
+    def complete_lifecycle_action(self, **kwargs: Any) -> dict[str, Any]:
         if self._error_code:
             raise ClientError({"Error": {"Code": self._error_code, "Message": "refused"}}, "CompleteLifecycleAction")
         self.completed.append(kwargs)
         return {}
 
 
-def termination_event(instance_id: str, group: str = "pinning-dev-nodes") -> Dict[str, Any]:
+def termination_event(instance_id: str, group: str = "pinning-dev-nodes") -> dict[str, Any]:
     return {
         "version": "0",
         "id": "4c1f4b2e-1d7b-4e3a-9a51-9c1e0c3f5d10",
@@ -48,7 +50,7 @@ def termination_event(instance_id: str, group: str = "pinning-dev-nodes") -> Dic
     }
 
 
-def registered(services: Services) -> List[str]:
+def registered(services: Services) -> list[str]:
     return [node.node_id for node in services.registry.nodes(fresh=True)]
 
 

@@ -1,4 +1,5 @@
 """Placement: the same CID lands on the same healthy nodes, R of them."""
+
 from __future__ import annotations
 
 from chalicelib.fleet.placement import MAX_DELEGATES, delegates_of, place

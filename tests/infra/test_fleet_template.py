@@ -4,13 +4,14 @@ The user data cannot run here (it installs Kubo on Amazon Linux), so these
 tests render it as CloudFormation would and check what it would do: the
 registry item it writes is the one NodeRegistry writes, the RPC secret
 admits every call the workers make, and its scripts parse."""
+
 from __future__ import annotations
 
 import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 from cfnlint.api import lint_file
@@ -81,7 +82,10 @@ def test_the_template_passes_cfn_lint():
     assert [str(match) for match in lint_file(FLEET)] == []
 
 
-@pytest.mark.parametrize("name", ["user data", "/usr/local/sbin/kubo-install", "/usr/local/sbin/kubo-configure", "/usr/local/sbin/kubo-register"])
+@pytest.mark.parametrize(
+    "name",
+    ["user data", "/usr/local/sbin/kubo-install", "/usr/local/sbin/kubo-configure", "/usr/local/sbin/kubo-register"],
+)
 def test_the_node_scripts_are_valid_bash(name):
     text = user_data() if name == "user data" else script(name)
     checked = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
@@ -138,7 +142,7 @@ def test_the_release_tarball_is_checked_before_it_is_installed():
 def test_the_rpc_listens_on_the_private_address_and_the_gateway_only_when_asked():
     config_step = script("/usr/local/sbin/kubo-configure")
     assert 'addresses["API"] = ["/ip4/%s/tcp/%s" % (env["PRIVATE_IP"], env["RPC_PORT"])]' in config_step
-    assert 'if gateway else []' in config_step
+    assert "if gateway else []" in config_step
     assert RESOURCES["GatewayIngress"]["Condition"] == "GatewayEnabled"
     assert "ipfs init --profile server" in config_step
 
@@ -153,7 +157,7 @@ def test_the_group_holds_terminating_nodes_for_the_service_and_never_drops_one_o
     assert group["NewInstancesProtectedFromScaleIn"] is True
 
 
-def _statements(role: Dict[str, Any]) -> list:
+def _statements(role: dict[str, Any]) -> list:
     found = []
     for policy in role["Properties"]["Policies"]:
         if "Fn::If" in policy:
@@ -164,7 +168,11 @@ def _statements(role: Dict[str, Any]) -> list:
 
 def test_the_node_role_touches_only_its_secret_and_the_nodes_table():
     statements = _statements(RESOURCES["NodeRole"])
-    data = [s for s in statements if any(a.split(":")[0] in ("dynamodb", "secretsmanager", "s3", "sqs", "kms") for a in _list(s["Action"]))]
+    data = [
+        s
+        for s in statements
+        if any(a.split(":")[0] in ("dynamodb", "secretsmanager", "s3", "sqs", "kms") for a in _list(s["Action"]))
+    ]
     assert {s["Sid"] for s in data} == {"RpcSecret", "RegisterInNodeRegistry"}
     for statement in data:
         assert "*" not in json.dumps(statement["Resource"])

@@ -5,16 +5,18 @@ from the dev stage's merge template (so it also proves the template's tables
 fit the code); every AWS call a handler makes is recorded as an IAM action on
 a resource, and compared with that function's policy in the template.
 """
+
 from __future__ import annotations
 
 import fnmatch
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any
 
 import boto3
 import botocore.client
@@ -24,8 +26,8 @@ from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.queue.messages import decode
 from chalicelib.storage.outbox_entry import OutboxEntry
-from chalicelib.worker.batch import QueuedMessage
 from chalicelib.wiring import build_services
+from chalicelib.worker.batch import QueuedMessage
 from infra.render import FUNCTIONS
 from tests.support.cids import cid_v1
 from tests.support.fake_kubo import FakeKubo
@@ -34,8 +36,13 @@ from tests.worker.conftest import PEERS, sqs_event
 TEMPLATE = json.loads((Path(__file__).resolve().parents[2] / "infra" / "service-dev.json").read_text())
 RESOURCES = TEMPLATE["Resources"]
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's
-Grant = Tuple[str, str]  # (IAM action, resource ARN)
-TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+Grant = tuple[str, str]  # (IAM action, resource ARN)
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 class Recorder:
@@ -43,8 +50,8 @@ class Recorder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.function: Optional[str] = None
-        self.used: Dict[str, Set[Grant]] = defaultdict(set)
+        self.function: str | None = None
+        self.used: dict[str, set[Grant]] = defaultdict(set)
 
     @contextmanager
     def running(self, function: str) -> Iterator[None]:
@@ -59,16 +66,16 @@ class Recorder:
             self.function = None
             app_module.services.install(None)
 
-    def record(self, service: str, operation: str, params: Dict[str, Any]) -> None:
+    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
         if self.function is not None:
             self.used[self.function].update(grants_of(service, operation, params))
 
 
-def table_arn(name: str, index: Optional[str] = None) -> str:
+def table_arn(name: str, index: str | None = None) -> str:
     return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}" + (f"/index/{index}" if index else "")
 
 
-def grants_of(service: str, operation: str, params: Dict[str, Any]) -> List[Grant]:
+def grants_of(service: str, operation: str, params: dict[str, Any]) -> list[Grant]:
     if service == "dynamodb" and operation == "TransactWriteItems":
         return [
             (f"dynamodb:{TRANSACT_ACTIONS[kind]}", table_arn(item[kind]["TableName"]))
@@ -81,13 +88,18 @@ def grants_of(service: str, operation: str, params: Dict[str, Any]) -> List[Gran
         return [(f"dynamodb:{operation}", table_arn(params["TableName"], params.get("IndexName")))]
     if service == "autoscaling":
         group = params["AutoScalingGroupName"]
-        return [(f"autoscaling:{operation}", f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:uuid:autoScalingGroupName/{group}")]
+        return [
+            (
+                f"autoscaling:{operation}",
+                f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:uuid:autoScalingGroupName/{group}",
+            )
+        ]
     if service == "sqs":
         return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
     return [(f"{service}:{operation}", params["SecretId"])]
 
 
-def resolve(value: Any, names: Dict[str, str]) -> Any:
+def resolve(value: Any, names: dict[str, str]) -> Any:
     """The template's intrinsic functions, as far as role policies use them."""
     if isinstance(value, list):
         return [resolve(item, names) for item in value]
@@ -104,18 +116,18 @@ def resolve(value: Any, names: Dict[str, str]) -> Any:
     return {key: resolve(item, names) for key, item in value.items()}
 
 
-def policy_of(function: str, names: Dict[str, str]) -> List[Dict[str, Any]]:
+def policy_of(function: str, names: dict[str, str]) -> list[dict[str, Any]]:
     role = "ApiHandlerRole" if function == "APIHandler" else f"{function}Role"
     (policy,) = RESOURCES[role]["Properties"]["Policies"]
     statements = resolve(policy["PolicyDocument"]["Statement"], names)
     return [s for s in statements if s != "AWS::NoValue"]
 
 
-def as_list(value: Any) -> List[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def allows(statements: List[Dict[str, Any]], grant: Grant) -> bool:
+def allows(statements: list[dict[str, Any]], grant: Grant) -> bool:
     action, resource = grant
     return any(
         action in as_list(s["Action"]) and any(fnmatch.fnmatchcase(resource, r) for r in as_list(s["Resource"]))
@@ -123,7 +135,7 @@ def allows(statements: List[Dict[str, Any]], grant: Grant) -> bool:
     )
 
 
-def granted_on_data(statements: List[Dict[str, Any]]) -> Set[Grant]:
+def granted_on_data(statements: list[dict[str, Any]]) -> set[Grant]:
     return {
         (action, resource)
         for s in statements
@@ -133,22 +145,37 @@ def granted_on_data(statements: List[Dict[str, Any]]) -> Set[Grant]:
     }
 
 
-def event_queue(function: str, names: Dict[str, str]) -> Optional[str]:
+def event_queue(function: str, names: dict[str, str]) -> str | None:
     events = RESOURCES[function]["Properties"].get("Events", {})
     return next((resolve(e["Properties"]["Queue"], names) for e in events.values()), None)
 
 
-def of_type(kind: str) -> Dict[str, Dict[str, Any]]:
+def of_type(kind: str) -> dict[str, dict[str, Any]]:
     return {name: r["Properties"] for name, r in RESOURCES.items() if r.get("Type") == kind}
 
 
 @pytest.fixture
-def stack(aws, monkeypatch) -> Iterator[Tuple[Settings, Dict[str, str], Recorder, Dict[str, FakeKubo]]]:
+def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder, dict[str, FakeKubo]]]:
     """The template's tables, queues and secret on moto; three fake Kubo nodes."""
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    names: Dict[str, str] = {f"AWS::{k}": v for k, v in (("Region", REGION), ("AccountId", ACCOUNT), ("Partition", "aws"), ("StackName", "pinning-dev-service"))}
+    names: dict[str, str] = {
+        f"AWS::{k}": v
+        for k, v in (
+            ("Region", REGION),
+            ("AccountId", ACCOUNT),
+            ("Partition", "aws"),
+            ("StackName", "pinning-dev-service"),
+        )
+    }
     for logical, table in of_type("AWS::DynamoDB::Table").items():
-        wanted = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "LocalSecondaryIndexes", "GlobalSecondaryIndexes")
+        wanted = (
+            "TableName",
+            "AttributeDefinitions",
+            "KeySchema",
+            "BillingMode",
+            "LocalSecondaryIndexes",
+            "GlobalSecondaryIndexes",
+        )
         dynamodb.create_table(**{key: table[key] for key in wanted if key in table})
         names[logical] = table_arn(table["TableName"])
     sqs = boto3.client("sqs", region_name=REGION)
@@ -171,7 +198,7 @@ def stack(aws, monkeypatch) -> Iterator[Tuple[Settings, Dict[str, str], Recorder
     recorder = Recorder(settings)
     original = botocore.client.BaseClient._make_api_call
 
-    def recording(client: Any, operation: str, params: Dict[str, Any]) -> Any:
+    def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
         service = client.meta.service_model.service_name
         recorder.record(service, operation, params)
         # moto has no Auto Scaling lifecycle actions: the call is answered here.
@@ -199,7 +226,7 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
     token = TenantAdmin().issue_token(tenant.tenant_id, "laptop").secret
     sqs = boto3.client("sqs", region_name=REGION)
 
-    def take(queue_url: str) -> List[QueuedMessage]:
+    def take(queue_url: str) -> list[QueuedMessage]:
         got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         for message in got:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -216,9 +243,20 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         with recorder.running("APIHandler"):
             first = api.pin(pinned, name="Report", meta={"app": "x"})["requestid"]
             doomed = api.pin(failing)["requestid"]
-            for query in ({}, {"status": "queued"}, {"cid": pinned}, {"name": "Report"}, {"name": "report", "match": "iexact"},
-                          {"name": "epo", "match": "partial"}, {"meta": json.dumps({"app": "x"})},
-                          {"status": "queued,pinning,pinned,failed", "before": "2999-01-01T00:00:00Z", "after": "2000-01-01T00:00:00Z"}):
+            for query in (
+                {},
+                {"status": "queued"},
+                {"cid": pinned},
+                {"name": "Report"},
+                {"name": "report", "match": "iexact"},
+                {"name": "epo", "match": "partial"},
+                {"meta": json.dumps({"app": "x"})},
+                {
+                    "status": "queued,pinning,pinned,failed",
+                    "before": "2999-01-01T00:00:00Z",
+                    "after": "2000-01-01T00:00:00Z",
+                },
+            ):
                 api.list(**query)
             api.request("GET", f"/pins/{first}")
             replaced = api.request("POST", f"/pins/{first}", json_body={"cid": pinned, "name": "v2"}).json["requestid"]
@@ -254,7 +292,9 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
             "LifecycleActionToken": "c613620e-07e2-4ed2-a9e2-ef8258911ade",
         }
         with recorder.running("NodeTerminating"):
-            client.lambda_.invoke("node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, []))
+            client.lambda_.invoke(
+                "node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, [])
+            )
         # and workers draining it
         for _ in range(3):
             with recorder.running("PinWorker"):
@@ -270,6 +310,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         unused = {
             (action, resource)
             for action, resource in granted_on_data(statements) - used
-            if not (resource == consumed and action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"))
+            if not (
+                resource == consumed and action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+            )
         }
         assert unused == set(), function

@@ -1,6 +1,7 @@
 """infra/service-<stage>.json is merged into `chalice package` output: it is
 rendered from the code (infra/render.py), and its keys must name the
 resources Chalice generates for app.py, or the merge adds nothing."""
+
 from __future__ import annotations
 
 import json

@@ -1,10 +1,11 @@
 """infra/network.yaml: who can reach the Kubo nodes, and how the workers
 reach AWS without a NAT gateway."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 from cfnlint.api import lint_file
 from cfnlint.decode import decode_str
@@ -14,11 +15,11 @@ TEMPLATE, _ = decode_str(NETWORK.read_text())
 RESOURCES = TEMPLATE["Resources"]
 
 
-def of_type(kind: str) -> Dict[str, Any]:
+def of_type(kind: str) -> dict[str, Any]:
     return {name: resource for name, resource in RESOURCES.items() if resource["Type"] == kind}
 
 
-def ingress_rules(group: str) -> List[Dict[str, Any]]:
+def ingress_rules(group: str) -> list[dict[str, Any]]:
     """Inline and separate ingress rules of a security group."""
     rules = list(RESOURCES[group]["Properties"].get("SecurityGroupIngress", []))
     rules += [
@@ -29,7 +30,7 @@ def ingress_rules(group: str) -> List[Dict[str, Any]]:
     return rules
 
 
-def on_port(rules: List[Dict[str, Any]], port: Any) -> List[Dict[str, Any]]:
+def on_port(rules: list[dict[str, Any]], port: Any) -> list[dict[str, Any]]:
     return [rule for rule in rules if rule["FromPort"] == port]
 
 

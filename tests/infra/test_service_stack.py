@@ -1,14 +1,16 @@
 """The deployable template of each stage, as `make package` writes it:
 valid CloudFormation, with the queues, event sources, alarms, secret and
 least-privilege roles the service needs."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
@@ -21,7 +23,7 @@ DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 
 @pytest.fixture(scope="module")
-def packaged(tmp_path_factory) -> Iterator[Dict[str, Path]]:
+def packaged(tmp_path_factory) -> Iterator[dict[str, Path]]:
     """`chalice package` of every stage (in parallel: each takes seconds)."""
     out = tmp_path_factory.mktemp("package")
     chalice = str(Path(sys.executable).with_name("chalice"))
@@ -35,25 +37,25 @@ def packaged(tmp_path_factory) -> Iterator[Dict[str, Path]]:
         )
         for stage in STAGE_OPTIONS
     }
-    for stage, job in jobs.items():
+    for _stage, job in jobs.items():
         _, errors = job.communicate(timeout=300)
         assert job.returncode == 0, errors.decode()
     yield {stage: out / stage / "sam.json" for stage in STAGE_OPTIONS}
 
 
-def load(path: Path) -> Dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def of_type(template: Dict[str, Any], kind: str) -> Dict[str, Dict[str, Any]]:
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in template["Resources"].items() if r.get("Type") == kind}
 
 
-def as_list(value: Any) -> List[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def statements(role: Dict[str, Any]) -> List[Dict[str, Any]]:
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     (policy,) = role["Properties"]["Policies"]
     found = []
     for statement in policy["PolicyDocument"]["Statement"]:
@@ -113,7 +115,9 @@ def test_alarms_watch_dead_letters_queue_age_errors_api_5xx_and_nodes_and_notify
     for alarm in alarms.values():
         properties = alarm["Properties"]
         assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-        metrics = [m["MetricStat"]["Metric"] for m in properties.get("Metrics", []) if "MetricStat" in m] or [properties]
+        metrics = [m["MetricStat"]["Metric"] for m in properties.get("Metrics", []) if "MetricStat" in m] or [
+            properties
+        ]
         watched |= {(m["Namespace"], m["MetricName"]) for m in metrics}
     assert {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -122,7 +126,11 @@ def test_alarms_watch_dead_letters_queue_age_errors_api_5xx_and_nodes_and_notify
         ("AWS/ApiGateway", "5XXError"),
         ("PinningService", "UnhealthyNodes"),
     } <= watched
-    errors = {a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms.values() if a["Properties"].get("MetricName") == "Errors"}
+    errors = {
+        a["Properties"]["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms.values()
+        if a["Properties"].get("MetricName") == "Errors"
+    }
     assert errors == set(FUNCTIONS) - {"APIHandler"}
     assert "AlarmTopic" in of_type(template, "AWS::SNS::Topic")
     assert of_type(template, "AWS::SNS::Subscription")["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
@@ -142,7 +150,9 @@ def test_only_the_functions_that_call_kubo_get_the_rpc_secret_and_the_worker_net
         assert "KUBO_RPC_SECRET" not in variables  # never a value in the template
         assert ("VpcConfig" in properties) is calls_kubo
         role = "ApiHandlerRole" if function == "APIHandler" else f"{function}Role"
-        secret_readers = [s for s in statements(resources[role]) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+        secret_readers = [
+            s for s in statements(resources[role]) if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+        ]
         assert bool(secret_readers) is calls_kubo
     vpc = resources["PinWorker"]["Properties"]["VpcConfig"]["Fn::If"][1]
     assert vpc["SecurityGroupIds"] == [{"Fn::ImportValue": f"pinning-{stage}-WorkerSecurityGroupId"}]

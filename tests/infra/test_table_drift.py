@@ -1,9 +1,10 @@
 """The deployed tables are the ones the code's PynamoDB models describe:
 keys, attribute types, indexes with their projections, TTL."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Set, Tuple
+from typing import Any
 
 import pytest
 from pynamodb.attributes import TTLAttribute
@@ -14,11 +15,15 @@ from chalicelib.storage.tables import MODELS, table_name
 from infra.render import STAGE_OPTIONS, output_path
 
 
-def model_view(model) -> Dict[str, Any]:
+def model_view(model) -> dict[str, Any]:
     """What DynamoDB must know of a model, read from its attributes."""
     attributes = model.get_attributes()
-    keys = {(a.attr_name, "HASH" if a.is_hash_key else "RANGE") for a in attributes.values() if a.is_hash_key or a.is_range_key}
-    typed: Set[Tuple[str, str]] = {(name, attributes[name].attr_type) for name, _ in keys}
+    keys = {
+        (a.attr_name, "HASH" if a.is_hash_key else "RANGE")
+        for a in attributes.values()
+        if a.is_hash_key or a.is_range_key
+    }
+    typed: set[tuple[str, str]] = {(name, attributes[name].attr_type) for name, _ in keys}
     indexes = {}
     for index in model._indexes.values():
         index_keys = {
@@ -33,14 +38,18 @@ def model_view(model) -> Dict[str, Any]:
     return {"keys": keys, "types": typed, "indexes": indexes, "ttl": ttl[0] if ttl else None}
 
 
-def template_view(properties: Dict[str, Any]) -> Dict[str, Any]:
+def template_view(properties: dict[str, Any]) -> dict[str, Any]:
     def keys(schema):
         return {(k["AttributeName"], k["KeyType"]) for k in schema}
 
     indexes = {}
     for kind, key in (("global", "GlobalSecondaryIndexes"), ("local", "LocalSecondaryIndexes")):
         for index in properties.get(key, []):
-            indexes[index["IndexName"]] = (kind, frozenset(keys(index["KeySchema"])), index["Projection"]["ProjectionType"])
+            indexes[index["IndexName"]] = (
+                kind,
+                frozenset(keys(index["KeySchema"])),
+                index["Projection"]["ProjectionType"],
+            )
     ttl = properties.get("TimeToLiveSpecification")
     return {
         "keys": keys(properties["KeySchema"]),
@@ -53,7 +62,11 @@ def template_view(properties: Dict[str, Any]) -> Dict[str, Any]:
 @pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
 def test_every_model_has_its_table_with_the_same_keys_indexes_and_ttl(stage):
     resources = json.loads(output_path(stage).read_text(encoding="utf-8"))["Resources"]
-    tables = {r["Properties"]["TableName"]: r["Properties"] for r in resources.values() if r.get("Type") == "AWS::DynamoDB::Table"}
+    tables = {
+        r["Properties"]["TableName"]: r["Properties"]
+        for r in resources.values()
+        if r.get("Type") == "AWS::DynamoDB::Table"
+    }
     settings = Settings.from_env({"STAGE": stage, "TABLE_PREFIX": f"pinning-{stage}"})
     # Then the template has exactly the models' tables
     assert set(tables) == {table_name(settings, model) for model in MODELS}

@@ -1,11 +1,12 @@
 """The Kubo RPC client against a fake node speaking Kubo's wire format: what
 a pin worker sees when pins finish, stall, run out of time, or the node
 misbehaves."""
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator, List, Tuple
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -38,7 +39,7 @@ def client(kubo: FakeKubo) -> KuboClient:
     return KuboClient(kubo.url, timeout=2.0)
 
 
-def timed(action: Callable[[], object]) -> Tuple[BaseException, float]:
+def timed(action: Callable[[], object]) -> tuple[BaseException, float]:
     started = time.monotonic()
     with pytest.raises(Exception) as raised:
         action()
@@ -52,7 +53,7 @@ def test_pin_add_reports_each_new_block_and_leaves_the_pin_recorded(kubo, client
     # given content of four blocks that a provider has
     cid = cid_v1("four blocks")
     kubo.add_content(cid, blocks=4)
-    progress: List[Tuple[int, int]] = []
+    progress: list[tuple[int, int]] = []
 
     # when it is pinned
     client.pin_add(cid, stall_seconds=STALL, on_progress=lambda blocks, size: progress.append((blocks, size)))
@@ -86,7 +87,7 @@ def test_a_pin_whose_block_count_stops_growing_is_cancelled_as_stalled(kubo, cli
 def test_content_no_provider_has_stalls_without_any_progress(kubo, client):
     # given a CID the node cannot find (it reports {} while it looks for providers)
     cid = cid_v1("nobody has it")
-    progress: List[Tuple[int, int]] = []
+    progress: list[tuple[int, int]] = []
 
     # when it is pinned
     error, elapsed = timed(
@@ -107,7 +108,7 @@ def test_slow_but_steady_progress_is_not_a_stall(kubo, client):
     cid = cid_v1("slow and steady")
     kubo.add_content(cid, blocks=8)
     kubo.slow(cid, seconds_per_block=0.1)
-    progress: List[Tuple[int, int]] = []
+    progress: list[tuple[int, int]] = []
 
     # when it is pinned with a 0.3 s stall budget
     started = time.monotonic()

@@ -1,8 +1,8 @@
 """No accepted request is lost between the DynamoDB write and the SQS send."""
+
 from __future__ import annotations
 
 import json
-from typing import List
 
 import boto3
 import pytest
@@ -42,7 +42,7 @@ class FailingPublisher:
         raise self.error
 
 
-def queued_bodies(services: Services) -> List[dict]:
+def queued_bodies(services: Services) -> list[dict]:
     sqs = boto3.client("sqs", region_name="us-east-1")
     received = sqs.receive_message(QueueUrl=services.settings.queue_url, MaxNumberOfMessages=10)
     return [json.loads(message["Body"]) for message in received.get("Messages", [])]

@@ -2,6 +2,7 @@
 random loopback ports, found through its stack.json, and spoken to only over
 HTTP: the pinning API, the Kubo RPC of "your node" and, to check what they
 hold, of the fleet nodes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import pytest
 import requests
@@ -40,12 +42,13 @@ class Kubo:
     rpc_url: str
     multiaddr: str
     pid: int
-    secret: Optional[str] = None
+    secret: str | None = None
 
-    def call(self, command: str, files: Optional[Dict[str, Any]] = None, **params: Any) -> requests.Response:
+    def call(self, command: str, files: dict[str, Any] | None = None, **params: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
-        return requests.post(f"{self.rpc_url}/api/v0/{command}", params=params, files=files, headers=headers,
-                             timeout=HTTP_TIMEOUT_S)
+        return requests.post(
+            f"{self.rpc_url}/api/v0/{command}", params=params, files=files, headers=headers, timeout=HTTP_TIMEOUT_S
+        )
 
     def add(self, data: bytes, only_hash: bool = False) -> str:
         """Adds `data` as a file and returns its CID; `only_hash`: the CID alone, nothing stored."""
@@ -73,18 +76,20 @@ class Stack:
         self.your_node = Kubo("your-node", mine["rpc_url"], mine["multiaddrs"][0], mine["pid"])
         self.api = served.api()
 
-    def content(self, size: int = 256 * 1024, only_hash: bool = False) -> Tuple[str, bytes]:
+    def content(self, size: int = 256 * 1024, only_hash: bool = False) -> tuple[str, bytes]:
         """Fresh random content on your node: (CID, bytes)."""
         data = os.urandom(size)
         return self.your_node.add(data, only_hash=only_hash), data
 
-    def pin(self, cid: str, api: Optional[ApiClient] = None, **fields: Any) -> Dict[str, Any]:
+    def pin(self, cid: str, api: ApiClient | None = None, **fields: Any) -> dict[str, Any]:
         """POST /pins with your node as origin."""
         return (api or self.api).pin(cid, origins=[self.your_node.multiaddr], **fields)
 
-    def replace(self, request_id: str, cid: str) -> Dict[str, Any]:
+    def replace(self, request_id: str, cid: str) -> dict[str, Any]:
         """POST /pins/{requestid} with the new CID and your node as origin."""
-        reply = self.api.request("POST", f"/pins/{request_id}", json_body={"cid": cid, "origins": [self.your_node.multiaddr]})
+        reply = self.api.request(
+            "POST", f"/pins/{request_id}", json_body={"cid": cid, "origins": [self.your_node.multiaddr]}
+        )
         assert reply.status == 202, reply.body
         return reply.json
 
@@ -92,13 +97,13 @@ class Stack:
         reply = self.api.request("GET", f"/pins/{request_id}")
         return (reply.status, reply.reason) == (404, "NOT_FOUND")
 
-    def pinned(self, request_id: str, timeout: float) -> Dict[str, Any]:
+    def pinned(self, request_id: str, timeout: float) -> dict[str, Any]:
         """The request's status once final, which must be `pinned`."""
         status = follow(self.api, request_id, timeout)[1]
         assert status["status"] == "pinned", status
         return status
 
-    def holders(self, cid: str, nodes: Optional[Sequence[Kubo]] = None) -> List[str]:
+    def holders(self, cid: str, nodes: Sequence[Kubo] | None = None) -> list[str]:
         return [node.name for node in (self.fleet if nodes is None else nodes) if node.has_pin(cid)]
 
     def new_tenant(self, name: str) -> ApiClient:
@@ -106,8 +111,14 @@ class Stack:
         env = {**os.environ, **read_env_file(self.served.state_dir / AWS_ENV)}
 
         def admin(*args: str) -> str:
-            done = subprocess.run([sys.executable, "-m", "cli.admin", *args], cwd=REPO_ROOT, env=env,
-                                  capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "cli.admin", *args],
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert done.returncode == 0, done.stderr
             return done.stdout.strip()
 
@@ -116,10 +127,17 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path_factory: pytest.TempPathFactory, args: Sequence[str], env: Mapping[str, str]) -> Iterator[Stack]:
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory, args: Sequence[str], env: Mapping[str, str]
+) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("stack")
-    with served_stack(state_dir, ["--user-node-port", "auto", *args], env=env,
-                      start_timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S) as served:
+    with served_stack(
+        state_dir,
+        ["--user-node-port", "auto", *args],
+        env=env,
+        start_timeout=START_TIMEOUT_S,
+        stop_timeout=STOP_TIMEOUT_S,
+    ) as served:
         yield Stack(served)
 
 
@@ -127,12 +145,18 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, args: Sequence[str],
 def outside_worker(state_dir: Path, timeout: float = 60) -> Iterator[subprocess.Popen]:
     """`python -m devstack.worker --state-dir state_dir`, as a client of a
     `--no-worker` stack runs it; yielded once it says it polls."""
-    process = subprocess.Popen([sys.executable, "-m", "devstack.worker", "--state-dir", str(state_dir)], cwd=REPO_ROOT,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.worker", "--state-dir", str(state_dir)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     try:
         deadline = time.monotonic() + timeout
-        output: List[str] = []
+        output: list[str] = []
         while not any(line.startswith(WORKER_READY) for line in output):
             if time.monotonic() > deadline or process.poll() is not None:
                 pytest.fail(f"the worker did not start within {timeout:g} s ({process.poll()}):\n{''.join(output)}")
@@ -145,7 +169,7 @@ def outside_worker(state_dir: Path, timeout: float = 60) -> Iterator[subprocess.
         process.wait()
 
 
-def get_status(api: ApiClient, request_id: str) -> Dict[str, Any]:
+def get_status(api: ApiClient, request_id: str) -> dict[str, Any]:
     reply = api.request("GET", f"/pins/{request_id}")
     assert reply.status == 200, reply.body
     return reply.json
@@ -154,14 +178,14 @@ def get_status(api: ApiClient, request_id: str) -> Dict[str, Any]:
 def wait_until(
     api: ApiClient,
     request_ids: Iterable[str],
-    done: Callable[[Dict[str, Any]], bool],
+    done: Callable[[dict[str, Any]], bool],
     timeout: float,
     what: str,
-) -> Dict[str, Dict[str, Any]]:
+) -> dict[str, dict[str, Any]]:
     """GET each request until `done` holds for all; fails listing the others
     (status and info: the reason they give, if any) after `timeout` seconds."""
     waiting = list(request_ids)
-    seen: Dict[str, Dict[str, Any]] = {}
+    seen: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     while True:
         for request_id in list(waiting):
@@ -176,10 +200,10 @@ def wait_until(
         time.sleep(POLL_S)
 
 
-def follow(api: ApiClient, request_id: str, timeout: float) -> Tuple[List[str], Dict[str, Any]]:
+def follow(api: ApiClient, request_id: str, timeout: float) -> tuple[list[str], dict[str, Any]]:
     """GET the request until it is pinned or failed: the statuses seen (each
     change once) and the last status; fails after `timeout` with its info."""
-    seen: List[str] = []
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
         status = get_status(api, request_id)

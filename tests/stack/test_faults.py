@@ -10,9 +10,10 @@ they have it. The stack runs with a short visibility timeout (messages taken by 
 dead worker come back after 5 s, not 180), a health check every second and
 three fleet nodes, so a pin placed on a dead node can move to the other two.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -49,14 +50,18 @@ def test_given_pins_in_flight_when_the_worker_is_killed_then_a_new_worker_pins_t
     assert stack.served.info()["worker"]["restarts"] == worker["restarts"] + 1
     said = f"(pid {worker['pid']}) was killed by SIGKILL"
     wait_for(lambda: any(said in line for line in stack.served.output), 10, f"saying '{said}'")
-    done = wait_until(stack.api, request_ids, lambda status: status["status"] in ("pinned", "failed"), SETTLE_TIMEOUT_S, "done")
+    done = wait_until(
+        stack.api, request_ids, lambda status: status["status"] in ("pinned", "failed"), SETTLE_TIMEOUT_S, "done"
+    )
     assert {rid: s["status"] for rid, s in done.items() if s["status"] != "pinned"} == {}
     for cid, _ in contents:
         assert len(stack.holders(cid)) == stack.replication_factor, cid
 
 
 # Kills a fleet node for good: last in the module.
-def test_given_a_pin_in_progress_when_a_chosen_fleet_node_is_killed_then_it_ends_pinned_on_two_live_nodes(stack: Stack) -> None:
+def test_given_a_pin_in_progress_when_a_chosen_fleet_node_is_killed_then_it_ends_pinned_on_two_live_nodes(
+    stack: Stack,
+) -> None:
     # Given a pin in progress on two of the three fleet nodes
     cid, data = stack.content(size=1024 * 1024, only_hash=True)
     created = stack.pin(cid)
@@ -69,7 +74,9 @@ def test_given_a_pin_in_progress_when_a_chosen_fleet_node_is_killed_then_it_ends
 
     # Then it ends pinned on the two live nodes, which hold it
     alive = [node for node in stack.fleet if node is not doomed]
-    final = wait_until(stack.api, [created["requestid"]], lambda s: s["status"] in ("pinned", "failed"), SETTLE_TIMEOUT_S, "done")
+    final = wait_until(
+        stack.api, [created["requestid"]], lambda s: s["status"] in ("pinned", "failed"), SETTLE_TIMEOUT_S, "done"
+    )
     status = final[created["requestid"]]
     assert status["status"] == "pinned", status
     assert sorted(status["info"]["replicas"].split(",")) == sorted(node.name for node in alive)

@@ -2,18 +2,20 @@
 an outside client. The stack runs with `--no-worker`: once the outside worker
 has stopped, every pin stays `queued`, so statuses, counts and pages are
 known exactly while the test pages, deletes and replaces."""
+
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List
+from typing import Any
 
 import pytest
 
+from tests.stack.stack_client import Stack, outside_worker, running_stack
 from tests.support.api import ApiClient
 from tests.support.cids import cid_v1, cid_with_hash
 from tests.support.served_stack import running
-from tests.stack.stack_client import Stack, outside_worker, running_stack
 
 ALL_STATUSES = "queued,pinning,pinned,failed"
 PAGED_PINS = 300
@@ -29,12 +31,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
-def page_through(api: ApiClient, params: Dict[str, Any], limit: int, count: int) -> List[str]:
+def page_through(api: ApiClient, params: dict[str, Any], limit: int, count: int) -> list[str]:
     """Every page, newest first, each next page `before` the last one's `created`.
     Asserts `count` on every page: the matches of the whole query, `before`
     included, so `count` less those listed so far."""
-    request_ids: List[str] = []
-    before: Dict[str, str] = {}
+    request_ids: list[str] = []
+    before: dict[str, str] = {}
     while True:
         page = api.list(**params, limit=limit, **before)
         left = count - len(request_ids)
@@ -45,7 +47,7 @@ def page_through(api: ApiClient, params: Dict[str, Any], limit: int, count: int)
         before = {"before": page["results"][-1]["created"]}
 
 
-def assert_only_queued(api: ApiClient, newest_first: List[str]) -> None:
+def assert_only_queued(api: ApiClient, newest_first: list[str]) -> None:
     """Every status filter lists and counts exactly `newest_first`, all queued."""
     count = len(newest_first)
     assert page_through(api, {"status": ALL_STATUSES}, limit=37, count=count) == newest_first
@@ -69,12 +71,14 @@ def test_given_no_worker_when_a_client_runs_one_then_it_pins_and_stops_on_sigter
     assert not running([worker.pid])
 
 
-def test_given_300_queued_pins_when_paging_deleting_and_replacing_then_every_page_and_count_is_exact(stack: Stack) -> None:
+def test_given_300_queued_pins_when_paging_deleting_and_replacing_then_every_page_and_count_is_exact(
+    stack: Stack,
+) -> None:
     # Given a tenant of its own with 300 pins, all queued (no worker runs)
     api = stack.new_tenant("paging")
     cids = [cid_v1(f"page-{n}") for n in range(PAGED_PINS)]
 
-    def create(chunk: List[str]) -> List[str]:
+    def create(chunk: list[str]) -> list[str]:
         client = stack.served.api(api.token)  # a connection per thread
         return [client.pin(cid)["requestid"] for cid in chunk]
 

@@ -1,11 +1,12 @@
 """Pinning through the served stack, as a user does it: content added to
 your node, pinned with your node as origin, replaced and deleted; the fleet
 nodes' own `pin/ls` says what they hold."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from itertools import groupby
-from typing import Iterator, List
 
 import pytest
 
@@ -21,13 +22,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
-def is_subsequence(seen: List[str], order: List[str]) -> bool:
+def is_subsequence(seen: list[str], order: list[str]) -> bool:
     """`seen` (repeats collapsed) skips steps of `order` at most, never goes back."""
     remaining = iter(order)
     return all(status in remaining for status, _ in groupby(seen))
 
 
-def test_given_content_only_on_your_node_when_pinned_with_it_as_origin_then_the_fleet_nodes_hold_it(stack: Stack) -> None:
+def test_given_content_only_on_your_node_when_pinned_with_it_as_origin_then_the_fleet_nodes_hold_it(
+    stack: Stack,
+) -> None:
     # Given content that exists only on your node
     cid, data = stack.content()
 
@@ -91,7 +94,9 @@ def test_given_two_requests_for_one_cid_when_one_is_replaced_then_the_other_keep
     old, _ = stack.content()
     new, _ = stack.content()
     first, second = stack.pin(old), stack.pin(old)
-    wait_until(stack.api, [first["requestid"], second["requestid"]], lambda s: s["status"] == "pinned", PIN_TIMEOUT_S, "pinned")
+    wait_until(
+        stack.api, [first["requestid"], second["requestid"]], lambda s: s["status"] == "pinned", PIN_TIMEOUT_S, "pinned"
+    )
 
     # When one of them is replaced, then the other still holds the old CID on the fleet
     stack.pinned(stack.replace(first["requestid"], new)["requestid"], PIN_TIMEOUT_S)

@@ -1,13 +1,14 @@
 """The counter tree gives exact counts for any status set and time range."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
 
+from bench.support import item_bytes
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
-from bench.support import item_bytes
 from chalicelib.storage.pin_counter import (
     FANOUT,
     LEVELS,
@@ -202,7 +203,9 @@ def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins):
     calls = []
     client = PinCounter._get_connection().connection.client
     client.meta.events.register(
-        "before-parameter-build.dynamodb", lambda model, params, **_: calls.append((model.name, params)), unique_id="counter-calls"
+        "before-parameter-build.dynamodb",
+        lambda model, params, **_: calls.append((model.name, params)),
+        unique_id="counter-calls",
     )
     times = sorted(created)
     try:
@@ -228,7 +231,9 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
         done = keys[:1] if not rounds else keys
         rounds.append(len(keys))
         response = batch_get(done, **kwargs)
-        response["UnprocessedKeys"] = {PinCounter.Meta.table_name: {"Keys": keys[len(done):]}} if keys[len(done):] else {}
+        response["UnprocessedKeys"] = (
+            {PinCounter.Meta.table_name: {"Keys": keys[len(done) :]}} if keys[len(done) :] else {}
+        )
         return response
 
     monkeypatch.setattr(connection, "batch_get_item", throttled)
@@ -236,7 +241,9 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
     store = PinStore(sleep=pauses.append)
     times = sorted(created)
     # When counting, then the count is exact: the rest is read after a pause
-    assert store.count("tenant-1", frozenset(STATUSES), times[5], times[150]) == brute_count(created, STATUSES, times[5], times[150])
+    assert store.count("tenant-1", frozenset(STATUSES), times[5], times[150]) == brute_count(
+        created, STATUSES, times[5], times[150]
+    )
     assert rounds == [rounds[0], rounds[0] - 1] and rounds[0] > 1
     assert len(pauses) == 1
 
@@ -261,7 +268,9 @@ def test_the_fullest_possible_bucket_fits_one_strongly_consistent_read_unit():
     # Given a top-level bucket with every slot and status at the most pins
     # a slot can hold (one per millisecond of its 64**6 ms)
     item = {"bucket": {"S": bucket_key("tn_" + "f" * 16, LEVELS, 0)}}
-    item.update({count_name(status, slot): {"N": str(FANOUT**LEVELS)} for status in STATUS_CODES for slot in range(FANOUT)})
+    item.update(
+        {count_name(status, slot): {"N": str(FANOUT**LEVELS)} for status in STATUS_CODES for slot in range(FANOUT)}
+    )
     # Then DynamoDB sizes it under 4 KB (one read unit), as the module promises
     assert len(item) == 1 + 4 * FANOUT
     assert item_bytes(item) < 2700

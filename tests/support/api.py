@@ -1,10 +1,11 @@
 """A user's view of the API: Chalice's test client, a bearer token, and the
 OpenAPI check applied to every response the tests see."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 from urllib.parse import urlencode
 
 from chalice.test import Client
@@ -15,7 +16,7 @@ from tests.support.openapi import assert_response_conforms
 @dataclass
 class Reply:
     status: int
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: bytes
 
     @property
@@ -23,16 +24,16 @@ class Reply:
         return json.loads(self.body) if self.body else None
 
     @property
-    def reason(self) -> Optional[str]:
+    def reason(self) -> str | None:
         return (self.json or {}).get("error", {}).get("reason")
 
 
 class ApiClient:
-    def __init__(self, client: Client, token: Optional[str]) -> None:
+    def __init__(self, client: Client, token: str | None) -> None:
         self._client = client
         self.token = token
 
-    def as_token(self, token: Optional[str]) -> "ApiClient":
+    def as_token(self, token: str | None) -> ApiClient:
         return ApiClient(self._client, token)
 
     def request(
@@ -41,9 +42,9 @@ class ApiClient:
         path: str,
         *,
         json_body: Any = None,
-        body: Optional[bytes] = None,
-        params: Optional[Dict[str, Any]] = None,
-        headers: Optional[Dict[str, str]] = None,
+        body: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         all_headers = {"Accept": "application/json"}
         if self.token is not None:
@@ -58,12 +59,12 @@ class ApiClient:
         assert_response_conforms(method, path, reply.status, reply.headers, reply.body)
         return reply
 
-    def pin(self, cid: str, **fields: Any) -> Dict[str, Any]:
+    def pin(self, cid: str, **fields: Any) -> dict[str, Any]:
         reply = self.request("POST", "/pins", json_body={"cid": cid, **fields})
         assert reply.status == 202, reply.body
         return reply.json
 
-    def list(self, **params: Any) -> Dict[str, Any]:
+    def list(self, **params: Any) -> dict[str, Any]:
         reply = self.request("GET", "/pins", params=params)
         assert reply.status == 200, reply.body
         return reply.json

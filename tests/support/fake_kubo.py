@@ -9,6 +9,7 @@ measured in blocks of BLOCK_BYTES; pin/add reports one more block every
 as Kubo does every 500 ms. Blocks fetched stay fetched, so a later pin/add
 of the same CID resumes where an interrupted one stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Set, Tuple, Type
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 BLOCK_BYTES = 262_144
@@ -34,17 +35,17 @@ class Call:
 
     method: str
     path: str  # without /api/v0/, e.g. "pin/add"
-    args: Tuple[str, ...]
-    flags: Dict[str, str]
+    args: tuple[str, ...]
+    flags: dict[str, str]
     query: str  # exactly as sent
-    headers: Dict[str, str]  # names lower-cased
+    headers: dict[str, str]  # names lower-cased
     client_port: int
 
 
 @dataclass
 class _Failure:
     path: str
-    cid: Optional[str]
+    cid: str | None
     message: str
     code: int
     status: int
@@ -66,9 +67,9 @@ class FakeKubo:
     def __init__(
         self,
         *,
-        auth: Optional[str] = None,
+        auth: str | None = None,
         peer_id: str = DEFAULT_PEER_ID,
-        addresses: Optional[List[str]] = None,
+        addresses: list[str] | None = None,
         storage_max: int = 10 * 1024**3,
         tick: float = 0.05,
         seconds_per_block: float = 0.002,
@@ -87,41 +88,41 @@ class FakeKubo:
         # Kubo before 0.22 answered dag/stat with a top-level Size.
         self.legacy_dag_stat = False
 
-        self.pinned: Set[str] = set()
-        self.calls: List[Call] = []
-        self.cancelled: Set[str] = set()
+        self.pinned: set[str] = set()
+        self.calls: list[Call] = []
+        self.cancelled: set[str] = set()
 
         self._lock = threading.Condition()
-        self._blocks: Dict[str, int] = {}
-        self._fetched: Dict[str, int] = {}
-        self._failures: List[_Failure] = []
-        self._stall_after: Dict[str, int] = {}
-        self._drop_after: Dict[str, int] = {}
-        self._slow: Dict[str, float] = {}
-        self._stream_failures: Dict[str, _StreamFailure] = {}
-        self._forgotten: Set[str] = set()
-        self._refused_dials: Dict[str, str] = {}
-        self._key_spellings: Dict[str, str] = {}
-        self._delays: Dict[str, float] = {}
+        self._blocks: dict[str, int] = {}
+        self._fetched: dict[str, int] = {}
+        self._failures: list[_Failure] = []
+        self._stall_after: dict[str, int] = {}
+        self._drop_after: dict[str, int] = {}
+        self._slow: dict[str, float] = {}
+        self._stream_failures: dict[str, _StreamFailure] = {}
+        self._forgotten: set[str] = set()
+        self._refused_dials: dict[str, str] = {}
+        self._key_spellings: dict[str, str] = {}
+        self._delays: dict[str, float] = {}
 
         self._port = 0
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> "FakeKubo":
+    def start(self) -> FakeKubo:
         self.up()
         return self
 
     def stop(self) -> None:
         self.down()
 
-    def __enter__(self) -> "FakeKubo":
+    def __enter__(self) -> FakeKubo:
         return self.start()
 
     def __exit__(
-        self, kind: Optional[Type[BaseException]], error: Optional[BaseException], trace: Optional[TracebackType]
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
 
@@ -170,9 +171,9 @@ class FakeKubo:
         message: str,
         *,
         times: int = 1,
-        cid: Optional[str] = None,
+        cid: str | None = None,
         code: int = 0,
-        status: Optional[int] = None,
+        status: int | None = None,
     ) -> None:
         """Answer the next `times` calls of `path` (with `cid` among the args,
         if given) with Kubo's error object: 400 when `code` is 1, else 500."""
@@ -222,7 +223,7 @@ class FakeKubo:
 
     # -- observations --------------------------------------------------------
 
-    def calls_to(self, path: str, cid: Optional[str] = None) -> List[Call]:
+    def calls_to(self, path: str, cid: str | None = None) -> list[Call]:
         with self._lock:
             return [call for call in self.calls if call.path == path and (cid is None or cid in call.args)]
 
@@ -233,7 +234,7 @@ class FakeKubo:
 
     # -- serving -------------------------------------------------------------
 
-    def _serve(self, handler: "_Handler") -> None:
+    def _serve(self, handler: _Handler) -> None:
         parsed = urlsplit(handler.path)
         pairs = parse_qsl(parsed.query, keep_blank_values=True)
         path = parsed.path[len(_API) :] if parsed.path.startswith(_API) else parsed.path
@@ -271,7 +272,7 @@ class FakeKubo:
             return handler.reply_error(f'argument "{endpoint.arg_name}" is required', 1)
         endpoint.serve(self, handler, args, flags)
 
-    def _take_failure(self, path: str, args: Tuple[str, ...]) -> Optional[_Failure]:
+    def _take_failure(self, path: str, args: tuple[str, ...]) -> _Failure | None:
         with self._lock:
             for failure in self._failures:
                 if failure.remaining and failure.path == path and (failure.cid is None or failure.cid in args):
@@ -282,7 +283,7 @@ class FakeKubo:
     def _is_local(self, cid: str) -> bool:
         return cid in self._blocks and self._fetched.get(cid, 0) >= self._blocks[cid]
 
-    def _pin_add(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _pin_add(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         cid = args[0]
         with self._lock:
             total = self._blocks.get(cid)  # None: no provider has it
@@ -334,13 +335,13 @@ class FakeKubo:
                     self.cancelled.add(cid)
                     self._lock.notify_all()
 
-    def _end_with(self, stream: "_Stream", failure: _StreamFailure) -> None:
+    def _end_with(self, stream: _Stream, failure: _StreamFailure) -> None:
         if failure.as_line:
             stream.line({"Message": failure.message, "Code": 0, "Type": "error"})
             return stream.end()
         return stream.end(error=failure.message)
 
-    def _pin_ls(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _pin_ls(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         with self._lock:
             # Every pin here is recursive; indirect and direct ones are not modelled.
             wanted = flags.get("type", "all") in ("recursive", "all")
@@ -353,14 +354,14 @@ class FakeKubo:
             keys = [self._key_spellings.get(cid, cid) for cid in args]
         handler.reply_json({"Keys": {key: {"Type": "recursive"} for key in keys}})
 
-    def _pin_rm(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _pin_rm(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         with self._lock:
             if any(cid not in self.pinned for cid in args):
                 return handler.reply_error(NOT_PINNED, 0)
             self.pinned.difference_update(args)
         handler.reply_json({"Pins": list(args)})
 
-    def _pin_update(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _pin_update(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         old, new = args[0], args[1]
         with self._lock:
             if old not in self.pinned:
@@ -374,7 +375,7 @@ class FakeKubo:
                 self.pinned.discard(old)
         handler.reply_json({"Pins": [old, new]})
 
-    def _swarm_connect(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _swarm_connect(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         address = args[0]
         if "/p2p/" not in address:
             return handler.reply_error(f"invalid peer address: no /p2p/ part in {address}", 1)
@@ -385,7 +386,7 @@ class FakeKubo:
             return handler.reply_error(f"connect {peer} failure: {refusal}", 0)
         handler.reply_json({"Strings": [f"connect {peer} success"]})
 
-    def _id(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _id(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         handler.reply_json(
             {
                 "ID": self.peer_id,
@@ -397,13 +398,13 @@ class FakeKubo:
             }
         )
 
-    def _repo_stat(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
-        stat: Dict[str, Any] = {"RepoSize": self.repo_size, "StorageMax": self.storage_max}
+    def _repo_stat(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
+        stat: dict[str, Any] = {"RepoSize": self.repo_size, "StorageMax": self.storage_max}
         if flags.get("size-only") != "true":
             stat.update(NumObjects=sum(self._fetched.values()), RepoPath="/data/ipfs", Version="fs-repo@14")
         handler.reply_json(stat)
 
-    def _dag_stat(self, handler: "_Handler", args: Tuple[str, ...], flags: Dict[str, str]) -> None:
+    def _dag_stat(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         cid = args[0]
         with self._lock:
             found = self._is_local(cid) if flags.get("offline") == "true" else cid in self._blocks
@@ -424,7 +425,7 @@ class FakeKubo:
         )
 
 
-def _progress(blocks: int) -> Dict[str, int]:
+def _progress(blocks: int) -> dict[str, int]:
     # Kubo omits zero fields, so a pin that has fetched nothing reports {}.
     return {"Progress": blocks, "Bytes": blocks * BLOCK_BYTES} if blocks else {}
 
@@ -436,7 +437,7 @@ class _Endpoint:
     arg_name: str = "ipfs-path"
 
 
-_ENDPOINTS: Dict[str, _Endpoint] = {
+_ENDPOINTS: dict[str, _Endpoint] = {
     "pin/add": _Endpoint(FakeKubo._pin_add, 1),
     "pin/ls": _Endpoint(FakeKubo._pin_ls),
     "pin/rm": _Endpoint(FakeKubo._pin_rm, 1),
@@ -452,10 +453,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeKubo
 
-    def __init__(self, address: Tuple[str, int], handler: Type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
         self.closing = threading.Event()
-        self._connections: Set[socket.socket] = set()
+        self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
     def opened(self, connection: socket.socket) -> None:
@@ -513,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
     def reply_json(self, body: Any, status: int = 200) -> None:
         self._reply(status, "application/json", json.dumps(body).encode() + b"\n")
 
-    def reply_error(self, message: str, code: int, status: Optional[int] = None) -> None:
+    def reply_error(self, message: str, code: int, status: int | None = None) -> None:
         error = {"Message": message, "Code": code, "Type": "error"}
         self.reply_json(error, status or (400 if code == 1 else 500))
 
@@ -541,12 +542,12 @@ class _Stream:
         handler.send_header("Trailer", "X-Stream-Error")
         handler.end_headers()
 
-    def line(self, value: Dict[str, Any]) -> None:
+    def line(self, value: dict[str, Any]) -> None:
         data = json.dumps(value).encode() + b"\n"
         self._handler.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
         self.lines += 1
 
-    def end(self, error: Optional[str] = None) -> None:
+    def end(self, error: str | None = None) -> None:
         trailer = f"X-Stream-Error: {error}\r\n".encode() if error else b""
         self._handler.wfile.write(b"0\r\n" + trailer + b"\r\n")
 

@@ -156,7 +156,7 @@ def _path_item(path: str, where: str) -> Mapping[str, Any]:
 def _assert_pin_results_promises(results: list[dict[str, Any]], where: str) -> None:
     """Newest first with unique `created` (unique per tenant), and no `requestid` twice."""
     created = [datetime.fromisoformat(item["created"].upper()) for item in results]
-    for index, (newer, older) in enumerate(zip(created, created[1:])):
+    for index, (newer, older) in enumerate(zip(created, created[1:], strict=False)):
         assert newer > older, (
             f"{where}: results must be sorted by created, strictly descending; "
             f"results[{index}].created={results[index]['created']!r} is not after "

@@ -1,6 +1,7 @@
 """The local stack (`python -m devstack`) as a test runs it: a subprocess on
 random loopback ports, ready when it says so, stopped cleanly at the end,
 with none of the processes it named in stack.json left behind."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any
 
 import pytest
 import requests
@@ -32,22 +34,22 @@ class ServedStack:
     token: str
     state_dir: Path
     # local.env as written by the stack
-    env: Dict[str, str]
-    output: List[str]
+    env: dict[str, str]
+    output: list[str]
 
     @property
     def log(self) -> Path:
         """The stack's stderr: access log and the app's log lines."""
         return self.state_dir / "stderr.log"
 
-    def auth(self) -> Dict[str, str]:
+    def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def info(self) -> Dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """stack.json as it is now (the worker's pid changes when it is started again)."""
         return json.loads((self.state_dir / STACK_FILE).read_text(encoding="utf-8"))
 
-    def api(self, token: Optional[str] = None) -> ApiClient:
+    def api(self, token: str | None = None) -> ApiClient:
         """A user of the served API (the stack's token by default); every response is checked against openapi.yaml."""
         return ApiClient(_HttpClient(self.url), token or self.token)
 
@@ -55,7 +57,7 @@ class ServedStack:
 @dataclass
 class _HttpResponse:
     status_code: int
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: bytes
 
 
@@ -67,26 +69,28 @@ class _HttpClient:
         self._session = requests.Session()
         self.http = self
 
-    def request(self, method: str, path: str, headers: Dict[str, str], body: bytes) -> _HttpResponse:
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _HttpResponse:
         response = self._session.request(method, self._url + path, headers=headers, data=body, timeout=30)
         return _HttpResponse(response.status_code, dict(response.headers), response.content)
 
 
-def running(pids: Sequence[int]) -> List[str]:
+def running(pids: Sequence[int]) -> list[str]:
     """`ps` lines of those of `pids` that still run (zombies count: nobody reaped them)."""
     if not pids:
         return []
-    listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-p", ",".join(map(str, pids))], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-p", ",".join(map(str, pids))], capture_output=True, text=True
+    )
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
 
 
-def _session(session_id: int) -> List[str]:
+def _session(session_id: int) -> list[str]:
     """`ps` lines of the processes still in that session."""
     listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(session_id)], capture_output=True, text=True)
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
 
 
-def _stack_pids(state_dir: Path) -> List[int]:
+def _stack_pids(state_dir: Path) -> list[int]:
     """Every process stack.json names: the stack, its worker, its Kubo nodes."""
     try:
         info = json.loads((state_dir / STACK_FILE).read_text(encoding="utf-8"))
@@ -96,7 +100,7 @@ def _stack_pids(state_dir: Path) -> List[int]:
     return [info["pid"], *(part["pid"] for part in parts if part and part.get("pid"))]
 
 
-def _pump(stream: Any, lines: "queue.Queue[Optional[str]]", output: List[str]) -> None:
+def _pump(stream: Any, lines: queue.Queue[str | None], output: list[str]) -> None:
     """Drain the child's stdout so it never blocks on a full pipe."""
     for line in stream:
         output.append(line)
@@ -108,7 +112,7 @@ def _pump(stream: Any, lines: "queue.Queue[Optional[str]]", output: List[str]) -
 def served_stack(
     state_dir: Path,
     args: Sequence[str],
-    env: Optional[Mapping[str, str]] = None,
+    env: Mapping[str, str] | None = None,
     start_timeout: float = 60,
     stop_timeout: float = 10,
     ctrl_c: bool = False,
@@ -125,16 +129,24 @@ def served_stack(
     command = [sys.executable, "-m", "devstack", "--port", "0", "--aws-port", "0", "--state-dir", str(state_dir), *args]
     with stderr_path.open("w", encoding="utf-8") as stderr:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1, start_new_session=ctrl_c,
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            bufsize=1,
+            start_new_session=ctrl_c,
         )
-    output: List[str] = []
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    output: list[str] = []
+    lines: queue.Queue[str | None] = queue.Queue()
     pump = threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True)
     pump.start()
 
     def diagnostics() -> str:
-        return f"stdout:\n{''.join(output)}\nstderr:\n{stderr_path.read_text(encoding='utf-8', errors='replace')[-4000:]}"
+        return (
+            f"stdout:\n{''.join(output)}\nstderr:\n{stderr_path.read_text(encoding='utf-8', errors='replace')[-4000:]}"
+        )
 
     try:
         deadline = time.monotonic() + start_timeout

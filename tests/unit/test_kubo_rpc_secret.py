@@ -1,9 +1,10 @@
 """On AWS the Kubo RPC bearer token comes from Secrets Manager: read on the
 first Kubo call (not when the API starts), once per container."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator, List
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ PEER = "12D3KooWGzBxCkGDgf1V4N4pkRLXjUq4gWsQzA8nC9Ud5QzXsu6N"
 
 
 @pytest.fixture
-def nodes() -> Iterator[List[NodeRecord]]:
+def nodes() -> Iterator[list[NodeRecord]]:
     """Two nodes that answer only requests bearing the secret."""
     kubos = [FakeKubo(peer_id=PEER, auth="Bearer s3cret").start() for _ in range(2)]
     yield [NodeRecord(node_id=f"node-{i}", rpc_url=k.url, peer_id=PEER, registered_ms=1) for i, k in enumerate(kubos)]
@@ -27,8 +28,8 @@ def nodes() -> Iterator[List[NodeRecord]]:
 
 
 @pytest.fixture
-def secret_reads(monkeypatch) -> List[str]:
-    reads: List[str] = []
+def secret_reads(monkeypatch) -> list[str]:
+    reads: list[str] = []
     read = wiring.read_secret
 
     def spy(settings: Settings, secret_id: str) -> str:

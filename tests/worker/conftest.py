@@ -1,9 +1,10 @@
 """A fleet of fake Kubo nodes on loopback, registered, and the worker wired to them."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Dict, Iterator, List, Optional
 
 import boto3
 import pytest
@@ -16,8 +17,8 @@ from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
 from chalicelib.storage.node_pin import STATE, NodePin, node_pin_key
 from chalicelib.storage.pin_record import PinRecord, plain_map
-from chalicelib.worker.batch import QueuedMessage, process_batch
 from chalicelib.wiring import Services, build_services
+from chalicelib.worker.batch import QueuedMessage, process_batch
 from tests.support.fake_kubo import FakeKubo
 
 PEERS = [
@@ -28,7 +29,7 @@ PEERS = [
 
 
 @pytest.fixture
-def kubos() -> Iterator[Dict[str, FakeKubo]]:
+def kubos() -> Iterator[dict[str, FakeKubo]]:
     nodes = {f"node-{i}": FakeKubo(peer_id=PEERS[i]) for i in range(3)}
     for node in nodes.values():
         node.start()
@@ -54,7 +55,7 @@ class Queue:
         self.services = services
         self.sqs = boto3.client("sqs", region_name="us-east-1")
 
-    def receive(self) -> List[QueuedMessage]:
+    def receive(self) -> list[QueuedMessage]:
         got = self.sqs.receive_message(QueueUrl=self.services.settings.queue_url, MaxNumberOfMessages=10)
         messages = got.get("Messages", [])
         for message in messages:
@@ -75,10 +76,10 @@ class Queue:
             handled += len(batch)
         return handled
 
-    def kinds(self, batch: List[QueuedMessage]) -> List[str]:
+    def kinds(self, batch: list[QueuedMessage]) -> list[str]:
         return [decode(message.body).kind for message in batch]
 
-    def bodies(self, batch: List[QueuedMessage]) -> List[dict]:
+    def bodies(self, batch: list[QueuedMessage]) -> list[dict]:
         return [json.loads(message.body) for message in batch]
 
 
@@ -94,24 +95,24 @@ def pin_request(cid: str, origins=(), name=None) -> PinRequest:
     return PinRequest(parse_cid(cid), name=name, origins=tuple(origins))
 
 
-def placed(services: Services, cid: str) -> List[str]:
+def placed(services: Services, cid: str) -> list[str]:
     """The node ids placement picks for `cid` on the current fleet."""
     nodes = [node for node in services.registry.nodes(fresh=True) if node.healthy]
     return [node.node_id for node in place(parse_cid(cid).key, nodes, services.settings.replication_factor)]
 
 
-def holding(kubos: Dict[str, FakeKubo], cid: str) -> List[str]:
+def holding(kubos: dict[str, FakeKubo], cid: str) -> list[str]:
     """The fake nodes that hold a recursive pin of `cid`."""
     return sorted(node_id for node_id, kubo in kubos.items() if cid in kubo.pinned)
 
 
-def current(services: Services, record: PinRecord) -> Optional[PinRecord]:
+def current(services: Services, record: PinRecord) -> PinRecord | None:
     """The pin as stored now (None once deleted or replaced)."""
     stored = services.store.get(record.tenant_id, record.created_ms)
     return stored if stored is not None and stored.request_id == record.request_id else None
 
 
-def info_of(record: PinRecord) -> Dict[str, str]:
+def info_of(record: PinRecord) -> dict[str, str]:
     return plain_map(record.info)
 
 
@@ -123,7 +124,7 @@ def holders(node_id: str, cid: str) -> int:
         return 0
 
 
-def failed_ids(result: dict) -> List[str]:
+def failed_ids(result: dict) -> list[str]:
     return [item["itemIdentifier"] for item in result["batchItemFailures"]]
 
 
@@ -187,7 +188,7 @@ def app_client(fleet):
     app_module.services.install(None)
 
 
-def sqs_event(messages: List[QueuedMessage], queue_name: str = "pinning-service-pins") -> dict:
+def sqs_event(messages: list[QueuedMessage], queue_name: str = "pinning-service-pins") -> dict:
     """An SQS event of `messages` with their own message ids (Chalice's
     generator gives every record the same one)."""
     return {

@@ -1,8 +1,7 @@
 """Messages that failed every delivery end in the dead-letter queue: their
 requests fail with a reason instead of staying queued or pinning forever."""
-from __future__ import annotations
 
-from typing import List
+from __future__ import annotations
 
 import pytest
 
@@ -16,7 +15,7 @@ from tests.worker.conftest import current, failed_ids, holders, holding, info_of
 def dead_letter(app_client):
     """Hands messages to the dead-letter Lambda, as SQS would."""
 
-    def deliver(messages: List[QueuedMessage]) -> None:
+    def deliver(messages: list[QueuedMessage]) -> None:
         dead = [QueuedMessage("dlq-" + message.message_id, message.body) for message in messages]
         app_client.lambda_.invoke("pin_dead_letters", sqs_event(dead, "pinning-service-pins-dlq"))
 

@@ -1,6 +1,7 @@
 """Batches, node faults and at-least-once delivery: a bad message fails alone,
 messages run together, node errors are retried (never lose or fail the
 request), and a message handled twice does its work once."""
+
 from __future__ import annotations
 
 import json
@@ -405,7 +406,9 @@ def test_an_unpin_the_node_fails_is_retried_and_unpins_once(fleet, kubos, queue)
 
     assert holding(kubos, cid) == []
     # the failed call plus the one that worked; the other node only once
-    assert pin_rms(kubos, cid) == {node_id: {replicas[0]: 2}.get(node_id, int(node_id in replicas)) for node_id in kubos}
+    assert pin_rms(kubos, cid) == {
+        node_id: {replicas[0]: 2}.get(node_id, int(node_id in replicas)) for node_id in kubos
+    }
 
 
 def test_a_node_down_for_the_whole_run_fails_the_message_without_failing_the_request(fleet, kubos, queue):

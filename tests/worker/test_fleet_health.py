@@ -1,5 +1,6 @@
 """The periodic fleet check records which nodes are reachable, are who they
 should be, and have room; pins then go only to those."""
+
 from __future__ import annotations
 
 from chalicelib.fleet.health import check_fleet
@@ -75,7 +76,7 @@ def test_new_pins_skip_unhealthy_nodes(fleet, kubos, queue):
     queue.run_until_empty()
 
     # then they are pinned on the two healthy nodes, and node-2 was never asked
-    for record, cid in zip(records, cids):
+    for record, cid in zip(records, cids, strict=False):
         stored = current(fleet, record)
         assert stored.status == "pinned"
         assert sorted(info_of(stored)["replicas"].split(",")) == ["node-0", "node-1"]
@@ -97,7 +98,7 @@ def test_new_pins_skip_nodes_short_of_free_space(fleet, kubos, queue):
     queue.run_until_empty()
 
     # then they are pinned elsewhere
-    for record, cid in zip(records, cids):
+    for record, cid in zip(records, cids, strict=False):
         assert current(fleet, record).status == "pinned"
         assert holding(kubos, cid) == ["node-1", "node-2"]
     assert kubos["node-0"].calls_to("pin/add") == []

@@ -2,6 +2,7 @@
 queued -> pinning (with progress) -> pinned on its replicas, or failed with a
 reason; origins dialed first (never private ones by default); stalled or
 cut-short work continued in a new message rather than failed."""
+
 from __future__ import annotations
 
 import re

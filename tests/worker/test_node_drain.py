@@ -2,9 +2,8 @@
 every request that held a pin there a replica on a healthy node, the request
 staying `pinned` while a replica survives; repeats, crashes, deletions and a
 fleet with no room left all end honestly."""
-from __future__ import annotations
 
-from typing import Dict, List
+from __future__ import annotations
 
 import pytest
 
@@ -14,7 +13,7 @@ from tests.support.cids import cid_v1
 from tests.worker.conftest import current, failed_ids, holders, holding, info_of, pin_request, placed
 
 
-def pinned(fleet, kubos, queue, cid: str, tenants=("alice",), everywhere=True) -> List:
+def pinned(fleet, kubos, queue, cid: str, tenants=("alice",), everywhere=True) -> list:
     """Requests of `tenants` for `cid`, pinned on their two nodes."""
     for node_id, kubo in kubos.items():
         if everywhere or node_id in placed(fleet, cid):
@@ -25,14 +24,14 @@ def pinned(fleet, kubos, queue, cid: str, tenants=("alice",), everywhere=True) -
     return records
 
 
-def replicas(fleet, record) -> List[str]:
+def replicas(fleet, record) -> list[str]:
     return sorted(info_of(current(fleet, record))["replicas"].split(","))
 
 
-def drain(fleet, queue, watched=(), rounds: int = 20) -> Dict[str, int]:
+def drain(fleet, queue, watched=(), rounds: int = 20) -> dict[str, int]:
     """Run the queue until it is empty; every round, the watched requests
     must still be `pinned`. Returns how many messages of each kind ran."""
-    ran: Dict[str, int] = {}
+    ran: dict[str, int] = {}
     for _ in range(rounds):
         batch, result = queue.run_once()
         if not batch:
@@ -44,7 +43,7 @@ def drain(fleet, queue, watched=(), rounds: int = 20) -> Dict[str, int]:
     raise AssertionError("the drain never ended")
 
 
-def take(fleet, queue, kind: str) -> List:
+def take(fleet, queue, kind: str) -> list:
     """The queued messages of `kind`, the others left queued."""
     taken = []
     for message in queue.receive():
@@ -73,7 +72,7 @@ def test_a_removed_nodes_pins_end_on_other_healthy_nodes_and_the_records_say_so(
     ran = drain(fleet, queue, watched=records)
 
     # then every request is pinned on two registered nodes, which hold the content
-    for record, cid in zip(records, (first, second)):
+    for record, cid in zip(records, (first, second), strict=False):
         now = replicas(fleet, record)
         assert gone not in now and len(now) == 2
         assert [node_id for node_id in holding(kubos, cid) if node_id != gone] == now
@@ -136,7 +135,9 @@ def test_rereplicate_messages_lost_with_a_dying_worker_are_sent_again_by_the_nex
     assert holders(gone, cid) == 0
 
 
-def test_a_crash_between_the_new_copy_and_the_record_loses_nothing_and_adds_nothing(fleet, kubos, queue, settled, monkeypatch):
+def test_a_crash_between_the_new_copy_and_the_record_loses_nothing_and_adds_nothing(
+    fleet, kubos, queue, settled, monkeypatch
+):
     cid = cid_v1("crash-mid")
     (record,) = pinned(fleet, kubos, queue, cid)
     gone = replicas(fleet, record)[0]
@@ -209,7 +210,9 @@ def test_a_request_deleted_during_the_drain_leaves_nothing_pinned_or_held(fleet,
     assert [node_id for node_id in holding(kubos, cid) if node_id != gone] == []
 
 
-def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_until_one_comes(fleet, kubos, queue, settled):
+def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_until_one_comes(
+    fleet, kubos, queue, settled
+):
     cid = cid_v1("no-room")
     (record,) = pinned(fleet, kubos, queue, cid)
     gone, survivor = replicas(fleet, record)
@@ -225,7 +228,10 @@ def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_unti
     # then the request stays pinned on its survivor, saying what it waits for
     assert stored.status == "pinned"
     assert info_of(stored)["replicas"] == survivor
-    assert info_of(stored)["status_details"] == f"pinned on 1 of 2 nodes; waiting for a healthy storage node to replace {gone}"
+    assert (
+        info_of(stored)["status_details"]
+        == f"pinned on 1 of 2 nodes; waiting for a healthy storage node to replace {gone}"
+    )
     assert holders(gone, cid) == 1  # the drain's to-do stays
 
     # when the spare node is healthy again, then the drain's next pass completes the job
@@ -235,7 +241,9 @@ def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_unti
     assert holders(gone, cid) == 0
 
 
-def test_a_pin_whose_every_node_left_and_that_cannot_be_fetched_again_fails_with_the_reason(fleet, kubos, queue, settled):
+def test_a_pin_whose_every_node_left_and_that_cannot_be_fetched_again_fails_with_the_reason(
+    fleet, kubos, queue, settled
+):
     # given content that only its two replicas ever had
     cid = cid_v1("gone-for-good")
     (record,) = pinned(fleet, kubos, queue, cid, everywhere=False)
@@ -249,7 +257,9 @@ def test_a_pin_whose_every_node_left_and_that_cannot_be_fetched_again_fails_with
     # then the request failed, saying why, and holds nothing anywhere
     stored = current(fleet, record)
     assert stored.status == "failed"
-    assert info_of(stored)["failed_reason"].startswith("every node holding it left the fleet and it could not be fetched again")
+    assert info_of(stored)["failed_reason"].startswith(
+        "every node holding it left the fleet and it could not be fetched again"
+    )
     assert all(holders(node_id, cid) == 0 for node_id in kubos)
 
 
@@ -267,7 +277,9 @@ def test_a_pin_whose_every_node_left_is_fetched_again_when_the_content_can_be(fl
     assert current(fleet, record).status == "pinned"
     assert replicas(fleet, record) == [spare]
     assert cid in kubos[spare].pinned
-    assert info_of(current(fleet, record))["status_details"].startswith("pinned on 1 of 2 nodes; waiting for a healthy storage node")
+    assert info_of(current(fleet, record))["status_details"].startswith(
+        "pinned on 1 of 2 nodes; waiting for a healthy storage node"
+    )
 
 
 def test_a_node_registered_again_stops_its_drain_and_keeps_its_pins(fleet, kubos, queue, settled):
@@ -320,7 +332,9 @@ def test_an_abandoned_drain_is_logged_with_how_to_resume_it_and_changes_nothing(
 
     # when a drain and a rereplicate message reach the dead-letter queue
     fleet.worker.give_up(DrainNode(before[0], 1), "dlq-1")
-    fleet.worker.give_up(Rereplicate(record.tenant_id, record.request_id, record.created_ms, record.cid_key, before[0]), "dlq-2")
+    fleet.worker.give_up(
+        Rereplicate(record.tenant_id, record.request_id, record.created_ms, record.cid_key, before[0]), "dlq-2"
+    )
 
     # then the operator is told how to resume, and the request is untouched
     assert "cli.admin nodes drain NODE_ID" in caplog.text

@@ -1,6 +1,7 @@
 """One Kubo pin per (node, CID) shared by every request for it; removed only
 when the last request lets go, exactly once; a deleted request is never
 brought back; a replacement is pinned before the old content is let go."""
+
 from __future__ import annotations
 
 import threading
@@ -103,7 +104,9 @@ def test_a_second_request_for_pinned_content_is_pinned_without_fetching_it_again
 # -- deleted before pinned ----------------------------------------------------
 
 
-@pytest.mark.parametrize("order", [("pin", "unpin"), ("unpin", "pin"), ("together",)], ids=["pin-first", "unpin-first", "one-batch"])
+@pytest.mark.parametrize(
+    "order", [("pin", "unpin"), ("unpin", "pin"), ("together",)], ids=["pin-first", "unpin-first", "one-batch"]
+)
 def test_a_request_deleted_before_it_was_pinned_is_not_brought_back_and_nothing_stays_pinned(
     fleet, kubos, queue, user_api, order
 ):
