@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test bench clean package deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
+.PHONY: dev test check bench clean package deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+# Lint, format, strict types (chalicelib/ and app.py, see pyproject.toml) and the
+# complexity bound. Every step runs, so one failure does not hide the others.
+CHECKS := "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VENV)/bin/mypy" "$(PY) -m tools.complexity"
+check: $(STAMP)
+	@failed=0; for step in $(CHECKS); do echo "+ $$step"; $$step || failed=1; done; exit $$failed
 
 bench: $(STAMP)
 	$(PY) -m bench
