@@ -7,82 +7,98 @@ nothing here is read at import time.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from types_boto3_autoscaling import AutoScalingClient
+    from types_boto3_secretsmanager import SecretsManagerClient
+    from types_boto3_sqs import SQSClient
+
+_T = TypeVar("_T")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    return default if raw in (None, "") else int(raw)
+def _flag(raw: str) -> bool:
+    return raw.lower() in ("1", "true", "yes")
+
+
+def _parse_as(default: object) -> Callable[[str], object]:
+    """Read as the default's type; a setting whose default is None is a string."""
+    if isinstance(default, bool):
+        return _flag
+    if isinstance(default, int):
+        return int
+    return str
+
+
+def _setting(default: _T, *env_names: str, parse: Callable[[str], _T] | None = None) -> _T:
+    """A setting's default and the environment variables it is read from
+    (the first one set; empty means unset), parsed as `_parse_as` says unless
+    `parse` is given."""
+    return field(default=default, metadata={"env": env_names, "parse": parse or _parse_as(default)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    stage: str = "dev"
-    region: str = "us-east-1"
+    stage: str = _setting("dev", "STAGE")
+    region: str = _setting("us-east-1", "AWS_REGION", "AWS_DEFAULT_REGION")
     # Every table name is "<prefix>-<table>", so stages share nothing.
-    table_prefix: str = "pinning-dev"
-    queue_url: str | None = None
+    # Empty: pinning-<stage>.
+    table_prefix: str = _setting("", "TABLE_PREFIX")
+    queue_url: str | None = _setting(None, "PIN_QUEUE_URL")
     # Emulated AWS (moto server) for the local stack; None on real AWS.
-    aws_endpoint_url: str | None = None
-    replication_factor: int = 2
-    token_cache_seconds: int = 60
-    node_cache_seconds: int = 30
-    max_body_bytes: int = 64 * 1024
-    outbox_shards: int = 4
+    aws_endpoint_url: str | None = _setting(None, "AWS_ENDPOINT_URL")
+    replication_factor: int = _setting(2, "REPLICATION_FACTOR")
+    token_cache_seconds: int = _setting(60, "TOKEN_CACHE_SECONDS")
+    node_cache_seconds: int = _setting(30, "NODE_CACHE_SECONDS")
+    max_body_bytes: int = _setting(64 * 1024, "MAX_BODY_BYTES")
+    outbox_shards: int = _setting(4, "OUTBOX_SHARDS")
     # Outbox entries older than this are re-published by the sweeper.
-    outbox_grace_seconds: int = 60
+    outbox_grace_seconds: int = _setting(60, "OUTBOX_GRACE_SECONDS")
     # A pin not held by its nodes this long after `created` fails.
-    pin_deadline_seconds: int = 24 * 3600
+    pin_deadline_seconds: int = _setting(24 * 3600, "PIN_DEADLINE_SECONDS")
     # pin/add is cancelled (and retried later) when no block arrived this long.
-    stall_seconds: int = 120
+    stall_seconds: int = _setting(120, "STALL_SECONDS")
     # How long a worker waits before looking at an unfinished pin again.
-    continue_delay_seconds: int = 30
+    continue_delay_seconds: int = _setting(30, "CONTINUE_DELAY_SECONDS")
     # Kubo calls in flight per node from one worker process.
-    node_concurrency: int = 4
+    node_concurrency: int = _setting(4, "NODE_CONCURRENCY")
     # Stop this long before the Lambda deadline and continue in a new message.
-    invocation_margin_seconds: int = 15
+    invocation_margin_seconds: int = _setting(15, "INVOCATION_MARGIN_SECONDS")
     # Origins in private, loopback or link-local ranges are dropped unless allowed.
-    allow_private_origins: bool = False
+    allow_private_origins: bool = _setting(False, "ALLOW_PRIVATE_ORIGINS")
     # Bearer secret for the fleet's Kubo RPC (API.Authorizations); None = no auth.
-    kubo_rpc_secret: str | None = None
+    kubo_rpc_secret: str | None = _setting(None, "KUBO_RPC_SECRET")
     # On AWS the secret lives in Secrets Manager; read on the first Kubo call.
-    kubo_rpc_secret_arn: str | None = None
+    kubo_rpc_secret_arn: str | None = _setting(None, "KUBO_RPC_SECRET_ARN")
     # Nodes with less free space are not chosen for new pins.
-    min_free_bytes: int = 1024**3
+    min_free_bytes: int = _setting(1024**3, "MIN_FREE_BYTES")
     # CloudWatch reads metrics from log lines only under Lambda.
-    emit_metrics: bool = False
+    emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
+
+    def __post_init__(self) -> None:
+        if not self.table_prefix:
+            object.__setattr__(self, "table_prefix", f"pinning-{self.stage}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        stage = env.get("STAGE", "dev")
-        return cls(
-            stage=stage,
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            table_prefix=env.get("TABLE_PREFIX") or f"pinning-{stage}",
-            queue_url=env.get("PIN_QUEUE_URL") or None,
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            replication_factor=_int(env, "REPLICATION_FACTOR", 2),
-            token_cache_seconds=_int(env, "TOKEN_CACHE_SECONDS", 60),
-            node_cache_seconds=_int(env, "NODE_CACHE_SECONDS", 30),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
-            outbox_shards=_int(env, "OUTBOX_SHARDS", 4),
-            outbox_grace_seconds=_int(env, "OUTBOX_GRACE_SECONDS", 60),
-            pin_deadline_seconds=_int(env, "PIN_DEADLINE_SECONDS", 24 * 3600),
-            stall_seconds=_int(env, "STALL_SECONDS", 120),
-            continue_delay_seconds=_int(env, "CONTINUE_DELAY_SECONDS", 30),
-            node_concurrency=_int(env, "NODE_CONCURRENCY", 4),
-            invocation_margin_seconds=_int(env, "INVOCATION_MARGIN_SECONDS", 15),
-            allow_private_origins=env.get("ALLOW_PRIVATE_ORIGINS", "").lower() in ("1", "true", "yes"),
-            kubo_rpc_secret=env.get("KUBO_RPC_SECRET") or None,
-            kubo_rpc_secret_arn=env.get("KUBO_RPC_SECRET_ARN") or None,
-            min_free_bytes=_int(env, "MIN_FREE_BYTES", 1024**3),
-            emit_metrics=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
-        )
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            raw = next((env[name] for name in setting.metadata["env"] if env.get(name)), None)
+            if raw is not None:
+                values[setting.name] = setting.metadata["parse"](raw)
+        return cls(**values)
 
 
-def aws_client(settings: Settings, service: str) -> Any:
+@overload
+def aws_client(settings: Settings, service: Literal["sqs"]) -> SQSClient: ...
+@overload
+def aws_client(settings: Settings, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+@overload
+def aws_client(settings: Settings, service: Literal["autoscaling"]) -> AutoScalingClient: ...
+def aws_client(settings: Settings, service: str) -> BaseClient:
     """A botocore client (not boto3: cold starts do not pay for it) for the
     stage's region, or the emulated endpoint of the local stack."""
     import botocore.session
