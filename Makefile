@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The Lambda's wheels, downloaded with the venv so that `make package` runs offline (infra/package.py).
+WHEELS := $(VENV)/wheelhouse/.complete
 
 .PHONY: dev test check bench clean package deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
 
@@ -11,10 +13,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+$(WHEELS): requirements.txt $(STAMP)
+	$(PY) -m infra.package wheels
+	touch $(WHEELS)
+
 dev: $(STAMP)
 	$(PY) -m devstack
 
-test: $(STAMP)
+test: $(STAMP) $(WHEELS)
 	$(PY) -m pytest -n 2 -q
 
 # Lint, format, strict types (chalicelib/ and app.py, see pyproject.toml) and the
@@ -30,7 +36,7 @@ clean:
 	rm -rf $(VENV) .dev .pytest_cache out
 
 # -- AWS: one set of stacks per stage, network -> service -> fleet ------------
-# make package STAGE=prod                         (offline: out/prod/sam.json + deployment.zip)
+# make package STAGE=prod                         (offline once .venv exists: out/prod/sam.json + deployment.zip)
 # make deploy STAGE=prod S3_BUCKET=my-artifacts [ALARM_EMAIL=ops@example.com] [SERVICE_PARAMS="Key=Value ..."]
 # make destroy STAGE=dev
 STAGE ?= dev
@@ -50,11 +56,9 @@ DEPLOY_STAMP := $(VENV)/.deploy-installed
 CFN_DEPLOY := $(AWS) cloudformation deploy --no-fail-on-empty-changeset --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 	$(if $(S3_BUCKET),--s3-bucket $(S3_BUCKET) --s3-prefix pinning-$(STAGE))
 
-package: $(STAMP)
-	test -f infra/service-$(STAGE).json || { echo "no infra/service-$(STAGE).json: add the stage to infra/render.py and run $(PY) -m infra.render" >&2; exit 1; }
+package: $(STAMP) $(WHEELS)
 	rm -rf $(OUT)
-	AWS_DEFAULT_REGION=$(REGION) $(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/service-$(STAGE).json $(OUT)
-	@echo "wrote $(OUT)/sam.json and $(OUT)/deployment.zip"
+	AWS_DEFAULT_REGION=$(REGION) $(PY) -m infra.package $(STAGE) $(OUT)
 
 $(DEPLOY_STAMP): requirements-deploy.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
