@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Lambda's wheels, downloaded with the venv so that `make package` runs offline (infra/package.py).
 WHEELS := $(VENV)/wheelhouse/.complete
 
-.PHONY: dev test check bench clean package deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
+.PHONY: dev test check bench clean package check-deploy deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ clean:
 
 # -- AWS: one set of stacks per stage, network -> service -> fleet ------------
 # make package STAGE=prod                         (offline once .venv exists: out/prod/sam.json + deployment.zip)
-# make deploy STAGE=prod S3_BUCKET=my-artifacts [ALARM_EMAIL=ops@example.com] [SERVICE_PARAMS="Key=Value ..."]
+# make deploy STAGE=prod S3_BUCKET=my-artifacts FLEET_PARAMS="KuboVersion=v... KuboSha512=..." [ALARM_EMAIL=...] [SERVICE_PARAMS="Key=Value ..."]
 # make destroy STAGE=dev
 STAGE ?= dev
 REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
@@ -64,7 +64,16 @@ $(DEPLOY_STAMP): requirements-deploy.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
 	touch $(DEPLOY_STAMP)
 
-deploy: deploy-network deploy-service deploy-fleet
+# Refuses before the first stack is touched when a stack would lack a parameter it needs.
+check-deploy: $(STAMP)
+	$(PY) -m infra.deploy_check --s3-bucket "$(S3_BUCKET)" \
+		--network "Stage=$(STAGE) $(NETWORK_PARAMS)" --fleet "Stage=$(STAGE) $(FLEET_PARAMS)"
+
+# One after the other, whatever -j says: each stack imports the previous one's exports.
+deploy: check-deploy
+	$(MAKE) deploy-network
+	$(MAKE) deploy-service
+	$(MAKE) deploy-fleet
 
 deploy-network: $(DEPLOY_STAMP)
 	$(CFN_DEPLOY) --template-file infra/network.yaml --stack-name $(NETWORK_STACK) --parameter-overrides Stage=$(STAGE) $(NETWORK_PARAMS)
