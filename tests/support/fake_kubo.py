@@ -181,7 +181,8 @@ class FakeKubo:
             self._failures.append(_Failure(path, cid, message, code, status or (400 if code == 1 else 500), times))
 
     def stall_after(self, cid: str, blocks: int) -> None:
-        """pin/add of `cid` stops fetching after `blocks` blocks, repeating that count forever."""
+        """pin/add of `cid` stops fetching after `blocks` blocks, repeating that count
+        until this is called again with more (a pin/add under way goes on then)."""
         with self._lock:
             self._stall_after[cid] = blocks
 
@@ -288,7 +289,6 @@ class FakeKubo:
         with self._lock:
             total = self._blocks.get(cid)  # None: no provider has it
             already = self._fetched.get(cid, 0)
-            reachable = 0 if total is None else min(total, self._stall_after.get(cid, total))
             per_block = self._slow.get(cid, self.seconds_per_block)
             drop_after = self._drop_after.get(cid)
             stream_failure = self._stream_failures.get(cid)
@@ -302,6 +302,8 @@ class FakeKubo:
                 # Blocks already on the node come at once, each new one `per_block` after the last.
                 due = last_block + (0.0 if blocks < already else per_block)
                 now = time.monotonic()
+                with self._lock:  # read each time: a test may let stalled content flow again
+                    reachable = 0 if total is None else min(total, self._stall_after.get(cid, total))
                 if blocks < reachable and now >= due:
                     blocks, last_block = blocks + 1, now
                     due = last_block + (0.0 if blocks < already else per_block)

@@ -9,6 +9,8 @@ import re
 import threading
 import time
 
+from chalicelib.kubo import client as kubo_client
+from chalicelib.worker import batch as batch_module
 from chalicelib.worker import pin_worker
 from chalicelib.worker.batch import process_batch
 from tests.support.cids import cid_v1, origin
@@ -25,19 +27,69 @@ def paths(kubo, cid):
     return [call.path for call in kubo.calls if cid in call.args]
 
 
+class InBackground:
+    """`work()` running in a thread, as a worker Lambda runs beside the user."""
+
+    def __init__(self, work) -> None:
+        self._outcome = {}
+        self._thread = threading.Thread(target=lambda: self._outcome.update(value=work()))
+        self._thread.start()
+
+    def result(self, timeout: float = 30.0):
+        self._thread.join(timeout)
+        return self._outcome["value"]
+
+
+def watch(user_api, request_id, until, timeout: float = 10.0) -> list[tuple[str, str]]:
+    """The (status, status_details) the user sees polling the request until
+    `until(seen)` holds; fails the test if it never does."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while not seen or not until(seen):
+        assert time.monotonic() < deadline, seen
+        status = user_api.request("GET", f"/pins/{request_id}").json
+        seen.append((status["status"], status["info"].get("status_details", "")))
+        time.sleep(0.02)
+    return seen
+
+
+def shows_blocks_fetched(seen) -> bool:
+    status, details = seen[-1]
+    return status == "pinning" and re.search(r"fetched [1-9]\d* blocks", details) is not None
+
+
+def never_backwards(seen) -> bool:
+    order = [["queued", "pinning", "pinned"].index(status) for status, _ in seen]
+    return order == sorted(order)
+
+
+def assert_held_by_exactly(kubos, cid, replicas) -> None:
+    """Exactly `replicas` hold `cid`, each having confirmed its pin/add with pin/ls."""
+    assert holding(kubos, cid) == sorted(replicas)
+    for node_id in replicas:
+        calls = paths(kubos[node_id], cid)
+        assert "pin/ls" in calls[calls.index("pin/add") :], calls
+        assert holders(node_id, cid) == 1
+    for node_id in set(kubos) - set(replicas):
+        assert kubos[node_id].calls_to("pin/add") == []
+
+
 # -- queued -> pinning -> pinned ----------------------------------------------
 
 
 def test_a_pin_is_queued_then_shows_progress_while_pinning_then_is_pinned_on_its_replicas(
-    fleet, kubos, queue, user_api, monkeypatch
+    fleet, kubos, queue, user_api, tune, monkeypatch
 ):
     # Progress is written every 5 s in production; the test looks more often.
     monkeypatch.setattr(pin_worker, "_PROGRESS_INTERVAL_S", 0.05)
-    # given content of 8 blocks that the nodes fetch slowly
+    # The providers pause below while the user looks: that is not a stall.
+    tune(stall_seconds=60)
+    # given content of 8 blocks that the nodes fetch slowly, the last 5 only later
     cid = cid_v1("lifecycle")
     for kubo in kubos.values():
         kubo.add_content(cid, blocks=8)
         kubo.slow(cid, 0.1)
+        kubo.stall_after(cid, 3)
 
     # when the user asks for the pin
     created = user_api.pin(cid)
@@ -46,41 +98,28 @@ def test_a_pin_is_queued_then_shows_progress_while_pinning_then_is_pinned_on_its
     assert created["status"] == "queued"
     assert user_api.request("GET", f"/pins/{request_id}").json["status"] == "queued"
 
-    # when a worker pins it, the user polling meanwhile
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(outcome=queue.run_once()))
-    worker.start()
-    seen = []
-    while worker.is_alive():
-        status = user_api.request("GET", f"/pins/{request_id}").json
-        seen.append((status["status"], status["info"].get("status_details", "")))
-        time.sleep(0.05)
-    worker.join()
+    # when a worker pins it, then the user polling meanwhile sees it pinning,
+    # with the blocks fetched so far
+    worker = InBackground(queue.run_once)
+    seen = watch(user_api, request_id, until=shows_blocks_fetched)
 
-    # then the user saw it pinning, with the blocks fetched so far
-    progress = [details for status, details in seen if status == "pinning"]
-    assert any(re.search(r"fetched [1-9]\d* blocks", details) for details in progress), seen
-    # and a pin status is never seen going backwards
-    order = ["queued", "pinning", "pinned"]
-    assert [order.index(status) for status, _ in seen] == sorted(order.index(status) for status, _ in seen)
-    batch, outcome = result["outcome"]
+    # when the rest of the content comes, then the worker is done with the message
+    for kubo in kubos.values():
+        kubo.stall_after(cid, 8)
+    batch, outcome = worker.result()
     assert len(batch) == 1 and failed_ids(outcome) == []
+    # and the pin is pinned, its status never seen going backwards
+    seen += watch(user_api, request_id, until=lambda seen: seen[-1][0] != "pinning")
+    assert seen[-1][0] == "pinned" and never_backwards(seen), seen
 
-    # and finally it is pinned, with its size and its replicas
-    status = user_api.request("GET", f"/pins/{request_id}").json
-    assert status["status"] == "pinned"
-    assert status["info"]["dag_size"] == str(8 * BLOCK_BYTES)
-    replicas = status["info"]["replicas"].split(",")
+    # and it has its size and its replicas
+    info = user_api.request("GET", f"/pins/{request_id}").json["info"]
+    assert info["dag_size"] == str(8 * BLOCK_BYTES)
+    replicas = info["replicas"].split(",")
     assert len(replicas) == fleet.settings.replication_factor == 2
     assert sorted(replicas) == sorted(placed(fleet, cid))
-    # and exactly those nodes hold it, each having confirmed it with pin/ls
-    assert holding(kubos, cid) == sorted(replicas)
-    for node_id in replicas:
-        calls = paths(kubos[node_id], cid)
-        assert "pin/ls" in calls[calls.index("pin/add") :], calls
-        assert holders(node_id, cid) == 1
-    (other,) = set(kubos) - set(replicas)
-    assert kubos[other].calls_to("pin/add") == []
+    # and exactly those nodes hold it
+    assert_held_by_exactly(kubos, cid, replicas)
     # and no work is left behind
     assert queue.receive() == []
 
@@ -241,35 +280,51 @@ def test_loopback_origins_are_dialed_when_private_origins_are_allowed(fleet, kub
 # -- long and stalled pins ----------------------------------------------------
 
 
+def offer(kubos, cid, blocks: int, flowing: int) -> None:
+    """Every node can fetch `cid` (`blocks` blocks), but only `flowing` of them for now."""
+    for kubo in kubos.values():
+        kubo.add_content(cid, blocks=blocks)
+        kubo.stall_after(cid, flowing)
+
+
+def continued_work(queue, batch):
+    """The message the worker sent to go on with `batch`'s one message: the same
+    work, delivered anew."""
+    continued = queue.receive()
+    assert [message.body for message in continued] == [batch[0].body]
+    assert continued[0].message_id != batch[0].message_id
+    return continued
+
+
+def assert_cancelled_and_continuing(fleet, kubos, record, cid, fetched: int) -> None:
+    """The pin/add was cancelled on the request's nodes, none holds the pin, and
+    the user sees the request pinning, with what was fetched, continuing."""
+    for node_id in placed(fleet, cid):
+        assert kubos[node_id].wait_cancelled(cid, timeout=10)
+    assert holding(kubos, cid) == []
+    stored = current(fleet, record)
+    assert stored.status == "pinning"
+    details = info_of(stored)["status_details"]
+    assert f"fetched {fetched} blocks" in details and "continuing" in details, details
+
+
 def test_a_stalled_pin_is_cancelled_and_continued_and_pinned_once_the_content_flows_again(fleet, kubos, queue):
     # given content whose providers stop sending after 2 of 5 blocks
     cid = cid_v1("stalls")
-    for kubo in kubos.values():
-        kubo.add_content(cid, blocks=5)
-        kubo.stall_after(cid, 2)
+    offer(kubos, cid, blocks=5, flowing=2)
     record = fleet.pins.create("alice", pin_request(cid))
 
     # when a worker handles it
     batch, result = queue.run_once()
 
-    # then the stalled pin/add was cancelled on the nodes
-    for node_id in placed(fleet, cid):
-        assert kubos[node_id].wait_cancelled(cid)
-    # and the message is not a failure, but the work comes back in a new message
+    # then the message is not a failure: the stalled pin/add was cancelled, the
+    # user sees it still pinning, and the work comes back in a new message
     assert failed_ids(result) == []
-    continued = queue.receive()
-    assert len(continued) == 1
-    assert continued[0].body == batch[0].body and continued[0].message_id != batch[0].message_id
-    # and the user sees it still pinning, with what was fetched, continuing
-    stored = current(fleet, record)
-    assert stored.status == "pinning"
-    details = info_of(stored)["status_details"]
-    assert "fetched 2 blocks" in details and "continuing" in details
-    assert holding(kubos, cid) == []
+    assert_cancelled_and_continuing(fleet, kubos, record, cid, fetched=2)
+    continued = continued_work(queue, batch)
 
     # when the content flows again, then the next run pins it
-    for kubo in kubos.values():
-        kubo.stall_after(cid, 5)
+    offer(kubos, cid, blocks=5, flowing=5)
     assert failed_ids(run(fleet, continued)) == []
     stored = current(fleet, record)
     assert stored.status == "pinned"
@@ -294,30 +349,52 @@ def test_content_that_turns_up_later_is_pinned_by_a_following_run(fleet, kubos, 
     assert holding(kubos, cid) == sorted(placed(fleet, cid))
 
 
-def test_work_cut_short_by_the_invocation_deadline_continues_in_a_new_message(fleet, kubos, queue):
-    # given a pin that takes about 1 s on each node
+class InvocationTime:
+    """The `time` module as the worker's batch and Kubo client see it, with a
+    monotonic clock that moves only as the fake nodes fetch: SECONDS_PER_BLOCK
+    for every block any of them has. How far the work got, not how busy the
+    machine is, decides when the invocation's deadline comes."""
+
+    SECONDS_PER_BLOCK = 60.0
+
+    def __init__(self, kubos) -> None:
+        self._kubos = kubos
+
+    def monotonic(self) -> float:
+        blocks = sum(kubo.repo_size for kubo in self._kubos.values()) / BLOCK_BYTES
+        return blocks * self.SECONDS_PER_BLOCK
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_work_cut_short_by_the_invocation_deadline_continues_in_a_new_message(fleet, kubos, queue, tune, monkeypatch):
+    # given an invocation clock that runs a minute per block fetched, and no stall
+    # limit in reach, so that only the invocation's deadline can cut a pin short
+    clock = InvocationTime(kubos)
+    monkeypatch.setattr(batch_module, "time", clock)
+    monkeypatch.setattr(kubo_client, "time", clock)
+    tune(stall_seconds=3600)
+    # and a pin of 10 blocks whose providers send 5, then wait
     cid = cid_v1("big")
-    for kubo in kubos.values():
-        kubo.add_content(cid, blocks=10)
-        kubo.slow(cid, 0.1)
+    offer(kubos, cid, blocks=10, flowing=5)
     record = fleet.pins.create("alice", pin_request(cid))
+    replicas = placed(fleet, cid)
 
-    # when the invocation has only half a second left
-    batch, result = queue.run_once(seconds_left=0.5)
+    # when the invocation has 10 minutes left: both replicas' first 5 blocks
+    batch, result = queue.run_once(seconds_left=len(replicas) * 5 * clock.SECONDS_PER_BLOCK)
 
-    # then the message is not failed, the request is not failed either
+    # then neither the message nor the request failed: the pin/add was cancelled,
+    # and the work goes on in a new message
     assert failed_ids(result) == []
-    stored = current(fleet, record)
-    assert stored.status == "pinning"
-    assert "continuing" in info_of(stored)["status_details"]
-    for node_id in placed(fleet, cid):
-        assert kubos[node_id].wait_cancelled(cid)
-    # and the work goes on in a new message, which pins it
-    continued = queue.receive()
-    assert [message.body for message in continued] == [batch[0].body]
-    assert failed_ids(run(fleet, continued)) == []
+    assert_cancelled_and_continuing(fleet, kubos, record, cid, fetched=5)
+    continued = continued_work(queue, batch)
+
+    # when that message runs in an invocation with 15 minutes, then it is pinned
+    offer(kubos, cid, blocks=10, flowing=10)
+    assert failed_ids(run(fleet, continued, seconds_left=15 * 60)) == []
     assert current(fleet, record).status == "pinned"
-    assert holding(kubos, cid) == sorted(placed(fleet, cid))
+    assert holding(kubos, cid) == sorted(replicas)
 
 
 # -- not enough healthy nodes -------------------------------------------------
