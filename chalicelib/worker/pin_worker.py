@@ -1,8 +1,10 @@
 """Turns queue messages into pins held on the right Kubo nodes.
 
 Every step is safe to repeat: a message may arrive twice, a worker may die
-between Kubo's answer and the database write, and the next delivery (or the
-repair sweep) picks up from what the nodes and the table say.
+between Kubo's answer and the database write, and the next delivery of the
+message (SQS hands a dead worker's messages out again; the outbox sweep
+re-sends any that were never sent) picks up from what the nodes and the
+table say.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
-from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinDeadline, PinStalled
+from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinInterrupted
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
+from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
 from chalicelib.storage.node_record import NodeRecord
@@ -31,8 +34,13 @@ from chalicelib.worker.outcomes import Done, Later, Outcome
 
 logger = logging.getLogger("pinning.worker")
 
-# Progress is written at most this often per pin: each write is a DynamoDB request.
+# Progress is written at most this often per pin: each write is a DynamoDB
+# transaction (2 write units per KiB of the pin's item)...
 _PROGRESS_INTERVAL_S = 5.0
+# ...and the first only this long after the fetch began: a pin done sooner
+# costs no progress write, and one that takes longer shows its progress soon.
+# A pin fetched for T > 1 s thus costs 1 + (T - 1) / 5 writes.
+_FIRST_PROGRESS_S = 1.0
 _CONTINUING = "; continuing shortly"
 
 
@@ -121,54 +129,89 @@ class PinWorker:
     def _pin(self, message: PinRequested, token: str, deadline: float) -> Outcome:
         record = self._store.get(message.tenant_id, message.created_ms)
         if record is None or record.request_id != message.request_id:
-            # Deleted or replaced meanwhile: take back whatever we held for it,
-            # and any pin this message made on Kubo after its hold was let go.
-            nodes = sorted({*message.node_ids, *(node.node_id for node in self._targets(message.cid))})
-            self._release(message.cid, nodes, message.tenant_id, message.request_id, token, force=True)
-            self._release_replaced(message, token)
-            return Done()
+            return self._forget(message, token)
         if record.status in ("pinned", "failed"):
             self._release_replaced(message, token)
             return Done()
-        if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
+        if self._past_deadline(record):
             last = plain_map(record.info).get("status_details")
             return self._fail(record, message, token, self._deadline_reason(record, last))
-
         targets = self._targets(message.cid)
         if len(targets) < self._settings.replication_factor:
             details = (
                 f"waiting for {self._settings.replication_factor} healthy storage nodes ({len(targets)} available)"
             )
             return self._wait(record, message, token, details)
+        pinning = self._start_pinning(record, message, targets)
+        if pinning is None:
+            return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
+        busy = self._hold(targets, message)
+        if busy is not None:
+            return busy
+        progress = _Progress(self._store, pinning, self._clock)
+        unfinished = self._copy_everywhere(targets, message, token, deadline, progress)
+        if unfinished is not None:
+            return unfinished
+        return self._record_pinned(progress.record, message, token, deadline, targets)
 
+    def _forget(self, message: PinRequested, token: str) -> Outcome:
+        """Deleted or replaced meanwhile: take back whatever we held for it,
+        and any pin this message made on Kubo after its hold was let go."""
+        nodes = sorted({*message.node_ids, *(node.node_id for node in self._targets(message.cid))})
+        self._release(message.cid, nodes, message.tenant_id, message.request_id, token, force=True)
+        self._release_replaced(message, token)
+        return Done()
+
+    def _start_pinning(
+        self, record: PinRecord, message: PinRequested, targets: Sequence[NodeRecord]
+    ) -> PinRecord | None:
+        """The record moved to `pinning` on `targets` (and the nodes it was on
+        before); None when it changed since it was read."""
         node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
         was = record.status
         try:
-            record = self._store.set_status(record, "pinning", {"status_details": "fetching"}, node_ids=node_ids)
+            pinning = self._store.set_status(record, "pinning", {"status_details": "fetching"}, node_ids=node_ids)
         except StaleRecord:
-            return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
+            return None
         if was != "pinning":
             logger.info("pinning", extra={"request_id": message.request_id, "cid": message.cid, "nodes": node_ids})
+        return pinning
+
+    def _hold(self, targets: Sequence[NodeRecord], message: PinRequested) -> Outcome | None:
+        """Take this request's hold on the CID on every target; Later while a
+        node is still removing the CID for its last former holder."""
         for node in targets:
             if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
                 return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
+        return None
 
-        progress = _Progress(self._store, record)
+    def _copy_everywhere(
+        self,
+        targets: Sequence[NodeRecord],
+        message: PinRequested,
+        token: str,
+        deadline: float,
+        progress: _Progress,
+    ) -> Outcome | None:
+        """Pin on every target at once; None once all hold it, else what comes next."""
         origins = self._origins(message.origins)
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
             futures = [pool.submit(self._pin_on, node, message, origins, deadline, progress) for node in targets]
-            results = [future.exception() for future in futures]
-        refused = [error for error in results if isinstance(error, KuboRequestError)]
+            errors = [error for error in (future.exception() for future in futures) if error is not None]
+        refused = [error for error in errors if isinstance(error, KuboRequestError)]
         if refused:
             # Kubo refused the CID itself: no retry will change that.
             return self._fail(progress.record, message, token, f"the node refused the CID: {refused[0]}")
-        unfinished = [error for error in results if isinstance(error, (PinStalled, PinDeadline))]
-        errors = [error for error in results if error is not None and error not in unfinished]
-        if errors:
-            raise errors[0]
-        if unfinished:
+        faults = [error for error in errors if not isinstance(error, PinInterrupted)]
+        if faults:
+            raise faults[0]
+        if errors:  # stalled, or cut short by the invocation's deadline: continue later
             return self._wait(progress.record, message, token, progress.details(waiting=True))
+        return None
 
+    def _record_pinned(
+        self, record: PinRecord, message: PinRequested, token: str, deadline: float, targets: Sequence[NodeRecord]
+    ) -> Outcome:
         dag_size = self._kubo(targets[0]).dag_size(message.cid)
         replicas = [node.node_id for node in targets]
         info = {
@@ -177,12 +220,12 @@ class PinWorker:
             "status_details": f"pinned on {len(targets)} nodes",
         }
         try:
-            self._store.set_status(progress.record, "pinned", info)
+            self._store.set_status(record, "pinned", info)
         except StaleRecord:
             return self._pin(message, token, deadline)
         logger.info("pinned", extra={"request_id": message.request_id, "cid": message.cid, "dag_size": dag_size})
         # Nodes that held it before a re-placement no longer need to.
-        moved = [node_id for node_id in node_ids if node_id not in replicas]
+        moved = [node_id for node_id in record.node_ids if node_id not in replicas]
         self._release(message.cid, moved, message.tenant_id, message.request_id, token)
         self._release_replaced(message, token)
         return Done()
@@ -250,8 +293,11 @@ class PinWorker:
         # Our nodes must not become a way to probe private networks.
         return [origin for origin in origins if parse_peer_multiaddr(origin).is_public]
 
+    def _past_deadline(self, record: PinRecord) -> bool:
+        return self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000
+
     def _wait(self, record: PinRecord, message: PinRequested, token: str, details: str) -> Outcome:
-        if self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000:
+        if self._past_deadline(record):
             return self._fail(record, message, token, self._deadline_reason(record, details))
         try:
             self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
@@ -299,21 +345,24 @@ class PinWorker:
 
 
 class _Progress:
-    """Shows fetch progress in `info.status_details`, written sparingly."""
+    """Shows fetch progress in `info.status_details`, written sparingly (see
+    _PROGRESS_INTERVAL_S): the furthest any node got, in blocks and bytes."""
 
-    def __init__(self, store: PinStore, record: PinRecord) -> None:
+    def __init__(self, store: PinStore, record: PinRecord, clock: Callable[[], int]) -> None:
         self._store = store
         self.record = record
-        self._by_node: dict[str, tuple] = {}
-        self._written_at = time.monotonic()
+        self._clock = clock
+        self._by_node: dict[str, tuple[int, int]] = {}
+        self._due_ms = clock() + 1000 * min(_FIRST_PROGRESS_S, _PROGRESS_INTERVAL_S)
         self._lock = threading.Lock()
 
     def report(self, node_id: str, blocks: int, size: int) -> None:
         with self._lock:
             self._by_node[node_id] = (blocks, size)
-            if time.monotonic() - self._written_at < _PROGRESS_INTERVAL_S:
+            now = self._clock()
+            if now < self._due_ms:
                 return
-            self._written_at = time.monotonic()
+            self._due_ms = now + 1000 * _PROGRESS_INTERVAL_S
             try:
                 self.record = self._store.set_status(self.record, "pinning", {"status_details": self.details()})
             except StaleRecord:
@@ -325,5 +374,6 @@ class _Progress:
         else:
             blocks = max(blocks for blocks, _ in self._by_node.values())
             size = max(size for _, size in self._by_node.values())
-            text = f"fetched {blocks} blocks, {size} bytes"
+            # Kubo before 0.40 reports no bytes (see KuboClient.pin_add).
+            text = f"fetched {blocks:,} blocks, {format_bytes(size)}" if size else f"fetched {blocks:,} blocks"
         return f"{text}{_CONTINUING}" if waiting else text
