@@ -191,7 +191,7 @@ class AdminGroup(click.Group):
     "--endpoint-url",
     envvar="AWS_ENDPOINT_URL",
     metavar="URL",
-    help="Emulated AWS of the local stack, e.g. http://127.0.0.1:5000 [env AWS_ENDPOINT_URL]. Omit on real AWS.",
+    help="The local stack's emulated AWS; `source .dev/aws.env` sets it [env AWS_ENDPOINT_URL]. Omit on real AWS.",
 )
 @click.option("--region", help="AWS region [env AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].")
 @click.option("--profile", help="AWS profile for credentials [env AWS_PROFILE].")
