@@ -66,6 +66,21 @@ def test_pin_add_reports_each_new_block_and_leaves_the_pin_recorded(kubo, client
     assert kubo.calls[1].query == f"arg={cid}&type=recursive"
 
 
+def test_a_node_older_than_kubo_0_40_reports_blocks_without_bytes():
+    # given a Kubo 0.39 node, whose pin/add progress has no Bytes, and content of three blocks
+    with FakeKubo(version="0.39.0") as kubo:
+        cid = cid_v1("no bytes")
+        kubo.add_content(cid, blocks=3)
+        progress: list[tuple[int, int]] = []
+
+        # when it is pinned
+        KuboClient(kubo.url).pin_add(cid, stall_seconds=STALL, on_progress=lambda *report: progress.append(report))
+
+    # then each block is reported, with no bytes
+    assert progress == [(1, 0), (2, 0), (3, 0)]
+    assert cid in kubo.pinned
+
+
 def test_a_pin_whose_block_count_stops_growing_is_cancelled_as_stalled(kubo, client):
     # given content whose fetch stops after two of ten blocks while Kubo keeps reporting that count
     cid = cid_v1("stops at two")
@@ -330,7 +345,7 @@ def test_id_repo_stat_and_dag_size_read_kubos_answers(kubo, client):
 
     assert identity.peer_id == kubo.peer_id
     assert identity.addresses == (f"/ip4/127.0.0.1/tcp/4001/p2p/{kubo.peer_id}",)
-    assert identity.agent_version == "kubo/0.22.0/"
+    assert identity.agent_version == f"kubo/{kubo.version}/"
     assert (stat.repo_size, stat.storage_max, stat.free_bytes) == (3 * BLOCK_BYTES, 10 * BLOCK_BYTES, 7 * BLOCK_BYTES)
     assert kubo.calls_to("repo/stat")[0].flags == {"size-only": "true"}
     assert client.dag_size(cid) == 3 * BLOCK_BYTES

@@ -6,8 +6,9 @@ pin set, the content it can fetch, and a record of every call.
 Faults are switched on per CID or per path (see "faults" below). Content is
 measured in blocks of BLOCK_BYTES; pin/add reports one more block every
 `seconds_per_block` and repeats its last count every `tick` while waiting,
-as Kubo does every 500 ms. Blocks fetched stay fetched, so a later pin/add
-of the same CID resumes where an interrupted one stopped.
+as Kubo does every 500 ms, with the bytes fetched (`Bytes`) from Kubo 0.40 on
+(`version`). Blocks fetched stay fetched, so a later pin/add of the same CID
+resumes where an interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 BLOCK_BYTES = 262_144
-VERSION = "0.22.0"
+# The Kubo release the fake answers as, by default: the first whose pin/add reports bytes.
+VERSION = "0.40.0"
+_BYTES_SINCE = (0, 40)
 DEFAULT_PEER_ID = "12D3KooWFakeKuboNodeForTestsXXXXXXXXXXXXXXXXXXXXXXXX"
 NOT_PINNED = "not pinned or pinned indirectly"
 _API = "/api/v0/"
@@ -52,6 +55,25 @@ class _Failure:
     remaining: int
 
 
+@dataclass
+class _Fetch:
+    """One pin/add's fetch of `cid`: what it can get, how fast, the faults set on it, how far it got."""
+
+    cid: str
+    total: int | None
+    already: int  # blocks already on the node: they come at once
+    per_block: float
+    drop_after: int | None
+    stream_failure: _StreamFailure | None
+    forget: bool
+    blocks: int = 0
+    last_block: float = 0.0
+
+    def due(self) -> float:
+        """When the next block comes."""
+        return self.last_block + (0.0 if self.blocks < self.already else self.per_block)
+
+
 @dataclass(frozen=True)
 class _StreamFailure:
     message: str
@@ -74,6 +96,7 @@ class FakeKubo:
         tick: float = 0.05,
         seconds_per_block: float = 0.002,
         stream_limit: float = 10.0,
+        version: str = VERSION,
     ) -> None:
         # The Authorization value every request must carry; None: no auth.
         self.auth = auth
@@ -85,6 +108,7 @@ class FakeKubo:
         # A pin/add stream hangs up after this long, so a client that never
         # gives up fails its test instead of hanging it.
         self.stream_limit = stream_limit
+        self.version = version
         # Kubo before 0.22 answered dag/stat with a top-level Size.
         self.legacy_dag_stat = False
 
@@ -236,42 +260,50 @@ class FakeKubo:
     # -- serving -------------------------------------------------------------
 
     def _serve(self, handler: _Handler) -> None:
-        parsed = urlsplit(handler.path)
-        pairs = parse_qsl(parsed.query, keep_blank_values=True)
-        path = parsed.path[len(_API) :] if parsed.path.startswith(_API) else parsed.path
-        args = tuple(value for name, value in pairs if name == "arg")
-        flags = {name: value for name, value in pairs if name != "arg"}
-        with self._lock:
-            self.calls.append(
-                Call(
-                    handler.command,
-                    path,
-                    args,
-                    flags,
-                    parsed.query,
-                    {name.lower(): value for name, value in handler.headers.items()},
-                    handler.client_address[1],
-                )
-            )
-        if handler.command != "POST":
-            return handler.reply_text(405, "405 - Method Not Allowed")
-        if handler.headers.get("User-Agent", "").startswith("Mozilla") and "Origin" not in handler.headers:
-            return handler.reply_text(403, "403 - Forbidden")
-        if self.auth is not None and handler.headers.get("Authorization") != self.auth:
-            return handler.reply_text(403, "403 - Forbidden")
-        endpoint = _ENDPOINTS.get(path) if parsed.path.startswith(_API) else None
+        call = self._record(handler)
+        endpoint = self._admit(handler, call)
         if endpoint is None:
-            return handler.reply_text(404, "404 page not found")
+            return
         with self._lock:
-            delay = self._delays.get(path, 0.0)
+            delay = self._delays.get(call.path, 0.0)
         if handler.server.closing.wait(delay):
             return
-        failure = self._take_failure(path, args)
+        failure = self._take_failure(call.path, call.args)
         if failure is not None:
             return handler.reply_error(failure.message, failure.code, failure.status)
-        if endpoint.needs_args and len(args) < endpoint.needs_args:
+        if endpoint.needs_args and len(call.args) < endpoint.needs_args:
             return handler.reply_error(f'argument "{endpoint.arg_name}" is required', 1)
-        endpoint.serve(self, handler, args, flags)
+        endpoint.serve(self, handler, call.args, call.flags)
+
+    def _record(self, handler: _Handler) -> Call:
+        parsed = urlsplit(handler.path)
+        pairs = parse_qsl(parsed.query, keep_blank_values=True)
+        call = Call(
+            handler.command,
+            parsed.path.removeprefix(_API),
+            tuple(value for name, value in pairs if name == "arg"),
+            {name: value for name, value in pairs if name != "arg"},
+            parsed.query,
+            {name.lower(): value for name, value in handler.headers.items()},
+            handler.client_address[1],
+        )
+        with self._lock:
+            self.calls.append(call)
+        return call
+
+    def _admit(self, handler: _Handler, call: Call) -> _Endpoint | None:
+        """The endpoint that serves `call`; None once refused as Kubo refuses it."""
+        if call.method != "POST":
+            handler.reply_text(405, "405 - Method Not Allowed")
+            return None
+        browser = handler.headers.get("User-Agent", "").startswith("Mozilla") and "Origin" not in handler.headers
+        if browser or (self.auth is not None and handler.headers.get("Authorization") != self.auth):
+            handler.reply_text(403, "403 - Forbidden")
+            return None
+        endpoint = _ENDPOINTS.get(call.path) if urlsplit(handler.path).path.startswith(_API) else None
+        if endpoint is None:
+            handler.reply_text(404, "404 page not found")
+        return endpoint
 
     def _take_failure(self, path: str, args: tuple[str, ...]) -> _Failure | None:
         with self._lock:
@@ -287,47 +319,20 @@ class FakeKubo:
     def _pin_add(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         cid = args[0]
         with self._lock:
-            total = self._blocks.get(cid)  # None: no provider has it
-            already = self._fetched.get(cid, 0)
-            per_block = self._slow.get(cid, self.seconds_per_block)
-            drop_after = self._drop_after.get(cid)
-            stream_failure = self._stream_failures.get(cid)
-            forget = cid in self._forgotten
+            fetch = _Fetch(
+                cid,
+                total=self._blocks.get(cid),  # None: no provider has it
+                already=self._fetched.get(cid, 0),
+                per_block=self._slow.get(cid, self.seconds_per_block),
+                drop_after=self._drop_after.get(cid),
+                stream_failure=self._stream_failures.get(cid),
+                forget=cid in self._forgotten,
+            )
         show_progress = flags.get("progress") == "true"
         stream = _Stream(handler)
-        started = last_block = time.monotonic()
-        blocks = 0
         try:
-            while True:
-                # Blocks already on the node come at once, each new one `per_block` after the last.
-                due = last_block + (0.0 if blocks < already else per_block)
-                now = time.monotonic()
-                with self._lock:  # read each time: a test may let stalled content flow again
-                    reachable = 0 if total is None else min(total, self._stall_after.get(cid, total))
-                if blocks < reachable and now >= due:
-                    blocks, last_block = blocks + 1, now
-                    due = last_block + (0.0 if blocks < already else per_block)
-                    with self._lock:
-                        self._fetched[cid] = max(blocks, self._fetched.get(cid, 0))
-                if total is not None and blocks == total:
-                    break
-                if show_progress:
-                    stream.line(_progress(blocks))
-                if now - started > self.stream_limit or (drop_after is not None and stream.lines >= drop_after):
-                    return stream.drop()
-                if stream_failure is not None and stream.lines >= stream_failure.after_lines:
-                    return self._end_with(stream, stream_failure)
-                wait = self.tick if blocks >= reachable else max(0.0, min(self.tick, due - time.monotonic()))
-                if handler.server.closing.wait(wait):
-                    raise _Closed()
-            if show_progress:
-                stream.line(_progress(total))
-            stream.line({"Pins": [cid]})
-            if forget:
-                return stream.end(error="pin: failed to write pin to the datastore")
-            with self._lock:
-                self.pinned.add(cid)
-            stream.end()
+            if self._fetch_all(handler, stream, fetch, show_progress):
+                self._report_pinned(stream, fetch, show_progress)
         except _Closed:
             handler.close_connection = True
         except OSError:
@@ -336,6 +341,54 @@ class FakeKubo:
                 with self._lock:
                     self.cancelled.add(cid)
                     self._lock.notify_all()
+
+    def _fetch_all(self, handler: _Handler, stream: _Stream, fetch: _Fetch, show_progress: bool) -> bool:
+        """Fetch block after block, reporting progress; False when a fault ended the stream first."""
+        started = fetch.last_block = time.monotonic()
+        while True:
+            reachable = self._fetch_next(fetch)
+            if fetch.blocks == fetch.total:
+                return True
+            if show_progress:
+                stream.line(self._progress(fetch.blocks))
+            if time.monotonic() - started > self.stream_limit or (
+                fetch.drop_after is not None and stream.lines >= fetch.drop_after
+            ):
+                stream.drop()
+                return False
+            if fetch.stream_failure is not None and stream.lines >= fetch.stream_failure.after_lines:
+                self._end_with(stream, fetch.stream_failure)
+                return False
+            wait = self.tick if fetch.blocks >= reachable else max(0.0, min(self.tick, fetch.due() - time.monotonic()))
+            if handler.server.closing.wait(wait):
+                raise _Closed()
+
+    def _fetch_next(self, fetch: _Fetch) -> int:
+        """Fetch the next block if it is due; how many blocks can be fetched now."""
+        now = time.monotonic()
+        with self._lock:  # read each time: a test may let stalled content flow again
+            reachable = 0 if fetch.total is None else min(fetch.total, self._stall_after.get(fetch.cid, fetch.total))
+            if fetch.blocks < reachable and now >= fetch.due():
+                fetch.blocks, fetch.last_block = fetch.blocks + 1, now
+                self._fetched[fetch.cid] = max(fetch.blocks, self._fetched.get(fetch.cid, 0))
+        return reachable
+
+    def _report_pinned(self, stream: _Stream, fetch: _Fetch, show_progress: bool) -> None:
+        if show_progress:
+            stream.line(self._progress(fetch.blocks))
+        stream.line({"Pins": [fetch.cid]})
+        if fetch.forget:
+            return stream.end(error="pin: failed to write pin to the datastore")
+        with self._lock:
+            self.pinned.add(fetch.cid)
+        stream.end()
+
+    def _progress(self, blocks: int) -> dict[str, int]:
+        # Kubo omits zero fields, so a pin that has fetched nothing reports {}.
+        if not blocks:
+            return {}
+        with_bytes = tuple(int(part) for part in self.version.split(".")[:2]) >= _BYTES_SINCE
+        return {"Progress": blocks, "Bytes": blocks * BLOCK_BYTES} if with_bytes else {"Progress": blocks}
 
     def _end_with(self, stream: _Stream, failure: _StreamFailure) -> None:
         if failure.as_line:
@@ -394,7 +447,7 @@ class FakeKubo:
                 "ID": self.peer_id,
                 "PublicKey": "CAESIFakePublicKeyForTests",
                 "Addresses": self.addresses or None,
-                "AgentVersion": f"kubo/{VERSION}/",
+                "AgentVersion": f"kubo/{self.version}/",
                 "ProtocolVersion": "ipfs/0.1.0",
                 "Protocols": ["/ipfs/bitswap/1.2.0", "/ipfs/id/1.0.0"],
             }
@@ -425,11 +478,6 @@ class FakeKubo:
                 "DagStats": [{"Cid": {"/": cid}, "Size": size, "NumBlocks": blocks}],
             }
         )
-
-
-def _progress(blocks: int) -> dict[str, int]:
-    # Kubo omits zero fields, so a pin that has fetched nothing reports {}.
-    return {"Progress": blocks, "Bytes": blocks * BLOCK_BYTES} if blocks else {}
 
 
 @dataclass(frozen=True)
@@ -497,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.closed(self.connection)
 
     def version_string(self) -> str:
-        return f"kubo/{VERSION}"
+        return f"kubo/{self.server.fake.version}"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
