@@ -80,21 +80,33 @@ class PinModel:
         return pin
 
     def matching(self, query: Query) -> list[ModelPin]:
-        statuses = set(query.statuses) or (
-            set(STATUSES) if (query.cids or query.name is not None or query.meta) else {"pinned"}
-        )
-        keys = {canonical(cid) for cid in query.cids}
-        found = [
-            pin
-            for pin in self.pins
-            if pin.status in statuses
-            and (not keys or pin.cid_key in keys)
-            and _name_matches(pin.name, query.name, query.match or "exact")
-            and all(pin.meta.get(key) == value for key, value in query.meta.items())
-            and (query.before_ns is None or pin.created_ms * NS_PER_MS < query.before_ns)
-            and (query.after_ns is None or pin.created_ms * NS_PER_MS > query.after_ns)
-        ]
+        found = [pin for pin in self.pins if _selects(query, pin)]
         return sorted(found, key=lambda pin: pin.created_ms, reverse=True)
+
+
+def _listed_statuses(query: Query) -> set[str]:
+    """The statuses asked for; without any, every status when the query names
+    what it wants (cid, name or meta), else only pinned."""
+    if query.statuses:
+        return set(query.statuses)
+    return set(STATUSES) if (query.cids or query.name is not None or query.meta) else {"pinned"}
+
+
+def _selects(query: Query, pin: ModelPin) -> bool:
+    return (
+        pin.status in _listed_statuses(query)
+        and (not query.cids or pin.cid_key in {canonical(cid) for cid in query.cids})
+        and _name_matches(pin.name, query.name, query.match or "exact")
+        and all(pin.meta.get(key) == value for key, value in query.meta.items())
+        and _within_time_bounds(pin.created_ms * NS_PER_MS, query)
+    )
+
+
+def _within_time_bounds(created_ns: int, query: Query) -> bool:
+    """Strictly between `after` and `before`, where given."""
+    return (query.before_ns is None or created_ns < query.before_ns) and (
+        query.after_ns is None or created_ns > query.after_ns
+    )
 
 
 def _name_matches(name: str | None, wanted: str | None, match: str) -> bool:

@@ -232,45 +232,47 @@ def test_delete_answers_202_without_a_body_and_the_request_is_gone(api):
 # -- read your writes ------------------------------------------------------------
 
 
+def listed(api) -> tuple[int, list[str]]:
+    """The count and request ids of the listing of every status, newest first."""
+    reply = api.list(status=ALL_STATUSES)
+    return reply["count"], [item["requestid"] for item in reply["results"]]
+
+
+def counts_in_views(api, cid: str) -> dict[str, int]:
+    """The listing's count in each view the read-your-writes test follows."""
+    return {
+        "pinned": count_of(api),  # the default view
+        "queued": count_of(api, status="queued"),
+        "cid": count_of(api, cid=cid),
+        "name": count_of(api, name="ryw"),
+        "meta": count_of(api, meta='{"app":"ryw"}'),
+    }
+
+
 def test_the_listing_and_its_count_follow_every_write_at_once(api, set_status):
     cid = cid_v1("ryw")
-    all_statuses = {"status": ALL_STATUSES}
 
     # create: listed at once, newest first, in every view that matches it
     first = api.pin(cid, name="ryw", meta={"app": "ryw"})
     second = api.pin(cid_v1("ryw-2"), name="ryw")
-    listed = api.list(**all_statuses)
-    assert listed["count"] == 2
-    assert [item["requestid"] for item in listed["results"]] == [second["requestid"], first["requestid"]]
-    assert count_of(api, status="queued") == 2
-    assert count_of(api, cid=cid) == 1
-    assert count_of(api, name="ryw") == 2
-    assert count_of(api, meta='{"app":"ryw"}') == 1
-    assert count_of(api) == 0  # nothing pinned yet
+    assert listed(api) == (2, [second["requestid"], first["requestid"]])
+    assert counts_in_views(api, cid) == {"pinned": 0, "queued": 2, "cid": 1, "name": 2, "meta": 1}
 
     # a status change moves the pin between the counts at once
     set_status(first["requestid"], "pinned")
-    assert count_of(api) == 1
-    assert count_of(api, status="queued") == 1
+    assert counts_in_views(api, cid) == {"pinned": 1, "queued": 1, "cid": 1, "name": 2, "meta": 1}
 
     # replace: the new request takes the old one's place in the same call's wake
     third = api.request("POST", f"/pins/{first['requestid']}", json_body={"cid": cid, "name": "ryw-3"}).json
-    listed = api.list(**all_statuses)
-    assert listed["count"] == 2
-    assert [item["requestid"] for item in listed["results"]] == [third["requestid"], second["requestid"]]
-    assert count_of(api) == 0
-    assert count_of(api, status="queued") == 2
-    assert count_of(api, name="ryw") == 1
-    assert count_of(api, meta='{"app":"ryw"}') == 0
+    assert listed(api) == (2, [third["requestid"], second["requestid"]])
+    assert counts_in_views(api, cid) == {"pinned": 0, "queued": 2, "cid": 1, "name": 1, "meta": 0}
 
     # delete: gone from the list and the counts at once
     assert api.request("DELETE", f"/pins/{second['requestid']}").status == 202
-    listed = api.list(**all_statuses)
-    assert listed["count"] == 1
-    assert [item["requestid"] for item in listed["results"]] == [third["requestid"]]
-    assert count_of(api, name="ryw") == 0
+    assert listed(api) == (1, [third["requestid"]])
+    assert counts_in_views(api, cid) == {"pinned": 0, "queued": 1, "cid": 1, "name": 0, "meta": 0}
     assert api.request("DELETE", f"/pins/{third['requestid']}").status == 202
-    assert api.list(**all_statuses) == {"count": 0, "results": []}
+    assert api.list(status=ALL_STATUSES) == {"count": 0, "results": []}
 
 
 # -- the pin queue ---------------------------------------------------------------
