@@ -17,8 +17,11 @@ $(WHEELS): requirements.txt $(STAMP)
 	$(PY) -m infra.package wheels
 	touch $(WHEELS)
 
+# ARGS: options for the stack, e.g. make dev ARGS="--port 0 --fleet-size 1" ($(PY) -m devstack --help).
+# exec: the stack's parent is make itself, so killing make (even with SIGKILL) stops the stack.
+ARGS ?=
 dev: $(STAMP)
-	$(PY) -m devstack
+	exec $(PY) -m devstack --stop-with-parent $(ARGS)
 
 test: $(STAMP) $(WHEELS)
 	$(PY) -m pytest -n 2 -q

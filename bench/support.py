@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from devstack.console import READY_LINE
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGION = "us-east-1"
 
@@ -482,7 +484,6 @@ def api_client(services: Any, token: str) -> Iterator[Api]:
 
 # -- the local stack as `make dev` runs it ---------------------------------------
 
-READY_LINE = "Pinning service ready at "
 HTTP_TIMEOUT = 600  # a 100 MiB add or pin on a busy 2-core machine
 
 
@@ -529,7 +530,7 @@ class LocalStack:
 def local_stack(state_dir: Path, args: Sequence[str] = (), timeout: float = 180) -> Iterator[LocalStack]:
     """Start the stack on free loopback ports (your node too), yield it once it
     printed its ready line, stop it with SIGTERM (as Ctrl-C) at the end."""
-    from devstack.stack import read_env_file
+    from devstack.env_file import read_env_file
 
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [

@@ -35,6 +35,7 @@ import click
 import requests
 
 from cli.commands import emit, json_command, note
+from devstack.env_file import read_env_file
 
 URL_VAR = "PINNING_SERVICE_URL"
 TOKEN_VAR = "PINNING_SERVICE_TOKEN"
@@ -81,23 +82,6 @@ class WaitTimedOut(CliError):
 # --- configuration --------------------------------------------------------------
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines (as `make dev` writes them); blank lines, `#` comments,
-    `export ` prefixes and quotes around values are allowed."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
-
-
 @dataclass
 class Options:
     url: str | None = None
@@ -117,12 +101,16 @@ class Options:
                     self._file_values = read_env_file(path)
                 except OSError as error:
                     raise CliError(f"cannot read --env-file {path}: {error.strerror or error}") from None
+                except ValueError as error:  # a line no shell could read either
+                    raise CliError(str(error)) from None
             else:
                 for path in (DEFAULT_ENV_FILE, REPO_ENV_FILE):
                     try:
                         self._file_values = read_env_file(path)
                     except OSError:
                         continue
+                    except ValueError as error:
+                        raise CliError(str(error)) from None
                     break
         return self._file_values
 

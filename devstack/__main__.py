@@ -1,7 +1,9 @@
 """`python -m devstack` (`make dev`): the whole service on 127.0.0.1.
 
 Exit status: 0 after Ctrl-C or SIGTERM, 2 for a startup problem (port in use,
-missing dependency, bad option), 1 if the API server stops by itself.
+state dir in use, missing dependency, bad option), 1 if the API server stops
+by itself. Whatever ends it, the processes it started end with it
+(`devstack.lifeline`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from devstack.stack import REPO_ROOT, DevStack, NodeSpec, Options, StackError
+from devstack.console import READY_LINE
+from devstack.lifeline import stop_with_parent
+from devstack.stack import DevStack, NodeSpec, Options, StackError
+from devstack.state import REPO_ROOT
 
 
 class _Stopped(BaseException):
@@ -58,6 +63,7 @@ def parse_args(argv: list[str] | None) -> Options:
             "Run the pinning service locally on 127.0.0.1: emulated AWS (moto), embedded Kubo nodes, "
             "the API, the worker and the scheduled jobs."
         ),
+        epilog='Through make: make dev ARGS="--port 0 --fleet-size 1" (any of these options).',
     )
     parser.add_argument(
         "--port", type=_port, default=defaults.port, help="API port; 0 picks a free one (default %(default)s)"
@@ -137,6 +143,11 @@ def parse_args(argv: list[str] | None) -> Options:
             "runs it as a child process (pid in stack.json) and starts a new one whenever it dies"
         ),
     )
+    parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop (as on SIGTERM) when the process that started this one dies, even by SIGKILL; `make dev` sets it",
+    )
     args = parser.parse_args(argv)
     return Options(
         port=args.port,
@@ -150,6 +161,7 @@ def parse_args(argv: list[str] | None) -> Options:
         health_seconds=args.health_seconds,
         visibility_seconds=args.visibility_seconds,
         worker=args.worker,
+        stop_with_parent=args.stop_with_parent,
     )
 
 
@@ -168,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     signal.signal(signal.SIGTERM, _raise_stopped)
+    if options.stop_with_parent and not stop_with_parent():
+        print("devstack: the process that started it is already gone", file=sys.stderr, flush=True)
+        return 2
     stack = DevStack(options)
     status = 0
     try:
         stack.start()
-        print(f"Pinning service ready at {stack.url}", flush=True)
+        print(f"{READY_LINE}{stack.url}", flush=True)
         while stack.is_alive():
             time.sleep(0.5)
         print("devstack: the API server stopped unexpectedly", file=sys.stderr, flush=True)

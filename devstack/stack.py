@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,19 +15,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
-HOST = "127.0.0.1"
+from devstack.console import say
+from devstack.env_file import write_env_file, write_private
+from devstack.kubo.fleet import NodeStartError, start_node
+from devstack.proc import command_line
+from devstack.stage import CHALICE_CONFIG, chalice_config, lambda_timeout
+from devstack.state import (
+    AWS_ENV,
+    DEFAULT_STATE_DIR,
+    KUBO_DIR,
+    LOCAL_ENV,
+    REPO_ROOT,
+    SERVICE_ENV,
+    STACK_FILE,
+    STACK_FILE_VERSION,
+    StateDirBusy,
+    StateDirLock,
+)
+from devstack.worker import DEAD_LETTER_QUEUE_VAR
+from devstack.worker_supervisor import WorkerSupervisor
 
-# The files written in --state-dir (all mode 0600). local.env and aws.env are
-# for people and tools; service.env is the environment the service's handlers
-# run with (read by `python -m devstack.worker`); stack.json describes the
-# running stack and exists only while it runs (see README, "The local stack").
-LOCAL_ENV = "local.env"
-AWS_ENV = "aws.env"
-SERVICE_ENV = "service.env"
-STACK_FILE = "stack.json"
-STACK_FILE_VERSION = 1
+HOST = "127.0.0.1"
 
 
 class StackError(Exception):
@@ -54,7 +63,7 @@ class NodeSpec:
 class Options:
     port: int = 8000
     aws_port: int = 4566
-    state_dir: Path = REPO_ROOT / ".dev"
+    state_dir: Path = DEFAULT_STATE_DIR
     stage: str = "dev"
     nodes: list[NodeSpec] = field(default_factory=list)
     sweep_seconds: float = 30.0
@@ -68,37 +77,19 @@ class Options:
     visibility_seconds: int | None = None
     # Run `python -m devstack.worker` as a supervised child (else someone else does).
     worker: bool = True
+    # SIGTERM to the stack when its parent dies (`make dev`: killing make stops it).
+    stop_with_parent: bool = False
 
 
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def stage_environment(stage: str, config_path: Path = CHALICE_CONFIG) -> dict[str, str]:
+def stage_environment(stage: str) -> dict[str, str]:
     """The stage's environment_variables (Chalice sets them only under Lambda)."""
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = chalice_config()
     stages = config.get("stages", {})
     if stage not in stages:
-        raise StackError(f"stage {stage!r} is not in {config_path} (stages: {', '.join(stages)})")
+        raise StackError(f"stage {stage!r} is not in {CHALICE_CONFIG} (stages: {', '.join(stages)})")
     env = dict(config.get("environment_variables", {}))
     env.update(stages[stage].get("environment_variables", {}))
     return {name: str(value) for name, value in env.items()}
-
-
-def write_private(path: Path, lines: Sequence[str]) -> None:
-    """Replace `path` with these lines, readable by the owner only (mode 0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write("".join(f"{line}\n" for line in lines))
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """NAME=value lines, as write_private writes them."""
-    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
 def scheduled_event(rule: str) -> dict[str, Any]:
@@ -172,6 +163,7 @@ class DevStack:
         self._service_env: dict[str, str] = {}
         # stack.json is rewritten by the worker supervisor's thread too.
         self._state_lock = threading.Lock()
+        self._state_dir_lock = StateDirLock(options.state_dir)
         self._ready = False
 
     @property
@@ -184,8 +176,7 @@ class DevStack:
 
         options = self.options
         stage_env = stage_environment(options.stage)
-        # A stack.json left by a stack that died names processes that are gone.
-        (options.state_dir / STACK_FILE).unlink(missing_ok=True)
+        self._claim_state_dir()
         aws.use_fake_aws()
         os.environ.update(stage_env)
 
@@ -226,8 +217,6 @@ class DevStack:
         # Local nodes sit on loopback: origins there must be dialable here.
         os.environ["ALLOW_PRIVATE_ORIGINS"] = "true"
         os.environ["KUBO_RPC_SECRET"] = uuid.uuid4().hex
-        from devstack.worker import DEAD_LETTER_QUEUE_VAR
-
         # What the handlers run with here, for a worker started from service.env.
         names = [
             *aws.FAKE_AWS_ENV,
@@ -250,6 +239,33 @@ class DevStack:
             self._ready = True
             self._write_stack_file()
 
+    def _claim_state_dir(self) -> None:
+        """Lock the state dir before touching anything in it: a second stack
+        started on it stops here, leaving the running one's files alone."""
+        state_dir = self.options.state_dir
+        try:
+            self._state_dir_lock.acquire()
+        except StateDirBusy as busy:
+            holder = f"pid {busy.holder}" if busy.holder else "another process"
+            stop = f"Ctrl-C in its terminal, or `kill {busy.holder}`" if busy.holder else "Ctrl-C in its terminal"
+            raise StackError(
+                f"another stack ({holder}) is running with the state dir {state_dir}; stop it ({stop}), "
+                f'or give this one another: make dev ARGS="--state-dir DIR"'
+            ) from None
+        except OSError as error:
+            raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
+        stack_file = state_dir / STACK_FILE
+        left = _still_running(stack_file)
+        if left:
+            self._state_dir_lock.release()  # and stack.json stays: it names them for the next try
+            raise StackError(
+                f"processes of an earlier stack in {state_dir} still run: "
+                + ", ".join(f"{pid} ({role})" for pid, role in left)
+                + f"; stop them with `kill {' '.join(str(pid) for pid, _ in left)}` and start again"
+            )
+        # Left by a stack that died: it names processes that are gone.
+        stack_file.unlink(missing_ok=True)
+
     def _bind_api(self) -> Any:
         from chalice.config import Config
 
@@ -259,7 +275,7 @@ class DevStack:
         config = Config.create(
             chalice_stage=self.options.stage,
             project_dir=str(REPO_ROOT),
-            config_from_disk=json.loads(CHALICE_CONFIG.read_text(encoding="utf-8")),
+            config_from_disk=chalice_config(),
         )
         try:
             server = ApiServer(app_module.app, config, HOST, self.options.port)
@@ -269,10 +285,8 @@ class DevStack:
         return app_module, server
 
     def _start_kubo(self) -> None:
-        from devstack.kubo.fleet import NodeStartError, start_node
-
         options = self.options
-        base = options.state_dir / "kubo"
+        base = options.state_dir / KUBO_DIR
         try:
             if not options.nodes and options.fleet_size:
                 say(f"Starting {options.fleet_size} embedded Kubo fleet nodes (loopback only) ...")
@@ -287,6 +301,7 @@ class DevStack:
                 self._user_node = node
                 say(f"  your node {node.peer_id} at {node.multiaddr}, RPC {node.rpc_url}")
         except (NodeStartError, OSError) as error:
+            # The first line carries the cause; the rest (the node's log) is in the log file it names.
             raise StackError(f"could not start a Kubo node: {str(error).splitlines()[0]}") from None
 
     def _start_jobs(self, app_module: Any) -> None:
@@ -324,8 +339,6 @@ class DevStack:
                 f"  {Path(sys.executable).name} -m devstack.worker --state-dir {state_dir}"
             )
             return
-        from devstack.worker_supervisor import WorkerSupervisor
-
         self._worker = WorkerSupervisor(state_dir, self._worker_started)
         self._worker.start()
         say(f"Worker process {self._worker.pid} polling {self._queues['queue']} (started again if it dies).")
@@ -371,7 +384,7 @@ class DevStack:
     def _write_state_files(self) -> None:
         state_dir = self.options.state_dir
         local_env = state_dir / LOCAL_ENV
-        # For the admin CLI and other tools: `set -a; . .dev/aws.env; set +a`.
+        # For the admin CLI and other tools: `source .dev/aws.env`.
         names = (
             "AWS_ENDPOINT_URL",
             "AWS_ACCESS_KEY_ID",
@@ -382,12 +395,12 @@ class DevStack:
             "PIN_QUEUE_URL",
         )
         try:
-            lines = [f"PINNING_SERVICE_URL={self.url}", f"PINNING_SERVICE_TOKEN={self.token}"]
+            local = {"PINNING_SERVICE_URL": str(self.url), "PINNING_SERVICE_TOKEN": str(self.token)}
             if self.user_node_url:
-                lines.append(f"KUBO_RPC_URL={self.user_node_url}")
-            write_private(local_env, lines)
-            write_private(state_dir / AWS_ENV, [f"{name}={os.environ.get(name, '')}" for name in names])
-            write_private(state_dir / SERVICE_ENV, [f"{name}={value}" for name, value in self._service_env.items()])
+                local["KUBO_RPC_URL"] = self.user_node_url
+            write_env_file(local_env, local)
+            write_env_file(state_dir / AWS_ENV, {name: os.environ.get(name, "") for name in names})
+            write_env_file(state_dir / SERVICE_ENV, self._service_env)
         except OSError as error:
             raise StackError(f"cannot write to --state-dir {state_dir}: {error.strerror or error}") from None
         say(
@@ -437,7 +450,7 @@ class DevStack:
         }
         path = self.options.state_dir / STACK_FILE
         try:
-            write_private(path, [json.dumps(document, indent=2)])
+            write_private(path, json.dumps(document, indent=2) + "\n")
         except OSError as error:
             raise StackError(f"cannot write {path}: {error.strerror or error}") from None
 
@@ -448,7 +461,8 @@ class DevStack:
         """Stop whatever started, newest first; safe to call after a failed start."""
         with self._state_lock:
             self._ready = False
-            (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)
+            if self._state_dir_lock.held:  # else the state dir is another stack's
+                (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)
         if self._api is not None:
             self._api.stop()
             self._api = None
@@ -468,18 +482,31 @@ class DevStack:
         if self._aws is not None:
             self._aws.stop()
             self._aws = None
+        # Last: the next stack may start once nothing of this one runs.
+        self._state_dir_lock.release()
 
 
-def lambda_timeout(stage: str) -> int:
-    config = json.loads(CHALICE_CONFIG.read_text(encoding="utf-8"))
-    return int(config["stages"].get(stage, {}).get("lambda_timeout") or config.get("lambda_timeout") or 60)
+def _still_running(stack_file: Path) -> list[tuple[int, str]]:
+    """(pid, role) of the processes a stack.json left by a crashed stack names
+    that still run one of the stack's programs (not a pid reused since)."""
+    try:
+        document = json.loads(stack_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    named = [(document.get("pid"), "the stack"), ((document.get("worker") or {}).get("pid"), "its worker")]
+    named += [(node.get("pid"), f"Kubo node {node.get('node_id')}") for node in document.get("fleet") or []]
+    named.append(((document.get("your_node") or {}).get("pid"), "your node"))
+    return [
+        (pid, role)
+        for pid, role in named
+        if isinstance(pid, int) and pid != os.getpid() and "devstack" in (command_line(pid) or "")
+    ]
 
 
 def _port_error(what: str, port: int, option: str, error: OSError) -> StackError:
-    import errno
-
     if error.errno == errno.EADDRINUSE:
         return StackError(
-            f"port {port} on {HOST} for {what} is already in use; choose another with {option} PORT (0 picks a free one)"
+            f"port {port} on {HOST} for {what} is already in use; choose another with {option} PORT "
+            f'(through make: make dev ARGS="{option} PORT"; 0 picks a free one)'
         )
     return StackError(f"cannot listen on {HOST}:{port} for {what}: {error.strerror or error}")

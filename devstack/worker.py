@@ -13,8 +13,10 @@ pin queue to the app's `pin_worker` handler and one the dead-letter queue to
 `python -m devstack` runs it and starts a new one whenever it exits; with
 `--no-worker` run it yourself (as many as you like). SIGTERM or SIGINT: exits
 0 at once; a batch still running is abandoned, as when a Lambda is cut off,
-and its messages come back after the queue's visibility timeout. Exit status
-2: no `service.env` (the stack is not running in DIR).
+and its messages come back after the queue's visibility timeout. Started by
+the stack, it also exits when the stack is gone, however the stack ended
+(`devstack.lifeline`). Exit status 2: no readable `service.env` (the stack is
+not running in DIR).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devstack.stack import REPO_ROOT, SERVICE_ENV, Options, lambda_timeout, read_env_file
+from devstack.env_file import read_env_file
+from devstack.lifeline import follow_parent
+from devstack.stage import lambda_timeout
+from devstack.state import DEFAULT_STATE_DIR, REPO_ROOT, SERVICE_ENV
 
 READY_PREFIX = "devstack worker ready "
 # Lambda runs 2 (dev stage) to 10 (prod) batches at once, each process with
@@ -48,16 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=Options().state_dir,
+        default=DEFAULT_STATE_DIR,
         help=f"the running stack's --state-dir, holding {SERVICE_ENV} (default %(default)s)",
     )
     args = parser.parse_args(argv)
     env_path = args.state_dir / SERVICE_ENV
     try:
         os.environ.update(read_env_file(env_path))
-    except OSError as error:
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
         print(
-            f"devstack.worker: cannot read {env_path} ({error.strerror or error}); is `python -m devstack` running?",
+            f"devstack.worker: cannot read {env_path} ({reason}); is `python -m devstack` running?",
             file=sys.stderr,
             flush=True,
         )
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    follow_parent(stopping.set)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     _start_pollers()

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack.stack import REPO_ROOT, say
+from devstack import lifeline
+from devstack.console import say
+from devstack.state import REPO_ROOT
 
 # A worker that dies this soon after starting is probably broken: wait longer
 # before each new try, up to MAX_RESTART_DELAY_S, rather than spin.
@@ -44,7 +46,10 @@ class WorkerSupervisor:
         # Its output goes where ours does; its environment is ours (the service
         # settings). A process group of its own: a terminal's Ctrl-C is for the
         # stack, which then stops its worker (with SIGTERM), not for the worker.
-        self._process = subprocess.Popen(self._command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, process_group=0)
+        # The lifeline ends it if the stack dies without stopping it.
+        self._process = subprocess.Popen(
+            self._command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, process_group=0, **lifeline.child_options()
+        )
         self._started_at = time.monotonic()
         self._on_start(self._process.pid)
 

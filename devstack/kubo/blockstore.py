@@ -200,10 +200,6 @@ class Blockstore:
         except FileNotFoundError:
             return None
 
-    def has(self, cid: CID | Ref) -> bool:
-        ref = ref_of(cid)
-        return ref.multihash[0] == IDENTITY or self.path_of(ref).exists()
-
     def count_blocks(self) -> int:
         if not self.root.exists():
             return 0

@@ -175,24 +175,33 @@ def non_loopback_addresses(cfg: dict[str, Any]) -> list[str]:
     return found
 
 
+def _enabled_services(cfg: dict[str, Any]) -> list[str]:
+    """Services that find or relay for peers beyond loopback (each must be off)."""
+    swarm = cfg.get("Swarm") or {}
+    checks = {
+        "mDNS enabled": (cfg.get("Discovery") or {}).get("MDNS", {}).get("Enabled", True),
+        "NAT port mapping enabled": not swarm.get("DisableNatPortMap"),
+        "relay client enabled": (swarm.get("RelayClient") or {}).get("Enabled", True) is not False,
+        "relay service enabled": (swarm.get("RelayService") or {}).get("Enabled", True) is not False,
+        "AutoNAT service enabled": (cfg.get("AutoNAT") or {}).get("ServiceMode") != "disabled",
+    }
+    return [problem for problem, found in checks.items() if found]
+
+
+def _enabled_transports(cfg: dict[str, Any]) -> list[str]:
+    """Transports other than TCP (they would open UDP sockets or reach relays)."""
+    network = ((cfg.get("Swarm") or {}).get("Transports") or {}).get("Network") or {}
+    return [
+        f"{transport} transport enabled"
+        for transport in ("QUIC", "WebTransport", "Websocket", "Relay", "WebRTCDirect")
+        if network.get(transport) is not False
+    ]
+
+
 def assert_safe(cfg: dict[str, Any]) -> None:
     """Raise if the config would let a node reach or be reached beyond loopback."""
     problems = [f"non-loopback address {a}" for a in non_loopback_addresses(cfg)]
-    if (cfg.get("Discovery") or {}).get("MDNS", {}).get("Enabled", True):
-        problems.append("mDNS enabled")
-    swarm = cfg.get("Swarm") or {}
-    if not swarm.get("DisableNatPortMap"):
-        problems.append("NAT port mapping enabled")
-    if (swarm.get("RelayClient") or {}).get("Enabled", True) is not False:
-        problems.append("relay client enabled")
-    if (swarm.get("RelayService") or {}).get("Enabled", True) is not False:
-        problems.append("relay service enabled")
-    if (cfg.get("AutoNAT") or {}).get("ServiceMode") != "disabled":
-        problems.append("AutoNAT service enabled")
-    network = (swarm.get("Transports") or {}).get("Network") or {}
-    for transport in ("QUIC", "WebTransport", "Websocket", "Relay", "WebRTCDirect"):
-        if network.get(transport) is not False:
-            problems.append(f"{transport} transport enabled")
+    problems += _enabled_services(cfg) + _enabled_transports(cfg)
     if problems:
         raise RuntimeError("unsafe Kubo config: " + "; ".join(problems))
 

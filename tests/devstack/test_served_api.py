@@ -72,8 +72,8 @@ def test_given_a_started_stack_when_reading_local_env_then_it_holds_loopback_url
     local_env = served.state_dir / "local.env"
 
     assert local_env.read_text(encoding="utf-8").splitlines() == [
-        f"PINNING_SERVICE_URL={served.url}",
-        f"PINNING_SERVICE_TOKEN={served.token}",
+        f"export PINNING_SERVICE_URL={served.url}",
+        f"export PINNING_SERVICE_TOKEN={served.token}",
     ]
     assert served.url.startswith("http://127.0.0.1:")
     assert stat.S_IMODE(local_env.stat().st_mode) == 0o600

