@@ -211,6 +211,101 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         kubo.stop()
 
 
+# Reads of a function's own event source queue, which Lambda's poller makes for it.
+EVENT_SOURCE_READS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+def take(queue_url: str) -> list[QueuedMessage]:
+    """What SQS holds in the queue now (deleted from it), as the worker's batch sees it."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in got:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return [QueuedMessage(m["MessageId"], m["Body"]) for m in got]
+
+
+def a_user_pins_lists_every_way_replaces(api: Any, recorder: Recorder, pinned: str, failing: str) -> tuple[str, str]:
+    """Returns the ids of the replacing request and of the request whose pin fails."""
+    with recorder.running("APIHandler"):
+        first = api.pin(pinned, name="Report", meta={"app": "x"})["requestid"]
+        doomed = api.pin(failing)["requestid"]
+        for query in (
+            {},
+            {"status": "queued"},
+            {"cid": pinned},
+            {"name": "Report"},
+            {"name": "report", "match": "iexact"},
+            {"name": "epo", "match": "partial"},
+            {"meta": json.dumps({"app": "x"})},
+            {
+                "status": "queued,pinning,pinned,failed",
+                "before": "2999-01-01T00:00:00Z",
+                "after": "2000-01-01T00:00:00Z",
+            },
+        ):
+            api.list(**query)
+        api.request("GET", f"/pins/{first}")
+        replaced = api.request("POST", f"/pins/{first}", json_body={"cid": pinned, "name": "v2"}).json["requestid"]
+    return replaced, doomed
+
+
+def workers_pin_and_a_failing_message_dead_letters(
+    client: Any, recorder: Recorder, queue_url: str, doomed: str
+) -> None:
+    for _ in range(6):
+        batch = take(queue_url)
+        doomed_messages = [m for m in batch if decode(m.body).request_id == doomed]
+        with recorder.running("PinWorker"):
+            client.lambda_.invoke("pin_worker", sqs_event([m for m in batch if m not in doomed_messages]))
+        if doomed_messages:
+            with recorder.running("PinWorker"):  # it pins where it can, holding the CID there
+                client.lambda_.invoke("pin_worker", sqs_event(doomed_messages))
+            # when a message failed every delivery
+            with recorder.running("PinDeadLetters"):
+                client.lambda_.invoke("pin_dead_letters", sqs_event(doomed_messages, "pinning-dev-pins-dlq"))
+
+
+def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) -> None:
+    for _ in range(rounds):
+        with recorder.running("PinWorker"):
+            client.lambda_.invoke("pin_worker", sqs_event(take(queue_url)))
+
+
+def the_schedules_run(client: Any, recorder: Recorder) -> None:
+    """A health check, and a sweep that finds a message left behind."""
+    scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+    with recorder.running("CheckFleetHealth"):
+        client.lambda_.invoke("check_fleet_health", scheduled)
+    OutboxEntry(shard="shard#0", entry_id="0000000000001#left", body="{}", created_ms=1).save()
+    with recorder.running("SweepOutbox"):
+        client.lambda_.invoke("sweep_outbox", scheduled)
+
+
+def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
+    termination = {
+        "AutoScalingGroupName": fleet_group_name("dev"),
+        "EC2InstanceId": "node-2",
+        "LifecycleHookName": "pinning-dev-node-terminating",
+        "LifecycleActionToken": "c613620e-07e2-4ed2-a9e2-ef8258911ade",
+    }
+    with recorder.running("NodeTerminating"):
+        client.lambda_.invoke(
+            "node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, [])
+        )
+
+
+def unused_grants(
+    function: str, used: set[Grant], statements: list[dict[str, Any]], names: dict[str, str]
+) -> set[Grant]:
+    """What `function` may do on data that its code never did (its event source's reads aside)."""
+    consumed = event_queue(function, names)
+    return {
+        (action, resource)
+        for action, resource in granted_on_data(statements) - used
+        if not (resource == consumed and action in EVENT_SOURCE_READS)
+    }
+
+
 def test_every_function_is_granted_exactly_what_its_code_uses(stack):
     settings, names, recorder, kubos = stack
     from chalice.test import Client
@@ -224,94 +319,31 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         services.registry.register(node_id, kubo.url, PEERS[i], [f"/ip4/8.8.8.{i}/tcp/4001"])
     tenant = TenantAdmin().create_tenant("alice")
     token = TenantAdmin().issue_token(tenant.tenant_id, "laptop").secret
-    sqs = boto3.client("sqs", region_name=REGION)
-
-    def take(queue_url: str) -> list[QueuedMessage]:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in got:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return [QueuedMessage(m["MessageId"], m["Body"]) for m in got]
 
     with Client(app_module.app) as client:
-        api = ApiClient(client, token)
         pinned, failing = cid_v1("iam-pinned"), cid_v1("iam-failing")
         for kubo in kubos.values():
             kubo.add_content(pinned, blocks=2)
             kubo.add_content(failing, blocks=2)
             kubo.fail("pin/add", "disk I/O error", cid=failing, times=100)
+        api = ApiClient(client, token)
         # Given a user who pins, lists every way, replaces and deletes
-        with recorder.running("APIHandler"):
-            first = api.pin(pinned, name="Report", meta={"app": "x"})["requestid"]
-            doomed = api.pin(failing)["requestid"]
-            for query in (
-                {},
-                {"status": "queued"},
-                {"cid": pinned},
-                {"name": "Report"},
-                {"name": "report", "match": "iexact"},
-                {"name": "epo", "match": "partial"},
-                {"meta": json.dumps({"app": "x"})},
-                {
-                    "status": "queued,pinning,pinned,failed",
-                    "before": "2999-01-01T00:00:00Z",
-                    "after": "2000-01-01T00:00:00Z",
-                },
-            ):
-                api.list(**query)
-            api.request("GET", f"/pins/{first}")
-            replaced = api.request("POST", f"/pins/{first}", json_body={"cid": pinned, "name": "v2"}).json["requestid"]
+        replaced, doomed = a_user_pins_lists_every_way_replaces(api, recorder, pinned, failing)
         # and workers that pin, then unpin the replaced and deleted requests
-        for _ in range(6):
-            batch = take(settings.queue_url)
-            doomed_messages = [m for m in batch if decode(m.body).request_id == doomed]
-            with recorder.running("PinWorker"):
-                client.lambda_.invoke("pin_worker", sqs_event([m for m in batch if m not in doomed_messages]))
-            if doomed_messages:
-                with recorder.running("PinWorker"):  # it pins where it can, holding the CID there
-                    client.lambda_.invoke("pin_worker", sqs_event(doomed_messages))
-                # when a message failed every delivery
-                with recorder.running("PinDeadLetters"):
-                    client.lambda_.invoke("pin_dead_letters", sqs_event(doomed_messages, "pinning-dev-pins-dlq"))
+        workers_pin_and_a_failing_message_dead_letters(client, recorder, settings.queue_url, doomed)
         with recorder.running("APIHandler"):
             api.request("DELETE", f"/pins/{replaced}")
-        for _ in range(3):
-            with recorder.running("PinWorker"):
-                client.lambda_.invoke("pin_worker", sqs_event(take(settings.queue_url)))
-        # and the schedules: a health check, a sweep that finds a message left behind
-        scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
-        with recorder.running("CheckFleetHealth"):
-            client.lambda_.invoke("check_fleet_health", scheduled)
-        OutboxEntry(shard="shard#0", entry_id="0000000000001#left", body="{}", created_ms=1).save()
-        with recorder.running("SweepOutbox"):
-            client.lambda_.invoke("sweep_outbox", scheduled)
-        # and the fleet's Auto Scaling group terminating a node
-        termination = {
-            "AutoScalingGroupName": fleet_group_name("dev"),
-            "EC2InstanceId": "node-2",
-            "LifecycleHookName": "pinning-dev-node-terminating",
-            "LifecycleActionToken": "c613620e-07e2-4ed2-a9e2-ef8258911ade",
-        }
-        with recorder.running("NodeTerminating"):
-            client.lambda_.invoke(
-                "node_terminating", client.events.generate_cw_event("aws.autoscaling", TERMINATING, termination, [])
-            )
-        # and workers draining it
-        for _ in range(3):
-            with recorder.running("PinWorker"):
-                client.lambda_.invoke("pin_worker", sqs_event(take(settings.queue_url)))
+        workers_run(client, recorder, settings.queue_url, rounds=3)
+        # and the schedules
+        the_schedules_run(client, recorder)
+        # and the fleet's Auto Scaling group terminating a node, and workers draining it
+        the_fleet_terminates_a_node(client, recorder)
+        workers_run(client, recorder, settings.queue_url, rounds=3)
 
     assert set(recorder.used) == set(FUNCTIONS)
     for function, used in recorder.used.items():
         statements = policy_of(function, names)
         # Then every call its code made is allowed
         assert [grant for grant in sorted(used) if not allows(statements, grant)] == [], function
-        # and it may touch nothing else (its event source's reads aside)
-        consumed = event_queue(function, names)
-        unused = {
-            (action, resource)
-            for action, resource in granted_on_data(statements) - used
-            if not (
-                resource == consumed and action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-            )
-        }
-        assert unused == set(), function
+        # and it may touch nothing else
+        assert unused_grants(function, used, statements, names) == set(), function

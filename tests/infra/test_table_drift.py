@@ -15,27 +15,33 @@ from chalicelib.storage.tables import MODELS, table_name
 from infra.render import STAGE_OPTIONS, output_path
 
 
-def model_view(model) -> dict[str, Any]:
-    """What DynamoDB must know of a model, read from its attributes."""
-    attributes = model.get_attributes()
-    keys = {
+def key_schema(attributes: Any) -> set[tuple[str, str]]:
+    """(name, HASH or RANGE) of the key attributes among `attributes`."""
+    return {
         (a.attr_name, "HASH" if a.is_hash_key else "RANGE")
         for a in attributes.values()
         if a.is_hash_key or a.is_range_key
     }
-    typed: set[tuple[str, str]] = {(name, attributes[name].attr_type) for name, _ in keys}
+
+
+def model_view(model) -> dict[str, Any]:
+    """What DynamoDB must know of a model, read from its attributes."""
+    attributes = model.get_attributes()
+    keys = key_schema(attributes)
     indexes = {}
     for index in model._indexes.values():
-        index_keys = {
-            (a.attr_name, "HASH" if a.is_hash_key else "RANGE")
-            for a in index.Meta.attributes.values()
-            if a.is_hash_key or a.is_range_key
-        }
-        typed |= {(name, attributes[name].attr_type) for name, _ in index_keys}
         kind = "global" if isinstance(index, GlobalSecondaryIndex) else "local"
-        indexes[index.Meta.index_name] = (kind, frozenset(index_keys), index.Meta.projection.projection_type)
+        index_keys = frozenset(key_schema(index.Meta.attributes))
+        indexes[index.Meta.index_name] = (kind, index_keys, index.Meta.projection.projection_type)
+    # Every attribute some key (of the table or an index) is made of, with its type.
+    key_names = {name for name, _ in keys} | {name for _, index_keys, _ in indexes.values() for name, _ in index_keys}
     ttl = [a.attr_name for a in attributes.values() if isinstance(a, TTLAttribute)]
-    return {"keys": keys, "types": typed, "indexes": indexes, "ttl": ttl[0] if ttl else None}
+    return {
+        "keys": keys,
+        "types": {(name, attributes[name].attr_type) for name in key_names},
+        "indexes": indexes,
+        "ttl": ttl[0] if ttl else None,
+    }
 
 
 def template_view(properties: dict[str, Any]) -> dict[str, Any]:
