@@ -282,46 +282,62 @@ def test_rpc_transport_answers_like_kubo(nodes: list[RunningNode]) -> None:
     assert stats["StorageMax"] == 10_000_000_000 and stats["RepoSize"] > 0
 
 
-@needs_libkubo
-def test_add_pin_over_bitswap_stat_unpin_cat(nodes: list[RunningNode]) -> None:
-    a, b = nodes
-    data = os.urandom(6 * 1024)
-    added = add_bytes(a, data, "six-kib.bin")
-    cid = added["Hash"]
-    assert added["Name"] == "six-kib.bin" and int(added["Size"]) > len(data)
-
+def _pin_add_streamed(node: RunningNode, cid: str, lines: int | None = None, **params: str) -> list[dict]:
+    """pin/add with progress, as the worker streams it: every line (or only the first `lines`)."""
     with requests.post(
-        f"{b.rpc_url}/api/v0/pin/add",
-        params={"arg": cid, "progress": "true"},
+        f"{node.rpc_url}/api/v0/pin/add",
+        params={"arg": cid, "progress": "true", **params},
         headers=AUTH,
         stream=True,
         timeout=HTTP_TIMEOUT,
     ) as response:
         assert response.status_code == 200
         assert response.headers["X-Chunked-Output"] == "1"
-        lines = [json.loads(line) for line in response.iter_lines() if line]
-    assert lines[-1] == {"Pins": [cid]}
-    assert all(set(line) <= {"Progress", "Bytes"} for line in lines[:-1])
+        assert response.headers["Trailer"] == "X-Stream-Error"
+        read = (json.loads(line) for line in response.iter_lines() if line)
+        return list(read) if lines is None else [next(read) for _ in range(lines)]
 
-    listed = rpc(b, "pin/ls", arg=cid, type="recursive")
+
+def _assert_pinned_with_its_dag(node: RunningNode, cid: str, size: int) -> None:
+    listed = rpc(node, "pin/ls", arg=cid, type="recursive")
     assert listed.status_code == 200
     assert listed.json() == {"Keys": {cid: {"Type": "recursive"}}}
+    stat_ = rpc(node, "dag/stat", arg=cid, progress="false", offline="true").json()
+    assert stat_["TotalSize"] == size
+    assert stat_["DagStats"] == [{"Cid": cid, "Size": size, "NumBlocks": 1}]
 
-    stat_ = rpc(b, "dag/stat", arg=cid, progress="false", offline="true").json()
-    assert stat_["TotalSize"] == int(added["Size"])
-    assert stat_["DagStats"] == [{"Cid": cid, "Size": int(added["Size"]), "NumBlocks": 1}]
 
+def _assert_unpinned_for_good(node: RunningNode, cid: str) -> None:
+    removed = rpc(node, "pin/rm", arg=cid)
+    assert removed.status_code == 200 and removed.json() == {"Pins": [cid]}
+    gone = rpc(node, "pin/ls", arg=cid, type="recursive")
+    assert gone.status_code == 500
+    assert gone.json()["Message"] == f"path '{cid}' is not pinned"
+    again = rpc(node, "pin/rm", arg=cid)
+    assert again.status_code == 500 and again.json()["Message"] == "not pinned or pinned indirectly"
+
+
+@needs_libkubo
+def test_add_pin_over_bitswap_stat_unpin_cat(nodes: list[RunningNode]) -> None:
+    a, b = nodes
+    # Given content added to node a
+    data = os.urandom(6 * 1024)
+    added = add_bytes(a, data, "six-kib.bin")
+    cid = added["Hash"]
+    assert added["Name"] == "six-kib.bin" and int(added["Size"]) > len(data)
+
+    # When node b pins it (fetching it over bitswap), with progress
+    lines = _pin_add_streamed(b, cid)
+
+    # Then progress lines, then the pin; b holds the DAG and serves it
+    assert lines[-1] == {"Pins": [cid]}
+    assert all(set(line) <= {"Progress", "Bytes"} for line in lines[:-1])
+    _assert_pinned_with_its_dag(b, cid, int(added["Size"]))
     cat = rpc(b, "cat", arg=cid)
     assert cat.status_code == 200 and cat.content == data
     assert rpc(b, "cat", arg=cid, offset=10, length=5).content == data[10:15]
-
-    removed = rpc(b, "pin/rm", arg=cid)
-    assert removed.status_code == 200 and removed.json() == {"Pins": [cid]}
-    gone = rpc(b, "pin/ls", arg=cid, type="recursive")
-    assert gone.status_code == 500
-    assert gone.json()["Message"] == f"path '{cid}' is not pinned"
-    again = rpc(b, "pin/rm", arg=cid)
-    assert again.status_code == 500 and again.json()["Message"] == "not pinned or pinned indirectly"
+    # and an unpin is final
+    _assert_unpinned_for_good(b, cid)
 
 
 @needs_libkubo
@@ -364,53 +380,50 @@ def test_pin_update_keeps_the_old_pin_when_asked(nodes: list[RunningNode]) -> No
     assert rpc(b, "pin/ls", arg=old, type="recursive").status_code == 500
 
 
+def _dag_missing_a_leaf(node: RunningNode) -> tuple[str, CID, int]:
+    """Content added to `node`, then one of its 3 leaves deleted: (root CID, the lost leaf, bytes still there)."""
+    cid = add_bytes(node, os.urandom(700_000))["Hash"]  # root + 3 leaves of 256 KiB
+    store = Blockstore(node.repo)
+    leaves = dag_pb_links(store.get(parse_cid(cid)))
+    assert len(leaves) == 3
+    lost = store.path_of(leaves[1])
+    dag_size = int(rpc(node, "dag/stat", arg=cid, progress="false").json()["TotalSize"])
+    remaining = dag_size - lost.stat().st_size
+    lost.unlink()
+    return cid, leaves[1], remaining
+
+
+def _wait_for_log_line(node: RunningNode, text: str, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while text not in node.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return text in node.log_path.read_text()
+
+
 @needs_libkubo
 def test_stalled_pin_reports_progress_and_survives_disconnect(nodes: list[RunningNode]) -> None:
     """A DAG whose origin lost one leaf: the pin can never finish. Progress
     counts what arrived; a client that goes away or times out stops waiting
     (libkubo cannot cancel, so the pin keeps trying in the background)."""
     a, b = nodes
-    cid = add_bytes(a, os.urandom(700_000))["Hash"]  # root + 3 leaves of 256 KiB
-    store = Blockstore(a.repo)
-    leaves = dag_pb_links(store.get(parse_cid(cid)))
-    assert len(leaves) == 3
-    lost = store.path_of(leaves[1])
-    lost_size, dag_size = lost.stat().st_size, int(rpc(a, "dag/stat", arg=cid, progress="false").json()["TotalSize"])
-    lost.unlink()
+    # Given a DAG on a that lost one of its leaves
+    cid, lost, remaining = _dag_missing_a_leaf(a)
 
-    started = time.monotonic()
-    with requests.post(
-        f"{b.rpc_url}/api/v0/pin/add",
-        params={"arg": cid, "progress": "true"},
-        headers=AUTH,
-        stream=True,
-        timeout=HTTP_TIMEOUT,
-    ) as response:
-        lines = response.iter_lines()
-        progress = [json.loads(next(lines)) for _ in range(3)]
-    assert time.monotonic() - started < 5
-    assert progress[-1]["Progress"] == 3  # root and two leaves
-    assert progress[-1]["Bytes"] == dag_size - lost_size
+    # When b pins it, and the client leaves after three progress lines
+    progress = _pin_add_streamed(b, cid, lines=3)
+    # Then those count the root and the two leaves that arrived
+    assert progress[-1] == {"Progress": 3, "Bytes": remaining}
 
-    with requests.post(
-        f"{b.rpc_url}/api/v0/pin/add",
-        params={"arg": cid, "progress": "true", "timeout": "1200ms"},
-        headers=AUTH,
-        stream=True,
-        timeout=HTTP_TIMEOUT,
-    ) as response:
-        assert response.headers["Trailer"] == "X-Stream-Error"
-        timed_out = [json.loads(line) for line in response.iter_lines() if line]
+    # When a client gives the pin a timeout
+    timed_out = _pin_add_streamed(b, cid, timeout="1200ms")
+    # Then the stream ends without the pin, and nothing is pinned
     assert timed_out and all("Pins" not in line for line in timed_out)
-
     assert rpc(b, "pin/ls", arg=cid, type="recursive").status_code == 500
     missing = rpc(b, "dag/stat", arg=cid, progress="false", offline="true")
     assert missing.status_code == 500
-    assert missing.json()["Message"] == f"block was not found locally (offline): ipld: could not find {leaves[1]}"
-    deadline = time.monotonic() + 5
-    while "client went away" not in b.log_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "client went away" in b.log_path.read_text()
+    assert missing.json()["Message"] == f"block was not found locally (offline): ipld: could not find {lost}"
+    # and the node noticed the first client leaving, and still serves, on loopback only
+    assert _wait_for_log_line(b, "client went away")
     assert rpc(b, "id").status_code == 200
     assert non_loopback_sockets(a.pid) == [] and non_loopback_sockets(b.pid) == []
 
