@@ -56,8 +56,28 @@ def _machine() -> str:
     )
 
 
+def _run_one(name: str, quick: bool) -> bool:
+    """Runs bench.`name` in a fresh process; whether it succeeded."""
+    print(f"\n===== bench.{name} =====", flush=True)
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}"] + (["--quick"] if quick else []),
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,  # the service logs JSON lines to stderr; shown only on failure
+        text=True,
+        check=False,
+    )
+    print(f"(bench.{name}: {time.perf_counter() - began:.0f} s)", flush=True)
+    if done.returncode != 0:
+        print(f"bench.{name} FAILED (exit {done.returncode}):\n{done.stderr[-6000:]}", flush=True)
+    return done.returncode == 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in args or "-h" in args:
+        print(f"{__doc__}\nbenchmarks: {', '.join(benchmarks())}")
+        return 0
     quick = "--quick" in args
     available = benchmarks()
     chosen: list[str] = [arg for arg in args if arg != "--quick"] or available
@@ -69,19 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     failed = []
     for name in chosen:
-        print(f"\n===== bench.{name} =====", flush=True)
-        began = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}"] + (["--quick"] if quick else []),
-            cwd=REPO_ROOT,
-            stderr=subprocess.PIPE,  # the service logs JSON lines to stderr; shown only on failure
-            text=True,
-            check=False,
-        )
-        print(f"(bench.{name}: {time.perf_counter() - began:.0f} s)", flush=True)
-        if done.returncode != 0:
+        if not _run_one(name, quick):
             failed.append(name)
-            print(f"bench.{name} FAILED (exit {done.returncode}):\n{done.stderr[-6000:]}", flush=True)
     print(
         f"\nall benchmarks: {time.perf_counter() - started:.0f} s"
         + (f"; FAILED: {', '.join(failed)}" if failed else "")

@@ -78,46 +78,61 @@ def import_profile(modules: str, top: int = 8) -> list[tuple[str, float]]:
     return sorted(entries, key=lambda e: e[1], reverse=True)[:top]
 
 
-def run(quick: bool) -> dict[str, object]:
-    runs = 7 if quick else 21
+Sample = tuple[float, float]  # (import seconds in the child, whole-process wall seconds)
+
+
+def _samples(runs: int) -> dict[str, list[Sample]]:
     labels = list(SUBJECTS)
     for label in labels:  # warm-up, discarded: bytecode compiled, page cache filled
         run_once(SUBJECTS[label])
-    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+    samples: dict[str, list[Sample]] = {label: [] for label in labels}
     for round_no in range(runs):
         order = labels if round_no % 2 == 0 else labels[::-1]  # interleaved, alternating first
         for label in order:
             samples[label].append(run_once(SUBJECTS[label]))
+    return samples
 
-    app_label, base_label = labels
+
+def _ms_range(values: list[float]) -> str:
+    return f"{min(values) * 1000:.0f}-{max(values) * 1000:.0f}"
+
+
+def _subject_row(label: str, samples: list[Sample], medians: Sample) -> list[object]:
+    imports = [sample[0] for sample in samples]
+    walls = [sample[1] for sample in samples]
+    return [
+        label,
+        len(imports),
+        f"{medians[0] * 1000:.0f}",
+        _ms_range(imports),
+        f"{medians[1] * 1000:.0f}",
+        _ms_range(walls),
+    ]
+
+
+def _ratio_row(app: list[Sample], base: list[Sample], ratio_import: float, ratio_wall: float) -> list[object]:
+    def min_ratio(index: int) -> float:
+        return min(sample[index] for sample in app) / min(sample[index] for sample in base)
+
+    return [
+        "ratio app / libraries",
+        "",
+        f"{ratio_import:.2f}",
+        f"min/min {min_ratio(0):.2f}",
+        f"{ratio_wall:.2f}",
+        f"min/min {min_ratio(1):.2f}",
+    ]
+
+
+def run(quick: bool) -> dict[str, object]:
+    runs = 7 if quick else 21
+    samples = _samples(runs)
+    app_label, base_label = labels = list(SUBJECTS)
     med = {label: (median(s[0] for s in samples[label]), median(s[1] for s in samples[label])) for label in labels}
     ratio_import = med[app_label][0] / med[base_label][0]
     ratio_wall = med[app_label][1] / med[base_label][1]
-    rows = []
-    for label in labels:
-        imports = sorted(s[0] for s in samples[label])
-        walls = sorted(s[1] for s in samples[label])
-        rows.append(
-            [
-                label,
-                len(imports),
-                f"{med[label][0] * 1000:.0f}",
-                f"{imports[0] * 1000:.0f}-{imports[-1] * 1000:.0f}",
-                f"{med[label][1] * 1000:.0f}",
-                f"{walls[0] * 1000:.0f}-{walls[-1] * 1000:.0f}",
-            ]
-        )
-    mins = {label: (min(s[0] for s in samples[label]), min(s[1] for s in samples[label])) for label in labels}
-    rows.append(
-        [
-            "ratio app / libraries",
-            "",
-            f"{ratio_import:.2f}",
-            f"min/min {mins[app_label][0] / mins[base_label][0]:.2f}",
-            f"{ratio_wall:.2f}",
-            f"min/min {mins[app_label][1] / mins[base_label][1]:.2f}",
-        ]
-    )
+    rows = [_subject_row(label, samples[label], med[label]) for label in labels]
+    rows.append(_ratio_row(samples[app_label], samples[base_label], ratio_import, ratio_wall))
     load = os.getloadavg()[0]
     print(
         f"\ncold_start: {runs} fresh processes each, interleaved, cwd={REPO_ROOT}, AWS_ENDPOINT_URL unset, "

@@ -26,7 +26,7 @@ import os
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -227,21 +227,6 @@ class WorkerStack:
             got += [QueuedMessage(m["MessageId"], m["Body"]) for m in messages]
         return got
 
-    def rebuild_worker(self, **changes: Any) -> Any:
-        """A fresh worker (as in a new container) reading changed settings."""
-        from chalicelib.fleet.holds import PinHolds
-        from chalicelib.worker.pin_worker import PinWorker
-
-        self.settings = self.services.settings = replace(self.services.settings, **changes)
-        self.services.__dict__["worker"] = PinWorker(
-            self.settings,
-            self.services.store,
-            self.services.registry,
-            PinHolds(lease_seconds=15 * 60),
-            self.services.kubo,
-        )
-        return self.services.worker
-
 
 def worker_stack(backends: Backends, prefix: str, **changes: Any) -> WorkerStack:
     """Queue, tables, the fleet's nodes registered, a tenant; settings as in
@@ -353,87 +338,127 @@ def _spread(values: list[float]) -> str:
     return _num(_med(values)) if lo == hi else f"{_num(_med(values))} ({_num(lo)}-{_num(hi)})"
 
 
+def _excluding_connects(kubo: Counter) -> int:
+    return sum(count for path, count in kubo.items() if path != "swarm/connect")
+
+
+class _Columns:
+    """One table column per run (label), each cell the spread of a value over its pins."""
+
+    def __init__(self, runs: dict[str, list[PinCost]]) -> None:
+        self.runs = runs
+        self.labels = list(runs)
+
+    def spread(self, extract: Callable[[PinCost], float]) -> list[str]:
+        return [_spread([float(extract(cost)) for cost in self.runs[label]]) for label in self.labels]
+
+    def median(self, extract: Callable[[PinCost], float]) -> dict[str, float]:
+        return {label: _med(extract(cost) for cost in self.runs[label]) for label in self.labels}
+
+    def formatted(self, summary: Callable[[Iterable[float]], float], extract: Callable[[PinCost], float]) -> list[str]:
+        return [f"{summary(extract(cost) for cost in self.runs[label]):.2f}" for label in self.labels]
+
+
+def _verdict(values_by_label: dict[str, float], limit: float) -> str:
+    return "met" if all(value <= limit for value in values_by_label.values()) else "NOT MET"
+
+
+def _dynamo_rows(columns: _Columns) -> list[list[Any]]:
+    keys = sorted({key for costs in columns.runs.values() for cost in costs for key in cost.dynamo})
+    total = columns.median(lambda cost: sum(cost.dynamo.values()))
+    rows: list[list[Any]] = [
+        [
+            "DynamoDB requests per pin",
+            *columns.spread(lambda cost: sum(cost.dynamo.values())),
+            "<= 6",
+            _verdict(total, 6),
+        ]
+    ]
+    rows += [[f"  {key}", *columns.spread(lambda cost, k=key: cost.dynamo.get(k, 0)), "", ""] for key in keys]
+    rows.append(["  of which failed (conditions)", *columns.spread(lambda cost: cost.dynamo_errors), "", ""])
+    return rows
+
+
+def _kubo_rows(columns: _Columns, replicas: int) -> list[list[Any]]:
+    keys = sorted({key for costs in columns.runs.values() for cost in costs for key in cost.kubo} - {"swarm/connect"})
+    per_pin = columns.median(lambda cost: _excluding_connects(cost.kubo))
+    rows: list[list[Any]] = [
+        [
+            "Kubo calls per pin, excl. swarm/connect",
+            *columns.spread(lambda cost: _excluding_connects(cost.kubo)),
+            "<= 4 per pin",
+            _verdict(per_pin, 4),
+        ]
+    ]
+    rows += [[f"  {key}", *columns.spread(lambda cost, k=key: cost.kubo.get(k, 0)), "", ""] for key in keys]
+    rows.append(
+        [
+            f"Kubo calls per replica ({replicas}), excl. swarm/connect",
+            *columns.spread(lambda cost: _excluding_connects(cost.kubo) / replicas),
+            "<= 4 per replica",
+            _verdict({label: value / replicas for label, value in per_pin.items()}, 4),
+        ]
+    )
+    return rows
+
+
+def _connect_rows(columns: _Columns, replicas: int) -> list[list[Any]]:
+    connects = columns.median(lambda cost: cost.kubo.get("swarm/connect", 0))
+    target = {label: (0 if label == "no origins" else len(ORIGINS)) for label in columns.labels}
+    met = all(connects[label] <= target[label] for label in columns.labels)
+    return [
+        [
+            "swarm/connect per pin",
+            *columns.spread(lambda cost: cost.kubo.get("swarm/connect", 0)),
+            "1 per origin",
+            "met" if met else "NOT MET",
+        ],
+        [
+            "swarm/connect per replica",
+            *columns.spread(lambda cost: cost.kubo.get("swarm/connect", 0) / replicas),
+            "",
+            "",
+        ],
+    ]
+
+
+def _time_rows(columns: _Columns) -> list[list[Any]]:
+    return [
+        ["SQS sends per pin", *columns.spread(lambda cost: cost.sqs_sends), "0", ""],
+        ["worker CPU ms per pin, median", *columns.formatted(_med, lambda cost: cost.cpu_ms), "", ""],
+        ["worker CPU ms per pin, p90", *columns.formatted(_p90, lambda cost: cost.cpu_ms), "", ""],
+        ["worker wall ms per pin, median", *columns.formatted(_med, lambda cost: cost.wall_ms), "", ""],
+    ]
+
+
+def _measure(n: int, warm: int) -> dict[str, list[PinCost]]:
+    with Backends(nodes=3, seconds_per_block=0.0, tick=0.01) as backends:
+        stack = worker_stack(backends, "wcost")
+        # Warm container: models' clients, Kubo sessions, the fleet cached, imports done.
+        measure_pins(stack, backends, "warm", warm, ORIGINS)
+        return {
+            "no origins": measure_pins(stack, backends, "plain", n, ()),
+            "2 origins": measure_pins(stack, backends, "origins", n, ORIGINS),
+        }
+
+
 def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
     logging.getLogger("pinning").setLevel(logging.WARNING)  # no log line per pin in the CPU time
     n = 12 if quick else 60
-    warm = 2 if quick else 5
     replicas = 2
-    with Backends(nodes=3, seconds_per_block=0.0, tick=0.01) as backends:
-        stack = worker_stack(backends, "wcost")
-        # Warm container: models' clients, Kubo sessions, the fleet cached, imports done.
-        measure_pins(stack, backends, "warm", warm, ORIGINS)
-        runs = {
-            "no origins": measure_pins(stack, backends, "plain", n, ()),
-            "2 origins": measure_pins(stack, backends, "origins", n, ORIGINS),
-        }
-
-    labels = list(runs)
-    dynamo_keys = sorted({key for costs in runs.values() for c in costs for key in c.dynamo})
-    kubo_keys = sorted({key for costs in runs.values() for c in costs for key in c.kubo} - {"swarm/connect"})
-
-    def col(extract: Any) -> list[str]:
-        return [_spread([float(extract(c)) for c in runs[label]]) for label in labels]
-
-    def verdict_of(values_by_label: dict[str, float], limit: float) -> str:
-        return "met" if all(v <= limit for v in values_by_label.values()) else "NOT MET"
-
-    dyn_total = {label: _med(sum(c.dynamo.values()) for c in runs[label]) for label in labels}
-    kubo_pin = {
-        label: _med(sum(v for k, v in c.kubo.items() if k != "swarm/connect") for c in runs[label]) for label in labels
-    }
-    connects = {label: _med(c.kubo.get("swarm/connect", 0) for c in runs[label]) for label in labels}
-
-    rows: list[list[Any]] = []
-    rows.append(
-        ["DynamoDB requests per pin"] + col(lambda c: sum(c.dynamo.values())) + ["<= 6", verdict_of(dyn_total, 6)]
-    )
-    for key in dynamo_keys:
-        rows.append([f"  {key}"] + col(lambda c, k=key: c.dynamo.get(k, 0)) + ["", ""])
-    rows.append(["  of which failed (conditions)"] + col(lambda c: c.dynamo_errors) + ["", ""])
-    rows.append(
-        ["Kubo calls per pin, excl. swarm/connect"]
-        + col(lambda c: sum(v for k, v in c.kubo.items() if k != "swarm/connect"))
-        + ["<= 4 per pin", verdict_of(kubo_pin, 4)]
-    )
-    for key in kubo_keys:
-        rows.append([f"  {key}"] + col(lambda c, k=key: c.kubo.get(k, 0)) + ["", ""])
-    rows.append(
-        [f"Kubo calls per replica ({replicas}), excl. swarm/connect"]
-        + col(lambda c: sum(v for k, v in c.kubo.items() if k != "swarm/connect") / replicas)
-        + ["<= 4 per replica", verdict_of({k: v / replicas for k, v in kubo_pin.items()}, 4)]
-    )
-    connect_target = {label: (0 if label == "no origins" else len(ORIGINS)) for label in labels}
-    rows.append(
-        ["swarm/connect per pin"]
-        + col(lambda c: c.kubo.get("swarm/connect", 0))
-        + [
-            "1 per origin",
-            "met" if all(connects[label] <= connect_target[label] for label in labels) else "NOT MET",
-        ]
-    )
-    rows.append(["swarm/connect per replica"] + col(lambda c: c.kubo.get("swarm/connect", 0) / replicas) + ["", ""])
-    rows.append(["SQS sends per pin"] + col(lambda c: c.sqs_sends) + ["0", ""])
-    rows.append(
-        ["worker CPU ms per pin, median"]
-        + [f"{_med(c.cpu_ms for c in runs[label]):.2f}" for label in labels]
-        + ["", ""]
-    )
-    rows.append(
-        ["worker CPU ms per pin, p90"] + [f"{_p90(c.cpu_ms for c in runs[label]):.2f}" for label in labels] + ["", ""]
-    )
-    rows.append(
-        ["worker wall ms per pin, median"]
-        + [f"{_med(c.wall_ms for c in runs[label]):.2f}" for label in labels]
-        + ["", ""]
+    runs = _measure(n, warm=2 if quick else 5)
+    columns = _Columns(runs)
+    rows = (
+        _dynamo_rows(columns) + _kubo_rows(columns, replicas) + _connect_rows(columns, replicas) + _time_rows(columns)
     )
 
     print_table(
         f"Worker cost per pin, happy path (new CID, {replicas} replicas of 3 nodes, zero-latency fake Kubo; "
         f"median (range) over {n} pins each, one pin per process_batch call)",
-        ["per pin", *labels, "target", "verdict"],
+        ["per pin", *columns.labels, "target", "verdict"],
         rows,
         note=(
             "Per pin = all replicas together; per replica = per pin / "
