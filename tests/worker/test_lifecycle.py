@@ -350,10 +350,11 @@ def test_content_that_turns_up_later_is_pinned_by_a_following_run(fleet, kubos, 
 
 
 class InvocationTime:
-    """The `time` module as the worker's batch and Kubo client see it, with a
-    monotonic clock that moves only as the fake nodes fetch: SECONDS_PER_BLOCK
-    for every block any of them has. How far the work got, not how busy the
-    machine is, decides when the invocation's deadline comes."""
+    """The `time` module as the worker's batch (which sets the invocation's
+    deadline) and the Kubo client (which checks it) see it, with a monotonic
+    clock that moves only as the fake nodes fetch: SECONDS_PER_BLOCK for every
+    block any of them has. How far the work got, not how busy the machine is,
+    decides when the deadline comes."""
 
     SECONDS_PER_BLOCK = 60.0
 
