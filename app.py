@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
+from chalice.app import Request
 
 from chalicelib.api.errors import not_found
 from chalicelib.api.http import json_response
@@ -41,12 +42,19 @@ def failure_shape(event: Any, get_response: Callable[[Any], Response]) -> Respon
     return in_failure_shape(get_response(event))
 
 
+def _request() -> Request:
+    request = app.current_request
+    if request is None:  # Chalice sets it before any route's view runs
+        raise RuntimeError("no current request outside an HTTP route")
+    return request
+
+
 def _tenant() -> str:
-    return services().authenticator.tenant_for(app.current_request.headers.get("authorization"))
+    return services().authenticator.tenant_for(_request().headers.get("authorization"))
 
 
 def _body() -> PinRequest:
-    request = app.current_request
+    request = _request()
     return parse_pin_body(request.raw_body, request.headers.get("content-type"), services().settings.max_body_bytes)
 
 
@@ -54,7 +62,7 @@ def _body() -> PinRequest:
 @api_view
 def list_pins() -> Response:
     tenant_id = _tenant()
-    query = parse_list_query(app.current_request.query_params)
+    query = parse_list_query(_request().query_params)
     records, count = services().pins.list(tenant_id, query)
     return json_response(pin_results(records, count))
 
@@ -114,7 +122,7 @@ PIN_DEAD_LETTERS = "pinning-service-pins-dlq"
 
 
 @app.on_sqs_message(queue=PIN_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
-def pin_worker(event: Any) -> dict:
+def pin_worker(event: Any) -> dict[str, list[dict[str, str]]]:
     """Pins and unpins on the fleet; returns the messages that must come back."""
     worker_services = services()
     batch = [QueuedMessage(record.to_dict()["messageId"], record.body) for record in event]
@@ -131,7 +139,7 @@ def pin_dead_letters(event: Any) -> None:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def check_fleet_health(event: Any) -> dict:
+def check_fleet_health(event: Any) -> dict[str, bool]:
     """Reachability and free space of every node, for placement."""
     results = check_fleet(services().registry, services().kubo)
     settings = services().settings

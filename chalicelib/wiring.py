@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from chalicelib.config import Settings, read_secret
 from chalicelib.fleet.holds import PinHolds
@@ -17,6 +18,10 @@ from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 from chalicelib.tenants.authenticator import Authenticator
+
+if TYPE_CHECKING:  # loaded only by the functions that call Kubo
+    from chalicelib.kubo.client import KuboClient
+    from chalicelib.worker.pin_worker import PinWorker
 
 
 class Services:
@@ -35,10 +40,10 @@ class Services:
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
         )
-        self._kubo_clients: dict[str, object] = {}
+        self._kubo_clients: dict[str, KuboClient] = {}
         self._kubo_lock = threading.Lock()
 
-    def kubo(self, node: NodeRecord):
+    def kubo(self, node: NodeRecord) -> KuboClient:
         """One client (and connection pool) per node and container."""
         from chalicelib.kubo.client import KuboClient
 
@@ -59,7 +64,7 @@ class Services:
         return f"Bearer {secret}" if secret else None
 
     @cached_property
-    def worker(self):
+    def worker(self) -> PinWorker:
         from chalicelib.worker.pin_worker import PinWorker
 
         # A removal lease outlives the longest Lambda run (15 minutes).

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chalice import Response
 
 from chalicelib.api.http import json_response
@@ -20,7 +22,7 @@ class ApiError(Exception):
         return failure(self.status, self.reason, self.details, self.headers)
 
 
-def failure(status: int, reason: str, details: str, headers: dict[str, str] | None = None) -> Response:
+def failure(status: int, reason: str, details: str, headers: Mapping[str, str | list[str]] | None = None) -> Response:
     return json_response({"error": {"reason": reason, "details": details}}, status, headers)
 
 

@@ -31,7 +31,7 @@ def _invalid(error: InvalidRequest) -> ApiError:
     return bad_request(error.reason, error.details)
 
 
-def parse_pin_body(raw: bytes | None, content_type: str | None, max_bytes: int) -> PinRequest:
+def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes: int) -> PinRequest:
     if raw is not None and len(raw) > max_bytes:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body is larger than {max_bytes} bytes")
     media_type = (content_type or "application/json").split(";")[0].strip().lower()

@@ -6,12 +6,15 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.node_record import NodeRecord
+
+if TYPE_CHECKING:
+    from chalicelib.kubo.client import KuboClient
 
 logger = logging.getLogger("pinning.fleet")
 
@@ -19,7 +22,7 @@ logger = logging.getLogger("pinning.fleet")
 METRIC_NAMESPACE = "PinningService"
 
 
-def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], object]) -> dict[str, bool]:
+def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], KuboClient]) -> dict[str, bool]:
     """Asks every node for its identity and repo size; records the answers."""
 
     def check(node: NodeRecord) -> bool:

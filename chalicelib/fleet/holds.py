@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition, Or
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.timestamps import now_ms
@@ -65,7 +67,7 @@ class PinHolds:
         after its request was gone)."""
         key = node_pin_key(node_id, cid_key)
         now = self._clock()
-        lease = [NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)]
+        lease: list[Action] = [NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)]
         connection = NodePin._get_connection().connection
         try:
             # The last holder takes the removal in the same transaction.
@@ -94,7 +96,7 @@ class PinHolds:
             return self._resume(key, token, now, lease, force)
         return False
 
-    def _resume(self, key: str, token: str, now: int, lease, force: bool) -> bool:
+    def _resume(self, key: str, token: str, now: int, lease: list[Action], force: bool) -> bool:
         """Not a holder (any more): own the removal only if it is ours and unfinished, or forced."""
         mine = NodePin.releasing_by == token
         owner = (mine | _no_release(now)) if force else mine
@@ -127,5 +129,5 @@ class PinHolds:
                 raise
 
 
-def _no_release(now: int):
-    return NodePin.releasing_by.does_not_exist() | (NodePin.releasing_until_ms < now)
+def _no_release(now: int) -> Condition:
+    return Or(NodePin.releasing_by.does_not_exist(), NodePin.releasing_until_ms < now)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib.fleet.removal import NodeRemoval
+
+if TYPE_CHECKING:
+    from types_boto3_autoscaling import AutoScalingClient
 
 logger = logging.getLogger("pinning.fleet")
 
@@ -61,14 +64,8 @@ class Termination:
             return None
 
 
-class LifecycleActions(Protocol):
-    """The part of the boto3 Auto Scaling client used here."""
-
-    def complete_lifecycle_action(self, **kwargs: Any) -> Any: ...
-
-
 def release_terminating_node(
-    event: Mapping[str, Any], stage: str, removal: NodeRemoval, autoscaling: LifecycleActions
+    event: Mapping[str, Any], stage: str, removal: NodeRemoval, autoscaling: AutoScalingClient
 ) -> str | None:
     """Removes a terminating fleet node from the registry (queuing its
     drain), then lets its group terminate it. Returns the node id; None for

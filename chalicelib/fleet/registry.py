@@ -80,12 +80,10 @@ class NodeRegistry:
 
     def record_health(self, node_id: str, healthy: bool, free_bytes: int | None) -> None:
         try:
+            # Unknown free space (a node that never answered) is no attribute at all.
+            free_space = NodeRecord.free_bytes.remove() if free_bytes is None else NodeRecord.free_bytes.set(free_bytes)
             NodeRecord(FLEET_PARTITION, node_id).update(
-                actions=[
-                    NodeRecord.healthy.set(healthy),
-                    NodeRecord.free_bytes.set(free_bytes),
-                    NodeRecord.checked_ms.set(self._clock()),
-                ],
+                actions=[NodeRecord.healthy.set(healthy), free_space, NodeRecord.checked_ms.set(self._clock())],
                 condition=NodeRecord.node_id.exists(),
             )
         except UpdateError as error:

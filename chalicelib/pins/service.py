@@ -7,7 +7,7 @@ message), then the message is handed to the queue.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from chalicelib.fleet.placement import delegates_of, place
 from chalicelib.fleet.registry import NodeRegistry
@@ -16,6 +16,7 @@ from chalicelib.pins.request_ids import created_ms_of, new_request_id
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import PinRequested, ReleasedPin, UnpinRequested
 from chalicelib.queue.outbox import Outbox
+from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
 
@@ -109,7 +110,7 @@ class PinService:
             return record
         raise RuntimeError("no free millisecond for a new pin")
 
-    def _placement(self, cid_key: str) -> Sequence:
+    def _placement(self, cid_key: str) -> builtins.list[NodeRecord]:
         nodes = self._registry.nodes()
         if not nodes:
             raise NoStorageNodes("no storage nodes are registered")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
 
 STATE = "state"
 _HOLDER = "holder#"
@@ -28,7 +30,7 @@ def holder_key(tenant_id: str, request_id: str) -> str:
     return f"{_HOLDER}{tenant_id}#{request_id}"
 
 
-class NodeHoldersIndex(GlobalSecondaryIndex):
+class NodeHoldersIndex(GlobalSecondaryIndex["NodePin"]):
     """Holder items by node (state items have no `node_id`, so are not in it)."""
 
     class Meta:
@@ -49,10 +51,10 @@ class NodePin(Model):
     entry = UnicodeAttribute(range_key=True)
     # Holder items only: the node, for `by_node`.
     node_id = UnicodeAttribute(null=True)
-    holders = NumberAttribute(default=0)
+    holders = IntegerAttribute(default=0)
     # While set and not expired, a worker is unpinning: do not trust the pin.
     releasing_by = UnicodeAttribute(null=True)
-    releasing_until_ms = NumberAttribute(null=True)
+    releasing_until_ms = IntegerAttribute(null=True)
 
     by_node = NodeHoldersIndex()
 

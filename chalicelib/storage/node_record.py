@@ -6,13 +6,10 @@ All nodes share one partition so placement reads the fleet with one Query
 
 from __future__ import annotations
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    ListAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-)
+from pynamodb.attributes import BooleanAttribute, UnicodeAttribute
 from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute, string_list
 
 FLEET_PARTITION = "fleet"
 
@@ -26,9 +23,9 @@ class NodeRecord(Model):
     node_id = UnicodeAttribute(range_key=True)
     rpc_url = UnicodeAttribute()
     peer_id = UnicodeAttribute()
-    multiaddrs = ListAttribute(of=UnicodeAttribute, default=list)
-    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    multiaddrs = string_list()
+    tags = string_list()
     healthy = BooleanAttribute(default=True)
-    free_bytes = NumberAttribute(null=True)
-    checked_ms = NumberAttribute(null=True)
-    registered_ms = NumberAttribute()
+    free_bytes = IntegerAttribute(null=True)
+    checked_ms = IntegerAttribute(null=True)
+    registered_ms = IntegerAttribute()

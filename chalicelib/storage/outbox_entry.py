@@ -6,8 +6,10 @@ died, SQS failed) is re-sent by the sweeper. Shards spread the write load.
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import UnicodeAttribute
 from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
 
 
 class OutboxEntry(Model):
@@ -19,4 +21,4 @@ class OutboxEntry(Model):
     # "<created ms, 13 digits>#<message id>": oldest first within a shard.
     entry_id = UnicodeAttribute(range_key=True)
     body = UnicodeAttribute()
-    created_ms = NumberAttribute()
+    created_ms = IntegerAttribute()

@@ -105,7 +105,8 @@ def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sl
     found: dict[str, BucketCounts] = {key: {} for key in keys}
     pending = [{"bucket": {"S": key}} for key in found]
     for attempt in range(READ_ROUNDS):
-        response = connection.batch_get_item(pending, consistent_read=True)
+        # Key maps, as Model.batch_get passes too; PynamoDB annotates them as str.
+        response = connection.batch_get_item(pending, consistent_read=True)  # type: ignore[arg-type]
         for item in response.get("Responses", {}).get(table, []):
             key = item.pop("bucket")["S"]
             found[key] = {name: int(value["N"]) for name, value in item.items()}

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.attributes import (
-    ListAttribute,
-    MapAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-)
+from pynamodb.attributes import MapAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
-STATUSES = ("queued", "pinning", "pinned", "failed")
+from chalicelib.storage.attributes import IntegerAttribute, string_list
 
 
 def plain_map(value: Any) -> dict[str, str]:
@@ -33,7 +28,7 @@ def sort_key(prefix: str, created_ms: int) -> str:
     return f"{prefix}#{created_ms:013d}"
 
 
-class StatusIndex(LocalSecondaryIndex):
+class StatusIndex(LocalSecondaryIndex["PinRecord"]):
     class Meta:
         index_name = "status-created"
         projection = AllProjection()
@@ -42,7 +37,7 @@ class StatusIndex(LocalSecondaryIndex):
     status_sort = UnicodeAttribute(range_key=True)
 
 
-class CidIndex(LocalSecondaryIndex):
+class CidIndex(LocalSecondaryIndex["PinRecord"]):
     class Meta:
         index_name = "cid-created"
         projection = AllProjection()
@@ -51,7 +46,7 @@ class CidIndex(LocalSecondaryIndex):
     cid_sort = UnicodeAttribute(range_key=True)
 
 
-class NameIndex(LocalSecondaryIndex):
+class NameIndex(LocalSecondaryIndex["PinRecord"]):
     """Exact names; the key holds a digest of the name, which may be 255
     characters of UTF-8 and would not fit a sort key next to the time."""
 
@@ -63,7 +58,7 @@ class NameIndex(LocalSecondaryIndex):
     name_sort = UnicodeAttribute(range_key=True)
 
 
-class FoldedNameIndex(LocalSecondaryIndex):
+class FoldedNameIndex(LocalSecondaryIndex["PinRecord"]):
     """Case-insensitive names (`match=iexact`)."""
 
     class Meta:
@@ -80,18 +75,18 @@ class PinRecord(Model):
         billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
-    created_ms = NumberAttribute(range_key=True)
+    created_ms = IntegerAttribute(range_key=True)
     request_id = UnicodeAttribute()
     status = UnicodeAttribute()
     cid = UnicodeAttribute()
     cid_key = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
     folded_name = UnicodeAttribute(null=True)
-    origins = ListAttribute(of=UnicodeAttribute, default=list)
-    meta = MapAttribute(default=dict)
-    info = MapAttribute(default=dict)
-    delegates = ListAttribute(of=UnicodeAttribute, default=list)
-    node_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    origins = string_list()
+    meta: MapAttribute[str, str] = MapAttribute(default=dict)
+    info: MapAttribute[str, str] = MapAttribute(default=dict)
+    delegates = string_list()
+    node_ids = string_list()
 
     status_sort = UnicodeAttribute()
     cid_sort = UnicodeAttribute()

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import And, Condition
 from pynamodb.expressions.operand import Path
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
@@ -124,7 +125,10 @@ class PinStore:
         Raises StaleRecord when the pin changed or vanished since it was read,
         so a deleted request is never brought back.
         """
-        actions = [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, record.created_ms))]
+        actions: list[Action] = [
+            PinRecord.status.set(status),
+            PinRecord.status_sort.set(sort_key(status, record.created_ms)),
+        ]
         if info is not None:
             actions.append(PinRecord.info.set(dict(info)))
         if node_ids is not None:
@@ -156,7 +160,7 @@ class PinStore:
                 if after:
                     deltas[bucket][count_name(after, slot)] += 1
         for bucket, by_name in deltas.items():
-            actions = [Path(name).add(n) for name, n in by_name.items() if n]
+            actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
             if actions:
                 tx.update(PinCounter(bucket), actions=actions)
 
@@ -183,6 +187,7 @@ class PinStore:
         lo, hi = _ms_range(query)
         if lo > hi:
             return [], 0
+        results: Iterable[Iterable[PinRecord]]
         if query.cid_keys:
             results = (
                 PinRecord.by_cid.query(
@@ -239,7 +244,9 @@ class PinStore:
                 page.append(record)
         return page, count
 
-    def _page_by_status(self, tenant_id: str, statuses: frozenset, lo: int, hi: int, limit: int) -> list[PinRecord]:
+    def _page_by_status(
+        self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int, limit: int
+    ) -> list[PinRecord]:
         if statuses == ALL_STATUSES:
             # Every status: the table itself is in `created` order.
             return list(
@@ -266,7 +273,7 @@ class PinStore:
         merged = heapq.merge(*per_status, key=lambda record: record.created_ms, reverse=True)
         return [record for _, record in zip(range(limit), merged, strict=False)]
 
-    def count(self, tenant_id: str, statuses: frozenset, lo: int, hi: int) -> int:
+    def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
         """Pins of `statuses` created in [lo, hi] ms, from the counter tree:
         the difference of two prefix counts, whose buckets (at most 12) are
         read in one BatchGetItem."""
@@ -283,7 +290,7 @@ class PinStore:
         tenant_id: str,
         before_ms: int,
         cells: list[Cell],
-        statuses: frozenset,
+        statuses: frozenset[str],
         buckets: Mapping[str, BucketCounts],
     ) -> int:
         """Pins of `statuses` created before `before_ms`: on each level the
@@ -302,7 +309,7 @@ class PinStore:
         return below + window - self._count_pins(tenant_id, before_ms, window_start + FANOUT, statuses)
 
     @staticmethod
-    def _count_pins(tenant_id: str, start_ms: int, end_ms: int, statuses: frozenset) -> int:
+    def _count_pins(tenant_id: str, start_ms: int, end_ms: int, statuses: frozenset[str]) -> int:
         """Pins of `statuses` created in [start_ms, end_ms)."""
         return PinRecord.count(
             tenant_id,
@@ -348,7 +355,7 @@ def name_digest(name: str) -> str:
 
 
 def _unchanged(record: PinRecord) -> Condition:
-    return (PinRecord.request_id == record.request_id) & (PinRecord.status == record.status)
+    return And(PinRecord.request_id == record.request_id, PinRecord.status == record.status)
 
 
 def _ms_range(query: PinQuery) -> tuple[int, int]:
@@ -382,4 +389,4 @@ def _filters(query: PinQuery) -> Condition | None:
             conditions.append(PinRecord.name.contains(name))
         else:
             conditions.append(PinRecord.folded_name.contains(folded))
-    return reduce(lambda a, b: a & b, conditions) if conditions else None
+    return reduce(And, conditions) if conditions else None

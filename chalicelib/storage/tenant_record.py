@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
 
 TENANT_DIRECTORY = "tenants"
 
 
-class TenantsByCreation(GlobalSecondaryIndex):
+class TenantsByCreation(GlobalSecondaryIndex["TenantRecord"]):
     """Every tenant in one partition, oldest first: the operator's listing
     is a Query (tenants number in the thousands, not millions)."""
 
@@ -18,7 +20,7 @@ class TenantsByCreation(GlobalSecondaryIndex):
         projection = AllProjection()
 
     directory = UnicodeAttribute(hash_key=True)
-    created_ms = NumberAttribute(range_key=True)
+    created_ms = IntegerAttribute(range_key=True)
 
 
 class TenantRecord(Model):
@@ -28,13 +30,13 @@ class TenantRecord(Model):
 
     tenant_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute()
-    created_ms = NumberAttribute()
+    created_ms = IntegerAttribute()
     directory = UnicodeAttribute(default=TENANT_DIRECTORY)
 
     by_creation = TenantsByCreation()
 
 
-class TokensByTenant(GlobalSecondaryIndex):
+class TokensByTenant(GlobalSecondaryIndex["ApiTokenRecord"]):
     """Admin listing of a tenant's tokens; never on the request path."""
 
     class Meta:
@@ -56,7 +58,7 @@ class ApiTokenRecord(Model):
     token_id = UnicodeAttribute()
     tenant_id = UnicodeAttribute()
     label = UnicodeAttribute()
-    created_ms = NumberAttribute()
-    revoked_ms = NumberAttribute(null=True)
+    created_ms = IntegerAttribute()
+    revoked_ms = IntegerAttribute(null=True)
 
     by_tenant = TokensByTenant()
