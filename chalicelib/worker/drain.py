@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
@@ -48,6 +48,28 @@ INDEX_LAG_SECONDS = 5
 
 CopyTo = Callable[[NodeRecord, str, Sequence[str], float], None]
 Release = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where a request of the removed node goes."""
+
+    info: dict[str, str]
+    # Its surviving replicas, still registered.
+    keep: list[str]
+    # New nodes to copy it to, to make up the replication factor.
+    extra: list[NodeRecord]
+
+    @property
+    def extra_ids(self) -> list[str]:
+        return [node.node_id for node in self.extra]
+
+
+def _copying_details(plan: _Plan, message: Rereplicate) -> str:
+    targets = ", ".join(plan.extra_ids)
+    if plan.keep:
+        return f"re-replicating: {message.node_id} left the fleet; copying to {targets}"
+    return f"re-replicating: every node holding it left the fleet; fetching it again for {targets}"
 
 
 class Drainer:
@@ -105,55 +127,71 @@ class Drainer:
 
     def rereplicate(self, message: Rereplicate, token: str, deadline: float) -> Outcome:
         nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
+        record = self._record_to_repair(message, nodes, token)
+        if record is None:
+            return Done()
+        plan = self._plan(record, message, nodes)
+        if not plan.keep and not plan.extra:
+            return self._lose(record, message, token, deadline, "no healthy storage node is left to pin it again")
+        if plan.extra:
+            outcome = self._copy(record, plan, nodes, message, token, deadline)
+            if outcome is not None:
+                return outcome
+        return self._settle(record, plan, message, token, deadline)
+
+    def _record_to_repair(self, message: Rereplicate, nodes: dict[str, NodeRecord], token: str) -> PinRecord | None:
+        """The pinned request that still holds the removed node; None when
+        there is nothing to do for it (now or on this pass)."""
         if message.node_id in nodes:
-            return Done()  # registered again: its pins are where they were
+            return None  # registered again: its pins are where they were
         if not self._holds.holding(message.node_id, message.cid, message.tenant_id, message.request_id):
-            return Done()  # done already (a repeat, or a message of an earlier pass)
+            return None  # done already (a repeat, or a message of an earlier pass)
         record = self._store.get(message.tenant_id, message.created_ms)
         if record is None or record.request_id != message.request_id or record.status == "failed":
             # Nothing to keep for it (its unpin, if any, releases the rest).
             self._drop(message, token)
-            return Done()
+            return None
         if record.status != "pinned":
             # Its pin message is still at work and places it on registered
             # nodes; the drain's next pass comes back if it still holds here.
-            return Done()
+            return None
+        return record
 
+    def _plan(self, record: PinRecord, message: Rereplicate, nodes: dict[str, NodeRecord]) -> _Plan:
         info = plain_map(record.info)
         keep = [node_id for node_id in info.get("replicas", "").split(",") if node_id in nodes]
         wanted = self._settings.replication_factor
         minimum = self._settings.min_free_bytes
         fit = [node for node in nodes.values() if node.node_id not in keep and usable(node, minimum)]
         extra = place(message.cid, fit, wanted - len(keep), minimum) if len(keep) < wanted else []
-        if not keep and not extra:
-            return self._lose(record, message, token, deadline, "no healthy storage node is left to pin it again")
-        if extra:
-            outcome = self._copy(record, info, keep, extra, nodes, message, token, deadline)
-            if outcome is not None:
-                return outcome
-        now = keep + [node.node_id for node in extra]
-        complete = len(now) >= wanted
+        return _Plan(info, keep, extra)
+
+    def _settle(self, record: PinRecord, plan: _Plan, message: Rereplicate, token: str, deadline: float) -> Outcome:
+        """Record the replicas the request has now; once they are enough, its
+        hold on the removed node goes."""
+        wanted = self._settings.replication_factor
+        replicas = plan.keep + plan.extra_ids
+        complete = len(replicas) >= wanted
         if complete:
-            details = f"pinned on {len(now)} nodes"
+            details = f"pinned on {len(replicas)} nodes"
         else:
             # The hold on the removed node stays: the drain's next pass retries.
-            details = f"pinned on {len(now)} of {wanted} nodes; waiting for a healthy storage node to replace {message.node_id}"
-        settled = {**info, "replicas": ",".join(now), "status_details": details}
-        node_ids = sorted({*record.node_ids, *now} - ({message.node_id} if complete else set()))
+            details = f"pinned on {len(replicas)} of {wanted} nodes; waiting for a healthy storage node to replace {message.node_id}"
+        settled = {**plan.info, "replicas": ",".join(replicas), "status_details": details}
+        node_ids = sorted({*record.node_ids, *replicas} - ({message.node_id} if complete else set()))
         try:
-            if (settled, node_ids) != (info, sorted(record.node_ids)):  # a repeat changes nothing
+            if (settled, node_ids) != (plan.info, sorted(record.node_ids)):  # a repeat changes nothing
                 self._store.set_status(record, "pinned", settled, node_ids=node_ids)
         except StaleRecord:
             stored = self._store.get(message.tenant_id, message.created_ms)
             if stored is None or stored.request_id != message.request_id:
                 # Deleted meanwhile: its unpin may not know the new replicas.
-                new = [node.node_id for node in extra]
-                self._release(message.cid, new, message.tenant_id, message.request_id, token, force=True)
+                self._release(message.cid, plan.extra_ids, message.tenant_id, message.request_id, token, force=True)
             return self.rereplicate(message, token, deadline)
-        if extra:
+        if plan.extra:
             logger.info(
                 "re-replicated",
-                extra={"request_id": message.request_id, "cid": message.cid, "from": message.node_id, "to": now},
+                extra={"request_id": message.request_id, "cid": message.cid, "from": message.node_id, "to": replicas},
             )
         if complete:
             self._drop(message, token)
@@ -162,50 +200,45 @@ class Drainer:
     def _copy(
         self,
         record: PinRecord,
-        info: dict[str, str],
-        keep: list[str],
-        extra: list[NodeRecord],
+        plan: _Plan,
         nodes: dict[str, NodeRecord],
         message: Rereplicate,
         token: str,
         deadline: float,
     ) -> Outcome | None:
-        """Pin on `extra`, recorded first so a deletion meanwhile releases it
-        too. None when done; otherwise what the message comes to."""
-        extra_ids = [node.node_id for node in extra]
-        if keep:
-            details = f"re-replicating: {message.node_id} left the fleet; copying to {', '.join(extra_ids)}"
-        else:
-            details = (
-                f"re-replicating: every node holding it left the fleet; fetching it again for {', '.join(extra_ids)}"
-            )
+        """Pin on the plan's new nodes, recorded first so a deletion meanwhile
+        releases them too. None when done; otherwise what the message comes to."""
+        copying = {**plan.info, "replicas": ",".join(plan.keep), "status_details": _copying_details(plan, message)}
         try:
             record = self._store.set_status(
-                record,
-                "pinned",
-                {**info, "replicas": ",".join(keep), "status_details": details},
-                node_ids=sorted({*record.node_ids, *extra_ids}),
+                record, "pinned", copying, node_ids=sorted({*record.node_ids, *plan.extra_ids})
             )
         except StaleRecord:
             return self.rereplicate(message, token, deadline)
-        for node in extra:
+        for node in plan.extra:
             if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
                 return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
-        # The surviving replicas first: they certainly have it.
-        sources = [address for node_id in keep for address in nodes[node_id].multiaddrs]
-        sources += self._origins(record.origins)
-        with ThreadPoolExecutor(max_workers=len(extra)) as pool:
-            futures = [pool.submit(self._copy_to, node, message.cid, sources, deadline) for node in extra]
-            errors = [error for error in (future.exception() for future in futures) if error is not None]
+        errors = self._copy_everywhere(record, plan, nodes, message.cid, deadline)
         if any(isinstance(error, PinDeadline) for error in errors):
             return Later(0, "re-replication continues")
         stalled = [error for error in errors if isinstance(error, PinStalled)]
-        if stalled and not keep:
+        if stalled and not plan.keep:
             reason = f"every node holding it left the fleet and it could not be fetched again: {stalled[0]}"
             return self._lose(record, message, token, deadline, reason)
         if errors:
             raise errors[0]  # retried; the drain's passes send it again after its last delivery
         return None
+
+    def _copy_everywhere(
+        self, record: PinRecord, plan: _Plan, nodes: dict[str, NodeRecord], cid: str, deadline: float
+    ) -> list[BaseException]:
+        """Pins on every new node at once; what went wrong on each."""
+        # The surviving replicas first: they certainly have it.
+        sources = [address for node_id in plan.keep for address in nodes[node_id].multiaddrs]
+        sources += self._origins(record.origins)
+        with ThreadPoolExecutor(max_workers=len(plan.extra)) as pool:
+            futures = [pool.submit(self._copy_to, node, cid, sources, deadline) for node in plan.extra]
+            return [error for error in (future.exception() for future in futures) if error is not None]
 
     def _lose(self, record: PinRecord, message: Rereplicate, token: str, deadline: float, reason: str) -> Outcome:
         """No replica left and none can be made: the request fails, honestly."""
