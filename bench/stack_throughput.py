@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.support import LocalStack, local_stack, print_table
+from chalicelib.pins.model import STATUSES
 
 CONTENT_BYTES = 1024
 TAIL_SECONDS = 0.02
@@ -97,7 +98,6 @@ class Counts:
     the pin queue's messages: waiting, received (in flight) and delayed (a
     pin handed back by the worker to continue later)."""
 
-    STATUSES = ("queued", "pinning", "pinned", "failed")
     QUEUE = {
         "ApproximateNumberOfMessages": "waiting",
         "ApproximateNumberOfMessagesNotVisible": "in flight",
@@ -123,7 +123,7 @@ class Counts:
     def _read(self) -> dict[str, int]:
         counts = {
             status: int(self._session.get(self._url, params={"status": status, "limit": 1}, timeout=60).json()["count"])
-            for status in self.STATUSES
+            for status in STATUSES
         }
         attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.QUEUE))
         counts.update({name: int(attributes["Attributes"].get(key, 0)) for key, name in self.QUEUE.items()})
@@ -138,7 +138,7 @@ class Counts:
             self.samples.append(
                 (
                     time.perf_counter(),
-                    {name: now[name] - self._before[name] if name in self.STATUSES else now[name] for name in now},
+                    {name: now[name] - self._before[name] if name in STATUSES else now[name] for name in now},
                 )
             )
             if self.latest("pinned") + self.latest("failed") >= wanted:

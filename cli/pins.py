@@ -34,6 +34,7 @@ from typing import (
 import click
 import requests
 
+from chalicelib.pins.model import MATCHES, MAX_ORIGINS, STATUSES
 from cli.commands import emit, json_command, note
 from devstack.env_file import read_env_file
 
@@ -42,13 +43,10 @@ TOKEN_VAR = "PINNING_SERVICE_TOKEN"
 KUBO_VAR = "KUBO_RPC_URL"
 DEFAULT_ENV_FILE = Path(".dev") / "local.env"
 REPO_ENV_FILE = Path(__file__).resolve().parents[1] / DEFAULT_ENV_FILE
-STATUSES = ("queued", "pinning", "pinned", "failed")
-MATCHES = ("exact", "iexact", "partial", "ipartial")
 POLL_SECONDS = 0.5
 HTTP_TIMEOUT_S = 30.0
 # An upload to Kubo may take a while; only the wait for its first byte is bounded.
 KUBO_ADD_TIMEOUT_S = (10.0, 600.0)
-MAX_ORIGINS = 20
 # Exit status of a wait that ran out of time.
 EXIT_TIMEOUT = 2
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from tests.api.helpers import ALL_STATUSES
 from tests.stack.stack_client import Stack, outside_worker, running_stack
 from tests.support.api import ApiClient
 from tests.support.cids import cid_v1, cid_with_hash
 from tests.support.served_stack import running
 
-ALL_STATUSES = "queued,pinning,pinned,failed"
 PAGED_PINS = 300
 # POSTs in parallel: the API's time is mostly waiting on the emulated AWS.
 CREATORS = 4
