@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from chalicelib.pins.cids import ContentId
+if TYPE_CHECKING:  # an annotation only: the vocabulary below loads without multiformats
+    from chalicelib.pins.cids import ContentId
 
 STATUSES: tuple[str, ...] = ("queued", "pinning", "pinned", "failed")
 MATCHES: tuple[str, ...] = ("exact", "iexact", "partial", "ipartial")
