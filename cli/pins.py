@@ -3,8 +3,10 @@
     python -m cli.pins --help
 
 It speaks only HTTP: the service's API (with your access token) and, for
-`add`, the RPC API of your own Kubo node. Nothing here needs AWS or the
-service's code. `--json` makes every command print JSON on stdout.
+`add`, the RPC API of your own Kubo node. Nothing here needs AWS; of the
+service's code it uses only small pure helpers of chalicelib/pins. Results
+go to stdout (`--json` makes every command print JSON there); progress and
+remarks go to stderr.
 
 Where the service is: --url/--token, else an --env-file given explicitly,
 else $PINNING_SERVICE_URL/$PINNING_SERVICE_TOKEN, else `.dev/local.env` (what
@@ -23,18 +25,18 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (
-    Any,
-    TextIO,
-)
+from typing import Any, BinaryIO, TextIO
+from urllib.parse import quote
 
 import click
 import requests
 
 from chalicelib.pins.model import MATCHES, MAX_ORIGINS, STATUSES
+from chalicelib.pins.sizes import format_bytes
 from cli.commands import emit, json_command, note
 from devstack.env_file import read_env_file
 
@@ -47,6 +49,10 @@ POLL_SECONDS = 0.5
 HTTP_TIMEOUT_S = 30.0
 # An upload to Kubo may take a while; only the wait for its first byte is bounded.
 KUBO_ADD_TIMEOUT_S = (10.0, 600.0)
+# Progress on a terminal is redrawn at most this often; elsewhere a plain line comes at most this often.
+REDRAW_S = 0.1
+PLAIN_LINE_S = 5.0
+UPLOAD_CHUNK = 256 * 1024
 # Exit status of a wait that ran out of time.
 EXIT_TIMEOUT = 2
 
@@ -256,8 +262,6 @@ class PinningClient:
 
 
 def _path_segment(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
@@ -272,8 +276,8 @@ def _failure(response: requests.Response) -> CliError:
     return ApiFailure(response.status_code, reason, _one_line(details, 500))
 
 
-class KuboClient:
-    """The few Kubo RPC calls `add` needs."""
+class YourNode:
+    """The few Kubo RPC calls `add` makes to your own node."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -297,11 +301,22 @@ class KuboClient:
             raise CliError(f"Kubo {command}: HTTP {response.status_code}: {_one_line(str(message))}")
         return response
 
-    def add_file(self, path: Path) -> dict[str, str]:
-        """Adds (and pins) one file; Kubo's `{"Name", "Hash", "Size"}`."""
-        with path.open("rb") as stream:
+    def add_file(self, path: Path, on_sent: Callable[[int], None] | None = None) -> dict[str, str]:
+        """Adds (and pins) one file, read from disk as it is sent; Kubo's `{"Name", "Hash", "Size"}`.
+
+        `on_sent(bytes)` follows the upload. Kubo could report the bytes it
+        added (`progress=true`), but it writes those lines while the body is
+        still arriving, and this client reads nothing before it has sent it
+        all: with a large file they would fill the connection's buffers and
+        stall both ends. The bytes sent are counted instead; TCP keeps them
+        within a buffer's worth of what the node has read."""
+        with _UploadBody(path, on_sent) as body:
             response = self._post(
-                "add", timeout=KUBO_ADD_TIMEOUT_S, params={"pin": "true"}, files={"file": (path.name, stream)}
+                "add",
+                timeout=KUBO_ADD_TIMEOUT_S,
+                params={"pin": "true"},
+                data=body,
+                headers={"Content-Type": f"multipart/form-data; boundary={body.boundary}"},
             )
         added = None
         for line in response.text.splitlines():
@@ -333,6 +348,44 @@ class KuboClient:
                 seen.append(full)
         seen.sort(key=lambda address: not _looks_public(address))
         return seen[:MAX_ORIGINS]
+
+
+class _UploadBody:
+    """A multipart/form-data body holding one file, read from disk as the HTTP
+    library sends it (its length known, so it goes with a Content-Length)."""
+
+    def __init__(self, path: Path, on_sent: Callable[[int], None] | None) -> None:
+        self.boundary = uuid.uuid4().hex
+        head = (
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{quote(path.name)}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        self._pieces = [head.encode(), f"\r\n--{self.boundary}--\r\n".encode()]
+        self._file: BinaryIO = path.open("rb")
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._on_sent = on_sent
+        self._sent = 0
+
+    def __len__(self) -> int:
+        return self._size + sum(len(piece) for piece in self._pieces)
+
+    def __enter__(self) -> _UploadBody:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+    def read(self, amount: int = -1) -> bytes:
+        if len(self._pieces) == 2:
+            return self._pieces.pop(0)
+        data = self._file.read(amount if amount > 0 else UPLOAD_CHUNK)
+        if data:
+            self._sent += len(data)
+            if self._on_sent is not None:
+                self._on_sent(self._sent)
+            return data
+        return self._pieces.pop() if self._pieces else b""
 
 
 def _looks_public(multiaddr: str) -> bool:
@@ -404,6 +457,56 @@ def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[
 # --- waiting --------------------------------------------------------------------------
 
 
+class StatusLine:
+    """One line of progress: redrawn in place on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, tty: bool) -> None:
+        self._stream = stream
+        self.tty = tty
+        self._open = False
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            columns = shutil.get_terminal_size((80, 24)).columns
+            if len(text) > columns - 1:
+                text = text[: max(10, columns - 4)] + "..."
+            self._stream.write(f"\r\x1b[K{text}")
+            self._open = True
+        else:
+            self._stream.write(f"{text}\n")
+        self._stream.flush()
+
+    def end(self, clear: bool = False) -> None:
+        """Leave the line on a terminal: kept (a newline after it), or cleared."""
+        if self._open:
+            self._stream.write("\r\x1b[K" if clear else "\n")
+            self._stream.flush()
+            self._open = False
+
+
+class SendProgress:
+    """`adding NAME: 12.3 MiB / 50.0 MiB sent` while a file goes to your node."""
+
+    def __init__(self, line: StatusLine, name: str, total: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._line = line
+        self._name = name
+        self._total = total
+        self._clock = clock
+        self._shown_at: float | None = None
+
+    def sent(self, done: int) -> None:
+        now = self._clock()
+        every = REDRAW_S if self._line.tty else PLAIN_LINE_S
+        if done < self._total and self._shown_at is not None and now - self._shown_at < every:
+            return
+        self._shown_at = now
+        text = f"adding {self._name}: {format_bytes(done)} / {format_bytes(self._total)} sent"
+        self._line.show(text + (", waiting for your node" if done >= self._total else ""))
+
+    def finish(self) -> None:
+        self._line.end(clear=True)
+
+
 class ProgressDisplay:
     """queued -> pinning (with info.status_details) -> pinned: one updating line
     on a terminal, one line per change otherwise."""
@@ -411,13 +514,11 @@ class ProgressDisplay:
     SPINNER = "|/-\\"
 
     def __init__(self, stream: TextIO, tty: bool, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stream = stream
-        self._tty = tty
+        self._line = StatusLine(stream, tty)
         self._clock = clock
         self._started = clock()
         self._last: tuple[str, str] | None = None
         self._ticks = 0
-        self._open_line = False
 
     @staticmethod
     def describe(status: dict[str, Any]) -> str:
@@ -429,28 +530,19 @@ class ProgressDisplay:
     def update(self, status: dict[str, Any]) -> None:
         text = self.describe(status)
         key = (str(status.get("status")), text)
-        if self._tty:
+        if self._line.tty:
             final = status.get("status") in ("pinned", "failed")
             spinner = " " if final else self.SPINNER[self._ticks % len(self.SPINNER)]
             self._ticks += 1
-            line = f"{spinner} [{self._clock() - self._started:5.1f}s] {text}"
-            columns = shutil.get_terminal_size((80, 24)).columns
-            if len(line) > columns - 1:
-                line = line[: max(10, columns - 4)] + "..."
-            self._stream.write(f"\r\x1b[K{line}")
-            self._open_line = True
+            self._line.show(f"{spinner} [{self._clock() - self._started:5.1f}s] {text}")
             if final:
                 self.finish()
         elif key != self._last:
-            self._stream.write(f"{text}\n")
-        self._stream.flush()
+            self._line.show(text)
         self._last = key
 
     def finish(self) -> None:
-        if self._open_line:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._open_line = False
+        self._line.end()
 
 
 def wait_for(
@@ -495,8 +587,7 @@ def _wait_and_report(client: PinningClient, status: dict[str, Any], timeout: flo
     options = _options()
     display = None
     if not options.json:
-        stdout = sys.stdout
-        display = ProgressDisplay(stdout, tty=stdout.isatty())
+        display = ProgressDisplay(sys.stderr, tty=sys.stderr.isatty())
     try:
         final = wait_for(client, status["requestid"], timeout, display, first=status)
     except WaitTimedOut as error:
@@ -642,14 +733,21 @@ def add_command(file: Path, name: str | None, wait: bool, timeout: float | None)
     (`id`) and asks the service to pin the CID with them as origins, so the
     service's nodes fetch it straight from yours. Prints the request id,
     then waits (unless --no-wait). Keep your node running until it is pinned.
+    The bytes sent to your node, then the pin's progress, show on stderr.
     """
     options = _options()
     client = _client()
-    kubo = KuboClient(options.kubo())
-    added = kubo.add_file(file)
-    origins = kubo.peer_addresses()
+    node = YourNode(options.kubo())
+    size = file.stat().st_size
+    progress = None if options.json else SendProgress(StatusLine(sys.stderr, sys.stderr.isatty()), file.name, size)
+    try:
+        added = node.add_file(file, on_sent=progress.sent if progress else None)
+    finally:
+        if progress is not None:
+            progress.finish()
+    origins = node.peer_addresses()
     if not options.json:
-        note(f"added {file.name} to your node ({kubo.url}): {added['Hash']}")
+        note(f"added {file.name} ({format_bytes(size)}) to your node ({node.url}): {added['Hash']}")
         if not origins:
             note("your node reports no addresses: the service's nodes will have to find it on their own")
     _accepted(
@@ -757,8 +855,9 @@ def status_command(request_id: str) -> None:
 def wait_command(request_id: str, timeout: float | None) -> None:
     """Wait until REQUEST_ID is pinned (exit 0) or failed (exit 1); 2 on --timeout.
 
-    Polls every 0.5 s and shows queued -> pinning (with progress) -> pinned:
-    on one updating line in a terminal, one line per change otherwise.
+    Polls every 0.5 s and shows queued -> pinning (with the blocks and bytes
+    fetched so far) -> pinned on stderr: on one updating line in a terminal,
+    one line per change otherwise.
     """
     client = _client()
     _wait_and_report(client, client.get(request_id), timeout)

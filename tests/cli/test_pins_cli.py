@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli import pins
-from cli.pins import Options, ProgressDisplay, cli
+from cli.pins import Options, ProgressDisplay, SendProgress, StatusLine, cli
 from tests.support.cids import cid_v1
 from tests.support.served_stack import served_stack
 
@@ -187,6 +187,62 @@ def test_given_a_tty_when_progress_changes_then_one_updating_line_ended_once() -
     assert "[  0.5s] queued" in text and "[  1.0s] pinning: fetched 3 blocks, 120 bytes" in text
 
 
+def test_given_not_a_tty_when_a_file_is_sent_then_a_plain_line_every_5_s_and_when_all_is_sent() -> None:
+    stream = io.StringIO()
+    now = [0.0]
+    progress = SendProgress(StatusLine(stream, tty=False), "big.bin", 50 * 2**20, clock=lambda: now[0])
+
+    for seconds, sent_mib in [(0.0, 0), (1.0, 10), (5.5, 20), (6.0, 30), (7.0, 50)]:
+        now[0] = seconds
+        progress.sent(sent_mib * 2**20)
+    progress.finish()
+
+    assert stream.getvalue().splitlines() == [
+        "adding big.bin: 0 bytes / 50.0 MiB sent",
+        "adding big.bin: 20.0 MiB / 50.0 MiB sent",
+        "adding big.bin: 50.0 MiB / 50.0 MiB sent, waiting for your node",
+    ]
+
+
+def test_given_a_tty_when_a_file_is_sent_then_one_line_redrawn_and_cleared_at_the_end() -> None:
+    stream = io.StringIO()
+    ticks = iter([0.0, 0.05, 0.2, 0.3])
+    progress = SendProgress(StatusLine(stream, tty=True), "big.bin", 3 * 2**20, clock=lambda: next(ticks))
+
+    for sent in (2**20, 2 * 2**20 - 1, 2 * 2**20, 3 * 2**20):
+        progress.sent(sent)
+    progress.finish()
+
+    assert stream.getvalue().split("\r\x1b[K") == [
+        "",
+        "adding big.bin: 1.0 MiB / 3.0 MiB sent",
+        "adding big.bin: 2.0 MiB / 3.0 MiB sent",
+        "adding big.bin: 3.0 MiB / 3.0 MiB sent, waiting for your node",
+        "",
+    ]
+
+
+def test_given_a_pin_fetching_when_waiting_then_stderr_shows_its_blocks_and_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a service that reports the pin fetching (as the worker writes it), then pinned
+    answers = iter(
+        [
+            {"requestid": "r1", "status": "pinning", "info": {"status_details": "fetched 1,234 blocks, 45.6 MiB"}},
+            {"requestid": "r1", "status": "pinned", "info": {"status_details": "pinned on 2 nodes"}},
+        ]
+    )
+    monkeypatch.setattr(pins.PinningClient, "get", lambda self, request_id: next(answers))
+
+    # when the user waits for it
+    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--token", "t", "wait", "r1"], env=CLEAN_ENV)
+
+    # then the progress, blocks and bytes, is on stderr, and nothing on stdout
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == ["pinning: fetched 1,234 blocks, 45.6 MiB", "pinned: pinned on 2 nodes"]
+    assert result.stdout == ""
+
+
 def test_given_a_failed_pin_when_described_then_its_failed_reason_is_shown() -> None:
     status = {"status": "failed", "info": {"failed_reason": "the node refused the CID", "status_details": "x"}}
 
@@ -222,7 +278,8 @@ def test_given_a_file_when_added_then_it_ends_pinned_from_your_node_and_status_s
     request_id = added_request_id(added)
 
     assert UUID.match(request_id), result.stdout
-    assert result.stdout.splitlines()[-1].startswith("pinned"), result.stdout
+    assert result.stdout.splitlines() == [request_id], "progress stays off stdout"
+    assert result.stderr.splitlines()[-1].startswith("pinned"), result.stderr
     status = stack.run_json("status", request_id)
     assert status["status"] == "pinned"
     assert status["pin"]["name"] == path.name
@@ -232,6 +289,24 @@ def test_given_a_file_when_added_then_it_ends_pinned_from_your_node_and_status_s
     assert human.exit_code == 0, human.stderr
     assert re.search(r"^status\s+pinned$", human.stdout, re.MULTILINE), human.stdout
     assert "replicas: " in human.stdout
+
+
+def test_given_a_3_mib_file_when_added_then_stderr_shows_the_bytes_sent_and_json_stays_clean(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(uuid.uuid4().bytes * (3 * 2**20 // 16))
+
+    result = stack.run("add", str(path), "--no-wait")
+    as_json = stack.run("--json", "add", str(path), "--no-wait")
+
+    assert result.exit_code == 0, result.stderr
+    assert UUID.match(result.stdout.strip()), result.stdout
+    assert "adding big.bin: 3.0 MiB / 3.0 MiB sent, waiting for your node" in result.stderr.splitlines()
+    assert re.search(r"^added big\.bin \(3\.0 MiB\) to your node .*: Qm\w+$", result.stderr, re.MULTILINE)
+    assert as_json.exit_code == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["pin"]["name"] == "big.bin"
+    assert as_json.stderr == ""
 
 
 def test_given_an_added_cid_when_pinned_again_by_cid_then_a_new_request_id_that_waits_to_pinned(
@@ -247,7 +322,8 @@ def test_given_an_added_cid_when_pinned_again_by_cid_then_a_new_request_id_that_
     assert UUID.match(request_id) and request_id != first["requestid"]
     waited = stack.run("wait", request_id, "--timeout", "30")
     assert waited.exit_code == 0, f"{waited.stdout}\n{waited.stderr}"
-    assert waited.stdout.splitlines()[-1].startswith("pinned")
+    assert waited.stdout == ""
+    assert waited.stderr.splitlines()[-1].startswith("pinned")
     status = stack.run_json("status", request_id)
     assert status["pin"] == {"cid": cid, "name": "again", "meta": {"app": "pins-cli", "kind": "test"}}
     assert status["status"] == "pinned"
@@ -414,10 +490,12 @@ def test_given_content_nobody_has_when_waiting_with_timeout_then_exit_2_after_th
     result = stack.run("wait", request_id, "--timeout", "2")
     elapsed = time.monotonic() - started
 
-    assert_one_line_error(result, 2, "timed out after 2 s", request_id)
+    assert result.exit_code == 2, result.stderr
+    *progress, error = result.stderr.splitlines()
+    assert error.startswith("Error: timed out after 2 s") and request_id in error, result.stderr
     assert 2 <= elapsed < 6
-    assert result.stdout.splitlines()[0] == "queued" or result.stdout.startswith("pinning")
-    assert "pinned" not in result.stdout
+    assert progress[0] == "queued" or progress[0].startswith("pinning"), result.stderr
+    assert not any(line.startswith("pinned") for line in progress)
     # The service carries on; let its worker put the pin aside (STALL_SECONDS)
     # so that the stack stops promptly afterwards.
     deadline = time.monotonic() + 30
