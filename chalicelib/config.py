@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
+def table_prefix_for(stage: str) -> str:
+    """The stage's table prefix unless TABLE_PREFIX says otherwise."""
+    return f"pinning-{stage}"
+
+
 def _flag(raw: str) -> bool:
     return raw.lower() in ("1", "true", "yes")
 
@@ -45,7 +50,7 @@ class Settings:
     stage: str = _setting("dev", "STAGE")
     region: str = _setting("us-east-1", "AWS_REGION", "AWS_DEFAULT_REGION")
     # Every table name is "<prefix>-<table>", so stages share nothing.
-    # Empty: pinning-<stage>.
+    # Empty: table_prefix_for(stage).
     table_prefix: str = _setting("", "TABLE_PREFIX")
     queue_url: str | None = _setting(None, "PIN_QUEUE_URL")
     # Emulated AWS (moto server) for the local stack; None on real AWS.
@@ -80,7 +85,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.table_prefix:
-            object.__setattr__(self, "table_prefix", f"pinning-{self.stage}")
+            object.__setattr__(self, "table_prefix", table_prefix_for(self.stage))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

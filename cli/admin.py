@@ -17,11 +17,10 @@ from typing import Any
 
 import click
 
-from chalicelib.config import Settings
+from chalicelib.config import Settings, table_prefix_for
 from chalicelib.pins.timestamps import format_ms
 from cli.commands import emit, json_command, note
 
-_DEFAULT_STAGE = "dev"
 _SECRET_WARNING = (
     "This secret is shown only now: the service keeps just its hash. "
     "Store it safely; a lost secret cannot be recovered, only revoked and replaced."
@@ -78,13 +77,13 @@ def build_settings(options: Options, env: dict[str, str]) -> Settings:
         base = Settings.from_env(env)
     except ValueError as error:
         raise CliError(f"bad setting in the environment: {error}") from None
-    stage = options.stage or env.get("STAGE") or _DEFAULT_STAGE
+    stage = options.stage or base.stage
     if options.table_prefix:
         prefix = options.table_prefix
     elif options.stage:
-        prefix = f"pinning-{options.stage}"
+        prefix = table_prefix_for(options.stage)
     else:
-        prefix = env.get("TABLE_PREFIX") or f"pinning-{stage}"
+        prefix = base.table_prefix
     region = options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
         region = _profile_region(options.profile) or base.region
@@ -195,7 +194,7 @@ class AdminGroup(click.Group):
 )
 @click.option("--region", help="AWS region [env AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].")
 @click.option("--profile", help="AWS profile for credentials [env AWS_PROFILE].")
-@click.option("--stage", help=f"Service stage; sets the table prefix to pinning-STAGE [env STAGE, {_DEFAULT_STAGE}].")
+@click.option("--stage", help=f"Service stage; sets the table prefix to pinning-STAGE [env STAGE, {Settings().stage}].")
 @click.option(
     "--table-prefix",
     metavar="PREFIX",
