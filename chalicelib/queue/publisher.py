@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.config import Settings, aws_client
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 
 class Publisher(Protocol):
@@ -12,12 +15,12 @@ class Publisher(Protocol):
 
 
 class SqsPublisher:
-    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+    def __init__(self, settings: Settings, client: SQSClient | None = None) -> None:
         self._queue_url = settings.queue_url
         self._settings = settings
         self._client = client
 
-    def _sqs(self) -> Any:
+    def _sqs(self) -> SQSClient:
         if self._client is None:
             self._client = aws_client(self._settings, "sqs")
         return self._client
