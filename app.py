@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
-from chalice.app import Request
+from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib.api.errors import not_found
 from chalicelib.api.http import json_response
@@ -38,7 +37,7 @@ _ANY = ["*/*"]
 
 
 @app.middleware("http")
-def failure_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+def failure_shape(event: Request, get_response: Callable[[Request], Response]) -> Response:
     return in_failure_shape(get_response(event))
 
 
@@ -122,7 +121,7 @@ PIN_DEAD_LETTERS = "pinning-service-pins-dlq"
 
 
 @app.on_sqs_message(queue=PIN_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
-def pin_worker(event: Any) -> dict[str, list[dict[str, str]]]:
+def pin_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
     """Pins and unpins on the fleet; returns the messages that must come back."""
     worker_services = services()
     batch = [QueuedMessage(record.to_dict()["messageId"], record.body) for record in event]
@@ -131,7 +130,7 @@ def pin_worker(event: Any) -> dict[str, list[dict[str, str]]]:
 
 
 @app.on_sqs_message(queue=PIN_DEAD_LETTERS, batch_size=10)
-def pin_dead_letters(event: Any) -> None:
+def pin_dead_letters(event: SQSEvent) -> None:
     """Messages that failed every delivery: their requests fail with a reason."""
     worker = services().worker
     for record in event:
@@ -139,7 +138,7 @@ def pin_dead_letters(event: Any) -> None:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def check_fleet_health(event: Any) -> dict[str, bool]:
+def check_fleet_health(event: CloudWatchEvent) -> dict[str, bool]:
     """Reachability and free space of every node, for placement."""
     results = check_fleet(services().registry, services().kubo)
     settings = services().settings
@@ -149,7 +148,7 @@ def check_fleet_health(event: Any) -> dict[str, bool]:
 
 
 @app.on_cw_event(TERMINATION_EVENTS)
-def node_terminating(event: Any) -> str | None:
+def node_terminating(event: CloudWatchEvent) -> str | None:
     """The fleet's Auto Scaling group is terminating a node: out of the
     registry first, and its pins queued for re-replication elsewhere."""
     settings = services().settings
@@ -159,7 +158,7 @@ def node_terminating(event: Any) -> str | None:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def sweep_outbox(event: Any) -> int:
+def sweep_outbox(event: CloudWatchEvent) -> int:
     """Re-sends queue messages whose send failed or was cut off."""
     settings = services().settings
     return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)
