@@ -85,7 +85,7 @@ def running(pids: Sequence[int]) -> list[str]:
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
 
 
-def _session(session_id: int) -> list[str]:
+def session_processes(session_id: int) -> list[str]:
     """`ps` lines of the processes still in that session."""
     listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(session_id)], capture_output=True, text=True)
     return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
@@ -180,6 +180,6 @@ def served_stack(
             pytest.fail(f"devstack did not stop within {stop_timeout} s of {stop_signal.name}\n{diagnostics()}")
         pump.join(timeout=stop_timeout)
     assert status == 0, f"devstack exited with {status} after {stop_signal.name}\n{diagnostics()}"
-    left = running(pids) + (_session(process.pid) if ctrl_c else [])
+    left = running(pids) + (session_processes(process.pid) if ctrl_c else [])
     assert not left, f"left running after devstack stopped: {left}\n{diagnostics()}"
     assert not (state_dir / STACK_FILE).exists(), "stack.json outlived the stack"
