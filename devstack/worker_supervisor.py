@@ -29,7 +29,7 @@ class WorkerSupervisor:
         self._restart_delay = restart_delay
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
         self.restarts = 0
 
