@@ -265,28 +265,33 @@ def brute_force(tenant: Tenant, params: dict[str, str]) -> tuple[int, list[str]]
     from chalicelib.api.pin_requests import parse_list_query
 
     query = parse_list_query(params)  # same defaults as the service
-    lo_ns, hi_ns = query.after_ns, query.before_ns
-    matches = []
-    for pin in tenant.pins:
-        ns = pin.created_ms * 1_000_000
-        if pin.status not in query.statuses:
-            continue
-        if query.cid_keys and pin.cid_key not in query.cid_keys:
-            continue
-        if query.name is not None:
-            if query.match == "exact" and pin.name != query.name:
-                continue
-            if query.match == "partial" and (pin.name is None or query.name not in pin.name):
-                continue
-        if any(pin.meta.get(k) != v for k, v in query.meta.items()):
-            continue
-        if hi_ns is not None and not ns < hi_ns:
-            continue
-        if lo_ns is not None and not ns > lo_ns:
-            continue
-        matches.append(pin)
-    matches.sort(key=lambda p: p.created_ms, reverse=True)
+    matches = sorted((pin for pin in tenant.pins if _selected(pin, query)), key=lambda p: p.created_ms, reverse=True)
     return len(matches), [p.request_id for p in matches[: query.limit]]
+
+
+def _selected(pin: Any, query: Any) -> bool:
+    return (
+        pin.status in query.statuses
+        and (not query.cid_keys or pin.cid_key in query.cid_keys)
+        and _name_selected(pin.name, query)
+        and all(pin.meta.get(k) == v for k, v in query.meta.items())
+        and _within(pin.created_ms * 1_000_000, query.after_ns, query.before_ns)
+    )
+
+
+def _name_selected(name: str | None, query: Any) -> bool:
+    if query.name is None:
+        return True
+    if query.match == "exact":
+        return name == query.name
+    if query.match == "partial":
+        return name is not None and query.name in name
+    return True  # the cases use no other match
+
+
+def _within(ns: int, lo_ns: int | None, hi_ns: int | None) -> bool:
+    """Strictly between the bounds given."""
+    return (hi_ns is None or ns < hi_ns) and (lo_ns is None or ns > lo_ns)
 
 
 @dataclass
@@ -369,13 +374,33 @@ def records_memory(tenant: Tenant) -> int:
     return held
 
 
-def run(quick: bool) -> dict[str, Any]:
-    fake_credentials()
-    cheap_moto_transactions()
-    partition_scoped_moto_queries()
-    from moto import mock_aws
+@dataclass
+class Outcome:
+    """What run measured: the cases on both tenants, and the small tenant's and both tenants' weights."""
 
-    importlib.import_module("app")  # fail now if the API does not import, not after building the tenants
+    small_n: int
+    large_n: int
+    results: dict[str, Any]
+    built_s: float
+    measured_s: float
+    held_bytes: int
+    weights: dict[str, tuple[list[list[int]], list[int]]]
+
+
+def _measure_cases(stack: Any, small: Tenant, large: Tenant, results: dict[str, Any]) -> None:
+    meter = DynamoMeter()
+    meter.attach()
+    with read_only_moto_caches(), api_client(stack.services, small.token) as api:
+        for tenant in (small, large):  # warm: token cache, first-use imports
+            api.ok("GET", "/pins", 200, token=tenant.token)
+        meter.attach()
+        for group, cases in (("main", MAIN_CASES), ("other", OTHER_CASES)):
+            for case in cases:
+                results[group].append((case, measure(api, meter, small, case), measure(api, meter, large, case)))
+
+
+def _measure(quick: bool) -> Outcome:
+    from moto import mock_aws
 
     small_n, large_n = (200, 2_000) if quick else (1_000, 20_000)
     rng = random.Random(20250601)
@@ -389,25 +414,34 @@ def run(quick: bool) -> dict[str, Any]:
             check_stored(tenant)
         built_s = time.perf_counter() - started
         measuring = time.perf_counter()
-        meter = DynamoMeter()
-        meter.attach()
-        with read_only_moto_caches(), api_client(stack.services, small.token) as api:
-            for tenant in (small, large):  # warm: token cache, first-use imports
-                api.ok("GET", "/pins", 200, token=tenant.token)
-            meter.attach()
-            for group, cases in (("main", MAIN_CASES), ("other", OTHER_CASES)):
-                for case in cases:
-                    a = measure(api, meter, small, case)
-                    b = measure(api, meter, large, case)
-                    results[group].append((case, a, b))
+        _measure_cases(stack, small, large, results)
         measured_s = time.perf_counter() - measuring
         held_bytes = records_memory(small)
         weights = {tenant.label: counter_buckets(tenant) for tenant in (small, large)}
+    return Outcome(small_n, large_n, results, built_s, measured_s, held_bytes, weights)
 
-    print(
-        f"\nlist_cost: {small_n} vs {large_n} pins, created over 30 days via PinService.create "
-        f"(built and checked in {built_s:.0f} s, measured in {measured_s:.0f} s); limit=10 (default); medians over samples"
-    )
+
+def _case_row(case: Case, a: Measured, b: Measured, with_target: bool) -> list[Any]:
+    ratio = b.items / a.items if a.items else float("inf")
+    return [
+        case.label,
+        case.samples,
+        f"{a.items:g}",
+        f"{a.requests:g}",
+        f"{a.rcu:g}",
+        a.count,
+        f"{b.items:g}",
+        f"{b.requests:g}",
+        f"{b.rcu:g}",
+        b.count,
+        f"{ratio:.2f}",
+        f"{b.rcu / a.rcu:.2f}",
+        ("met" if ratio <= TARGET_RATIO else "NOT MET") if with_target else "-",
+    ]
+
+
+def _print_cases(outcome: Outcome) -> None:
+    small_n, large_n = outcome.small_n, outcome.large_n
     headers = [
         "case",
         "n",
@@ -423,53 +457,30 @@ def run(quick: bool) -> dict[str, Any]:
         "ratio ~RCU",
         "target: items <= 1.2x",
     ]
-
-    def rows(entries: Sequence[tuple[Case, Measured, Measured]], with_target: bool) -> list[list[Any]]:
-        out = []
-        for case, a, b in entries:
-            ratio = b.items / a.items if a.items else float("inf")
-            out.append(
-                [
-                    case.label,
-                    case.samples,
-                    f"{a.items:g}",
-                    f"{a.requests:g}",
-                    f"{a.rcu:g}",
-                    a.count,
-                    f"{b.items:g}",
-                    f"{b.requests:g}",
-                    f"{b.rcu:g}",
-                    b.count,
-                    f"{ratio:.2f}",
-                    f"{b.rcu / a.rcu:.2f}",
-                    ("met" if ratio <= TARGET_RATIO else "NOT MET") if with_target else "-",
-                ]
-            )
-        return out
-
     print_table(
         "GET /pins — seven main cases (items read = Query ScannedCount + GetItem hits, all tables)",
         headers,
-        rows(results["main"], True),
+        [_case_row(case, a, b, True) for case, a, b in outcome.results["main"]],
     )
     print_table(
         "GET /pins — other cases, no target (residual filters and popular names read every match)",
         headers,
-        rows(results["other"], False),
-    )
-    per_pin = held_bytes / small_n
-    print(
-        f"meta filter in the API process: every pin is deserialized and held at once (filter applied in Python): "
-        f"{held_bytes / 2**20:.1f} MB for {small_n} pins measured (tracemalloc), {per_pin / 1024:.1f} KB per pin, "
-        f"so ~{per_pin * large_n / 2**20:.0f} MB for {large_n} pins (linear: one list of every pin)"
+        [_case_row(case, a, b, False) for case, a, b in outcome.results["other"]],
     )
 
+
+def _before_by_tenant(outcome: Outcome) -> list[tuple[str, Measured]]:
+    """The `before` case's measurements on each tenant, labelled by its size."""
+    before = next(entry for entry in outcome.results["main"] if entry[0].label.startswith("before"))
+    return [(f"{outcome.small_n}", before[1]), (f"{outcome.large_n}", before[2])]
+
+
+def _print_before_detail(outcome: Outcome) -> None:
     # Where the `before` reads go: the page, the counter tree, the 64 ms window.
-    before = next(entry for entry in results["main"] if entry[0].label.startswith("before"))
     detail = []
-    for tenant_label, measured in ((f"{small_n}", before[1]), (f"{large_n}", before[2])):
+    for tenant_label, measured in _before_by_tenant(outcome):
         for position, tally in zip(POSITIONS, measured.tallies, strict=False):
-            pins = tally.only("-pins")
+            counters = tally.only("-pin-counters")
             detail.append(
                 [
                     tenant_label,
@@ -477,9 +488,9 @@ def run(quick: bool) -> dict[str, Any]:
                     tally.items_read,
                     tally.requests,
                     f"{tally.rcu:g}",
-                    pins.items_read,
-                    tally.only("-pin-counters").items_read,
-                    tally.only("-pin-counters").requests,
+                    tally.only("-pins").items_read,
+                    counters.items_read,
+                    counters.requests,
                 ]
             )
     print_table(
@@ -496,8 +507,32 @@ def run(quick: bool) -> dict[str, Any]:
         ],
         detail,
     )
+
+
+def _print_counter_weights(outcome: Outcome) -> None:
+    level_names = ["1 (64 ms)", "2 (4 s)", "3 (262 s)", "4 (4.7 h)", "5 (12.4 d)", "6 (2.2 y)"]
+    print_table(
+        "counter buckets (one item each) by tree level: how many, mean / max item bytes",
+        ["tenant"] + [f"level {name}" for name in level_names],
+        [
+            [label[1:]] + [f"{len(sizes)}: {sum(sizes) / len(sizes):.0f} / {max(sizes)} B" for sizes in by_level]
+            for label, (by_level, _) in outcome.weights.items()
+        ],
+    )
+    print_table(
+        "write units of the 6 counter updates in a pin's transaction (2 per started KB per item), per pin "
+        "at the buckets' final sizes (an upper bound)",
+        ["tenant", "median WCU", "mean WCU", "max WCU", "old layout (one item per slot, < 1 KB)"],
+        [
+            [label[1:], f"{median(wcu):g}", f"{sum(wcu) / len(wcu):.1f}", max(wcu), 12]
+            for label, (_, wcu) in outcome.weights.items()
+        ],
+    )
+
+
+def _print_before_summary(outcome: Outcome) -> None:
     summary = []
-    for tenant_label, measured in ((f"{small_n}", before[1]), (f"{large_n}", before[2])):
+    for tenant_label, measured in _before_by_tenant(outcome):
         totals = [t.items_read for t in measured.tallies]
         counters = [t.only("-pin-counters").items_read for t in measured.tallies]
         summary.append(
@@ -511,24 +546,6 @@ def run(quick: bool) -> dict[str, Any]:
                 max(counters),
             ]
         )
-    level_names = ["1 (64 ms)", "2 (4 s)", "3 (262 s)", "4 (4.7 h)", "5 (12.4 d)", "6 (2.2 y)"]
-    print_table(
-        "counter buckets (one item each) by tree level: how many, mean / max item bytes",
-        ["tenant"] + [f"level {name}" for name in level_names],
-        [
-            [label[1:]] + [f"{len(sizes)}: {sum(sizes) / len(sizes):.0f} / {max(sizes)} B" for sizes in by_level]
-            for label, (by_level, _) in weights.items()
-        ],
-    )
-    print_table(
-        "write units of the 6 counter updates in a pin's transaction (2 per started KB per item), per pin "
-        "at the buckets' final sizes (an upper bound)",
-        ["tenant", "median WCU", "mean WCU", "max WCU", "old layout (one item per slot, < 1 KB)"],
-        [
-            [label[1:], f"{median(wcu):g}", f"{sum(wcu) / len(wcu):.1f}", max(wcu), 12]
-            for label, (_, wcu) in weights.items()
-        ],
-    )
     print_table(
         f"before=<pin at 5..95%>: items read over {len(POSITIONS)} positions",
         [
@@ -542,7 +559,33 @@ def run(quick: bool) -> dict[str, Any]:
         ],
         summary,
     )
-    failures = [case.label for case, a, b in results["main"] if a.items and b.items / a.items > TARGET_RATIO]
+
+
+def run(quick: bool) -> dict[str, Any]:
+    fake_credentials()
+    cheap_moto_transactions()
+    partition_scoped_moto_queries()
+    importlib.import_module("app")  # fail now if the API does not import, not after building the tenants
+
+    outcome = _measure(quick)
+    small_n, large_n = outcome.small_n, outcome.large_n
+    print(
+        f"\nlist_cost: {small_n} vs {large_n} pins, created over 30 days via PinService.create "
+        f"(built and checked in {outcome.built_s:.0f} s, measured in {outcome.measured_s:.0f} s); "
+        "limit=10 (default); medians over samples"
+    )
+    _print_cases(outcome)
+    per_pin = outcome.held_bytes / small_n
+    print(
+        f"meta filter in the API process: every pin is deserialized and held at once (filter applied in Python): "
+        f"{outcome.held_bytes / 2**20:.1f} MB for {small_n} pins measured (tracemalloc), {per_pin / 1024:.1f} KB "
+        f"per pin, so ~{per_pin * large_n / 2**20:.0f} MB for {large_n} pins (linear: one list of every pin)"
+    )
+    _print_before_detail(outcome)
+    _print_counter_weights(outcome)
+    _print_before_summary(outcome)
+    main_cases = outcome.results["main"]
+    failures = [case.label for case, a, b in main_cases if a.items and b.items / a.items > TARGET_RATIO]
     print(
         "verdict: "
         + verdict(
@@ -554,7 +597,7 @@ def run(quick: bool) -> dict[str, Any]:
         "~RCU: estimated strongly consistent read units: bytes of the items read, per request rounded up to 4 KB, min 1 "
         "(items read but not returned -- dropped by a filter, or counted -- sized at the mean of that table's returned items)"
     )
-    return results
+    return outcome.results
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -348,63 +348,90 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
+def _measure(runs: int) -> dict[str, FleetResult]:
+    results: dict[str, FleetResult] = {}
+    with Backends(nodes=0) as backends, tempfile.TemporaryDirectory(prefix="bench-latency-") as base:
+        results["adapter as shipped"] = _measure_fleet(backends, False, runs, base, "latshipped")
+        results["adapter + TCP_NODELAY"] = _measure_fleet(backends, True, runs, base, "latnodelay")
+    return results
+
+
+class _Rows:
+    """Table rows with one column per fleet variant."""
+
+    def __init__(self, results: dict[str, FleetResult]) -> None:
+        self.results = results
+
+    def row(self, name: str, pick: Callable[[FleetResult], float]) -> list[Any]:
+        return [name] + [_ms(pick(result)) for result in self.results.values()]
+
+    def formatted(self, name: str, value: Callable[[FleetResult], str]) -> list[Any]:
+        return [name] + [value(result) for result in self.results.values()]
+
+
+def _part(key: str) -> Callable[[FleetResult], float]:
+    """The median of one part of the service's runs."""
+    return lambda r: statistics.median(run.parts[key] for run in r.service)
+
+
+def _direct_rows(rows: _Rows) -> list[list[Any]]:
+    med = statistics.median
+    return [
+        rows.formatted("one bare RPC call (id), kept-alive connection", lambda r: f"{r.call_ms:.1f}"),
+        rows.formatted("one bare pin/ls of 1 CID, after the runs", lambda r: f"{r.pin_ls_ms:.1f}"),
+        rows.formatted("  pins the node then lists (recursive + indirect)", lambda r: str(r.pins_listed)),
+        rows.row("direct pin, 1 fleet node: swarm/connect + pin/add", lambda r: med(x.total for x in r.direct1)),
+        rows.row("  swarm/connect", lambda r: med(x.connect for x in r.direct1)),
+        rows.row("  pin/add", lambda r: med(x.pin for x in r.direct1)),
+        rows.row("direct pin, both fleet nodes at once", lambda r: med(x.total for x in r.direct2)),
+    ]
+
+
+def _service_rows(rows: _Rows) -> list[list[Any]]:
+    med = statistics.median
+    return [
+        rows.row("service: POST /pins -> pinned (2 replicas)", lambda r: med(x.total for x in r.service)),
+        rows.row("  API request POST /pins", lambda r: med(x.api for x in r.service)),
+        rows.row("    DynamoDB transaction (pin, counts, outbox)", _part("api.dynamodb")),
+        rows.row("    SQS send + outbox delete", _part("api.sqs")),
+        rows.row("    auth, validation, placement, Chalice", _part("api other")),
+        rows.row("  queue receive + delete", lambda r: med(x.receive for x in r.service)),
+        rows.row("  worker process_batch", lambda r: med(x.worker for x in r.service)),
+        rows.row("    DynamoDB: get, 2 holds, 2 status writes", _part("worker.dynamodb")),
+        rows.row("    Kubo swarm/connect (slowest replica)", _part("swarm/connect")),
+        rows.row("    Kubo pin/add stream (slowest replica)", _part("pin/add stream")),
+        rows.row("    Kubo pin/ls confirm (slowest replica)", _part("pin/ls confirm")),
+        rows.row("    Kubo dag/stat", _part("dag/stat")),
+        rows.row(
+            "    node list (cached), threads, decode, other",
+            lambda r: med(x.parts["worker other"] + x.parts["worker.registry"] for x in r.service),
+        ),
+    ]
+
+
+def _ratio_rows(rows: _Rows) -> list[list[Any]]:
+    def total(runs: Sequence[Any]) -> float:
+        return statistics.median(x.total for x in runs)
+
+    return [
+        rows.formatted("ratio service / direct (1 node)", lambda r: f"{total(r.service) / total(r.direct1):.2f}"),
+        rows.formatted("ratio service / direct (both nodes)", lambda r: f"{total(r.service) / total(r.direct2):.2f}"),
+        rows.formatted(
+            "service - direct (both nodes), ms", lambda r: f"{(total(r.service) - total(r.direct2)) * 1000:.0f}"
+        ),
+    ]
+
+
 def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
     logging.getLogger("pinning").setLevel(logging.WARNING)
     runs = 2 if quick else 9
-    results: dict[str, FleetResult] = {}
-    with Backends(nodes=0) as backends, tempfile.TemporaryDirectory(prefix="bench-latency-") as base:
-        results["adapter as shipped"] = _measure_fleet(backends, False, runs, base, "latshipped")
-        results["adapter + TCP_NODELAY"] = _measure_fleet(backends, True, runs, base, "latnodelay")
-
-    med = statistics.median
+    results = _measure(runs)
     labels = list(results)
-
-    def row(name: str, pick: Callable[[FleetResult], float]) -> list[Any]:
-        return [name] + [_ms(pick(results[label])) for label in labels]
-
-    def part(key: str) -> Callable[[FleetResult], float]:
-        return lambda r: med(run.parts[key] for run in r.service)
-
-    rows = [
-        ["one bare RPC call (id), kept-alive connection"] + [f"{results[label].call_ms:.1f}" for label in labels],
-        ["one bare pin/ls of 1 CID, after the runs"] + [f"{results[label].pin_ls_ms:.1f}" for label in labels],
-        ["  pins the node then lists (recursive + indirect)"] + [str(results[label].pins_listed) for label in labels],
-        row("direct pin, 1 fleet node: swarm/connect + pin/add", lambda r: med(x.total for x in r.direct1)),
-        row("  swarm/connect", lambda r: med(x.connect for x in r.direct1)),
-        row("  pin/add", lambda r: med(x.pin for x in r.direct1)),
-        row("direct pin, both fleet nodes at once", lambda r: med(x.total for x in r.direct2)),
-        row("service: POST /pins -> pinned (2 replicas)", lambda r: med(x.total for x in r.service)),
-        row("  API request POST /pins", lambda r: med(x.api for x in r.service)),
-        row("    DynamoDB transaction (pin, counts, outbox)", part("api.dynamodb")),
-        row("    SQS send + outbox delete", part("api.sqs")),
-        row("    auth, validation, placement, Chalice", part("api other")),
-        row("  queue receive + delete", lambda r: med(x.receive for x in r.service)),
-        row("  worker process_batch", lambda r: med(x.worker for x in r.service)),
-        row("    DynamoDB: get, 2 holds, 2 status writes", part("worker.dynamodb")),
-        row("    Kubo swarm/connect (slowest replica)", part("swarm/connect")),
-        row("    Kubo pin/add stream (slowest replica)", part("pin/add stream")),
-        row("    Kubo pin/ls confirm (slowest replica)", part("pin/ls confirm")),
-        row("    Kubo dag/stat", part("dag/stat")),
-        row(
-            "    node list (cached), threads, decode, other",
-            lambda r: med(x.parts["worker other"] + x.parts["worker.registry"] for x in r.service),
-        ),
-    ]
-    ratio1 = [
-        med(x.total for x in results[label].service) / med(x.total for x in results[label].direct1) for label in labels
-    ]
-    ratio2 = [
-        med(x.total for x in results[label].service) / med(x.total for x in results[label].direct2) for label in labels
-    ]
-    rest = [
-        med(x.total for x in results[label].service) - med(x.total for x in results[label].direct2) for label in labels
-    ]
-    rows.append(["ratio service / direct (1 node)"] + [f"{v:.2f}" for v in ratio1])
-    rows.append(["ratio service / direct (both nodes)"] + [f"{v:.2f}" for v in ratio2])
-    rows.append(["service - direct (both nodes), ms"] + [f"{v * 1000:.0f}" for v in rest])
+    table = _Rows(results)
+    rows = _direct_rows(table) + _service_rows(table) + _ratio_rows(table)
     print_table(
         f"Pin latency, 1 MiB of fresh random content on the user's node, embedded Kubo on loopback "
         f"(ms, median of {runs} runs each, interleaved)",

@@ -131,68 +131,81 @@ def _one_batch(
     )
 
 
+@dataclass(frozen=True)
+class Config:
+    """One worker configuration measured: `repeat` batches of `size` messages a round."""
+
+    label: str
+    node_concurrency: int
+    pin_seconds: float
+    size: int
+    repeat: int
+
+
+CONFIGS = [
+    Config("node_concurrency 4 (default)", 4, PIN_SECONDS, BATCH, 1),
+    Config("node_concurrency 10", 10, PIN_SECONDS, BATCH, 1),
+    Config("node_concurrency 4, 0 ms pins", 4, 0.0, BATCH, 1),
+    Config("1 message a batch, 0 ms pins", 4, 0.0, 1, 3),
+]
+
+
+def _measure(rounds: int) -> dict[str, list[Batch]]:
+    """The configurations' batches, interleaved round by round, after one warm batch each."""
+    results: dict[str, list[Batch]] = {config.label: [] for config in CONFIGS}
+    latency = DynamoLatency()
+    with Backends(nodes=3, seconds_per_block=PIN_SECONDS, tick=0.05) as backends:
+        stack = worker_stack(backends, "wtput")
+        workers = {config.label: _worker(stack, config.node_concurrency) for config in CONFIGS}
+
+        def batch_of(config: Config, label: str) -> Batch:
+            worker = workers[config.label]
+            return _one_batch(
+                stack, backends, worker, config.node_concurrency, label, config.pin_seconds, latency, config.size
+            )
+
+        for config in CONFIGS:  # warm: clients, sessions, threads, imports
+            batch_of(config, f"warm/{config.label}")
+        for round_ in range(rounds):
+            for config in CONFIGS:
+                results[config.label] += [
+                    batch_of(config, f"{round_}/{again}/{config.label}") for again in range(config.repeat)
+                ]
+    return results
+
+
+def _row(config: Config, batches: list[Batch]) -> list[Any]:
+    med = statistics.median
+    wall = med(b.wall_s for b in batches)
+    rate = med(b.size / b.wall_s for b in batches)
+    bound = med(b.kubo_bound_s for b in batches)
+    has_target = bool(config.pin_seconds)
+    return [
+        config.label,
+        sum(b.size for b in batches),
+        f"{rate:.1f}",
+        f"{wall * 1000:.0f}",
+        f"{bound * 1000:.0f}",
+        f"{med(b.busiest_node_pins for b in batches):g}",
+        f"{(wall - bound) * 1000:.0f}",
+        f"{med(ms for b in batches for ms in b.dynamo_ms):.1f}",
+        f"{med(b.cpu_s / b.wall_s for b in batches):.2f}",
+        f"{med(b.aws_cpu_s / b.wall_s for b in batches):.2f}",
+        f"{med(b.kubo_cpu_s / b.wall_s for b in batches):.2f}",
+        f"{config.size / bound:.1f}" if bound else "-",
+        ">= 8" if has_target else "-",
+        ("met" if rate >= 8 else "NOT MET") if has_target else "-",
+    ]
+
+
 def run(quick: bool) -> dict[str, Any]:
     fake_credentials()
     import logging
 
     logging.getLogger("pinning").setLevel(logging.WARNING)
     rounds = 2 if quick else 6
-    # (label, node_concurrency, pin/add seconds, messages per batch, batches per round)
-    configs = [
-        ("node_concurrency 4 (default)", 4, PIN_SECONDS, BATCH, 1),
-        ("node_concurrency 10", 10, PIN_SECONDS, BATCH, 1),
-        ("node_concurrency 4, 0 ms pins", 4, 0.0, BATCH, 1),
-        ("1 message a batch, 0 ms pins", 4, 0.0, 1, 3),
-    ]
-    results: dict[str, list[Batch]] = {config[0]: [] for config in configs}
-    latency = DynamoLatency()
-    with Backends(nodes=3, seconds_per_block=PIN_SECONDS, tick=0.05) as backends:
-        stack = worker_stack(backends, "wtput")
-        workers = {label: _worker(stack, concurrency) for label, concurrency, *_ in configs}
-        for label, concurrency, seconds, size, _ in configs:  # warm: clients, sessions, threads, imports
-            _one_batch(stack, backends, workers[label], concurrency, f"warm/{label}", seconds, latency, size)
-        for round_ in range(rounds):
-            for label, concurrency, seconds, size, repeat in configs:
-                for again in range(repeat):
-                    results[label].append(
-                        _one_batch(
-                            stack,
-                            backends,
-                            workers[label],
-                            concurrency,
-                            f"{round_}/{again}/{label}",
-                            seconds,
-                            latency,
-                            size,
-                        )
-                    )
-
-    med = statistics.median
-    rows = []
-    for label, _concurrency, seconds, size, _ in configs:
-        batches = results[label]
-        wall = med(b.wall_s for b in batches)
-        rate = med(b.size / b.wall_s for b in batches)
-        bound = med(b.kubo_bound_s for b in batches)
-        kubo_bound_rate = f"{size / bound:.1f}" if bound else "-"
-        rows.append(
-            [
-                label,
-                sum(b.size for b in batches),
-                f"{rate:.1f}",
-                f"{wall * 1000:.0f}",
-                f"{bound * 1000:.0f}",
-                f"{med(b.busiest_node_pins for b in batches):g}",
-                f"{(wall - bound) * 1000:.0f}",
-                f"{med(ms for b in batches for ms in b.dynamo_ms):.1f}",
-                f"{med(b.cpu_s / b.wall_s for b in batches):.2f}",
-                f"{med(b.aws_cpu_s / b.wall_s for b in batches):.2f}",
-                f"{med(b.kubo_cpu_s / b.wall_s for b in batches):.2f}",
-                kubo_bound_rate,
-                ">= 8" if seconds else "-",
-                ("met" if rate >= 8 else "NOT MET") if seconds else "-",
-            ]
-        )
+    results = _measure(rounds)
+    rows = [_row(config, results[config.label]) for config in CONFIGS]
     print_table(
         f"Worker throughput: one process, process_batch, 3 nodes, 2 replicas, pin/add {PIN_SECONDS * 1000:.0f} ms "
         f"(median over {rounds} rounds, configurations interleaved; {os.cpu_count()} cores)",
