@@ -97,6 +97,11 @@ def run(runs: int) -> dict[str, list[LocalStack]]:
 
 def report(started: dict[str, list[LocalStack]], overhead: float | None) -> None:
     """Prints the tables for stacks started and stopped (by kind of start)."""
+    _print_start_and_stop(started, overhead)
+    _print_phases(started)
+
+
+def _print_start_and_stop(started: dict[str, list[LocalStack]], overhead: float | None) -> None:
     runs = max(len(stacks) for stacks in started.values())
     kinds = list(started)
     rows = [
@@ -115,16 +120,22 @@ def report(started: dict[str, list[LocalStack]], overhead: float | None) -> None
         "Stop: SIGTERM, as Ctrl-C, until the process exited.",
     )
 
-    medians: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
+
+def _step_medians(stacks: list[LocalStack], order: list[str]) -> dict[str, float]:
+    """Median seconds of each step over `stacks`; steps first seen are appended to `order`."""
+    per_step: dict[str, list[float]] = {}
+    for stack in stacks:
+        for step, seconds in phases(stack):
+            per_step.setdefault(step, []).append(seconds)
+            if step not in order:
+                order.append(step)
+    return {step: statistics.median(values) for step, values in per_step.items()}
+
+
+def _print_phases(started: dict[str, list[LocalStack]]) -> None:
+    kinds = list(started)
     order: list[str] = []
-    for kind in kinds:
-        per_step: dict[str, list[float]] = {}
-        for stack in started[kind]:
-            for step, seconds in phases(stack):
-                per_step.setdefault(step, []).append(seconds)
-                if step not in order:
-                    order.append(step)
-        medians[kind] = {step: statistics.median(values) for step, values in per_step.items()}
+    medians = {kind: _step_medians(started[kind], order) for kind in kinds}
     phase_rows, grouped = [], {kind: 0.0 for kind in kinds}
     for step in order:
         values = [medians[kind].get(step, 0.0) for kind in kinds]

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,10 +213,77 @@ def run(pins: int, concurrency: int) -> dict[str, Any]:
         return measure(stack, pins, concurrency)
 
 
-def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
-    """Measures on a running stack (with nothing else queued) and prints the tables."""
-    import requests
+class _Clients:
+    """`concurrency` client threads, each with one kept-alive connection, all
+    opened at once as clients starting together would (the dev API server's
+    listen backlog was once 5 and such a burst got resets: counted and retried)."""
 
+    def __init__(self, stack: LocalStack, concurrency: int) -> None:
+        self._stack = stack
+        self.concurrency = concurrency
+        self.resets: list[str] = []
+        self.posts: list[tuple[float, float, str]] = []  # sent, answered, request id
+        self._sessions: queue.Queue[Any] = queue.Queue()
+        with ThreadPoolExecutor(concurrency) as pool:
+            for session in pool.map(self._connect, range(concurrency)):
+                self._sessions.put(session)
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        import requests
+
+        try:
+            return call()
+        except requests.ConnectionError as error:  # refused before it was read: nothing was created
+            self.resets.append(str(error))
+            return call()
+
+    def _connect(self, _: int) -> Any:
+        import requests
+
+        session = requests.Session()
+        session.headers.update(self._stack.auth())
+        self._retrying(lambda: session.get(f"{self._stack.url}/pins", params={"limit": 1}, timeout=60))
+        return session
+
+    def submit(self, cid: str, origins: list[str]) -> None:
+        session = self._sessions.get()
+        try:
+            sent = time.perf_counter()
+            answer = self._retrying(
+                lambda: session.post(f"{self._stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
+            )
+            if answer.status_code != 202:
+                raise SystemExit(f"FATAL: POST /pins answered {answer.status_code}: {answer.text[:300]}")
+            self.posts.append((sent, time.perf_counter(), answer.json()["requestid"]))
+        finally:
+            self._sessions.put(session)
+
+
+@dataclass
+class _Run:
+    """One run's observations: the clients' POSTs, the API's counts, the log, the CPU."""
+
+    pins: int
+    add_seconds: float
+    clients: _Clients
+    counts: Counts
+    started: float
+    submitted: float
+    done: float
+    logged: list[dict[str, float]]
+    cores: dict[str, float]
+    machine_cores: float
+
+    @property
+    def ids(self) -> list[str]:
+        return [request_id for _, _, request_id in self.clients.posts]
+
+    @property
+    def answered(self) -> dict[str, float]:
+        return {request_id: at for _, at, request_id in self.clients.posts}
+
+
+def _run(stack: LocalStack, pins: int, concurrency: int) -> _Run:
     your = stack.your_node()
     origins = your.multiaddrs()
     began = time.perf_counter()
@@ -223,43 +291,7 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
         cids = list(pool.map(lambda _: your.add_random(CONTENT_BYTES), range(pins)))
     add_seconds = time.perf_counter() - began
 
-    # One kept-alive connection per client thread, all opened at once as
-    # clients starting together would (the dev API server's listen backlog
-    # was once 5 and such a burst got resets: counted and retried).
-    resets: list[str] = []
-
-    def retrying(call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except requests.ConnectionError as error:  # refused before it was read: nothing was created
-            resets.append(str(error))
-            return call()
-
-    def connect(_: int) -> Any:
-        session = requests.Session()
-        session.headers.update(stack.auth())
-        retrying(lambda: session.get(f"{stack.url}/pins", params={"limit": 1}, timeout=60))
-        return session
-
-    sessions: queue.Queue[Any] = queue.Queue()
-    with ThreadPoolExecutor(concurrency) as pool:
-        for session in pool.map(connect, range(concurrency)):
-            sessions.put(session)
-    posts: list[tuple[float, float, str]] = []  # sent, answered, request id
-
-    def submit(cid: str) -> None:
-        session = sessions.get()
-        try:
-            sent = time.perf_counter()
-            answer = retrying(
-                lambda: session.post(f"{stack.url}/pins", json={"cid": cid, "origins": origins}, timeout=120)
-            )
-            if answer.status_code != 202:
-                raise SystemExit(f"FATAL: POST /pins answered {answer.status_code}: {answer.text[:300]}")
-            posts.append((sent, time.perf_counter(), answer.json()["requestid"]))
-        finally:
-            sessions.put(session)
-
+    clients = _Clients(stack, concurrency)
     counts = Counts(stack)
     cpu = CpuMeter(stack.process.pid)
     with LogTail(stack.state_dir) as log:
@@ -267,35 +299,35 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
         counter = threading.Thread(target=counts.until_done, args=(pins, started + DEADLINE_SECONDS), daemon=True)
         counter.start()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(submit, cids))
+            list(pool.map(lambda cid: clients.submit(cid, origins), cids))
         submitted = time.perf_counter()
         counter.join()
         if counts.latest("pinned") + counts.latest("failed") < pins:
             raise SystemExit(f"FATAL: not all {pins} pins done within {DEADLINE_SECONDS:g} s")
         counted_done = counts.samples[-1][0]
     cores, machine_cores = cpu.cores()
-
-    ids = [request_id for _, _, request_id in posts]
-    answered = {request_id: at for _, at, request_id in posts}
-    logged = [log.seen.get(request_id, {}) for request_id in ids]
+    logged = [log.seen.get(request_id, {}) for _, _, request_id in clients.posts]
     pinned_at = [seen["pinned"] for seen in logged if "pinned" in seen]
     # The last `pinned` line, as read, when every pin logged one; else the count that saw them all.
     done = max(pinned_at) if len(pinned_at) == pins else counted_done
-    total = done - started
-    failed = counts.latest("failed")
+    return _Run(pins, add_seconds, clients, counts, started, submitted, done, logged, cores, machine_cores)
 
+
+def _print_summary(run: _Run) -> None:
+    pins, counts = run.pins, run.counts
+    total, submitting = run.done - run.started, run.submitted - run.started
     summary = [
-        ["pins submitted / pinned / failed", f"{pins} / {counts.latest('pinned')} / {failed}"],
-        ["POST concurrency (client threads)", str(concurrency)],
-        ["requests whose connection was reset (retried)", str(len(resets))],
+        ["pins submitted / pinned / failed", f"{pins} / {counts.latest('pinned')} / {counts.latest('failed')}"],
+        ["POST concurrency (client threads)", str(run.clients.concurrency)],
+        ["requests whose connection was reset (retried)", str(len(run.clients.resets))],
         ["first POST -> all pinned, s", f"{total:.1f}"],
         ["throughput, pins/s", f"{pins / total:.1f}"],
-        ["submitting all POSTs, s (POSTs/s)", f"{submitted - started:.1f} ({pins / (submitted - started):.1f})"],
+        ["submitting all POSTs, s (POSTs/s)", f"{submitting:.1f} ({pins / submitting:.1f})"],
         ["most queued at once (API counts)", str(max(s["queued"] for _, s in counts.samples))],
         ["pinning at once, median / max (API counts)", _median_max(counts.samples, "pinning")],
         ["pin queue: received, not yet done, median / max", _median_max(counts.samples, "in flight")],
         ["pin queue: handed back to continue later, median / max", _median_max(counts.samples, "delayed")],
-        ["adding the content to your node (not timed), s", f"{add_seconds:.1f}"],
+        ["adding the content to your node (not timed), s", f"{run.add_seconds:.1f}"],
     ]
     print_table(
         f"Throughput of the local stack: {pins} pins of {CONTENT_BYTES} B of fresh content via origins",
@@ -303,10 +335,18 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
         summary,
     )
 
-    rows = [["POST /pins latency (client)", *_ms_spread([at - sent for sent, at, _ in posts])]]
-    waits = [seen["pinning"] - answered[rid] for rid, seen in zip(ids, logged, strict=False) if "pinning" in seen]
-    works = [seen["pinned"] - seen["pinning"] for seen in logged if "pinning" in seen and "pinned" in seen]
-    whole = [seen["pinned"] - answered[rid] for rid, seen in zip(ids, logged, strict=False) if "pinned" in seen]
+
+def _request_times(run: _Run) -> tuple[list[float], list[float], list[float]]:
+    """Per request traced in the log: queue wait, work, and POST answered -> pinned (seconds)."""
+    answered, traced = run.answered, list(zip(run.ids, run.logged, strict=False))
+    waits = [seen["pinning"] - answered[rid] for rid, seen in traced if "pinning" in seen]
+    works = [seen["pinned"] - seen["pinning"] for _, seen in traced if "pinning" in seen and "pinned" in seen]
+    whole = [seen["pinned"] - answered[rid] for rid, seen in traced if "pinned" in seen]
+    return waits, works, whole
+
+
+def _print_request_times(run: _Run, waits: list[float], works: list[float], whole: list[float]) -> None:
+    rows = [["POST /pins latency (client)", *_ms_spread([at - sent for sent, at, _ in run.clients.posts])]]
     if works:
         rows += [
             ["POST answered -> 'pinning' logged (queue wait, receive)", *_ms_spread(waits)],
@@ -314,13 +354,17 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
             ["POST answered -> 'pinned' logged", *_ms_spread(whole)],
         ]
     print_table(
-        f"Where a request's time goes (ms; {len(works)} of {pins} requests traced in the log)",
+        f"Where a request's time goes (ms; {len(works)} of {run.pins} requests traced in the log)",
         ["", "p50", "p90", "p99", "max"],
         rows,
         note="Log lines are timestamped when read (every 20 ms).",
     )
+
+
+def _print_cpu(run: _Run, waits: list[float], works: list[float]) -> None:
+    cores = run.cores
     cpu_rows = [[role, f"{used:.2f}"] for role, used in sorted(cores.items(), key=lambda item: -item[1])]
-    cpu_rows.append(["whole machine (all processes, busy cores)", f"{machine_cores:.2f}"])
+    cpu_rows.append(["whole machine (all processes, busy cores)", f"{run.machine_cores:.2f}"])
     print_table(
         "CPU during the run (average cores used, first POST -> all pinned)",
         ["process", "cores"],
@@ -333,7 +377,20 @@ def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
         f"busiest process: {busiest} at {most:.2f} cores; of the worker's part of a pin's time, "
         f"{share:.0%} is 'pinning' -> 'pinned' and {1 - share:.0%} waiting in the queue."
     )
-    return {"pins_per_second": pins / total, "cores": cores, "failed": failed}
+
+
+def measure(stack: LocalStack, pins: int, concurrency: int) -> dict[str, Any]:
+    """Measures on a running stack (with nothing else queued) and prints the tables."""
+    run = _run(stack, pins, concurrency)
+    _print_summary(run)
+    waits, works, whole = _request_times(run)
+    _print_request_times(run, waits, works, whole)
+    _print_cpu(run, waits, works)
+    return {
+        "pins_per_second": pins / (run.done - run.started),
+        "cores": run.cores,
+        "failed": run.counts.latest("failed"),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
