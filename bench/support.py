@@ -278,9 +278,9 @@ def _items_read(operation: str, parsed: dict[str, Any]) -> int:
 class DynamoMeter:
     """Records every DynamoDB call made by the clients the models use.
 
-    PynamoDB keeps one botocore client per model class (and rebuilds it when
-    `bind_models` drops the connection), so `attach` hooks every model's
-    current client and may be called again at any time.
+    The models share one botocore client per `bind_models` (a new one each
+    time it is called), so `attach` hooks the client of every model, once
+    each, and may be called again at any time.
     """
 
     def __init__(self) -> None:

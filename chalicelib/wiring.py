@@ -29,8 +29,9 @@ class Services:
     API containers never import the Kubo client."""
 
     def __init__(self, settings: Settings) -> None:
-        bind_models(settings)
         self.settings = settings
+        # One DynamoDB client per container, built now rather than by each thread's first request.
+        self.dynamo = bind_models(settings)
         self.publisher: Publisher = SqsPublisher(settings)
         self.registry = NodeRegistry(settings.node_cache_seconds)
         self.outbox = Outbox(self.publisher, settings.outbox_shards)

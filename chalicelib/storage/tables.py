@@ -5,6 +5,7 @@ from __future__ import annotations
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
+from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -37,17 +38,9 @@ def table_name(settings: Settings, model: type[Model]) -> str:
     return f"{settings.table_prefix}-{_BASE_NAMES[model]}"
 
 
-def bind_models(settings: Settings) -> None:
-    """Point every model at this stage's tables.
-
-    PynamoDB caches a connection per model class, so it is dropped here to
-    take the new name, region and endpoint.
-    """
-    for model in MODELS:
-        model.Meta.table_name = table_name(settings, model)
-        model.Meta.region = settings.region
-        model.Meta.host = settings.aws_endpoint_url
-        model._connection = None
+def bind_models(settings: Settings) -> DynamoConnection:
+    """Point every model at this stage's tables, through one shared client."""
+    return DynamoConnection(settings, MODELS, {model: table_name(settings, model) for model in MODELS})
 
 
 def create_tables(settings: Settings, wait: bool = True) -> list[str]:
