@@ -294,15 +294,13 @@ class FleetResult:
 
 
 def _measure_fleet(backends: Any, nodelay: bool, runs: int, base_dir: str, prefix: str) -> FleetResult:
-    from chalicelib.tenants.admin import TenantAdmin
-
     with _fleet(nodelay, base_dir) as nodes:
         fleet_nodes, user = nodes[:2], nodes[2]
         stack_ = worker_stack(backends, prefix, stall_seconds=10, continue_delay_seconds=0, kubo_rpc_secret=TOKEN)
         services, sqs, queue_url = stack_.services, stack_.sqs, stack_.settings.queue_url
         for node in fleet_nodes:
             services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
-        token = TenantAdmin().issue_token(stack_.tenant_id, "bench").secret
+        token = services.admin.issue_token(stack_.tenant_id, "bench").secret
         recorder = _instrument(services, fleet_nodes)
         rpc_user = _Rpc(user)
         rpc_fleet = [_Rpc(node) for node in fleet_nodes]

@@ -401,9 +401,7 @@ class Stack:
     token: str
 
     def new_tenant(self, name: str) -> tuple[str, str]:
-        from chalicelib.tenants.admin import TenantAdmin
-
-        admin = TenantAdmin()
+        admin = self.services.admin
         tenant = admin.create_tenant(name)
         return tenant.tenant_id, admin.issue_token(tenant.tenant_id, "bench").secret
 

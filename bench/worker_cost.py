@@ -235,7 +235,6 @@ def worker_stack(backends: Backends, prefix: str, **changes: Any) -> WorkerStack
 
     from chalicelib.config import Settings
     from chalicelib.storage.tables import create_tables
-    from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.wiring import build_services
 
     endpoint = backends.endpoint_url
@@ -255,7 +254,7 @@ def worker_stack(backends: Backends, prefix: str, **changes: Any) -> WorkerStack
     services = build_services(settings)
     for i, url in enumerate(backends.kubo_urls):
         services.registry.register(f"node-{i}", url, PEERS[i], [f"/ip4/127.0.0.1/tcp/{4001 + i}"])
-    tenant_id = TenantAdmin().create_tenant(prefix).tenant_id
+    tenant_id = services.admin.create_tenant(prefix).tenant_id
     return WorkerStack(settings, services, tenant_id, sqs)
 
 

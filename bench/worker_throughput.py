@@ -75,11 +75,18 @@ class DynamoLatency:
 
 def _worker(stack: Any, node_concurrency: int) -> Any:
     from chalicelib.fleet.holds import PinHolds
+    from chalicelib.storage.hold_repository import DynamoHoldRepository
     from chalicelib.worker.pin_worker import PinWorker
 
     services = stack.services
     settings = replace(services.settings, node_concurrency=node_concurrency)
-    return PinWorker(settings, services.store, services.registry, PinHolds(lease_seconds=15 * 60), services.kubo)
+    return PinWorker(
+        settings,
+        services.store,
+        services.registry,
+        PinHolds(DynamoHoldRepository(services.dynamo), lease_seconds=15 * 60),
+        services.kubo,
+    )
 
 
 def _one_batch(

@@ -9,14 +9,19 @@ from typing import TYPE_CHECKING
 
 from chalicelib.config import Settings, read_secret
 from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.fleet.removal import NodeRemoval
 from chalicelib.pins.service import PinService
 from chalicelib.queue.outbox import Outbox
 from chalicelib.queue.publisher import Publisher, SqsPublisher
-from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.hold_repository import DynamoHoldRepository
+from chalicelib.storage.node_repository import DynamoNodeRepository
+from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
+from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoTokenRepository
+from chalicelib.tenants.admin import TenantAdmin
 from chalicelib.tenants.authenticator import Authenticator
 
 if TYPE_CHECKING:  # loaded only by the functions that call Kubo
@@ -33,10 +38,13 @@ class Services:
         # One DynamoDB client per container, built now rather than by each thread's first request.
         self.dynamo = bind_models(settings)
         self.publisher: Publisher = SqsPublisher(settings)
-        self.registry = NodeRegistry(settings.node_cache_seconds)
-        self.outbox = Outbox(self.publisher, settings.outbox_shards)
+        self.nodes = DynamoNodeRepository(self.dynamo)
+        self.registry = NodeRegistry(self.nodes, settings.node_cache_seconds)
+        self.outbox = Outbox(DynamoOutboxRepository(), self.publisher, settings.outbox_shards)
         self.removal = NodeRemoval(self.registry, self.outbox)
-        self.authenticator = Authenticator(settings.token_cache_seconds)
+        self.tokens = DynamoTokenRepository()
+        self.authenticator = Authenticator(self.tokens, settings.token_cache_seconds)
+        self.admin = TenantAdmin(DynamoTenantRepository(), self.tokens)
         self.store = PinStore()
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
@@ -44,7 +52,7 @@ class Services:
         self._kubo_clients: dict[str, KuboClient] = {}
         self._kubo_lock = threading.Lock()
 
-    def kubo(self, node: NodeRecord) -> KuboClient:
+    def kubo(self, node: Node) -> KuboClient:
         """One client (and connection pool) per node and container."""
         from chalicelib.kubo.client import KuboClient
 
@@ -69,7 +77,7 @@ class Services:
         from chalicelib.worker.pin_worker import PinWorker
 
         # A removal lease outlives the longest Lambda run (15 minutes).
-        holds = PinHolds(lease_seconds=15 * 60)
+        holds = PinHolds(DynamoHoldRepository(self.dynamo), lease_seconds=15 * 60)
         return PinWorker(self.settings, self.store, self.registry, holds, self.kubo)
 
 

@@ -13,13 +13,19 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chalicelib.config import Settings, table_prefix_for
 from chalicelib.pins.timestamps import format_ms
 from cli.commands import emit, json_command, note
+
+if TYPE_CHECKING:
+    from chalicelib.fleet.registry import NodeRegistry
+    from chalicelib.fleet.removal import NodeRemoval
+    from chalicelib.tenants.admin import TenantAdmin
+    from chalicelib.wiring import Services
 
 _SECRET_WARNING = (
     "This secret is shown only now: the service keeps just its hash. "
@@ -45,12 +51,19 @@ class Options:
     profile: str | None = None
     json: bool = False
     _settings: Settings | None = None
+    _services: Services | None = None
+
+    def services(self) -> Services:
+        """The service's objects for these options (tables bound, one DynamoDB client)."""
+        if self._services is None:
+            from chalicelib.wiring import build_services
+
+            self._services = build_services(self.settings())
+        return self._services
 
     def settings(self) -> Settings:
-        """The settings for these options, with the models bound to them."""
+        """The settings for these options, with the credentials they need."""
         if self._settings is None:
-            from chalicelib.storage.tables import bind_models
-
             self._settings = build_settings(self, os.environ)
             if self.profile:
                 # PynamoDB makes its own botocore session, which reads this.
@@ -59,7 +72,6 @@ class Options:
                 # The local stack accepts any credentials but botocore wants some.
                 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
                 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-            bind_models(self._settings)
         return self._settings
 
 
@@ -240,11 +252,8 @@ def _tenant_json(record: Any) -> dict[str, Any]:
     return {"tenant_id": record.tenant_id, "name": record.name, "created": _time(record.created_ms)}
 
 
-def _admin() -> Any:
-    _options().settings()
-    from chalicelib.tenants.admin import TenantAdmin
-
-    return TenantAdmin()
+def _admin() -> TenantAdmin:
+    return _options().services().admin
 
 
 @command(tenants, "create")
@@ -387,12 +396,11 @@ def nodes() -> None:
     """Register, list and remove the Kubo nodes that pins are placed on."""
 
 
-def _registry() -> Any:
-    _options().settings()
+def _registry() -> NodeRegistry:
     from chalicelib.fleet.registry import NodeRegistry
 
     # No cache: an admin command reads once and must see its own writes.
-    return NodeRegistry(cache_seconds=0)
+    return NodeRegistry(_options().services().nodes, cache_seconds=0)
 
 
 def _node_json(record: Any) -> dict[str, Any]:
@@ -456,15 +464,12 @@ def nodes_list() -> None:
     )
 
 
-def _removal() -> Any:
-    settings = _options().settings()
+def _removal() -> NodeRemoval:
     from chalicelib.fleet.removal import NodeRemoval
-    from chalicelib.queue.outbox import Outbox
-    from chalicelib.queue.publisher import SqsPublisher
 
     # Without PIN_QUEUE_URL the drain message waits in the outbox, which
     # the service's sweep sends within a minute or two.
-    return NodeRemoval(_registry(), Outbox(SqsPublisher(settings), settings.outbox_shards))
+    return NodeRemoval(_registry(), _options().services().outbox)
 
 
 _DRAINING = "its pins are being re-replicated on the other nodes (drain queued)"
@@ -522,17 +527,10 @@ def tables_create(allow_aws: bool) -> None:
         raise CliError(
             "no --endpoint-url: on AWS the tables are owned by infra/; pass --allow-aws to create them here anyway"
         )
-    from chalicelib.storage.tables import MODELS, table_name
+    from chalicelib.storage.tables import create_tables, table_names
 
-    created: list[str] = []
-    existing: list[str] = []
-    for model in MODELS:
-        name = table_name(settings, model)
-        if model.exists():
-            existing.append(name)
-        else:
-            model.create_table(wait=True)
-            created.append(name)
+    created = create_tables(settings)
+    existing = [name for name in table_names(settings) if name not in created]
 
     def human() -> None:
         for name in created:

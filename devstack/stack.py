@@ -349,10 +349,11 @@ class DevStack:
                 self._write_stack_file()
 
     def _register_nodes(self) -> None:
-        from chalicelib.fleet.registry import InvalidNode, NodeRegistry
+        from chalicelib.config import Settings
+        from chalicelib.fleet.registry import InvalidNode
+        from chalicelib.wiring import build_services
 
         if not self.options.nodes:
-            from chalicelib.config import Settings
 
             endpoint = os.environ["AWS_ENDPOINT_URL"]
             prefix = Settings.from_env().table_prefix
@@ -365,7 +366,7 @@ class DevStack:
                 "(the API sees a new node within NODE_CACHE_SECONDS, 30 by default)\n"
             )
             return
-        registry = NodeRegistry()
+        registry = build_services(Settings.from_env()).registry
         for node in self.options.nodes:
             try:
                 registry.register(node.node_id, node.rpc_url, node.peer_id, list(node.multiaddrs))
@@ -374,9 +375,10 @@ class DevStack:
             say(f"  node {node.node_id}: RPC {node.rpc_url}, peer {node.peer_id}")
 
     def _create_demo_tenant(self) -> None:
-        from chalicelib.tenants.admin import TenantAdmin
+        from chalicelib.config import Settings
+        from chalicelib.wiring import build_services
 
-        admin = TenantAdmin()
+        admin = build_services(Settings.from_env()).admin
         tenant = admin.create_tenant("demo")
         self.token = admin.issue_token(tenant.tenant_id, "devstack").secret
         say(f"  demo tenant {tenant.tenant_id}")

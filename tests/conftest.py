@@ -69,9 +69,7 @@ def services(settings: Settings) -> Iterator[Services]:
 
 @pytest.fixture
 def tenant_token(services: Services) -> str:
-    from chalicelib.tenants.admin import TenantAdmin
-
-    admin = TenantAdmin()
+    admin = services.admin
     tenant = admin.create_tenant("alice")
     return admin.issue_token(tenant.tenant_id, "laptop").secret
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TextIO
 
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.node_record import NodeRecord
 
 if TYPE_CHECKING:
     from chalicelib.kubo.client import KuboClient
@@ -22,24 +22,24 @@ logger = logging.getLogger("pinning.fleet")
 METRIC_NAMESPACE = "PinningService"
 
 
-def check_fleet(registry: NodeRegistry, kubo: Callable[[NodeRecord], KuboClient]) -> dict[str, bool]:
+def check_fleet(registry: NodeRegistry, kubo: Callable[[Node], KuboClient]) -> dict[str, bool]:
     """Asks every node for its identity and repo size; records the answers."""
 
-    def check(node: NodeRecord) -> bool:
+    def check(node: Node) -> bool:
         client = kubo(node)
         try:
             identity = client.id()
             stat = client.repo_stat()
         except KuboError as error:
             logger.warning("node unhealthy", extra={"node_id": node.node_id, "error": str(error)})
-            registry.record_health(node.node_id, healthy=False, free_bytes=node.free_bytes)
+            registry.record_health(node, healthy=False, free_bytes=node.free_bytes)
             return False
         if identity.peer_id != node.peer_id:
             # Another node answers at this address: never pin there by mistake.
             logger.error("node peer ID changed", extra={"node_id": node.node_id, "peer_id": identity.peer_id})
-            registry.record_health(node.node_id, healthy=False, free_bytes=stat.free_bytes)
+            registry.record_health(node, healthy=False, free_bytes=stat.free_bytes)
             return False
-        registry.record_health(node.node_id, healthy=True, free_bytes=stat.free_bytes)
+        registry.record_health(node, healthy=True, free_bytes=stat.free_bytes)
         return True
 
     nodes = registry.nodes(fresh=True)

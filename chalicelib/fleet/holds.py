@@ -10,51 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.expressions.condition import Condition, Or
-from pynamodb.expressions.update import Action
-from pynamodb.transactions import TransactWrite
-
+from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, HoldRepository, Lease, Removed
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.cancellations import cancellation_codes
-from chalicelib.storage.node_pin import STATE, NodePin, holder_key, node_pin_key
 
 
 class PinHolds:
-    def __init__(self, lease_seconds: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, holds: HoldRepository, lease_seconds: int, clock: Callable[[], int] = now_ms) -> None:
+        self._holds = holds
         self._lease_ms = lease_seconds * 1000
         self._clock = clock
 
     def hold(self, node_id: str, cid_key: str, tenant_id: str, request_id: str) -> bool:
         """Take the request's hold. False while the pin is being removed:
         the caller must come back later (a hold is then not taken)."""
-        key = node_pin_key(node_id, cid_key)
         now = self._clock()
-        try:
-            with TransactWrite(connection=NodePin._get_connection().connection) as tx:
-                tx.save(
-                    NodePin(key, holder_key(tenant_id, request_id), node_id=node_id),
-                    condition=NodePin.entry.does_not_exist(),
-                )
-                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now))
-            return True
-        except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if codes[:1] == ["ConditionalCheckFailed"]:
-                # Already a holder (a repeated message): only the lease matters.
-                state = NodePin.get(key, STATE, consistent_read=True)
-                return not (state.releasing_by and (state.releasing_until_ms or 0) > now)
-            if codes[1:2] == ["ConditionalCheckFailed"]:
-                return False
-            raise
+        added = self._holds.add(Hold(node_id, cid_key, tenant_id, request_id), now)
+        if added is Added.ALREADY_HELD:
+            # A repeated message: only the lease matters.
+            lease = self._holds.lease(node_id, cid_key)
+            return lease is None or not lease.active(now)
+        return added is Added.ADDED
 
     def holding(self, node_id: str, cid_key: str, tenant_id: str, request_id: str) -> bool:
         """Whether the request holds `cid_key` on the node now."""
-        try:
-            NodePin.get(node_pin_key(node_id, cid_key), holder_key(tenant_id, request_id), consistent_read=True)
-        except NodePin.DoesNotExist:
-            return False
-        return True
+        return self._holds.held(Hold(node_id, cid_key, tenant_id, request_id))
 
     def release(
         self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str, force: bool = False
@@ -65,51 +44,18 @@ class PinHolds:
         removal is unfinished; any other repeat owns nothing. `force` also
         takes the removal when the request held nothing (a pin made on Kubo
         after its request was gone)."""
-        key = node_pin_key(node_id, cid_key)
+        hold = Hold(node_id, cid_key, tenant_id, request_id)
         now = self._clock()
-        lease: list[Action] = [NodePin.releasing_by.set(token), NodePin.releasing_until_ms.set(now + self._lease_ms)]
-        connection = NodePin._get_connection().connection
-        try:
-            # The last holder takes the removal in the same transaction.
-            with TransactWrite(connection=connection) as tx:
-                tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
-                tx.update(
-                    NodePin(key, STATE),
-                    actions=[NodePin.holders.add(-1), *lease],
-                    condition=(NodePin.holders == 1) & _no_release(now),
-                )
+        lease = Lease(token, now + self._lease_ms)
+        # The last holder takes the removal in the same step; any other just
+        # leaves (two steps at most: the second needs no condition but the hold's).
+        removed = self._holds.remove(hold, now, lease)
+        if removed is Removed.REMOVED:
             return True
-        except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if codes[:1] == ["ConditionalCheckFailed"]:
-                return self._resume(key, token, now, lease, force)
-            if codes[1:2] != ["ConditionalCheckFailed"]:
-                raise
-        try:
-            with TransactWrite(connection=connection) as tx:
-                tx.delete(NodePin(key, holder_key(tenant_id, request_id)), condition=NodePin.entry.exists())
-                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(-1)])
-        except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if codes[:1] != ["ConditionalCheckFailed"]:
-                raise
-            return self._resume(key, token, now, lease, force)
-        return False
-
-    def _resume(self, key: str, token: str, now: int, lease: list[Action], force: bool) -> bool:
-        """Not a holder (any more): own the removal only if it is ours and unfinished, or forced."""
-        mine = NodePin.releasing_by == token
-        owner = (mine | _no_release(now)) if force else mine
-        try:
-            NodePin(key, STATE).update(
-                actions=lease,
-                condition=(NodePin.holders.does_not_exist() | (NodePin.holders <= 0)) & owner,
-            )
-        except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        if removed is Removed.NOT_LAST and self._holds.remove(hold, now, None) is Removed.REMOVED:
+            return False
+        # Not a holder (any more): own the removal only if it is ours and unfinished, or forced.
+        return self._holds.take_lease(node_id, cid_key, lease, now, force)
 
     def drop(self, node_id: str, cid_key: str, tenant_id: str, request_id: str, token: str) -> None:
         """Give up the request's hold on a node that left the fleet: its pins
@@ -119,15 +65,8 @@ class PinHolds:
 
     def released(self, node_id: str, cid_key: str, token: str) -> None:
         """The pin is gone from the node: end the lease."""
-        try:
-            NodePin(node_pin_key(node_id, cid_key), STATE).update(
-                actions=[NodePin.releasing_by.remove(), NodePin.releasing_until_ms.remove()],
-                condition=NodePin.releasing_by == token,
-            )
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        self._holds.end_lease(node_id, cid_key, token)
 
-
-def _no_release(now: int) -> Condition:
-    return Or(NodePin.releasing_by.does_not_exist(), NodePin.releasing_until_ms < now)
+    def holders_on(self, node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
+        """A page of the requests holding pins on `node_id` (see HoldRepository)."""
+        return self._holds.holders_on(node_id, after, limit)

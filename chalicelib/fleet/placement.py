@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from chalicelib.storage.node_record import NodeRecord
+from chalicelib.fleet.node import Node
 
 MAX_DELEGATES = 20
 
@@ -20,12 +20,12 @@ def _score(node_id: str, cid_key: str) -> bytes:
     return hashlib.sha256(f"{node_id}\n{cid_key}".encode()).digest()
 
 
-def usable(node: NodeRecord, min_free_bytes: int) -> bool:
+def usable(node: Node, min_free_bytes: int) -> bool:
     """Healthy at the last check, with room for more (unknown space counts as room)."""
     return node.healthy and (node.free_bytes is None or node.free_bytes >= min_free_bytes)
 
 
-def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_bytes: int = 0) -> list[NodeRecord]:
+def place(cid_key: str, nodes: Sequence[Node], replicas: int, min_free_bytes: int = 0) -> list[Node]:
     """The nodes that should hold `cid_key`, best first.
 
     Unhealthy and full nodes are passed over; with no usable node at all the
@@ -36,7 +36,7 @@ def place(cid_key: str, nodes: Sequence[NodeRecord], replicas: int, min_free_byt
     return ranked[:replicas]
 
 
-def delegates_of(nodes: Sequence[NodeRecord]) -> list[str]:
+def delegates_of(nodes: Sequence[Node]) -> list[str]:
     """The chosen nodes' public multiaddrs (each ends in /p2p/<peer ID>)."""
     seen: list[str] = []
     for node in nodes:

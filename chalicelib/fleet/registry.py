@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
-
+from chalicelib.fleet.node import Node, NodeRepository
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.cancellations import cancellation_codes
-from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
-from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.queue.outbox_repository import OutboxMessage
 
 
 class InvalidNode(ValueError):
@@ -19,31 +15,32 @@ class InvalidNode(ValueError):
 
 
 class NodeRegistry:
-    def __init__(self, cache_seconds: int = 30, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, nodes: NodeRepository, cache_seconds: int = 30, clock: Callable[[], int] = now_ms) -> None:
+        self._nodes = nodes
         self._cache_ms = cache_seconds * 1000
         self._clock = clock
-        self._cached: list[NodeRecord] | None = None
+        self._cached: list[Node] | None = None
         self._cached_at = 0
 
-    def nodes(self, fresh: bool = False) -> list[NodeRecord]:
+    def nodes(self, fresh: bool = False) -> list[Node]:
         """Every registered node; cached briefly, as placement runs per request."""
         now = self._clock()
         if fresh or self._cached is None or now - self._cached_at >= self._cache_ms:
-            self._cached = list(NodeRecord.query(FLEET_PARTITION))
+            self._cached = self._nodes.all()
             self._cached_at = now
         return self._cached
 
+    def node(self, node_id: str) -> Node | None:
+        """The node as registered now (one strongly consistent read)."""
+        return self._nodes.get(node_id)
+
     def registered(self, node_id: str) -> bool:
         """Whether the node is in the registry now (one strongly consistent read)."""
-        try:
-            NodeRecord.get(FLEET_PARTITION, node_id, consistent_read=True)
-        except NodeRecord.DoesNotExist:
-            return False
-        return True
+        return self.node(node_id) is not None
 
     def register(
         self, node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequence[str], tags: Sequence[str] = ()
-    ) -> NodeRecord:
+    ) -> Node:
         if not node_id or not rpc_url.startswith(("http://", "https://")):
             raise InvalidNode("a node needs an id and an http(s) RPC URL")
         try:
@@ -64,44 +61,26 @@ class NodeRegistry:
             addresses.append(full)
         if not addresses:
             raise InvalidNode("a node needs at least one multiaddr clients can dial")
-        record = NodeRecord(
-            FLEET_PARTITION,
-            node_id,
-            rpc_url=rpc_url,
-            peer_id=peer_id,
-            multiaddrs=addresses,
-            tags=list(tags),
-            healthy=True,
-            registered_ms=self._clock(),
+        node = self._nodes.save(
+            Node(node_id, rpc_url, peer_id, tuple(addresses), tuple(tags), healthy=True, registered_ms=self._clock())
         )
-        record.save()
         self._cached = None
-        return record
+        return node
 
-    def record_health(self, node_id: str, healthy: bool, free_bytes: int | None) -> None:
-        try:
-            # Unknown free space (a node that never answered) is no attribute at all.
-            free_space = NodeRecord.free_bytes.remove() if free_bytes is None else NodeRecord.free_bytes.set(free_bytes)
-            NodeRecord(FLEET_PARTITION, node_id).update(
-                actions=[NodeRecord.healthy.set(healthy), free_space, NodeRecord.checked_ms.set(self._clock())],
-                condition=NodeRecord.node_id.exists(),
-            )
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise  # removed meanwhile: nothing to record
+    def record_health(self, node: Node, healthy: bool, free_bytes: int | None) -> bool:
+        """Record what a check of `node` (as read) found. False when the node
+        was removed or changed meanwhile (re-registered, or checked by a
+        concurrent check): the finding is about what was read, so it is
+        dropped, and the next scheduled check looks again."""
+        recorded = self._nodes.record_health(node, healthy, free_bytes, self._clock())
         self._cached = None
+        return recorded
 
-    def remove(self, node_id: str, announce: OutboxEntry) -> bool:
+    def remove(self, node_id: str, announce: OutboxMessage) -> bool:
         """Take the node out of the fleet and write `announce` (the outbox
         message that drains it) in the same transaction. False, writing
         nothing, when the node is not registered."""
-        try:
-            with TransactWrite(connection=NodeRecord._get_connection().connection) as tx:
-                tx.delete(NodeRecord(FLEET_PARTITION, node_id), condition=NodeRecord.node_id.exists())
-                tx.save(announce)
-        except TransactWriteError as error:
-            if cancellation_codes(error)[:1] != ["ConditionalCheckFailed"]:
-                raise
+        if not self._nodes.remove(node_id, announce):
             return False
         self._cached = None
         return True

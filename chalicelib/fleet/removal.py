@@ -45,6 +45,6 @@ class NodeRemoval:
         if self._registry.registered(node_id):
             return False
         entry = self._outbox.entry_for(DrainNode(node_id, self._clock()))
-        entry.save()
+        self._outbox.add(entry)
         self._outbox.publish(entry)
         return True

@@ -15,31 +15,38 @@ from collections.abc import Callable
 
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue import messages
+from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from chalicelib.queue.publisher import Publisher
-from chalicelib.storage.outbox_entry import OutboxEntry
 
 logger = logging.getLogger(__name__)
 
 
 class Outbox:
-    def __init__(self, publisher: Publisher, shards: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self, entries: OutboxRepository, publisher: Publisher, shards: int, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self._entries = entries
         self._publisher = publisher
         self._shards = shards
         self._clock = clock
 
-    def entry_for(self, message: messages.QueueMessage) -> OutboxEntry:
-        """The outbox item to write in the transaction of the change."""
+    def entry_for(self, message: messages.QueueMessage) -> OutboxMessage:
+        """The outbox message to write in the transaction of the change."""
         created = self._clock()
         message_id = uuid.uuid4().hex
         shard = zlib.crc32(message_id.encode()) % self._shards
-        return OutboxEntry(
+        return OutboxMessage(
             shard=f"shard#{shard}",
             entry_id=f"{created:013d}#{message_id}",
             body=messages.encode(message),
             created_ms=created,
         )
 
-    def publish(self, entry: OutboxEntry) -> bool:
+    def add(self, entry: OutboxMessage) -> None:
+        """Write `entry` on its own, for a message that announces no other write."""
+        self._entries.add(entry)
+
+    def publish(self, entry: OutboxMessage) -> bool:
         """Send, then forget the entry. A failure is left to the sweeper."""
         try:
             self._publisher.send(entry.body)
@@ -48,16 +55,13 @@ class Outbox:
                 "queue send failed; the outbox sweeper will retry", exc_info=True, extra={"entry": entry.entry_id}
             )
             return False
-        entry.delete()
+        self._entries.delete(entry)
         return True
 
     def sweep(self, older_than_ms: int) -> int:
         """Re-send entries written before `older_than_ms`; returns how many were sent."""
         sent = 0
         for shard in range(self._shards):
-            stale = OutboxEntry.query(
-                f"shard#{shard}", OutboxEntry.entry_id < f"{older_than_ms:013d}", consistent_read=True
-            )
-            for entry in stale:
+            for entry in self._entries.older_than(f"shard#{shard}", older_than_ms):
                 sent += self.publish(entry)
         return sent

@@ -10,8 +10,6 @@ page by page when the node leaves the fleet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
@@ -19,7 +17,7 @@ from pynamodb.models import Model
 from chalicelib.storage.attributes import IntegerAttribute
 
 STATE = "state"
-_HOLDER = "holder#"
+HOLDER = "holder#"
 
 
 def node_pin_key(node_id: str, cid_key: str) -> str:
@@ -27,7 +25,7 @@ def node_pin_key(node_id: str, cid_key: str) -> str:
 
 
 def holder_key(tenant_id: str, request_id: str) -> str:
-    return f"{_HOLDER}{tenant_id}#{request_id}"
+    return f"{HOLDER}{tenant_id}#{request_id}"
 
 
 class NodeHoldersIndex(GlobalSecondaryIndex["NodePin"]):
@@ -57,32 +55,3 @@ class NodePin(Model):
     releasing_until_ms = IntegerAttribute(null=True)
 
     by_node = NodeHoldersIndex()
-
-
-@dataclass(frozen=True)
-class Holder:
-    """One request holding `cid_key` on a node."""
-
-    cid_key: str
-    tenant_id: str
-    request_id: str
-
-
-# Where a page of a node's holders ends: (node_pin, entry) of its last item.
-Cursor = tuple[str, str]
-
-
-def holders_on(node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
-    """Up to `limit` holders on `node_id` after `after`, and the cursor of the
-    next page (None at the end). One Query of at most `limit` keys."""
-    start = None
-    if after is not None:
-        start = {"node_id": {"S": node_id}, "node_pin": {"S": after[0]}, "entry": {"S": after[1]}}
-    page = NodePin.by_node.query(node_id, limit=limit, page_size=limit, last_evaluated_key=start)
-    items = list(page)
-    holders = []
-    for item in items:
-        tenant_id, request_id = item.entry[len(_HOLDER) :].rsplit("#", 1)
-        holders.append(Holder(item.node_pin[len(node_id) + 1 :], tenant_id, request_id))
-    more = page.last_evaluated_key is not None and len(items) == limit
-    return holders, (items[-1].node_pin, items[-1].entry) if more and items else None

@@ -29,3 +29,5 @@ class NodeRecord(Model):
     free_bytes = IntegerAttribute(null=True)
     checked_ms = IntegerAttribute(null=True)
     registered_ms = IntegerAttribute()
+    # Absent on records written before versions: version 0.
+    version = IntegerAttribute(null=True)

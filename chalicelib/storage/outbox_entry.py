@@ -9,6 +9,7 @@ from __future__ import annotations
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.models import Model
 
+from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.attributes import IntegerAttribute
 
 
@@ -22,3 +23,12 @@ class OutboxEntry(Model):
     entry_id = UnicodeAttribute(range_key=True)
     body = UnicodeAttribute()
     created_ms = IntegerAttribute()
+
+
+def entry_of(message: OutboxMessage) -> OutboxEntry:
+    """The item that stores `message` (to save alone or in a change's transaction)."""
+    return OutboxEntry(message.shard, message.entry_id, body=message.body, created_ms=message.created_ms)
+
+
+def message_of(entry: OutboxEntry) -> OutboxMessage:
+    return OutboxMessage(entry.shard, entry.entry_id, entry.body, entry.created_ms)

@@ -38,6 +38,11 @@ def table_name(settings: Settings, model: type[Model]) -> str:
     return f"{settings.table_prefix}-{_BASE_NAMES[model]}"
 
 
+def table_names(settings: Settings) -> list[str]:
+    """Every table of the stage."""
+    return [table_name(settings, model) for model in MODELS]
+
+
 def bind_models(settings: Settings) -> DynamoConnection:
     """Point every model at this stage's tables, through one shared client."""
     return DynamoConnection(settings, MODELS, {model: table_name(settings, model) for model in MODELS})

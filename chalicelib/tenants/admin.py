@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
+from chalicelib.tenants.repository import ApiToken, Tenant, TenantRepository, TokenRepository
 from chalicelib.tenants.tokens import hash_secret, new_secret
 
 
@@ -28,45 +28,43 @@ class IssuedToken:
 
 
 class TenantAdmin:
-    def __init__(self, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, tenants: TenantRepository, tokens: TokenRepository, clock: Callable[[], int] = now_ms) -> None:
+        self._tenants = tenants
+        self._tokens = tokens
         self._clock = clock
 
-    def create_tenant(self, name: str) -> TenantRecord:
-        record = TenantRecord("tn_" + secrets.token_hex(8), name=name, created_ms=self._clock())
-        record.save(condition=TenantRecord.tenant_id.does_not_exist())
-        return record
+    def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant("tn_" + secrets.token_hex(8), name=name, created_ms=self._clock())
+        self._tenants.add(tenant)
+        return tenant
 
-    def tenants(self) -> Iterator[TenantRecord]:
-        return TenantRecord.by_creation.query(TENANT_DIRECTORY)
+    def tenants(self) -> Iterator[Tenant]:
+        return self._tenants.all()
 
-    def tenant(self, tenant_id: str) -> TenantRecord:
-        try:
-            return TenantRecord.get(tenant_id)
-        except TenantRecord.DoesNotExist:
-            raise UnknownTenant(tenant_id) from None
+    def tenant(self, tenant_id: str) -> Tenant:
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise UnknownTenant(tenant_id)
+        return tenant
 
     def issue_token(self, tenant_id: str, label: str) -> IssuedToken:
         self.tenant(tenant_id)
         secret = new_secret()
-        record = ApiTokenRecord(
+        token = ApiToken(
             hash_secret(secret),
             token_id="tok_" + secrets.token_hex(6),
             tenant_id=tenant_id,
             label=label,
             created_ms=self._clock(),
         )
-        record.save(condition=ApiTokenRecord.token_hash.does_not_exist())
-        return IssuedToken(record.token_id, tenant_id, label, secret)
+        self._tokens.add(token)
+        return IssuedToken(token.token_id, tenant_id, label, secret)
 
-    def tokens(self, tenant_id: str) -> list[ApiTokenRecord]:
-        return list(ApiTokenRecord.by_tenant.query(tenant_id))
+    def tokens(self, tenant_id: str) -> list[ApiToken]:
+        return self._tokens.of_tenant(tenant_id)
 
-    def revoke_token(self, tenant_id: str, token_id: str) -> ApiTokenRecord:
-        record: ApiTokenRecord | None = next(
-            iter(ApiTokenRecord.by_tenant.query(tenant_id, ApiTokenRecord.token_id == token_id)), None
-        )
-        if record is None:
+    def revoke_token(self, tenant_id: str, token_id: str) -> ApiToken:
+        token = next((token for token in self.tokens(tenant_id) if token.token_id == token_id), None)
+        if token is None:
             raise UnknownToken(token_id)
-        if record.revoked_ms is None:
-            record.update(actions=[ApiTokenRecord.revoked_ms.set(self._clock())])
-        return record
+        return token if token.revoked_ms is not None else self._tokens.revoke(token, self._clock())

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.storage.tenant_record import ApiTokenRecord
+from chalicelib.tenants.repository import TokenRepository
 from chalicelib.tenants.tokens import hash_secret
 
 # Secrets are ~47 characters; anything far longer is not one of ours.
@@ -25,7 +25,8 @@ class Unauthenticated(Exception):
 
 
 class Authenticator:
-    def __init__(self, cache_seconds: int = 60, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, tokens: TokenRepository, cache_seconds: int = 60, clock: Callable[[], int] = now_ms) -> None:
+        self._tokens = tokens
         self._ttl_ms = cache_seconds * 1000
         self._clock = clock
         self._cache: dict[str, tuple[int, str | None]] = {}
@@ -59,10 +60,6 @@ class Authenticator:
             self._cache[token_hash] = (now, tenant_id)
         return tenant_id
 
-    @staticmethod
-    def _read(token_hash: str) -> str | None:
-        try:
-            record = ApiTokenRecord.get(token_hash)
-        except ApiTokenRecord.DoesNotExist:
-            return None
-        return None if record.revoked_ms is not None else record.tenant_id
+    def _read(self, token_hash: str) -> str | None:
+        token = self._tokens.get(token_hash)
+        return None if token is None or token.revoked_ms is not None else token.tenant_id

@@ -15,12 +15,10 @@ import pytest
 from chalicelib.pins.model import STATUSES
 from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.pins.service import PinService
-from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.outbox_entry import OutboxEntry, message_of
 from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import PinStore
-from chalicelib.storage.tenant_record import ApiTokenRecord
-from chalicelib.tenants.admin import TenantAdmin
-from chalicelib.tenants.tokens import hash_secret
 
 
 @dataclass
@@ -32,13 +30,13 @@ class Tenant:
 @pytest.fixture
 def tenant_id(services, tenant_token: str) -> str:
     """The tenant the `api` fixture's token belongs to."""
-    return ApiTokenRecord.get(hash_secret(tenant_token)).tenant_id
+    return services.authenticator.tenant_for(f"Bearer {tenant_token}")
 
 
 @pytest.fixture
-def other_tenant(api) -> Tenant:
+def other_tenant(api, services) -> Tenant:
     """A second tenant ("bob") with its own token, on the same test client."""
-    admin = TenantAdmin()
+    admin = services.admin
     tenant = admin.create_tenant("bob")
     token = admin.issue_token(tenant.tenant_id, "bob-laptop").secret
     return Tenant(tenant.tenant_id, api.as_token(token))
@@ -77,8 +75,8 @@ def pin_queue(services) -> PinQueue:
 
 
 @pytest.fixture
-def outbox_entries(services) -> Callable[[], list[OutboxEntry]]:
-    return lambda: list(OutboxEntry.scan(consistent_read=True))
+def outbox_entries(services) -> Callable[[], list[OutboxMessage]]:
+    return lambda: [message_of(entry) for entry in OutboxEntry.scan(consistent_read=True)]
 
 
 def move_status(tenant_id: str, request_id: str, status: str) -> None:

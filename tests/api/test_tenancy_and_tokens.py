@@ -9,7 +9,6 @@ import pytest
 
 from chalicelib.pins.service import PinService
 from chalicelib.storage.pin_store import PinStore
-from chalicelib.tenants.admin import TenantAdmin
 from chalicelib.tenants.authenticator import Authenticator
 from tests.api.conftest import FakeClock
 from tests.api.helpers import ALL_STATUSES, assert_failure, header
@@ -97,9 +96,9 @@ def test_the_same_cid_pinned_by_two_tenants_is_two_independent_requests(api, oth
     assert other_tenant.api.list(cid=cid)["count"] == 0
 
 
-def test_every_token_of_a_tenant_sees_and_manages_the_same_pins(api, tenant_id):
+def test_every_token_of_a_tenant_sees_and_manages_the_same_pins(api, services, tenant_id):
     # given a second token for the same tenant
-    phone = api.as_token(TenantAdmin().issue_token(tenant_id, "phone").secret)
+    phone = api.as_token(services.admin.issue_token(tenant_id, "phone").secret)
 
     # when each token creates a pin
     from_laptop = api.pin(cid_v1("laptop"))
@@ -145,8 +144,8 @@ def test_the_bearer_scheme_is_case_insensitive(api, tenant_token):
 def test_a_revoked_token_stops_working_once_the_cache_period_passes(api, services, tenant_id, tenant_token):
     # given a tenant with two tokens, both in use, and a clock the test moves
     clock = FakeClock(1_700_000_000_000)
-    services.authenticator = Authenticator(cache_seconds=60, clock=clock)
-    admin = TenantAdmin()
+    services.authenticator = Authenticator(services.tokens, cache_seconds=60, clock=clock)
+    admin = services.admin
     spare = admin.issue_token(tenant_id, "spare")
     spare_api = api.as_token(spare.secret)
     laptop_token_id = next(token.token_id for token in admin.tokens(tenant_id) if token.label == "laptop")

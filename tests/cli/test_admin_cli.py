@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chalicelib.config import Settings
+from chalicelib.storage.tenant_repository import DynamoTokenRepository
 from chalicelib.tenants.authenticator import Authenticator, Unauthenticated
 from chalicelib.tenants.tokens import hash_secret
 from cli.admin import Options, build_settings, cli
@@ -36,6 +37,11 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
+
+
+def authenticator() -> Authenticator:
+    """What the API would answer for a token, uncached, on the tables the CLI wrote."""
+    return Authenticator(DynamoTokenRepository(), cache_seconds=0)
 
 
 @pytest.fixture
@@ -153,7 +159,7 @@ def test_given_two_issued_tokens_when_listed_then_both_shown_without_secrets(ten
 def test_given_an_issued_secret_when_presented_then_it_authenticates_as_the_tenant(tenant_id: str) -> None:
     issued = run_json("tokens", "issue", tenant_id, "--label", "laptop")
 
-    assert Authenticator().tenant_for("Bearer " + issued["secret"]) == tenant_id
+    assert authenticator().tenant_for("Bearer " + issued["secret"]) == tenant_id
 
 
 def test_given_plain_output_when_issuing_then_stdout_is_the_secret_and_stderr_warns(tenant_id: str) -> None:
@@ -163,7 +169,7 @@ def test_given_plain_output_when_issuing_then_stdout_is_the_secret_and_stderr_wa
     assert result.exit_code == 0
     assert secret.startswith("pst_") and "\n" not in secret
     assert "not" in result.stderr and "shown only now" in result.stderr
-    assert Authenticator().tenant_for("Bearer " + secret) == tenant_id
+    assert authenticator().tenant_for("Bearer " + secret) == tenant_id
 
 
 def test_given_a_revoked_token_when_listed_and_presented_then_revoked_and_refused(tenant_id: str) -> None:
@@ -177,8 +183,8 @@ def test_given_a_revoked_token_when_listed_and_presented_then_revoked_and_refuse
     assert status[kept["token_id"]] == ("active", None)
     assert status[revoked["token_id"]][0] == "revoked" and status[revoked["token_id"]][1].endswith("Z")
     with pytest.raises(Unauthenticated):
-        Authenticator().tenant_for("Bearer " + revoked["secret"])
-    assert Authenticator().tenant_for("Bearer " + kept["secret"]) == tenant_id
+        authenticator().tenant_for("Bearer " + revoked["secret"])
+    assert authenticator().tenant_for("Bearer " + kept["secret"]) == tenant_id
 
 
 def test_given_a_revoked_token_when_revoked_again_then_unchanged(tenant_id: str) -> None:
@@ -211,7 +217,7 @@ def test_given_another_tenants_token_when_revoking_then_exit_1_and_still_works(t
     result = run("tokens", "revoke", other, token["token_id"])
 
     assert_one_line_error(result, "unknown token")
-    assert Authenticator().tenant_for("Bearer " + token["secret"]) == tenant_id
+    assert authenticator().tenant_for("Bearer " + token["secret"]) == tenant_id
 
 
 # --- nodes --------------------------------------------------------------------

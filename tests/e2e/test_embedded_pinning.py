@@ -12,7 +12,6 @@ from chalice.test import Client
 
 import app as app_module
 from chalicelib.fleet.health import check_fleet
-from chalicelib.tenants.admin import TenantAdmin
 from chalicelib.wiring import Services, build_services
 from devstack.kubo.fleet import RunningNode, running_fleet
 from tests.support.api import ApiClient
@@ -49,7 +48,7 @@ def fleet(settings, nodes) -> Iterator[Services]:
 
 @pytest.fixture
 def users(fleet) -> Iterator[list[ApiClient]]:
-    admin = TenantAdmin()
+    admin = fleet.admin
     tokens = [admin.issue_token(admin.create_tenant(name).tenant_id, "laptop").secret for name in ("alice", "bob")]
     with Client(app_module.app) as client:
         yield [ApiClient(client, token) for token in tokens]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import MAX_DELEGATES, delegates_of, place
-from chalicelib.storage.node_record import NodeRecord
 
 
-def node(node_id: str, healthy: bool = True, addresses: int = 1) -> NodeRecord:
-    return NodeRecord(
-        "fleet",
+def node(node_id: str, healthy: bool = True, addresses: int = 1) -> Node:
+    return Node(
         node_id,
         rpc_url=f"http://{node_id}",
         peer_id=f"peer-{node_id}",
-        multiaddrs=[f"/ip4/8.8.8.{i}/tcp/4001/p2p/peer-{node_id}" for i in range(addresses)],
+        multiaddrs=tuple(f"/ip4/8.8.8.{i}/tcp/4001/p2p/peer-{node_id}" for i in range(addresses)),
         healthy=healthy,
         registered_ms=0,
     )
@@ -54,15 +55,13 @@ def test_with_no_healthy_node_the_registered_ones_are_still_chosen():
 
 
 def test_delegates_are_the_chosen_nodes_addresses_at_most_twenty():
-    assert delegates_of(FLEET[:2]) == FLEET[0].multiaddrs + FLEET[1].multiaddrs
+    assert delegates_of(FLEET[:2]) == [*FLEET[0].multiaddrs, *FLEET[1].multiaddrs]
     many = [node(f"m{i}", addresses=6) for i in range(5)]
     assert len(delegates_of(many)) == MAX_DELEGATES
 
 
 def test_full_nodes_are_passed_over():
-    fleet = [node(n.node_id) for n in FLEET]
-    for n in fleet:
-        n.free_bytes = 10 * 1024**3
-    fleet[0].free_bytes = 1024  # nearly full
+    fleet = [replace(n, free_bytes=10 * 1024**3) for n in FLEET]
+    fleet[0] = replace(fleet[0], free_bytes=1024)  # nearly full
     for cid in CIDS[:50]:
         assert fleet[0].node_id not in [n.node_id for n in place(cid, fleet, 3, min_free_bytes=1024**3)]

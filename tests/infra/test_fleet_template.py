@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from cfnlint.decode import decode_str
 
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.fleet.registry import NodeRegistry
-from chalicelib.storage.node_record import NodeRecord
+from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
+from chalicelib.storage.node_repository import DynamoNodeRepository
+from chalicelib.storage.tables import bind_models
 
 FLEET = Path(__file__).resolve().parents[2] / "infra" / "fleet.yaml"
 KUBO_CLIENT = Path(__file__).resolve().parents[2] / "chalicelib" / "kubo" / "client.py"
@@ -102,7 +105,8 @@ def test_the_registration_writes_exactly_what_the_registry_would(settings):
     item = json.loads(re.sub(r"\$(\w+)", lambda match: NODE[match.group(1)], body))
 
     # when the registry registers the same node (as `cli.admin nodes register` does)
-    registry = NodeRegistry(clock=lambda: int(NODE["NOW_MS"]))
+    nodes = DynamoNodeRepository(bind_models(settings))
+    registry = NodeRegistry(nodes, clock=lambda: int(NODE["NOW_MS"]))
     expected = registry.register(
         NODE["INSTANCE_ID"],
         f"http://{NODE['PRIVATE_IP']}:{NODE['RPC_PORT']}",
@@ -114,9 +118,13 @@ def test_the_registration_writes_exactly_what_the_registry_would(settings):
         tags=[NODE["AZ"]],
     )
 
-    # then both write the same attributes, of the same types
-    assert item == expected.serialize()
-    assert NodeRecord.from_raw_data(item).multiaddrs == expected.multiaddrs
+    # then both write the same attributes, of the same types, but the
+    # version: the script's item has none, which reads as version 0
+    stored = NodeRecord.get(FLEET_PARTITION, expected.node_id).serialize()
+    assert stored.pop("version") == {"N": "1"}
+    assert item == stored
+    NodeRecord.from_raw_data(item).save()
+    assert nodes.get(expected.node_id) == replace(expected, version=0)
 
 
 def test_the_rpc_secret_admits_every_endpoint_the_workers_call():

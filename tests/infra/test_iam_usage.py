@@ -311,14 +311,13 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
     from chalice.test import Client
 
     import app as app_module
-    from chalicelib.tenants.admin import TenantAdmin
     from tests.support.api import ApiClient
 
     services = build_services(settings)
     for i, (node_id, kubo) in enumerate(kubos.items()):
         services.registry.register(node_id, kubo.url, PEERS[i], [f"/ip4/8.8.8.{i}/tcp/4001"])
-    tenant = TenantAdmin().create_tenant("alice")
-    token = TenantAdmin().issue_token(tenant.tenant_id, "laptop").secret
+    tenant = services.admin.create_tenant("alice")
+    token = services.admin.issue_token(tenant.tenant_id, "laptop").secret
 
     with Client(app_module.app) as client:
         pinned, failing = cid_v1("iam-pinned"), cid_v1("iam-failing")

@@ -12,7 +12,9 @@ from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue import messages
 from chalicelib.queue.outbox import Outbox
 from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.wiring import Services
+from tests.support.memory.outbox import MemoryOutbox
 
 CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
@@ -53,7 +55,7 @@ def outbox_size() -> int:
 
 
 def with_publisher(services: Services, publisher) -> Outbox:
-    outbox = Outbox(publisher, services.settings.outbox_shards)
+    outbox = Outbox(DynamoOutboxRepository(), publisher, services.settings.outbox_shards)
     services.outbox = outbox
     services.pins._outbox = outbox
     return outbox
@@ -129,3 +131,30 @@ def test_sweeper_leaves_fresh_entries_to_their_writer(api, services):
 
 def api_tenant(api, services) -> str:
     return services.authenticator.tenant_for(f"Bearer {api.token}")
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, body: str, delay_seconds: int = 0) -> None:
+        self.sent.append(body)
+
+
+def test_the_sweep_resends_only_what_is_older_than_the_grace_period_oldest_first():
+    # Given three messages whose sends failed, written at 1 000, 2 000 and 3 000 ms
+    clock = iter([1_000, 2_000, 3_000])
+    stored = MemoryOutbox()
+    down = Outbox(stored, FailingPublisher(RuntimeError("SQS is down")), shards=1, clock=lambda: next(clock))
+    written = [down.entry_for(messages.DrainNode(f"node-{i}", 0)) for i in range(3)]
+    for entry in written:
+        down.add(entry)
+        assert not down.publish(entry)
+
+    # When the sweeper runs with SQS back, for what is older than 3 000 ms
+    publisher = RecordingPublisher()
+    assert Outbox(stored, publisher, shards=1).sweep(older_than_ms=3_000) == 2
+
+    # Then the two older ones are sent in order and forgotten; the fresh one waits
+    assert publisher.sent == [written[0].body, written[1].body]
+    assert list(stored.messages.values()) == [written[2]]

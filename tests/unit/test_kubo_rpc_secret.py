@@ -11,7 +11,7 @@ import pytest
 
 import chalicelib.wiring as wiring
 from chalicelib.config import Settings
-from chalicelib.storage.node_record import NodeRecord
+from chalicelib.fleet.node import Node
 from chalicelib.wiring import build_services
 from tests.support.fake_kubo import FakeKubo
 
@@ -19,10 +19,10 @@ PEER = "12D3KooWGzBxCkGDgf1V4N4pkRLXjUq4gWsQzA8nC9Ud5QzXsu6N"
 
 
 @pytest.fixture
-def nodes() -> Iterator[list[NodeRecord]]:
+def nodes() -> Iterator[list[Node]]:
     """Two nodes that answer only requests bearing the secret."""
     kubos = [FakeKubo(peer_id=PEER, auth="Bearer s3cret").start() for _ in range(2)]
-    yield [NodeRecord(node_id=f"node-{i}", rpc_url=k.url, peer_id=PEER, registered_ms=1) for i, k in enumerate(kubos)]
+    yield [Node(node_id=f"node-{i}", rpc_url=k.url, peer_id=PEER, registered_ms=1) for i, k in enumerate(kubos)]
     for kubo in kubos:
         kubo.stop()
 

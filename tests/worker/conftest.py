@@ -15,6 +15,7 @@ from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
+from chalicelib.storage.hold_repository import DynamoHoldRepository
 from chalicelib.storage.node_pin import STATE, NodePin, node_pin_key
 from chalicelib.storage.pin_record import PinRecord, plain_map
 from chalicelib.wiring import Services, build_services
@@ -149,7 +150,7 @@ def rebuild_worker(services: Services) -> None:
         services.settings,
         services.store,
         services.registry,
-        PinHolds(lease_seconds=15 * 60),
+        PinHolds(DynamoHoldRepository(services.dynamo), lease_seconds=15 * 60),
         services.kubo,
         clock=getattr(services, "test_clock", now_ms),
     )
@@ -210,12 +211,11 @@ def sqs_event(messages: list[QueuedMessage], queue_name: str = "pinning-service-
 
 
 @pytest.fixture
-def user_api(app_client):
+def user_api(app_client, fleet):
     """The HTTP API over the same fleet, as tenant "alice" sees it."""
-    from chalicelib.tenants.admin import TenantAdmin
     from tests.support.api import ApiClient
 
-    admin = TenantAdmin()
+    admin = fleet.admin
     tenant = admin.create_tenant("alice")
     token = admin.issue_token(tenant.tenant_id, "laptop").secret
     return ApiClient(app_client, token)

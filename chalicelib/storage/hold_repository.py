@@ -1,0 +1,139 @@
+"""The node-pins table behind chalicelib.fleet.hold_repository.HoldRepository.
+
+Each step is one conditional write or transaction; which condition failed
+tells the outcome (DynamoDB lists cancellation reasons in the order of the
+transaction's items).
+"""
+
+from __future__ import annotations
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition, Or
+from pynamodb.expressions.update import Action
+
+from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, Removed
+from chalicelib.storage.cancellations import cancellation_codes
+from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.node_pin import HOLDER, STATE, NodePin, holder_key, node_pin_key
+
+_FAILED = "ConditionalCheckFailed"
+
+
+class DynamoHoldRepository:
+    def __init__(self, dynamo: DynamoConnection) -> None:
+        self._dynamo = dynamo
+
+    def add(self, hold: Hold, now_ms: int) -> Added:
+        key = node_pin_key(hold.node_id, hold.cid_key)
+        try:
+            with self._dynamo.transaction() as tx:
+                tx.save(_holder(hold, node_id=hold.node_id), condition=NodePin.entry.does_not_exist())
+                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now_ms))
+        except TransactWriteError as error:
+            codes = cancellation_codes(error)
+            if codes[:1] == [_FAILED]:
+                return Added.ALREADY_HELD
+            if codes[1:2] == [_FAILED]:
+                return Added.RELEASING
+            raise
+        return Added.ADDED
+
+    def remove(self, hold: Hold, now_ms: int, lease: Lease | None) -> Removed:
+        state = NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE)
+        try:
+            with self._dynamo.transaction() as tx:
+                tx.delete(_holder(hold), condition=NodePin.entry.exists())
+                if lease is None:
+                    tx.update(state, actions=[NodePin.holders.add(-1)])
+                else:
+                    tx.update(
+                        state,
+                        actions=[
+                            NodePin.holders.add(-1),
+                            NodePin.releasing_by.set(lease.token),
+                            NodePin.releasing_until_ms.set(lease.until_ms),
+                        ],
+                        condition=(NodePin.holders == 1) & _no_release(now_ms),
+                    )
+        except TransactWriteError as error:
+            codes = cancellation_codes(error)
+            if codes[:1] == [_FAILED]:
+                return Removed.NOT_HELD
+            if codes[1:2] == [_FAILED]:
+                return Removed.NOT_LAST
+            raise
+        return Removed.REMOVED
+
+    def lease(self, node_id: str, cid_key: str) -> Lease | None:
+        try:
+            state = NodePin.get(node_pin_key(node_id, cid_key), STATE, consistent_read=True)
+        except NodePin.DoesNotExist:
+            return None
+        if state.releasing_by is None:
+            return None
+        return Lease(state.releasing_by, state.releasing_until_ms or 0)
+
+    def held(self, hold: Hold) -> bool:
+        try:
+            NodePin.get(
+                node_pin_key(hold.node_id, hold.cid_key),
+                holder_key(hold.tenant_id, hold.request_id),
+                consistent_read=True,
+            )
+        except NodePin.DoesNotExist:
+            return False
+        return True
+
+    def take_lease(self, node_id: str, cid_key: str, lease: Lease, now_ms: int, force: bool) -> bool:
+        mine = NodePin.releasing_by == lease.token
+        owner = (mine | _no_release(now_ms)) if force else mine
+        return _update_state(
+            node_id,
+            cid_key,
+            [NodePin.releasing_by.set(lease.token), NodePin.releasing_until_ms.set(lease.until_ms)],
+            (NodePin.holders.does_not_exist() | (NodePin.holders <= 0)) & owner,
+        )
+
+    def end_lease(self, node_id: str, cid_key: str, token: str) -> None:
+        _update_state(
+            node_id,
+            cid_key,
+            [NodePin.releasing_by.remove(), NodePin.releasing_until_ms.remove()],
+            NodePin.releasing_by == token,
+        )
+
+    def holders_on(self, node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
+        # One Query of at most `limit` keys on the node index.
+        start = None
+        if after is not None:
+            start = {"node_id": {"S": node_id}, "node_pin": {"S": after[0]}, "entry": {"S": after[1]}}
+        page = NodePin.by_node.query(node_id, limit=limit, page_size=limit, last_evaluated_key=start)
+        items = list(page)
+        holders = []
+        for item in items:
+            tenant_id, request_id = item.entry[len(HOLDER) :].rsplit("#", 1)
+            holders.append(Holder(item.node_pin[len(node_id) + 1 :], tenant_id, request_id))
+        more = page.last_evaluated_key is not None and len(items) == limit
+        return holders, (items[-1].node_pin, items[-1].entry) if more and items else None
+
+
+def _holder(hold: Hold, node_id: str | None = None) -> NodePin:
+    """The hold's item; `node_id` (for the node index) only when writing it."""
+    return NodePin(
+        node_pin_key(hold.node_id, hold.cid_key), holder_key(hold.tenant_id, hold.request_id), node_id=node_id
+    )
+
+
+def _no_release(now_ms: int) -> Condition:
+    """No lease, or one that expired before `now_ms` (Lease.active's complement)."""
+    return Or(NodePin.releasing_by.does_not_exist(), NodePin.releasing_until_ms < now_ms)
+
+
+def _update_state(node_id: str, cid_key: str, actions: list[Action], condition: Condition) -> bool:
+    try:
+        NodePin(node_pin_key(node_id, cid_key), STATE).update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

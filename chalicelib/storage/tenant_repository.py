@@ -1,0 +1,84 @@
+"""The tenants and api-tokens tables behind chalicelib.tenants.repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
+from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class DynamoTenantRepository:
+    def add(self, tenant: Tenant) -> None:
+        record = TenantRecord(tenant.tenant_id, name=tenant.name, created_ms=tenant.created_ms)
+        try:
+            record.save(condition=TenantRecord.tenant_id.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == _CONDITION_FAILED:
+                raise AlreadyExists(tenant.tenant_id) from None
+            raise
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        try:
+            return _tenant_of(TenantRecord.get(tenant_id))
+        except TenantRecord.DoesNotExist:
+            return None
+
+    def all(self) -> Iterator[Tenant]:
+        return (_tenant_of(record) for record in TenantRecord.by_creation.query(TENANT_DIRECTORY))
+
+
+class DynamoTokenRepository:
+    def add(self, token: ApiToken) -> None:
+        record = ApiTokenRecord(
+            token.token_hash,
+            token_id=token.token_id,
+            tenant_id=token.tenant_id,
+            label=token.label,
+            created_ms=token.created_ms,
+            revoked_ms=token.revoked_ms,
+        )
+        try:
+            record.save(condition=ApiTokenRecord.token_hash.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == _CONDITION_FAILED:
+                raise AlreadyExists(token.token_id) from None
+            raise
+
+    def get(self, token_hash: str) -> ApiToken | None:
+        try:
+            return _token_of(ApiTokenRecord.get(token_hash))
+        except ApiTokenRecord.DoesNotExist:
+            return None
+
+    def of_tenant(self, tenant_id: str) -> list[ApiToken]:
+        return [_token_of(record) for record in ApiTokenRecord.by_tenant.query(tenant_id)]
+
+    def revoke(self, token: ApiToken, revoked_ms: int) -> ApiToken:
+        record = ApiTokenRecord(token.token_hash)
+        try:
+            # Set if absent: the first revocation's time stays.
+            record.update(
+                actions=[ApiTokenRecord.revoked_ms.set(revoked_ms)],
+                condition=ApiTokenRecord.token_hash.exists() & ApiTokenRecord.revoked_ms.does_not_exist(),
+            )
+        except UpdateError as error:
+            if error.cause_response_code != _CONDITION_FAILED:
+                raise
+            stored = self.get(token.token_hash)
+            return token if stored is None else stored
+        return _token_of(record)
+
+
+def _tenant_of(record: TenantRecord) -> Tenant:
+    return Tenant(record.tenant_id, record.name, record.created_ms)
+
+
+def _token_of(record: ApiTokenRecord) -> ApiToken:
+    return ApiToken(
+        record.token_hash, record.token_id, record.tenant_id, record.label, record.created_ms, record.revoked_ms
+    )

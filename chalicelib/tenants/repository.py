@@ -1,0 +1,57 @@
+"""Tenants and their API tokens as stored, and where they are kept.
+
+Tenants and tokens are created if absent and a token's revocation is set if
+absent: no record is read-modify-written, so none carries a version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class AlreadyExists(Exception):
+    """A record with this key is stored already (a random id drawn twice)."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    # SHA-256 of the secret: the secret itself is never stored.
+    token_hash: str
+    token_id: str
+    tenant_id: str
+    label: str
+    created_ms: int
+    revoked_ms: int | None = None
+
+
+class TenantRepository(Protocol):
+    def add(self, tenant: Tenant) -> None:
+        """Store a new tenant; AlreadyExists when its id is taken."""
+
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def all(self) -> Iterator[Tenant]:
+        """Every tenant, oldest first."""
+
+
+class TokenRepository(Protocol):
+    def add(self, token: ApiToken) -> None:
+        """Store a new token; AlreadyExists when its hash is taken."""
+
+    def get(self, token_hash: str) -> ApiToken | None: ...
+
+    def of_tenant(self, tenant_id: str) -> list[ApiToken]:
+        """The tenant's tokens, revoked ones included (eventually consistent)."""
+
+    def revoke(self, token: ApiToken, revoked_ms: int) -> ApiToken:
+        """Mark the token revoked at `revoked_ms` unless it is already, and
+        return it as stored (a second revocation keeps the first time)."""

@@ -1,0 +1,71 @@
+"""TenantRepository and TokenRepository contract: the same behaviour in memory and on DynamoDB."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoTokenRepository
+from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
+from tests.storage.contract.backends import BACKENDS, dynamo_connection
+from tests.support.memory.tenants import MemoryTenants, MemoryTokens
+
+TOKEN = ApiToken("hash-1", "tok_1", "tn_a", "laptop", 100)
+
+
+@pytest.fixture(params=BACKENDS)
+def tenants(request):
+    if request.param == "memory":
+        return MemoryTenants()
+    dynamo_connection(request)
+    return DynamoTenantRepository()
+
+
+@pytest.fixture(params=BACKENDS)
+def tokens(request):
+    if request.param == "memory":
+        return MemoryTokens()
+    dynamo_connection(request)
+    return DynamoTokenRepository()
+
+
+def test_tenants_read_back_and_list_oldest_first(tenants):
+    newer, older = Tenant("tn_b", "bob", 20), Tenant("tn_a", "alice", 10)
+    tenants.add(newer)
+    tenants.add(older)
+    assert tenants.get("tn_a") == older
+    assert tenants.get("tn_zz") is None
+    assert list(tenants.all()) == [older, newer]
+
+
+def test_a_taken_tenant_id_is_refused_and_the_first_tenant_kept(tenants):
+    tenants.add(Tenant("tn_a", "alice", 10))
+    with pytest.raises(AlreadyExists):
+        tenants.add(Tenant("tn_a", "mallory", 11))
+    assert tenants.get("tn_a") == Tenant("tn_a", "alice", 10)
+
+
+def test_tokens_read_back_by_hash_and_by_tenant(tokens):
+    other = ApiToken("hash-2", "tok_2", "tn_b", "ci", 200)
+    tokens.add(TOKEN)
+    tokens.add(other)
+    assert tokens.get("hash-1") == TOKEN
+    assert tokens.get("hash-9") is None
+    assert tokens.of_tenant("tn_a") == [TOKEN]
+    assert tokens.of_tenant("tn_c") == []
+
+
+def test_a_taken_token_hash_is_refused(tokens):
+    tokens.add(TOKEN)
+    with pytest.raises(AlreadyExists):
+        tokens.add(replace(TOKEN, tenant_id="tn_b"))
+    assert tokens.get("hash-1") == TOKEN
+
+
+def test_a_second_revocation_keeps_the_first_time(tokens):
+    tokens.add(TOKEN)
+    revoked = tokens.revoke(TOKEN, 300)
+    assert revoked == replace(TOKEN, revoked_ms=300)
+    assert tokens.revoke(TOKEN, 400) == revoked
+    assert tokens.get("hash-1") == revoked
