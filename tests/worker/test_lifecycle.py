@@ -422,8 +422,8 @@ def test_a_pin_waits_while_too_few_nodes_are_healthy_then_fails_once_its_deadlin
     fleet, kubos, queue, worker_clock
 ):
     # given a fleet with one healthy node and a replication factor of two
-    fleet.registry.record_health("node-1", healthy=False, free_bytes=None)
-    fleet.registry.record_health("node-2", healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-1"), healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-2"), healthy=False, free_bytes=None)
     cid = cid_v1("short-of-nodes")
     for kubo in kubos.values():
         kubo.add_content(cid, blocks=2)
@@ -457,8 +457,8 @@ def test_a_pin_failed_for_want_of_healthy_nodes_says_so_rather_than_blaming_the_
     fleet, kubos, queue, worker_clock
 ):
     # given a pin that waited for healthy nodes (its content is available)
-    fleet.registry.record_health("node-1", healthy=False, free_bytes=None)
-    fleet.registry.record_health("node-2", healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-1"), healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-2"), healthy=False, free_bytes=None)
     cid = cid_v1("fleet-too-small")
     for kubo in kubos.values():
         kubo.add_content(cid, blocks=2)
@@ -477,8 +477,8 @@ def test_a_pin_failed_for_want_of_healthy_nodes_says_so_rather_than_blaming_the_
 
 
 def test_a_waiting_pin_is_pinned_once_enough_nodes_are_healthy_again(fleet, kubos, queue):
-    fleet.registry.record_health("node-0", healthy=False, free_bytes=None)
-    fleet.registry.record_health("node-1", healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-0"), healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-1"), healthy=False, free_bytes=None)
     cid = cid_v1("nodes-come-back")
     for kubo in kubos.values():
         kubo.add_content(cid, blocks=2)
@@ -486,8 +486,8 @@ def test_a_waiting_pin_is_pinned_once_enough_nodes_are_healthy_again(fleet, kubo
     queue.run_once()
     assert current(fleet, record).status != "pinned"
 
-    fleet.registry.record_health("node-0", healthy=True, free_bytes=None)
-    fleet.registry.record_health("node-1", healthy=True, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-0"), healthy=True, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node("node-1"), healthy=True, free_bytes=None)
     queue.run_until_empty()
 
     stored = current(fleet, record)

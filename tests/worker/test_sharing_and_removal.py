@@ -178,7 +178,7 @@ def test_a_request_deleted_while_being_fetched_on_nodes_other_than_first_chosen_
         kubo.add_content(cid, blocks=6)
         kubo.slow(cid, 0.1)
     record = fleet.pins.create("alice", pin_request(cid))
-    fleet.registry.record_health(first_choice[1], healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node(first_choice[1]), healthy=False, free_bytes=None)
     fetching = placed(fleet, cid)
     assert set(fetching) != set(first_choice)
     pin_message = queue.receive()
