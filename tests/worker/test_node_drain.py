@@ -217,7 +217,7 @@ def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_unti
     (record,) = pinned(fleet, kubos, queue, cid)
     gone, survivor = replicas(fleet, record)
     spare = next(node_id for node_id in kubos if node_id not in (gone, survivor))
-    fleet.registry.record_health(spare, healthy=False, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node(spare), healthy=False, free_bytes=None)
 
     # when a replica's node is removed and the only other node is unhealthy
     fleet.removal.remove(gone)
@@ -235,7 +235,7 @@ def test_with_no_healthy_node_to_take_it_a_pin_stays_pinned_on_its_survivor_unti
     assert holders(gone, cid) == 1  # the drain's to-do stays
 
     # when the spare node is healthy again, then the drain's next pass completes the job
-    fleet.registry.record_health(spare, healthy=True, free_bytes=None)
+    fleet.registry.record_health(fleet.registry.node(spare), healthy=True, free_bytes=None)
     drain(fleet, queue, watched=[record])
     assert replicas(fleet, record) == sorted([survivor, spare])
     assert holders(gone, cid) == 0
