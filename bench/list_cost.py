@@ -114,7 +114,6 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
     from chalicelib.pins.model import PinRequest
     from chalicelib.pins.service import PinService
     from chalicelib.storage.pin_record import PinRecord, sort_key
-    from chalicelib.storage.pin_store import PinStore
 
     tenant_id, token = stack.new_tenant(label)
     tenant = Tenant(label, tenant_id, token)
@@ -122,7 +121,11 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
     planned = iter(times)
     services = stack.services
     pins = PinService(
-        PinStore(), services.registry, services.outbox, stack.settings.replication_factor, clock=lambda: next(planned)
+        services.store,
+        services.registry,
+        services.outbox,
+        stack.settings.replication_factor,
+        clock=lambda: next(planned),
     )
     sqs = services.outbox._publisher._sqs()
 
@@ -145,7 +148,7 @@ def build_tenant(stack: Any, label: str, n: int, rng: random.Random) -> Tenant:
         target = rng.choices(statuses, weights)[0]
         if target != "queued":
             moves.append((pin, target))
-    store = PinStore()
+    store = services.store
     connection = PinRecord._get_connection().connection
     for batch in _pack(tenant_id, moves):
         with TransactWrite(connection=connection) as tx:
@@ -329,7 +332,7 @@ def measure(api: Api, meter: DynamoMeter, tenant: Tenant, case: Case) -> Measure
     return Measured(median(items), median(requests), median(rcus), median(counters), int(median(counts)), tallies)
 
 
-def counter_buckets(tenant: Tenant) -> tuple[list[list[int]], list[int]]:
+def counter_buckets(tenant: Tenant, connection: Any) -> tuple[list[list[int]], list[int]]:
     """What the tenant's counter buckets weigh: their item sizes (DynamoDB's
     rules) per tree level, and per pin the write units of its 6 counter
     updates in a transaction (2 x 1 KB units per item, at the bucket's final
@@ -340,7 +343,7 @@ def counter_buckets(tenant: Tenant) -> tuple[list[list[int]], list[int]]:
     keys = sorted({bucket for per_pin in cells.values() for bucket, _ in per_pin})
     sizes: dict[str, int] = {}
     for start in range(0, len(keys), 100):  # BatchGetItem's limit
-        for key, counts in read_buckets(keys[start : start + 100]).items():
+        for key, counts in read_buckets(connection, keys[start : start + 100]).items():
             item = {"bucket": {"S": key}, **{name: {"N": str(n)} for name, n in counts.items()}}
             sizes[key] = item_bytes(item)
     by_level: list[list[int]] = [[] for _ in range(LEVELS)]
@@ -417,7 +420,7 @@ def _measure(quick: bool) -> Outcome:
         _measure_cases(stack, small, large, results)
         measured_s = time.perf_counter() - measuring
         held_bytes = records_memory(small)
-        weights = {tenant.label: counter_buckets(tenant) for tenant in (small, large)}
+        weights = {tenant.label: counter_buckets(tenant, stack.services.dynamo.connection) for tenant in (small, large)}
     return Outcome(small_n, large_n, results, built_s, measured_s, held_bytes, weights)
 
 

@@ -144,10 +144,10 @@ class Recorder:
 
 def _instrument(services: Any, fleet_nodes: Sequence[Any]) -> Recorder:
     recorder = Recorder()
-    recorder.wrap(services.store, "write", "api.dynamodb")
+    recorder.wrap(services.store, "create", "api.dynamodb")
     recorder.wrap(services.outbox, "publish", "api.sqs")
     recorder.wrap(services.store, "get", "worker.dynamodb")
-    recorder.wrap(services.store, "set_status", "worker.dynamodb")
+    recorder.wrap(services.store, "update", "worker.dynamodb")
     recorder.wrap(services.worker._holds, "hold", "worker.dynamodb")
     recorder.wrap(services.registry, "nodes", "registry")
     for record in services.registry.nodes(fresh=True):

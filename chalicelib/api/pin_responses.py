@@ -5,29 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chalicelib.pins.pin import Pin
 from chalicelib.pins.timestamps import format_ms
-from chalicelib.storage.pin_record import PinRecord, plain_map
 
 
-def pin_status(record: PinRecord) -> dict[str, Any]:
-    pin: dict[str, Any] = {"cid": record.cid}
-    if record.name is not None:
-        pin["name"] = record.name
-    if record.origins:
-        pin["origins"] = list(record.origins)
-    meta = plain_map(record.meta)
-    if meta:
-        pin["meta"] = meta
+def pin_status(pin: Pin) -> dict[str, Any]:
+    requested: dict[str, Any] = {"cid": pin.cid}
+    if pin.name is not None:
+        requested["name"] = pin.name
+    if pin.origins:
+        requested["origins"] = list(pin.origins)
+    if pin.meta:
+        requested["meta"] = dict(pin.meta)
     return {
-        "requestid": record.request_id,
-        "status": record.status,
-        "created": format_ms(record.created_ms),
-        "pin": pin,
-        "delegates": list(record.delegates),
-        "info": plain_map(record.info),
+        "requestid": pin.request_id,
+        "status": pin.status,
+        "created": format_ms(pin.created_ms),
+        "pin": requested,
+        "delegates": list(pin.delegates),
+        "info": dict(pin.info),
     }
 
 
-def pin_results(records: Sequence[PinRecord], count: int) -> dict[str, Any]:
+def pin_results(pins: Sequence[Pin], count: int) -> dict[str, Any]:
     # Always an array, never null: a null once crashed Kubo's daemon.
-    return {"count": count, "results": [pin_status(record) for record in records]}
+    return {"count": count, "results": [pin_status(pin) for pin in pins]}

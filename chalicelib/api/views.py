@@ -11,8 +11,8 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.api.errors import ApiError, failure, not_found, unauthorized
+from chalicelib.busy import StorageBusy
 from chalicelib.pins.service import NoStorageNodes, PinNotFound
-from chalicelib.storage.busy import storage_busy
 from chalicelib.tenants.authenticator import Unauthenticated
 
 logger = logging.getLogger("pinning.api")
@@ -42,10 +42,10 @@ def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
             return not_found().response()
         except NoStorageNodes as error:
             return failure(503, "SERVICE_UNAVAILABLE", str(error), {"Retry-After": "60"})
-        except Exception as error:
-            if storage_busy(error):
-                logger.warning("storage busy", extra={"view": view.__name__, "error": str(error)})
-                return failure(503, "SERVICE_UNAVAILABLE", "the service is busy; retry shortly", {"Retry-After": "5"})
+        except StorageBusy as error:
+            logger.warning("storage busy", extra={"view": view.__name__, "error": str(error)})
+            return failure(503, "SERVICE_UNAVAILABLE", "the service is busy; retry shortly", {"Retry-After": "5"})
+        except Exception:
             error_id = uuid.uuid4().hex
             logger.exception("unexpected error", extra={"error_id": error_id, "view": view.__name__})
             return failure(500, "INTERNAL_SERVER_ERROR", f"unexpected error; error id {error_id}")

@@ -1,7 +1,8 @@
 """Pin requests of one tenant: create, read, list, replace, delete.
 
-Knows nothing of HTTP. Every change is one transaction (pin, counts, outbox
-message), then the message is handed to the queue.
+Knows nothing of HTTP or of tables. Every change is one write of the
+repository (pin, counts, outbox message), then the message is handed to the
+queue.
 """
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 
+from chalicelib.busy import StorageBusy
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import delegates_of, place
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.pins.model import PinQuery, PinRequest
+from chalicelib.pins.pin import Pin, queued_pin
+from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of, new_request_id
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import PinRequested, ReleasedPin, UnpinRequested
 from chalicelib.queue.outbox import Outbox
-from chalicelib.storage.node_record import NodeRecord
-from chalicelib.storage.pin_record import PinRecord
-from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
 
-# Attempts before giving up on a millisecond or a racing status change.
-_ATTEMPTS = 20
+# Attempts before giving up on a millisecond or a pin that keeps changing
+# (workers write it): the client is then told to retry (StorageBusy).
+WRITE_ATTEMPTS = 20
 
 
 class PinNotFound(LookupError):
@@ -35,7 +38,7 @@ class NoStorageNodes(RuntimeError):
 class PinService:
     def __init__(
         self,
-        store: PinStore,
+        store: PinRepository,
         registry: NodeRegistry,
         outbox: Outbox,
         replication_factor: int,
@@ -50,41 +53,41 @@ class PinService:
         self._clock = clock
         self._last_ms = 0
 
-    def get(self, tenant_id: str, request_id: str) -> PinRecord:
+    def get(self, tenant_id: str, request_id: str) -> Pin:
         created_ms = created_ms_of(request_id)
-        record = None if created_ms is None else self._store.get(tenant_id, created_ms)
-        if record is None or record.request_id != request_id:
+        pin = None if created_ms is None else self._store.get(tenant_id, created_ms)
+        if pin is None or pin.request_id != request_id:
             raise PinNotFound(request_id)
-        return record
+        return pin
 
-    def list(self, tenant_id: str, query: PinQuery) -> tuple[builtins.list[PinRecord], int]:
+    def list(self, tenant_id: str, query: PinQuery) -> tuple[builtins.list[Pin], int]:
         return self._store.find(tenant_id, query)
 
-    def create(self, tenant_id: str, request: PinRequest) -> PinRecord:
+    def create(self, tenant_id: str, request: PinRequest) -> Pin:
         return self._insert(tenant_id, request, replacing=None)
 
-    def replace(self, tenant_id: str, request_id: str, request: PinRequest) -> PinRecord:
-        for _ in range(_ATTEMPTS):
+    def replace(self, tenant_id: str, request_id: str, request: PinRequest) -> Pin:
+        for _ in range(WRITE_ATTEMPTS):
             old = self.get(tenant_id, request_id)
             try:
                 return self._insert(tenant_id, request, replacing=old)
             except StaleRecord:
-                continue  # a worker moved the old pin's status meanwhile: read it again
-        raise RuntimeError("pin kept changing during replace")
+                continue  # a worker wrote the old pin meanwhile: read it again
+        raise StorageBusy("the pin kept changing during replace")
 
     def delete(self, tenant_id: str, request_id: str) -> None:
-        for _ in range(_ATTEMPTS):
+        for _ in range(WRITE_ATTEMPTS):
             old = self.get(tenant_id, request_id)
             entry = self._outbox.entry_for(UnpinRequested(tenant_id, old.request_id, old.cid_key, tuple(old.node_ids)))
             try:
-                self._store.write(tenant_id, delete=old, outbox=entry)
+                self._store.delete(old, entry)
             except StaleRecord:
-                continue
+                continue  # a worker wrote it meanwhile: its unpin must name the nodes it has now
             self._outbox.publish(entry)
             return
-        raise RuntimeError("pin kept changing during delete")
+        raise StorageBusy("the pin kept changing during delete")
 
-    def _insert(self, tenant_id: str, request: PinRequest, replacing: PinRecord | None) -> PinRecord:
+    def _insert(self, tenant_id: str, request: PinRequest, replacing: Pin | None) -> Pin:
         nodes = self._placement(request.cid.key)
         node_ids = tuple(node.node_id for node in nodes)
         released = (
@@ -92,25 +95,23 @@ class PinService:
             if replacing is None
             else ReleasedPin(replacing.request_id, replacing.cid_key, tuple(replacing.node_ids))
         )
-        for _ in range(_ATTEMPTS):
+        for _ in range(WRITE_ATTEMPTS):
             created_ms = self._next_ms()
-            record = new_record(
-                tenant_id, created_ms, new_request_id(created_ms), request, delegates_of(nodes), node_ids
-            )
+            pin = queued_pin(tenant_id, created_ms, new_request_id(created_ms), request, delegates_of(nodes), node_ids)
             entry = self._outbox.entry_for(
                 PinRequested(
-                    tenant_id, record.request_id, created_ms, request.cid.key, node_ids, request.origins, released
+                    tenant_id, pin.request_id, created_ms, request.cid.key, node_ids, request.origins, released
                 )
             )
             try:
-                self._store.write(tenant_id, put=record, delete=replacing, outbox=entry)
+                self._store.create(pin, entry, replacing=replacing)
             except CreatedTaken:
                 continue  # another container took this millisecond: take the next
             self._outbox.publish(entry)
-            return record
-        raise RuntimeError("no free millisecond for a new pin")
+            return pin
+        raise StorageBusy("no free millisecond for a new pin")
 
-    def _placement(self, cid_key: str) -> builtins.list[NodeRecord]:
+    def _placement(self, cid_key: str) -> builtins.list[Node]:
         nodes = self._registry.nodes()
         if not nodes:
             raise NoStorageNodes("no storage nodes are registered")

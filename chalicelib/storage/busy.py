@@ -1,11 +1,14 @@
-"""When DynamoDB is too busy to answer: a reason to retry, not a server fault."""
+"""When DynamoDB is too busy to answer: the domain's StorageBusy, not a fault."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
+from chalicelib.busy import StorageBusy
 from chalicelib.storage.cancellations import cancellation_codes
-from chalicelib.storage.pin_counter import CountsUnavailable
 
 # botocore retries throttling itself, and the store retries conflicts: seeing
 # one of these here means those retries ran out.
@@ -21,11 +24,21 @@ _BUSY_CODES = frozenset(
 _BUSY_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
-def storage_busy(error: BaseException) -> bool:
+def is_busy(error: PynamoDBException) -> bool:
     """True when a request failed only because the tables were throttled or
     contended, so the client should retry later."""
-    if isinstance(error, CountsUnavailable):
-        return True
     if isinstance(error, TransactWriteError) and _BUSY_CANCELLATIONS.intersection(cancellation_codes(error)):
         return True
-    return isinstance(error, PynamoDBException) and error.cause_response_code in _BUSY_CODES
+    return error.cause_response_code in _BUSY_CODES
+
+
+@contextmanager
+def busy_as_storage_busy() -> Iterator[None]:
+    """Raises StorageBusy for a busy table's error inside the block; any
+    other error goes through unchanged."""
+    try:
+        yield
+    except PynamoDBException as error:
+        if is_busy(error):
+            raise StorageBusy(str(error)) from error
+        raise

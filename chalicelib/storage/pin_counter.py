@@ -28,7 +28,10 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from pynamodb.attributes import UnicodeAttribute
+from pynamodb.connection import Connection
 from pynamodb.models import Model
+
+from chalicelib.busy import StorageBusy
 
 FANOUT = 64
 LEVELS = 6  # a level-6 slot spans ~2.2 years; all of them share parent 0
@@ -51,10 +54,6 @@ class PinCounter(Model):
         billing_mode = "PAY_PER_REQUEST"
 
     bucket = UnicodeAttribute(hash_key=True)
-
-
-class CountsUnavailable(Exception):
-    """DynamoDB kept leaving counter buckets unprocessed (throttling)."""
 
 
 def bucket_key(tenant_id: str, level: int, parent: int) -> str:
@@ -93,20 +92,22 @@ def slot_count(counts: BucketCounts, slots: Iterable[int], statuses: Collection[
     return sum(counts.get(count_name(status, slot), 0) for slot in slots for status in statuses)
 
 
-def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sleep) -> dict[str, BucketCounts]:
+def read_buckets(
+    connection: Connection, keys: Collection[str], sleep: Callable[[float], None] = time.sleep
+) -> dict[str, BucketCounts]:
     """The counts of each bucket, strongly consistent, in one BatchGetItem
     (and more only for keys DynamoDB leaves unprocessed). A bucket never
-    written has no item and counts nothing.
+    written has no item and counts nothing. Raises StorageBusy when DynamoDB
+    (throttled) keeps leaving keys unprocessed.
 
     At most 100 keys (BatchGetItem's limit); a count needs 12.
     """
-    connection = PinCounter._get_connection()
     table = PinCounter.Meta.table_name
     found: dict[str, BucketCounts] = {key: {} for key in keys}
     pending = [{"bucket": {"S": key}} for key in found]
     for attempt in range(READ_ROUNDS):
         # Key maps, as Model.batch_get passes too; PynamoDB annotates them as str.
-        response = connection.batch_get_item(pending, consistent_read=True)  # type: ignore[arg-type]
+        response = connection.batch_get_item(table, pending, consistent_read=True)  # type: ignore[arg-type]
         for item in response.get("Responses", {}).get(table, []):
             key = item.pop("bucket")["S"]
             found[key] = {name: int(value["N"]) for name, value in item.items()}
@@ -114,4 +115,4 @@ def read_buckets(keys: Collection[str], sleep: Callable[[float], None] = time.sl
         if not pending:
             return found
         sleep(random.uniform(0, 0.05 * 2**attempt))
-    raise CountsUnavailable(f"{len(pending)} counter buckets unprocessed after {READ_ROUNDS} BatchGetItem rounds")
+    raise StorageBusy(f"{len(pending)} counter buckets unprocessed after {READ_ROUNDS} BatchGetItem rounds")

@@ -87,6 +87,9 @@ class PinRecord(Model):
     info: MapAttribute[str, str] = MapAttribute(default=dict)
     delegates = string_list()
     node_ids = string_list()
+    # Incremented by every update and checked by every conditional write
+    # (chalicelib.pins.repository); absent on items written before it: 0.
+    version = IntegerAttribute(null=True)
 
     status_sort = UnicodeAttribute()
     cid_sort = UnicodeAttribute()

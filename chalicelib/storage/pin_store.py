@@ -1,8 +1,10 @@
-"""Reads and writes pins, keeping the per-status time-bucket counts exact.
+"""The pins table behind chalicelib.pins.repository.PinRepository, keeping
+the per-status time-bucket counts exact.
 
-Every change to a pin (create, delete, status change) is one DynamoDB
-transaction that also moves its counts and writes its outbox message, so a
-count can never disagree with the pins it counts.
+Every change to a pin (create, delete, update) is one DynamoDB transaction
+that also moves its counts and writes its outbox message, so a count can
+never disagree with the pins it counts. Pins go in and come out as domain
+values; PinRecord never leaves this package.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import And, Condition
+from pynamodb.expressions.condition import And, Condition, Or
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
+from chalicelib.pins.model import STATUSES, PinQuery
+from chalicelib.pins.pin import Pin
+from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes
-from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.outbox_entry import entry_of
 from chalicelib.storage.pin_counter import (
     FANOUT,
     LEVELS,
@@ -42,14 +50,6 @@ MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
 ALL_STATUSES = frozenset(STATUSES)
 
 
-class CreatedTaken(Exception):
-    """Another pin of the tenant already has this `created` millisecond."""
-
-
-class StaleRecord(Exception):
-    """The pin changed or vanished since it was read."""
-
-
 class _ConditionFailed(Exception):
     def __init__(self, position: int) -> None:
         super().__init__(position)
@@ -65,90 +65,86 @@ def fold(name: str) -> str:
 
 
 class PinStore:
-    def __init__(self, conflict_retries: int = 6, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, dynamo: DynamoConnection, conflict_retries: int = 6, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self._dynamo = dynamo
         self._conflict_retries = conflict_retries
         self._sleep = sleep
 
-    def get(self, tenant_id: str, created_ms: int) -> PinRecord | None:
-        try:
-            return PinRecord.get(tenant_id, created_ms, consistent_read=True)
-        except PinRecord.DoesNotExist:
-            return None
+    def get(self, tenant_id: str, created_ms: int) -> Pin | None:
+        with busy_as_storage_busy():
+            try:
+                return _pin_of(PinRecord.get(tenant_id, created_ms, consistent_read=True))
+            except PinRecord.DoesNotExist:
+                return None
 
     # -- writes --------------------------------------------------------------
 
-    def write(
-        self,
-        tenant_id: str,
-        *,
-        put: PinRecord | None = None,
-        delete: PinRecord | None = None,
-        outbox: OutboxEntry | None = None,
-    ) -> None:
-        """Create `put` and/or delete `delete` (as read) in one transaction.
-
-        Raises CreatedTaken when `put`'s millisecond is taken and StaleRecord
-        when `delete` no longer matches what was read.
-        """
-        changes: list[CountChange] = []
-        if delete is not None:
-            changes.append((delete.created_ms, delete.status, None))
-        if put is not None:
-            changes.append((put.created_ms, None, put.status))
+    def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
+        changes: list[CountChange] = [(pin.created_ms, None, pin.status)]
+        if replacing is not None:
+            changes.append((replacing.created_ms, replacing.status, None))
 
         def fill(tx: TransactWrite) -> None:
-            if delete is not None:
-                tx.delete(delete, condition=_unchanged(delete))
-            if put is not None:
-                tx.save(put, condition=PinRecord.created_ms.does_not_exist())
-            self._move_counts(tx, tenant_id, changes)
-            if outbox is not None:
-                tx.save(outbox)
+            if replacing is not None:
+                tx.delete(_key_of(replacing), condition=_unchanged(replacing))
+            # Create-if-absent is atomic by construction: no version to check.
+            tx.save(_record_of(pin), condition=PinRecord.created_ms.does_not_exist())
+            self._move_counts(tx, pin.tenant_id, changes)
+            tx.save(entry_of(announce))
 
         try:
             self._transact(fill)
         except _ConditionFailed as failed:
-            # DynamoDB orders a transaction's deletes before its puts.
-            if delete is not None and failed.position == 0:
+            # A transaction's items are in PynamoDB's order: deletes before puts.
+            if replacing is not None and failed.position == 0:
                 raise StaleRecord() from failed
             raise CreatedTaken() from failed
 
-    def set_status(
+    def delete(self, pin: Pin, announce: OutboxMessage) -> None:
+        def fill(tx: TransactWrite) -> None:
+            tx.delete(_key_of(pin), condition=_unchanged(pin))
+            self._move_counts(tx, pin.tenant_id, [(pin.created_ms, pin.status, None)])
+            tx.save(entry_of(announce))
+
+        try:
+            self._transact(fill)
+        except _ConditionFailed as failed:
+            raise StaleRecord() from failed
+
+    def update(
         self,
-        record: PinRecord,
-        status: str,
+        pin: Pin,
+        *,
+        status: str | None = None,
         info: Mapping[str, str] | None = None,
         node_ids: Sequence[str] | None = None,
-    ) -> PinRecord:
-        """Move a pin (as read) to `status`, with its counts, in one transaction.
-
-        Raises StaleRecord when the pin changed or vanished since it was read,
-        so a deleted request is never brought back.
-        """
-        actions: list[Action] = [
-            PinRecord.status.set(status),
-            PinRecord.status_sort.set(sort_key(status, record.created_ms)),
-        ]
+    ) -> Pin:
+        updated = replace(
+            pin,
+            status=pin.status if status is None else status,
+            info=pin.info if info is None else info,
+            node_ids=pin.node_ids if node_ids is None else node_ids,
+            version=pin.version + 1,
+        )
+        actions: list[Action] = [PinRecord.version.set(updated.version)]
+        if status is not None:
+            actions += [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, pin.created_ms))]
         if info is not None:
             actions.append(PinRecord.info.set(dict(info)))
         if node_ids is not None:
             actions.append(PinRecord.node_ids.set(list(node_ids)))
 
         def fill(tx: TransactWrite) -> None:
-            tx.update(record, actions=actions, condition=_unchanged(record))
-            self._move_counts(tx, record.tenant_id, [(record.created_ms, record.status, status)])
+            tx.update(_key_of(pin), actions=actions, condition=_unchanged(pin))
+            self._move_counts(tx, pin.tenant_id, [(pin.created_ms, pin.status, updated.status)])
 
         try:
             self._transact(fill)
         except _ConditionFailed as failed:
             raise StaleRecord() from failed
-        record.status = status
-        record.status_sort = sort_key(status, record.created_ms)
-        if info is not None:
-            record.info = dict(info)
-        if node_ids is not None:
-            record.node_ids = list(node_ids)
-        return record
+        return updated
 
     def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
         # One transaction may touch an item once: merge the deltas per bucket.
@@ -165,25 +161,31 @@ class PinStore:
                 tx.update(PinCounter(bucket), actions=actions)
 
     def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
-        connection = PinRecord._get_connection().connection
-        for attempt in range(self._conflict_retries + 1):
-            try:
-                with TransactWrite(connection=connection) as tx:
-                    fill(tx)
-                return
-            except TransactWriteError as error:
-                codes = cancellation_codes(error)
-                if "ConditionalCheckFailed" in codes:
-                    raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
-                # Concurrent writers of the same tenant share counter items.
-                if "TransactionConflict" not in codes or attempt == self._conflict_retries:
-                    raise
-                self._sleep(random.uniform(0, 0.02 * 2**attempt))
+        """Runs one transaction; retries it (a bounded number of times, with
+        backoff) while it conflicts with another, then raises StorageBusy."""
+        with busy_as_storage_busy():
+            for attempt in range(self._conflict_retries + 1):
+                try:
+                    with self._dynamo.transaction() as tx:
+                        fill(tx)
+                    return
+                except TransactWriteError as error:
+                    codes = cancellation_codes(error)
+                    if "ConditionalCheckFailed" in codes:
+                        raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
+                    # Concurrent writers of the same tenant share counter items.
+                    if "TransactionConflict" not in codes or attempt == self._conflict_retries:
+                        raise
+                    self._sleep(random.uniform(0, 0.02 * 2**attempt))
 
     # -- reads ---------------------------------------------------------------
 
-    def find(self, tenant_id: str, query: PinQuery) -> tuple[list[PinRecord], int]:
-        """One page of the pins matching `query`, newest first, and their exact count."""
+    def find(self, tenant_id: str, query: PinQuery) -> tuple[list[Pin], int]:
+        with busy_as_storage_busy():
+            page, count = self._find(tenant_id, query)
+        return [_pin_of(record) for record in page], count
+
+    def _find(self, tenant_id: str, query: PinQuery) -> tuple[list[PinRecord], int]:
         lo, hi = _ms_range(query)
         if lo > hi:
             return [], 0
@@ -280,10 +282,11 @@ class PinStore:
         if lo > hi:
             return 0
         upper, lower = prefix_cells(tenant_id, hi + 1), prefix_cells(tenant_id, lo)
-        buckets = read_buckets({bucket for bucket, _ in upper + lower}, self._sleep)
-        return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(
-            tenant_id, lo, lower, statuses, buckets
-        )
+        with busy_as_storage_busy():
+            buckets = read_buckets(self._dynamo.connection, {bucket for bucket, _ in upper + lower}, self._sleep)
+            return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(
+                tenant_id, lo, lower, statuses, buckets
+            )
 
     def _prefix(
         self,
@@ -319,43 +322,63 @@ class PinStore:
         )
 
 
-def new_record(
-    tenant_id: str,
-    created_ms: int,
-    request_id: str,
-    request: PinRequest,
-    delegates: Sequence[str],
-    node_ids: Sequence[str],
-) -> PinRecord:
-    """A queued pin with every index key derived from its fields."""
-    name = request.name
+def _record_of(pin: Pin) -> PinRecord:
+    """The pin's item, with every index key derived from its fields."""
+    name, created_ms = pin.name, pin.created_ms
     return PinRecord(
-        tenant_id,
+        pin.tenant_id,
         created_ms,
-        request_id=request_id,
-        status="queued",
-        cid=request.cid.text,
-        cid_key=request.cid.key,
+        request_id=pin.request_id,
+        status=pin.status,
+        cid=pin.cid,
+        cid_key=pin.cid_key,
         name=name,
         folded_name=None if name is None else fold(name),
-        origins=list(request.origins),
-        meta=dict(request.meta),
-        info={},
-        delegates=list(delegates),
-        node_ids=list(node_ids),
-        status_sort=sort_key("queued", created_ms),
-        cid_sort=sort_key(request.cid.key, created_ms),
+        origins=list(pin.origins),
+        meta=dict(pin.meta),
+        info=dict(pin.info),
+        delegates=list(pin.delegates),
+        node_ids=list(pin.node_ids),
+        version=pin.version,
+        status_sort=sort_key(pin.status, created_ms),
+        cid_sort=sort_key(pin.cid_key, created_ms),
         name_sort=None if name is None else sort_key(name_digest(name), created_ms),
         folded_name_sort=None if name is None else sort_key(name_digest(fold(name)), created_ms),
     )
+
+
+def _pin_of(record: PinRecord) -> Pin:
+    return Pin(
+        tenant_id=record.tenant_id,
+        created_ms=record.created_ms,
+        request_id=record.request_id,
+        status=record.status,
+        cid=record.cid,
+        cid_key=record.cid_key,
+        name=record.name,
+        origins=record.origins,
+        meta=plain_map(record.meta),
+        info=plain_map(record.info),
+        delegates=record.delegates,
+        node_ids=record.node_ids,
+        version=record.version or 0,
+    )
+
+
+def _key_of(pin: Pin) -> PinRecord:
+    return PinRecord(pin.tenant_id, pin.created_ms)
 
 
 def name_digest(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
-def _unchanged(record: PinRecord) -> Condition:
-    return And(PinRecord.request_id == record.request_id, PinRecord.status == record.status)
+def _unchanged(pin: Pin) -> Condition:
+    """The pin is still the request and the version that was read."""
+    same_version: Condition = PinRecord.version == pin.version
+    if pin.version == 0:
+        same_version = Or(PinRecord.version.does_not_exist(), same_version)
+    return And(PinRecord.request_id == pin.request_id, same_version)
 
 
 def _ms_range(query: PinQuery) -> tuple[int, int]:

@@ -25,16 +25,15 @@ from dataclasses import dataclass, replace
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import PinDeadline, PinStalled
+from chalicelib.pins.pin import Pin
+from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.queue.messages import DrainNode, Rereplicate
-from chalicelib.storage.node_pin import holders_on
-from chalicelib.storage.node_record import NodeRecord
-from chalicelib.storage.pin_record import PinRecord, plain_map
-from chalicelib.storage.pin_store import PinStore, StaleRecord
-from chalicelib.worker.outcomes import Done, Later, Outcome
+from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 
 logger = logging.getLogger("pinning.worker")
 
@@ -46,7 +45,7 @@ PASS_DELAYS = 10
 # The node index is eventually consistent: a hold taken just now may show late.
 INDEX_LAG_SECONDS = 5
 
-CopyTo = Callable[[NodeRecord, str, Sequence[str], float], None]
+CopyTo = Callable[[Node, str, Sequence[str], float], None]
 Release = Callable[..., None]
 
 
@@ -58,7 +57,7 @@ class _Plan:
     # Its surviving replicas, still registered.
     keep: list[str]
     # New nodes to copy it to, to make up the replication factor.
-    extra: list[NodeRecord]
+    extra: list[Node]
 
     @property
     def extra_ids(self) -> list[str]:
@@ -76,7 +75,7 @@ class Drainer:
     def __init__(
         self,
         settings: Settings,
-        store: PinStore,
+        store: PinRepository,
         registry: NodeRegistry,
         holds: PinHolds,
         copy_to: CopyTo,
@@ -100,7 +99,7 @@ class Drainer:
         if self._registry.registered(node_id):
             logger.info("node registered again; its drain stops", extra={"node_id": node_id})
             return Done()
-        holders, after = holders_on(node_id, message.after, PAGE)
+        holders, after = self._holds.holders_on(node_id, message.after, PAGE)
         spawned = tuple(
             Rereplicate(holder.tenant_id, holder.request_id, created_ms, holder.cid_key, node_id)
             for holder in holders
@@ -126,20 +125,30 @@ class Drainer:
     # -- rereplicate: one request --------------------------------------------
 
     def rereplicate(self, message: Rereplicate, token: str, deadline: float) -> Outcome:
+        return retried_on_stale(
+            lambda: self._rereplicate_once(message, token, deadline),
+            self._settings.continue_delay_seconds,
+            "the re-replicated pin",
+        )
+
+    def _rereplicate_once(self, message: Rereplicate, token: str, deadline: float) -> Outcome:
+        """From a fresh read of the pin; raises StaleRecord when another
+        writer changed it before one of this run's writes."""
         nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
         record = self._record_to_repair(message, nodes, token)
         if record is None:
             return Done()
         plan = self._plan(record, message, nodes)
         if not plan.keep and not plan.extra:
-            return self._lose(record, message, token, deadline, "no healthy storage node is left to pin it again")
+            return self._lose(record, message, token, "no healthy storage node is left to pin it again")
         if plan.extra:
+            record = self._start_copying(record, plan, message)
             outcome = self._copy(record, plan, nodes, message, token, deadline)
             if outcome is not None:
                 return outcome
-        return self._settle(record, plan, message, token, deadline)
+        return self._settle(record, plan, message, token)
 
-    def _record_to_repair(self, message: Rereplicate, nodes: dict[str, NodeRecord], token: str) -> PinRecord | None:
+    def _record_to_repair(self, message: Rereplicate, nodes: dict[str, Node], token: str) -> Pin | None:
         """The pinned request that still holds the removed node; None when
         there is nothing to do for it (now or on this pass)."""
         if message.node_id in nodes:
@@ -157,8 +166,8 @@ class Drainer:
             return None
         return record
 
-    def _plan(self, record: PinRecord, message: Rereplicate, nodes: dict[str, NodeRecord]) -> _Plan:
-        info = plain_map(record.info)
+    def _plan(self, record: Pin, message: Rereplicate, nodes: dict[str, Node]) -> _Plan:
+        info = dict(record.info)
         keep = [node_id for node_id in info.get("replicas", "").split(",") if node_id in nodes]
         wanted = self._settings.replication_factor
         minimum = self._settings.min_free_bytes
@@ -166,7 +175,7 @@ class Drainer:
         extra = place(message.cid, fit, wanted - len(keep), minimum) if len(keep) < wanted else []
         return _Plan(info, keep, extra)
 
-    def _settle(self, record: PinRecord, plan: _Plan, message: Rereplicate, token: str, deadline: float) -> Outcome:
+    def _settle(self, record: Pin, plan: _Plan, message: Rereplicate, token: str) -> Outcome:
         """Record the replicas the request has now; once they are enough, its
         hold on the removed node goes."""
         wanted = self._settings.replication_factor
@@ -181,13 +190,13 @@ class Drainer:
         node_ids = sorted({*record.node_ids, *replicas} - ({message.node_id} if complete else set()))
         try:
             if (settled, node_ids) != (plan.info, sorted(record.node_ids)):  # a repeat changes nothing
-                self._store.set_status(record, "pinned", settled, node_ids=node_ids)
+                self._store.update(record, status="pinned", info=settled, node_ids=node_ids)
         except StaleRecord:
             stored = self._store.get(message.tenant_id, message.created_ms)
             if stored is None or stored.request_id != message.request_id:
                 # Deleted meanwhile: its unpin may not know the new replicas.
                 self._release(message.cid, plan.extra_ids, message.tenant_id, message.request_id, token, force=True)
-            return self.rereplicate(message, token, deadline)
+            raise
         if plan.extra:
             logger.info(
                 "re-replicated",
@@ -197,24 +206,24 @@ class Drainer:
             self._drop(message, token)
         return Done()
 
+    def _start_copying(self, record: Pin, plan: _Plan, message: Rereplicate) -> Pin:
+        """The plan's new nodes recorded before they pin, so a deletion
+        meanwhile releases them too."""
+        copying = {**plan.info, "replicas": ",".join(plan.keep), "status_details": _copying_details(plan, message)}
+        node_ids = sorted({*record.node_ids, *plan.extra_ids})
+        return self._store.update(record, status="pinned", info=copying, node_ids=node_ids)
+
     def _copy(
         self,
-        record: PinRecord,
+        record: Pin,
         plan: _Plan,
-        nodes: dict[str, NodeRecord],
+        nodes: dict[str, Node],
         message: Rereplicate,
         token: str,
         deadline: float,
     ) -> Outcome | None:
-        """Pin on the plan's new nodes, recorded first so a deletion meanwhile
-        releases them too. None when done; otherwise what the message comes to."""
-        copying = {**plan.info, "replicas": ",".join(plan.keep), "status_details": _copying_details(plan, message)}
-        try:
-            record = self._store.set_status(
-                record, "pinned", copying, node_ids=sorted({*record.node_ids, *plan.extra_ids})
-            )
-        except StaleRecord:
-            return self.rereplicate(message, token, deadline)
+        """Pin on the plan's new nodes. None when done; otherwise what the
+        message comes to."""
         for node in plan.extra:
             if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
                 return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
@@ -224,13 +233,13 @@ class Drainer:
         stalled = [error for error in errors if isinstance(error, PinStalled)]
         if stalled and not plan.keep:
             reason = f"every node holding it left the fleet and it could not be fetched again: {stalled[0]}"
-            return self._lose(record, message, token, deadline, reason)
+            return self._lose(record, message, token, reason)
         if errors:
             raise errors[0]  # retried; the drain's passes send it again after its last delivery
         return None
 
     def _copy_everywhere(
-        self, record: PinRecord, plan: _Plan, nodes: dict[str, NodeRecord], cid: str, deadline: float
+        self, record: Pin, plan: _Plan, nodes: dict[str, Node], cid: str, deadline: float
     ) -> list[BaseException]:
         """Pins on every new node at once; what went wrong on each."""
         # The surviving replicas first: they certainly have it.
@@ -240,12 +249,9 @@ class Drainer:
             futures = [pool.submit(self._copy_to, node, cid, sources, deadline) for node in plan.extra]
             return [error for error in (future.exception() for future in futures) if error is not None]
 
-    def _lose(self, record: PinRecord, message: Rereplicate, token: str, deadline: float, reason: str) -> Outcome:
+    def _lose(self, record: Pin, message: Rereplicate, token: str, reason: str) -> Outcome:
         """No replica left and none can be made: the request fails, honestly."""
-        try:
-            self._store.set_status(record, "failed", {"failed_reason": reason, "status_details": reason})
-        except StaleRecord:
-            return self.rereplicate(message, token, deadline)
+        self._store.update(record, status="failed", info={"failed_reason": reason, "status_details": reason})
         logger.warning(
             "pin lost with its nodes", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason}
         )

@@ -18,19 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
+from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinInterrupted
 from chalicelib.pins.multiaddrs import parse_peer_multiaddr
+from chalicelib.pins.pin import Pin
+from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
-from chalicelib.storage.node_record import NodeRecord
-from chalicelib.storage.pin_record import PinRecord, plain_map
-from chalicelib.storage.pin_store import PinStore, StaleRecord
 from chalicelib.worker.drain import Drainer
-from chalicelib.worker.outcomes import Done, Later, Outcome
+from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 
 logger = logging.getLogger("pinning.worker")
 
@@ -44,14 +44,14 @@ _FIRST_PROGRESS_S = 1.0
 _CONTINUING = "; continuing shortly"
 
 
-KuboFactory = Callable[[NodeRecord], KuboClient]
+KuboFactory = Callable[[Node], KuboClient]
 
 
 class PinWorker:
     def __init__(
         self,
         settings: Settings,
-        store: PinStore,
+        store: PinRepository,
         registry: NodeRegistry,
         holds: PinHolds,
         kubo: KuboFactory,
@@ -99,52 +99,60 @@ class PinWorker:
         if isinstance(message, (DrainNode, Rereplicate)):
             self._drainer.give_up(message)
             return
-        record = self._store.get(message.tenant_id, message.created_ms)
-        if record is None or record.request_id != message.request_id:
-            try:  # deleted or replaced: nothing may stay pinned for it, or for what it replaced
-                self._pin(message, token, time.monotonic())
-            except KuboError:
-                logger.exception("could not release a vanished pin's holds", extra={"request_id": message.request_id})
-            return
-        if record.status in ("pinned", "failed"):
-            return
-        last = plain_map(record.info).get("status_details")
-        reason = "gave up after repeated storage node errors" + (f" (last: {last})" if last else "")
         try:
-            self._fail(record, message, token, reason)
+            outcome = retried_on_stale(lambda: self._abandon(message, token), 0, "the pin")
         except KuboError:
-            logger.exception("could not release a failed pin's holds", extra={"request_id": message.request_id})
+            logger.exception("could not release an abandoned pin's holds", extra={"request_id": message.request_id})
+            return
+        if isinstance(outcome, Later):
+            logger.error("could not mark an abandoned pin failed", extra={"request_id": message.request_id})
+
+    def _abandon(self, message: PinRequested, token: str) -> Outcome:
+        """Fail the request of a message that failed every delivery."""
+        pin = self._store.get(message.tenant_id, message.created_ms)
+        if pin is None or pin.request_id != message.request_id:
+            # Deleted or replaced: nothing may stay pinned for it, or for what it replaced.
+            return self._pin(message, token, time.monotonic())
+        if pin.finished:
+            return Done()
+        last = pin.info.get("status_details")
+        reason = "gave up after repeated storage node errors" + (f" (last: {last})" if last else "")
+        return self._fail(pin, message, token, reason)
 
     def _note(self, message: PinRequested, details: str) -> None:
-        record = self._store.get(message.tenant_id, message.created_ms)
-        if record is None or record.request_id != message.request_id or record.status in ("pinned", "failed"):
+        pin = self._store.get(message.tenant_id, message.created_ms)
+        if pin is None or pin.request_id != message.request_id or pin.finished:
             return
         try:
-            self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
+            self._store.update(pin, info={**pin.info, "status_details": details})
         except StaleRecord:
-            pass
+            pass  # only a note: whoever wrote the pin meanwhile said something newer
 
     # -- pinning -------------------------------------------------------------
 
     def _pin(self, message: PinRequested, token: str, deadline: float) -> Outcome:
-        record = self._store.get(message.tenant_id, message.created_ms)
-        if record is None or record.request_id != message.request_id:
+        return retried_on_stale(
+            lambda: self._pin_once(message, token, deadline), self._settings.continue_delay_seconds, "the pin"
+        )
+
+    def _pin_once(self, message: PinRequested, token: str, deadline: float) -> Outcome:
+        """The message's work from a fresh read of its pin; raises StaleRecord
+        when another writer changed the pin before one of this run's writes."""
+        pin = self._store.get(message.tenant_id, message.created_ms)
+        if pin is None or pin.request_id != message.request_id:
             return self._forget(message, token)
-        if record.status in ("pinned", "failed"):
+        if pin.finished:
             self._release_replaced(message, token)
             return Done()
-        if self._past_deadline(record):
-            last = plain_map(record.info).get("status_details")
-            return self._fail(record, message, token, self._deadline_reason(record, last))
+        if self._past_deadline(pin):
+            return self._fail(pin, message, token, self._deadline_reason(pin.info.get("status_details")))
         targets = self._targets(message.cid)
         if len(targets) < self._settings.replication_factor:
             details = (
                 f"waiting for {self._settings.replication_factor} healthy storage nodes ({len(targets)} available)"
             )
-            return self._wait(record, message, token, details)
-        pinning = self._start_pinning(record, message, targets)
-        if pinning is None:
-            return self._pin(message, token, deadline)  # re-read: deleted, or moved by another delivery
+            return self._wait(pin, message, token, details)
+        pinning = self._start_pinning(pin, message, targets)
         busy = self._hold(targets, message)
         if busy is not None:
             return busy
@@ -152,7 +160,7 @@ class PinWorker:
         unfinished = self._copy_everywhere(targets, message, token, deadline, progress)
         if unfinished is not None:
             return unfinished
-        return self._record_pinned(progress.record, message, token, deadline, targets)
+        return self._record_pinned(progress.pin, message, targets, token)
 
     def _forget(self, message: PinRequested, token: str) -> Outcome:
         """Deleted or replaced meanwhile: take back whatever we held for it,
@@ -162,22 +170,16 @@ class PinWorker:
         self._release_replaced(message, token)
         return Done()
 
-    def _start_pinning(
-        self, record: PinRecord, message: PinRequested, targets: Sequence[NodeRecord]
-    ) -> PinRecord | None:
-        """The record moved to `pinning` on `targets` (and the nodes it was on
-        before); None when it changed since it was read."""
-        node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
-        was = record.status
-        try:
-            pinning = self._store.set_status(record, "pinning", {"status_details": "fetching"}, node_ids=node_ids)
-        except StaleRecord:
-            return None
-        if was != "pinning":
+    def _start_pinning(self, pin: Pin, message: PinRequested, targets: Sequence[Node]) -> Pin:
+        """The pin moved to `pinning` on `targets` (and the nodes it was on
+        before, which an unpin must release too)."""
+        node_ids = sorted({*pin.node_ids, *(node.node_id for node in targets)})
+        pinning = self._store.update(pin, status="pinning", info={"status_details": "fetching"}, node_ids=node_ids)
+        if pin.status != "pinning":
             logger.info("pinning", extra={"request_id": message.request_id, "cid": message.cid, "nodes": node_ids})
         return pinning
 
-    def _hold(self, targets: Sequence[NodeRecord], message: PinRequested) -> Outcome | None:
+    def _hold(self, targets: Sequence[Node], message: PinRequested) -> Outcome | None:
         """Take this request's hold on the CID on every target; Later while a
         node is still removing the CID for its last former holder."""
         for node in targets:
@@ -187,7 +189,7 @@ class PinWorker:
 
     def _copy_everywhere(
         self,
-        targets: Sequence[NodeRecord],
+        targets: Sequence[Node],
         message: PinRequested,
         token: str,
         deadline: float,
@@ -201,17 +203,15 @@ class PinWorker:
         refused = [error for error in errors if isinstance(error, KuboRequestError)]
         if refused:
             # Kubo refused the CID itself: no retry will change that.
-            return self._fail(progress.record, message, token, f"the node refused the CID: {refused[0]}")
+            return self._fail(progress.pin, message, token, f"the node refused the CID: {refused[0]}")
         faults = [error for error in errors if not isinstance(error, PinInterrupted)]
         if faults:
             raise faults[0]
         if errors:  # stalled, or cut short by the invocation's deadline: continue later
-            return self._wait(progress.record, message, token, progress.details(waiting=True))
+            return self._wait(progress.pin, message, token, progress.details(waiting=True))
         return None
 
-    def _record_pinned(
-        self, record: PinRecord, message: PinRequested, token: str, deadline: float, targets: Sequence[NodeRecord]
-    ) -> Outcome:
+    def _record_pinned(self, pin: Pin, message: PinRequested, targets: Sequence[Node], token: str) -> Outcome:
         dag_size = self._kubo(targets[0]).dag_size(message.cid)
         replicas = [node.node_id for node in targets]
         info = {
@@ -219,19 +219,17 @@ class PinWorker:
             "replicas": ",".join(replicas),
             "status_details": f"pinned on {len(targets)} nodes",
         }
-        try:
-            self._store.set_status(record, "pinned", info)
-        except StaleRecord:
-            return self._pin(message, token, deadline)
+        self._store.update(pin, status="pinned", info=info)
         logger.info("pinned", extra={"request_id": message.request_id, "cid": message.cid, "dag_size": dag_size})
         # Nodes that held it before a re-placement no longer need to.
-        moved = [node_id for node_id in record.node_ids if node_id not in replicas]
+        # The write checked the version read, so these are all the pin's nodes.
+        moved = [node_id for node_id in pin.node_ids if node_id not in replicas]
         self._release(message.cid, moved, message.tenant_id, message.request_id, token)
         self._release_replaced(message, token)
         return Done()
 
     def _pin_on(
-        self, node: NodeRecord, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
+        self, node: Node, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
     ) -> None:
         def update_first(kubo: KuboClient) -> None:
             replaced = message.replaces
@@ -260,7 +258,7 @@ class PinWorker:
 
     def copy_to(
         self,
-        node: NodeRecord,
+        node: Node,
         cid: str,
         sources: Sequence[str],
         deadline: float,
@@ -281,7 +279,7 @@ class PinWorker:
         with self._slots_lock:
             return self._node_slots[node_id]
 
-    def _targets(self, cid_key: str) -> list[NodeRecord]:
+    def _targets(self, cid_key: str) -> list[Node]:
         minimum = self._settings.min_free_bytes
         # Filtered first: unlike the API, the worker waits rather than fall back.
         fit = [node for node in self._registry.nodes() if usable(node, minimum)]
@@ -293,29 +291,28 @@ class PinWorker:
         # Our nodes must not become a way to probe private networks.
         return [origin for origin in origins if parse_peer_multiaddr(origin).is_public]
 
-    def _past_deadline(self, record: PinRecord) -> bool:
-        return self._clock() > record.created_ms + self._settings.pin_deadline_seconds * 1000
+    def _past_deadline(self, pin: Pin) -> bool:
+        return self._clock() > pin.created_ms + self._settings.pin_deadline_seconds * 1000
 
-    def _wait(self, record: PinRecord, message: PinRequested, token: str, details: str) -> Outcome:
-        if self._past_deadline(record):
-            return self._fail(record, message, token, self._deadline_reason(record, details))
+    def _wait(self, pin: Pin, message: PinRequested, token: str, details: str) -> Outcome:
+        if self._past_deadline(pin):
+            return self._fail(pin, message, token, self._deadline_reason(details))
         try:
-            self._store.set_status(record, record.status, {**plain_map(record.info), "status_details": details})
+            self._store.update(pin, info={**pin.info, "status_details": details})
         except StaleRecord:
-            pass  # the next delivery re-reads it
+            pass  # only what it waits for: the message comes back anyway and reads the pin again
         return Later(self._settings.continue_delay_seconds, details)
 
-    def _fail(self, record: PinRecord, message: PinRequested, token: str, reason: str) -> Outcome:
-        try:
-            self._store.set_status(record, "failed", {"failed_reason": reason, "status_details": reason})
-        except StaleRecord:
-            return Done()
+    def _fail(self, pin: Pin, message: PinRequested, token: str, reason: str) -> Outcome:
+        """Raises StaleRecord when the pin changed since it was read: its
+        nodes, which this releases, may have changed too."""
+        self._store.update(pin, status="failed", info={"failed_reason": reason, "status_details": reason})
         logger.info("failed", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason})
-        self._release(message.cid, record.node_ids, message.tenant_id, message.request_id, token)
+        self._release(message.cid, pin.node_ids, message.tenant_id, message.request_id, token)
         self._release_replaced(message, token)
         return Done()
 
-    def _deadline_reason(self, record: PinRecord, last: str | None = None) -> str:
+    def _deadline_reason(self, last: str | None = None) -> str:
         seconds = self._settings.pin_deadline_seconds
         within = f"{seconds / 3600:g} hours" if seconds >= 3600 else f"{seconds} seconds"
         reason = f"not pinned within {within} of the request"
@@ -348,9 +345,9 @@ class _Progress:
     """Shows fetch progress in `info.status_details`, written sparingly (see
     _PROGRESS_INTERVAL_S): the furthest any node got, in blocks and bytes."""
 
-    def __init__(self, store: PinStore, record: PinRecord, clock: Callable[[], int]) -> None:
+    def __init__(self, store: PinRepository, pin: Pin, clock: Callable[[], int]) -> None:
         self._store = store
-        self.record = record
+        self.pin = pin
         self._clock = clock
         self._by_node: dict[str, tuple[int, int]] = {}
         self._due_ms = clock() + 1000 * min(_FIRST_PROGRESS_S, _PROGRESS_INTERVAL_S)
@@ -364,9 +361,14 @@ class _Progress:
                 return
             self._due_ms = now + 1000 * _PROGRESS_INTERVAL_S
             try:
-                self.record = self._store.set_status(self.record, "pinning", {"status_details": self.details()})
+                self.pin = self._store.update(self.pin, info={"status_details": self.details()})
             except StaleRecord:
-                pass  # deleted meanwhile: the final write will notice
+                # Another writer got there first: go on from the pin as it is
+                # now. Gone or finished, it stays as read: the final write
+                # notices, and progress never overwrites a finished pin's info.
+                stored = self._store.get(self.pin.tenant_id, self.pin.created_ms)
+                if stored is not None and stored.request_id == self.pin.request_id and stored.status == "pinning":
+                    self.pin = stored
 
     def details(self, waiting: bool = False) -> str:
         if not self._by_node:

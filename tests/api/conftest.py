@@ -17,7 +17,6 @@ from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.pins.service import PinService
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.outbox_entry import OutboxEntry, message_of
-from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import PinStore
 
 
@@ -79,20 +78,20 @@ def outbox_entries(services) -> Callable[[], list[OutboxMessage]]:
     return lambda: [message_of(entry) for entry in OutboxEntry.scan(consistent_read=True)]
 
 
-def move_status(tenant_id: str, request_id: str, status: str) -> None:
+def move_status(store: PinStore, tenant_id: str, request_id: str, status: str) -> None:
     """Change a pin's status the way a worker does."""
     assert status in STATUSES
     created_ms = created_ms_of(request_id)
     assert created_ms is not None, request_id
-    record = PinRecord.get(tenant_id, created_ms, consistent_read=True)
-    assert record.request_id == request_id
-    PinStore().set_status(record, status)
+    pin = store.get(tenant_id, created_ms)
+    assert pin is not None and pin.request_id == request_id
+    store.update(pin, status=status)
 
 
 @pytest.fixture
-def set_status(tenant_id: str) -> Callable[[str, str], None]:
+def set_status(services, tenant_id: str) -> Callable[[str, str], None]:
     """set_status(requestid, status) for the `api` fixture's tenant."""
-    return lambda request_id, status: move_status(tenant_id, request_id, status)
+    return lambda request_id, status: move_status(services.store, tenant_id, request_id, status)
 
 
 class FakeClock:
@@ -119,7 +118,7 @@ def pin_clock(services, api) -> Iterator[FakeClock]:
     clock = FakeClock(EPOCH_2021_MS)
     original = services.pins
     services.pins = PinService(
-        PinStore(), services.registry, services.outbox, services.settings.replication_factor, clock=clock
+        services.store, services.registry, services.outbox, services.settings.replication_factor, clock=clock
     )
     yield clock
     services.pins = original

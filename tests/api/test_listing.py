@@ -15,6 +15,7 @@ import pytest
 from chalicelib.pins.model import STATUSES
 from tests.api.helpers import ALL_STATUSES, NS_PER_MS, created_ms, js_before, kubo_before, rfc3339
 from tests.support.cids import canonical, cid_v0_pair, cid_v1
+from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
 
 
 @dataclass
@@ -96,31 +97,10 @@ def _selects(query: Query, pin: ModelPin) -> bool:
     return (
         pin.status in _listed_statuses(query)
         and (not query.cids or pin.cid_key in {canonical(cid) for cid in query.cids})
-        and _name_matches(pin.name, query.name, query.match or "exact")
-        and all(pin.meta.get(key) == value for key, value in query.meta.items())
-        and _within_time_bounds(pin.created_ms * NS_PER_MS, query)
+        and name_matches(pin.name, query.name, query.match or "exact")
+        and meta_matches(pin.meta, query.meta)
+        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
     )
-
-
-def _within_time_bounds(created_ns: int, query: Query) -> bool:
-    """Strictly between `after` and `before`, where given."""
-    return (query.before_ns is None or created_ns < query.before_ns) and (
-        query.after_ns is None or created_ns > query.after_ns
-    )
-
-
-def _name_matches(name: str | None, wanted: str | None, match: str) -> bool:
-    if wanted is None:
-        return True
-    if name is None:
-        return False
-    if match == "exact":
-        return name == wanted
-    if match == "iexact":
-        return name.casefold() == wanted.casefold()
-    if match == "partial":
-        return wanted in name
-    return wanted.casefold() in name.casefold()
 
 
 def check(api, model: PinModel, query: Query) -> str | None:

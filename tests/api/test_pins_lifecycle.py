@@ -94,7 +94,11 @@ def test_pins_accepted_by_two_containers_in_the_same_millisecond_get_distinct_cr
     containers = [
         services.pins,
         PinService(
-            PinStore(), services.registry, services.outbox, services.settings.replication_factor, clock=pin_clock
+            PinStore(services.dynamo),
+            services.registry,
+            services.outbox,
+            services.settings.replication_factor,
+            clock=pin_clock,
         ),
     ]
 

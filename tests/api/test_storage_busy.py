@@ -1,70 +1,71 @@
-"""A throttled or contended DynamoDB answers 503 with Retry-After, not 500."""
+"""A throttled or contended storage answers 503 with Retry-After, not 500:
+storage raises StorageBusy (tests/storage/test_pin_store.py shows when), and
+a pin that keeps changing under a replace or delete ends the same way."""
 
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
-from pynamodb.exceptions import PutError, QueryError
 
-from chalicelib.storage.pin_counter import CountsUnavailable
-
-
-def _client_error(code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "slow down"}}, "Query")
+from chalicelib.busy import StorageBusy
+from chalicelib.pins.service import WRITE_ATTEMPTS
+from tests.support.cids import cid_v1
+from tests.support.memory.pins import MemoryPinRepository
 
 
-class BusyStore:
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def find(self, tenant_id, query):
-        raise self.error
-
-    def write(self, *args, **kwargs):
-        raise self.error
+@pytest.fixture
+def pins(services) -> MemoryPinRepository:
+    """The API's pins in memory, where a test can script storage's faults."""
+    repository = MemoryPinRepository()
+    services.pins._store = repository
+    return repository
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        CountsUnavailable("2 counter buckets unprocessed"),
-        QueryError("throttled", cause=_client_error("ProvisionedThroughputExceededException")),
-        QueryError("throttled", cause=_client_error("ThrottlingException")),
-    ],
-    ids=["counts-unprocessed", "throughput-exceeded", "throttling"],
-)
-def test_busy_storage_on_list_gives_503_with_retry_after(api, services, error):
-    # Given tables that keep throttling
-    services.pins._store = BusyStore(error)
+def throttled() -> None:
+    raise StorageBusy("throttled")
 
-    # When a client lists its pins
-    reply = api.request("GET", "/pins")
 
-    # Then it is told to come back, in the Failure shape
+def assert_told_to_retry(reply) -> None:
     assert reply.status == 503
     assert reply.reason == "SERVICE_UNAVAILABLE"
     assert reply.headers["Retry-After"] == "5"
 
 
-def test_other_storage_errors_stay_500(api, services):
+def test_busy_storage_on_list_gives_503_with_retry_after(api, pins):
+    # Given tables that keep throttling reads
+    pins.before_read = throttled
+    # When a client lists its pins, then it is told to come back, in the Failure shape
+    assert_told_to_retry(api.request("GET", "/pins"))
+
+
+def test_other_storage_errors_stay_500(api, pins):
     # Given a storage error that is not about load
-    services.pins._store = BusyStore(QueryError("bad", cause=_client_error("ValidationException")))
+    def broken() -> None:
+        raise ValueError("bad request to the table")
 
-    # When a client lists its pins
-    reply = api.request("GET", "/pins")
-
-    # Then it is a server fault, not a retry hint
-    assert reply.status == 500
+    pins.before_read = broken
+    # When a client lists its pins, then it is a server fault, not a retry hint
+    assert api.request("GET", "/pins").status == 500
 
 
-def test_busy_storage_on_create_gives_503(api, services):
+def test_busy_storage_on_create_gives_503(api, pins, monkeypatch):
     # Given tables that throttle writes
-    services.pins._store = BusyStore(PutError("throttled", cause=_client_error("RequestLimitExceeded")))
+    monkeypatch.setattr(pins, "create", lambda *args, **kwargs: throttled())
+    # When a client asks for a pin, then it is told to retry
+    reply = api.request("POST", "/pins", json_body={"cid": cid_v1("busy")})
+    assert_told_to_retry(reply)
 
-    # When a client asks for a pin
-    reply = api.request(
-        "POST", "/pins", json_body={"cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}
-    )
 
-    # Then it is told to retry
-    assert reply.status == 503
+@pytest.mark.parametrize("method", ["DELETE", "POST"], ids=["delete", "replace"])
+def test_a_pin_that_keeps_changing_under_a_delete_or_replace_gives_503_after_bounded_tries(api, pins, method):
+    # Given a pin that another writer (a worker) changes before every write of the API
+    request_id = api.pin(cid_v1("contended"))["requestid"]
+    pins.before_write = pins.write_meanwhile
+    writes_before = pins.writes
+    # When the client deletes or replaces it
+    body = {"cid": cid_v1("contended v2")} if method == "POST" else None
+    reply = api.request(method, f"/pins/{request_id}", json_body=body)
+    # Then after a bounded number of tries it is told to retry, and the pin is untouched
+    assert_told_to_retry(reply)
+    assert pins.writes - writes_before == WRITE_ATTEMPTS
+    pins.before_write = lambda pin: None
+    assert api.request("GET", f"/pins/{request_id}").status == 200

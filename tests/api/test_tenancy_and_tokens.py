@@ -61,7 +61,11 @@ def test_a_request_id_of_another_tenant_is_unknown_even_at_the_same_millisecond(
     # (accepted by two different containers)
     alice_pin = api.pin(cid_v1("alice-same-ms"))
     services.pins = PinService(
-        PinStore(), services.registry, services.outbox, services.settings.replication_factor, clock=pin_clock
+        PinStore(services.dynamo),
+        services.registry,
+        services.outbox,
+        services.settings.replication_factor,
+        clock=pin_clock,
     )
     bob_pin = other_tenant.api.pin(cid_v1("bob-same-ms"))
     assert bob_pin["created"] == alice_pin["created"]

@@ -7,38 +7,60 @@ import random
 import pytest
 
 from bench.support import item_bytes
+from chalicelib.busy import StorageBusy
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
+from chalicelib.pins.pin import Pin, queued_pin
+from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.pin_counter import (
     FANOUT,
     LEVELS,
     READ_ROUNDS,
     STATUS_CODES,
-    CountsUnavailable,
     PinCounter,
     bucket_key,
     count_name,
 )
-from chalicelib.storage.pin_record import PinRecord
-from chalicelib.storage.pin_store import CreatedTaken, PinStore, StaleRecord, new_record
+from chalicelib.storage.pin_store import PinStore
+from chalicelib.storage.tables import bind_models
 
 CID = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
 DAY_MS = 86_400_000
 START_MS = 1_760_000_000_000
 
 
-def add_pin(store: PinStore, tenant: str, created_ms: int, status: str) -> PinRecord:
-    record = new_record(tenant, created_ms, f"req-{created_ms}", PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
-    store.write(tenant, put=record)
-    return store.set_status(record, status) if status != "queued" else record
+def new_pin(tenant: str, created_ms: int, request_id: str | None = None) -> Pin:
+    request_id = request_id or f"req-{created_ms}"
+    return queued_pin(tenant, created_ms, request_id, PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
+
+
+def announce(created_ms: int) -> OutboxMessage:
+    return OutboxMessage("shard#0", f"{created_ms:013d}#m", "{}", created_ms)
+
+
+def add_pin(store: PinStore, tenant: str, created_ms: int, status: str) -> Pin:
+    pin = new_pin(tenant, created_ms)
+    store.create(pin, announce(created_ms))
+    return store.update(pin, status=status) if status != "queued" else pin
 
 
 @pytest.fixture
-def pins(settings):
+def dynamo(settings) -> DynamoConnection:
+    return bind_models(settings)
+
+
+@pytest.fixture
+def store(dynamo) -> PinStore:
+    return PinStore(dynamo)
+
+
+@pytest.fixture
+def pins(store):
     """160 pins spread over 90 days, clustered like real use: bursts within
     the same 64 ms window, the same second and the same day."""
     rng = random.Random(7)
-    store = PinStore()
     times = set()
     while len(times) < 160:
         base = START_MS + rng.randrange(90) * DAY_MS + rng.randrange(DAY_MS)
@@ -87,40 +109,36 @@ def test_deleting_a_pin_moves_its_count(pins):
     created_ms = sorted(created)[10]
     record = store.get("tenant-1", created_ms)
     before = store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1)
-    store.write("tenant-1", delete=record)
+    store.delete(record, announce(created_ms))
     assert store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1) == before - 1
 
 
-def test_a_status_change_from_a_stale_read_is_refused(settings):
+def test_a_status_change_from_a_stale_read_is_refused(store):
     # Given a pin deleted after a worker read it
-    store = PinStore()
     read_by_worker = add_pin(store, "tenant-1", START_MS, "queued")
-    store.write("tenant-1", delete=store.get("tenant-1", START_MS))
+    store.delete(store.get("tenant-1", START_MS), announce(START_MS))
     # When the worker reports progress, then it is refused and nothing comes back
     with pytest.raises(StaleRecord):
-        store.set_status(read_by_worker, "pinned")
+        store.update(read_by_worker, status="pinned")
     assert store.get("tenant-1", START_MS) is None
     assert store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1) == 0
 
 
-def test_a_taken_millisecond_is_refused_and_nothing_is_counted(settings):
-    store = PinStore()
+def test_a_taken_millisecond_is_refused_and_nothing_is_counted(store):
     add_pin(store, "tenant-1", START_MS, "queued")
-    duplicate = new_record("tenant-1", START_MS, "req-other", PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
     with pytest.raises(CreatedTaken):
-        store.write("tenant-1", put=duplicate)
+        store.create(new_pin("tenant-1", START_MS, "req-other"), announce(START_MS))
     assert store.count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1) == 1
     assert store.get("tenant-1", START_MS).request_id == f"req-{START_MS}"
 
 
-def test_deleting_a_pin_whose_status_moved_is_refused(settings):
+def test_deleting_a_pin_whose_status_moved_is_refused(store):
     # Given a pin read as queued, then moved to pinning by a worker
-    store = PinStore()
     stale = add_pin(store, "tenant-1", START_MS, "queued")
-    store.set_status(store.get("tenant-1", START_MS), "pinning")
+    store.update(store.get("tenant-1", START_MS), status="pinning")
     # When deleting from the stale read, then it is refused and counts stay right
     with pytest.raises(StaleRecord):
-        store.write("tenant-1", delete=stale)
+        store.delete(stale, announce(START_MS))
     assert store.count("tenant-1", frozenset({"pinning"}), 0, 10**13 - 1) == 1
     assert store.count("tenant-1", frozenset({"queued"}), 0, 10**13 - 1) == 0
 
@@ -132,11 +150,10 @@ def boundaries() -> list:
 
 
 @pytest.fixture
-def edge_pins(settings):
+def edge_pins(store):
     """Pins on and around the edges of slots and buckets of every level, then
     replaced, moved and deleted at random, as the API does."""
     rng = random.Random(11)
-    store = PinStore()
     created = {}
     for edge in boundaries():
         for created_ms in (edge - FANOUT, edge - 2, edge - 1, edge, edge + 1, edge + FANOUT - 1, edge + FANOUT):
@@ -148,17 +165,16 @@ def edge_pins(settings):
         action = rng.choice(["move", "move", "delete", "replace"])
         if action == "move":
             created[created_ms] = rng.choice([s for s in STATUSES if s != record.status])
-            store.set_status(record, created[created_ms])
+            store.update(record, status=created[created_ms])
         elif action == "delete":
-            store.write("tenant-1", delete=record)
+            store.delete(record, announce(created_ms))
             del created[created_ms]
         else:
             # The old pin and its successor in one transaction, sharing buckets.
             new_ms = created_ms + rng.choice([1, FANOUT, FANOUT**2])
             if new_ms in created:
                 continue
-            successor = new_record("tenant-1", new_ms, f"req-{new_ms}", PinRequest(cid=CID), ["/p2p/x"], ["node-a"])
-            store.write("tenant-1", put=successor, delete=record)
+            store.create(new_pin("tenant-1", new_ms), announce(new_ms), replacing=record)
             del created[created_ms]
             created[new_ms] = "queued"
     return store, created, rng
@@ -197,11 +213,11 @@ def test_after_later_than_before_finds_nothing(edge_pins):
     assert store.find("tenant-1", query) == ([], 0)
 
 
-def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins):
+def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins, dynamo):
     # Given 160 pins, and every DynamoDB call the counters' client makes recorded
     store, created, _ = pins
     calls = []
-    client = PinCounter._get_connection().connection.client
+    client = dynamo.connection.client
     client.meta.events.register(
         "before-parameter-build.dynamodb",
         lambda model, params, **_: calls.append((model.name, params)),
@@ -220,17 +236,17 @@ def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins):
     assert count == brute_count(created, {"pinned"}, times[30] + 1, times[140] - 1)
 
 
-def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
+def test_counter_buckets_left_unprocessed_are_read_again(pins, dynamo, monkeypatch):
     # Given DynamoDB that, throttled, leaves all but one key unprocessed on the first round
     _, created, _ = pins
-    connection = PinCounter._get_connection()
+    connection = dynamo.connection
     batch_get = connection.batch_get_item
     rounds = []
 
-    def throttled(keys, **kwargs):
+    def throttled(table, keys, **kwargs):
         done = keys[:1] if not rounds else keys
         rounds.append(len(keys))
-        response = batch_get(done, **kwargs)
+        response = batch_get(table, done, **kwargs)
         response["UnprocessedKeys"] = (
             {PinCounter.Meta.table_name: {"Keys": keys[len(done) :]}} if keys[len(done) :] else {}
         )
@@ -238,7 +254,7 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
 
     monkeypatch.setattr(connection, "batch_get_item", throttled)
     pauses = []
-    store = PinStore(sleep=pauses.append)
+    store = PinStore(dynamo, sleep=pauses.append)
     times = sorted(created)
     # When counting, then the count is exact: the rest is read after a pause
     assert store.count("tenant-1", frozenset(STATUSES), times[5], times[150]) == brute_count(
@@ -248,19 +264,19 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, monkeypatch):
     assert len(pauses) == 1
 
 
-def test_a_count_gives_up_when_dynamodb_keeps_every_key_unprocessed(pins, monkeypatch):
+def test_a_count_gives_up_when_dynamodb_keeps_every_key_unprocessed(pins, dynamo, monkeypatch):
     # Given DynamoDB that keeps leaving every counter key unprocessed
-    connection = PinCounter._get_connection()
+    connection = dynamo.connection
     rounds = []
 
-    def throttled(keys, **_):
+    def throttled(table, keys, **_):
         rounds.append(len(keys))
         return {"Responses": {}, "UnprocessedKeys": {PinCounter.Meta.table_name: {"Keys": list(keys)}}}
 
     monkeypatch.setattr(connection, "batch_get_item", throttled)
-    # When counting, then it fails after a bounded number of rounds instead of spinning
-    with pytest.raises(CountsUnavailable):
-        PinStore(sleep=lambda seconds: None).count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1)
+    # When counting, then it gives up after a bounded number of rounds: busy, retry later
+    with pytest.raises(StorageBusy):
+        PinStore(dynamo, sleep=lambda seconds: None).count("tenant-1", frozenset(STATUSES), 0, 10**13 - 1)
     assert len(rounds) == READ_ROUNDS
 
 

@@ -13,11 +13,11 @@ from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.placement import place
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import PinRequest
+from chalicelib.pins.pin import Pin
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
 from chalicelib.storage.hold_repository import DynamoHoldRepository
 from chalicelib.storage.node_pin import STATE, NodePin, node_pin_key
-from chalicelib.storage.pin_record import PinRecord, plain_map
 from chalicelib.wiring import Services, build_services
 from chalicelib.worker.batch import QueuedMessage, process_batch
 from tests.support.fake_kubo import FakeKubo
@@ -107,14 +107,14 @@ def holding(kubos: dict[str, FakeKubo], cid: str) -> list[str]:
     return sorted(node_id for node_id, kubo in kubos.items() if cid in kubo.pinned)
 
 
-def current(services: Services, record: PinRecord) -> PinRecord | None:
+def current(services: Services, record: Pin) -> Pin | None:
     """The pin as stored now (None once deleted or replaced)."""
     stored = services.store.get(record.tenant_id, record.created_ms)
     return stored if stored is not None and stored.request_id == record.request_id else None
 
 
-def info_of(record: PinRecord) -> dict[str, str]:
-    return plain_map(record.info)
+def info_of(record: Pin) -> dict[str, str]:
+    return dict(record.info)
 
 
 def holders(node_id: str, cid: str) -> int:

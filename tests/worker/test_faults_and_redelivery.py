@@ -258,16 +258,16 @@ def test_a_worker_dying_between_kubos_success_and_the_database_write_is_finished
     cid = cid_v1("dies")
     available(kubos, cid)
     record = fleet.pins.create("alice", pin_request(cid))
-    real_set_status = fleet.store.set_status
+    real_update = fleet.store.update
     died = []
 
-    def dying_set_status(record, status, *args, **kwargs):
-        if status == "pinned" and not died:
-            died.append(status)
+    def dying_update(record, **changes):
+        if changes.get("status") == "pinned" and not died:
+            died.append(changes["status"])
             raise RuntimeError("Lambda timed out")
-        return real_set_status(record, status, *args, **kwargs)
+        return real_update(record, **changes)
 
-    monkeypatch.setattr(fleet.store, "set_status", dying_set_status)
+    monkeypatch.setattr(fleet.store, "update", dying_update)
     (message,) = queue.receive()
 
     # when the message is handled, then it fails and the pin is not yet reported

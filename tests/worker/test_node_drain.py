@@ -145,16 +145,16 @@ def test_a_crash_between_the_new_copy_and_the_record_loses_nothing_and_adds_noth
     queue.run_once()  # the drain hands out the work
 
     # given a worker that dies right after the new node pinned the content
-    real = fleet.store.set_status
+    real = fleet.store.update
     writes = []
 
-    def dies_on_the_final_write(stored, status, info=None, node_ids=None):
-        writes.append(info)
+    def dies_on_the_final_write(stored, **changes):
+        writes.append(changes.get("info"))
         if len(writes) == 2:
             raise RuntimeError("worker killed")
-        return real(stored, status, info, node_ids)
+        return real(stored, **changes)
 
-    monkeypatch.setattr(fleet.store, "set_status", dies_on_the_final_write)
+    monkeypatch.setattr(fleet.store, "update", dies_on_the_final_write)
     work = take(fleet, queue, "rereplicate")
     assert failed_ids(process_batch(work, fleet.worker, fleet.publisher, 20.0)) == [m.message_id for m in work]
     monkeypatch.undo()

@@ -86,13 +86,13 @@ def test_a_pin_fetched_within_the_first_second_costs_no_progress_write(fleet, ku
         kubo.add_content(cid, blocks=5)
     record = fleet.pins.create("alice", pin_request(cid))
     writes: list[tuple[str, str]] = []
-    set_status = PinStore.set_status
+    update = PinStore.update
 
-    def spy(self, pin, status, info=None, node_ids=None):
-        writes.append((status, (info or {}).get("status_details", "")))
-        return set_status(self, pin, status, info, node_ids)
+    def spy(self, pin, **changes):
+        writes.append((changes.get("status"), (changes.get("info") or {}).get("status_details", "")))
+        return update(self, pin, **changes)
 
-    monkeypatch.setattr(PinStore, "set_status", spy)
+    monkeypatch.setattr(PinStore, "update", spy)
 
     # when a worker pins it
     queue.run_once()

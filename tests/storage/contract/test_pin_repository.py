@@ -1,0 +1,242 @@
+"""PinRepository contract: the same behaviour in memory and on DynamoDB."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from chalicelib.pins.model import STATUSES, PinQuery
+from chalicelib.pins.pin import Pin
+from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
+from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
+from chalicelib.storage.outbox_repository import DynamoOutboxRepository
+from chalicelib.storage.pin_store import PinStore
+from tests.storage.contract.backends import BACKENDS, dynamo_connection
+from tests.support.memory.outbox import MemoryOutbox
+from tests.support.memory.pins import MemoryPinRepository
+from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
+
+START_MS = 1_760_000_000_000
+NS_PER_MS = 1_000_000
+EVERY_STATUS = frozenset(STATUSES)
+
+
+@dataclass
+class Backend:
+    pins: PinRepository
+    outbox: OutboxRepository
+
+    def announced(self) -> list[OutboxMessage]:
+        return list(self.outbox.older_than("shard#0", 10**13 - 1))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> Backend:
+    if request.param == "memory":
+        outbox = MemoryOutbox()
+        return Backend(MemoryPinRepository(outbox), outbox)
+    return Backend(PinStore(dynamo_connection(request)), DynamoOutboxRepository())
+
+
+def announce(created_ms: int, what: str) -> OutboxMessage:
+    return OutboxMessage("shard#0", f"{created_ms:013d}#{what}", f'{{"m":"{what}"}}', created_ms)
+
+
+def new_pin(created_ms: int, tenant_id: str = "tenant-1", **fields) -> Pin:
+    values = {
+        "request_id": f"req-{tenant_id}-{created_ms}",
+        "status": "queued",
+        "cid": "bafy-content",
+        "cid_key": "bafy-content",
+        "delegates": ("/ip4/203.0.113.1/tcp/4001/p2p/peer-a",),
+        "node_ids": ("node-a",),
+    }
+    return Pin(tenant_id=tenant_id, created_ms=created_ms, **{**values, **fields})
+
+
+def created(backend: Backend, pin: Pin) -> Pin:
+    backend.pins.create(pin, announce(pin.created_ms, "pin"))
+    return pin
+
+
+# -- writes -----------------------------------------------------------------
+
+
+def test_a_created_pin_reads_back_whole_and_its_message_is_written_with_it(backend):
+    # given a pin with every field set
+    pin = new_pin(
+        START_MS,
+        name="Ärger.txt",
+        origins=("/ip4/198.51.100.7/tcp/4001/p2p/peer-o",),
+        meta={"app": "web", "a.b[1]": "x"},
+        info={"status_details": "queued"},
+        node_ids=("node-a", "node-b"),
+    )
+    # when it is created
+    backend.pins.create(pin, announce(START_MS, "pin"))
+    # then it reads back equal, at version 0, and its announcement is kept
+    assert backend.pins.get("tenant-1", START_MS) == pin
+    assert backend.pins.get("tenant-1", START_MS).version == 0
+    assert backend.announced() == [announce(START_MS, "pin")]
+    # and no other tenant or millisecond has it
+    assert backend.pins.get("tenant-2", START_MS) is None
+    assert backend.pins.get("tenant-1", START_MS + 1) is None
+
+
+def test_a_taken_millisecond_is_refused_and_nothing_of_the_second_pin_is_written(backend):
+    first = created(backend, new_pin(START_MS))
+    with pytest.raises(CreatedTaken):
+        backend.pins.create(new_pin(START_MS, request_id="req-other"), announce(START_MS, "other"))
+    assert backend.pins.get("tenant-1", START_MS) == first
+    assert backend.announced() == [announce(START_MS, "pin")]
+    # another tenant's pin may have the same millisecond
+    created(backend, new_pin(START_MS, tenant_id="tenant-2"))
+    assert backend.pins.get("tenant-2", START_MS).request_id == "req-tenant-2-1760000000000"
+
+
+def test_an_update_writes_what_is_given_keeps_the_rest_and_moves_the_version_on(backend):
+    pin = created(backend, new_pin(START_MS, info={"status_details": "queued"}))
+    pinning = backend.pins.update(pin, status="pinning", node_ids=["node-a", "node-c"])
+    assert (pinning.status, pinning.node_ids, pinning.info, pinning.version) == (
+        "pinning",
+        ("node-a", "node-c"),
+        {"status_details": "queued"},
+        1,
+    )
+    progressed = backend.pins.update(pinning, info={"status_details": "fetched 3 blocks"})
+    assert (progressed.status, progressed.node_ids, progressed.version) == ("pinning", ("node-a", "node-c"), 2)
+    assert backend.pins.get("tenant-1", START_MS) == progressed
+
+
+def test_two_writers_of_one_pin_never_lose_each_others_update(backend):
+    # given a pin read by two writers: a drain recording a new node, a worker reporting progress
+    pin = created(backend, new_pin(START_MS, status="pinning", node_ids=("node-a",)))
+    read_by_drain = backend.pins.get("tenant-1", START_MS)
+    read_by_worker = backend.pins.get("tenant-1", START_MS)
+    # when the drain adds node-c (keeping the status) first
+    backend.pins.update(read_by_drain, node_ids=["node-a", "node-c"])
+    # then the worker's progress update from its older read is refused, status unchanged or not
+    with pytest.raises(StaleRecord):
+        backend.pins.update(read_by_worker, info={"status_details": "fetched 3 blocks"})
+    with pytest.raises(StaleRecord):
+        backend.pins.update(read_by_worker, status="pinned", node_ids=["node-a"])
+    # and node-c, whose hold an unpin must release, is still recorded
+    assert backend.pins.get("tenant-1", START_MS).node_ids == ("node-a", "node-c")
+    # while a writer that reads again succeeds
+    fresh = backend.pins.get("tenant-1", START_MS)
+    assert backend.pins.update(fresh, info={"status_details": "fetched 3 blocks"}).node_ids == pin.node_ids + (
+        "node-c",
+    )
+
+
+def test_a_deleted_pin_is_never_brought_back_by_a_late_update(backend):
+    read_by_worker = created(backend, new_pin(START_MS))
+    backend.pins.delete(backend.pins.get("tenant-1", START_MS), announce(START_MS + 1, "unpin"))
+    with pytest.raises(StaleRecord):
+        backend.pins.update(read_by_worker, status="pinned")
+    assert backend.pins.get("tenant-1", START_MS) is None
+    assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS)) == ([], 0)
+    assert backend.announced() == [announce(START_MS, "pin"), announce(START_MS + 1, "unpin")]
+
+
+def test_a_delete_from_an_older_read_is_refused_and_writes_nothing(backend):
+    stale = created(backend, new_pin(START_MS))
+    moved = backend.pins.update(backend.pins.get("tenant-1", START_MS), status="pinning", node_ids=["node-b"])
+    with pytest.raises(StaleRecord):
+        backend.pins.delete(stale, announce(START_MS + 1, "unpin"))
+    assert backend.pins.get("tenant-1", START_MS) == moved
+    assert backend.announced() == [announce(START_MS, "pin")]
+    assert backend.pins.find("tenant-1", PinQuery(statuses=frozenset({"pinning"}))) == ([moved], 1)
+
+
+def test_a_replace_swaps_the_pins_at_once_or_not_at_all(backend):
+    # given a pin, read, then written by a worker
+    old = created(backend, new_pin(START_MS))
+    moved = backend.pins.update(old, status="pinned")
+    successor = new_pin(START_MS + 5, request_id="req-successor", name="v2")
+    # when replacing it from the older read, then nothing changes
+    with pytest.raises(StaleRecord):
+        backend.pins.create(successor, announce(START_MS + 5, "successor"), replacing=old)
+    assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS)) == ([moved], 1)
+    # when replacing it from a fresh read, then the successor alone is left
+    backend.pins.create(successor, announce(START_MS + 5, "successor"), replacing=moved)
+    assert backend.pins.get("tenant-1", START_MS) is None
+    assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS)) == ([successor], 1)
+    assert backend.announced()[-1] == announce(START_MS + 5, "successor")
+
+
+# -- finding ------------------------------------------------------------------
+
+# Gaps land pins next to each other and on both sides of the count tree's bucket edges.
+GAPS_MS = [1, 2, 63, 64, 65, 4095, 4097, 262_143, 3_600_000, 16_777_217, 86_400_001]
+NAMES = ["photos-2021", "Photos-2021", "PHOTOS backup", "backup", "", None, "Ärger im Büro", "ärger"]
+METAS = [{}, {"app": "web"}, {"app": "web", "env": "prod"}, {"app": "cli", "env": "prod"}, {"x y": "z"}]
+CIDS = ["bafy-a", "bafy-b", "bafy-c", "bafy-d", "bafy-e"]
+
+
+def dataset(backend: Backend) -> list[Pin]:
+    """30 pins of tenant-1 of every status, name, meta and CID, and pins of
+    tenant-2 at the same times, which tenant-1 never sees."""
+    rng = random.Random(5)
+    pins, created_ms = [], START_MS
+    for i in range(30):
+        fields = {"cid_key": CIDS[i % 5], "cid": CIDS[i % 5], "name": NAMES[i % 8], "meta": METAS[i % 5]}
+        pin = created(backend, new_pin(created_ms, **fields))
+        status = rng.choice(STATUSES)
+        pins.append(pin if status == "queued" else backend.pins.update(pin, status=status))
+        created(backend, new_pin(created_ms, tenant_id="tenant-2", **fields))
+        created_ms += GAPS_MS[i % len(GAPS_MS)]
+    return pins
+
+
+def expected(pins: list[Pin], query: PinQuery) -> tuple[list[Pin], int]:
+    found = [
+        pin
+        for pin in sorted(pins, key=lambda pin: pin.created_ms, reverse=True)
+        if pin.status in query.statuses
+        and (not query.cid_keys or pin.cid_key in query.cid_keys)
+        and name_matches(pin.name, query.name, query.match)
+        and meta_matches(pin.meta, query.meta)
+        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
+    ]
+    return found[: query.limit], len(found)
+
+
+def queries(pins: list[Pin]) -> list[PinQuery]:
+    times = sorted(pin.created_ms * NS_PER_MS for pin in pins)
+    windows = [(None, None), (times[20], None), (None, times[5]), (times[25] + 1, times[3] - 1), (times[0], None)]
+    filters = [
+        {},
+        {"cid_keys": ("bafy-a",)},
+        {"cid_keys": ("bafy-b", "bafy-e", "bafy-none")},
+        {"name": "photos-2021", "match": "exact"},
+        {"name": "photos-2021", "match": "iexact"},
+        {"name": "photos", "match": "partial"},
+        {"name": "ÄRGER", "match": "ipartial"},
+        {"name": "", "match": "partial"},
+        {"meta": {"app": "web"}},
+        {"meta": {"app": "web", "env": "prod"}, "cid_keys": ("bafy-c",)},
+    ]
+    statuses = [EVERY_STATUS, frozenset({"pinned"}), frozenset({"queued", "failed"})]
+    found = []
+    for n, (status, window, fields) in enumerate(itertools.product(statuses, windows, filters)):
+        before, after = window
+        found.append(
+            PinQuery(statuses=status, before_ns=before, after_ns=after, limit=[10, 1, 3, 1000][n % 4], **fields)
+        )
+    return found
+
+
+def test_every_filter_pages_newest_first_and_counts_exactly(backend):
+    # given pins of every kind for two tenants
+    pins = dataset(backend)
+    for query in queries(pins):
+        # when tenant-1 lists with any filter, time window and limit
+        page, count = backend.pins.find("tenant-1", query)
+        # then the page is the newest matches and the count every match
+        want_page, want_count = expected(pins, query)
+        assert ([pin.request_id for pin in page], count) == ([pin.request_id for pin in want_page], want_count), query
+        assert page == want_page

@@ -1,0 +1,116 @@
+"""A PinRepository in a dict, for domain tests, with the API's semantics
+(tests/storage/contract/test_pin_repository.py runs the same tests against
+it and DynamoDB).
+
+Tests script what DynamoDB cannot be made to do on demand: `before_write`
+runs before every write that depends on a pin as read (an update, a delete,
+the old pin of a replace) and may change the stored pin there, as another
+writer would (`write_meanwhile`), or raise (StorageBusy); `before_read` runs
+before every read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+from chalicelib.pins.model import PinQuery
+from chalicelib.pins.pin import Pin
+from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
+from tests.support.memory.outbox import MemoryOutbox
+from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
+
+NS_PER_MS = 1_000_000
+
+
+def _nothing(*_: object) -> None:
+    return None
+
+
+class MemoryPinRepository:
+    def __init__(self, outbox: OutboxRepository | None = None) -> None:
+        # Where announcements go, as they go to the outbox table on DynamoDB.
+        self.outbox = MemoryOutbox() if outbox is None else outbox
+        self.before_write: Callable[[Pin], None] = _nothing
+        self.before_read: Callable[[], None] = _nothing
+        self.writes = 0  # every write tried, refused ones too
+        self._pins: dict[tuple[str, int], Pin] = {}
+        # The worker writes from threads; reentrant, for hooks that write.
+        self._lock = threading.RLock()
+
+    def get(self, tenant_id: str, created_ms: int) -> Pin | None:
+        self.before_read()
+        with self._lock:
+            return self._pins.get((tenant_id, created_ms))
+
+    def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
+        with self._lock:
+            self.writes += 1
+            if replacing is not None:
+                self._check_unchanged(replacing)
+            if (pin.tenant_id, pin.created_ms) in self._pins:
+                raise CreatedTaken()
+            if replacing is not None:
+                del self._pins[(replacing.tenant_id, replacing.created_ms)]
+            self._pins[(pin.tenant_id, pin.created_ms)] = pin
+            self.outbox.add(announce)
+
+    def delete(self, pin: Pin, announce: OutboxMessage) -> None:
+        with self._lock:
+            self.writes += 1
+            self._check_unchanged(pin)
+            del self._pins[(pin.tenant_id, pin.created_ms)]
+            self.outbox.add(announce)
+
+    def update(
+        self,
+        pin: Pin,
+        *,
+        status: str | None = None,
+        info: Mapping[str, str] | None = None,
+        node_ids: Sequence[str] | None = None,
+    ) -> Pin:
+        with self._lock:
+            self.writes += 1
+            self._check_unchanged(pin)
+            updated = replace(
+                pin,
+                status=pin.status if status is None else status,
+                info=pin.info if info is None else info,
+                node_ids=pin.node_ids if node_ids is None else node_ids,
+                version=pin.version + 1,
+            )
+            self._pins[(pin.tenant_id, pin.created_ms)] = updated
+            return updated
+
+    def find(self, tenant_id: str, query: PinQuery) -> tuple[list[Pin], int]:
+        self.before_read()
+        with self._lock:
+            found = [pin for (tenant, _), pin in self._pins.items() if tenant == tenant_id and _selects(query, pin)]
+        found.sort(key=lambda pin: pin.created_ms, reverse=True)
+        return found[: query.limit], len(found)
+
+    def write_meanwhile(self, pin: Pin) -> None:
+        """Another writer updates the stored pin (one version on), as if
+        between this test's read of `pin` and its write."""
+        with self._lock:
+            stored = self._pins[(pin.tenant_id, pin.created_ms)]
+            self._pins[(pin.tenant_id, pin.created_ms)] = replace(stored, version=stored.version + 1)
+
+    def _check_unchanged(self, pin: Pin) -> None:
+        self.before_write(pin)
+        stored = self._pins.get((pin.tenant_id, pin.created_ms))
+        if stored is None or stored.request_id != pin.request_id or stored.version != pin.version:
+            raise StaleRecord()
+
+
+def _selects(query: PinQuery, pin: Pin) -> bool:
+    return (
+        pin.status in query.statuses
+        and (not query.cid_keys or pin.cid_key in query.cid_keys)
+        and name_matches(pin.name, query.name, query.match)
+        and meta_matches(pin.meta, query.meta)
+        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
+    )
