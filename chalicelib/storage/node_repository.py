@@ -8,6 +8,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.fleet.node import Node
 from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
@@ -21,7 +22,9 @@ class DynamoNodeRepository:
         self._dynamo = dynamo
 
     def all(self) -> list[Node]:
-        return [_node_of(record) for record in NodeRecord.query(FLEET_PARTITION)]
+        # Placement reads it for every new pin: throttled, the client is told to retry.
+        with busy_as_storage_busy():
+            return [_node_of(record) for record in NodeRecord.query(FLEET_PARTITION)]
 
     def get(self, node_id: str) -> Node | None:
         try:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pynamodb.exceptions import PutError, UpdateError
 
+from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
 from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
 
@@ -50,10 +51,12 @@ class DynamoTokenRepository:
             raise
 
     def get(self, token_hash: str) -> ApiToken | None:
-        try:
-            return _token_of(ApiTokenRecord.get(token_hash))
-        except ApiTokenRecord.DoesNotExist:
-            return None
+        # Every API request reads its token: throttled, the client is told to retry.
+        with busy_as_storage_busy():
+            try:
+                return _token_of(ApiTokenRecord.get(token_hash))
+            except ApiTokenRecord.DoesNotExist:
+                return None
 
     def of_tenant(self, tenant_id: str) -> list[ApiToken]:
         return [_token_of(record) for record in ApiTokenRecord.by_tenant.query(tenant_id)]

@@ -5,6 +5,7 @@ a pin that keeps changing under a replace or delete ends the same way."""
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.busy import StorageBusy
 from chalicelib.pins.service import WRITE_ATTEMPTS
@@ -69,3 +70,15 @@ def test_a_pin_that_keeps_changing_under_a_delete_or_replace_gives_503_after_bou
     assert pins.writes - writes_before == WRITE_ATTEMPTS
     pins.before_write = lambda pin: None
     assert api.request("GET", f"/pins/{request_id}").status == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_throttled_tables_give_503_before_any_pin_is_touched(api, services, monkeypatch, method):
+    # Given DynamoDB throttling every request (botocore's own retries spent), the token lookup included
+    def throttled_request(operation, kwargs, *args, **more):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
+
+    monkeypatch.setattr(services.dynamo.connection, "dispatch", throttled_request)
+    # When a client lists or asks for a pin, then it is told to retry, not handed a server fault
+    body = {"cid": cid_v1("throttled")} if method == "POST" else None
+    assert_told_to_retry(api.request(method, "/pins", json_body=body))
