@@ -158,6 +158,7 @@ class PinStore:
         for bucket, by_name in deltas.items():
             actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
             if actions:
+                # ADD is atomic by construction: counters need no version.
                 tx.update(PinCounter(bucket), actions=actions)
 
     def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
