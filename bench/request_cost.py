@@ -101,7 +101,9 @@ def run(quick: bool) -> dict[str, Any]:
 
             # Authentication: a fresh container's authenticator with a clock we move.
             clock = FakeClock()
-            stack.services.authenticator = Authenticator(stack.services.tokens, stack.settings.token_cache_seconds, clock=clock)
+            stack.services.authenticator = Authenticator(
+                stack.services.tokens, stack.settings.token_cache_seconds, clock=clock
+            )
             probe = api.ok("POST", "/pins", 202, body={"cid": cid_for("auth-probe")})["requestid"]
             clock.ms += 61_000  # the probe's token read has expired
             auth_rows = []

@@ -354,7 +354,6 @@ class DevStack:
         from chalicelib.wiring import build_services
 
         if not self.options.nodes:
-
             endpoint = os.environ["AWS_ENDPOINT_URL"]
             prefix = Settings.from_env().table_prefix
             say(
