@@ -7,7 +7,7 @@ they are laid out in a table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,21 @@ class Pin:
         object.__setattr__(self, "node_ids", tuple(self.node_ids))
         object.__setattr__(self, "meta", _frozen_map(self.meta))
         object.__setattr__(self, "info", _frozen_map(self.info))
+
+    def updated(
+        self,
+        status: str | None = None,
+        info: Mapping[str, str] | None = None,
+        node_ids: Sequence[str] | None = None,
+    ) -> Pin:
+        """The pin as an update of what is given writes it: one version on."""
+        return replace(
+            self,
+            status=self.status if status is None else status,
+            info=self.info if info is None else info,
+            node_ids=self.node_ids if node_ids is None else node_ids,
+            version=self.version + 1,
+        )
 
     @property
     def finished(self) -> bool:

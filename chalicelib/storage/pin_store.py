@@ -15,7 +15,6 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
@@ -121,13 +120,7 @@ class PinStore:
         info: Mapping[str, str] | None = None,
         node_ids: Sequence[str] | None = None,
     ) -> Pin:
-        updated = replace(
-            pin,
-            status=pin.status if status is None else status,
-            info=pin.info if info is None else info,
-            node_ids=pin.node_ids if node_ids is None else node_ids,
-            version=pin.version + 1,
-        )
+        updated = pin.updated(status, info, node_ids)
         actions: list[Action] = [PinRecord.version.set(updated.version)]
         if status is not None:
             actions += [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, pin.created_ms))]

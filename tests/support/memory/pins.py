@@ -75,13 +75,7 @@ class MemoryPinRepository:
         with self._lock:
             self.writes += 1
             self._check_unchanged(pin)
-            updated = replace(
-                pin,
-                status=pin.status if status is None else status,
-                info=pin.info if info is None else info,
-                node_ids=pin.node_ids if node_ids is None else node_ids,
-                version=pin.version + 1,
-            )
+            updated = pin.updated(status, info, node_ids)
             self._pins[(pin.tenant_id, pin.created_ms)] = updated
             return updated
 
