@@ -6,6 +6,7 @@ from pynamodb.models import Model
 
 from chalicelib.config import Settings
 from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.layout import TableFinding, TablesOfAnotherLayout, TableState, check_table
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -48,15 +49,25 @@ def bind_models(settings: Settings) -> DynamoConnection:
     return DynamoConnection(settings, MODELS, {model: table_name(settings, model) for model in MODELS})
 
 
+def check_tables(settings: Settings) -> list[TableFinding]:
+    """Each of the stage's tables as found: missing, matching, or of another layout."""
+    connection = bind_models(settings).connection
+    return [check_table(connection, model) for model in MODELS]
+
+
 def create_tables(settings: Settings, wait: bool = True) -> list[str]:
     """Create missing tables (local stack and tests; AWS uses infra/).
 
-    Returns the names of the tables it created.
+    Returns the names of the tables it created. Raises TablesOfAnotherLayout,
+    before creating any, when a table exists with another layout.
     """
-    bind_models(settings)
+    findings = check_tables(settings)
+    other_layout = [finding for finding in findings if finding.state is TableState.OTHER_LAYOUT]
+    if other_layout:
+        raise TablesOfAnotherLayout(other_layout)
     created = []
-    for model in MODELS:
-        if not model.exists():
+    for model, finding in zip(MODELS, findings, strict=True):
+        if finding.state is TableState.MISSING:
             model.create_table(wait=wait)
-            created.append(model.Meta.table_name)
+            created.append(finding.table)
     return created

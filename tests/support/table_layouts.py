@@ -1,0 +1,50 @@
+"""Tables as infra/ deploys them, and tables of another layout, made directly
+with CreateTable (moto) for the layout checks to find."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+from chalicelib.storage.tables import table_name
+from infra.render import STAGE_OPTIONS, table
+
+_CREATE_TABLE_KEYS = (
+    "TableName",
+    "BillingMode",
+    "AttributeDefinitions",
+    "KeySchema",
+    "LocalSecondaryIndexes",
+    "GlobalSecondaryIndexes",
+)
+
+
+def deployed_spec(settings: Settings, model: type[Model]) -> dict[str, Any]:
+    """CreateTable's parameters for the model's table as the service stack's template declares it."""
+    properties = table(settings, model, STAGE_OPTIONS["dev"])["Properties"]
+    return {key: properties[key] for key in _CREATE_TABLE_KEYS if key in properties}
+
+
+def old_pins_spec(settings: Settings) -> dict[str, Any]:
+    """A pins table of another layout: generic pk/sk keys, no index."""
+    return {
+        "TableName": f"{settings.table_prefix}-pins",
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "tenant_id", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "tenant_id", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    }
+
+
+def create(spec: dict[str, Any], endpoint_url: str | None = None) -> None:
+    boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint_url).create_table(**spec)
+
+
+def existing_tables(settings: Settings, models: tuple[type[Model], ...]) -> set[str]:
+    names = set(boto3.client("dynamodb", region_name="us-east-1").list_tables()["TableNames"])
+    return names & {table_name(settings, model) for model in models}
