@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS
+
 if TYPE_CHECKING:
     from botocore.client import BaseClient
     from types_boto3_autoscaling import AutoScalingClient
@@ -80,6 +82,9 @@ class Settings:
     kubo_rpc_secret_arn: str | None = _setting(None, "KUBO_RPC_SECRET_ARN")
     # Nodes with less free space are not chosen for new pins.
     min_free_bytes: int = _setting(1024**3, "MIN_FREE_BYTES")
+    # Pins one list request may read for a partial name or a meta filter
+    # (chalicelib.pins.scan_limit says why and how the default was chosen).
+    max_scanned_pins: int = _setting(DEFAULT_MAX_SCANNED_PINS, "MAX_SCANNED_PINS")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

@@ -45,7 +45,7 @@ class Services:
         self.tokens = DynamoTokenRepository()
         self.authenticator = Authenticator(self.tokens, settings.token_cache_seconds)
         self.admin = TenantAdmin(DynamoTenantRepository(), self.tokens)
-        self.store = PinStore(self.dynamo)
+        self.store = PinStore(self.dynamo, max_scanned_pins=settings.max_scanned_pins)
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
         )

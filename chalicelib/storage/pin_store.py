@@ -14,18 +14,21 @@ import heapq
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition, Or
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
+from pynamodb.pagination import ResultIterator
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan, scan_too_slow, scans_time_range
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes
@@ -47,6 +50,33 @@ from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
 
 MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
 ALL_STATUSES = frozenset(STATUSES)
+# A scan of a time range stops here and is refused: API Gateway gives up at
+# 29 s and the API function at 30 s. The pin count limit keeps ordinary pins
+# far below it; this catches ranges of unusually large ones (16 KB of meta).
+SCAN_SECONDS = 20.0
+
+
+@dataclass
+class _ScanDeadline:
+    """When a scan's streams must stop, and how many pins they have read."""
+
+    clock: Callable[[], float]
+    at: float
+    read: int = 0
+
+    def page_read(self, scanned: int) -> None:
+        self.read += scanned
+        if self.clock() > self.at:
+            raise scan_too_slow(self.read, SCAN_SECONDS)
+
+
+def _records_until(deadline: _ScanDeadline, results: ResultIterator[PinRecord]) -> Iterator[PinRecord]:
+    """The records of `results`, looking at the deadline after every page (a
+    filter may drop every item of a page, so items alone would not do)."""
+    for page in results.page_iter:
+        deadline.page_read(page["ScannedCount"])
+        for item in page.get("Items", []):
+            yield PinRecord.from_raw_data(item)
 
 
 class _ConditionFailed(Exception):
@@ -65,11 +95,18 @@ def fold(name: str) -> str:
 
 class PinStore:
     def __init__(
-        self, dynamo: DynamoConnection, conflict_retries: int = 6, sleep: Callable[[float], None] = time.sleep
+        self,
+        dynamo: DynamoConnection,
+        conflict_retries: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+        max_scanned_pins: int = DEFAULT_MAX_SCANNED_PINS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dynamo = dynamo
         self._conflict_retries = conflict_retries
         self._sleep = sleep
+        self._max_scanned_pins = max_scanned_pins
+        self._clock = clock
 
     def get(self, tenant_id: str, created_ms: int) -> Pin | None:
         with busy_as_storage_busy():
@@ -210,8 +247,21 @@ class PinStore:
                     scan_index_forward=False,
                 )
             ]
-        elif query.has_residual_filter:
-            results = [
+        elif scans_time_range(query):
+            # Refused before a pin is read when the range holds too many.
+            check_scan(query, self.count(tenant_id, query.statuses, lo, hi), self._max_scanned_pins)
+            return self._count_and_page(self._scan(tenant_id, query, lo, hi), query)
+        else:
+            page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
+            return page, self.count(tenant_id, query.statuses, lo, hi)
+        return self._count_and_page(results, query)
+
+    def _scan(self, tenant_id: str, query: PinQuery, lo: int, hi: int) -> list[Iterator[PinRecord]]:
+        """Every pin of the query's statuses in [lo, hi], newest first per
+        stream (the status index when not every status is wanted, so only
+        those are read), stopped with QueryTooBroad at the deadline."""
+        if query.statuses == ALL_STATUSES:
+            streams = [
                 PinRecord.query(
                     tenant_id,
                     PinRecord.created_ms.between(lo, hi),
@@ -221,9 +271,18 @@ class PinStore:
                 )
             ]
         else:
-            page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
-            return page, self.count(tenant_id, query.statuses, lo, hi)
-        return self._count_and_page(results, query)
+            streams = [
+                PinRecord.by_status.query(
+                    tenant_id,
+                    PinRecord.status_sort.between(sort_key(status, lo), sort_key(status, hi)),
+                    filter_condition=_filters(query),
+                    consistent_read=True,
+                    scan_index_forward=False,
+                )
+                for status in sorted(query.statuses)
+            ]
+        deadline = _ScanDeadline(self._clock, self._clock() + SCAN_SECONDS)
+        return [_records_until(deadline, stream) for stream in streams]
 
     @staticmethod
     def _count_and_page(results: Iterable[Iterable[PinRecord]], query: PinQuery) -> tuple[list[PinRecord], int]:

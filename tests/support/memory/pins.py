@@ -18,6 +18,7 @@ from dataclasses import replace
 from chalicelib.pins.model import PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from tests.support.memory.outbox import MemoryOutbox
 from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
@@ -30,9 +31,12 @@ def _nothing(*_: object) -> None:
 
 
 class MemoryPinRepository:
-    def __init__(self, outbox: OutboxRepository | None = None) -> None:
+    def __init__(
+        self, outbox: OutboxRepository | None = None, max_scanned_pins: int = DEFAULT_MAX_SCANNED_PINS
+    ) -> None:
         # Where announcements go, as they go to the outbox table on DynamoDB.
         self.outbox = MemoryOutbox() if outbox is None else outbox
+        self.max_scanned_pins = max_scanned_pins
         self.before_write: Callable[[Pin], None] = _nothing
         self.before_read: Callable[[], None] = _nothing
         self.writes = 0  # every write tried, refused ones too
@@ -82,7 +86,10 @@ class MemoryPinRepository:
     def find(self, tenant_id: str, query: PinQuery) -> tuple[list[Pin], int]:
         self.before_read()
         with self._lock:
-            found = [pin for (tenant, _), pin in self._pins.items() if tenant == tenant_id and _selects(query, pin)]
+            mine = [pin for (tenant, _), pin in self._pins.items() if tenant == tenant_id]
+            # What DynamoDB's counts give before a pin is read: the range's pins of these statuses.
+            check_scan(query, sum(_in_range(query, pin) for pin in mine), self.max_scanned_pins)
+            found = [pin for pin in mine if _selects(query, pin)]
         found.sort(key=lambda pin: pin.created_ms, reverse=True)
         return found[: query.limit], len(found)
 
@@ -100,11 +107,16 @@ class MemoryPinRepository:
             raise StaleRecord()
 
 
+def _in_range(query: PinQuery, pin: Pin) -> bool:
+    return pin.status in query.statuses and within_time_bounds(
+        pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns
+    )
+
+
 def _selects(query: PinQuery, pin: Pin) -> bool:
     return (
-        pin.status in query.statuses
+        _in_range(query, pin)
         and (not query.cid_keys or pin.cid_key in query.cid_keys)
         and name_matches(pin.name, query.name, query.match)
         and meta_matches(pin.meta, query.meta)
-        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
     )
