@@ -24,6 +24,7 @@ from cli.commands import emit, json_command, note
 if TYPE_CHECKING:
     from chalicelib.fleet.registry import NodeRegistry
     from chalicelib.fleet.removal import NodeRemoval
+    from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.wiring import Services
 
@@ -152,6 +153,7 @@ def _error_message(error: Exception) -> str | None:
     from pynamodb.exceptions import PynamoDBException
 
     from chalicelib.fleet.registry import InvalidNode
+    from chalicelib.storage.layout import TablesOfAnotherLayout, what_to_do
     from chalicelib.tenants.admin import UnknownTenant, UnknownToken
 
     if isinstance(error, UnknownTenant):
@@ -160,6 +162,8 @@ def _error_message(error: Exception) -> str | None:
         return f"unknown token {error.args[0]!r} for this tenant"
     if isinstance(error, InvalidNode):
         return f"invalid node: {error}"
+    if isinstance(error, TablesOfAnotherLayout):
+        return f"refused, no table created: tables of another layout ({error}). {what_to_do(_options().settings())}"
     if isinstance(error, PynamoDBException):
         code = error.cause_response_code
         if code == "ResourceNotFoundException":
@@ -223,7 +227,7 @@ def cli(
     table_prefix: str | None,
     json_output: bool,
 ) -> None:
-    """Administer an IPFS Pinning Service: tenants, API tokens, Kubo nodes.
+    """Administer an IPFS Pinning Service: tenants, API tokens, Kubo nodes, tables.
 
     Talks to the service's DynamoDB tables with your AWS credentials: those of
     the local stack with --endpoint-url, or a real deployment's (pick it with
@@ -506,7 +510,41 @@ def nodes_drain(node_id: str) -> None:
 
 @cli.group()
 def tables() -> None:
-    """The service's DynamoDB tables (local stack only)."""
+    """The service's DynamoDB tables: check their layout; create them on the local stack."""
+
+
+def _finding_json(finding: TableFinding) -> dict[str, Any]:
+    return {"table": finding.table, "state": finding.state.value, "differences": list(finding.differences)}
+
+
+def _print_finding(finding: TableFinding) -> None:
+    click.echo(f"{finding.state.value:<12}  {finding.table}")
+    for difference in finding.differences:
+        click.echo(f"{'':<12}    {difference}")
+
+
+@command(tables, "check")
+def tables_check() -> None:
+    """Compare each table's layout (keys, indexes, projections) with the code's.
+
+    Prints each table as missing, matching or of another layout (with what
+    differs). Exits 1 when any table is of another layout, and says what to
+    do; missing tables are no error (`tables create` or `make deploy` makes
+    them). Reads only: one DescribeTable per table.
+    """
+    from chalicelib.storage.layout import TableState, what_to_do
+    from chalicelib.storage.tables import check_tables
+
+    settings = _options().settings()
+    findings = check_tables(settings)
+
+    def human() -> None:
+        for finding in findings:
+            _print_finding(finding)
+
+    emit([_finding_json(f) for f in findings], human)
+    if any(finding.state is TableState.OTHER_LAYOUT for finding in findings):
+        raise CliError(f"tables of another layout: the code cannot use them. {what_to_do(settings)}")
 
 
 @command(tables, "create")
@@ -520,7 +558,9 @@ def tables_create(allow_aws: bool) -> None:
 
     On real AWS the tables belong to the infra/ stack: deploy that instead.
     Without --endpoint-url (or AWS_ENDPOINT_URL) this refuses unless given
-    --allow-aws, since tables made here would clash with infra/'s.
+    --allow-aws, since tables made here would clash with infra/'s. Refuses,
+    creating nothing, when a table exists with another layout (`tables check`
+    shows what differs).
     """
     settings = _options().settings()
     if not settings.aws_endpoint_url and not allow_aws:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -11,11 +12,15 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chalicelib.config import Settings
+from chalicelib.storage.layout import DESTROY_DOCS
+from chalicelib.storage.tables import MODELS
 from chalicelib.storage.tenant_repository import DynamoTokenRepository
 from chalicelib.tenants.authenticator import Authenticator, Unauthenticated
 from chalicelib.tenants.tokens import hash_secret
 from cli.admin import Options, build_settings, cli
+from devstack.aws import MotoServer
 from tests.conftest import PEER_A, PEER_B
+from tests.support.table_layouts import create, existing_tables, old_pins_spec
 
 BASE = ["--table-prefix", "test", "--region", "us-east-1"]
 
@@ -341,3 +346,55 @@ def test_given_missing_tables_when_created_then_created_once_and_usable(aws: Non
     assert json.loads(second.stdout)["created"] == []
     assert "fresh-nodes" in json.loads(second.stdout)["existing"]
     assert json.loads(tenant.stdout)["name"] == "carol"
+
+
+def test_given_the_stage_tables_when_checked_then_each_matches_and_exit_0(settings: Settings) -> None:
+    result = run("--json", "tables", "check")
+
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert {(f["state"], tuple(f["differences"])) for f in found} == {("matching", ())}
+    assert "test-pins" in {f["table"] for f in found}
+
+
+def test_given_a_table_of_another_layout_when_checked_then_named_with_what_to_do_on_aws(aws: None) -> None:
+    create(old_pins_spec(replace(Settings(), table_prefix="old")))
+
+    result = CliRunner().invoke(cli, ["--table-prefix", "old", "--region", "us-east-1", "tables", "check"])
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["other", "layout", "old-pins"]
+    assert lines[1].strip() == "sort key created_ms expected, found sk"
+    assert "missing       old-tenants" in lines
+    # and one line on stderr: tables on AWS are the service stack's, and nothing migrates them
+    assert result.stderr.count("\n") == 1
+    for fragment in ("another layout", "export", "make destroy-fleet destroy-service STAGE=dev", DESTROY_DOCS):
+        assert fragment in result.stderr
+
+
+def test_given_a_table_of_another_layout_when_creating_tables_then_refused_and_none_created(aws: None) -> None:
+    create(old_pins_spec(replace(Settings(), table_prefix="old")))
+
+    result = CliRunner().invoke(
+        cli, ["--table-prefix", "old", "--region", "us-east-1", "tables", "create", "--allow-aws"]
+    )
+
+    assert_one_line_error(result, "refused, no table created", "old-pins: sort key created_ms expected, found sk")
+    assert existing_tables(replace(Settings(), table_prefix="old"), MODELS) == {"old-pins"}
+
+
+def test_given_a_local_stack_started_by_older_code_when_creating_tables_then_told_to_restart_it() -> None:
+    # a running local stack is moto in server mode: its tables live in memory only
+    server = MotoServer(0)
+    server.start()
+    try:
+        create(old_pins_spec(replace(Settings(), table_prefix="old")), endpoint_url=server.endpoint_url)
+
+        result = CliRunner().invoke(
+            cli, ["--endpoint-url", server.endpoint_url, "--table-prefix", "old", "tables", "create"]
+        )
+    finally:
+        server.stop()
+
+    assert_one_line_error(result, "old-pins: sort key created_ms expected", "in memory", "start it again")
