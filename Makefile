@@ -67,10 +67,12 @@ $(DEPLOY_STAMP): requirements-deploy.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
 	touch $(DEPLOY_STAMP)
 
-# Refuses before the first stack is touched when a stack would lack a parameter it needs.
+# Refuses before the first stack is touched when a stack would lack a parameter it needs, or when
+# (with AWS credentials) the stage has tables of another layout than the code's.
 check-deploy: $(STAMP)
 	$(PY) -m infra.deploy_check --s3-bucket "$(S3_BUCKET)" \
-		--network "Stage=$(STAGE) $(NETWORK_PARAMS)" --fleet "Stage=$(STAGE) $(FLEET_PARAMS)"
+		--network "Stage=$(STAGE) $(NETWORK_PARAMS)" --fleet "Stage=$(STAGE) $(FLEET_PARAMS)" \
+		--stage "$(STAGE)" --region "$(REGION)"
 
 # One after the other, whatever -j says: each stack imports the previous one's exports.
 deploy: check-deploy

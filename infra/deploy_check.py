@@ -1,25 +1,38 @@
 """What `make deploy` checks before it deploys anything: that every stack of
-the stage will get the parameters it cannot do without.
+the stage will get the parameters it cannot do without, and that the stage's
+tables, where they exist, have the layout this code expects.
 
-    python -m infra.deploy_check --s3-bucket BUCKET --network "Key=Value ..." --fleet "Key=Value ..."
+    python -m infra.deploy_check --s3-bucket BUCKET --network "Key=Value ..." --fleet "Key=Value ..." \
+        [--stage STAGE --region REGION]
 
 A parameter is required when its template gives it no default; a value given
 must match the template's AllowedPattern. The templates are read, so what is
 required is written once, in them. Without this, a missing fleet parameter
 would fail the third stack after the first two are up.
+
+With --stage, and only when AWS credentials are at hand, each of the stage's
+tables is described (`cli.admin tables check` does the same): tables of
+another layout cannot be updated in place by CloudFormation, and code
+deployed over them would fail, so the deploy is refused with what to do.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import decode_str
+
+from chalicelib.config import Settings
+from chalicelib.storage.layout import TableState, difference_lines, what_to_do
+from chalicelib.storage.tables import check_tables
+from infra.render import CHALICE_CONFIG, stage_config
 
 INFRA = Path(__file__).resolve().parent
 
@@ -69,18 +82,60 @@ def deploy_problems(s3_bucket: str, network: Mapping[str, str], fleet: Mapping[s
     return found + problems(NETWORK, network) + problems(FLEET, fleet)
 
 
+def stage_settings(stage: str, region: str) -> Settings:
+    """The deployed stage's settings (its table prefix, from .chalice/config.json) in `region`."""
+    settings, *_ = stage_config(stage, json.loads(CHALICE_CONFIG.read_text(encoding="utf-8")))
+    return replace(settings, region=region)
+
+
+def credentials_at_hand() -> bool:
+    import botocore.session
+
+    return botocore.session.get_session().get_credentials() is not None
+
+
+def table_problems(settings: Settings) -> list[str]:
+    """What differs in the stage's existing tables of another layout, one line each; missing tables are fine."""
+    found = check_tables(settings)
+    return [line for finding in found if finding.state is TableState.OTHER_LAYOUT for line in difference_lines(finding)]
+
+
+def _refuse(reason: str, lines: Sequence[str], then: str) -> int:
+    listed = "\n".join(f"  {line}" for line in lines)
+    print(f"make deploy: refused, nothing deployed{reason}:\n{listed}\n{then}", file=sys.stderr)
+    return 1
+
+
+def check_tables_of(stage: str, region: str) -> int:
+    """The table half of main: 0 when the stage's tables may be deployed over (or cannot be checked)."""
+    if not credentials_at_hand():
+        print(f"make deploy: no AWS credentials, so the tables of stage {stage} were not checked", file=sys.stderr)
+        return 0
+    settings = stage_settings(stage, region)
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
+    try:
+        found = table_problems(settings)
+    except (PynamoDBException, BotoCoreError, ClientError) as error:
+        return _refuse("", [f"cannot read the tables of stage {stage} in {region}: {error}"], "Check the credentials.")
+    if found:
+        return _refuse(f": tables of stage {stage} in {region} have another layout", found, what_to_do(settings))
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--s3-bucket", default="")
     parser.add_argument("--network", default="", metavar="PARAMS")
     parser.add_argument("--fleet", default="", metavar="PARAMS")
+    parser.add_argument("--stage", help="check this stage's tables too (when AWS credentials are at hand)")
+    parser.add_argument("--region", default=Settings().region)
     args = parser.parse_args(argv)
     found = deploy_problems(args.s3_bucket, overrides(args.network), overrides(args.fleet))
     if found:
-        lines = "\n".join(f"  {line}" for line in found)
-        print(f"make deploy: refused, nothing deployed:\n{lines}\nSee docs/deploy.md (Deploy).", file=sys.stderr)
-        return 1
-    return 0
+        return _refuse("", found, "See docs/deploy.md (Deploy).")
+    return check_tables_of(args.stage, args.region) if args.stage else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """`make deploy` refuses before it touches AWS when a stack would lack a
 parameter it needs (the fleet's Kubo release and its sha512, the bucket), and
-names what is missing. AWS is a fake that records every call."""
+names what is missing. AWS is a fake that records every call. With AWS
+credentials it also refuses a stage whose tables are of another layout
+(checked here on moto)."""
 
 from __future__ import annotations
 
@@ -10,22 +12,37 @@ from pathlib import Path
 
 import pytest
 
-from infra.deploy_check import FLEET, NETWORK, deploy_problems, overrides, problems
+from chalicelib.storage.layout import DESTROY_DOCS
+from chalicelib.storage.tables import create_tables
+from devstack.aws import MotoServer
+from infra.deploy_check import FLEET, NETWORK, deploy_problems, main, overrides, problems, stage_settings
+from tests.support.table_layouts import create, old_pins_spec
 
 REPO = Path(__file__).resolve().parents[2]
 KUBO = "KuboVersion=v0.39.0 KuboSha512=" + "0" * 128
 
 
-def make(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Runs make in the repository with `aws` replaced by a recorder; returns the result and the calls recorded."""
+def make(
+    tmp_path: Path, *args: str, aws_env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Runs make in the repository with `aws` replaced by a recorder; returns the result and the calls recorded.
+
+    AWS credentials (for the table check) only as `aws_env` gives them.
+    """
     calls = tmp_path / "aws-calls"
     fake_aws = tmp_path / "aws"
     fake_aws.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n', encoding="utf-8")
     fake_aws.chmod(0o755)
     deploy_stamp = tmp_path / "deploy-installed"
     deploy_stamp.touch()
-    # Not the caller's make (under `make test`): its flags and jobserver are not ours.
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    # Not the caller's make (under `make test`): its flags and jobserver are not ours. No AWS
+    # credentials either (nor the caller's files): the table check must not reach for real AWS.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL") and not k.startswith("AWS_")
+    }
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true")
     result = subprocess.run(
         [
             "make",
@@ -37,7 +54,7 @@ def make(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], 
             f"DEPLOY_STAMP={deploy_stamp}",
         ],
         cwd=REPO,
-        env={**env, "PIP_NO_INDEX": "1"},
+        env={**env, **(aws_env or {}), "PIP_NO_INDEX": "1"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -54,6 +71,25 @@ def test_given_no_kubo_parameters_when_make_deploy_then_it_refuses_naming_them_b
     assert calls == []
 
 
+def test_given_a_stage_table_of_another_layout_when_make_deploy_then_it_refuses_before_any_aws_call(tmp_path):
+    # the stage's tables on an emulated AWS, reached with credentials as a deployer has them
+    server = MotoServer(0)
+    server.start()
+    try:
+        create(old_pins_spec(stage_settings("prod", "us-east-1")), endpoint_url=server.endpoint_url)
+        credentials = {"AWS_ACCESS_KEY_ID": "deployer", "AWS_SECRET_ACCESS_KEY": "deployer"}
+        aws_env = {**credentials, "AWS_ENDPOINT_URL": server.endpoint_url}
+        result, calls = make(
+            tmp_path, "deploy", "STAGE=prod", "S3_BUCKET=my-artifacts", f"FLEET_PARAMS={KUBO}", aws_env=aws_env
+        )
+    finally:
+        server.stop()
+
+    assert result.returncode != 0
+    assert "pinning-prod-pins: sort key created_ms expected, found sk" in result.stderr
+    assert calls == []
+
+
 def test_given_no_bucket_when_make_deploy_then_it_refuses_naming_it_before_any_aws_call(tmp_path):
     result, calls = make(tmp_path, "deploy", "STAGE=prod", f"FLEET_PARAMS={KUBO}")
 
@@ -66,6 +102,7 @@ def test_given_every_required_parameter_when_checking_the_deploy_then_it_passes(
     result, calls = make(tmp_path, "check-deploy", "STAGE=prod", "S3_BUCKET=my-artifacts", f"FLEET_PARAMS={KUBO}")
 
     assert result.returncode == 0, result.stderr
+    assert "no AWS credentials, so the tables of stage prod were not checked" in result.stderr
     assert calls == []
 
 
@@ -85,3 +122,35 @@ def test_a_value_the_template_would_reject_is_named(given, named):
 def test_the_network_stack_needs_nothing_but_the_stage_and_the_fleet_its_kubo_release():
     assert problems(NETWORK, overrides("Stage=prod")) == []
     assert deploy_problems("bucket", overrides("Stage=prod"), overrides(f"Stage=prod {KUBO}")) == []
+
+
+DEPLOY_PROD = ["--s3-bucket", "my-artifacts", "--network", "Stage=prod", "--fleet", f"Stage=prod {KUBO}"]
+
+
+def check_prod(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main([*DEPLOY_PROD, "--stage", "prod", "--region", "us-east-1"])
+    return status, capsys.readouterr().err
+
+
+def test_given_a_prod_table_of_another_layout_when_checking_the_deploy_then_refused_with_what_to_do(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create(old_pins_spec(stage_settings("prod", "us-east-1")))
+
+    status, stderr = check_prod(capsys)
+
+    assert status == 1
+    assert "refused, nothing deployed: tables of stage prod in us-east-1 have another layout" in stderr
+    assert "  pinning-prod-pins: sort key created_ms expected, found sk" in stderr
+    assert "make destroy-fleet destroy-service STAGE=prod" in stderr
+    assert DESTROY_DOCS in stderr
+
+
+def test_given_prod_tables_of_this_layout_or_none_when_checking_the_deploy_then_it_passes(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check_prod(capsys) == (0, "")
+
+    create_tables(stage_settings("prod", "us-east-1"), wait=False)
+
+    assert check_prod(capsys) == (0, "")
