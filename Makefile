@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Lambda's wheels, downloaded with the venv so that `make package` runs offline (infra/package.py).
 WHEELS := $(VENV)/wheelhouse/.complete
 
-.PHONY: dev test check bench clean package check-deploy deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
+.PHONY: dev test check bench clean package check-deploy check-tables deploy deploy-network deploy-service deploy-fleet destroy destroy-fleet destroy-service destroy-network
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ check-deploy: $(STAMP)
 		--network "Stage=$(STAGE) $(NETWORK_PARAMS)" --fleet "Stage=$(STAGE) $(FLEET_PARAMS)" \
 		--stage "$(STAGE)" --region "$(REGION)"
 
+# The service stack owns the tables: an upgrade with deploy-service alone checks them too.
+check-tables: $(STAMP)
+	$(PY) -m infra.deploy_check --tables-only --stage "$(STAGE)" --region "$(REGION)"
+
 # One after the other, whatever -j says: each stack imports the previous one's exports.
 deploy: check-deploy
 	$(MAKE) deploy-network
@@ -83,7 +87,7 @@ deploy: check-deploy
 deploy-network: $(DEPLOY_STAMP)
 	$(CFN_DEPLOY) --template-file infra/network.yaml --stack-name $(NETWORK_STACK) --parameter-overrides Stage=$(STAGE) $(NETWORK_PARAMS)
 
-deploy-service: package $(DEPLOY_STAMP)
+deploy-service: check-tables package $(DEPLOY_STAMP)
 	test -n "$(S3_BUCKET)" || { echo "S3_BUCKET=<bucket in $(REGION)> is required: the code package is uploaded there" >&2; exit 1; }
 	$(AWS) cloudformation package --use-json --template-file $(OUT)/sam.json --s3-bucket $(S3_BUCKET) --s3-prefix $(SERVICE_STACK) --output-template-file $(OUT)/packaged.json
 	$(CFN_DEPLOY) --template-file $(OUT)/packaged.json --stack-name $(SERVICE_STACK) \

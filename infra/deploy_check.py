@@ -14,6 +14,7 @@ With --stage, and only when AWS credentials are at hand, each of the stage's
 tables is described (`cli.admin tables check` does the same): tables of
 another layout cannot be updated in place by CloudFormation, and code
 deployed over them would fail, so the deploy is refused with what to do.
+`make deploy-service` alone (an upgrade) checks the tables only.
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--fleet", default="", metavar="PARAMS")
     parser.add_argument("--stage", help="check this stage's tables too (when AWS credentials are at hand)")
     parser.add_argument("--region", default=Settings().region)
+    parser.add_argument("--tables-only", action="store_true", help="check the stage's tables, not the parameters")
     args = parser.parse_args(argv)
+    if args.tables_only:
+        return check_tables_of(args.stage, args.region) if args.stage else 0
     found = deploy_problems(args.s3_bucket, overrides(args.network), overrides(args.fleet))
     if found:
         return _refuse("", found, "See docs/deploy.md (Deploy).")

@@ -18,9 +18,8 @@ from chalicelib.storage.tenant_repository import DynamoTokenRepository
 from chalicelib.tenants.authenticator import Authenticator, Unauthenticated
 from chalicelib.tenants.tokens import hash_secret
 from cli.admin import Options, build_settings, cli
-from devstack.aws import MotoServer
 from tests.conftest import PEER_A, PEER_B
-from tests.support.table_layouts import create, existing_tables, old_pins_spec
+from tests.support.table_layouts import create, emulated_aws, existing_tables, old_pins_spec
 
 BASE = ["--table-prefix", "test", "--region", "us-east-1"]
 
@@ -386,15 +385,9 @@ def test_given_a_table_of_another_layout_when_creating_tables_then_refused_and_n
 
 def test_given_a_local_stack_started_by_older_code_when_creating_tables_then_told_to_restart_it() -> None:
     # a running local stack is moto in server mode: its tables live in memory only
-    server = MotoServer(0)
-    server.start()
-    try:
-        create(old_pins_spec(replace(Settings(), table_prefix="old")), endpoint_url=server.endpoint_url)
+    with emulated_aws() as endpoint_url:
+        create(old_pins_spec(replace(Settings(), table_prefix="old")), endpoint_url=endpoint_url)
 
-        result = CliRunner().invoke(
-            cli, ["--endpoint-url", server.endpoint_url, "--table-prefix", "old", "tables", "create"]
-        )
-    finally:
-        server.stop()
+        result = CliRunner().invoke(cli, ["--endpoint-url", endpoint_url, "--table-prefix", "old", "tables", "create"])
 
     assert_one_line_error(result, "old-pins: sort key created_ms expected", "in memory", "start it again")

@@ -14,9 +14,8 @@ import pytest
 
 from chalicelib.storage.layout import DESTROY_DOCS
 from chalicelib.storage.tables import create_tables
-from devstack.aws import MotoServer
 from infra.deploy_check import FLEET, NETWORK, deploy_problems, main, overrides, problems, stage_settings
-from tests.support.table_layouts import create, old_pins_spec
+from tests.support.table_layouts import create, emulated_aws, old_pins_spec
 
 REPO = Path(__file__).resolve().parents[2]
 KUBO = "KuboVersion=v0.39.0 KuboSha512=" + "0" * 128
@@ -71,19 +70,16 @@ def test_given_no_kubo_parameters_when_make_deploy_then_it_refuses_naming_them_b
     assert calls == []
 
 
-def test_given_a_stage_table_of_another_layout_when_make_deploy_then_it_refuses_before_any_aws_call(tmp_path):
+@pytest.mark.parametrize("target", ["deploy", "deploy-service"])
+def test_given_a_stage_table_of_another_layout_when_make_deploy_then_it_refuses_before_any_aws_call(tmp_path, target):
     # the stage's tables on an emulated AWS, reached with credentials as a deployer has them
-    server = MotoServer(0)
-    server.start()
-    try:
-        create(old_pins_spec(stage_settings("prod", "us-east-1")), endpoint_url=server.endpoint_url)
+    with emulated_aws() as endpoint_url:
+        create(old_pins_spec(stage_settings("prod", "us-east-1")), endpoint_url=endpoint_url)
         credentials = {"AWS_ACCESS_KEY_ID": "deployer", "AWS_SECRET_ACCESS_KEY": "deployer"}
-        aws_env = {**credentials, "AWS_ENDPOINT_URL": server.endpoint_url}
+        aws_env = {**credentials, "AWS_ENDPOINT_URL": endpoint_url}
         result, calls = make(
-            tmp_path, "deploy", "STAGE=prod", "S3_BUCKET=my-artifacts", f"FLEET_PARAMS={KUBO}", aws_env=aws_env
+            tmp_path, target, "STAGE=prod", "S3_BUCKET=my-artifacts", f"FLEET_PARAMS={KUBO}", aws_env=aws_env
         )
-    finally:
-        server.stop()
 
     assert result.returncode != 0
     assert "pinning-prod-pins: sort key created_ms expected, found sk" in result.stderr

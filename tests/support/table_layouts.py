@@ -3,6 +3,9 @@ with CreateTable (moto) for the layout checks to find."""
 
 from __future__ import annotations
 
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -10,6 +13,7 @@ from pynamodb.models import Model
 
 from chalicelib.config import Settings
 from chalicelib.storage.tables import table_name
+from devstack.aws import MotoServer
 from infra.render import STAGE_OPTIONS, table
 
 _CREATE_TABLE_KEYS = (
@@ -48,3 +52,18 @@ def create(spec: dict[str, Any], endpoint_url: str | None = None) -> None:
 def existing_tables(settings: Settings, models: tuple[type[Model], ...]) -> set[str]:
     names = set(boto3.client("dynamodb", region_name="us-east-1").list_tables()["TableNames"])
     return names & {table_name(settings, model) for model in models}
+
+
+@contextmanager
+def emulated_aws() -> Iterator[str]:
+    """A moto server (as the local stack runs it) for the block; yields its endpoint.
+
+    Its state is the process's moto state, so it is reset when the block ends.
+    """
+    server = MotoServer(0)
+    server.start()
+    try:
+        yield server.endpoint_url
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{server.endpoint_url}/moto-api/reset", method="POST")).close()
+        server.stop()
