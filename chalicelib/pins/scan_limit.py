@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from chalicelib.pins.model import PinQuery
 
-# Chosen from bench.residual_filters (docs/benchmarks-history.md): 20,000
-# Kubo-shaped pins (~1.5 KB items, ~690 per 1 MB Query page) are 29 pages
-# and 7,300 RCU. Sequential pages at ~100 ms each take ~2.9 s, and the
-# Lambda's client work (parse, deserialize, compare) at 512 MB (0.29 vCPU:
-# ~3.5x this machine's per-item time) ~0.4 ms per pin, ~8 s: ~11 s, inside
-# API Gateway's 29 s and the function's 30 s. Pins far larger than that
-# (16 KB of meta) read fewer per second: the store's scan deadline covers them.
-DEFAULT_MAX_SCANNED_PINS = 20_000
+# Chosen from bench.residual_filters (docs/benchmarks-history.md): a
+# Kubo-shaped pin (~1.4 KB read, 0.36 RCU) costs the API function ~0.22 ms
+# of client work on the bench machine (parse, records, compare), ~0.78 ms at
+# 512 MB (0.29 vCPU, 3.46x slower), plus ~0.14 ms of its 1 MB Query page at
+# ~0.1 s a page (sequential; the partition's 3,000 RCU/s allow ~12 pages/s):
+# ~0.9 ms a pin, so 10,000 pins take ~9 s, well inside API Gateway's 29 s and
+# the function's 30 s; memory holds one page per status read (a few MB).
+# Much larger pins (16 KB of meta: ~2.8 ms each) are stopped by the store's
+# scan deadline instead.
+DEFAULT_MAX_SCANNED_PINS = 10_000
 
 
 class QueryTooBroad(Exception):

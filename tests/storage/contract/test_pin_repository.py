@@ -11,6 +11,7 @@ import pytest
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
+from chalicelib.pins.scan_limit import QueryTooBroad
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.storage.pin_store import PinStore
@@ -240,3 +241,38 @@ def test_every_filter_pages_newest_first_and_counts_exactly(backend):
         want_page, want_count = expected(pins, query)
         assert ([pin.request_id for pin in page], count) == ([pin.request_id for pin in want_page], want_count), query
         assert page == want_page
+
+
+# -- the scan limit -------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def limited(request) -> PinRepository:
+    """A repository that reads at most 3 pins for a residual filter."""
+    if request.param == "memory":
+        return MemoryPinRepository(max_scanned_pins=3)
+    return PinStore(dynamo_connection(request), max_scanned_pins=3)
+
+
+def test_a_residual_filter_over_more_pins_than_the_limit_is_refused_and_an_indexed_one_answered(limited):
+    # given 4 pins of one CID, named photo-<i>, 2 of them pinned, 80 ms apart
+    for i in range(4):
+        pin = new_pin(START_MS + 80 * i, name=f"photo-{i}", meta={"app": "web"})
+        limited.create(pin, announce(pin.created_ms, "pin"))
+        if i < 2:
+            limited.update(pin, status="pinned")
+    every, since_second = EVERY_STATUS, (START_MS + 80) * NS_PER_MS
+    # when a partial name or a meta filter asks for a range of 4 pins, then it is refused
+    for residual in (
+        {"name": "photo", "match": "partial"},
+        {"name": "PHOTO", "match": "ipartial"},
+        {"meta": {"app": "web"}},
+    ):
+        with pytest.raises(QueryTooBroad, match="holds 4 pins"):
+            limited.find("tenant-1", PinQuery(statuses=every, **residual))
+        # and a range of the 2 newest pins, or of the 2 queued ones, is answered with its exact count
+        assert limited.find("tenant-1", PinQuery(statuses=every, after_ns=since_second, **residual))[1] == 2
+        assert limited.find("tenant-1", PinQuery(statuses=frozenset({"queued"}), **residual))[1] == 2
+    # and the indexed filters are answered whatever they read
+    assert limited.find("tenant-1", PinQuery(statuses=every, cid_keys=("bafy-content",), meta={"app": "web"}))[1] == 4
+    assert limited.find("tenant-1", PinQuery(statuses=every, name="photo-1"))[1] == 1
