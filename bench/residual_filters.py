@@ -17,7 +17,6 @@ slopes over the ranges; 1 million pins is their extrapolation.
 
 from __future__ import annotations
 
-import json
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -236,16 +235,27 @@ def _extrapolate(title: str, rows: list[Measured], limit: int, client_s: float) 
     return at(MILLION)
 
 
-def run(quick: bool) -> None:
+@dataclass
+class Outcome:
+    limit: int
+    kubo_pins: int
+    large_pins: int
+    built_s: float
+    rows: list[Measured]  # Kubo-shaped pins, every filter and range
+    refused: list[Measured]  # ranges just over the limit
+    memory: list[Measured]  # the smallest and largest range, traced
+    large: list[Measured]  # pins with 16 KB of meta
+    kubo_client_s: float
+    large_client_s: float
+
+
+def _measure(quick: bool) -> Outcome:
     from moto import mock_aws
 
     from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS
     from chalicelib.pins.service import PinService
     from chalicelib.storage.pin_store import PinStore
 
-    fake_credentials()
-    cheap_moto_transactions()
-    partition_scoped_moto_queries()
     ranges = (100, 250, 500, 1_000) if quick else (1_000, 5_000, 10_000, 20_000)
     limit = 500 if quick else DEFAULT_MAX_SCANNED_PINS  # the one requests are refused with
     large_ranges = (20, 50, 100) if quick else (100, 250, 500)
@@ -274,34 +284,54 @@ def run(quick: bool) -> None:
             large = [measure(api, meter, large_token, large_pins, "meta", n) for n in large_ranges]
             serve(PinStore(services.dynamo, max_scanned_pins=limit))
             refused = [measure(api, meter, kubo_token, kubo_pins, label, limit + 1) for label in FILTERS]
-        kubo_client_s = client_seconds_per_pin(services.dynamo, kubo_tenant)
-        large_client_s = client_seconds_per_pin(services.dynamo, large_tenant)
+        return Outcome(
+            limit,
+            len(kubo_pins),
+            len(large_pins),
+            built_s,
+            rows,
+            refused,
+            memory,
+            large,
+            client_seconds_per_pin(services.dynamo, kubo_tenant),
+            client_seconds_per_pin(services.dynamo, large_tenant),
+        )
+
+
+def _report(outcome: Outcome) -> None:
+    limit = outcome.limit
     headers = ["filter", "pins in range", "answer", "items", "requests", "~RCU", "pins-table Queries", "s", "ms/item"]
     print(
-        f"\nresidual_filters: {len(kubo_pins)} Kubo-shaped pins and {len(large_pins)} with 16 KB of meta, one tenant, "
-        f"built in {built_s:.0f} s; limit (MAX_SCANNED_PINS) {limit}"
+        f"\nresidual_filters: {outcome.kubo_pins} Kubo-shaped pins and {outcome.large_pins} with 16 KB of meta, one "
+        f"tenant each, built in {outcome.built_s:.0f} s; limit (MAX_SCANNED_PINS) {limit}"
     )
-    print_table("GET /pins with a residual filter, by pins in the time range", headers, [_row(m) for m in rows])
+    print_table("GET /pins with a residual filter, by pins in the time range", headers, [_row(m) for m in outcome.rows])
     print_table(
         f"over the limit ({limit + 1} pins in range): refused before reading (items = counter buckets + 64 ms windows)",
         headers,
-        [_row(m) for m in refused],
+        [_row(m) for m in outcome.refused],
     )
     print_table(
         "peak Python memory of one request (tracemalloc, moto's pages included)",
         ["pins in range", "peak MB"],
-        [[m.in_range, f"{m.peak_bytes / 2**20:.1f}"] for m in memory],
+        [[m.in_range, f"{m.peak_bytes / 2**20:.1f}"] for m in outcome.memory],
     )
-    print_table("pins with 16 KB of meta: `meta` filter", headers, [_row(m) for m in large])
+    print_table("pins with 16 KB of meta: `meta` filter", headers, [_row(m) for m in outcome.large])
     print(
         f"client work per pin read and returned (botocore parse of a 1 MB page, PynamoDB records, meta compared): "
-        f"{1000 * kubo_client_s:.3f} ms Kubo-shaped, {1000 * large_client_s:.3f} ms with 16 KB of meta"
+        f"{1000 * outcome.kubo_client_s:.3f} ms Kubo-shaped, {1000 * outcome.large_client_s:.3f} ms with 16 KB of meta"
     )
     for label in FILTERS:
-        rows_of = [m for m in rows if m.label == label]
-        _extrapolate(f"{label}: Kubo-shaped pins, extrapolated", rows_of, limit, kubo_client_s)
-    _extrapolate("meta: pins with 16 KB of meta, extrapolated", large, limit, large_client_s)
-    print(json.dumps({"limit": limit, "refused_status": sorted({m.status for m in refused})}))
+        rows_of = [m for m in outcome.rows if m.label == label]
+        _extrapolate(f"{label}: Kubo-shaped pins, extrapolated", rows_of, limit, outcome.kubo_client_s)
+    _extrapolate("meta: pins with 16 KB of meta, extrapolated", outcome.large, limit, outcome.large_client_s)
+
+
+def run(quick: bool) -> None:
+    fake_credentials()
+    cheap_moto_transactions()
+    partition_scoped_moto_queries()
+    _report(_measure(quick))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
