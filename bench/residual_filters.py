@@ -17,6 +17,7 @@ slopes over the ranges; 1 million pins is their extrapolation.
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -52,9 +53,11 @@ PAGE_SECONDS = 0.1
 # Lambda's CPU is proportional to memory: 1,769 MB is one vCPU; the smallest API function has 512 MB.
 LAMBDA_CPU_SLOWDOWN = 1769 / 512
 FILTERS = {
-    "name match=partial": {"name": "IMG_0", "match": "partial"},
-    "name match=ipartial": {"name": "img_1", "match": "ipartial"},
+    "name match=partial": {"name": "IMG_1", "match": "partial"},
+    "name match=ipartial": {"name": "img_", "match": "ipartial"},
     "meta": {"meta": '{"app":"photos"}'},
+    # Every pin with 16 KB of meta matches: each is returned and sized exactly.
+    "meta (16 KB each)": {"meta": json.dumps({"field-0": largest_meta()["field-0"]})},
 }
 
 
@@ -266,7 +269,8 @@ def _measure(quick: bool) -> Outcome:
         def serve(store: PinStore) -> None:
             services.pins = PinService(store, services.registry, services.outbox, stack.settings.replication_factor)
 
-        measuring = PinStore(services.dynamo, max_scanned_pins=ranges[-1])  # to measure past the limit
+        # To measure past the limit, and past the deadline: moto is far slower than DynamoDB.
+        measuring = PinStore(services.dynamo, max_scanned_pins=ranges[-1], clock=lambda: 0.0)
         started = time.perf_counter()
         kubo_tenant, kubo_token = stack.new_tenant("kubo")
         photos = {"app": "photos"}
@@ -278,12 +282,13 @@ def _measure(quick: bool) -> Outcome:
         with read_only_moto_caches(), api_client(services, kubo_token) as api:
             meter.attach()
             serve(measuring)
-            api.request("GET", "/pins", token=large_token)  # warm: token cache, imports
-            rows = [measure(api, meter, kubo_token, kubo_pins, label, n) for label in FILTERS for n in ranges]
+            api.request("GET", "/pins", token=kubo_token)  # warm: token cache, imports
+            kubo = list(FILTERS)[:3]
+            rows = [measure(api, meter, kubo_token, kubo_pins, label, n) for label in kubo for n in ranges]
             memory = [measure(api, meter, kubo_token, kubo_pins, "meta", n, trace=True) for n in ranges[::3]]
-            large = [measure(api, meter, large_token, large_pins, "meta", n) for n in large_ranges]
+            large = [measure(api, meter, large_token, large_pins, "meta (16 KB each)", n) for n in large_ranges]
             serve(PinStore(services.dynamo, max_scanned_pins=limit))
-            refused = [measure(api, meter, kubo_token, kubo_pins, label, limit + 1) for label in FILTERS]
+            refused = [measure(api, meter, kubo_token, kubo_pins, label, limit + 1) for label in kubo]
         return Outcome(
             limit,
             len(kubo_pins),
@@ -321,7 +326,7 @@ def _report(outcome: Outcome) -> None:
         f"client work per pin read and returned (botocore parse of a 1 MB page, PynamoDB records, meta compared): "
         f"{1000 * outcome.kubo_client_s:.3f} ms Kubo-shaped, {1000 * outcome.large_client_s:.3f} ms with 16 KB of meta"
     )
-    for label in FILTERS:
+    for label in list(FILTERS)[:3]:
         rows_of = [m for m in outcome.rows if m.label == label]
         _extrapolate(f"{label}: Kubo-shaped pins, extrapolated", rows_of, limit, outcome.kubo_client_s)
     _extrapolate("meta: pins with 16 KB of meta, extrapolated", outcome.large, limit, outcome.large_client_s)
