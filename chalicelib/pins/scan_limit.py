@@ -14,14 +14,13 @@ from __future__ import annotations
 from chalicelib.pins.model import PinQuery
 
 # Chosen from bench.residual_filters (docs/benchmarks-history.md): a
-# Kubo-shaped pin (~1.4 KB read, 0.36 RCU) costs the API function ~0.22 ms
-# of client work on the bench machine (parse, records, compare), ~0.78 ms at
-# 512 MB (0.29 vCPU, 3.46x slower), plus ~0.14 ms of its 1 MB Query page at
-# ~0.1 s a page (sequential; the partition's 3,000 RCU/s allow ~12 pages/s):
-# ~0.9 ms a pin, so 10,000 pins take ~9 s, well inside API Gateway's 29 s and
-# the function's 30 s; memory holds one page per status read (a few MB).
-# Much larger pins (16 KB of meta: ~2.8 ms each) are stopped by the store's
-# scan deadline instead.
+# Kubo-shaped pin (0.36 RCU) costs the API function ~0.23 ms of client work
+# on the bench machine (parse, records, compare), ~0.80 ms at 512 MB (0.29
+# vCPU, 3.46x slower), plus ~0.14 ms of its 1 MB Query page at ~0.1 s a page
+# (sequential; the partition's 3,000 RCU/s allow ~12 pages/s): ~0.94 ms a
+# pin, so 10,000 pins take ~9.4 s, well inside API Gateway's 29 s and the
+# function's 30 s; memory holds one page per status read. Pins with 16 KB
+# of meta (~2.7 ms each) are stopped by the store's scan deadline instead.
 DEFAULT_MAX_SCANNED_PINS = 10_000
 
 
