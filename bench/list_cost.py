@@ -353,30 +353,6 @@ def counter_buckets(tenant: Tenant, connection: Any) -> tuple[list[list[int]], l
     return by_level, wcu
 
 
-def records_memory(tenant: Tenant) -> int:
-    """Python memory held by every pin of `tenant` read as PinRecords, which
-    is what `PinStore.find` holds at once for a meta filter (compared in
-    Python, after reading every pin). tracemalloc slows moto too, so this
-    runs on the small tenant only; the list is linear in the pins."""
-    import gc
-    import tracemalloc
-
-    from chalicelib.storage.pin_record import PinRecord
-
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        records = list(PinRecord.query(tenant.tenant_id, consistent_read=True))
-        gc.collect()  # moto's transient copies and responses
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    if len(records) != len(tenant.pins):
-        raise SystemExit(f"FATAL: read {len(records)} pins of {tenant.label}, expected {len(tenant.pins)}")
-    return held
-
-
 @dataclass
 class Outcome:
     """What run measured: the cases on both tenants, and the small tenant's and both tenants' weights."""
@@ -386,7 +362,6 @@ class Outcome:
     results: dict[str, Any]
     built_s: float
     measured_s: float
-    held_bytes: int
     weights: dict[str, tuple[list[list[int]], list[int]]]
 
 
@@ -419,9 +394,8 @@ def _measure(quick: bool) -> Outcome:
         measuring = time.perf_counter()
         _measure_cases(stack, small, large, results)
         measured_s = time.perf_counter() - measuring
-        held_bytes = records_memory(small)
         weights = {tenant.label: counter_buckets(tenant, stack.services.dynamo.connection) for tenant in (small, large)}
-    return Outcome(small_n, large_n, results, built_s, measured_s, held_bytes, weights)
+    return Outcome(small_n, large_n, results, built_s, measured_s, weights)
 
 
 def _case_row(case: Case, a: Measured, b: Measured, with_target: bool) -> list[Any]:
@@ -578,12 +552,6 @@ def run(quick: bool) -> dict[str, Any]:
         "limit=10 (default); medians over samples"
     )
     _print_cases(outcome)
-    per_pin = outcome.held_bytes / small_n
-    print(
-        f"meta filter in the API process: every pin is deserialized and held at once (filter applied in Python): "
-        f"{outcome.held_bytes / 2**20:.1f} MB for {small_n} pins measured (tracemalloc), {per_pin / 1024:.1f} KB "
-        f"per pin, so ~{per_pin * large_n / 2**20:.0f} MB for {large_n} pins (linear: one list of every pin)"
-    )
     _print_before_detail(outcome)
     _print_counter_weights(outcome)
     _print_before_summary(outcome)
