@@ -74,20 +74,21 @@ check-deploy: $(STAMP)
 		--network "Stage=$(STAGE) $(NETWORK_PARAMS)" --fleet "Stage=$(STAGE) $(FLEET_PARAMS)" \
 		--stage "$(STAGE)" --region "$(REGION)"
 
-# The service stack owns the tables: an upgrade with deploy-service alone checks them too.
+# The service stack owns the tables: an upgrade with deploy-service alone checks them too
+# (deploy has checked them already and says so with TABLES_CHECKED=1).
 check-tables: $(STAMP)
 	$(PY) -m infra.deploy_check --tables-only --stage "$(STAGE)" --region "$(REGION)"
 
 # One after the other, whatever -j says: each stack imports the previous one's exports.
 deploy: check-deploy
 	$(MAKE) deploy-network
-	$(MAKE) deploy-service
+	$(MAKE) deploy-service TABLES_CHECKED=1
 	$(MAKE) deploy-fleet
 
 deploy-network: $(DEPLOY_STAMP)
 	$(CFN_DEPLOY) --template-file infra/network.yaml --stack-name $(NETWORK_STACK) --parameter-overrides Stage=$(STAGE) $(NETWORK_PARAMS)
 
-deploy-service: check-tables package $(DEPLOY_STAMP)
+deploy-service: $(if $(TABLES_CHECKED),,check-tables) package $(DEPLOY_STAMP)
 	test -n "$(S3_BUCKET)" || { echo "S3_BUCKET=<bucket in $(REGION)> is required: the code package is uploaded there" >&2; exit 1; }
 	$(AWS) cloudformation package --use-json --template-file $(OUT)/sam.json --s3-bucket $(S3_BUCKET) --s3-prefix $(SERVICE_STACK) --output-template-file $(OUT)/packaged.json
 	$(CFN_DEPLOY) --template-file $(OUT)/packaged.json --stack-name $(SERVICE_STACK) \

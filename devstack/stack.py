@@ -229,8 +229,8 @@ class DevStack:
         self._service_env = {name: os.environ[name] for name in names}
         self._service_env[DEAD_LETTER_QUEUE_VAR] = self._queues["dead_letter_queue"]
         self._start_kubo()
-        self._register_nodes()
-        self._create_demo_tenant()
+        self._register_nodes(app_module)
+        self._create_demo_tenant(app_module)
         self._write_state_files()
         self._start_jobs(app_module)
         self._start_worker()
@@ -348,10 +348,9 @@ class DevStack:
             if self._ready:
                 self._write_stack_file()
 
-    def _register_nodes(self) -> None:
+    def _register_nodes(self, app_module: Any) -> None:
         from chalicelib.config import Settings
         from chalicelib.fleet.registry import InvalidNode
-        from chalicelib.wiring import build_services
 
         if not self.options.nodes:
             endpoint = os.environ["AWS_ENDPOINT_URL"]
@@ -365,7 +364,8 @@ class DevStack:
                 "(the API sees a new node within NODE_CACHE_SECONDS, 30 by default)\n"
             )
             return
-        registry = build_services(Settings.from_env()).registry
+        # The API's own services (built now, with the stack's environment complete), not a second set.
+        registry = app_module.services().registry
         for node in self.options.nodes:
             try:
                 registry.register(node.node_id, node.rpc_url, node.peer_id, list(node.multiaddrs))
@@ -373,11 +373,8 @@ class DevStack:
                 raise StackError(f"--node {node.node_id}: {error}") from None
             say(f"  node {node.node_id}: RPC {node.rpc_url}, peer {node.peer_id}")
 
-    def _create_demo_tenant(self) -> None:
-        from chalicelib.config import Settings
-        from chalicelib.wiring import build_services
-
-        admin = build_services(Settings.from_env()).admin
+    def _create_demo_tenant(self, app_module: Any) -> None:
+        admin = app_module.services().admin
         tenant = admin.create_tenant("demo")
         self.token = admin.issue_token(tenant.tenant_id, "devstack").secret
         say(f"  demo tenant {tenant.tenant_id}")
@@ -494,7 +491,8 @@ def _still_running(stack_file: Path) -> list[tuple[int, str]]:
         document = json.loads(stack_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    named = [(document.get("pid"), "the stack"), ((document.get("worker") or {}).get("pid"), "its worker")]
+    # Not the stack's own pid: a running stack holds the state dir's lock, which the caller has.
+    named = [((document.get("worker") or {}).get("pid"), "its worker")]
     named += [(node.get("pid"), f"Kubo node {node.get('node_id')}") for node in document.get("fleet") or []]
     named.append(((document.get("your_node") or {}).get("pid"), "your node"))
     return [

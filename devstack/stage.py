@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from devstack.state import REPO_ROOT
@@ -11,8 +10,8 @@ from devstack.state import REPO_ROOT
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
 
 
-def chalice_config(path: Path = CHALICE_CONFIG) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+def chalice_config() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(CHALICE_CONFIG.read_text(encoding="utf-8"))
     return config
 
 

@@ -134,11 +134,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--region", default=Settings().region)
     parser.add_argument("--tables-only", action="store_true", help="check the stage's tables, not the parameters")
     args = parser.parse_args(argv)
-    if args.tables_only:
-        return check_tables_of(args.stage, args.region) if args.stage else 0
-    found = deploy_problems(args.s3_bucket, overrides(args.network), overrides(args.fleet))
-    if found:
-        return _refuse("", found, "See docs/deploy.md (Deploy).")
+    if not args.tables_only:
+        found = deploy_problems(args.s3_bucket, overrides(args.network), overrides(args.fleet))
+        if found:
+            return _refuse("", found, "See docs/deploy.md (Deploy).")
     return check_tables_of(args.stage, args.region) if args.stage else 0
 
 

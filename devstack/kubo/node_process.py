@@ -25,7 +25,7 @@ process: exit status 1.
 config: `ipfs init --empty-repo --profile=test` with IPFS_PATH=DIR, the config
 rewritten (API on 127.0.0.1:Q), then `ipfs daemon --offline=false` as a child
 that dies with this process (PR_SET_PDEATHSIG: this process starts it from its
-only long-lived thread), the same ready line once its RPC answers `id`, and
+main thread, which lives until the process exits), the same ready line once its RPC answers `id`, and
 SIGTERM forwarded. `auto` picks `daemon` when
 `shutil.which("ipfs")` finds one, else `embedded`.
 """

@@ -86,6 +86,18 @@ def test_given_a_stage_table_of_another_layout_when_make_deploy_then_it_refuses_
     assert calls == []
 
 
+def test_make_deploy_checks_the_stage_tables_once_and_deploy_service_alone_checks_them(tmp_path):
+    # -n: make lists the commands each target would run (recursing into the sub-makes) and runs none
+    deploy, _ = make(tmp_path, "-n", "deploy", "STAGE=prod", "S3_BUCKET=my-artifacts", f"FLEET_PARAMS={KUBO}")
+    alone, _ = make(tmp_path, "-n", "deploy-service", "STAGE=prod", "S3_BUCKET=my-artifacts")
+
+    assert deploy.returncode == 0, deploy.stderr
+    assert deploy.stdout.count("-m infra.deploy_check") == 1
+    assert '--stage "prod"' in deploy.stdout
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.count('-m infra.deploy_check --tables-only --stage "prod"') == 1
+
+
 def test_given_no_bucket_when_make_deploy_then_it_refuses_naming_it_before_any_aws_call(tmp_path):
     result, calls = make(tmp_path, "deploy", "STAGE=prod", f"FLEET_PARAMS={KUBO}")
 
