@@ -26,13 +26,12 @@ concurrent lifecycles of one tenant on a seeded clock.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.capacity_conflicts import ConflictResult, RetryPolicy, Timing, replay
@@ -49,11 +48,13 @@ from bench.capacity_units import (
 from bench.support import (
     _WRITES,
     PEER_A,
+    PEER_B,
     REGION,
     Api,
     Call,
     DynamoMeter,
     api_client,
+    build_stack,
     cheap_moto_transactions,
     cid_for,
     fake_credentials,
@@ -83,13 +84,11 @@ FETCH_BLOCKS = 2
 SECONDS_PER_BLOCK = 0.65
 WORKER_SECONDS = 60.0
 
-# The conflict model: PinStore._transact retries a conflict after
-# uniform(0, BACKOFF_BASE_S * 2**attempt); its retry count is read from PinStore.
-BACKOFF_BASE_S = 0.02
+# The conflict model: PinStore._transact's retries and backoff (pin_store's
+# CONFLICT_RETRIES, CONFLICT_BACKOFF_BASE_S), with these timings.
 TIMING = Timing(in_flight_s=0.025, think_s=0.05)  # assumed: a transaction's latency, a writer's other work
 SEED = 10
 
-PEER_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 KUBO_ORIGINS = tuple(
     address
     for k in (1, 2)
@@ -219,14 +218,7 @@ class ImageRecorder(DynamoMeter):
 
     def _reads(self, call: Call, params: dict[str, Any]) -> list[tuple[Place, float]]:
         if call.operation == "GetItem":
-            schema = self.schema(call.table)
-            key = params["Key"]
-            return [
-                (
-                    Place(schema.name, "", key_text(key[schema.hash_key]), key_text(key.get(schema.range_key or ""))),
-                    call.rcu,
-                )
-            ]
+            return [(self._item_place(call.table, params["Key"]), call.rcu)]
         if call.operation == "Query":
             schema = self.schema(call.table)
             index, value = _query_partition(schema, params)
@@ -318,9 +310,6 @@ def capacity_stack() -> Iterator[CapacityStack]:
     import boto3
     from moto import mock_aws
 
-    from chalicelib.config import Settings
-    from chalicelib.storage.tables import create_tables
-    from chalicelib.wiring import build_services
     from tests.support.fake_kubo import FakeKubo
 
     fake_credentials()
@@ -328,27 +317,19 @@ def capacity_stack() -> Iterator[CapacityStack]:
     kubos = [FakeKubo(peer_id=peer).start() for peer in (PEER_A, PEER_B)]
     try:
         with mock_aws():
-            sqs = boto3.client("sqs", region_name=REGION)
-            settings = replace(
-                Settings(),
-                table_prefix="capacity",
-                queue_url=sqs.create_queue(QueueName="capacity-pins")["QueueUrl"],
-                region=REGION,
+            stack = build_stack(
+                "capacity",
+                node_urls=[kubo.url for kubo in kubos],
                 replication_factor=2,
                 # Per-container caches, warmed once: not a per-pin cost.
                 token_cache_seconds=3600,
                 node_cache_seconds=3600,
             )
-            create_tables(settings, wait=False)
-            services = build_services(settings)
-            for i, (kubo, peer) in enumerate(zip(kubos, (PEER_A, PEER_B), strict=True)):
-                services.registry.register(f"node-{i}", kubo.url, peer, [f"/ip4/127.0.0.1/tcp/{4001 + i}"])
-            tenant = services.admin.create_tenant("capacity")
-            token = services.admin.issue_token(tenant.tenant_id, "bench").secret
             recorder = ImageRecorder(boto3.client("dynamodb", region_name=REGION))
             recorder.attach()
-            with api_client(services, token) as api:
-                yield CapacityStack(services, api, sqs, kubos, recorder, tenant.tenant_id)
+            with api_client(stack.services, stack.token) as api:
+                sqs = boto3.client("sqs", region_name=REGION)
+                yield CapacityStack(stack.services, api, sqs, kubos, recorder, stack.tenant_id)
     finally:
         for kubo in kubos:
             kubo.stop()
@@ -563,10 +544,9 @@ def transactions_of(lifecycle: Lifecycle) -> list[frozenset[Place]]:
 
 
 def retry_policy() -> RetryPolicy:
-    from chalicelib.storage.pin_store import PinStore
+    from chalicelib.storage.pin_store import CONFLICT_BACKOFF_BASE_S, CONFLICT_RETRIES
 
-    retries = inspect.signature(PinStore.__init__).parameters["conflict_retries"].default
-    return RetryPolicy(int(retries), BACKOFF_BASE_S)
+    return RetryPolicy(CONFLICT_RETRIES, CONFLICT_BACKOFF_BASE_S)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -631,8 +611,6 @@ def run(lifecycles: int, writers: Sequence[int], shapes: Sequence[str] = tuple(S
 
 
 # -- the tables -------------------------------------------------------------------------------
-
-NEW_MODEL = "not built yet"
 
 
 def print_steps(figures: ShapeFigures, count: int) -> None:
@@ -717,14 +695,14 @@ def summary_rows(all_figures: Sequence[ShapeFigures]) -> list[list[str]]:
                 f"{result.retries_per_pin:.2f} / {result.exhausted_share:.1%} / {result.pins_per_second:,.0f}",
             ]
         )
-    return [row + [NEW_MODEL] for row in rows]
+    return rows
 
 
 def print_summary(all_figures: Sequence[ShapeFigures]) -> None:
     policy = retry_policy()
     print_table(
-        "Capacity of ONE tenant: today's model beside the new one",
-        ["figure", "today's model", "new model"],
+        "Capacity of ONE tenant on today's model",
+        ["figure", "today's model"],
         summary_rows(all_figures),
         f"Limits: {PARTITION_WCU_PER_S:,.0f} WCU/s and {PARTITION_RCU_PER_S:,.0f} RCU/s per partition, 10 GB per item "
         f"collection (tables with local indexes), {TRANSACTION_ITEMS} items per transaction.\n"

@@ -406,9 +406,15 @@ class Stack:
         return tenant.tenant_id, admin.issue_token(tenant.tenant_id, "bench").secret
 
 
-def build_stack(prefix: str = "bench", endpoint_url: str | None = None) -> Stack:
-    """Queue, tables, two storage nodes, a tenant and its token, as tests/conftest.py
-    does. Must run inside `mock_aws()` unless `endpoint_url` points at a moto server."""
+def build_stack(
+    prefix: str = "bench",
+    endpoint_url: str | None = None,
+    node_urls: Sequence[str] = ("http://127.0.0.1:5101", "http://127.0.0.1:5102"),
+    **settings_changes: Any,
+) -> Stack:
+    """Queue, tables, two storage nodes (at `node_urls`), a tenant and its token, as
+    tests/conftest.py does; `settings_changes` on top of the default Settings. Must
+    run inside `mock_aws()` unless `endpoint_url` points at a moto server."""
     import botocore.session
 
     from chalicelib.config import Settings
@@ -418,12 +424,18 @@ def build_stack(prefix: str = "bench", endpoint_url: str | None = None) -> Stack
     sqs = botocore.session.get_session().create_client("sqs", region_name=REGION, endpoint_url=endpoint_url)
     queue_url = sqs.create_queue(QueueName=f"{prefix}-pins")["QueueUrl"]
     settings = replace(
-        Settings(), table_prefix=prefix, queue_url=queue_url, region=REGION, aws_endpoint_url=endpoint_url
+        Settings(),
+        table_prefix=prefix,
+        queue_url=queue_url,
+        region=REGION,
+        aws_endpoint_url=endpoint_url,
+        **settings_changes,
     )
     create_tables(settings)
     services = build_services(settings)
-    services.registry.register("node-a", "http://127.0.0.1:5101", PEER_A, ["/ip4/203.0.113.1/tcp/4001"])
-    services.registry.register("node-b", "http://127.0.0.1:5102", PEER_B, ["/ip4/203.0.113.2/tcp/4001"])
+    url_a, url_b = node_urls
+    services.registry.register("node-a", url_a, PEER_A, ["/ip4/203.0.113.1/tcp/4001"])
+    services.registry.register("node-b", url_b, PEER_B, ["/ip4/203.0.113.2/tcp/4001"])
     stack = Stack(settings, services, "", "")
     stack.tenant_id, stack.token = stack.new_tenant("bench")
     return stack

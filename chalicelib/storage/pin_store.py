@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import And, Condition, Or
+from pynamodb.expressions.condition import And, Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 from pynamodb.pagination import ResultIterator
@@ -30,6 +30,7 @@ from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
 from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan, scan_too_slow, scans_time_range
 from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.connection import DynamoConnection
@@ -50,6 +51,10 @@ from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
 
 MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
 ALL_STATUSES = frozenset(STATUSES)
+# A transaction that conflicts with another is retried this many times, after
+# uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt) seconds each.
+CONFLICT_RETRIES = 6
+CONFLICT_BACKOFF_BASE_S = 0.02
 # A scan of a time range stops here and is refused: API Gateway gives up at
 # 29 s and the API function at 30 s. The pin count limit keeps ordinary pins
 # far below it; this catches ranges of unusually large ones (16 KB of meta).
@@ -97,7 +102,7 @@ class PinStore:
     def __init__(
         self,
         dynamo: DynamoConnection,
-        conflict_retries: int = 6,
+        conflict_retries: int = CONFLICT_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
         max_scanned_pins: int = DEFAULT_MAX_SCANNED_PINS,
         clock: Callable[[], float] = time.monotonic,
@@ -207,7 +212,7 @@ class PinStore:
                     # Concurrent writers of the same tenant share counter items.
                     if "TransactionConflict" not in codes or attempt == self._conflict_retries:
                         raise
-                    self._sleep(random.uniform(0, 0.02 * 2**attempt))
+                    self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
 
     # -- reads ---------------------------------------------------------------
 
@@ -428,10 +433,7 @@ def name_digest(name: str) -> str:
 
 def _unchanged(pin: Pin) -> Condition:
     """The pin is still the request and the version that was read."""
-    same_version: Condition = PinRecord.version == pin.version
-    if pin.version == 0:
-        same_version = Or(PinRecord.version.does_not_exist(), same_version)
-    return And(PinRecord.request_id == pin.request_id, same_version)
+    return And(PinRecord.request_id == pin.request_id, at_version(PinRecord.version, pin.version))
 
 
 def _ms_range(query: PinQuery) -> tuple[int, int]:
