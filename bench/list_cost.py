@@ -266,35 +266,11 @@ OTHER_CASES = [
 def brute_force(tenant: Tenant, params: dict[str, str]) -> tuple[int, list[str]]:
     """The count and the first page, computed from what the bench wrote."""
     from chalicelib.api.pin_requests import parse_list_query
+    from tests.support.pin_filters import selects
 
     query = parse_list_query(params)  # same defaults as the service
-    matches = sorted((pin for pin in tenant.pins if _selected(pin, query)), key=lambda p: p.created_ms, reverse=True)
+    matches = sorted((pin for pin in tenant.pins if selects(query, pin)), key=lambda p: p.created_ms, reverse=True)
     return len(matches), [p.request_id for p in matches[: query.limit]]
-
-
-def _selected(pin: Any, query: Any) -> bool:
-    return (
-        pin.status in query.statuses
-        and (not query.cid_keys or pin.cid_key in query.cid_keys)
-        and _name_selected(pin.name, query)
-        and all(pin.meta.get(k) == v for k, v in query.meta.items())
-        and _within(pin.created_ms * 1_000_000, query.after_ns, query.before_ns)
-    )
-
-
-def _name_selected(name: str | None, query: Any) -> bool:
-    if query.name is None:
-        return True
-    if query.match == "exact":
-        return name == query.name
-    if query.match == "partial":
-        return name is not None and query.name in name
-    return True  # the cases use no other match
-
-
-def _within(ns: int, lo_ns: int | None, hi_ns: int | None) -> bool:
-    """Strictly between the bounds given."""
-    return (hi_ns is None or ns < hi_ns) and (lo_ns is None or ns > lo_ns)
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Stored:
     created_ms: int
     request_id: str
     status: str
+    cid_key: str
     name: str
     meta: dict[str, str]
 
@@ -106,24 +107,17 @@ def build(store: Any, tenant_id: str, n: int, meta_of: Any, first_ms: int) -> li
             node_ids=("node-a", "node-b"),
         )
         store.create(pin, OutboxMessage("shard#0", f"{created_ms:013d}#{i}", "{}", created_ms))
-        pins.append(Stored(created_ms, request_id, pin.status, name, dict(pin.meta)))
+        pins.append(Stored(created_ms, request_id, pin.status, pin.cid_key, name, dict(pin.meta)))
     return pins
 
 
 def expected(pins: list[Stored], params: dict[str, str]) -> tuple[int, list[str]]:
     from chalicelib.api.pin_requests import parse_list_query
     from chalicelib.pins.model import PinQuery
-    from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
+    from tests.support.pin_filters import selects
 
     query: PinQuery = parse_list_query(params)
-    found = [
-        pin
-        for pin in reversed(pins)
-        if pin.status in query.statuses
-        and name_matches(pin.name, query.name, query.match)
-        and meta_matches(pin.meta, query.meta)
-        and within_time_bounds(pin.created_ms * 1_000_000, query.before_ns, query.after_ns)
-    ]
+    found = [pin for pin in reversed(pins) if selects(query, pin)]
     return len(found), [pin.request_id for pin in found[: query.limit]]
 
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.pins.model import STATUSES
+from tests.support.pin_filters import NS_PER_MS
 
 CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
-NS_PER_MS = 1_000_000
 ALL_STATUSES = ",".join(STATUSES)
 
 

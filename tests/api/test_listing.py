@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chalicelib.pins.model import STATUSES
+from chalicelib.pins.model import STATUSES, PinQuery
 from tests.api.helpers import ALL_STATUSES, NS_PER_MS, created_ms, js_before, kubo_before, rfc3339
 from tests.support.cids import canonical, cid_v0_pair, cid_v1
-from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
+from tests.support.pin_filters import selects
 
 
 @dataclass
@@ -81,7 +81,8 @@ class PinModel:
         return pin
 
     def matching(self, query: Query) -> list[ModelPin]:
-        found = [pin for pin in self.pins if _selects(query, pin)]
+        wanted = _as_listed(query)
+        found = [pin for pin in self.pins if selects(wanted, pin)]
         return sorted(found, key=lambda pin: pin.created_ms, reverse=True)
 
 
@@ -93,13 +94,16 @@ def _listed_statuses(query: Query) -> set[str]:
     return set(STATUSES) if (query.cids or query.name is not None or query.meta) else {"pinned"}
 
 
-def _selects(query: Query, pin: ModelPin) -> bool:
-    return (
-        pin.status in _listed_statuses(query)
-        and (not query.cids or pin.cid_key in {canonical(cid) for cid in query.cids})
-        and name_matches(pin.name, query.name, query.match or "exact")
-        and meta_matches(pin.meta, query.meta)
-        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
+def _as_listed(query: Query) -> PinQuery:
+    """The query as the service should read it: the model's own defaults, canonical cids."""
+    return PinQuery(
+        statuses=frozenset(_listed_statuses(query)),
+        cid_keys=tuple(canonical(cid) for cid in query.cids),
+        name=query.name,
+        match=query.match or "exact",
+        meta=query.meta,
+        before_ns=query.before_ns,
+        after_ns=query.after_ns,
     )
 
 

@@ -18,10 +18,9 @@ from chalicelib.storage.pin_store import PinStore
 from tests.storage.contract.backends import BACKENDS, dynamo_connection
 from tests.support.memory.outbox import MemoryOutbox
 from tests.support.memory.pins import MemoryPinRepository
-from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
+from tests.support.pin_filters import NS_PER_MS, selects
 
 START_MS = 1_760_000_000_000
-NS_PER_MS = 1_000_000
 EVERY_STATUS = frozenset(STATUSES)
 
 
@@ -194,15 +193,7 @@ def dataset(backend: Backend) -> list[Pin]:
 
 
 def expected(pins: list[Pin], query: PinQuery) -> tuple[list[Pin], int]:
-    found = [
-        pin
-        for pin in sorted(pins, key=lambda pin: pin.created_ms, reverse=True)
-        if pin.status in query.statuses
-        and (not query.cid_keys or pin.cid_key in query.cid_keys)
-        and name_matches(pin.name, query.name, query.match)
-        and meta_matches(pin.meta, query.meta)
-        and within_time_bounds(pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns)
-    ]
+    found = [pin for pin in sorted(pins, key=lambda pin: pin.created_ms, reverse=True) if selects(query, pin)]
     return found[: query.limit], len(found)
 
 

@@ -21,9 +21,7 @@ from chalicelib.pins.repository import CreatedTaken, StaleRecord
 from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from tests.support.memory.outbox import MemoryOutbox
-from tests.support.pin_filters import meta_matches, name_matches, within_time_bounds
-
-NS_PER_MS = 1_000_000
+from tests.support.pin_filters import in_range, selects
 
 
 def _nothing(*_: object) -> None:
@@ -88,8 +86,8 @@ class MemoryPinRepository:
         with self._lock:
             mine = [pin for (tenant, _), pin in self._pins.items() if tenant == tenant_id]
             # What DynamoDB's counts give before a pin is read: the range's pins of these statuses.
-            check_scan(query, sum(_in_range(query, pin) for pin in mine), self.max_scanned_pins)
-            found = [pin for pin in mine if _selects(query, pin)]
+            check_scan(query, sum(in_range(query, pin) for pin in mine), self.max_scanned_pins)
+            found = [pin for pin in mine if selects(query, pin)]
         found.sort(key=lambda pin: pin.created_ms, reverse=True)
         return found[: query.limit], len(found)
 
@@ -105,18 +103,3 @@ class MemoryPinRepository:
         stored = self._pins.get((pin.tenant_id, pin.created_ms))
         if stored is None or stored.request_id != pin.request_id or stored.version != pin.version:
             raise StaleRecord()
-
-
-def _in_range(query: PinQuery, pin: Pin) -> bool:
-    return pin.status in query.statuses and within_time_bounds(
-        pin.created_ms * NS_PER_MS, query.before_ns, query.after_ns
-    )
-
-
-def _selects(query: PinQuery, pin: Pin) -> bool:
-    return (
-        _in_range(query, pin)
-        and (not query.cid_keys or pin.cid_key in query.cid_keys)
-        and name_matches(pin.name, query.name, query.match)
-        and meta_matches(pin.meta, query.meta)
-    )
