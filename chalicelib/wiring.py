@@ -21,11 +21,11 @@ from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoTokenRepository
-from chalicelib.tenants.admin import TenantAdmin
 from chalicelib.tenants.authenticator import Authenticator
 
-if TYPE_CHECKING:  # loaded only by the functions that call Kubo
+if TYPE_CHECKING:  # loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local stack
     from chalicelib.kubo.client import KuboClient
+    from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.worker.pin_worker import PinWorker
 
 
@@ -44,13 +44,19 @@ class Services:
         self.removal = NodeRemoval(self.registry, self.outbox)
         self.tokens = DynamoTokenRepository()
         self.authenticator = Authenticator(self.tokens, settings.token_cache_seconds)
-        self.admin = TenantAdmin(DynamoTenantRepository(), self.tokens)
         self.store = PinStore(self.dynamo, max_scanned_pins=settings.max_scanned_pins)
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
         )
         self._kubo_clients: dict[str, KuboClient] = {}
         self._kubo_lock = threading.Lock()
+
+    @cached_property
+    def admin(self) -> TenantAdmin:
+        """Tenant administration: the CLI's and the local stack's, never a handler's."""
+        from chalicelib.tenants.admin import TenantAdmin
+
+        return TenantAdmin(DynamoTenantRepository(), self.tokens)
 
     def kubo(self, node: Node) -> KuboClient:
         """One client (and connection pool) per node and container."""

@@ -22,8 +22,6 @@ from chalicelib.pins.timestamps import format_ms
 from cli.commands import emit, json_command, note
 
 if TYPE_CHECKING:
-    from chalicelib.fleet.registry import NodeRegistry
-    from chalicelib.fleet.removal import NodeRemoval
     from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.wiring import Services
@@ -400,13 +398,6 @@ def nodes() -> None:
     """Register, list and remove the Kubo nodes that pins are placed on."""
 
 
-def _registry() -> NodeRegistry:
-    from chalicelib.fleet.registry import NodeRegistry
-
-    # No cache: an admin command reads once and must see its own writes.
-    return NodeRegistry(_options().services().nodes, cache_seconds=0)
-
-
 def _node_json(record: Any) -> dict[str, Any]:
     return {
         "node_id": record.node_id,
@@ -440,14 +431,14 @@ def nodes_register(node_id: str, rpc_url: str, peer_id: str, multiaddrs: Sequenc
     A new registration starts healthy; workers pick it up within their node
     cache period (NODE_CACHE_SECONDS, 30 by default).
     """
-    record = _registry().register(node_id, rpc_url, peer_id, list(multiaddrs), list(tags))
+    record = _options().services().registry.register(node_id, rpc_url, peer_id, list(multiaddrs), list(tags))
     emit(_node_json(record), lambda: click.echo(f"registered node {record.node_id}"))
 
 
 @command(nodes, "list")
 def nodes_list() -> None:
     """List nodes: id, RPC URL, peer ID, healthy, multiaddrs, tags."""
-    records = _registry().nodes()
+    records = _options().services().registry.nodes()
     emit(
         [_node_json(r) for r in records],
         lambda: _print_table(
@@ -468,14 +459,6 @@ def nodes_list() -> None:
     )
 
 
-def _removal() -> NodeRemoval:
-    from chalicelib.fleet.removal import NodeRemoval
-
-    # Without PIN_QUEUE_URL the drain message waits in the outbox, which
-    # the service's sweep sends within a minute or two.
-    return NodeRemoval(_registry(), _options().services().outbox)
-
-
 _DRAINING = "its pins are being re-replicated on the other nodes (drain queued)"
 
 
@@ -487,7 +470,9 @@ def nodes_remove(node_id: str) -> None:
 
     The node itself is not called: its copies count as gone.
     """
-    if not _removal().remove(node_id):
+    # Without PIN_QUEUE_URL the drain message waits in the outbox, which
+    # the service's sweep sends within a minute or two.
+    if not _options().services().removal.remove(node_id):
         raise CliError(f"unknown node {node_id!r}")
     emit(
         {"node_id": node_id, "removed": True, "drain": "queued"},
@@ -500,7 +485,7 @@ def nodes_remove(node_id: str) -> None:
 def nodes_drain(node_id: str) -> None:
     """Queue the drain of a removed node NODE_ID again, e.g. after its drain
     message ended in the dead-letter queue. Safe to repeat."""
-    if not _removal().drain(node_id):
+    if not _options().services().removal.drain(node_id):
         raise CliError(f"node {node_id!r} is registered; remove it first (`nodes remove`)")
     emit({"node_id": node_id, "drain": "queued"}, lambda: click.echo(f"node {node_id}: {_DRAINING}"))
 

@@ -4,7 +4,8 @@
 
 It speaks only HTTP: the service's API (with your access token) and, for
 `add`, the RPC API of your own Kubo node. Nothing here needs AWS; of the
-service's code it uses only small pure helpers of chalicelib/pins. Results
+service's code it uses only small pure helpers of chalicelib/pins, and the
+local stack's env-file reader (devstack.env_file) for `.dev/local.env`. Results
 go to stdout (`--json` makes every command print JSON there); progress and
 remarks go to stderr.
 
@@ -363,12 +364,13 @@ class _UploadBody:
         )
         self._pieces = [head.encode(), f"\r\n--{self.boundary}--\r\n".encode()]
         self._file: BinaryIO = path.open("rb")
-        self._size = os.fstat(self._file.fileno()).st_size
+        # Fixed now: read() consumes the pieces as it sends them.
+        self._length = os.fstat(self._file.fileno()).st_size + sum(len(piece) for piece in self._pieces)
         self._on_sent = on_sent
         self._sent = 0
 
     def __len__(self) -> int:
-        return self._size + sum(len(piece) for piece in self._pieces)
+        return self._length
 
     def __enter__(self) -> _UploadBody:
         return self

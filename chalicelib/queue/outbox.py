@@ -55,7 +55,18 @@ class Outbox:
                 "queue send failed; the outbox sweeper will retry", exc_info=True, extra={"entry": entry.entry_id}
             )
             return False
-        self._entries.delete(entry)
+        try:
+            self._entries.delete(entry)
+        except Exception:
+            # The change is committed and its message sent: the request has
+            # succeeded. The entry is sent again by the sweeper, a repeat that
+            # workers treat as a no-op; failing here would make clients retry
+            # and create duplicates.
+            logger.warning(
+                "outbox entry kept after its send; the sweeper will send it again",
+                exc_info=True,
+                extra={"entry": entry.entry_id},
+            )
         return True
 
     def sweep(self, older_than_ms: int) -> int:

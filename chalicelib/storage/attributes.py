@@ -6,6 +6,7 @@ from typing import cast
 
 from pynamodb.attributes import Attribute, ListAttribute, UnicodeAttribute
 from pynamodb.constants import NUMBER
+from pynamodb.expressions.condition import Condition, Or
 
 
 class IntegerAttribute(Attribute[int]):
@@ -26,3 +27,9 @@ def string_list() -> ListAttribute[str]:
     """A list of strings, empty by default. PynamoDB annotates a list's
     elements as the attribute class given in `of`; they are read back as str."""
     return cast("ListAttribute[str]", ListAttribute(of=UnicodeAttribute, default=list))
+
+
+def at_version(version_attribute: Attribute[int], version: int) -> Condition:
+    """The record is still at `version` (a record stored before versions existed counts as 0)."""
+    same: Condition = version_attribute == version
+    return Or(version_attribute.does_not_exist(), same) if version == 0 else same

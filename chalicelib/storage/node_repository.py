@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.expressions.condition import Condition, Or
 from pynamodb.expressions.update import Action
 
 from chalicelib.fleet.node import Node
 from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.connection import DynamoConnection
@@ -62,7 +62,7 @@ class DynamoNodeRepository:
                     NodeRecord.checked_ms.set(checked_ms),
                     NodeRecord.version.add(1),
                 ],
-                condition=NodeRecord.node_id.exists() & _at_version(node.version),
+                condition=NodeRecord.node_id.exists() & at_version(NodeRecord.version, node.version),
             )
         except UpdateError as error:
             if error.cause_response_code != _CONDITION_FAILED:
@@ -80,12 +80,6 @@ class DynamoNodeRepository:
                 raise
             return False
         return True
-
-
-def _at_version(version: int) -> Condition:
-    if version == 0:
-        return Or(NodeRecord.version.does_not_exist(), NodeRecord.version == 0)
-    return NodeRecord.version == version
 
 
 def _node_of(record: NodeRecord) -> Node:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
 from chalicelib.storage.connection import DynamoConnection
-from chalicelib.storage.layout import TableFinding, TablesOfAnotherLayout, TableState, check_table
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_counter import PinCounter
 from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+
+if TYPE_CHECKING:  # the layout check runs from the CLI and deploys, never in a Lambda's start
+    from chalicelib.storage.layout import TableFinding
 
 MODELS: tuple[type[Model], ...] = (
     PinRecord,
@@ -51,6 +55,8 @@ def bind_models(settings: Settings) -> DynamoConnection:
 
 def check_tables(settings: Settings) -> list[TableFinding]:
     """Each of the stage's tables as found: missing, matching, or of another layout."""
+    from chalicelib.storage.layout import check_table
+
     connection = bind_models(settings).connection
     return [check_table(connection, model) for model in MODELS]
 
@@ -61,6 +67,8 @@ def create_tables(settings: Settings, wait: bool = True) -> list[str]:
     Returns the names of the tables it created. Raises TablesOfAnotherLayout,
     before creating any, when a table exists with another layout.
     """
+    from chalicelib.storage.layout import TablesOfAnotherLayout, TableState
+
     findings = check_tables(settings)
     other_layout = [finding for finding in findings if finding.state is TableState.OTHER_LAYOUT]
     if other_layout:

@@ -112,7 +112,7 @@ class PinWorker:
         pin = self._store.get(message.tenant_id, message.created_ms)
         if pin is None or pin.request_id != message.request_id:
             # Deleted or replaced: nothing may stay pinned for it, or for what it replaced.
-            return self._pin(message, token, time.monotonic())
+            return self._forget(message, token)
         if pin.finished:
             return Done()
         last = pin.info.get("status_details")
@@ -350,7 +350,7 @@ class _Progress:
         self.pin = pin
         self._clock = clock
         self._by_node: dict[str, tuple[int, int]] = {}
-        self._due_ms = clock() + 1000 * min(_FIRST_PROGRESS_S, _PROGRESS_INTERVAL_S)
+        self._due_ms = clock() + 1000 * _FIRST_PROGRESS_S
         self._lock = threading.Lock()
 
     def report(self, node_id: str, blocks: int, size: int) -> None:

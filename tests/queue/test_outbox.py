@@ -8,9 +8,11 @@ import boto3
 import pytest
 
 import app as app_module
+from chalicelib.busy import StorageBusy
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue import messages
 from chalicelib.queue.outbox import Outbox
+from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.wiring import Services
@@ -158,3 +160,26 @@ def test_the_sweep_resends_only_what_is_older_than_the_grace_period_oldest_first
     # Then the two older ones are sent in order and forgotten; the fresh one waits
     assert publisher.sent == [written[0].body, written[1].body]
     assert list(stored.messages.values()) == [written[2]]
+
+
+class UndeletableOutbox(DynamoOutboxRepository):
+    """The outbox table refuses deletes, as DynamoDB does when throttled."""
+
+    def delete(self, message: OutboxMessage) -> None:
+        raise StorageBusy("outbox table throttled")
+
+
+def test_a_throttled_outbox_delete_after_the_send_still_accepts_the_request_once(api, services):
+    # Given an outbox whose entries cannot be deleted once sent
+    services.outbox = services.pins._outbox = Outbox(
+        UndeletableOutbox(), services.outbox._publisher, services.settings.outbox_shards
+    )
+
+    # When a pin is requested
+    created = api.pin(CID)
+
+    # Then it is accepted (a client has no reason to retry and duplicate it), and queued once
+    assert api.request("GET", f"/pins/{created['requestid']}").status == 200
+    assert [body["request_id"] for body in queued_bodies(services)] == [created["requestid"]]
+    # and the entry stays for the sweeper, whose repeat workers ignore
+    assert outbox_size() == 1
