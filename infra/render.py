@@ -24,8 +24,7 @@ from chalicelib.fleet.lifecycle import fleet_group_name
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
-from chalicelib.storage.pin_counter import PinCounter
-from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
 from chalicelib.storage.tenant_record import ApiTokenRecord
 
@@ -87,18 +86,22 @@ FUNCTIONS: Mapping[str, Access] = {
     "APIHandler": Access(
         tables={
             ApiTokenRecord: READ,
-            PinRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
-            PinCounter: ("dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+            PinItem: (
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
         },
-        indexes=(PinRecord,),
         sends_pins=True,
     ),
     "PinWorker": Access(
         tables={
-            PinRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-            PinCounter: ("dynamodb:UpdateItem",),
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
@@ -109,8 +112,7 @@ FUNCTIONS: Mapping[str, Access] = {
     ),
     "PinDeadLetters": Access(
         tables={
-            PinRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-            PinCounter: ("dynamodb:UpdateItem",),
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
             NodePin: ("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
@@ -179,7 +181,7 @@ def camel(name: str) -> str:
 
 
 def table_id(settings: Settings, model: type[Model]) -> str:
-    """Logical id: PinsTable, PinCountersTable, ..."""
+    """Logical id: PinsTable, OutboxTable, ..."""
     return camel(table_name(settings, model)[len(settings.table_prefix) + 1 :]) + "Table"
 
 

@@ -55,11 +55,6 @@ class PinQuery:
     after_ns: int | None = None
     limit: int = DEFAULT_LIMIT
 
-    @property
-    def has_residual_filter(self) -> bool:
-        """Filters no index can answer: they are applied while reading."""
-        return bool(self.meta) or (self.name is not None and self.match in ("partial", "ipartial"))
-
 
 def check_name(name: object) -> str:
     if not isinstance(name, str):

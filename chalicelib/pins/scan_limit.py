@@ -1,17 +1,31 @@
 """How many pins one list request may read to apply a filter no index answers.
 
-`name` with match=partial|ipartial and `meta` are compared pin by pin, so
-without `cid` or an exact `name` (indexed: they read only their matches) a
-request reads every pin of its statuses in its time range, to page and to
-count exactly. Storage knows that number from its counts before reading a
-pin, so a range holding more than the limit is refused at once and the
-client narrows it (`before`/`after`, fewer statuses, an indexed filter).
-Every repository applies this one rule, so none answers what another refuses.
+`name` with match=partial|ipartial is compared pin by pin, so without `cid`,
+an exact `name` or `meta` (indexed: they read only their matches) a request
+reads every pin of its statuses in its time range, to page and to count
+exactly. Storage knows that number from its counts before reading a pin, so
+a range holding more than the limit is refused at once and the client
+narrows it (`before`/`after`, fewer statuses, an indexed filter).
+
+`meta` is indexed by key/value pair, up to MAX_INDEXED_META_PAIRS pairs a
+pin; a pin with more is read by every `meta` query of its time range. A
+`meta` query reads the pins of its rarest pair (and those), or, when each of
+its pairs matches more than the limit, every pin of its statuses in the
+range; it is refused when both are over the limit.
+
+Every repository applies these rules, so none answers what another refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chalicelib.pins.model import PinQuery
+
+# A pin's index entries are written in its transaction, at most 100 items;
+# a replace writes the new pin's and deletes the old one's: 2 x (5 + 32) + 12
+# counter buckets + the outbox message = 87.
+MAX_INDEXED_META_PAIRS = 32
 
 # Chosen from bench.residual_filters (docs/benchmarks-history.md): a
 # Kubo-shaped pin (0.36 RCU) costs the API function ~0.23 ms of client work
@@ -35,17 +49,33 @@ class QueryTooBroad(Exception):
         self.details = details
 
 
+def _by_cid_or_name(query: PinQuery) -> bool:
+    return bool(query.cid_keys) or (query.name is not None and query.match in ("exact", "iexact"))
+
+
 def scans_time_range(query: PinQuery) -> bool:
     """Whether answering reads every pin of the query's statuses in its time
-    range: a residual filter (partial name, meta) with no indexed one (cid,
-    exact name) to read only its matches instead."""
-    indexed = bool(query.cid_keys) or (query.name is not None and query.match in ("exact", "iexact"))
-    return query.has_residual_filter and not indexed
+    range: a partial name match with no indexed filter (cid, exact name,
+    meta) to read only its candidates instead."""
+    partial = query.name is not None and query.match in ("partial", "ipartial")
+    return partial and not query.meta and not _by_cid_or_name(query)
+
+
+def reads_meta_index(query: PinQuery) -> bool:
+    """Whether answering reads the candidates of the `meta` filter's pairs
+    (no CID or exact name, whose entries are read instead)."""
+    return bool(query.meta) and not _by_cid_or_name(query)
+
+
+def indexed_pairs(meta: Mapping[str, str]) -> list[tuple[str, str]] | None:
+    """The meta pairs a pin is found by, or None when it has more than are
+    indexed (every `meta` query of its time range then reads it)."""
+    return None if len(meta) > MAX_INDEXED_META_PAIRS else sorted(meta.items())
 
 
 _NARROW = (
     "narrow the range with `before`/`after` or ask for fewer statuses, or use an indexed filter "
-    "(`cid`, or `name` with match=exact|iexact)"
+    "(`cid`, `name` with match=exact|iexact, or a rarer `meta` pair)"
 )
 
 
@@ -54,8 +84,21 @@ def check_scan(query: PinQuery, pins_in_range: int, max_scanned_pins: int) -> No
     its statuses in its time range) and that is over the limit."""
     if scans_time_range(query) and pins_in_range > max_scanned_pins:
         raise QueryTooBroad(
-            f"a partial `name` match or a `meta` filter reads every pin of the requested statuses in the "
+            f"a partial `name` match reads every pin of the requested statuses in the "
             f"time range: it holds {pins_in_range} pins, at most {max_scanned_pins} are read per request; {_NARROW}"
+        )
+
+
+def check_meta_scan(query: PinQuery, rarest_pair_pins: int | None, pins_in_range: int, max_scanned_pins: int) -> None:
+    """Raises QueryTooBroad when a `meta` query would read more than the limit
+    both ways: the pins of its rarest pair with the pins of too many pairs
+    (None when over the limit), or every pin of its statuses in the range."""
+    over = rarest_pair_pins is None or rarest_pair_pins > max_scanned_pins
+    if reads_meta_index(query) and over and pins_in_range > max_scanned_pins:
+        raise QueryTooBroad(
+            f"a `meta` filter reads the pins of its rarest key/value pair or every pin of the requested statuses "
+            f"in the time range: each pair matches more than {max_scanned_pins} pins and the range holds "
+            f"{pins_in_range} pins, at most {max_scanned_pins} are read per request; {_NARROW}"
         )
 
 

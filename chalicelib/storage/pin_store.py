@@ -2,21 +2,21 @@
 the per-status time-bucket counts exact.
 
 Every change to a pin (create, delete, update) is one DynamoDB transaction
-that also moves its counts and writes its outbox message, so a count can
-never disagree with the pins it counts. Pins go in and come out as domain
-values; PinRecord never leaves this package.
+over the pin's items (chalicelib.storage.pin_keys: the pin, its status copy,
+its index entries), its shard's counter buckets and its outbox message, so an
+index or a count can never disagree with the pins. Pins go in and come out as
+domain values; PinItem never leaves this package.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
+import itertools
 import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition
@@ -28,7 +28,14 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
-from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan, scan_too_slow, scans_time_range
+from chalicelib.pins.scan_limit import (
+    DEFAULT_MAX_SCANNED_PINS,
+    check_meta_scan,
+    check_scan,
+    indexed_pairs,
+    scan_too_slow,
+    scans_time_range,
+)
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
@@ -38,18 +45,36 @@ from chalicelib.storage.outbox_entry import entry_of
 from chalicelib.storage.pin_counter import (
     FANOUT,
     LEVELS,
+    Bucket,
     BucketCounts,
     Cell,
-    PinCounter,
     cells_of,
     count_name,
     prefix_cells,
     read_buckets,
     slot_count,
 )
-from chalicelib.storage.pin_record import PinRecord, plain_map, sort_key
+from chalicelib.storage.pin_item import PinItem, plain_map
+from chalicelib.storage.pin_keys import (
+    BY_CID,
+    BY_FOLDED_NAME,
+    BY_META,
+    BY_NAME,
+    MAX_MS,
+    META_OVERFLOW,
+    PIN,
+    STATUS_CODES,
+    created_of,
+    digest,
+    entry_key,
+    entry_prefix,
+    pair_digest,
+    pin_sort_key,
+    shard_key,
+    status_prefix,
+)
+from chalicelib.storage.shard_plan import ShardPlans
 
-MAX_MS = 10**13 - 1  # the sort keys hold 13 digits of milliseconds
 ALL_STATUSES = frozenset(STATUSES)
 # A transaction that conflicts with another is retried this many times, after
 # uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt) seconds each.
@@ -59,6 +84,9 @@ CONFLICT_BACKOFF_BASE_S = 0.02
 # 29 s and the API function at 30 s. The pin count limit keeps ordinary pins
 # far below it; this catches ranges of unusually large ones (16 KB of meta).
 SCAN_SECONDS = 20.0
+# Index entries are ~60 bytes: a page of them is one or two read units.
+ENTRY_PAGE = 100
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
 
 
 @dataclass
@@ -75,13 +103,14 @@ class _ScanDeadline:
             raise scan_too_slow(self.read, SCAN_SECONDS)
 
 
-def _records_until(deadline: _ScanDeadline, results: ResultIterator[PinRecord]) -> Iterator[PinRecord]:
-    """The records of `results`, looking at the deadline after every page (a
+def _items_until(deadline: _ScanDeadline | None, results: ResultIterator[PinItem]) -> Iterator[PinItem]:
+    """The items of `results`, looking at the deadline after every page (a
     filter may drop every item of a page, so items alone would not do)."""
     for page in results.page_iter:
-        deadline.page_read(page["ScannedCount"])
+        if deadline is not None:
+            deadline.page_read(page["ScannedCount"])
         for item in page.get("Items", []):
-            yield PinRecord.from_raw_data(item)
+            yield PinItem.from_raw_data(item)
 
 
 class _ConditionFailed(Exception):
@@ -90,8 +119,8 @@ class _ConditionFailed(Exception):
         self.position = position
 
 
-# (created_ms, status before, status after); None where the pin does not exist.
-CountChange = tuple[int, str | None, str | None]
+# (shard, created_ms, status before, status after); None where the pin does not exist.
+CountChange = tuple[str, int, str | None, str | None]
 
 
 def fold(name: str) -> str:
@@ -106,47 +135,69 @@ class PinStore:
         sleep: Callable[[float], None] = time.sleep,
         max_scanned_pins: int = DEFAULT_MAX_SCANNED_PINS,
         clock: Callable[[], float] = time.monotonic,
+        plans: ShardPlans | None = None,
     ) -> None:
         self._dynamo = dynamo
         self._conflict_retries = conflict_retries
         self._sleep = sleep
         self._max_scanned_pins = max_scanned_pins
         self._clock = clock
+        self.plans = ShardPlans() if plans is None else plans
+
+    def _shard_of(self, tenant_id: str, created_ms: int) -> str:
+        return shard_key(tenant_id, self.plans.of(tenant_id).shard_of(created_ms))
+
+    def _shards(self, tenant_id: str, hi_ms: int) -> list[str]:
+        """The partition keys of every shard holding pins created up to `hi_ms`."""
+        return [shard_key(tenant_id, shard) for shard in self.plans.of(tenant_id).shards_until(hi_ms)]
 
     def get(self, tenant_id: str, created_ms: int) -> Pin | None:
         with busy_as_storage_busy():
+            shard = self._shard_of(tenant_id, created_ms)
             try:
-                return _pin_of(PinRecord.get(tenant_id, created_ms, consistent_read=True))
-            except PinRecord.DoesNotExist:
+                return _pin_of(tenant_id, PinItem.get(shard, pin_sort_key(created_ms), consistent_read=True))
+            except PinItem.DoesNotExist:
                 return None
 
     # -- writes --------------------------------------------------------------
 
     def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
-        changes: list[CountChange] = [(pin.created_ms, None, pin.status)]
-        if replacing is not None:
-            changes.append((replacing.created_ms, replacing.status, None))
+        with busy_as_storage_busy():
+            shard = self._shard_of(pin.tenant_id, pin.created_ms)
+            old_shard = None if replacing is None else self._shard_of(replacing.tenant_id, replacing.created_ms)
+        changes: list[CountChange] = [(shard, pin.created_ms, None, pin.status)]
+        if replacing is not None and old_shard is not None:
+            changes.append((old_shard, replacing.created_ms, replacing.status, None))
 
         def fill(tx: TransactWrite) -> None:
-            if replacing is not None:
-                tx.delete(_key_of(replacing), condition=_unchanged(replacing))
+            if replacing is not None and old_shard is not None:
+                # First of the deletes, so a failed condition at 0 is the replaced pin's.
+                tx.delete(PinItem(old_shard, pin_sort_key(replacing.created_ms)), condition=_unchanged(replacing))
+                for item in _index_items(old_shard, replacing):
+                    tx.delete(item)
             # Create-if-absent is atomic by construction: no version to check.
-            tx.save(_record_of(pin), condition=PinRecord.created_ms.does_not_exist())
-            self._move_counts(tx, pin.tenant_id, changes)
+            tx.save(_pin_item(shard, pin), condition=PinItem.sk.does_not_exist())
+            for item in _index_items(shard, pin):
+                tx.save(item)
+            _move_counts(tx, changes)
             tx.save(entry_of(announce))
 
         try:
             self._transact(fill)
         except _ConditionFailed as failed:
-            # A transaction's items are in PynamoDB's order: deletes before puts.
             if replacing is not None and failed.position == 0:
                 raise StaleRecord() from failed
             raise CreatedTaken() from failed
 
     def delete(self, pin: Pin, announce: OutboxMessage) -> None:
+        with busy_as_storage_busy():
+            shard = self._shard_of(pin.tenant_id, pin.created_ms)
+
         def fill(tx: TransactWrite) -> None:
-            tx.delete(_key_of(pin), condition=_unchanged(pin))
-            self._move_counts(tx, pin.tenant_id, [(pin.created_ms, pin.status, None)])
+            tx.delete(PinItem(shard, pin_sort_key(pin.created_ms)), condition=_unchanged(pin))
+            for item in _index_items(shard, pin):
+                tx.delete(item)
+            _move_counts(tx, [(shard, pin.created_ms, pin.status, None)])
             tx.save(entry_of(announce))
 
         try:
@@ -163,38 +214,33 @@ class PinStore:
         node_ids: Sequence[str] | None = None,
     ) -> Pin:
         updated = pin.updated(status, info, node_ids)
-        actions: list[Action] = [PinRecord.version.set(updated.version)]
+        with busy_as_storage_busy():
+            shard = self._shard_of(pin.tenant_id, pin.created_ms)
+        actions: list[Action] = [PinItem.version.set(updated.version)]
         if status is not None:
-            actions += [PinRecord.status.set(status), PinRecord.status_sort.set(sort_key(status, pin.created_ms))]
+            actions.append(PinItem.status.set(status))
         if info is not None:
-            actions.append(PinRecord.info.set(dict(info)))
+            actions.append(PinItem.info.set(dict(info)))
         if node_ids is not None:
-            actions.append(PinRecord.node_ids.set(list(node_ids)))
+            actions.append(PinItem.node_ids.set(list(node_ids)))
+        moved = updated.status != pin.status
 
         def fill(tx: TransactWrite) -> None:
-            tx.update(_key_of(pin), actions=actions, condition=_unchanged(pin))
-            self._move_counts(tx, pin.tenant_id, [(pin.created_ms, pin.status, updated.status)])
+            if moved:
+                tx.delete(_status_copy(shard, pin))
+            tx.update(PinItem(shard, pin_sort_key(pin.created_ms)), actions=actions, condition=_unchanged(pin))
+            # The copy listed by status is the pin as now stored; entries hold its status.
+            tx.save(_status_copy(shard, updated))
+            if moved:
+                for item in _status_entries(shard, updated):
+                    tx.save(item)
+                _move_counts(tx, [(shard, pin.created_ms, pin.status, updated.status)])
 
         try:
             self._transact(fill)
         except _ConditionFailed as failed:
             raise StaleRecord() from failed
         return updated
-
-    def _move_counts(self, tx: TransactWrite, tenant_id: str, changes: Iterable[CountChange]) -> None:
-        # One transaction may touch an item once: merge the deltas per bucket.
-        deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for created_ms, before, after in changes:
-            for bucket, slot in cells_of(tenant_id, created_ms):
-                if before:
-                    deltas[bucket][count_name(before, slot)] -= 1
-                if after:
-                    deltas[bucket][count_name(after, slot)] += 1
-        for bucket, by_name in deltas.items():
-            actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
-            if actions:
-                # ADD is atomic by construction: counters need no version.
-                tx.update(PinCounter(bucket), actions=actions)
 
     def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
         """Runs one transaction; retries it (a bounded number of times, with
@@ -209,7 +255,7 @@ class PinStore:
                     codes = cancellation_codes(error)
                     if "ConditionalCheckFailed" in codes:
                         raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
-                    # Concurrent writers of the same tenant share counter items.
+                    # Concurrent writers of the same shard share counter items.
                     if "TransactionConflict" not in codes or attempt == self._conflict_retries:
                         raise
                     self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
@@ -217,146 +263,164 @@ class PinStore:
     # -- reads ---------------------------------------------------------------
 
     def find(self, tenant_id: str, query: PinQuery) -> tuple[list[Pin], int]:
-        with busy_as_storage_busy():
-            page, count = self._find(tenant_id, query)
-        return [_pin_of(record) for record in page], count
-
-    def _find(self, tenant_id: str, query: PinQuery) -> tuple[list[PinRecord], int]:
         lo, hi = _ms_range(query)
         if lo > hi:
             return [], 0
-        results: Iterable[Iterable[PinRecord]]
+        with busy_as_storage_busy():
+            return self._find(tenant_id, query, lo, hi)
+
+    def _find(self, tenant_id: str, query: PinQuery, lo: int, hi: int) -> tuple[list[Pin], int]:
+        shards = self._shards(tenant_id, hi)
         if query.cid_keys:
-            results = (
-                PinRecord.by_cid.query(
-                    tenant_id,
-                    PinRecord.cid_sort.between(sort_key(cid, lo), sort_key(cid, hi)),
-                    filter_condition=_filters(query),
-                    consistent_read=True,
-                    scan_index_forward=False,
-                )
-                for cid in query.cid_keys
-            )
-        elif query.name is not None and query.match in ("exact", "iexact"):
-            index, attribute, prefix = (
-                (PinRecord.by_name, PinRecord.name_sort, name_digest(query.name))
-                if query.match == "exact"
-                else (PinRecord.by_folded_name, PinRecord.folded_name_sort, name_digest(fold(query.name)))
-            )
-            results = [
-                index.query(
-                    tenant_id,
-                    attribute.between(sort_key(prefix, lo), sort_key(prefix, hi)),
-                    filter_condition=_filters(query),
-                    consistent_read=True,
-                    scan_index_forward=False,
-                )
-            ]
-        elif scans_time_range(query):
+            prefixes = [entry_prefix(BY_CID, cid) for cid in query.cid_keys]
+            residual = query.name is not None or bool(query.meta)
+            return self._from_entries(tenant_id, shards, prefixes, query, lo, hi, residual)
+        if query.name is not None and query.match in ("exact", "iexact"):
+            kind, name = (BY_NAME, query.name) if query.match == "exact" else (BY_FOLDED_NAME, fold(query.name))
+            prefixes = [entry_prefix(kind, digest(name))]
+            return self._from_entries(tenant_id, shards, prefixes, query, lo, hi, bool(query.meta))
+        if query.meta:
+            candidates = self._meta_candidates(shards, query.meta, lo, hi)
+            if candidates is not None:
+                return self._matching(tenant_id, shards, candidates, query)
+            # Every pair matches too many pins: reading the time range may still do.
+            check_meta_scan(query, None, self.count(tenant_id, query.statuses, lo, hi), self._max_scanned_pins)
+            return self._page_and_count(tenant_id, self._scan(shards, query.statuses, lo, hi), query)
+        if scans_time_range(query):
             # Refused before a pin is read when the range holds too many.
             check_scan(query, self.count(tenant_id, query.statuses, lo, hi), self._max_scanned_pins)
-            return self._count_and_page(self._scan(tenant_id, query, lo, hi), query)
-        else:
-            page = self._page_by_status(tenant_id, query.statuses, lo, hi, query.limit)
-            return page, self.count(tenant_id, query.statuses, lo, hi)
-        return self._count_and_page(results, query)
+            return self._page_and_count(tenant_id, self._scan(shards, query.statuses, lo, hi), query)
+        # One shard reads the page in one request; the pins of several are
+        # spread evenly over them, so each gives its share and one to spare.
+        page_size = query.limit if len(shards) == 1 else -(-query.limit // len(shards)) + 1
+        pins = self._pins_newest_first(shards, query.statuses, lo, hi, page_size, deadline=None)
+        page = [_pin_of(tenant_id, item) for item in itertools.islice(pins, query.limit)]
+        return page, self.count(tenant_id, query.statuses, lo, hi)
 
-    def _scan(self, tenant_id: str, query: PinQuery, lo: int, hi: int) -> list[Iterator[PinRecord]]:
-        """Every pin of the query's statuses in [lo, hi], newest first per
-        stream (the status index when not every status is wanted, so only
-        those are read), stopped with QueryTooBroad at the deadline."""
-        if query.statuses == ALL_STATUSES:
-            streams = [
-                PinRecord.query(
-                    tenant_id,
-                    PinRecord.created_ms.between(lo, hi),
-                    filter_condition=_filters(query),
-                    consistent_read=True,
-                    scan_index_forward=False,
-                )
-            ]
+    def _pins_newest_first(
+        self,
+        shards: Sequence[str],
+        statuses: frozenset[str],
+        lo: int,
+        hi: int,
+        page_size: int,
+        deadline: _ScanDeadline | None,
+    ) -> Iterator[PinItem]:
+        """The pins of `statuses` created in [lo, hi] ms, newest first: the
+        pins themselves when every status is wanted, else their status copies."""
+        if statuses == ALL_STATUSES:
+            prefixes = [entry_prefix(PIN)]
         else:
-            streams = [
-                PinRecord.by_status.query(
-                    tenant_id,
-                    PinRecord.status_sort.between(sort_key(status, lo), sort_key(status, hi)),
-                    filter_condition=_filters(query),
-                    consistent_read=True,
-                    scan_index_forward=False,
-                )
-                for status in sorted(query.statuses)
-            ]
+            prefixes = [status_prefix(status) for status in sorted(statuses)]
+        return _newest_first(
+            _query(shard, prefix, lo, hi, page_size, deadline) for shard in shards for prefix in prefixes
+        )
+
+    def _scan(self, shards: Sequence[str], statuses: frozenset[str], lo: int, hi: int) -> Iterator[PinItem]:
+        """Every pin of `statuses` in [lo, hi], stopped with QueryTooBroad at the deadline."""
         deadline = _ScanDeadline(self._clock, self._clock() + SCAN_SECONDS)
-        return [_records_until(deadline, stream) for stream in streams]
+        return self._pins_newest_first(shards, statuses, lo, hi, ENTRY_PAGE, deadline)
 
     @staticmethod
-    def _count_and_page(results: Iterable[Iterable[PinRecord]], query: PinQuery) -> tuple[list[PinRecord], int]:
-        """Counts every match but keeps only the page: memory stays that of
-        one page however many pins a filter has to read."""
-        merged = heapq.merge(*results, key=lambda record: record.created_ms, reverse=True)
-        page: list[PinRecord] = []
-        count = 0
-        for record in merged:
-            if query.meta and not _meta_matches(record, query.meta):
-                continue
-            count += 1
-            if len(page) < query.limit:
-                page.append(record)
-        return page, count
+    def _page_and_count(tenant_id: str, items: Iterable[PinItem], query: PinQuery) -> tuple[list[Pin], int]:
+        return _page_and_count((_pin_of(tenant_id, item) for item in items), query)
 
-    def _page_by_status(
-        self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int, limit: int
-    ) -> list[PinRecord]:
-        if statuses == ALL_STATUSES:
-            # Every status: the table itself is in `created` order.
-            return list(
-                PinRecord.query(
-                    tenant_id,
-                    PinRecord.created_ms.between(lo, hi),
-                    consistent_read=True,
-                    scan_index_forward=False,
-                    limit=limit,
-                    page_size=limit,
-                )
-            )
-        per_status = [
-            PinRecord.by_status.query(
-                tenant_id,
-                PinRecord.status_sort.between(sort_key(status, lo), sort_key(status, hi)),
-                consistent_read=True,
-                scan_index_forward=False,
-                limit=limit,
-                page_size=limit,
-            )
-            for status in sorted(statuses)
+    def _from_entries(
+        self,
+        tenant_id: str,
+        shards: Sequence[str],
+        prefixes: Sequence[str],
+        query: PinQuery,
+        lo: int,
+        hi: int,
+        residual: bool,
+    ) -> tuple[list[Pin], int]:
+        """A query answered by index entries: they say each match's status,
+        so without another filter they count the matches and only the page's
+        pins are read; with one, every entry's pin is read and compared."""
+        codes = {STATUS_CODES[status] for status in query.statuses}
+        entries = _newest_first(
+            _query(shard, prefix, lo, hi, ENTRY_PAGE, None) for shard in shards for prefix in prefixes
+        )
+        created = [created_of(entry.sk) for entry in entries if entry.st in codes]
+        if residual:
+            return self._matching(tenant_id, shards, created, query)
+        page = [pin for pin in self._read_pins(tenant_id, created[: query.limit]) if pin is not None]
+        return page, len(created)
+
+    def _matching(
+        self, tenant_id: str, shards: Sequence[str], created: Sequence[int], query: PinQuery
+    ) -> tuple[list[Pin], int]:
+        """Reads the pins created at these milliseconds (newest first) and
+        keeps those the whole query selects."""
+        return _page_and_count((pin for pin in self._read_pins(tenant_id, created) if pin is not None), query)
+
+    def _read_pins(self, tenant_id: str, created: Sequence[int]) -> Iterator[Pin | None]:
+        """The pins created at these milliseconds, in that order (None where
+        gone), 100 keys per strongly consistent BatchGetItem."""
+        for start in range(0, len(created), BATCH_GET_KEYS):
+            chunk = created[start : start + BATCH_GET_KEYS]
+            keys = [(self._shard_of(tenant_id, ms), pin_sort_key(ms)) for ms in chunk]
+            found = {
+                created_of(item.sk): _pin_of(tenant_id, item) for item in PinItem.batch_get(keys, consistent_read=True)
+            }
+            yield from (found.get(ms) for ms in chunk)
+
+    def _meta_candidates(self, shards: Sequence[str], meta: Mapping[str, str], lo: int, hi: int) -> list[int] | None:
+        """The pins a meta filter may select, newest first: those holding its
+        rarest pair, found by reading every pair's entries in lockstep until
+        one ends, and the pins with more pairs than are indexed. None when
+        each pair matches more pins than one request may read."""
+        pairs = [entry_prefix(BY_META, pair_digest(key, value)) for key, value in sorted(meta.items())]
+        streams = [
+            _newest_first(_query(shard, prefix, lo, hi, ENTRY_PAGE, None) for shard in shards) for prefix in pairs
         ]
-        merged = heapq.merge(*per_status, key=lambda record: record.created_ms, reverse=True)
-        return [record for _, record in zip(range(limit), merged, strict=False)]
+        read: list[list[int]] = [[] for _ in streams]
+        rarest: list[int] | None = None
+        while rarest is None and len(read[0]) <= self._max_scanned_pins:
+            for stream, taken in zip(streams, read, strict=True):
+                entry = next(stream, None)
+                if entry is None:
+                    rarest = taken
+                    break
+                taken.append(created_of(entry.sk))
+        if rarest is None:
+            return None
+        overflow = entry_prefix(BY_META, META_OVERFLOW)
+        for entry in _newest_first(_query(shard, overflow, lo, hi, ENTRY_PAGE, None) for shard in shards):
+            rarest.append(created_of(entry.sk))
+            if len(rarest) > self._max_scanned_pins:
+                return None
+        return sorted(set(rarest), reverse=True)
 
     def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
-        """Pins of `statuses` created in [lo, hi] ms, from the counter tree:
-        the difference of two prefix counts, whose buckets (at most 12) are
-        read in one BatchGetItem."""
+        """Pins of `statuses` created in [lo, hi] ms, from each shard's counter
+        tree: the difference of two prefix counts, whose buckets (at most 12 a
+        shard) are read in one BatchGetItem per 100."""
         if lo > hi:
             return 0
-        upper, lower = prefix_cells(tenant_id, hi + 1), prefix_cells(tenant_id, lo)
         with busy_as_storage_busy():
-            buckets = read_buckets(self._dynamo.connection, {bucket for bucket, _ in upper + lower}, self._sleep)
-            return self._prefix(tenant_id, hi + 1, upper, statuses, buckets) - self._prefix(
-                tenant_id, lo, lower, statuses, buckets
-            )
+            total = 0
+            shards = self._shards(tenant_id, hi)
+            cells = {shard: (prefix_cells(shard, hi + 1), prefix_cells(shard, lo)) for shard in shards}
+            wanted = {bucket for upper, lower in cells.values() for bucket, _ in upper + lower}
+            buckets = read_buckets(self._dynamo.connection, wanted, self._sleep)
+            for shard, (upper, lower) in cells.items():
+                total += self._prefix(shard, hi + 1, upper, statuses, buckets)
+                total -= self._prefix(shard, lo, lower, statuses, buckets)
+            return total
 
     def _prefix(
         self,
-        tenant_id: str,
+        shard: str,
         before_ms: int,
         cells: list[Cell],
         statuses: frozenset[str],
-        buckets: Mapping[str, BucketCounts],
+        buckets: Mapping[Bucket, BucketCounts],
     ) -> int:
-        """Pins of `statuses` created before `before_ms`: on each level the
-        slots below the one holding `before_ms`, then that level-1 slot's
-        pins on the shorter side of `before_ms`, read directly."""
+        """Pins of `statuses` in the shard created before `before_ms`: on each
+        level the slots below the one holding `before_ms`, then that level-1
+        slot's pins on the shorter side of `before_ms`, read directly."""
         below = sum(slot_count(buckets[bucket], range(slot), statuses) for bucket, slot in cells)
         window_start = before_ms - before_ms % FANOUT
         if len(cells) < LEVELS or before_ms == window_start:
@@ -366,74 +430,123 @@ class PinStore:
         if window == 0:
             return below
         if before_ms - window_start <= FANOUT // 2:
-            return below + self._count_pins(tenant_id, window_start, before_ms, statuses)
-        return below + window - self._count_pins(tenant_id, before_ms, window_start + FANOUT, statuses)
-
-    @staticmethod
-    def _count_pins(tenant_id: str, start_ms: int, end_ms: int, statuses: frozenset[str]) -> int:
-        """Pins of `statuses` created in [start_ms, end_ms)."""
-        return PinRecord.count(
-            tenant_id,
-            PinRecord.created_ms.between(start_ms, end_ms - 1),
-            filter_condition=None if statuses == ALL_STATUSES else PinRecord.status.is_in(*statuses),
-            consistent_read=True,
-        )
+            return below + _count_pins(shard, window_start, before_ms, statuses)
+        return below + window - _count_pins(shard, before_ms, window_start + FANOUT, statuses)
 
 
-def _record_of(pin: Pin) -> PinRecord:
-    """The pin's item, with every index key derived from its fields."""
-    name, created_ms = pin.name, pin.created_ms
-    return PinRecord(
-        pin.tenant_id,
-        created_ms,
+def _query(
+    shard: str, prefix: str, lo: int, hi: int, page_size: int, deadline: _ScanDeadline | None
+) -> Iterator[PinItem]:
+    """The shard's items under `prefix` created in [lo, hi] ms, newest first,
+    strongly consistent, read a page at a time as they are consumed."""
+    results = PinItem.query(
+        shard,
+        PinItem.sk.between(entry_key(prefix, lo), entry_key(prefix, hi)),
+        consistent_read=True,
+        scan_index_forward=False,
+        page_size=page_size,
+    )
+    return _items_until(deadline, results)
+
+
+def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
+    """Streams that are each newest first, merged. No pin is in two: it has
+    one shard, one status and one CID."""
+    return heapq.merge(*streams, key=lambda item: created_of(item.sk), reverse=True)
+
+
+def _count_pins(shard: str, start_ms: int, end_ms: int, statuses: frozenset[str]) -> int:
+    """Pins of `statuses` in the shard created in [start_ms, end_ms)."""
+    return PinItem.count(
+        shard,
+        PinItem.sk.between(pin_sort_key(start_ms), pin_sort_key(end_ms - 1)),
+        filter_condition=None if statuses == ALL_STATUSES else PinItem.status.is_in(*statuses),
+        consistent_read=True,
+    )
+
+
+def _move_counts(tx: TransactWrite, changes: Iterable[CountChange]) -> None:
+    # One transaction may touch an item once: merge the deltas per bucket.
+    deltas: dict[Bucket, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for shard, created_ms, before, after in changes:
+        for bucket, slot in cells_of(shard, created_ms):
+            if before:
+                deltas[bucket][count_name(before, slot)] -= 1
+            if after:
+                deltas[bucket][count_name(after, slot)] += 1
+    for (pk, sk), by_name in deltas.items():
+        actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
+        if actions:
+            # ADD is atomic by construction: counters need no version.
+            tx.update(PinItem(pk, sk), actions=actions)
+
+
+def _pin_item(shard: str, pin: Pin, sort_key: str | None = None) -> PinItem:
+    """The pin's item (or, with another sort key, its status copy)."""
+    return PinItem(
+        shard,
+        sort_key or pin_sort_key(pin.created_ms),
         request_id=pin.request_id,
         status=pin.status,
         cid=pin.cid,
         cid_key=pin.cid_key,
-        name=name,
-        folded_name=None if name is None else fold(name),
-        origins=list(pin.origins),
-        meta=dict(pin.meta),
-        info=dict(pin.info),
-        delegates=list(pin.delegates),
-        node_ids=list(pin.node_ids),
+        name=pin.name,
+        origins=list(pin.origins) or None,
+        meta=dict(pin.meta) or None,
+        info=dict(pin.info) or None,
+        delegates=list(pin.delegates) or None,
+        node_ids=list(pin.node_ids) or None,
         version=pin.version,
-        status_sort=sort_key(pin.status, created_ms),
-        cid_sort=sort_key(pin.cid_key, created_ms),
-        name_sort=None if name is None else sort_key(name_digest(name), created_ms),
-        folded_name_sort=None if name is None else sort_key(name_digest(fold(name)), created_ms),
     )
 
 
-def _pin_of(record: PinRecord) -> Pin:
+def _status_copy(shard: str, pin: Pin) -> PinItem:
+    return _pin_item(shard, pin, entry_key(status_prefix(pin.status), pin.created_ms))
+
+
+def _status_entries(shard: str, pin: Pin) -> list[PinItem]:
+    """The entries that hold the pin's status: its CID and names."""
+    prefixes = [entry_prefix(BY_CID, pin.cid_key)]
+    if pin.name is not None:
+        prefixes += [entry_prefix(BY_NAME, digest(pin.name)), entry_prefix(BY_FOLDED_NAME, digest(fold(pin.name)))]
+    code = STATUS_CODES[pin.status]
+    return [PinItem(shard, entry_key(prefix, pin.created_ms), st=code) for prefix in prefixes]
+
+
+def _index_items(shard: str, pin: Pin) -> list[PinItem]:
+    """Every item of the pin but the pin itself: its status copy, its status
+    entries, and an entry per indexed meta pair (or the overflow entry)."""
+    pairs = indexed_pairs(pin.meta)
+    meta_prefixes = (
+        [entry_prefix(BY_META, META_OVERFLOW)]
+        if pairs is None
+        else [entry_prefix(BY_META, pair_digest(key, value)) for key, value in pairs]
+    )
+    meta_entries = [PinItem(shard, entry_key(prefix, pin.created_ms)) for prefix in meta_prefixes]
+    return [_status_copy(shard, pin), *_status_entries(shard, pin), *meta_entries]
+
+
+def _pin_of(tenant_id: str, item: PinItem) -> Pin:
     return Pin(
-        tenant_id=record.tenant_id,
-        created_ms=record.created_ms,
-        request_id=record.request_id,
-        status=record.status,
-        cid=record.cid,
-        cid_key=record.cid_key,
-        name=record.name,
-        origins=record.origins,
-        meta=plain_map(record.meta),
-        info=plain_map(record.info),
-        delegates=record.delegates,
-        node_ids=record.node_ids,
-        version=record.version or 0,
+        tenant_id=tenant_id,
+        created_ms=created_of(item.sk),
+        request_id=item.request_id or "",
+        status=item.status or "",
+        cid=item.cid or "",
+        cid_key=item.cid_key or "",
+        name=item.name,
+        origins=item.origins or (),
+        meta=plain_map(item.meta),
+        info=plain_map(item.info),
+        delegates=item.delegates or (),
+        node_ids=item.node_ids or (),
+        version=item.version or 0,
     )
-
-
-def _key_of(pin: Pin) -> PinRecord:
-    return PinRecord(pin.tenant_id, pin.created_ms)
-
-
-def name_digest(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 def _unchanged(pin: Pin) -> Condition:
     """The pin is still the request and the version that was read."""
-    return And(PinRecord.request_id == pin.request_id, at_version(PinRecord.version, pin.version))
+    return And(PinItem.request_id == pin.request_id, at_version(PinItem.version, pin.version))
 
 
 def _ms_range(query: PinQuery) -> tuple[int, int]:
@@ -443,28 +556,39 @@ def _ms_range(query: PinQuery) -> tuple[int, int]:
     return max(lo, 0), min(hi, MAX_MS)
 
 
-def _meta_matches(record: PinRecord, wanted: Mapping[str, str]) -> bool:
-    # Compared here, not in a FilterExpression: PynamoDB cannot name map
-    # keys holding "[" or "]", and the filter would not read fewer items.
-    meta = plain_map(record.meta)
-    return all(meta.get(key) == value for key, value in wanted.items())
+def _name_matches(name: str | None, wanted: str | None, match: str) -> bool:
+    if wanted is None:
+        return True
+    if name is None:
+        return False
+    if match == "exact":
+        return name == wanted
+    if match == "iexact":
+        return fold(name) == fold(wanted)
+    if match == "partial":
+        return wanted in name
+    return fold(wanted) in fold(name)
 
 
-def _filters(query: PinQuery) -> Condition | None:
-    """Everything but `meta`, which `_meta_matches` checks."""
-    conditions: list[Condition] = []
-    if query.statuses != ALL_STATUSES:
-        conditions.append(PinRecord.status.is_in(*query.statuses))
-    if query.name is not None:
-        name, folded = query.name, fold(query.name)
-        if query.match == "exact":
-            conditions.append(PinRecord.name == name)
-        elif query.match == "iexact":
-            conditions.append(PinRecord.folded_name == folded)
-        elif not name:
-            conditions.append(PinRecord.name.exists())
-        elif query.match == "partial":
-            conditions.append(PinRecord.name.contains(name))
-        else:
-            conditions.append(PinRecord.folded_name.contains(folded))
-    return reduce(And, conditions) if conditions else None
+def _page_and_count(pins: Iterable[Pin], query: PinQuery) -> tuple[list[Pin], int]:
+    """Counts every match but keeps only the page: memory stays that of one
+    page however many pins a filter has to read."""
+    page: list[Pin] = []
+    count = 0
+    for pin in pins:
+        if not _matches(pin, query):
+            continue
+        count += 1
+        if len(page) < query.limit:
+            page.append(pin)
+    return page, count
+
+
+def _matches(pin: Pin, query: PinQuery) -> bool:
+    """Whether the query selects a pin read from its time range."""
+    return (
+        pin.status in query.statuses
+        and (not query.cid_keys or pin.cid_key in query.cid_keys)
+        and _name_matches(pin.name, query.name, query.match)
+        and all(pin.meta.get(key) == value for key, value in query.meta.items())
+    )

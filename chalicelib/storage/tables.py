@@ -11,16 +11,14 @@ from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
-from chalicelib.storage.pin_counter import PinCounter
-from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 
 if TYPE_CHECKING:  # the layout check runs from the CLI and deploys, never in a Lambda's start
     from chalicelib.storage.layout import TableFinding
 
 MODELS: tuple[type[Model], ...] = (
-    PinRecord,
-    PinCounter,
+    PinItem,
     OutboxEntry,
     TenantRecord,
     ApiTokenRecord,
@@ -29,8 +27,7 @@ MODELS: tuple[type[Model], ...] = (
 )
 
 _BASE_NAMES = {
-    PinRecord: "pins",
-    PinCounter: "pin-counters",
+    PinItem: "pins",
     OutboxEntry: "outbox",
     TenantRecord: "tenants",
     ApiTokenRecord: "api-tokens",

@@ -1,7 +1,8 @@
-"""A partial name match or a meta filter reads every pin of its statuses in
-its time range: a range holding more than MAX_SCANNED_PINS is refused before
-a pin is read, a narrower one is answered with the exact count, and indexed
-filters are never refused."""
+"""A partial name match reads every pin of its statuses in its time range: a
+range holding more than MAX_SCANNED_PINS is refused before a pin is read, a
+narrower one is answered with the exact count, and indexed filters are never
+refused. A meta filter reads the pins of its rarest key/value pair, and is
+refused only when that and the whole range are both over the limit."""
 
 from __future__ import annotations
 
@@ -70,14 +71,11 @@ def photos(api, pin_clock) -> list[dict[str, Any]]:
     return made
 
 
-RESIDUAL = [
-    {"name": "photo", "match": "partial"},
-    {"name": "PHOTO", "match": "ipartial"},
-    {"meta": json.dumps({"app": "web"})},
-]
+PARTIAL = [{"name": "photo", "match": "partial"}, {"name": "PHOTO", "match": "ipartial"}]
+RESIDUAL = [*PARTIAL, {"meta": json.dumps({"app": "web"})}]
 
 
-@pytest.mark.parametrize("residual", RESIDUAL, ids=["partial", "ipartial", "meta"])
+@pytest.mark.parametrize("residual", PARTIAL, ids=["partial", "ipartial"])
 def test_a_range_holding_more_pins_than_the_limit_is_refused_without_reading_them(api, photos, pin_reads, residual):
     # given more pins in the whole time range than one request may read
     # when a residual filter asks for the whole range
@@ -132,3 +130,28 @@ def test_indexed_filters_are_never_refused(api, photos, pin_clock):
     # then each is answered with its exact count, however many pins that reads
     assert [by_name["count"], by_folded_name["count"], by_cid["count"], by_cid_and_meta["count"]] == [LIMIT + 1] * 4
     assert every_status["count"] == PINS + LIMIT + 1
+
+
+def test_a_meta_filter_reads_the_pins_of_its_rarest_pair_and_is_refused_only_when_every_way_reads_too_many(
+    api, photos, pin_clock, set_status
+):
+    # given, besides the 4 photos with app=web, LIMIT + 1 pins with app=web and env=prod, 2 of them also tag=rare
+    web = []
+    for i in range(LIMIT + 1):
+        pin_clock.advance(1000)
+        meta = {"app": "web", "env": "prod", **({"tag": "rare"} if i < 2 else {})}
+        web.append(api.pin(cid_v1(f"web-{i}"), name=f"web-{i}", meta=meta))
+    # when a filter's rarest pair holds at most LIMIT pins, though the range and its other pairs hold more
+    rare = api.list(meta=json.dumps({"app": "web", "env": "prod", "tag": "rare"}))
+    # then it is answered with its exact count
+    assert (rare["count"], [pin["pin"]["name"] for pin in rare["results"]]) == (2, ["web-1", "web-0"])
+    # when every pair of the filter matches more than LIMIT pins and so does the range
+    reply = api.request("GET", "/pins", params={"meta": json.dumps({"app": "web", "env": "prod"})})
+    # then it is refused, saying both
+    assert (reply.status, reply.reason) == (422, "QUERY_TOO_BROAD")
+    details = reply.json["error"]["details"]
+    assert f"each pair matches more than {LIMIT} pins" in details and f"holds {PINS + LIMIT + 1} pins" in details
+    # and when the statuses asked for hold at most LIMIT pins, those are read instead
+    set_status(web[0]["requestid"], "pinned")
+    pinned = api.list(meta=json.dumps({"app": "web", "env": "prod"}), status="pinned")
+    assert (pinned["count"], pinned["results"][0]["requestid"]) == (1, web[0]["requestid"])

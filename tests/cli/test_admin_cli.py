@@ -364,7 +364,7 @@ def test_given_a_table_of_another_layout_when_checked_then_named_with_what_to_do
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["other", "layout", "old-pins"]
-    assert lines[1].strip() == "sort key created_ms expected, found sk"
+    assert lines[1].strip() == "partition key pk expected, found tenant_id"
     assert "missing       old-tenants" in lines
     # and one line on stderr: tables on AWS are the service stack's, and nothing migrates them
     assert result.stderr.count("\n") == 1
@@ -379,7 +379,7 @@ def test_given_a_table_of_another_layout_when_creating_tables_then_refused_and_n
         cli, ["--table-prefix", "old", "--region", "us-east-1", "tables", "create", "--allow-aws"]
     )
 
-    assert_one_line_error(result, "refused, no table created", "old-pins: sort key created_ms expected, found sk")
+    assert_one_line_error(result, "refused, no table created", "old-pins: partition key pk expected, found tenant_id")
     assert existing_tables(replace(Settings(), table_prefix="old"), MODELS) == {"old-pins"}
 
 
@@ -390,4 +390,4 @@ def test_given_a_local_stack_started_by_older_code_when_creating_tables_then_tol
 
         result = CliRunner().invoke(cli, ["--endpoint-url", endpoint_url, "--table-prefix", "old", "tables", "create"])
 
-    assert_one_line_error(result, "old-pins: sort key created_ms expected", "in memory", "start it again")
+    assert_one_line_error(result, "old-pins: partition key pk expected", "in memory", "start it again")

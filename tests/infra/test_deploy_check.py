@@ -82,7 +82,7 @@ def test_given_a_stage_table_of_another_layout_when_make_deploy_then_it_refuses_
         )
 
     assert result.returncode != 0
-    assert "pinning-prod-pins: sort key created_ms expected, found sk" in result.stderr
+    assert "pinning-prod-pins: partition key pk expected, found tenant_id" in result.stderr
     assert calls == []
 
 
@@ -149,7 +149,7 @@ def test_given_a_prod_table_of_another_layout_when_checking_the_deploy_then_refu
 
     assert status == 1
     assert "refused, nothing deployed: tables of stage prod in us-east-1 have another layout" in stderr
-    assert "  pinning-prod-pins: sort key created_ms expected, found sk" in stderr
+    assert "  pinning-prod-pins: partition key pk expected, found tenant_id" in stderr
     assert "make destroy-fleet destroy-service STAGE=prod" in stderr
     assert DESTROY_DOCS in stderr
 

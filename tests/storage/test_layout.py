@@ -10,7 +10,7 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.storage.layout import TablesOfAnotherLayout, TableState
 from chalicelib.storage.node_pin import NodePin
-from chalicelib.storage.pin_record import PinRecord
+from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, check_tables, create_tables, table_name
 from chalicelib.storage.tenant_record import TenantRecord
 from tests.support.table_layouts import create, deployed_spec, existing_tables, old_pins_spec
@@ -46,41 +46,39 @@ def test_given_the_tables_infra_deploys_then_each_matches(stage: Settings) -> No
     ]
 
 
-def test_given_pins_with_another_key_schema_then_every_difference_is_named(stage: Settings) -> None:
+def test_given_the_pins_table_of_the_layout_before_shards_then_every_difference_is_named(stage: Settings) -> None:
     create(old_pins_spec(stage))
 
-    state, differences = finding_of(stage, PinRecord)
+    state, differences = finding_of(stage, PinItem)
 
     assert state is TableState.OTHER_LAYOUT
     assert differences == (
-        "sort key created_ms expected, found sk",
-        "local index cid-created missing",
-        "local index folded-name-created missing",
-        "local index name-created missing",
-        "local index status-created missing",
+        "partition key pk expected, found tenant_id",
+        "sort key sk expected, found created_ms",
+        "local index cid-created not expected",
+        "local index folded-name-created not expected",
+        "local index name-created not expected",
+        "local index status-created not expected",
     )
 
 
 def test_given_a_key_attribute_of_another_type_then_it_is_named(stage: Settings) -> None:
-    spec = deployed_spec(stage, PinRecord)
+    spec = deployed_spec(stage, PinItem)
     spec["AttributeDefinitions"] = [
-        {**a, "AttributeType": "S"} if a["AttributeName"] == "created_ms" else a for a in spec["AttributeDefinitions"]
+        {**a, "AttributeType": "N"} if a["AttributeName"] == "sk" else a for a in spec["AttributeDefinitions"]
     ]
     create(spec)
 
-    assert finding_of(stage, PinRecord) == (
-        TableState.OTHER_LAYOUT,
-        ("attribute created_ms: number expected, found string",),
-    )
+    assert finding_of(stage, PinItem) == (TableState.OTHER_LAYOUT, ("attribute sk: string expected, found number",))
 
 
 def test_given_an_index_missing_then_it_is_named(stage: Settings) -> None:
-    spec = deployed_spec(stage, PinRecord)
-    spec["LocalSecondaryIndexes"] = [i for i in spec["LocalSecondaryIndexes"] if i["IndexName"] != "status-created"]
-    spec["AttributeDefinitions"] = [a for a in spec["AttributeDefinitions"] if a["AttributeName"] != "status_sort"]
+    spec = deployed_spec(stage, NodePin)
+    del spec["GlobalSecondaryIndexes"]
+    spec["AttributeDefinitions"] = [a for a in spec["AttributeDefinitions"] if a["AttributeName"] != "node_id"]
     create(spec)
 
-    assert finding_of(stage, PinRecord) == (TableState.OTHER_LAYOUT, ("local index status-created missing",))
+    assert finding_of(stage, NodePin) == (TableState.OTHER_LAYOUT, ("global index node-holders missing",))
 
 
 def test_given_an_extra_index_then_it_is_named(stage: Settings) -> None:
@@ -120,7 +118,7 @@ def test_given_a_table_of_another_layout_when_creating_then_refused_and_nothing_
     with pytest.raises(TablesOfAnotherLayout) as refused:
         create_tables(stage, wait=False)
 
-    assert "layout-pins: sort key created_ms expected, found sk" in str(refused.value)
+    assert "layout-pins: partition key pk expected, found tenant_id" in str(refused.value)
     assert [f.table for f in refused.value.findings] == ["layout-pins"]
     # the missing tables were not created beside the old one
     assert existing_tables(stage, MODELS) == {"layout-pins"}

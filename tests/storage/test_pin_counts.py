@@ -14,16 +14,11 @@ from chalicelib.pins.pin import Pin, queued_pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.connection import DynamoConnection
-from chalicelib.storage.pin_counter import (
-    FANOUT,
-    LEVELS,
-    READ_ROUNDS,
-    STATUS_CODES,
-    PinCounter,
-    bucket_key,
-    count_name,
-)
+from chalicelib.storage.pin_counter import FANOUT, LEVELS, READ_ROUNDS, count_name
+from chalicelib.storage.pin_item import PinItem
+from chalicelib.storage.pin_keys import STATUS_CODES, counter_sort_key, shard_key
 from chalicelib.storage.pin_store import PinStore
+from chalicelib.storage.shard_plan import LEAD_MS, ShardPlans
 from chalicelib.storage.tables import bind_models
 
 CID = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
@@ -51,8 +46,17 @@ def dynamo(settings) -> DynamoConnection:
     return bind_models(settings)
 
 
-@pytest.fixture
-def store(dynamo) -> PinStore:
+# Shards of tenant-1: one (every tenant's start), five for all its pins, or
+# three from half-way through the 90 days the pins below span.
+SHARD_PLANS = {"one shard": None, "five shards": (0, 5), "three from day 45": (START_MS + 45 * DAY_MS, 3)}
+
+
+@pytest.fixture(params=SHARD_PLANS)
+def store(request, dynamo) -> PinStore:
+    step = SHARD_PLANS[request.param]
+    if step is not None:
+        from_ms, shards = step
+        ShardPlans(now_ms=lambda: from_ms - LEAD_MS).raise_to("tenant-1", shards)
     return PinStore(dynamo)
 
 
@@ -213,7 +217,7 @@ def test_after_later_than_before_finds_nothing(edge_pins):
     assert store.find("tenant-1", query) == ([], 0)
 
 
-def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins, dynamo):
+def test_a_range_count_reads_at_most_twelve_counter_items_a_shard_in_one_request(pins, dynamo):
     # Given 160 pins, and every DynamoDB call the counters' client makes recorded
     store, created, _ = pins
     calls = []
@@ -229,10 +233,11 @@ def test_a_range_count_reads_at_most_twelve_counter_items_in_one_request(pins, d
         count = store.count("tenant-1", frozenset({"pinned"}), times[30] + 1, times[140] - 1)
     finally:
         client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="counter-calls")
-    # Then the counter tree is read by one BatchGetItem of at most 12 buckets
-    counter_reads = [(name, params) for name, params in calls if "pin-counters" in str(params)]
-    assert [name for name, _ in counter_reads] == ["BatchGetItem"]
-    assert len(next(iter(counter_reads[0][1]["RequestItems"].values()))["Keys"]) <= 12
+    # Then the counter trees are read by one BatchGetItem of at most 12 buckets a shard
+    counter_reads = [(name, params) for name, params in calls if name == "BatchGetItem"]
+    assert len(counter_reads) == 1
+    shards = len(store.plans.of("tenant-1").shards_until(times[140]))
+    assert len(next(iter(counter_reads[0][1]["RequestItems"].values()))["Keys"]) <= 12 * shards
     assert count == brute_count(created, {"pinned"}, times[30] + 1, times[140] - 1)
 
 
@@ -248,7 +253,7 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, dynamo, monkeypat
         rounds.append(len(keys))
         response = batch_get(table, done, **kwargs)
         response["UnprocessedKeys"] = (
-            {PinCounter.Meta.table_name: {"Keys": keys[len(done) :]}} if keys[len(done) :] else {}
+            {PinItem.Meta.table_name: {"Keys": keys[len(done) :]}} if keys[len(done) :] else {}
         )
         return response
 
@@ -271,7 +276,7 @@ def test_a_count_gives_up_when_dynamodb_keeps_every_key_unprocessed(pins, dynamo
 
     def throttled(table, keys, **_):
         rounds.append(len(keys))
-        return {"Responses": {}, "UnprocessedKeys": {PinCounter.Meta.table_name: {"Keys": list(keys)}}}
+        return {"Responses": {}, "UnprocessedKeys": {PinItem.Meta.table_name: {"Keys": list(keys)}}}
 
     monkeypatch.setattr(connection, "batch_get_item", throttled)
     # When counting, then it gives up after a bounded number of rounds: busy, retry later
@@ -283,10 +288,10 @@ def test_a_count_gives_up_when_dynamodb_keeps_every_key_unprocessed(pins, dynamo
 def test_the_fullest_possible_bucket_fits_one_strongly_consistent_read_unit():
     # Given a top-level bucket with every slot and status at the most pins
     # a slot can hold (one per millisecond of its 64**6 ms)
-    item = {"bucket": {"S": bucket_key("tn_" + "f" * 16, LEVELS, 0)}}
+    item = {"pk": {"S": shard_key("tn_" + "f" * 16, 1023)}, "sk": {"S": counter_sort_key(LEVELS, 0)}}
     item.update(
         {count_name(status, slot): {"N": str(FANOUT**LEVELS)} for status in STATUS_CODES for slot in range(FANOUT)}
     )
     # Then DynamoDB sizes it under 4 KB (one read unit), as the module promises
-    assert len(item) == 1 + 4 * FANOUT
+    assert len(item) == 2 + 4 * FANOUT
     assert item_bytes(item) < 2700

@@ -1,9 +1,7 @@
-"""What only the DynamoDB pin store has to get right: items stored before
-versions existed, and DynamoDB's busy answers turned into StorageBusy."""
+"""What only the DynamoDB pin store has to get right: DynamoDB's busy
+answers turned into StorageBusy."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 from botocore.exceptions import ClientError
@@ -12,10 +10,8 @@ from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseC
 from chalicelib.busy import StorageBusy
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
-from chalicelib.pins.repository import StaleRecord
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.connection import DynamoConnection
-from chalicelib.storage.pin_record import PinRecord
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 
@@ -25,30 +21,6 @@ START_MS = 1_760_000_000_000
 @pytest.fixture
 def dynamo(settings) -> DynamoConnection:
     return bind_models(settings)
-
-
-def test_a_pin_stored_without_a_version_counts_as_version_0(dynamo):
-    # given a pin item written before pins had a version
-    PinRecord(
-        "tenant-1",
-        START_MS,
-        request_id="req-old",
-        status="pinning",
-        cid="bafy-old",
-        cid_key="bafy-old",
-        status_sort=f"pinning#{START_MS:013d}",
-        cid_sort=f"bafy-old#{START_MS:013d}",
-    ).save()
-    store = PinStore(dynamo)
-    # when two writers read it
-    first, second = store.get("tenant-1", START_MS), store.get("tenant-1", START_MS)
-    assert first.version == 0
-    # then the first write passes and the second, from the same read, is refused
-    assert store.update(first, status="pinned").version == 1
-    with pytest.raises(StaleRecord):
-        store.update(second, info={"status_details": "fetched 1 block"})
-    pinned = replace(first, status="pinned", version=1)
-    assert store.find("tenant-1", PinQuery(statuses=frozenset({"pinned"}))) == ([pinned], 1)
 
 
 def client_error(code: str, operation: str = "Query") -> ClientError:

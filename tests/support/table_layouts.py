@@ -33,15 +33,34 @@ def deployed_spec(settings: Settings, model: type[Model]) -> dict[str, Any]:
 
 
 def old_pins_spec(settings: Settings) -> dict[str, Any]:
-    """A pins table of another layout: generic pk/sk keys, no index."""
+    """The pins table of the layout before shards (a stage or `.dev/` made by
+    older code): every pin of a tenant under one partition key, four
+    ALL-projected local indexes."""
+    sort_keys = {"status-created": "status_sort", "cid-created": "cid_sort", "name-created": "name_sort"}
+    sort_keys["folded-name-created"] = "folded_name_sort"
     return {
         "TableName": f"{settings.table_prefix}-pins",
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": "tenant_id", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "created_ms", "AttributeType": "N"},
+            *({"AttributeName": name, "AttributeType": "S"} for name in sort_keys.values()),
         ],
-        "KeySchema": [{"AttributeName": "tenant_id", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "tenant_id", "KeyType": "HASH"},
+            {"AttributeName": "created_ms", "KeyType": "RANGE"},
+        ],
+        "LocalSecondaryIndexes": [
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": "tenant_id", "KeyType": "HASH"},
+                    {"AttributeName": sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, sort_key in sort_keys.items()
+        ],
     }
 
 

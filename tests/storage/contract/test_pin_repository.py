@@ -11,10 +11,11 @@ import pytest
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
-from chalicelib.pins.scan_limit import QueryTooBroad
+from chalicelib.pins.scan_limit import MAX_INDEXED_META_PAIRS, QueryTooBroad
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from chalicelib.storage.outbox_repository import DynamoOutboxRepository
 from chalicelib.storage.pin_store import PinStore
+from chalicelib.storage.shard_plan import LEAD_MS, ShardPlans
 from tests.storage.contract.backends import BACKENDS, dynamo_connection
 from tests.support.memory.outbox import MemoryOutbox
 from tests.support.memory.pins import MemoryPinRepository
@@ -33,12 +34,25 @@ class Backend:
         return list(self.outbox.older_than("shard#0", 10**13 - 1))
 
 
-@pytest.fixture(params=BACKENDS)
+# DynamoDB again with both tenants' pins spread over 3 shards.
+PIN_BACKENDS = [*BACKENDS, "dynamo-3-shards"]
+
+
+def sharded(store: PinStore, *tenants: str) -> PinStore:
+    for tenant_id in tenants:
+        ShardPlans(now_ms=lambda: -LEAD_MS).raise_to(tenant_id, 3)
+    return store
+
+
+@pytest.fixture(params=PIN_BACKENDS)
 def backend(request) -> Backend:
     if request.param == "memory":
         outbox = MemoryOutbox()
         return Backend(MemoryPinRepository(outbox), outbox)
-    return Backend(PinStore(dynamo_connection(request)), DynamoOutboxRepository())
+    store = PinStore(dynamo_connection(request))
+    if request.param == "dynamo-3-shards":
+        sharded(store, "tenant-1", "tenant-2")
+    return Backend(store, DynamoOutboxRepository())
 
 
 def announce(created_ms: int, what: str) -> OutboxMessage:
@@ -237,12 +251,13 @@ def test_every_filter_pages_newest_first_and_counts_exactly(backend):
 # -- the scan limit -------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=PIN_BACKENDS)
 def limited(request) -> PinRepository:
     """A repository that reads at most 3 pins for a residual filter."""
     if request.param == "memory":
         return MemoryPinRepository(max_scanned_pins=3)
-    return PinStore(dynamo_connection(request), max_scanned_pins=3)
+    store = PinStore(dynamo_connection(request), max_scanned_pins=3)
+    return sharded(store, "tenant-1") if request.param == "dynamo-3-shards" else store
 
 
 def test_a_residual_filter_over_more_pins_than_the_limit_is_refused_and_an_indexed_one_answered(limited):
@@ -267,3 +282,22 @@ def test_a_residual_filter_over_more_pins_than_the_limit_is_refused_and_an_index
     # and the indexed filters are answered whatever they read
     assert limited.find("tenant-1", PinQuery(statuses=every, cid_keys=("bafy-content",), meta={"app": "web"}))[1] == 4
     assert limited.find("tenant-1", PinQuery(statuses=every, name="photo-1"))[1] == 1
+
+
+def test_pins_with_more_meta_pairs_than_are_indexed_are_found_by_any_of_them(backend):
+    # given pins with 1, 32 (the most indexed) and 33 meta pairs, all with app=web
+    many = {f"k{i:02d}": "v" for i in range(MAX_INDEXED_META_PAIRS + 1)}
+    shapes = [{"app": "web"}, {**dict(list(many.items())[:31]), "app": "web"}, {**many, "app": "web"}]
+    pins = [created(backend, new_pin(START_MS + i, meta=meta)) for i, meta in enumerate(shapes)]
+    # when filtering by a pair the two larger share, by app=web, or by a pair of the largest alone
+    by_k00 = backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k00": "v"}))
+    by_app = backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"app": "web"}))
+    by_k32 = backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k32": "v", "app": "web"}))
+    # then each finds exactly the pins holding every pair asked for, newest first
+    assert by_k00 == ([pins[2], pins[1]], 2)
+    assert by_app == (pins[::-1], 3)
+    assert by_k32 == ([pins[2]], 1)
+    # and after a delete the pin is found by none of them
+    backend.pins.delete(pins[2], announce(START_MS + 10, "unpin"))
+    assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k32": "v"})) == ([], 0)
+    assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k00": "v"}))[1] == 1

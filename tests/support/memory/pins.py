@@ -18,14 +18,26 @@ from dataclasses import replace
 from chalicelib.pins.model import PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
-from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_scan
+from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_meta_scan, check_scan, indexed_pairs
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from tests.support.memory.outbox import MemoryOutbox
-from tests.support.pin_filters import in_range, selects
+from tests.support.pin_filters import in_range, selects, within_time_bounds
 
 
 def _nothing(*_: object) -> None:
     return None
+
+
+def rarest_pair_pins(query: PinQuery, pins: Sequence[Pin]) -> int:
+    """What a `meta` query reads by its index: the pins of the time range (any
+    status) holding its rarest pair, and those with too many pairs to index."""
+    timely = [pin for pin in pins if within_time_bounds(pin.created_ms * 1_000_000, query.before_ns, query.after_ns)]
+    overflow = sum(indexed_pairs(pin.meta) is None for pin in timely)
+    holding = (
+        sum(indexed_pairs(pin.meta) is not None and pin.meta.get(key) == value for pin in timely)
+        for key, value in query.meta.items()
+    )
+    return min(holding, default=0) + overflow
 
 
 class MemoryPinRepository:
@@ -86,7 +98,9 @@ class MemoryPinRepository:
         with self._lock:
             mine = [pin for (tenant, _), pin in self._pins.items() if tenant == tenant_id]
             # What DynamoDB's counts give before a pin is read: the range's pins of these statuses.
-            check_scan(query, sum(in_range(query, pin) for pin in mine), self.max_scanned_pins)
+            pins_in_range = sum(in_range(query, pin) for pin in mine)
+            check_scan(query, pins_in_range, self.max_scanned_pins)
+            check_meta_scan(query, rarest_pair_pins(query, mine), pins_in_range, self.max_scanned_pins)
             found = [pin for pin in mine if selects(query, pin)]
         found.sort(key=lambda pin: pin.created_ms, reverse=True)
         return found[: query.limit], len(found)

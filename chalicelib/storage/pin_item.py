@@ -1,0 +1,59 @@
+"""The pins table: every item of a tenant's pins (chalicelib.storage.pin_keys
+says which item is where). One model for all of them: a pin and its status
+copy fill the pin's fields, an index entry only `st`, a counter bucket only
+the counts PynamoDB cannot declare (chalicelib.storage.pin_counter).
+
+No secondary index: an index here is items written beside the pin in its
+transaction, read strongly consistent from the base table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from pynamodb.attributes import ListAttribute, MapAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
+
+
+def optional_strings() -> ListAttribute[str]:
+    """A list of strings, left out of items that do not have one (entries
+    would otherwise each store empty lists). Read back as str."""
+    return cast("ListAttribute[str]", ListAttribute(of=UnicodeAttribute, null=True))
+
+
+def plain_map(value: Any) -> dict[str, str]:
+    """A map attribute as a dict: PynamoDB gives a raw MapAttribute when read
+    from DynamoDB and keeps the dict it was built from otherwise."""
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
+
+
+class PinItem(Model):
+    class Meta:
+        table_name = "pins"
+        billing_mode = "PAY_PER_REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+    # A pin and its status copy.
+    request_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    cid = UnicodeAttribute(null=True)
+    cid_key = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    origins = optional_strings()
+    meta: MapAttribute[str, str] = MapAttribute(null=True)
+    info: MapAttribute[str, str] = MapAttribute(null=True)
+    delegates = optional_strings()
+    node_ids = optional_strings()
+    # Incremented by every update and checked by every conditional write
+    # (chalicelib.pins.repository).
+    version = IntegerAttribute(null=True)
+
+    # An index entry: the pin's status code, so entries count by status alone.
+    st = UnicodeAttribute(null=True)
+
+    # The shard plan (pin_keys.plan_key): "from_ms:shards" steps.
+    steps = optional_strings()

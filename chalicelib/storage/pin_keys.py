@@ -1,0 +1,89 @@
+"""Where each item of a pin lives in the pins table: partition and sort keys.
+
+A tenant's pins are spread over shards, each its own partition key
+(`tenant#shard`), so no tenant is confined to one partition's throughput and
+the table has no local index whose 10 GB item collection could fill. A pin's
+shard follows from its `created` millisecond and the tenant's shard plan, so a
+request id (which carries the millisecond) still locates the pin in one read.
+
+Inside a shard, one pin is several items, all written in its transaction, so
+every read of the base table (strongly consistent) sees them agree:
+
+    p#<created>                 the pin itself
+    s#<status>#<created>        a full copy, listed by status
+    c#<cid>#<created>           an entry per index, holding the pin's status:
+    n#<name digest>#<created>   CID, exact name, folded name, each meta
+    f#<name digest>#<created>   key/value pair (or the overflow entry of a pin
+    m#<pair digest>#<created>   with more pairs than are indexed)
+    k#<level>#<parent>          a bucket of the shard's counter tree
+
+`created` is 13 zero-padded digits, so each kind sorts by time and a query
+reads it newest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from chalicelib.pins.model import STATUSES
+
+CREATED_DIGITS = 13
+MAX_MS = 10**CREATED_DIGITS - 1
+STATUS_CODES = {"queued": "q", "pinning": "g", "pinned": "p", "failed": "f"}
+STATUS_OF_CODE = {code: status for status, code in STATUS_CODES.items()}
+assert set(STATUS_CODES) == set(STATUSES)
+
+PIN = "p"
+BY_STATUS = "s"
+BY_CID = "c"
+BY_NAME = "n"
+BY_FOLDED_NAME = "f"
+BY_META = "m"
+COUNTER = "k"
+# The meta entry of a pin with more pairs than are indexed: every meta query reads these.
+META_OVERFLOW = "+"
+
+
+def shard_key(tenant_id: str, shard: int) -> str:
+    return f"{tenant_id}#{shard}"
+
+
+def plan_key(tenant_id: str) -> str:
+    """The partition of the tenant's shard plan: no shard's key ends like this."""
+    return f"{tenant_id}#plan"
+
+
+def pin_sort_key(created_ms: int) -> str:
+    return f"{PIN}#{created_ms:0{CREATED_DIGITS}d}"
+
+
+def entry_prefix(kind: str, value: str = "") -> str:
+    """The sort key prefix of one index's entries for `value` (none for pins)."""
+    return f"{kind}#{value}#" if value else f"{kind}#"
+
+
+def entry_key(prefix: str, created_ms: int) -> str:
+    return f"{prefix}{created_ms:0{CREATED_DIGITS}d}"
+
+
+def status_prefix(status: str) -> str:
+    return entry_prefix(BY_STATUS, STATUS_CODES[status])
+
+
+def created_of(sort_key: str) -> int:
+    """The `created` millisecond every pin item's sort key ends with."""
+    return int(sort_key[-CREATED_DIGITS:])
+
+
+def digest(text: str) -> str:
+    """A fixed-width stand-in for a name or pair, which may be kilobytes long."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def pair_digest(key: str, value: str) -> str:
+    return digest(json.dumps([key, value], ensure_ascii=False))
+
+
+def counter_sort_key(level: int, parent: int) -> str:
+    return f"{COUNTER}#{level}#{parent}"
