@@ -86,14 +86,7 @@ FUNCTIONS: Mapping[str, Access] = {
     "APIHandler": Access(
         tables={
             ApiTokenRecord: READ,
-            PinItem: (
-                "dynamodb:GetItem",
-                "dynamodb:BatchGetItem",
-                "dynamodb:Query",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-            ),
+            PinItem: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
         },

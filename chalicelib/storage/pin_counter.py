@@ -2,17 +2,17 @@
 
 A list page must report the exact number of matching pins, `before`/`after`
 included, without reading them all. Counts are kept in a tree of time buckets:
-a level-k slot spans 64**k milliseconds and belongs to the bucket of its
-parent (level k, parent index), one item per bucket in the shard's partition
-of the pins table (pin_keys.counter_sort_key). The item holds,
-per slot and status, a number attribute named by the status code and the slot
-(`p17`: pinned pins of slot 17; codes in STATUS_CODES). The first ADD that
-touches a slot creates its attribute, so a sparse bucket stays small.
+a level-k slot spans 64**k milliseconds (level 0: one millisecond) and belongs
+to the bucket of its parent (level k, parent index), one item per bucket in
+the shard's partition of the pins table (pin_keys.counter_sort_key). The item
+holds, per slot and status, a number attribute named by the status code and
+the slot (`p17`: pinned pins of slot 17; codes in STATUS_CODES). The first ADD
+that touches a slot creates its attribute, so a sparse bucket stays small.
 
 The number of pins created before time t is the sum of the slots below t's on
-each of the six levels, six items per shard read in one BatchGetItem, plus
-the pins of the last 64 ms read directly: a cost bound by the tree and the
-tenant's shards, not by the tenant's size.
+each of the seven levels: seven items per shard, read in one BatchGetItem, a
+cost bound by the tree and the tenant's shards, not by the tenant's size.
+Only the count folder writes buckets (chalicelib.storage.count_folder).
 
 Item size: at most 64 slots x 4 statuses = 256 attributes of 2-3 bytes of
 name and a count of at most 64**k (one pin per millisecond), i.e. at most 7
@@ -56,19 +56,18 @@ def count_name(status: str, slot: int) -> str:
 
 def cells_of(shard: str, created_ms: int) -> list[Cell]:
     """The (bucket, slot) of every level that counts a pin created then,
-    from level 1 up."""
+    from level 0 up."""
     cells = []
-    for level in range(1, LEVELS + 1):
+    for level in range(LEVELS + 1):
         index = created_ms // FANOUT**level
         cells.append(((shard, counter_sort_key(level, index // FANOUT)), index % FANOUT))
     return cells
 
 
 def prefix_cells(shard: str, before_ms: int) -> list[Cell]:
-    """Cells whose lower slots add up to the pins created before `before_ms`,
-    but for those of the level-1 cell holding it (one cell per level, level 1
-    first). None before time 0; beyond the tree, every slot of the top bucket.
-    """
+    """Cells whose lower slots add up to the pins created before `before_ms`
+    (one cell per level, level 0 first). None before time 0; beyond the tree,
+    every slot of the top bucket."""
     if before_ms <= 0:
         return []
     if before_ms >= HORIZON_MS:

@@ -1,7 +1,8 @@
 """The pins table: every item of a tenant's pins (chalicelib.storage.pin_keys
 says which item is where). One model for all of them: a pin and its status
-copy fill the pin's fields, an index entry only `st`, a counter bucket only
-the counts PynamoDB cannot declare (chalicelib.storage.pin_counter).
+copy fill the pin's fields, an index entry only `st`, a count change `was`
+and `now`, a counter bucket only the counts PynamoDB cannot declare
+(chalicelib.storage.pin_counter).
 
 No secondary index: an index here is items written beside the pin in its
 transaction, read strongly consistent from the base table.
@@ -54,6 +55,12 @@ class PinItem(Model):
 
     # An index entry: the pin's status code, so entries count by status alone.
     st = UnicodeAttribute(null=True)
+
+    # A count change: the status codes before and after (absent: no pin).
+    was = UnicodeAttribute(null=True)
+    now = UnicodeAttribute(null=True)
+    # The folds counter (pin_keys.FOLDS_SORT_KEY).
+    gen = IntegerAttribute(null=True)
 
     # The shard plan (pin_keys.plan_key): "from_ms:shards" steps.
     steps = optional_strings()

@@ -11,11 +11,17 @@ every read of the base table (strongly consistent) sees them agree:
 
     p#<created>                 the pin itself
     s#<status>#<created>        a full copy, listed by status
-    c#<cid>#<created>           an entry per index, holding the pin's status:
-    n#<name digest>#<created>   CID, exact name, folded name, each meta
-    f#<name digest>#<created>   key/value pair (or the overflow entry of a pin
-    m#<pair digest>#<created>   with more pairs than are indexed)
+    c#<cid>#<created>           entries holding the pin's status, by CID,
+    n#<name digest>#<created>   exact name and folded name
+    f#<name digest>#<created>
+    m#<pair digest>#<created>   an entry per indexed meta key/value pair (or
+                                one overflow entry for a pin with more pairs)
+    d#<created>#<request>#<v>   a change of the counts, not yet folded
+
+and the shard's counts, written only by folding changes in (count_folder):
+
     k#<level>#<parent>          a bucket of the shard's counter tree
+    k#gen                       how many folds the tree has had
 
 `created` is 13 zero-padded digits, so each kind sorts by time and a query
 reads it newest first.
@@ -41,6 +47,8 @@ BY_NAME = "n"
 BY_FOLDED_NAME = "f"
 BY_META = "m"
 COUNTER = "k"
+DELTA = "d"
+FOLDS_SORT_KEY = f"{COUNTER}#gen"
 # The meta entry of a pin with more pairs than are indexed: every meta query reads these.
 META_OVERFLOW = "+"
 
@@ -83,6 +91,24 @@ def digest(text: str) -> str:
 
 def pair_digest(key: str, value: str) -> str:
     return digest(json.dumps([key, value], ensure_ascii=False))
+
+
+def delta_key(created_ms: int, request_id: str, version: int) -> str:
+    """One count change: a pin's request and version make it unique."""
+    return f"{entry_key(entry_prefix(DELTA), created_ms)}#{request_id}#{version}"
+
+
+def created_of_change(sort_key: str) -> int:
+    """The `created` millisecond of the pin a count change is of."""
+    start = len(entry_prefix(DELTA))
+    return int(sort_key[start : start + CREATED_DIGITS])
+
+
+def delta_range(lo_ms: int, hi_ms: int) -> tuple[str, str]:
+    """Sort keys bounding the changes of pins created in [lo_ms, hi_ms]."""
+    prefix = entry_prefix(DELTA)
+    # "~" sorts after every character of a request id and a version.
+    return entry_key(prefix, lo_ms), entry_key(prefix, hi_ms) + "~"
 
 
 def counter_sort_key(level: int, parent: int) -> str:

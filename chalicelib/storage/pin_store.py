@@ -1,11 +1,18 @@
-"""The pins table behind chalicelib.pins.repository.PinRepository, keeping
-the per-status time-bucket counts exact.
+"""The pins table behind chalicelib.pins.repository.PinRepository, with
+exact counts by status and time.
 
 Every change to a pin (create, delete, update) is one DynamoDB transaction
-over the pin's items (chalicelib.storage.pin_keys: the pin, its status copy,
-its index entries), its shard's counter buckets and its outbox message, so an
-index or a count can never disagree with the pins. Pins go in and come out as
-domain values; PinItem never leaves this package.
+over the pin's own items (chalicelib.storage.pin_keys: the pin, its status
+copy, its index entries), a record of how it changes the counts, and its
+outbox message, so an index or a count can never disagree with the pins.
+No item in it is shared with another pin: concurrent writers of a tenant
+never conflict (counters every write touched would serialise them). The
+changes are folded into each shard's counter tree afterwards
+(chalicelib.storage.count_folder); a count reads the tree and the changes
+not folded yet, bracketed by the tree's fold generation so that a fold in
+between is seen and the count read again.
+
+Pins go in and come out as domain values; PinItem never leaves this package.
 """
 
 from __future__ import annotations
@@ -14,17 +21,16 @@ import heapq
 import itertools
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition
-from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 from pynamodb.pagination import ResultIterator
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.busy import StorageBusy
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
@@ -43,13 +49,8 @@ from chalicelib.storage.cancellations import cancellation_codes
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.outbox_entry import entry_of
 from chalicelib.storage.pin_counter import (
-    FANOUT,
-    LEVELS,
     Bucket,
     BucketCounts,
-    Cell,
-    cells_of,
-    count_name,
     prefix_cells,
     read_buckets,
     slot_count,
@@ -60,11 +61,15 @@ from chalicelib.storage.pin_keys import (
     BY_FOLDED_NAME,
     BY_META,
     BY_NAME,
+    FOLDS_SORT_KEY,
     MAX_MS,
     META_OVERFLOW,
     PIN,
     STATUS_CODES,
     created_of,
+    created_of_change,
+    delta_key,
+    delta_range,
     digest,
     entry_key,
     entry_prefix,
@@ -87,6 +92,8 @@ SCAN_SECONDS = 20.0
 # Index entries are ~60 bytes: a page of them is one or two read units.
 ENTRY_PAGE = 100
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
+# A count whose tree was folded while read is read again, this many times in all.
+COUNT_ATTEMPTS = 5
 
 
 @dataclass
@@ -119,8 +126,42 @@ class _ConditionFailed(Exception):
         self.position = position
 
 
-# (shard, created_ms, status before, status after); None where the pin does not exist.
-CountChange = tuple[str, int, str | None, str | None]
+@dataclass(frozen=True)
+class CountChange:
+    """What one write does to the counts: the pin's status before and after
+    (None where it does not exist), at the pin's version after the write."""
+
+    shard: str
+    pin: Pin
+    version: int
+    before: str | None
+    after: str | None
+
+    @property
+    def item(self) -> PinItem:
+        code = STATUS_CODES.get
+        return PinItem(
+            self.shard,
+            delta_key(self.pin.created_ms, self.pin.request_id, self.version),
+            was=code(self.before or ""),
+            now=code(self.after or ""),
+        )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One shard's counts as of one fold: its tree's buckets, and the
+    changes not folded in yet (created_ms, status code before, after)."""
+
+    buckets: Mapping[Bucket, BucketCounts]
+    changes: Sequence[tuple[int, str | None, str | None]]
+
+    def changed(self, statuses: frozenset[str], start_ms: int, end_ms: int) -> int:
+        """What the changes of pins created in [start_ms, end_ms) add to the count of `statuses`."""
+        codes = {STATUS_CODES[status] for status in statuses}
+        return sum(
+            (now in codes) - (was in codes) for created_ms, was, now in self.changes if start_ms <= created_ms < end_ms
+        )
 
 
 def fold(name: str) -> str:
@@ -137,7 +178,7 @@ class PinStore:
         clock: Callable[[], float] = time.monotonic,
         plans: ShardPlans | None = None,
     ) -> None:
-        self._dynamo = dynamo
+        self.dynamo = dynamo
         self._conflict_retries = conflict_retries
         self._sleep = sleep
         self._max_scanned_pins = max_scanned_pins
@@ -165,9 +206,9 @@ class PinStore:
         with busy_as_storage_busy():
             shard = self._shard_of(pin.tenant_id, pin.created_ms)
             old_shard = None if replacing is None else self._shard_of(replacing.tenant_id, replacing.created_ms)
-        changes: list[CountChange] = [(shard, pin.created_ms, None, pin.status)]
+        changes = [CountChange(shard, pin, pin.version, None, pin.status)]
         if replacing is not None and old_shard is not None:
-            changes.append((old_shard, replacing.created_ms, replacing.status, None))
+            changes.append(CountChange(old_shard, replacing, replacing.version + 1, replacing.status, None))
 
         def fill(tx: TransactWrite) -> None:
             if replacing is not None and old_shard is not None:
@@ -179,7 +220,8 @@ class PinStore:
             tx.save(_pin_item(shard, pin), condition=PinItem.sk.does_not_exist())
             for item in _index_items(shard, pin):
                 tx.save(item)
-            _move_counts(tx, changes)
+            for change in changes:
+                tx.save(change.item)
             tx.save(entry_of(announce))
 
         try:
@@ -197,7 +239,7 @@ class PinStore:
             tx.delete(PinItem(shard, pin_sort_key(pin.created_ms)), condition=_unchanged(pin))
             for item in _index_items(shard, pin):
                 tx.delete(item)
-            _move_counts(tx, [(shard, pin.created_ms, pin.status, None)])
+            tx.save(CountChange(shard, pin, pin.version + 1, pin.status, None).item)
             tx.save(entry_of(announce))
 
         try:
@@ -234,7 +276,7 @@ class PinStore:
             if moved:
                 for item in _status_entries(shard, updated):
                     tx.save(item)
-                _move_counts(tx, [(shard, pin.created_ms, pin.status, updated.status)])
+                tx.save(CountChange(shard, pin, updated.version, pin.status, updated.status).item)
 
         try:
             self._transact(fill)
@@ -248,14 +290,14 @@ class PinStore:
         with busy_as_storage_busy():
             for attempt in range(self._conflict_retries + 1):
                 try:
-                    with self._dynamo.transaction() as tx:
+                    with self.dynamo.transaction() as tx:
                         fill(tx)
                     return
                 except TransactWriteError as error:
                     codes = cancellation_codes(error)
                     if "ConditionalCheckFailed" in codes:
                         raise _ConditionFailed(codes.index("ConditionalCheckFailed")) from error
-                    # Concurrent writers of the same shard share counter items.
+                    # Writers of one pin (an API request and a worker) may meet.
                     if "TransactionConflict" not in codes or attempt == self._conflict_retries:
                         raise
                     self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
@@ -394,44 +436,54 @@ class PinStore:
         return sorted(set(rarest), reverse=True)
 
     def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
-        """Pins of `statuses` created in [lo, hi] ms, from each shard's counter
-        tree: the difference of two prefix counts, whose buckets (at most 12 a
-        shard) are read in one BatchGetItem per 100."""
+        """Pins of `statuses` created in [lo, hi] ms: per shard, the difference
+        of two prefix counts from the counter tree (at most 14 buckets, read
+        in one BatchGetItem per 100) and the changes not folded in yet."""
         if lo > hi:
             return 0
         with busy_as_storage_busy():
-            total = 0
             shards = self._shards(tenant_id, hi)
-            cells = {shard: (prefix_cells(shard, hi + 1), prefix_cells(shard, lo)) for shard in shards}
-            wanted = {bucket for upper, lower in cells.values() for bucket, _ in upper + lower}
-            buckets = read_buckets(self._dynamo.connection, wanted, self._sleep)
-            for shard, (upper, lower) in cells.items():
-                total += self._prefix(shard, hi + 1, upper, statuses, buckets)
-                total -= self._prefix(shard, lo, lower, statuses, buckets)
-            return total
+            snapshots = self._snapshots(shards, lo, hi)
+            return sum(
+                self._prefix(shard, snapshots[shard], statuses, hi + 1)
+                - self._prefix(shard, snapshots[shard], statuses, lo)
+                for shard in shards
+            )
 
-    def _prefix(
-        self,
-        shard: str,
-        before_ms: int,
-        cells: list[Cell],
-        statuses: frozenset[str],
-        buckets: Mapping[Bucket, BucketCounts],
-    ) -> int:
-        """Pins of `statuses` in the shard created before `before_ms`: on each
-        level the slots below the one holding `before_ms`, then that level-1
-        slot's pins on the shorter side of `before_ms`, read directly."""
-        below = sum(slot_count(buckets[bucket], range(slot), statuses) for bucket, slot in cells)
-        window_start = before_ms - before_ms % FANOUT
-        if len(cells) < LEVELS or before_ms == window_start:
-            return below  # before 0 or beyond the tree, or on a slot boundary
-        bucket, slot = cells[0]
-        window = slot_count(buckets[bucket], [slot], statuses)
-        if window == 0:
-            return below
-        if before_ms - window_start <= FANOUT // 2:
-            return below + _count_pins(shard, window_start, before_ms, statuses)
-        return below + window - _count_pins(shard, before_ms, window_start + FANOUT, statuses)
+    def _snapshots(self, shards: Sequence[str], lo: int, hi: int) -> dict[str, _Snapshot]:
+        """Each shard's tree and pending changes as of one fold: the fold
+        generations are read before and after, and all is read again when a
+        fold came in between (it moves changes into the tree at once)."""
+        folds = [(shard, FOLDS_SORT_KEY) for shard in shards]
+        buckets = {bucket for shard in shards for t in (lo, hi + 1) for bucket, _ in prefix_cells(shard, t)}
+        connection = self.dynamo.connection
+        for attempt in range(COUNT_ATTEMPTS):
+            generations = read_buckets(connection, folds, self._sleep)
+            trees = read_buckets(connection, buckets, self._sleep)
+            changes = {shard: _changes(shard, lo, hi) for shard in shards}
+            if read_buckets(connection, folds, self._sleep) == generations:
+                return {shard: _Snapshot(trees, changes[shard]) for shard in shards}
+            self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
+        raise StorageBusy(f"the counts were folded during each of {COUNT_ATTEMPTS} reads")
+
+    @staticmethod
+    def _prefix(shard: str, snapshot: _Snapshot, statuses: frozenset[str], before_ms: int) -> int:
+        """Pins of `statuses` in the shard created before `before_ms`: the
+        tree's slots below it on each level, with the changes not folded in."""
+        below = sum(
+            slot_count(snapshot.buckets[bucket], range(slot), statuses)
+            for bucket, slot in prefix_cells(shard, before_ms)
+        )
+        return below + snapshot.changed(statuses, 0, before_ms)
+
+
+def _changes(shard: str, lo: int, hi: int) -> list[tuple[int, str | None, str | None]]:
+    """The shard's count changes not folded yet, of pins created in [lo, hi]."""
+    start, end = delta_range(lo, hi)
+    return [
+        (created_of_change(item.sk), item.was, item.now)
+        for item in PinItem.query(shard, PinItem.sk.between(start, end), consistent_read=True)
+    ]
 
 
 def _query(
@@ -453,32 +505,6 @@ def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
     """Streams that are each newest first, merged. No pin is in two: it has
     one shard, one status and one CID."""
     return heapq.merge(*streams, key=lambda item: created_of(item.sk), reverse=True)
-
-
-def _count_pins(shard: str, start_ms: int, end_ms: int, statuses: frozenset[str]) -> int:
-    """Pins of `statuses` in the shard created in [start_ms, end_ms)."""
-    return PinItem.count(
-        shard,
-        PinItem.sk.between(pin_sort_key(start_ms), pin_sort_key(end_ms - 1)),
-        filter_condition=None if statuses == ALL_STATUSES else PinItem.status.is_in(*statuses),
-        consistent_read=True,
-    )
-
-
-def _move_counts(tx: TransactWrite, changes: Iterable[CountChange]) -> None:
-    # One transaction may touch an item once: merge the deltas per bucket.
-    deltas: dict[Bucket, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for shard, created_ms, before, after in changes:
-        for bucket, slot in cells_of(shard, created_ms):
-            if before:
-                deltas[bucket][count_name(before, slot)] -= 1
-            if after:
-                deltas[bucket][count_name(after, slot)] += 1
-    for (pk, sk), by_name in deltas.items():
-        actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
-        if actions:
-            # ADD is atomic by construction: counters need no version.
-            tx.update(PinItem(pk, sk), actions=actions)
 
 
 def _pin_item(shard: str, pin: Pin, sort_key: str | None = None) -> PinItem:

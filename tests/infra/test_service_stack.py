@@ -65,7 +65,7 @@ def test_the_packaged_templates_and_the_other_stacks_pass_cfn_lint(packaged):
 @pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
 def test_tables_are_on_demand_recoverable_and_protected_in_prod(packaged, stage):
     tables = of_type(load(packaged[stage]), "AWS::DynamoDB::Table")
-    assert len(tables) == 7
+    assert len(tables) == 6
     prod = stage == "prod"
     for table in tables.values():
         properties = table["Properties"]
