@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pynamodb.attributes import ListAttribute, MapAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, MapAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.storage.attributes import IntegerAttribute
@@ -34,6 +34,8 @@ class PinItem(Model):
     class Meta:
         table_name = "pins"
         billing_mode = "PAY_PER_REQUEST"
+        # Count changes are folded as the stream reports them (chalicelib.storage.change_stream): keys suffice.
+        stream_view_type = "KEYS_ONLY"
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -49,6 +51,8 @@ class PinItem(Model):
     info: MapAttribute[str, str] = MapAttribute(null=True)
     delegates = optional_strings()
     node_ids = optional_strings()
+    # The meta is in the pin's meta item (pin_keys.meta_key), not here.
+    meta_apart = BooleanAttribute(null=True)
     # Incremented by every update and checked by every conditional write
     # (chalicelib.pins.repository).
     version = IntegerAttribute(null=True)

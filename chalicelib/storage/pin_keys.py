@@ -18,7 +18,11 @@ every read of the base table (strongly consistent) sees them agree:
                                 one overflow entry for a pin with more pairs)
     d#<created>#<request>#<v>   a change of the counts, not yet folded
 
-and the shard's counts, written only by folding changes in (count_folder):
+A pin's meta larger than 1 KB is kept apart, in a partition of its own
+(`tenant#meta#<created>`, written once), not copied into the pin and its
+status copy.
+
+The shard's counts are written only by folding changes in (count_folder):
 
     k#<level>#<parent>          a bucket of the shard's counter tree
     k#gen                       how many folds the tree has had
@@ -60,6 +64,15 @@ def shard_key(tenant_id: str, shard: int) -> str:
 def plan_key(tenant_id: str) -> str:
     """The partition of the tenant's shard plan: no shard's key ends like this."""
     return f"{tenant_id}#plan"
+
+
+def meta_key(tenant_id: str, created_ms: int) -> str:
+    """The partition of a pin's large meta, one per pin: written once, read by
+    key, so it needs no order and spreads over all of DynamoDB's partitions."""
+    return f"{tenant_id}#meta#{created_ms:0{CREATED_DIGITS}d}"
+
+
+META_SORT_KEY = "meta"
 
 
 def pin_sort_key(created_ms: int) -> str:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition
@@ -64,6 +65,7 @@ from chalicelib.storage.pin_keys import (
     FOLDS_SORT_KEY,
     MAX_MS,
     META_OVERFLOW,
+    META_SORT_KEY,
     PIN,
     STATUS_CODES,
     created_of,
@@ -73,6 +75,7 @@ from chalicelib.storage.pin_keys import (
     digest,
     entry_key,
     entry_prefix,
+    meta_key,
     pair_digest,
     pin_sort_key,
     shard_key,
@@ -92,6 +95,10 @@ SCAN_SECONDS = 20.0
 # Index entries are ~60 bytes: a page of them is one or two read units.
 ENTRY_PAGE = 100
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
+# Meta larger than this (as JSON) is kept in an item of its own, written once,
+# not in the pin and its status copy that every status change rewrites; a
+# pin as Kubo sends it stays under 1 KB of write unit with its meta.
+META_INLINE_BYTES = 1024
 # A count whose tree was folded while read is read again, this many times in all.
 COUNT_ATTEMPTS = 5
 
@@ -196,9 +203,10 @@ class PinStore:
         with busy_as_storage_busy():
             shard = self._shard_of(tenant_id, created_ms)
             try:
-                return _pin_of(tenant_id, PinItem.get(shard, pin_sort_key(created_ms), consistent_read=True))
+                item = PinItem.get(shard, pin_sort_key(created_ms), consistent_read=True)
             except PinItem.DoesNotExist:
                 return None
+            return next(_pins_of(tenant_id, [item]))
 
     # -- writes --------------------------------------------------------------
 
@@ -214,11 +222,11 @@ class PinStore:
             if replacing is not None and old_shard is not None:
                 # First of the deletes, so a failed condition at 0 is the replaced pin's.
                 tx.delete(PinItem(old_shard, pin_sort_key(replacing.created_ms)), condition=_unchanged(replacing))
-                for item in _index_items(old_shard, replacing):
+                for item in _index_items(old_shard, replacing) + _meta_apart(replacing):
                     tx.delete(item)
             # Create-if-absent is atomic by construction: no version to check.
             tx.save(_pin_item(shard, pin), condition=PinItem.sk.does_not_exist())
-            for item in _index_items(shard, pin):
+            for item in _index_items(shard, pin) + _meta_apart(pin):
                 tx.save(item)
             for change in changes:
                 tx.save(change.item)
@@ -237,7 +245,7 @@ class PinStore:
 
         def fill(tx: TransactWrite) -> None:
             tx.delete(PinItem(shard, pin_sort_key(pin.created_ms)), condition=_unchanged(pin))
-            for item in _index_items(shard, pin):
+            for item in _index_items(shard, pin) + _meta_apart(pin):
                 tx.delete(item)
             tx.save(CountChange(shard, pin, pin.version + 1, pin.status, None).item)
             tx.save(entry_of(announce))
@@ -336,7 +344,7 @@ class PinStore:
         # spread evenly over them, so each gives its share and one to spare.
         page_size = query.limit if len(shards) == 1 else -(-query.limit // len(shards)) + 1
         pins = self._pins_newest_first(shards, query.statuses, lo, hi, page_size, deadline=None)
-        page = [_pin_of(tenant_id, item) for item in itertools.islice(pins, query.limit)]
+        page = list(_pins_of(tenant_id, itertools.islice(pins, query.limit)))
         return page, self.count(tenant_id, query.statuses, lo, hi)
 
     def _pins_newest_first(
@@ -365,7 +373,7 @@ class PinStore:
 
     @staticmethod
     def _page_and_count(tenant_id: str, items: Iterable[PinItem], query: PinQuery) -> tuple[list[Pin], int]:
-        return _page_and_count((_pin_of(tenant_id, item) for item in items), query)
+        return _page_and_count(_pins_of(tenant_id, items), query)
 
     def _from_entries(
         self,
@@ -403,9 +411,7 @@ class PinStore:
         for start in range(0, len(created), BATCH_GET_KEYS):
             chunk = created[start : start + BATCH_GET_KEYS]
             keys = [(self._shard_of(tenant_id, ms), pin_sort_key(ms)) for ms in chunk]
-            found = {
-                created_of(item.sk): _pin_of(tenant_id, item) for item in PinItem.batch_get(keys, consistent_read=True)
-            }
+            found = {pin.created_ms: pin for pin in _pins_of(tenant_id, PinItem.batch_get(keys, consistent_read=True))}
             yield from (found.get(ms) for ms in chunk)
 
     def _meta_candidates(self, shards: Sequence[str], meta: Mapping[str, str], lo: int, hi: int) -> list[int] | None:
@@ -507,8 +513,35 @@ def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
     return heapq.merge(*streams, key=lambda item: created_of(item.sk), reverse=True)
 
 
+def _meta_is_apart(meta: Mapping[str, str]) -> bool:
+    return len(json.dumps(dict(meta), ensure_ascii=False).encode("utf-8", "surrogatepass")) > META_INLINE_BYTES
+
+
+def _meta_apart(pin: Pin) -> list[PinItem]:
+    """The item holding the pin's meta when it is too large to copy."""
+    if not _meta_is_apart(pin.meta):
+        return []
+    return [PinItem(meta_key(pin.tenant_id, pin.created_ms), META_SORT_KEY, meta=dict(pin.meta))]
+
+
+def _pins_of(tenant_id: str, items: Iterable[PinItem]) -> Iterator[Pin]:
+    """The pins of pin items (or status copies), with the meta kept apart
+    read back in one strongly consistent BatchGetItem per 100 pins."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, BATCH_GET_KEYS)):
+        keys = [(meta_key(tenant_id, created_of(item.sk)), META_SORT_KEY) for item in chunk if item.meta_apart]
+        apart = (
+            {meta.pk: plain_map(meta.meta) for meta in PinItem.batch_get(keys, consistent_read=True)} if keys else {}
+        )
+        for item in chunk:
+            pin = _pin_of(tenant_id, item)
+            yield replace(pin, meta=apart.get(meta_key(tenant_id, pin.created_ms), {})) if item.meta_apart else pin
+
+
 def _pin_item(shard: str, pin: Pin, sort_key: str | None = None) -> PinItem:
-    """The pin's item (or, with another sort key, its status copy)."""
+    """The pin's item (or, with another sort key, its status copy): its meta
+    kept apart when large, so that status changes rewrite only small items."""
+    apart = _meta_is_apart(pin.meta)
     return PinItem(
         shard,
         sort_key or pin_sort_key(pin.created_ms),
@@ -518,7 +551,8 @@ def _pin_item(shard: str, pin: Pin, sort_key: str | None = None) -> PinItem:
         cid_key=pin.cid_key,
         name=pin.name,
         origins=list(pin.origins) or None,
-        meta=dict(pin.meta) or None,
+        meta=None if apart else dict(pin.meta) or None,
+        meta_apart=apart or None,
         info=dict(pin.info) or None,
         delegates=list(pin.delegates) or None,
         node_ids=list(pin.node_ids) or None,

@@ -12,6 +12,8 @@ from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.pin_item import PinItem
+from chalicelib.storage.pin_keys import meta_key, shard_key
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 
@@ -77,3 +79,33 @@ def test_a_transaction_that_keeps_conflicting_is_retried_a_bounded_number_of_tim
     with pytest.raises(StorageBusy):
         store.create(Pin("tenant-1", START_MS, "req-1", "queued", "bafy", "bafy"), announce)
     assert len(attempts) == 4 and len(pauses) == 3
+
+
+def test_large_meta_is_written_once_apart_and_deleted_with_its_pin(dynamo):
+    # given every transaction's items recorded
+    written = []
+    client = dynamo.connection.client
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: written.append(params["TransactItems"]),
+        unique_id="large-meta-writes",
+    )
+    store = PinStore(dynamo)
+    meta = {f"field-{i}": "m" * 4000 for i in range(4)}
+    pin = Pin("tenant-1", START_MS, "req-1", "queued", "bafy", "bafy", meta=meta)
+    try:
+        # when a pin with 16 KB of meta is created, moved twice and deleted
+        store.create(pin, OutboxMessage("shard#0", "m1", "{}", START_MS))
+        moved = store.update(store.update(pin, status="pinning"), status="pinned")
+        store.delete(moved, OutboxMessage("shard#0", "m2", "{}", START_MS))
+    finally:
+        client.meta.events.unregister(
+            "before-parameter-build.dynamodb.TransactWriteItems", unique_id="large-meta-writes"
+        )
+    # then the meta is written by the create alone, every item of the status changes is small,
+    sizes = [[len(str(item)) for item in transaction] for transaction in written]
+    assert max(sizes[0]) > 16_000
+    assert max(max(s) for s in sizes[1:3]) < 2_000
+    # and nothing of the pin is left
+    assert not list(PinItem.query(meta_key("tenant-1", START_MS)))
+    assert not [item.sk for item in PinItem.query(shard_key("tenant-1", 0)) if not item.sk.startswith(("d#", "k#"))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -301,3 +301,25 @@ def test_pins_with_more_meta_pairs_than_are_indexed_are_found_by_any_of_them(bac
     backend.pins.delete(pins[2], announce(START_MS + 10, "unpin"))
     assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k32": "v"})) == ([], 0)
     assert backend.pins.find("tenant-1", PinQuery(statuses=EVERY_STATUS, meta={"k00": "v"}))[1] == 1
+
+
+def test_a_pin_with_the_largest_meta_reads_back_whole_everywhere_and_leaves_nothing_when_deleted(backend):
+    # given a pin with 16 KB of meta (4 values of 4,000 characters) beside a small one
+    large = {f"field-{i}": chr(ord("a") + i) * 4000 for i in range(4)}
+    big = created(backend, new_pin(START_MS, meta=large, name="big"))
+    small = created(backend, new_pin(START_MS + 1, meta={"field-0": "a"}))
+    # when its status moves and its progress is reported
+    moved = backend.pins.update(big, status="pinning")
+    moved = backend.pins.update(moved, info={"status_details": "fetched 3 blocks"})
+    # then every read gives its whole meta: get, list by status, by every status, by name, by a meta pair
+    every = PinQuery(statuses=EVERY_STATUS)
+    assert backend.pins.get("tenant-1", START_MS) == moved
+    assert backend.pins.find("tenant-1", PinQuery(statuses=frozenset({"pinning"}))) == ([moved], 1)
+    assert backend.pins.find("tenant-1", every) == ([small, moved], 2)
+    assert backend.pins.find("tenant-1", replace(every, name="big")) == ([moved], 1)
+    assert backend.pins.find("tenant-1", replace(every, meta={"field-3": "d" * 4000})) == ([moved], 1)
+    assert backend.pins.find("tenant-1", replace(every, name="b", match="partial")) == ([moved], 1)
+    # and once deleted, nothing finds it
+    backend.pins.delete(moved, announce(START_MS + 2, "unpin"))
+    assert backend.pins.get("tenant-1", START_MS) is None
+    assert backend.pins.find("tenant-1", replace(every, meta={"field-3": "d" * 4000})) == ([], 0)
