@@ -87,21 +87,21 @@ class ShardPlans:
             cached = self._cached.get(tenant_id)
         if cached is not None and self._clock() < cached[0]:
             return cached[1]
-        plan = self._read(tenant_id)
+        plan = self.read(tenant_id)
         with self._lock:
             self._cached[tenant_id] = (self._clock() + self._cache_seconds, plan)
         return plan
 
-    def raise_to(self, tenant_id: str, shards: int) -> ShardPlan:
-        """Spread the tenant's pins created from LEAD_MS from now over `shards`.
-        A plan already at or above it is kept. Raises PlanChanged when
-        another writer raised it meanwhile."""
+    def raise_to(self, tenant_id: str, shards: int) -> ShardPlan | None:
+        """Spread the tenant's pins created from LEAD_MS from now over `shards`;
+        returns the new plan, or None when it is at or above that already.
+        Raises PlanChanged when another writer raised it meanwhile."""
         if not 1 <= shards <= MAX_SHARDS:
             raise ValueError(f"shards must be 1 to {MAX_SHARDS}")
-        current = self._read(tenant_id)
+        current = self.read(tenant_id)
         from_ms = self._now_ms() + LEAD_MS
         if current.shards_at(from_ms) >= shards:
-            return current
+            return None
         raised = current.raised(shards, max(from_ms, *(step for step, _ in current.steps), 0))
         unchanged = PinItem.steps.does_not_exist() if not current.steps else PinItem.steps == current.encode()
         with busy_as_storage_busy():
@@ -116,7 +116,8 @@ class ShardPlans:
         return raised
 
     @staticmethod
-    def _read(tenant_id: str) -> ShardPlan:
+    def read(tenant_id: str) -> ShardPlan:
+        """The plan as stored now, past the cache."""
         with busy_as_storage_busy():
             try:
                 item = PinItem.get(plan_key(tenant_id), _PLAN_SORT_KEY, consistent_read=True)
