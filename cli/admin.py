@@ -10,7 +10,6 @@ alike. `--json` makes every command print one JSON object or array on stdout.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -148,9 +147,9 @@ def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[
 def _error_message(error: Exception) -> str | None:
     """A one-line message for an expected failure; None for a bug."""
     import botocore.exceptions
-    from pynamodb.exceptions import PynamoDBException
 
     from chalicelib.fleet.registry import InvalidNode
+    from chalicelib.storage.failures import MISSING_TABLE, storage_failure
     from chalicelib.storage.layout import TablesOfAnotherLayout, what_to_do
     from chalicelib.tenants.admin import UnknownTenant, UnknownToken
 
@@ -162,20 +161,19 @@ def _error_message(error: Exception) -> str | None:
         return f"invalid node: {error}"
     if isinstance(error, TablesOfAnotherLayout):
         return f"refused, no table created: tables of another layout ({error}). {what_to_do(_options().settings())}"
-    if isinstance(error, PynamoDBException):
-        code = error.cause_response_code
-        if code == "ResourceNotFoundException":
+    failure = storage_failure(error)
+    if failure is not None:
+        if failure.code == MISSING_TABLE:
             settings = _options().settings()
-            named = re.search(r"on table \(([^)]+)\)", str(error))
-            table = named.group(1) if named else f"{settings.table_prefix}-*"
+            table = failure.table or f"{settings.table_prefix}-*"
             where = settings.aws_endpoint_url or settings.region
             return (
                 f"table {table} not found at {where}: check --table-prefix/--stage/--region "
                 "(on the local stack, run `tables create`)"
             )
-        if code:
-            return f"DynamoDB {code}: {error.cause_response_message}"
-        return " ".join(f"DynamoDB: {error.msg}".split())
+        if failure.code:
+            return f"DynamoDB {failure.code}: {failure.message}"
+        return f"DynamoDB: {failure.message}"
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return "no AWS credentials: set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     if isinstance(error, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):

@@ -28,7 +28,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.busy import StorageBusy
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes
+from chalicelib.storage.cancellations import cancellation_codes, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.pin_counter import Bucket, cells_of, count_name
 from chalicelib.storage.pin_item import PinItem
@@ -114,8 +114,7 @@ class CountFolder:
                     tx.delete(PinItem(shard, sort_key), condition=PinItem.sk.exists())
                 tx.update(PinItem(shard, FOLDS_SORT_KEY), actions=[PinItem.gen.add(1)])
         except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
+            if failed_condition(error) is not None or "TransactionConflict" in cancellation_codes(error):
                 raise _Contended() from error
             raise
 

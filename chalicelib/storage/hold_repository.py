@@ -12,17 +12,17 @@ from pynamodb.expressions.condition import Condition, Or
 from pynamodb.expressions.update import Action
 
 from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, Removed
-from chalicelib.storage.cancellations import cancellation_codes
+from chalicelib.storage.busy import busy_as_storage_busy
+from chalicelib.storage.cancellations import condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_pin import HOLDER, STATE, NodePin, holder_key, node_pin_key
-
-_FAILED = "ConditionalCheckFailed"
 
 
 class DynamoHoldRepository:
     def __init__(self, dynamo: DynamoConnection) -> None:
         self._dynamo = dynamo
 
+    @busy_as_storage_busy()
     def add(self, hold: Hold, now_ms: int) -> Added:
         key = node_pin_key(hold.node_id, hold.cid_key)
         try:
@@ -30,14 +30,15 @@ class DynamoHoldRepository:
                 tx.save(_holder(hold, node_id=hold.node_id), condition=NodePin.entry.does_not_exist())
                 tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now_ms))
         except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if codes[:1] == [_FAILED]:
+            failed = failed_condition(error)
+            if failed == 0:
                 return Added.ALREADY_HELD
-            if codes[1:2] == [_FAILED]:
+            if failed == 1:
                 return Added.RELEASING
             raise
         return Added.ADDED
 
+    @busy_as_storage_busy()
     def remove(self, hold: Hold, now_ms: int, lease: Lease | None) -> Removed:
         state = NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE)
         try:
@@ -56,14 +57,15 @@ class DynamoHoldRepository:
                         condition=(NodePin.holders == 1) & _no_release(now_ms),
                     )
         except TransactWriteError as error:
-            codes = cancellation_codes(error)
-            if codes[:1] == [_FAILED]:
+            failed = failed_condition(error)
+            if failed == 0:
                 return Removed.NOT_HELD
-            if codes[1:2] == [_FAILED]:
+            if failed == 1:
                 return Removed.NOT_LAST
             raise
         return Removed.REMOVED
 
+    @busy_as_storage_busy()
     def lease(self, node_id: str, cid_key: str) -> Lease | None:
         try:
             state = NodePin.get(node_pin_key(node_id, cid_key), STATE, consistent_read=True)
@@ -73,6 +75,7 @@ class DynamoHoldRepository:
             return None
         return Lease(state.releasing_by, state.releasing_until_ms or 0)
 
+    @busy_as_storage_busy()
     def held(self, hold: Hold) -> bool:
         try:
             NodePin.get(
@@ -84,6 +87,7 @@ class DynamoHoldRepository:
             return False
         return True
 
+    @busy_as_storage_busy()
     def take_lease(self, node_id: str, cid_key: str, lease: Lease, now_ms: int, force: bool) -> bool:
         mine = NodePin.releasing_by == lease.token
         owner = (mine | _no_release(now_ms)) if force else mine
@@ -94,6 +98,7 @@ class DynamoHoldRepository:
             (NodePin.holders.does_not_exist() | (NodePin.holders <= 0)) & owner,
         )
 
+    @busy_as_storage_busy()
     def end_lease(self, node_id: str, cid_key: str, token: str) -> None:
         _update_state(
             node_id,
@@ -102,6 +107,7 @@ class DynamoHoldRepository:
             NodePin.releasing_by == token,
         )
 
+    @busy_as_storage_busy()
     def holders_on(self, node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
         # One Query of at most `limit` keys on the node index.
         start = None
@@ -133,7 +139,7 @@ def _update_state(node_id: str, cid_key: str, actions: list[Action], condition: 
     try:
         NodePin(node_pin_key(node_id, cid_key), STATE).update(actions=actions, condition=condition)
     except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(error):
             return False
         raise
     return True

@@ -9,12 +9,10 @@ from chalicelib.fleet.node import Node
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes
+from chalicelib.storage.cancellations import condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_record import FLEET_PARTITION, NodeRecord
 from chalicelib.storage.outbox_entry import entry_of
-
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class DynamoNodeRepository:
@@ -65,7 +63,7 @@ class DynamoNodeRepository:
                 condition=NodeRecord.node_id.exists() & at_version(NodeRecord.version, node.version),
             )
         except UpdateError as error:
-            if error.cause_response_code != _CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
             return False
         return True
@@ -76,7 +74,7 @@ class DynamoNodeRepository:
                 tx.delete(NodeRecord(FLEET_PARTITION, node_id), condition=NodeRecord.node_id.exists())
                 tx.save(entry_of(announce))
         except TransactWriteError as error:
-            if cancellation_codes(error)[:1] != ["ConditionalCheckFailed"]:
+            if failed_condition(error) != 0:
                 raise
             return False
         return True

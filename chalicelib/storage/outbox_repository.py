@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.outbox_entry import OutboxEntry, entry_of, message_of
 
 
 class DynamoOutboxRepository:
+    @busy_as_storage_busy()
     def add(self, message: OutboxMessage) -> None:
         entry_of(message).save()
 
+    @busy_as_storage_busy()
     def delete(self, message: OutboxMessage) -> None:
         entry_of(message).delete()
 

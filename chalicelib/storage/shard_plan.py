@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pynamodb.exceptions import PutError
 
 from chalicelib.storage.busy import busy_as_storage_busy
+from chalicelib.storage.cancellations import condition_failed
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.pin_keys import plan_key
 
@@ -108,7 +109,7 @@ class ShardPlans:
             try:
                 PinItem(plan_key(tenant_id), _PLAN_SORT_KEY, steps=raised.encode()).save(condition=unchanged)
             except PutError as error:
-                if error.cause_response_code == "ConditionalCheckFailedException":
+                if condition_failed(error):
                     raise PlanChanged(tenant_id) from error
                 raise
         with self._lock:

@@ -1,4 +1,6 @@
-"""The tenants and api-tokens tables behind chalicelib.tenants.repository."""
+"""The tenants and api-tokens tables behind chalicelib.tenants.repository.
+
+A throttled table raises StorageBusy, as every repository does."""
 
 from __future__ import annotations
 
@@ -7,22 +9,23 @@ from collections.abc import Iterator
 from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.storage.busy import busy_as_storage_busy
+from chalicelib.storage.cancellations import condition_failed
 from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
 from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-
 
 class DynamoTenantRepository:
+    @busy_as_storage_busy()
     def add(self, tenant: Tenant) -> None:
         record = TenantRecord(tenant.tenant_id, name=tenant.name, created_ms=tenant.created_ms)
         try:
             record.save(condition=TenantRecord.tenant_id.does_not_exist())
         except PutError as error:
-            if error.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(error):
                 raise AlreadyExists(tenant.tenant_id) from None
             raise
 
+    @busy_as_storage_busy()
     def get(self, tenant_id: str) -> Tenant | None:
         try:
             return _tenant_of(TenantRecord.get(tenant_id))
@@ -34,6 +37,7 @@ class DynamoTenantRepository:
 
 
 class DynamoTokenRepository:
+    @busy_as_storage_busy()
     def add(self, token: ApiToken) -> None:
         record = ApiTokenRecord(
             token.token_hash,
@@ -46,21 +50,23 @@ class DynamoTokenRepository:
         try:
             record.save(condition=ApiTokenRecord.token_hash.does_not_exist())
         except PutError as error:
-            if error.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(error):
                 raise AlreadyExists(token.token_id) from None
             raise
 
+    @busy_as_storage_busy()
     def get(self, token_hash: str) -> ApiToken | None:
         # Every API request reads its token: throttled, the client is told to retry.
-        with busy_as_storage_busy():
-            try:
-                return _token_of(ApiTokenRecord.get(token_hash))
-            except ApiTokenRecord.DoesNotExist:
-                return None
+        try:
+            return _token_of(ApiTokenRecord.get(token_hash))
+        except ApiTokenRecord.DoesNotExist:
+            return None
 
+    @busy_as_storage_busy()
     def of_tenant(self, tenant_id: str) -> list[ApiToken]:
         return [_token_of(record) for record in ApiTokenRecord.by_tenant.query(tenant_id)]
 
+    @busy_as_storage_busy()
     def revoke(self, token: ApiToken, revoked_ms: int) -> ApiToken:
         record = ApiTokenRecord(token.token_hash)
         try:
@@ -70,7 +76,7 @@ class DynamoTokenRepository:
                 condition=ApiTokenRecord.token_hash.exists() & ApiTokenRecord.revoked_ms.does_not_exist(),
             )
         except UpdateError as error:
-            if error.cause_response_code != _CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
             stored = self.get(token.token_hash)
             return token if stored is None else stored
