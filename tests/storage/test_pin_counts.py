@@ -13,6 +13,7 @@ from chalicelib.pins.model import STATUSES, PinQuery, PinRequest
 from chalicelib.pins.pin import Pin, queued_pin
 from chalicelib.pins.repository import CreatedTaken, StaleRecord
 from chalicelib.queue.outbox_repository import OutboxMessage
+from chalicelib.storage import pin_store
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.count_folder import CountFolder
 from chalicelib.storage.pin_counter import FANOUT, LEVELS, READ_ROUNDS, count_name
@@ -330,3 +331,38 @@ def test_the_fullest_possible_bucket_fits_one_strongly_consistent_read_unit():
     # Then DynamoDB sizes it under 4 KB (one read unit), as the module promises
     assert len(item) == 2 + 4 * FANOUT
     assert item_bytes(item) < 2700
+
+
+def test_a_fold_between_reading_the_tree_and_the_changes_is_seen_and_the_count_read_again(store, monkeypatch):
+    # given pins whose changes are not folded yet
+    for i, status in enumerate(["queued", "pinned", "pinned", "failed"]):
+        add_pin(store, "tenant-1", START_MS + i, status)
+    read_changes = pin_store._changes
+    folds = []
+
+    def fold_first(shard, lo, hi):
+        # when another process folds every change right after the tree was read (the first time only)
+        if not folds:
+            folds.append(fold_all(store, "tenant-1"))
+        return read_changes(shard, lo, hi)
+
+    monkeypatch.setattr(pin_store, "_changes", fold_first)
+    # then the count neither misses the folded changes nor counts them twice
+    assert store.count("tenant-1", frozenset({"pinned"}), START_MS, START_MS + 10) == 2
+    assert store.count("tenant-1", frozenset(STATUSES), 0, MAX_MS) == 4
+    assert folds and folds[0] > 0
+
+
+def test_a_count_whose_trees_are_folded_during_every_read_gives_up_busy(store, monkeypatch):
+    # given a fold landing during every read of the changes
+    add_pin(store, "tenant-1", START_MS, "queued")
+    read_changes = pin_store._changes
+
+    def always_folding(shard, lo, hi):
+        PinItem(shard, FOLDS_SORT_KEY).update(actions=[PinItem.gen.add(1)])
+        return read_changes(shard, lo, hi)
+
+    monkeypatch.setattr(pin_store, "_changes", always_folding)
+    # when counting, then it stops after a bounded number of reads: busy, retry later
+    with pytest.raises(StorageBusy):
+        PinStore(store.dynamo, sleep=lambda seconds: None).count("tenant-1", frozenset(STATUSES), 0, MAX_MS)
