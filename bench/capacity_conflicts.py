@@ -13,6 +13,7 @@ API answers 503, a worker's message goes back to the queue).
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ class Timing:
     in_flight_s: float  # how long a transaction holds its items
     think_s: float  # mean pause between one writer's transactions (its other work)
 
+    def writers_for(self, pins_per_second: float, transactions_per_pin: float) -> int:
+        """Concurrent writers that sustain `pins_per_second` when each pin's
+        lifecycle is that many transactions, each in flight then followed by
+        a pause: the rate times one lifecycle's duration."""
+        writers = pins_per_second * transactions_per_pin * (self.in_flight_s + self.think_s)
+        return math.ceil(round(writers, 6))  # 0.025 + 0.05 is not exactly 0.075 in binary
+
 
 @dataclass(frozen=True)
 class ConflictResult:
@@ -39,6 +47,12 @@ class ConflictResult:
     conflicts: int  # cancelled attempts, each retried or given up
     exhausted: int  # transactions that ran out of retries
     makespan_s: float  # simulated time until the last writer finished
+
+    @property
+    def conflict_rate(self) -> float:
+        """Cancelled attempts per transaction begun (committed or given up)."""
+        begun = self.transactions + self.exhausted
+        return self.conflicts / begun if begun else 0.0
 
     @property
     def retries_per_pin(self) -> float:
