@@ -17,13 +17,16 @@ Pins go in and come out as domain values; PinItem never leaves this package.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition
@@ -99,6 +102,9 @@ BATCH_GET_KEYS = 100  # BatchGetItem's limit
 # not in the pin and its status copy that every status change rewrites; a
 # pin as Kubo sends it stays under 1 KB of write unit with its meta.
 META_INLINE_BYTES = 1024
+# Requests to several shards (a list's first pages, a count's changes) at once.
+PARALLEL_READS = 16
+T = TypeVar("T")
 # A count whose tree was folded while read is read again, this many times in all.
 COUNT_ATTEMPTS = 5
 
@@ -466,7 +472,7 @@ class PinStore:
         for attempt in range(COUNT_ATTEMPTS):
             generations = read_buckets(connection, folds, self._sleep)
             trees = read_buckets(connection, buckets, self._sleep)
-            changes = {shard: _changes(shard, lo, hi) for shard in shards}
+            changes = dict(zip(shards, _shard_reads().map(lambda shard: _changes(shard, lo, hi), shards), strict=True))
             if read_buckets(connection, folds, self._sleep) == generations:
                 return {shard: _Snapshot(trees, changes[shard]) for shard in shards}
             self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
@@ -509,8 +515,23 @@ def _query(
 
 def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
     """Streams that are each newest first, merged. No pin is in two: it has
-    one shard, one status and one CID."""
-    return heapq.merge(*streams, key=lambda item: created_of(item.sk), reverse=True)
+    one shard, one status and one CID. Their first pages are read at once,
+    so a tenant of many shards waits for one request, not one per shard."""
+    return heapq.merge(*_started(list(streams)), key=lambda item: created_of(item.sk), reverse=True)
+
+
+def _started(streams: list[Iterator[T]]) -> list[Iterator[T]]:
+    """The streams, each with its first item (its first request) already read, in parallel."""
+    if len(streams) < 2:
+        return streams
+    firsts = list(_shard_reads().map(lambda stream: list(itertools.islice(stream, 1)), streams))
+    return [itertools.chain(first, stream) for first, stream in zip(firsts, streams, strict=True)]
+
+
+@functools.cache
+def _shard_reads() -> ThreadPoolExecutor:
+    """One pool per container for reads that go to several shards at once."""
+    return ThreadPoolExecutor(max_workers=PARALLEL_READS, thread_name_prefix="shard-read")
 
 
 def _meta_is_apart(meta: Mapping[str, str]) -> bool:
