@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from chalicelib.pins.model import PinQuery
 
 # A pin's index entries are written in its transaction, at most 100 items;
-# a replace writes the new pin's and deletes the old one's: 2 x (5 + 32) + 12
-# counter buckets + the outbox message = 87.
+# a replace writes the new pin's and deletes the old one's: 2 x (pin, status
+# copy, 3 entries, 32 meta entries, count change, meta item) + the outbox
+# message = 79.
 MAX_INDEXED_META_PAIRS = 32
 
 # Chosen from bench.residual_filters (docs/benchmarks-history.md): a
