@@ -10,6 +10,7 @@ from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseC
 from chalicelib.busy import StorageBusy
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
+from chalicelib.pins.scan_limit import MAX_INDEXED_META_PAIRS
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.pin_item import PinItem
@@ -109,3 +110,27 @@ def test_large_meta_is_written_once_apart_and_deleted_with_its_pin(dynamo):
     # and nothing of the pin is left
     assert not list(PinItem.query(meta_key("tenant-1", START_MS)))
     assert not [item.sk for item in PinItem.query(shard_key("tenant-1", 0)) if not item.sk.startswith(("d#", "k#"))]
+
+
+def test_replacing_a_pin_of_the_most_indexed_meta_by_another_fits_one_transaction(dynamo):
+    # given a pin with 32 meta pairs of 400 characters (indexed, and too large to copy)
+    written = []
+    client = dynamo.connection.client
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: written.append(len(params["TransactItems"])),
+        unique_id="replace-size",
+    )
+    store = PinStore(dynamo)
+    meta = {f"k{i:02d}": "v" * 400 for i in range(MAX_INDEXED_META_PAIRS)}
+    old = Pin("tenant-1", START_MS, "req-old", "pinned", "bafy", "bafy", name="a", meta=meta)
+    new = Pin("tenant-1", START_MS + 1, "req-new", "queued", "bafy", "bafy", name="b", meta=meta)
+    try:
+        store.create(old, OutboxMessage("shard#0", "m1", "{}", START_MS))
+        # when another such pin replaces it
+        store.create(new, OutboxMessage("shard#0", "m2", "{}", START_MS), replacing=old)
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", unique_id="replace-size")
+    # then one transaction of at most 100 items swapped them
+    assert written[-1] <= 100
+    assert store.get("tenant-1", START_MS) is None and store.get("tenant-1", START_MS + 1) == new
