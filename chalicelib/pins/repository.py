@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from chalicelib.pins.idempotency import Claimed, IdempotencyClaim
 from chalicelib.pins.model import PinQuery
 from chalicelib.pins.pin import Pin
 from chalicelib.queue.outbox_repository import OutboxMessage
@@ -28,17 +29,28 @@ class StaleRecord(Exception):
     """The pin changed or vanished since it was read."""
 
 
+class ClaimTaken(Exception):
+    """Another request claimed the idempotency key meanwhile."""
+
+
 class PinRepository(Protocol):
     def get(self, tenant_id: str, created_ms: int) -> Pin | None:
         """The tenant's pin created at that millisecond, as stored now."""
 
-    def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
-        """Store a new pin, delete `replacing` (as read) if given, and write
+    def create(
+        self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None, claim: IdempotencyClaim | None = None
+    ) -> None:
+        """Store a new pin, delete `replacing` (as read) if given, claim the
+        idempotency key with the pin as its answer if given, and write
         `announce`, all at once or not at all.
 
         Raises CreatedTaken when the pin's millisecond is taken, StaleRecord
-        when `replacing` changed since it was read.
+        when `replacing` changed since it was read, ClaimTaken when the key
+        is claimed and its claim has not expired.
         """
+
+    def claimed(self, tenant_id: str, key: str, now_ms: int) -> Claimed | None:
+        """The tenant's claim of an idempotency key, unless none or expired."""
 
     def delete(self, pin: Pin, announce: OutboxMessage) -> None:
         """Delete the pin (as read) and write `announce` at once. Raises

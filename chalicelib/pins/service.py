@@ -14,9 +14,11 @@ from chalicelib.busy import StorageBusy
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import delegates_of, place
 from chalicelib.fleet.registry import NodeRegistry
+from chalicelib.pins.idempotency import WINDOW_MS as IDEMPOTENCY_WINDOW_MS
+from chalicelib.pins.idempotency import IdempotencyClaim, IdempotencyKeyReused, fingerprint
 from chalicelib.pins.model import PinQuery, PinRequest
 from chalicelib.pins.pin import Pin, queued_pin
-from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
+from chalicelib.pins.repository import ClaimTaken, CreatedTaken, PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of, new_request_id
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import PinRequested, ReleasedPin, UnpinRequested
@@ -63,17 +65,41 @@ class PinService:
     def list(self, tenant_id: str, query: PinQuery) -> tuple[builtins.list[Pin], int]:
         return self._store.find(tenant_id, query)
 
-    def create(self, tenant_id: str, request: PinRequest) -> Pin:
-        return self._insert(tenant_id, request, replacing=None)
+    def create(self, tenant_id: str, request: PinRequest, idempotency_key: str | None = None) -> Pin:
+        claim = self._claim(idempotency_key, request, replacing=None)
+        replayed = self._replayed(tenant_id, claim)
+        return replayed if replayed is not None else self._insert(tenant_id, request, None, claim)
 
-    def replace(self, tenant_id: str, request_id: str, request: PinRequest) -> Pin:
+    def replace(self, tenant_id: str, request_id: str, request: PinRequest, idempotency_key: str | None = None) -> Pin:
+        claim = self._claim(idempotency_key, request, replacing=request_id)
+        # A retry finds the first answer, though the pin it replaced is gone.
+        replayed = self._replayed(tenant_id, claim)
+        if replayed is not None:
+            return replayed
         for _ in range(WRITE_ATTEMPTS):
             old = self.get(tenant_id, request_id)
             try:
-                return self._insert(tenant_id, request, replacing=old)
+                return self._insert(tenant_id, request, old, claim)
             except StaleRecord:
                 continue  # a worker wrote the old pin meanwhile: read it again
         raise StorageBusy("the pin kept changing during replace")
+
+    def _claim(self, key: str | None, request: PinRequest, replacing: str | None) -> IdempotencyClaim | None:
+        if key is None:
+            return None
+        return IdempotencyClaim(key, fingerprint(request, replacing), self._clock() + IDEMPOTENCY_WINDOW_MS)
+
+    def _replayed(self, tenant_id: str, claim: IdempotencyClaim | None) -> Pin | None:
+        """The first answer to a retried request; raises IdempotencyKeyReused
+        when the key was claimed for another request."""
+        if claim is None:
+            return None
+        claimed = self._store.claimed(tenant_id, claim.key, self._clock())
+        if claimed is None:
+            return None
+        if claimed.fingerprint != claim.fingerprint:
+            raise IdempotencyKeyReused(claim.key)
+        return claimed.pin
 
     def delete(self, tenant_id: str, request_id: str) -> None:
         for _ in range(WRITE_ATTEMPTS):
@@ -87,7 +113,9 @@ class PinService:
             return
         raise StorageBusy("the pin kept changing during delete")
 
-    def _insert(self, tenant_id: str, request: PinRequest, replacing: Pin | None) -> Pin:
+    def _insert(
+        self, tenant_id: str, request: PinRequest, replacing: Pin | None, claim: IdempotencyClaim | None
+    ) -> Pin:
         nodes = self._placement(request.cid.key)
         node_ids = tuple(node.node_id for node in nodes)
         released = (
@@ -104,9 +132,15 @@ class PinService:
                 )
             )
             try:
-                self._store.create(pin, entry, replacing=replacing)
+                self._store.create(pin, entry, replacing=replacing, claim=claim)
             except CreatedTaken:
                 continue  # another container took this millisecond: take the next
+            except ClaimTaken:
+                # A retry of the same request raced this one and won: its answer is ours.
+                replayed = self._replayed(tenant_id, claim)
+                if replayed is None:
+                    continue  # its claim expired meanwhile
+                return replayed
             self._outbox.publish(entry)
             return pin
         raise StorageBusy("no free millisecond for a new pin")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pynamodb.attributes import BooleanAttribute, ListAttribute, MapAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, MapAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.storage.attributes import IntegerAttribute
@@ -65,6 +65,14 @@ class PinItem(Model):
     now = UnicodeAttribute(null=True)
     # The folds counter (pin_keys.FOLDS_SORT_KEY).
     gen = IntegerAttribute(null=True)
+
+    # An idempotency key's claim (pin_keys.claim_key): the pin it answers,
+    # created then, the request it was for and until when it holds (the
+    # TTL attribute lets DynamoDB delete it a while after).
+    created_ms = IntegerAttribute(null=True)
+    fingerprint = UnicodeAttribute(null=True)
+    expires_ms = IntegerAttribute(null=True)
+    expires = TTLAttribute(null=True)
 
     # The shard plan (pin_keys.plan_key): "from_ms:shards" steps.
     steps = optional_strings()

@@ -18,6 +18,9 @@ every read of the base table (strongly consistent) sees them agree:
                                 one overflow entry for a pin with more pairs)
     d#<created>#<request>#<v>   a change of the counts, not yet folded
 
+A tenant's claimed idempotency key is an item of its own
+(`tenant#claim#<key digest>`), written with the pin it created.
+
 A pin's meta larger than 1 KB is kept apart, in a partition of its own
 (`tenant#meta#<created>`, written once), not copied into the pin and its
 status copy.
@@ -73,6 +76,12 @@ def meta_key(tenant_id: str, created_ms: int) -> str:
 
 
 META_SORT_KEY = "meta"
+CLAIM_SORT_KEY = "claim"
+
+
+def claim_key(tenant_id: str, key: str) -> str:
+    """The partition of a tenant's idempotency key (pins.idempotency), one per key."""
+    return f"{tenant_id}#claim#{digest(key)}"
 
 
 def pin_sort_key(created_ms: int) -> str:

@@ -26,18 +26,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import And, Condition
+from pynamodb.expressions.condition import And, Condition, Or
 from pynamodb.expressions.update import Action
 from pynamodb.pagination import ResultIterator
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.busy import StorageBusy
+from chalicelib.pins.idempotency import Claimed, IdempotencyClaim
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
-from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.pins.repository import ClaimTaken, CreatedTaken, StaleRecord
 from chalicelib.pins.scan_limit import (
     DEFAULT_MAX_SCANNED_PINS,
     check_meta_scan,
@@ -65,12 +67,14 @@ from chalicelib.storage.pin_keys import (
     BY_FOLDED_NAME,
     BY_META,
     BY_NAME,
+    CLAIM_SORT_KEY,
     FOLDS_SORT_KEY,
     MAX_MS,
     META_OVERFLOW,
     META_SORT_KEY,
     PIN,
     STATUS_CODES,
+    claim_key,
     created_of,
     created_of_change,
     delta_key,
@@ -216,20 +220,28 @@ class PinStore:
 
     # -- writes --------------------------------------------------------------
 
-    def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
+    def create(
+        self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None, claim: IdempotencyClaim | None = None
+    ) -> None:
         with busy_as_storage_busy():
             shard = self._shard_of(pin.tenant_id, pin.created_ms)
             old_shard = None if replacing is None else self._shard_of(replacing.tenant_id, replacing.created_ms)
         changes = [CountChange(shard, pin, pin.version, None, pin.status)]
+        deleted: list[PinItem] = []
         if replacing is not None and old_shard is not None:
             changes.append(CountChange(old_shard, replacing, replacing.version + 1, replacing.status, None))
+            deleted = _index_items(old_shard, replacing) + _meta_apart(replacing)
+        # DynamoDB reports a transaction's items deletes first, then puts:
+        # where a failed condition is tells whose it was.
+        claim_at = 1 + len(deleted) if replacing is not None else 0
 
         def fill(tx: TransactWrite) -> None:
             if replacing is not None and old_shard is not None:
-                # First of the deletes, so a failed condition at 0 is the replaced pin's.
                 tx.delete(PinItem(old_shard, pin_sort_key(replacing.created_ms)), condition=_unchanged(replacing))
-                for item in _index_items(old_shard, replacing) + _meta_apart(replacing):
+                for item in deleted:
                     tx.delete(item)
+            if claim is not None:
+                tx.save(_claim_item(pin, claim), condition=_claimable(pin.created_ms))
             # Create-if-absent is atomic by construction: no version to check.
             tx.save(_pin_item(shard, pin), condition=PinItem.sk.does_not_exist())
             for item in _index_items(shard, pin) + _meta_apart(pin):
@@ -243,7 +255,19 @@ class PinStore:
         except _ConditionFailed as failed:
             if replacing is not None and failed.position == 0:
                 raise StaleRecord() from failed
+            if claim is not None and failed.position == claim_at:
+                raise ClaimTaken() from failed
             raise CreatedTaken() from failed
+
+    def claimed(self, tenant_id: str, key: str, now_ms: int) -> Claimed | None:
+        with busy_as_storage_busy():
+            try:
+                item = PinItem.get(claim_key(tenant_id, key), CLAIM_SORT_KEY, consistent_read=True)
+            except PinItem.DoesNotExist:
+                return None
+        if (item.expires_ms or 0) <= now_ms:
+            return None  # expired; DynamoDB's TTL deletes it within days
+        return Claimed(item.fingerprint or "", _pin_of(tenant_id, item))
 
     def delete(self, pin: Pin, announce: OutboxMessage) -> None:
         with busy_as_storage_busy():
@@ -559,6 +583,24 @@ def _pins_of(tenant_id: str, items: Iterable[PinItem]) -> Iterator[Pin]:
             yield replace(pin, meta=apart.get(meta_key(tenant_id, pin.created_ms), {})) if item.meta_apart else pin
 
 
+def _claim_item(pin: Pin, claim: IdempotencyClaim) -> PinItem:
+    """The claim of an idempotency key: the request it was for and the first
+    answer, whole (its meta too: the pin may be gone when a retry comes)."""
+    item = _pin_item(claim_key(pin.tenant_id, claim.key), pin, CLAIM_SORT_KEY)
+    item.meta = dict(pin.meta) or None
+    item.meta_apart = None
+    item.created_ms = pin.created_ms
+    item.fingerprint = claim.fingerprint
+    item.expires_ms = claim.expires_ms
+    item.expires = datetime.fromtimestamp(claim.expires_ms / 1000, tz=UTC)
+    return item
+
+
+def _claimable(now_ms: int) -> Condition:
+    """No claim of the key, or one whose window has passed."""
+    return Or(PinItem.sk.does_not_exist(), PinItem.expires_ms < now_ms)
+
+
 def _pin_item(shard: str, pin: Pin, sort_key: str | None = None) -> PinItem:
     """The pin's item (or, with another sort key, its status copy): its meta
     kept apart when large, so that status changes rewrite only small items."""
@@ -610,7 +652,8 @@ def _index_items(shard: str, pin: Pin) -> list[PinItem]:
 def _pin_of(tenant_id: str, item: PinItem) -> Pin:
     return Pin(
         tenant_id=tenant_id,
-        created_ms=created_of(item.sk),
+        # A claim's sort key holds no time: it keeps the pin's.
+        created_ms=created_of(item.sk) if item.created_ms is None else item.created_ms,
         request_id=item.request_id or "",
         status=item.status or "",
         cid=item.cid or "",

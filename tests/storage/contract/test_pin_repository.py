@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from chalicelib.pins.idempotency import Claimed, IdempotencyClaim
 from chalicelib.pins.model import STATUSES, PinQuery
 from chalicelib.pins.pin import Pin
-from chalicelib.pins.repository import CreatedTaken, PinRepository, StaleRecord
+from chalicelib.pins.repository import ClaimTaken, CreatedTaken, PinRepository, StaleRecord
 from chalicelib.pins.scan_limit import MAX_INDEXED_META_PAIRS, QueryTooBroad
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from chalicelib.storage.outbox_repository import DynamoOutboxRepository
@@ -323,3 +324,27 @@ def test_a_pin_with_the_largest_meta_reads_back_whole_everywhere_and_leaves_noth
     backend.pins.delete(moved, announce(START_MS + 2, "unpin"))
     assert backend.pins.get("tenant-1", START_MS) is None
     assert backend.pins.find("tenant-1", replace(every, meta={"field-3": "d" * 4000})) == ([], 0)
+
+
+# -- idempotency keys ------------------------------------------------------------
+
+
+def test_a_claimed_key_answers_the_first_pin_until_it_expires_and_cannot_be_claimed_twice(backend):
+    # given a pin created with a claim on key "k1" for an hour
+    claim = IdempotencyClaim("k1", "fingerprint-a", START_MS + 3_600_000)
+    first = new_pin(START_MS, meta={"big": "x" * 3000}, name="first")
+    backend.pins.create(first, announce(START_MS, "pin"), claim=claim)
+    # then the claim answers the pin, whole, for that tenant only, until it expires
+    assert backend.pins.claimed("tenant-1", "k1", START_MS + 1) == Claimed("fingerprint-a", first)
+    assert backend.pins.claimed("tenant-2", "k1", START_MS + 1) is None
+    assert backend.pins.claimed("tenant-1", "k1", START_MS + 3_600_000) is None
+    # and a second create claiming it within the hour writes nothing
+    with pytest.raises(ClaimTaken):
+        backend.pins.create(new_pin(START_MS + 5, request_id="req-2"), announce(START_MS + 5, "two"), claim=claim)
+    assert backend.pins.get("tenant-1", START_MS + 5) is None
+    assert backend.announced() == [announce(START_MS, "pin")]
+    # while after it expired the key may be claimed again
+    later = replace(claim, fingerprint="fingerprint-b", expires_ms=START_MS + 7_200_000)
+    second = new_pin(START_MS + 3_600_001, request_id="req-3")
+    backend.pins.create(second, announce(START_MS + 3_600_001, "three"), claim=later)
+    assert backend.pins.claimed("tenant-1", "k1", START_MS + 3_600_002) == Claimed("fingerprint-b", second)

@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from chalicelib.pins.idempotency import Claimed, IdempotencyClaim
 from chalicelib.pins.model import PinQuery
 from chalicelib.pins.pin import Pin
-from chalicelib.pins.repository import CreatedTaken, StaleRecord
+from chalicelib.pins.repository import ClaimTaken, CreatedTaken, StaleRecord
 from chalicelib.pins.scan_limit import DEFAULT_MAX_SCANNED_PINS, check_meta_scan, check_scan, indexed_pairs
 from chalicelib.queue.outbox_repository import OutboxMessage, OutboxRepository
 from tests.support.memory.outbox import MemoryOutbox
@@ -51,6 +52,7 @@ class MemoryPinRepository:
         self.before_read: Callable[[], None] = _nothing
         self.writes = 0  # every write tried, refused ones too
         self._pins: dict[tuple[str, int], Pin] = {}
+        self._claims: dict[tuple[str, str], tuple[int, Claimed]] = {}
         # The worker writes from threads; reentrant, for hooks that write.
         self._lock = threading.RLock()
 
@@ -59,17 +61,28 @@ class MemoryPinRepository:
         with self._lock:
             return self._pins.get((tenant_id, created_ms))
 
-    def create(self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None) -> None:
+    def create(
+        self, pin: Pin, announce: OutboxMessage, replacing: Pin | None = None, claim: IdempotencyClaim | None = None
+    ) -> None:
         with self._lock:
             self.writes += 1
             if replacing is not None:
                 self._check_unchanged(replacing)
+            if claim is not None and self.claimed(pin.tenant_id, claim.key, pin.created_ms) is not None:
+                raise ClaimTaken()
             if (pin.tenant_id, pin.created_ms) in self._pins:
                 raise CreatedTaken()
+            if claim is not None:
+                self._claims[(pin.tenant_id, claim.key)] = (claim.expires_ms, Claimed(claim.fingerprint, pin))
             if replacing is not None:
                 del self._pins[(replacing.tenant_id, replacing.created_ms)]
             self._pins[(pin.tenant_id, pin.created_ms)] = pin
             self.outbox.add(announce)
+
+    def claimed(self, tenant_id: str, key: str, now_ms: int) -> Claimed | None:
+        with self._lock:
+            expires_ms, claimed = self._claims.get((tenant_id, key), (0, None))
+        return claimed if expires_ms > now_ms else None
 
     def delete(self, pin: Pin, announce: OutboxMessage) -> None:
         with self._lock:
