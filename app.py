@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
@@ -24,6 +25,7 @@ from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
+from chalicelib.storage.change_stream import fold_changes
 from chalicelib.wiring import ServiceProvider
 from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 
@@ -162,3 +164,13 @@ def sweep_outbox(event: CloudWatchEvent) -> int:
     """Re-sends queue messages whose send failed or was cut off."""
     settings = services().settings
     return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)
+
+
+# Fed by the pins table's stream through an event source mapping that infra/
+# renders (on_dynamodb_record would want the stream's ARN before the table exists).
+@app.lambda_function(name="fold_counts")
+def fold_counts(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Folds the count changes the stream reports into their shards' counter
+    trees; returns the records the stream must deliver again."""
+    failed = fold_changes(event.get("Records", []), services().folder)
+    return {"batchItemFailures": [{"itemIdentifier": sequence_number} for sequence_number in failed]}

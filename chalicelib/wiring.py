@@ -23,8 +23,11 @@ from chalicelib.storage.tables import bind_models
 from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoTokenRepository
 from chalicelib.tenants.authenticator import Authenticator
 
-if TYPE_CHECKING:  # loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local stack
+# Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
+# stack, CountFolder by the pins stream's function.
+if TYPE_CHECKING:
     from chalicelib.kubo.client import KuboClient
+    from chalicelib.storage.count_folder import CountFolder
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.worker.pin_worker import PinWorker
 
@@ -57,6 +60,13 @@ class Services:
         from chalicelib.tenants.admin import TenantAdmin
 
         return TenantAdmin(DynamoTenantRepository(), self.tokens)
+
+    @cached_property
+    def folder(self) -> CountFolder:
+        """Folds count changes into the counter trees: the pins stream's function's."""
+        from chalicelib.storage.count_folder import CountFolder
+
+        return CountFolder(self.dynamo)
 
     def kubo(self, node: Node) -> KuboClient:
         """One client (and connection pool) per node and container."""

@@ -172,7 +172,7 @@ class DevStack:
 
     def start(self) -> None:
         """Everything, in order; raises StackError (or ImportError) on a startup problem."""
-        from devstack import aws, moto_transactions
+        from devstack import aws, moto_streams, moto_transactions
 
         options = self.options
         stage_env = stage_environment(options.stage)
@@ -190,6 +190,7 @@ class DevStack:
 
         say(f"Starting emulated AWS (moto) on {HOST}, port {options.aws_port or 'any free one'} ...")
         moto_transactions.install()
+        moto_streams.install()
         moto_server = aws.MotoServer(options.aws_port)
         try:
             moto_server.start()
@@ -305,7 +306,13 @@ class DevStack:
             raise StackError(f"could not start a Kubo node: {str(error).splitlines()[0]}") from None
 
     def _start_jobs(self, app_module: Any) -> None:
-        """The scheduled handlers (EventBridge's part); the queues' are the worker's."""
+        """The scheduled handlers (EventBridge's part) and the count folder fed by
+        the pins table's stream (the event source mapping's); the queues' are the worker's."""
+        from chalicelib.config import Settings
+        from chalicelib.storage.pin_item import PinItem
+        from chalicelib.storage.tables import table_name
+        from devstack.stream_poller import POLL_SECONDS, StreamPoller, streams_client
+
         rule = f"{app_module.app.app_name}-{self.options.stage}"
         self._jobs = [
             ScheduledJob(
@@ -324,11 +331,18 @@ class DevStack:
                     else None
                 ),
             ),
+            StreamPoller(
+                streams_client(self._aws.endpoint_url),
+                table_name(Settings.from_env(), PinItem),
+                app_module.fold_counts,
+                lambda_timeout(self.options.stage),
+            ),
         ]
         for job in self._jobs:
             job.start()
         say(
-            f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s."
+            f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s, "
+            f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s."
         )
 
     def _start_worker(self) -> None:

@@ -21,6 +21,7 @@ from pynamodb.models import Model
 from chalicelib.config import Settings
 from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.lifecycle import fleet_group_name
+from chalicelib.storage.change_stream import CHANGE_FILTER
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -59,10 +60,28 @@ PIN_QUEUE = "PinQueue"
 DEAD_LETTER_QUEUE = "PinDeadLetterQueue"
 SECRET = "KuboRpcSecret"
 ALARM_TOPIC = "AlarmTopic"
+FOLD_FAILURES = "FoldFailureQueue"
+FOLD_FUNCTION = "FoldCounts"  # app.fold_counts
 WORKER_VPC = "UseWorkerVpc"
 
 READ = ("dynamodb:GetItem",)
 QUERY = ("dynamodb:Query",)
+# What Lambda's event source mapping reads a table's stream with, as the function's role.
+STREAM_READS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams")
+
+# Count changes reach the fold function in batches of up to this many records
+# or this many seconds of them: a batch folds each shard it names once.
+FOLD_BATCH_SIZE = 1000
+FOLD_BATCHING_WINDOW_S = 1
+# A batch whose folds keep giving up is delivered again (halved on an error)
+# this often, then skipped, its place sent to FOLD_FAILURES. Skipping loses
+# no count: the changes stay in their shard, counted by every read, which
+# only costs readers more until the shard's next change folds them too.
+FOLD_RETRIES = 10
+# Folds are due within seconds; the stream's oldest unfolded record this old
+# (IteratorAge, ms) for FOLD_LAG_MINUTES running means the folds fall behind.
+FOLD_LAG_MS = 60_000
+FOLD_LAG_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -78,15 +97,25 @@ class Access:
     calls_kubo: bool = False
     # Lets the fleet's Auto Scaling group finish terminating a node.
     completes_lifecycle: bool = False
+    # Fed the count changes of the pins table's stream (fold_stream_source).
+    folds_pins_stream: bool = False
 
 
-# A pin change writes the pin, its counter cells and (API) its outbox entry in
-# one transaction: a Put, Update or Delete per item, each its own IAM action.
+# A pin change writes the pin's items, its count change and (API) its outbox
+# entry in one transaction: a Put, Update or Delete per item, each its own IAM
+# action; a fold adds changes to counter buckets, deletes them and counts the
+# fold in one.
 FUNCTIONS: Mapping[str, Access] = {
     "APIHandler": Access(
         tables={
             ApiTokenRecord: READ,
-            PinItem: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+            PinItem: (
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+            ),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
         },
@@ -118,6 +147,10 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={NodeRecord: ("dynamodb:DeleteItem",), OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem")},
         sends_pins=True,  # the node's drain
         completes_lifecycle=True,
+    ),
+    FOLD_FUNCTION: Access(
+        tables={PinItem: ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+        folds_pins_stream=True,
     ),
 }
 
@@ -205,6 +238,9 @@ def table(settings: Settings, model: type[Model], options: StageOptions) -> Json
     ttl = model._ttl_attribute()
     if ttl is not None:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl.attr_name, "Enabled": True}
+    stream = getattr(model.Meta, "stream_view_type", None)
+    if stream is not None:
+        properties["StreamSpecification"] = {"StreamViewType": stream}
     return {"Type": "AWS::DynamoDB::Table", **_retention(options), "Properties": properties}
 
 
@@ -247,6 +283,16 @@ def queues(settings: Settings, worker_timeout: int, dead_letters_timeout: int) -
             "Properties": {
                 "QueueName": f"{name}-dlq",
                 "VisibilityTimeout": VISIBILITY_FACTOR * dead_letters_timeout,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        # Where the pins stream's records that every fold gave up on are named
+        # (Lambda's on-failure destination; nothing consumes it): for an operator.
+        FOLD_FAILURES: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{settings.table_prefix}-fold-failures",
                 "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
                 "SqsManagedSseEnabled": True,
             },
@@ -297,6 +343,19 @@ def policy(settings: Settings, access: Access) -> Json:
     for queue in access.consumes:
         statements.append(
             {"Sid": f"Consume{queue}", "Effect": "Allow", "Action": CONSUMER_ACTIONS, "Resource": arn(queue)}
+        )
+    if access.folds_pins_stream:
+        pins = table_id(settings, PinItem)
+        statements.append(
+            {
+                "Sid": f"{pins}Stream",
+                "Effect": "Allow",
+                "Action": list(STREAM_READS),
+                "Resource": {"Fn::GetAtt": [pins, "StreamArn"]},
+            }
+        )
+        statements.append(
+            {"Sid": "FoldFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(FOLD_FAILURES)}
         )
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
@@ -371,11 +430,36 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
                 }
             }
         }
-    return {
+    overrides: Json = {
         role: {
             "Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": policy(settings, access)}]}
         },
         name: {"Properties": properties},
+    }
+    if access.folds_pins_stream:
+        overrides[f"{name}StreamSource"] = fold_stream_source(settings, name)
+    return overrides
+
+
+def fold_stream_source(settings: Settings, function: str) -> Json:
+    """The pins table's stream feeding `function` the insertions of count
+    changes alone (CHANGE_FILTER), from the oldest record the stream keeps."""
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "FunctionName": {"Ref": function},
+            "EventSourceArn": {"Fn::GetAtt": [table_id(settings, PinItem), "StreamArn"]},
+            "StartingPosition": "TRIM_HORIZON",
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(CHANGE_FILTER, separators=(",", ":"))}]},
+            "BatchSize": FOLD_BATCH_SIZE,
+            "MaximumBatchingWindowInSeconds": FOLD_BATCHING_WINDOW_S,
+            # One batch at a time per stream shard (ParallelizationFactor 1, the
+            # default): a pin shard's changes reach one folder, in order.
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": FOLD_RETRIES,
+            "DestinationConfig": {"OnFailure": {"Destination": arn(FOLD_FAILURES)}},
+        },
     }
 
 
@@ -465,6 +549,18 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
                 "OKActions": [{"Ref": ALARM_TOPIC}],
             },
         },
+        "FoldFailuresAlarm": alarm(
+            "The count folder gave up on pins stream records after every retry (its log says why): their changes "
+            "stay unfolded, counted exactly but at a higher read cost, until their shard's next change is folded.",
+            queue_metric(FOLD_FAILURES, "NumberOfMessagesSent", "Sum"),
+            0,
+        ),
+        "FoldLagAlarm": alarm(
+            "Count changes wait to be folded: the count folder is failing or throttled, and counts read more items.",
+            _metric("AWS/Lambda", "IteratorAge", {"FunctionName": {"Ref": FOLD_FUNCTION}}, "Maximum"),
+            FOLD_LAG_MS,
+            EvaluationPeriods=FOLD_LAG_MINUTES,
+        ),
         # The health check runs every minute: missing data means it stopped.
         "UnhealthyNodesAlarm": alarm(
             "Fleet nodes fail the health check (unreachable, wrong peer ID), or the check stopped reporting.",

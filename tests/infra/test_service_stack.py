@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
+from chalicelib.storage.change_stream import CHANGE_FILTER
 from infra.package import PackagingError, package
-from infra.render import FUNCTIONS, STAGE_OPTIONS, VISIBILITY_FACTOR
+from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
 
 REPO = Path(__file__).resolve().parents[2]
 KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "CheckFleetHealth"}
@@ -114,7 +115,9 @@ def test_alarms_watch_dead_letters_queue_age_errors_api_5xx_and_nodes_and_notify
     assert {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/SQS", "NumberOfMessagesSent"),
         ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "IteratorAge"),
         ("AWS/ApiGateway", "5XXError"),
         ("PinningService", "UnhealthyNodes"),
     } <= watched
@@ -167,3 +170,55 @@ def test_each_function_has_its_own_role_with_no_wildcard_on_data(packaged, stage
                 assert "*" not in json.dumps(statement["Resource"]), statement
             elif statement["Resource"] == "*":
                 assert all(action.startswith("ec2:") for action in actions), statement
+
+
+def fold_mapping(template: dict[str, Any]) -> dict[str, Any]:
+    """The properties of the template's one event source mapping."""
+    (mapping,) = of_type(template, "AWS::Lambda::EventSourceMapping").values()
+    return mapping["Properties"]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_pins_stream_feeds_the_count_folder_its_inserted_changes_in_batches(packaged, stage):
+    template = load(packaged[stage])
+    resources = template["Resources"]
+    # Then the pins table has a stream of keys, read by one mapping into the folder, from its oldest record
+    assert resources["PinsTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "KEYS_ONLY"}
+    mapping = fold_mapping(template)
+    assert mapping["FunctionName"] == {"Ref": "FoldCounts"}
+    assert resources["FoldCounts"]["Properties"]["Handler"] == "app.fold_counts"
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["PinsTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    # and only insertions of count changes invoke it
+    (pattern,) = mapping["FilterCriteria"]["Filters"]
+    assert json.loads(pattern["Pattern"]) == CHANGE_FILTER
+    assert CHANGE_FILTER == {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "d#"}]}}}}
+    # in batches that fold many changes of a shard at once
+    assert mapping["BatchSize"] >= 100
+    assert 1 <= mapping["MaximumBatchingWindowInSeconds"] <= 5
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_count_folder_reports_failed_records_retries_a_bounded_number_of_times_and_alarms(packaged, stage):
+    template = load(packaged[stage])
+    resources = template["Resources"]
+    mapping = fold_mapping(template)
+    # Then failed records are reported one by one, a failing batch halved and retried a bounded number of times
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 1 <= mapping["MaximumRetryAttempts"] <= 100
+    # and records given up on are named in an encrypted queue that an alarm watches, as is the folds' lag
+    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [FOLD_FAILURES, "Arn"]}}}
+    assert resources[FOLD_FAILURES]["Properties"]["SqsManagedSseEnabled"]
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    watched = {(a.get("MetricName"), json.dumps(a.get("Dimensions", [{}])[0].get("Value"))) for a in alarms}
+    assert ("NumberOfMessagesSent", json.dumps({"Fn::GetAtt": [FOLD_FAILURES, "QueueName"]})) in watched
+    assert ("IteratorAge", json.dumps({"Ref": "FoldCounts"})) in watched
+    # and the folder's role reads that stream and sends to that queue, nothing else of either kind
+    granted = statements(resources["FoldCountsRole"])
+    assert [s["Resource"] for s in granted if set(as_list(s["Action"])) & set(STREAM_READS)] == [
+        {"Fn::GetAtt": ["PinsTable", "StreamArn"]}
+    ]
+    assert [s["Resource"] for s in granted if "sqs:SendMessage" in as_list(s["Action"])] == [
+        {"Fn::GetAtt": [FOLD_FAILURES, "Arn"]}
+    ]

@@ -1,5 +1,5 @@
 """The deployed tables are the ones the code's PynamoDB models describe:
-keys, attribute types, indexes with their projections, TTL."""
+keys, attribute types, indexes with their projections, TTL, stream."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def model_view(model) -> dict[str, Any]:
         "types": {(name, attributes[name].attr_type) for name in key_names},
         "indexes": indexes,
         "ttl": ttl[0] if ttl else None,
+        "stream": getattr(model.Meta, "stream_view_type", None),
     }
 
 
@@ -62,11 +63,12 @@ def template_view(properties: dict[str, Any]) -> dict[str, Any]:
         "types": {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]},
         "indexes": indexes,
         "ttl": ttl["AttributeName"] if ttl and ttl["Enabled"] else None,
+        "stream": properties.get("StreamSpecification", {}).get("StreamViewType"),
     }
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
-def test_every_model_has_its_table_with_the_same_keys_indexes_and_ttl(stage):
+def test_every_model_has_its_table_with_the_same_keys_indexes_ttl_and_stream(stage):
     resources = json.loads(output_path(stage).read_text(encoding="utf-8"))["Resources"]
     tables = {
         r["Properties"]["TableName"]: r["Properties"]

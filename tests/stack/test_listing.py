@@ -1,17 +1,24 @@
 """Listing a few hundred pins through the served stack, and a worker run by
 an outside client. The stack runs with `--no-worker`: once the outside worker
 has stopped, every pin stays `queued`, so statuses, counts and pages are
-known exactly while the test pages, deletes and replaces."""
+known exactly while the test pages, deletes and replaces, and while the
+stack folds the count changes its pins table's stream reports."""
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
 
+from chalicelib.storage.change_stream import CHANGE_PREFIX
+from chalicelib.storage.pin_keys import PIN, entry_prefix
+from devstack.env_file import read_env_file
+from devstack.state import AWS_ENV
 from tests.api.helpers import ALL_STATUSES
 from tests.stack.stack_client import Stack, outside_worker, running_stack
 from tests.support.api import ApiClient
@@ -23,6 +30,8 @@ PAGED_PINS = 300
 CREATORS = 4
 PIN_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 5
+# The stack reads the stream every 0.5 s; folds are due within seconds.
+FOLD_TIMEOUT_S = 15
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +113,48 @@ def test_given_300_queued_pins_when_paging_deleting_and_replacing_then_every_pag
     kept = [rid for rid in request_ids if rid not in {*deleted, *replaced}]
     assert_only_queued(api, sorted([*kept, *replacements], reverse=True))
     assert len(kept) + len(replacements) == PAGED_PINS - len(deleted)
+
+
+def pins_table_items(stack: Stack, sort_key_prefix: str) -> int:
+    """Items of the stack's pins table whose sort key starts so (its emulated AWS, as aws.env names it)."""
+    env = read_env_file(stack.served.state_dir / AWS_ENV)
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=f"{env['TABLE_PREFIX']}-pins",
+        FilterExpression="begins_with(sk, :prefix)",
+        ExpressionAttributeValues={":prefix": {"S": sort_key_prefix}},
+        ConsistentRead=True,
+    )
+    return sum(page["Count"] for page in pages)
+
+
+def test_given_pins_created_deleted_and_replaced_then_the_stack_folds_their_count_changes_within_seconds(
+    stack: Stack,
+) -> None:
+    # Given a tenant of its own whose 30 queued pins were created, 3 deleted and 3 replaced through the API
+    api = stack.new_tenant("folding")
+    request_ids = [api.pin(cid_v1(f"fold-{n}"))["requestid"] for n in range(30)]
+    for request_id in request_ids[:3]:
+        assert api.request("DELETE", f"/pins/{request_id}").status == 202
+    replacements = [
+        api.request("POST", f"/pins/{request_id}", json_body={"cid": cid_v1(f"fold-new-{n}")}).json["requestid"]
+        for n, request_id in enumerate(request_ids[3:6])
+    ]
+    kept = sorted([*request_ids[6:], *replacements], reverse=True)
+
+    # When the stack runs (it reads the pins table's stream on its own), then
+    # within a bounded wait the shards hold no count change (of these pins or any other)
+    deadline = time.monotonic() + FOLD_TIMEOUT_S
+    while pins_table_items(stack, CHANGE_PREFIX) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pins_table_items(stack, CHANGE_PREFIX) == 0, f"count changes left unfolded after {FOLD_TIMEOUT_S} s"
+    assert pins_table_items(stack, entry_prefix(PIN)) >= len(kept)  # the table that holds the pins
+
+    # and every count and page is what it was: the changes are in the counter trees
+    assert_only_queued(api, kept)
