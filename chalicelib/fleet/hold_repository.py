@@ -1,10 +1,14 @@
 """Where holds on (node, CID) pins are kept: atomic steps that PinHolds combines.
 
 The state of a (node, CID) pin - its holder count and release lease - is
-written by many workers at once, but only by atomic steps (an ADD to the
-count, a lease set or removed under a condition on what is stored, never on
-what was read), and holder items are created if absent or deleted if present:
-nothing here is read-modify-written, so nothing carries a version.
+written by many workers at once, but only by atomic steps, each changing a
+holder item and the count together so the count is always exact: a hold is
+added (and counted) under a condition on what is stored; a hold is removed
+(and uncounted) only if the count is still the one its caller read, so the
+caller whose removal leaves no holder knows it, and owns the pin's removal.
+
+Beside them, a request's pin work keeps the turn of its continuation (see
+PinWorker's turns): one conditional write per continued message.
 """
 
 from __future__ import annotations
@@ -48,6 +52,14 @@ class Lease:
         return self.until_ms >= now_ms
 
 
+@dataclass(frozen=True)
+class PinState:
+    """A (node, CID) pin as stored: how many requests hold it, and its release lease."""
+
+    holders: int
+    lease: Lease | None
+
+
 class Added(Enum):
     ADDED = "added"
     ALREADY_HELD = "already held"
@@ -56,10 +68,13 @@ class Added(Enum):
 
 
 class Removed(Enum):
+    # The last hold: the lease is set, and the caller removes the pin.
+    LAST = "last"
+    # Other holds remain.
     REMOVED = "removed"
     NOT_HELD = "not held"
-    # Not removed: it is not the last hold, or the pin is being removed.
-    NOT_LAST = "not last"
+    # Not removed: the count is no longer the one read.
+    RECOUNT = "recount"
 
 
 class HoldRepository(Protocol):
@@ -67,13 +82,14 @@ class HoldRepository(Protocol):
         """Add the hold and count it, unless already there or the pin is
         being removed at `now_ms`."""
 
-    def remove(self, hold: Hold, now_ms: int, lease: Lease | None) -> Removed:
-        """Delete the hold and uncount it. With `lease`, only if it is the
-        last hold and no removal is active at `now_ms`, setting `lease` in
-        the same step."""
+    def state(self, node_id: str, cid_key: str) -> PinState:
+        """The pin's count and lease (active or not) as stored now."""
 
-    def lease(self, node_id: str, cid_key: str) -> Lease | None:
-        """The pin's release lease as stored now, active or not."""
+    def remove(self, hold: Hold, holders: int, lease: Lease) -> Removed:
+        """Delete the hold and count `holders - 1`, only if the hold is
+        stored and the count is still `holders`; when none is left, set
+        `lease` in the same step. (While holds are stored, no lease is
+        active: `add` refuses during one, so a lease still stored is over.)"""
 
     def held(self, hold: Hold) -> bool:
         """Whether the hold is stored now (strongly consistent)."""
@@ -90,3 +106,11 @@ class HoldRepository(Protocol):
         """Up to `limit` holders on `node_id` after `after`, and the cursor of
         the next page (None at the end). Eventually consistent: a hold taken
         just now may show late."""
+
+    def take_turn(self, tenant_id: str, request_id: str, turn: int, owner: str) -> bool:
+        """Record that message `owner` carries turn `turn` of the request's
+        work, unless a later turn, or this one by another message, is
+        recorded. False, writing nothing, otherwise."""
+
+    def end_turns(self, tenant_id: str, request_id: str) -> None:
+        """Forget the request's turns (its work is over)."""

@@ -9,10 +9,14 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
     first. When `replaces` is present the request replaced an older one:
     release the older pin (`request_id`, `cid`, `node_ids`) only once the new
     one is pinned, so blocks common to both are never collected in between.
+    `turn`, absent on the first message, counts the continuations of unfinished
+    work: a worker drops a continuation whose turn another message took.
 ``unpin``
     Request `request_id` of `tenant_id` was deleted: release its hold on `cid`
     on the nodes of `node_ids`. Kubo's pin goes only when no other request
-    holds the same CID on that node.
+    holds the same CID on that node. `lease_token` is present on a retry of
+    nodes an earlier release could not unpin: the retry takes over that
+    release's removal leases (which name it by this token).
 ``drain``
     Node `node_id` left the fleet at `removed_ms`: send a ``rereplicate`` for
     every request still holding a pin there, one page of holders per message
@@ -54,6 +58,7 @@ class PinRequested:
     node_ids: tuple[str, ...]
     origins: tuple[str, ...] = ()
     replaces: ReleasedPin | None = None
+    turn: int = 0
     kind: str = field(default="pin", init=False)
 
 
@@ -63,6 +68,7 @@ class UnpinRequested:
     request_id: str
     cid: str
     node_ids: tuple[str, ...]
+    lease_token: str | None = None
     kind: str = field(default="unpin", init=False)
 
 
@@ -88,8 +94,17 @@ class Rereplicate:
 QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate
 
 
+# Fields only retries and continuations set: left out at these values, so
+# the bodies the API writes stay as they were.
+_OMITTED_DEFAULTS = {"turn": 0, "lease_token": None}
+
+
 def encode(message: QueueMessage) -> str:
-    return json.dumps({"v": VERSION, **asdict(message)}, separators=(",", ":"), sort_keys=True)
+    body = asdict(message)
+    for name, default in _OMITTED_DEFAULTS.items():
+        if name in body and body[name] == default:
+            del body[name]
+    return json.dumps({"v": VERSION, **body}, separators=(",", ":"), sort_keys=True)
 
 
 def decode(body: str) -> QueueMessage:

@@ -11,11 +11,14 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition, Or
 from pynamodb.expressions.update import Action
 
-from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, Removed
+from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, PinState, Removed
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import condition_failed, failed_condition
+from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
-from chalicelib.storage.node_pin import HOLDER, STATE, NodePin, holder_key, node_pin_key
+from chalicelib.storage.node_pin import HOLDER, STATE, TURN, NodePin, holder_key, node_pin_key, turn_key
+
+# A transaction refused because another was writing one of its items.
+_CONFLICT = "TransactionConflict"
 
 
 class DynamoHoldRepository:
@@ -39,41 +42,37 @@ class DynamoHoldRepository:
         return Added.ADDED
 
     @busy_as_storage_busy()
-    def remove(self, hold: Hold, now_ms: int, lease: Lease | None) -> Removed:
-        state = NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE)
+    def state(self, node_id: str, cid_key: str) -> PinState:
+        try:
+            state = NodePin.get(node_pin_key(node_id, cid_key), STATE, consistent_read=True)
+        except NodePin.DoesNotExist:
+            return PinState(0, None)
+        lease = None if state.releasing_by is None else Lease(state.releasing_by, state.releasing_until_ms or 0)
+        return PinState(state.holders or 0, lease)
+
+    @busy_as_storage_busy()
+    def remove(self, hold: Hold, holders: int, lease: Lease) -> Removed:
+        left = holders - 1
+        actions: list[Action] = [NodePin.holders.set(left)]
+        if not left:
+            actions += [NodePin.releasing_by.set(lease.token), NodePin.releasing_until_ms.set(lease.until_ms)]
         try:
             with self._dynamo.transaction() as tx:
                 tx.delete(_holder(hold), condition=NodePin.entry.exists())
-                if lease is None:
-                    tx.update(state, actions=[NodePin.holders.add(-1)])
-                else:
-                    tx.update(
-                        state,
-                        actions=[
-                            NodePin.holders.add(-1),
-                            NodePin.releasing_by.set(lease.token),
-                            NodePin.releasing_until_ms.set(lease.until_ms),
-                        ],
-                        condition=(NodePin.holders == 1) & _no_release(now_ms),
-                    )
+                tx.update(
+                    NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE),
+                    actions=actions,
+                    condition=NodePin.holders == holders,
+                )
         except TransactWriteError as error:
             failed = failed_condition(error)
             if failed == 0:
                 return Removed.NOT_HELD
-            if failed == 1:
-                return Removed.NOT_LAST
+            # Another holder's transaction changed the count, or was changing it: read it again.
+            if failed == 1 or _CONFLICT in cancellation_codes(error):
+                return Removed.RECOUNT
             raise
-        return Removed.REMOVED
-
-    @busy_as_storage_busy()
-    def lease(self, node_id: str, cid_key: str) -> Lease | None:
-        try:
-            state = NodePin.get(node_pin_key(node_id, cid_key), STATE, consistent_read=True)
-        except NodePin.DoesNotExist:
-            return None
-        if state.releasing_by is None:
-            return None
-        return Lease(state.releasing_by, state.releasing_until_ms or 0)
+        return Removed.REMOVED if left else Removed.LAST
 
     @busy_as_storage_busy()
     def held(self, hold: Hold) -> bool:
@@ -91,18 +90,16 @@ class DynamoHoldRepository:
     def take_lease(self, node_id: str, cid_key: str, lease: Lease, now_ms: int, force: bool) -> bool:
         mine = NodePin.releasing_by == lease.token
         owner = (mine | _no_release(now_ms)) if force else mine
-        return _update_state(
-            node_id,
-            cid_key,
+        return _update(
+            NodePin(node_pin_key(node_id, cid_key), STATE),
             [NodePin.releasing_by.set(lease.token), NodePin.releasing_until_ms.set(lease.until_ms)],
             (NodePin.holders.does_not_exist() | (NodePin.holders <= 0)) & owner,
         )
 
     @busy_as_storage_busy()
     def end_lease(self, node_id: str, cid_key: str, token: str) -> None:
-        _update_state(
-            node_id,
-            cid_key,
+        _update(
+            NodePin(node_pin_key(node_id, cid_key), STATE),
             [NodePin.releasing_by.remove(), NodePin.releasing_until_ms.remove()],
             NodePin.releasing_by == token,
         )
@@ -122,6 +119,20 @@ class DynamoHoldRepository:
         more = page.last_evaluated_key is not None and len(items) == limit
         return holders, (items[-1].node_pin, items[-1].entry) if more and items else None
 
+    @busy_as_storage_busy()
+    def take_turn(self, tenant_id: str, request_id: str, turn: int, owner: str) -> bool:
+        return _update(
+            NodePin(turn_key(tenant_id, request_id), TURN),
+            [NodePin.turn.set(turn), NodePin.turn_owner.set(owner)],
+            NodePin.turn.does_not_exist()
+            | (NodePin.turn < turn)
+            | ((NodePin.turn == turn) & (NodePin.turn_owner == owner)),
+        )
+
+    @busy_as_storage_busy()
+    def end_turns(self, tenant_id: str, request_id: str) -> None:
+        NodePin(turn_key(tenant_id, request_id), TURN).delete()
+
 
 def _holder(hold: Hold, node_id: str | None = None) -> NodePin:
     """The hold's item; `node_id` (for the node index) only when writing it."""
@@ -135,9 +146,9 @@ def _no_release(now_ms: int) -> Condition:
     return Or(NodePin.releasing_by.does_not_exist(), NodePin.releasing_until_ms < now_ms)
 
 
-def _update_state(node_id: str, cid_key: str, actions: list[Action], condition: Condition) -> bool:
+def _update(item: NodePin, actions: list[Action], condition: Condition) -> bool:
     try:
-        NodePin(node_pin_key(node_id, cid_key), STATE).update(actions=actions, condition=condition)
+        item.update(actions=actions, condition=condition)
     except UpdateError as error:
         if condition_failed(error):
             return False

@@ -6,6 +6,10 @@ item counts them and carries the release lease that keeps a new holder from
 trusting a pin that is being removed. Holder items also carry their node in
 `node_id`, which keys a sparse global index: the holders of one node, read
 page by page when the node leaves the fleet.
+
+Apart from the pins, one item per continued request records the turn of its
+pin work and the message that carries it (PinWorker drops the continuations
+of a turn another message took).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from chalicelib.storage.attributes import IntegerAttribute
 
 STATE = "state"
 HOLDER = "holder#"
+TURN = "turn"
 
 
 def node_pin_key(node_id: str, cid_key: str) -> str:
@@ -26,6 +31,11 @@ def node_pin_key(node_id: str, cid_key: str) -> str:
 
 def holder_key(tenant_id: str, request_id: str) -> str:
     return f"{HOLDER}{tenant_id}#{request_id}"
+
+
+def turn_key(tenant_id: str, request_id: str) -> str:
+    # Its entry, TURN, is no pin's (STATE or a holder's), whatever the key.
+    return f"turns#{tenant_id}#{request_id}"
 
 
 class NodeHoldersIndex(GlobalSecondaryIndex["NodePin"]):
@@ -45,7 +55,7 @@ class NodePin(Model):
         billing_mode = "PAY_PER_REQUEST"
 
     node_pin = UnicodeAttribute(hash_key=True)
-    # STATE, or holder_key(...) for one holding request.
+    # STATE, or holder_key(...) for one holding request; TURN under a turn_key.
     entry = UnicodeAttribute(range_key=True)
     # Holder items only: the node, for `by_node`.
     node_id = UnicodeAttribute(null=True)
@@ -53,5 +63,8 @@ class NodePin(Model):
     # While set and not expired, a worker is unpinning: do not trust the pin.
     releasing_by = UnicodeAttribute(null=True)
     releasing_until_ms = IntegerAttribute(null=True)
+    # TURN items only: the request's turn and the message (id) carrying it.
+    turn = IntegerAttribute(null=True)
+    turn_owner = UnicodeAttribute(null=True)
 
     by_node = NodeHoldersIndex()

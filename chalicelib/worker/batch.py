@@ -2,7 +2,8 @@
 
 Failed messages are returned as `batchItemFailures`, so only they come back
 (and count toward the dead-letter queue). Unfinished work is not a failure:
-the same body is sent again with a delay and this delivery succeeds.
+its continuation (the same body, or its next step) is sent with a delay and
+this delivery succeeds; so are the follow-ups of finished work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.queue.messages import decode, encode
 from chalicelib.queue.publisher import Publisher
-from chalicelib.worker.outcomes import Later
+from chalicelib.worker.outcomes import Done, Later
 
 if TYPE_CHECKING:  # the worker (and its Kubo client) loads only where it runs
     from chalicelib.worker.pin_worker import PinWorker
@@ -41,11 +42,8 @@ def process_batch(
     def run(message: QueuedMessage) -> str | None:
         try:
             outcome = worker.handle(decode(message.body), message.message_id, deadline)
-            if isinstance(outcome, Later):
-                for spawned in outcome.spawned:
-                    requeue.send(encode(spawned))
-                body = message.body if outcome.next is None else encode(outcome.next)
-                requeue.send(body, delay_seconds=outcome.delay_seconds)
+            for later in outcome.follow_ups if isinstance(outcome, Done) else (outcome,):
+                _send(later, message, requeue)
             return None
         except Exception:
             logger.exception("message failed; SQS will deliver it again", extra={"message_id": message.message_id})
@@ -54,6 +52,13 @@ def process_batch(
     with ThreadPoolExecutor(max_workers=max(1, len(messages))) as pool:
         failed = [message_id for message_id in pool.map(run, messages) if message_id]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def _send(later: Later, message: QueuedMessage, requeue: Publisher) -> None:
+    for spawned in later.spawned:
+        requeue.send(encode(spawned))
+    body = message.body if later.next is None else encode(later.next)
+    requeue.send(body, delay_seconds=later.delay_seconds)
 
 
 def remaining_seconds(context: object | None, margin_seconds: int, default_seconds: float = 60.0) -> float:

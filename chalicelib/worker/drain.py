@@ -46,7 +46,8 @@ PASS_DELAYS = 10
 INDEX_LAG_SECONDS = 5
 
 CopyTo = Callable[[Node, str, Sequence[str], float], None]
-Release = Callable[..., None]
+# Releases the request's holds; returns the retries of nodes that failed to unpin.
+Release = Callable[..., tuple[Later, ...]]
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class Drainer:
             stored = self._store.get(message.tenant_id, message.created_ms)
             if stored is None or stored.request_id != message.request_id:
                 # Deleted meanwhile: its unpin may not know the new replicas.
+                # (A node failing this fresh copy's unpin keeps it for the reconciler.)
                 self._release(message.cid, plan.extra_ids, message.tenant_id, message.request_id, token, force=True)
             raise
         if plan.extra:
@@ -256,9 +258,9 @@ class Drainer:
             "pin lost with its nodes", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason}
         )
         others = [node_id for node_id in record.node_ids if node_id != message.node_id]
-        self._release(message.cid, others, message.tenant_id, message.request_id, token)
+        retries = self._release(message.cid, others, message.tenant_id, message.request_id, token)
         self._drop(message, token)
-        return Done()
+        return Done(retries)
 
     def _drop(self, message: Rereplicate, token: str) -> None:
         self._holds.drop(message.node_id, message.cid, message.tenant_id, message.request_id, token)

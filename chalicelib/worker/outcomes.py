@@ -15,11 +15,6 @@ STALE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class Done:
-    """The message's work is finished (or there is none left)."""
-
-
-@dataclass(frozen=True)
 class Later:
     """Come back after `delay_seconds` with the same message, or with `next`
     (the work's next step); not a failure."""
@@ -29,6 +24,15 @@ class Later:
     next: QueueMessage | None = None
     # Sent at once, before `next`: work this message hands out (a drain's page).
     spawned: tuple[QueueMessage, ...] = ()
+
+
+@dataclass(frozen=True)
+class Done:
+    """The message's work is finished (or there is none left) but for
+    `follow_ups`, each sent with its own delay: the releases some node could
+    not finish, retried for those nodes alone."""
+
+    follow_ups: tuple[Later, ...] = ()
 
 
 Outcome = Done | Later

@@ -15,8 +15,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from chalicelib.config import Settings
+from chalicelib.fleet.hold_repository import Hold
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import place, usable
@@ -76,17 +78,16 @@ class PinWorker:
         faults worth a retry (node unreachable, Kubo errors).
         """
         if isinstance(message, UnpinRequested):
-            self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, token)
-            return Done()
+            # A retry of nodes an earlier release could not unpin takes over its leases.
+            lease_token = message.lease_token or token
+            return Done(
+                self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, lease_token)
+            )
         if isinstance(message, DrainNode):
             return self._drainer.drain(message)
         if isinstance(message, Rereplicate):
             return self._drainer.rereplicate(message, token, deadline)
-        try:
-            return self._pin(message, token, deadline)
-        except KuboError as error:
-            self._note(message, f"retrying after a storage node error: {error}")
-            raise
+        return self._take_turn(message, token, deadline)
 
     def give_up(self, message: QueueMessage, token: str) -> None:
         """A message that failed every delivery (read from the dead-letter queue)."""
@@ -99,13 +100,15 @@ class PinWorker:
         if isinstance(message, (DrainNode, Rereplicate)):
             self._drainer.give_up(message)
             return
-        try:
-            outcome = retried_on_stale(lambda: self._abandon(message, token), 0, "the pin")
-        except KuboError:
-            logger.exception("could not release an abandoned pin's holds", extra={"request_id": message.request_id})
-            return
+        outcome = retried_on_stale(lambda: self._abandon(message, token), 0, "the pin")
         if isinstance(outcome, Later):
             logger.error("could not mark an abandoned pin failed", extra={"request_id": message.request_id})
+            return
+        for retry in outcome.follow_ups:
+            # Nothing sends from the dead-letter queue: the nodes keep the content.
+            logger.error("could not unpin an abandoned pin", extra={"request_id": message.request_id, "why": retry.why})
+        if message.turn:
+            self._holds.end_turns(message.tenant_id, message.request_id)
 
     def _abandon(self, message: PinRequested, token: str) -> Outcome:
         """Fail the request of a message that failed every delivery."""
@@ -130,6 +133,36 @@ class PinWorker:
 
     # -- pinning -------------------------------------------------------------
 
+    def _take_turn(self, message: PinRequested, token: str, deadline: float) -> Outcome:
+        """The pin work of `message`, unless another message took its turn.
+
+        A batch that outlives the queue's visibility timeout is delivered again
+        while it still runs, and each delivery would queue a continuation of
+        its own (as each of those would later). So a continuation carries the
+        turn it continues, and the first message of a turn to arrive takes it,
+        by its message id (SQS keeps it across redeliveries, so a retry keeps
+        the turn): any other message of that turn or an earlier one is dropped
+        unworked, and only one message's continuations go on. A turn is taken
+        on arrival, not on sending: a worker dying between taking a turn and
+        sending its message would lose the pin's only message, where a message
+        sent is at worst a duplicate, dropped here. (SQS's receive count tells
+        deliveries apart, but not a dead worker's from one still running.) The
+        first message takes no turn: a pin done in one delivery costs no write.
+        """
+        if message.turn and not self._holds.take_turn(message.tenant_id, message.request_id, message.turn, token):
+            logger.info("continuation dropped: its turn was taken", extra={"request_id": message.request_id})
+            return Done()
+        try:
+            outcome = self._pin(message, token, deadline)
+        except KuboError as error:
+            self._note(message, f"retrying after a storage node error: {error}")
+            raise
+        if isinstance(outcome, Later):
+            return replace(outcome, next=replace(message, turn=message.turn + 1))
+        if message.turn:
+            self._holds.end_turns(message.tenant_id, message.request_id)
+        return outcome
+
     def _pin(self, message: PinRequested, token: str, deadline: float) -> Outcome:
         return retried_on_stale(
             lambda: self._pin_once(message, token, deadline), self._settings.continue_delay_seconds, "the pin"
@@ -142,8 +175,7 @@ class PinWorker:
         if pin is None or pin.request_id != message.request_id:
             return self._forget(message, token)
         if pin.finished:
-            self._release_replaced(message, token)
-            return Done()
+            return Done(self._release_replaced(message, token))
         if self._past_deadline(pin):
             return self._fail(pin, message, token, self._deadline_reason(pin.info.get("status_details")))
         targets = self._targets(message.cid)
@@ -166,9 +198,8 @@ class PinWorker:
         """Deleted or replaced meanwhile: take back whatever we held for it,
         and any pin this message made on Kubo after its hold was let go."""
         nodes = sorted({*message.node_ids, *(node.node_id for node in self._targets(message.cid))})
-        self._release(message.cid, nodes, message.tenant_id, message.request_id, token, force=True)
-        self._release_replaced(message, token)
-        return Done()
+        retries = self._release(message.cid, nodes, message.tenant_id, message.request_id, token, force=True)
+        return Done(retries + self._release_replaced(message, token))
 
     def _start_pinning(self, pin: Pin, message: PinRequested, targets: Sequence[Node]) -> Pin:
         """The pin moved to `pinning` on `targets` (and the nodes it was on
@@ -224,9 +255,8 @@ class PinWorker:
         # Nodes that held it before a re-placement no longer need to.
         # The write checked the version read, so these are all the pin's nodes.
         moved = [node_id for node_id in pin.node_ids if node_id not in replicas]
-        self._release(message.cid, moved, message.tenant_id, message.request_id, token)
-        self._release_replaced(message, token)
-        return Done()
+        retries = self._release(message.cid, moved, message.tenant_id, message.request_id, token)
+        return Done(retries + self._release_replaced(message, token))
 
     def _pin_on(
         self, node: Node, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
@@ -308,9 +338,8 @@ class PinWorker:
         nodes, which this releases, may have changed too."""
         self._store.update(pin, status="failed", info={"failed_reason": reason, "status_details": reason})
         logger.info("failed", extra={"request_id": message.request_id, "cid": message.cid, "reason": reason})
-        self._release(message.cid, pin.node_ids, message.tenant_id, message.request_id, token)
-        self._release_replaced(message, token)
-        return Done()
+        retries = self._release(message.cid, pin.node_ids, message.tenant_id, message.request_id, token)
+        return Done(retries + self._release_replaced(message, token))
 
     def _deadline_reason(self, last: str | None = None) -> str:
         seconds = self._settings.pin_deadline_seconds
@@ -322,23 +351,48 @@ class PinWorker:
 
     # -- releasing -----------------------------------------------------------
 
-    def _release_replaced(self, message: PinRequested, token: str) -> None:
+    def _release_replaced(self, message: PinRequested, token: str) -> tuple[Later, ...]:
         replaced: ReleasedPin | None = message.replaces
-        if replaced is not None:
-            self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
+        if replaced is None:
+            return ()
+        return self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
 
     def _release(
         self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str, force: bool = False
-    ) -> None:
+    ) -> tuple[Later, ...]:
+        """Give up the request's hold on each node, each on its own: a node
+        whose pin/rm fails holds up no other, and is retried alone, later, by
+        an unpin that takes over this release's lease there (the returned
+        follow-up). A node no longer registered took its pins with it: it is
+        not called (its drain sees to its other holders)."""
         nodes = {node.node_id: node for node in self._registry.nodes()}
-        for node_id in node_ids:
-            if not self._holds.release(node_id, cid, tenant_id, request_id, token, force=force):
-                continue
-            node = nodes.get(node_id)
-            if node is not None:  # a node removed from the fleet took its pins with it
-                with self._slot(node_id):
-                    self._kubo(node).pin_rm(cid)
-            self._holds.released(node_id, cid, token)
+        failed = tuple(
+            node_id
+            for node_id in node_ids
+            if not self._release_on(nodes.get(node_id), Hold(node_id, cid, tenant_id, request_id), token, force)
+        )
+        if not failed:
+            return ()
+        retry = UnpinRequested(tenant_id, request_id, cid, failed, lease_token=token)
+        why = f"unpin of {cid} failed on {', '.join(failed)}"
+        return (Later(self._settings.continue_delay_seconds, why, next=retry),)
+
+    def _release_on(self, node: Node | None, hold: Hold, token: str, force: bool) -> bool:
+        """False when the node failed to unpin: the lease stays `token`'s."""
+        if not self._holds.release(hold.node_id, hold.cid_key, hold.tenant_id, hold.request_id, token, force=force):
+            return True
+        if node is not None:
+            try:
+                with self._slot(node.node_id):
+                    self._kubo(node).pin_rm(hold.cid_key)
+            except KuboError as error:
+                logger.warning(
+                    "unpin failed; retrying on this node alone",
+                    extra={"node_id": node.node_id, "cid": hold.cid_key, "error": str(error)},
+                )
+                return False
+        self._holds.released(hold.node_id, hold.cid_key, token)
+        return True
 
 
 class _Progress:

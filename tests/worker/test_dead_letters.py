@@ -64,6 +64,29 @@ def test_a_dead_lettered_pinning_request_fails_with_its_last_error_and_leaves_no
     assert all(holders(node_id, cid) == 0 for node_id in kubos)
 
 
+def test_a_dead_lettered_request_is_let_go_where_nodes_answer_and_what_one_keeps_is_logged(fleet, kubos, queue, caplog):
+    # given a request one of whose nodes keeps refusing to pin it, and the
+    # node that did pin it down by the time its message is dead-lettered
+    cid = cid_v1("dead-and-down")
+    for kubo in kubos.values():
+        kubo.add_content(cid, blocks=2)
+    broken, down = placed(fleet, cid)
+    kubos[broken].fail("pin/add", "blockstore: disk I/O error", cid=cid, times=100)
+    record = fleet.pins.create("alice", pin_request(cid))
+    (message,) = queue.receive()
+    assert failed_ids(process_batch([message], fleet.worker, fleet.publisher, 20.0)) == [message.message_id]
+    kubos[down].down()
+
+    # when the message is dead-lettered
+    fleet.worker.give_up(decode(message.body), "dlq-" + message.message_id)
+
+    # then the request failed and holds nothing; the node that is down keeps the content, logged
+    assert current(fleet, record).status == "failed"
+    assert holders(broken, cid) == holders(down, cid) == 0
+    assert holding(kubos, cid) == [down]
+    assert any("could not unpin an abandoned pin" in line for line in caplog.messages)
+
+
 def test_a_dead_letter_for_a_pinned_request_leaves_it_pinned(fleet, kubos, queue, dead_letter):
     cid = cid_v1("dead-but-pinned")
     for kubo in kubos.values():

@@ -385,7 +385,7 @@ def test_a_pin_kubo_reports_but_does_not_record_is_not_reported_pinned(fleet, ku
         assert forgetful.calls_to("pin/ls", cid)
 
 
-def test_an_unpin_the_node_fails_is_retried_and_unpins_once(fleet, kubos, queue):
+def test_an_unpin_the_node_fails_is_retried_on_that_node_and_unpins_once(fleet, kubos, queue):
     cid = cid_v1("unpin-500")
     available(kubos, cid)
     record = fleet.pins.create("alice", pin_request(cid))
@@ -395,8 +395,10 @@ def test_an_unpin_the_node_fails_is_retried_and_unpins_once(fleet, kubos, queue)
 
     fleet.pins.delete("alice", record.request_id)
     (unpin,) = queue.receive()
-    assert failed_ids(run(fleet, [unpin])) == [unpin.message_id]
     assert failed_ids(run(fleet, [unpin])) == []
+    (retry,) = queue.receive()
+    assert json.loads(retry.body)["node_ids"] == [replicas[0]]
+    assert failed_ids(run(fleet, [retry])) == []
 
     assert holding(kubos, cid) == []
     # the failed call plus the one that worked; the other node only once

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 
 from chalicelib.kubo import client as kubo_client
+from chalicelib.queue.messages import decode
 from chalicelib.worker import batch as batch_module
 from chalicelib.worker import pin_worker
 from chalicelib.worker.batch import process_batch
@@ -160,8 +162,7 @@ def test_content_nobody_provides_waits_then_fails_with_a_reason_once_its_deadlin
     stored = current(fleet, record)
     assert stored.status == "pinning"
     assert "continuing" in info_of(stored)["status_details"]
-    again = queue.receive()
-    assert [message.body for message in again] == [batch[0].body]
+    again = continued_work(queue, batch)
 
     # when the message comes back after the pin's deadline (24 h)
     worker_clock.advance(24 * 3600 + 1)
@@ -307,9 +308,10 @@ def offer(kubos, cid, blocks: int, flowing: int) -> None:
 
 def continued_work(queue, batch):
     """The message the worker sent to go on with `batch`'s one message: the same
-    work, delivered anew."""
+    work at its next turn, delivered anew."""
     continued = queue.receive()
-    assert [message.body for message in continued] == [batch[0].body]
+    worked = decode(batch[0].body)
+    assert [decode(message.body) for message in continued] == [replace(worked, turn=worked.turn + 1)]
     assert continued[0].message_id != batch[0].message_id
     return continued
 
@@ -438,8 +440,7 @@ def test_a_pin_waits_while_too_few_nodes_are_healthy_then_fails_once_its_deadlin
     stored = current(fleet, record)
     assert stored.status in ("queued", "pinning")
     assert "healthy storage nodes" in info_of(stored)["status_details"]
-    again = queue.receive()
-    assert [message.body for message in again] == [batch[0].body]
+    again = continued_work(queue, batch)
     assert holding(kubos, cid) == []
 
     # when it is still short of nodes at its deadline

@@ -1,10 +1,15 @@
-"""A HoldRepository in dicts, for domain tests."""
+"""A HoldRepository in dicts, for domain tests.
+
+Each operation is atomic, as DynamoDB's are; `step` is called before each
+one (with its name), where a test can let another caller run first.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, Removed
+from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, PinState, Removed
 
 
 @dataclass
@@ -17,6 +22,9 @@ class _State:
 class MemoryHolds:
     holds: set[Hold] = field(default_factory=set)
     states: dict[tuple[str, str], _State] = field(default_factory=dict)
+    # Each request's (turn, the message that carries it).
+    turns: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    step: Callable[[str], None] = lambda operation: None
 
     def _state(self, node_id: str, cid_key: str) -> _State:
         return self.states.setdefault((node_id, cid_key), _State())
@@ -25,6 +33,7 @@ class MemoryHolds:
         return state.lease is not None and state.lease.active(now_ms)
 
     def add(self, hold: Hold, now_ms: int) -> Added:
+        self.step("add")
         state = self._state(hold.node_id, hold.cid_key)
         if hold in self.holds:
             return Added.ALREADY_HELD
@@ -34,25 +43,31 @@ class MemoryHolds:
         state.holders += 1
         return Added.ADDED
 
-    def remove(self, hold: Hold, now_ms: int, lease: Lease | None) -> Removed:
+    def state(self, node_id: str, cid_key: str) -> PinState:
+        self.step("state")
+        state = self._state(node_id, cid_key)
+        return PinState(state.holders, state.lease)
+
+    def remove(self, hold: Hold, holders: int, lease: Lease) -> Removed:
+        self.step("remove")
         state = self._state(hold.node_id, hold.cid_key)
         if hold not in self.holds:
             return Removed.NOT_HELD
-        if lease is not None:
-            if state.holders != 1 or self._releasing(state, now_ms):
-                return Removed.NOT_LAST
-            state.lease = lease
+        if state.holders != holders:
+            return Removed.RECOUNT
         self.holds.discard(hold)
         state.holders -= 1
-        return Removed.REMOVED
-
-    def lease(self, node_id: str, cid_key: str) -> Lease | None:
-        return self._state(node_id, cid_key).lease
+        if state.holders:
+            return Removed.REMOVED
+        state.lease = lease
+        return Removed.LAST
 
     def held(self, hold: Hold) -> bool:
+        self.step("held")
         return hold in self.holds
 
     def take_lease(self, node_id: str, cid_key: str, lease: Lease, now_ms: int, force: bool) -> bool:
+        self.step("take_lease")
         state = self._state(node_id, cid_key)
         mine = state.lease is not None and state.lease.token == lease.token
         if state.holders > 0 or not (mine or (force and not self._releasing(state, now_ms))):
@@ -61,11 +76,13 @@ class MemoryHolds:
         return True
 
     def end_lease(self, node_id: str, cid_key: str, token: str) -> None:
+        self.step("end_lease")
         state = self._state(node_id, cid_key)
         if state.lease is not None and state.lease.token == token:
             state.lease = None
 
     def holders_on(self, node_id: str, after: Cursor | None, limit: int) -> tuple[list[Holder], Cursor | None]:
+        self.step("holders_on")
         keyed = sorted(
             ((hold.cid_key, f"{hold.tenant_id}#{hold.request_id}"), hold)
             for hold in self.holds
@@ -75,3 +92,15 @@ class MemoryHolds:
         page = rest[:limit]
         holders = [Holder(hold.cid_key, hold.tenant_id, hold.request_id) for _, hold in page]
         return holders, page[-1][0] if len(rest) > limit or (len(rest) == limit and page) else None
+
+    def take_turn(self, tenant_id: str, request_id: str, turn: int, owner: str) -> bool:
+        self.step("take_turn")
+        stored = self.turns.get((tenant_id, request_id))
+        if stored is not None and (stored[0] > turn or (stored[0] == turn and stored[1] != owner)):
+            return False
+        self.turns[(tenant_id, request_id)] = (turn, owner)
+        return True
+
+    def end_turns(self, tenant_id: str, request_id: str) -> None:
+        self.step("end_turns")
+        self.turns.pop((tenant_id, request_id), None)
