@@ -166,6 +166,13 @@ def sweep_outbox(event: CloudWatchEvent) -> int:
     return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)
 
 
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def plan_pin_shards(event: CloudWatchEvent) -> int:
+    """Spreads the new pins of tenants that create many over more shards."""
+    tenants = (tenant.tenant_id for tenant in services().tenants.all())
+    return len(services().planner.plan(tenants))
+
+
 # Fed by the pins table's stream through an event source mapping that infra/
 # renders (on_dynamodb_record would want the stream's ARN before the table exists).
 @app.lambda_function(name="fold_counts")

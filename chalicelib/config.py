@@ -65,6 +65,8 @@ class Settings:
     # write (~9 write units a pin): ~110 pins/s a shard for the whole service
     # (bench.capacity); the sweeper reads each one a minute.
     outbox_shards: int = _setting(64, "OUTBOX_SHARDS")
+    # New pins a second one of a tenant's shards takes (storage.shard_planner).
+    shard_pins_per_second: float = _setting(25.0, "SHARD_PINS_PER_SECOND")
     # Outbox entries older than this are re-published by the sweeper.
     outbox_grace_seconds: int = _setting(60, "OUTBOX_GRACE_SECONDS")
     # A pin not held by its nodes this long after `created` fails.

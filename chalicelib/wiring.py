@@ -24,10 +24,11 @@ from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoT
 from chalicelib.tenants.authenticator import Authenticator
 
 # Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
-# stack, CountFolder by the pins stream's function.
+# stack, CountFolder by the pins stream's function, ShardPlanner by its schedule.
 if TYPE_CHECKING:
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
+    from chalicelib.storage.shard_planner import ShardPlanner
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.worker.pin_worker import PinWorker
 
@@ -59,7 +60,18 @@ class Services:
         """Tenant administration: the CLI's and the local stack's, never a handler's."""
         from chalicelib.tenants.admin import TenantAdmin
 
-        return TenantAdmin(DynamoTenantRepository(), self.tokens)
+        return TenantAdmin(self.tenants, self.tokens)
+
+    @cached_property
+    def planner(self) -> ShardPlanner:
+        """Spreads busy tenants' pins over more shards: a schedule's."""
+        from chalicelib.storage.shard_planner import ShardPlanner
+
+        return ShardPlanner(self.store, pins_per_shard_per_s=self.settings.shard_pins_per_second)
+
+    @cached_property
+    def tenants(self) -> DynamoTenantRepository:
+        return DynamoTenantRepository()
 
     @cached_property
     def folder(self) -> CountFolder:

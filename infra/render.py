@@ -27,7 +27,7 @@ from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
-from chalicelib.storage.tenant_record import ApiTokenRecord
+from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -136,7 +136,8 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
-            NodePin: ("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # A release reads the holder count, then takes it down in one transaction.
+            NodePin: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         consumes=(DEAD_LETTER_QUEUE,),
         calls_kubo=True,
@@ -147,6 +148,14 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={NodeRecord: ("dynamodb:DeleteItem",), OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem")},
         sends_pins=True,  # the node's drain
         completes_lifecycle=True,
+    ),
+    "PlanPinShards": Access(
+        # A count of each tenant's recent pins, and its shard plan raised.
+        tables={
+            PinItem: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"),
+            TenantRecord: (),
+        },
+        indexes=(TenantRecord,),  # the tenants, in order of creation
     ),
     FOLD_FUNCTION: Access(
         tables={PinItem: ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
@@ -330,7 +339,8 @@ def policy(settings: Settings, access: Access) -> Json:
     ]
     for model, actions in access.tables.items():
         logical = table_id(settings, model)
-        statements.append({"Sid": logical, "Effect": "Allow", "Action": sorted(actions), "Resource": arn(logical)})
+        if actions:  # none: the function only queries the table's indexes
+            statements.append({"Sid": logical, "Effect": "Allow", "Action": sorted(actions), "Resource": arn(logical)})
         if model in access.indexes:
             indexes = [{"Fn::Sub": f"${{{logical}.Arn}}/index/{index['index_name']}"} for index in _indexes_of(model)]
             statements.append(

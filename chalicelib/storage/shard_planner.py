@@ -23,9 +23,9 @@ from chalicelib.storage.shard_plan import MAX_SHARDS, PlanChanged
 log = logging.getLogger("pinning.storage")
 
 WINDOW_MS = 5 * 60_000
-# New pins a second one shard takes: half of what bench.capacity finds its
-# busiest sort-key range holds at 1,000 write units a second, for the rate to
-# double before the raise takes effect.
+# New pins a second one shard takes (Settings.shard_pins_per_second): half
+# of what bench.capacity finds its busiest sort-key range holds at 1,000 write
+# units a second, for the rate to double before the raise takes effect.
 PINS_PER_SHARD_PER_S = 25.0
 
 

@@ -213,6 +213,8 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         kubo_rpc_secret_arn=names[logical],
         continue_delay_seconds=0,
         stall_seconds=1,
+        # The pins made here are enough for the planner to raise a plan.
+        shard_pins_per_second=0.001,
     )
     recorder = Recorder(settings)
     original = botocore.client.BaseClient._make_api_call
@@ -298,6 +300,8 @@ def the_schedules_run(client: Any, recorder: Recorder) -> None:
     OutboxEntry(shard="shard#0", entry_id="0000000000001#left", body="{}", created_ms=1).save()
     with recorder.running("SweepOutbox"):
         client.lambda_.invoke("sweep_outbox", scheduled)
+    with recorder.running("PlanPinShards"):
+        assert client.lambda_.invoke("plan_pin_shards", scheduled).payload == 1
 
 
 def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
