@@ -1,17 +1,18 @@
 """Peer multiaddrs: where a peer listens, ending in /p2p/<peer ID>.
 
 Clients send them as pin origins and nodes advertise them as delegates; both
-are handed to IPFS nodes to dial, so they must name the peer. Addresses into
-local networks are flagged: dialled from the service's nodes they would reach
-the wrong host, or none.
+are handed to IPFS nodes to dial, so they must name the peer. NON_GLOBAL_RANGES
+lists where a dial from the service's nodes must never lead (the worker checks
+origins against it after resolving their names, chalicelib.worker.origins; the
+fleet's Kubo address filters are rendered from it, `address_filters`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 MAX_MULTIADDR_CHARS = 1024
 
@@ -20,10 +21,57 @@ _SHA2_256, _SHA2_256_BYTES = 0x12, 32
 _IDENTITY, _MAX_INLINE_KEY_BYTES = 0x00, 42
 _PEER_ID_RULE = "peer ID must be a sha2-256 hash or an inlined key of at most 42 bytes"
 
-# Non-global ranges spelled out rather than left to `is_global` alone:
-# it calls multicast global and its tables have changed between Pythons.
-_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
-_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Where no origin may lead the fleet's nodes: every range the IANA
+# special-purpose registries call not globally reachable, multicast, reserved
+# space, and every IPv6 form that embeds an IPv4 address (the node would reach
+# that IPv4 host, unchecked). Spelled out rather than left to `is_global`: it
+# calls multicast and the embedded forms global, and its tables change between
+# Pythons. The first match names the reason; IPv6 outside 2000::/3 (the only
+# global unicast space) is caught by the last three however it is written.
+NON_GLOBAL_RANGES: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(network), label)
+    for network, label in (
+        ("0.0.0.0/8", "this network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local, cloud metadata"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved, broadcast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("::ffff:0:0:0/96", "IPv4-translated"),
+        ("::/96", "IPv4-compatible"),
+        ("64:ff9b::/96", "NAT64 well-known prefix"),
+        ("64:ff9b:1::/48", "NAT64 local-use prefix"),
+        ("100::/64", "discard-only"),
+        ("2001::/32", "Teredo"),
+        ("2001::/23", "IETF protocol assignments"),
+        ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing"),
+        ("fc00::/7", "unique local"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("ff00::/8", "multicast"),
+        ("::/3", "not global unicast"),
+        ("4000::/2", "not global unicast"),
+        ("8000::/1", "not global unicast"),
+    )
+)
 
 # Forms the Python library forgives but Go and JS implementations reject, so
 # a node given them could not dial: empty components, `/p2p=<id>` and
@@ -41,8 +89,8 @@ class PeerAddress:
     text: str
     # Base58btc, the form Kubo prints, even when given as a CIDv1.
     peer_id: str
-    # False when it points into a private, loopback or otherwise local network.
-    is_public: bool
+    # (protocol, value or None), decoded: /p2p/ values in base58btc too.
+    components: tuple[tuple[str, str | None], ...]
 
 
 def parse_peer_multiaddr(text: str) -> PeerAddress:
@@ -71,7 +119,9 @@ def parse_peer_multiaddr(text: str) -> PeerAddress:
         raise InvalidMultiaddr("multiaddr must end with /p2p/<peer ID>")
     peer_id = components[-1][1]
     _check_peer_id(peer_id)
-    return PeerAddress(text=text, peer_id=peer_id, is_public=_is_public(components))
+    return PeerAddress(
+        text=text, peer_id=peer_id, components=tuple((protocol.name, value) for protocol, value in components)
+    )
 
 
 def _check_peer_id(peer_id: str) -> None:
@@ -91,22 +141,23 @@ def _check_peer_id(peer_id: str) -> None:
         raise InvalidMultiaddr(_PEER_ID_RULE)
 
 
-def _is_public(components: list[tuple[Any, Any]]) -> bool:
-    for protocol, value in components:
-        if protocol.name in ("ip4", "ip6"):
-            return _is_global_ip(ipaddress.ip_address(value))
-    # DNS names are left to the dialling node to resolve; an address with no
-    # IP at all has nothing to classify.
-    return True
+def join_components(components: Sequence[tuple[str, str | None]]) -> str:
+    """The multiaddr text of decoded components (the inverse of PeerAddress.components)."""
+    return "".join(f"/{protocol}" if value is None else f"/{protocol}/{value}" for protocol, value in components)
 
 
-def _is_global_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_global and not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_unspecified
-        or ip.is_multicast
-        or ip in _SHARED_ADDRESS_SPACE
-        or ip in _UNIQUE_LOCAL
-    )
+def non_global_range(ip: IPAddress) -> tuple[IPNetwork, str] | None:
+    """The first of NON_GLOBAL_RANGES holding `ip`, or None when it is global."""
+    return next(((network, label) for network, label in NON_GLOBAL_RANGES if ip in network), None)
+
+
+def address_filters() -> list[str]:
+    """NON_GLOBAL_RANGES as Kubo's Swarm.AddrFilters: the fewest CIDR blocks, IPv4 first."""
+    filters = []
+    for version in (4, 6):
+        networks = [network for network, _ in NON_GLOBAL_RANGES if network.version == version]
+        filters += [
+            f"/ip{version}/{network.network_address}/ipcidr/{network.prefixlen}"
+            for network in ipaddress.collapse_addresses(networks)  # type: ignore[type-var]  # one family each
+        ]
+    return filters

@@ -25,13 +25,13 @@ from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinInterrupted
-from chalicelib.pins.multiaddrs import parse_peer_multiaddr
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
 from chalicelib.worker.drain import Drainer
+from chalicelib.worker.origins import OriginResolver
 from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 
 logger = logging.getLogger("pinning.worker")
@@ -58,6 +58,7 @@ class PinWorker:
         holds: PinHolds,
         kubo: KuboFactory,
         clock: Callable[[], int] = now_ms,
+        origins: OriginResolver | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -65,6 +66,7 @@ class PinWorker:
         self._holds = holds
         self._kubo = kubo
         self._clock = clock
+        self._resolver = origins or OriginResolver()
         self._node_slots: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(settings.node_concurrency)
         )
@@ -318,8 +320,12 @@ class PinWorker:
     def _origins(self, origins: Sequence[str]) -> list[str]:
         if self._settings.allow_private_origins:
             return list(origins)
-        # Our nodes must not become a way to probe private networks.
-        return [origin for origin in origins if parse_peer_multiaddr(origin).is_public]
+        # Our nodes must not become a way to probe private networks: names are
+        # resolved here and Kubo is given global addresses only (worker.origins).
+        resolved = self._resolver.resolve(origins)
+        for dropped in resolved.dropped:
+            logger.info("origin dropped", extra={"origin": dropped.origin, "reason": dropped.reason})
+        return resolved.dial
 
     def _past_deadline(self, pin: Pin) -> bool:
         return self._clock() > pin.created_ms + self._settings.pin_deadline_seconds * 1000

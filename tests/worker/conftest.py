@@ -143,7 +143,8 @@ class ShiftedClock:
 
 
 def rebuild_worker(services: Services) -> None:
-    """A worker reading the services' current settings (and test clock, if any)."""
+    """A worker reading the services' current settings (and test clock and
+    origin resolver, if any)."""
     from chalicelib.worker.pin_worker import PinWorker
 
     services.__dict__["worker"] = PinWorker(
@@ -153,6 +154,7 @@ def rebuild_worker(services: Services) -> None:
         PinHolds(DynamoHoldRepository(services.dynamo), lease_seconds=15 * 60),
         services.kubo,
         clock=getattr(services, "test_clock", now_ms),
+        origins=getattr(services, "test_origins", None),
     )
 
 
