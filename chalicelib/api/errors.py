@@ -23,7 +23,10 @@ class ApiError(Exception):
 
 
 def failure(status: int, reason: str, details: str, headers: Mapping[str, str | list[str]] | None = None) -> Response:
-    return json_response({"error": {"reason": reason, "details": details}}, status, headers)
+    # Details may quote what the client sent: lone surrogates are spelled out
+    # as text, so every client's JSON decoder can read the answer.
+    readable = details.encode("utf-8", "backslashreplace").decode()
+    return json_response({"error": {"reason": reason, "details": readable}}, status, headers)
 
 
 def bad_request(reason: str, details: str) -> ApiError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +21,16 @@ from chalicelib.pins.model import (
     PinRequest,
     check_meta,
     check_name,
+    check_text,
 )
 from chalicelib.pins.multiaddrs import InvalidMultiaddr, parse_peer_multiaddr
 from chalicelib.pins.timestamps import parse_rfc3339
 
 _JSON_TYPES = ("application/json",)
+# A Pin nests 2 deep; unknown fields are ignored but read, so they are bounded too.
+MAX_JSON_DEPTH = 32
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def _invalid(error: InvalidRequest) -> ApiError:
@@ -40,8 +46,8 @@ def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes:
     if not raw:
         raise bad_request("INVALID_JSON", "request body is empty; a Pin object is required")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        body = load_json(raw)
+    except ValueError as error:
         raise bad_request("INVALID_JSON", f"request body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise bad_request("BAD_REQUEST", "request body must be a JSON object (a Pin)")
@@ -51,14 +57,51 @@ def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes:
         raise _invalid(error) from None
 
 
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest in valid JSON `text`."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # too few brackets to nest too deep: the usual body, read once
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def load_json(raw: str | bytes) -> Any:
+    """Strict RFC 8259 JSON: UTF-8 only (json.loads would guess UTF-16 or
+    UTF-32 from bytes and skip a BOM), no NaN/Infinity literals, and at most
+    MAX_JSON_DEPTH levels of nesting (the parser's own bound is the stack's,
+    and it raises RecursionError); every refusal is a ValueError."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as error:
+        raise ValueError(f"JSON must be UTF-8 ({error})") from None
+    if text.startswith("\ufeff"):
+        raise ValueError("JSON must not start with a byte order mark")
+    try:
+        value = json.loads(text, parse_constant=_constant)
+        too_deep = _depth(text) > MAX_JSON_DEPTH
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        raise ValueError(f"JSON may nest arrays and objects at most {MAX_JSON_DEPTH} deep")
+    return value
+
+
 def _pin(body: dict[str, Any]) -> PinRequest:
     if "cid" not in body:
         raise InvalidRequest("INVALID_CID", "cid is required")
     cid = _cid(body["cid"])
-    # JSON null is read as "absent" for the optional fields.
+    # JSON null is read as "absent" for the optional fields (openapi.yaml says
+    # so); any other value must have the field's type, falsy ones too.
     name = None if body.get("name") is None else check_name(body["name"])
-    origins = _origins(body.get("origins") or [])
-    meta = check_meta(body["meta"]) if body.get("meta") is not None else {}
+    origins = () if body.get("origins") is None else _origins(body["origins"])
+    meta = {} if body.get("meta") is None else check_meta(body["meta"])
     return PinRequest(cid=cid, name=name, origins=origins, meta=meta)
 
 
@@ -76,11 +119,13 @@ def _origins(value: Any) -> tuple[str, ...]:
         raise InvalidRequest("INVALID_ORIGINS", "origins must be an array of multiaddrs")
     if len(value) > MAX_ORIGINS:
         raise InvalidRequest("INVALID_ORIGINS", f"at most {MAX_ORIGINS} origins are allowed")
-    if len(set(map(repr, value))) != len(value):
+    # Types first: only strings are compared (a repr of nested arrays could recurse).
+    if not all(isinstance(origin, str) for origin in value):
+        raise InvalidRequest("INVALID_ORIGINS", "each origin must be a multiaddr string")
+    if len(set(value)) != len(value):
         raise InvalidRequest("INVALID_ORIGINS", "origins must be unique")
     for origin in value:
-        if not isinstance(origin, str):
-            raise InvalidRequest("INVALID_ORIGINS", "each origin must be a multiaddr string")
+        check_text(origin, "INVALID_ORIGINS", "an origin")
         try:
             parse_peer_multiaddr(origin)
         except InvalidMultiaddr as error:
@@ -163,9 +208,11 @@ def _meta_filter(raw: str | None) -> dict[str, str]:
     if raw is None:
         return {}
     try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("INVALID_QUERY", 'meta must be URL-escaped JSON, e.g. {"app_id":"x"}') from None
+        value = load_json(raw)
+    except ValueError as error:
+        raise InvalidRequest(
+            "INVALID_QUERY", f'meta must be URL-escaped JSON, e.g. {{"app_id":"x"}}: {error}'
+        ) from None
     return check_meta(value)
 
 

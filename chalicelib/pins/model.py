@@ -56,12 +56,22 @@ class PinQuery:
     limit: int = DEFAULT_LIMIT
 
 
+def check_text(text: str, reason: str, what: str) -> str:
+    """Unicode text: JSON's \\ud800-style escapes give lone surrogates, which
+    UTF-8 cannot encode, so no table, queue or response could carry them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(reason, f"{what} holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape)") from None
+    return text
+
+
 def check_name(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidRequest("INVALID_NAME", "name must be a string")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidRequest("INVALID_NAME", f"name is longer than {MAX_NAME_CHARS} characters")
-    return name
+    return check_text(name, "INVALID_NAME", "name")
 
 
 def check_meta(meta: object) -> dict[str, str]:
@@ -78,6 +88,7 @@ def check_meta(meta: object) -> dict[str, str]:
             raise InvalidRequest(
                 "INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters"
             )
-    if len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_META_JSON_BYTES:
+    serialised = check_text(json.dumps(meta, ensure_ascii=False, separators=(",", ":")), "INVALID_META", "meta")
+    if len(serialised.encode()) > MAX_META_JSON_BYTES:
         raise InvalidRequest("INVALID_META", f"meta is larger than {MAX_META_JSON_BYTES} bytes as JSON")
     return dict(meta)

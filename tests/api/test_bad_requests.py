@@ -59,6 +59,32 @@ def bad_query(id_: str, **params: Any):
 
 
 JSON = {"Content-Type": "application/json"}
+GOOD_RAW = json.dumps(GOOD).encode()
+# Deeper than Python's recursion limit, still under the 64 KiB body limit.
+DEEP = 30_000
+DEEP_ARRAY = b"[" * DEEP + b"]" * DEEP
+
+
+def nested(levels: int) -> list[Any]:
+    """An array `levels` deep: [[[]]] is 3."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+# JSON's \ud800-style escapes decode to lone surrogates: not Unicode text, so
+# neither storable nor encodable (json.dumps writes them as such escapes).
+LONE_SURROGATES = {"high": "\ud800", "low": "x\udfff", "reversed-pair": "\udc00\ud800"}
+
+
+def raw_post(body: bytes, path: str = "/pins") -> dict[str, Any]:
+    return {"method": "POST", "path": path, "body": body, "headers": JSON}
+
+
+def replace(json_body: Any) -> dict[str, Any]:
+    return {"method": "POST", "path": "/pins/{pin}", "json": json_body}
+
 
 ROWS = [
     # -- the body as a whole -------------------------------------------------
@@ -90,6 +116,34 @@ ROWS = [
         "UNSUPPORTED_CONTENT_TYPE",
     ),
     row("over-64KiB", post({"cid": CID, "name": "n", "pad": "x" * (64 * KIB)}), 413, "PAYLOAD_TOO_LARGE"),
+    # -- hostile and lenient JSON: refused, never a 500 ------------------------
+    row("nested-30000-deep", raw_post(DEEP_ARRAY), 400, "INVALID_JSON"),
+    row(
+        "nested-30000-deep-in-a-field",
+        raw_post(b'{"cid":"' + CID.encode() + b'","x":' + DEEP_ARRAY + b"}"),
+        400,
+        "INVALID_JSON",
+    ),
+    row("nested-30000-deep-objects", raw_post(b'{"a":' * 10_000 + b"1" + b"}" * 10_000), 400, "INVALID_JSON"),
+    # the documented bound: a Pin nests 2 deep, anything at all at most 32
+    bad_body("nested-33-deep", {"cid": CID, "x": nested(32)}, "INVALID_JSON"),
+    row("nan-literal", raw_post(b'{"cid":"' + CID.encode() + b'","x":NaN}'), 400, "INVALID_JSON"),
+    row("infinity-literal", raw_post(b'{"cid":"' + CID.encode() + b'","x":Infinity}'), 400, "INVALID_JSON"),
+    row("minus-infinity-literal", raw_post(b'{"cid":"' + CID.encode() + b'","x":-Infinity}'), 400, "INVALID_JSON"),
+    row("utf8-bom", raw_post(b"\xef\xbb\xbf" + GOOD_RAW), 400, "INVALID_JSON"),
+    row("utf16-le-bom", raw_post(json.dumps(GOOD).encode("utf-16")), 400, "INVALID_JSON"),
+    row("utf16-be", raw_post(json.dumps(GOOD).encode("utf-16-be")), 400, "INVALID_JSON"),
+    row("utf16-le", raw_post(json.dumps(GOOD).encode("utf-16-le")), 400, "INVALID_JSON"),
+    row("utf32", raw_post(json.dumps(GOOD).encode("utf-32")), 400, "INVALID_JSON"),
+    row(
+        "utf16-le-charset",
+        {
+            **raw_post(json.dumps(GOOD).encode("utf-16-le")),
+            "headers": {"Content-Type": "application/json; charset=utf-16"},
+        },
+        400,
+        "INVALID_JSON",
+    ),
     # -- cid -------------------------------------------------------------------
     bad_body("missing-cid", {"name": "no cid"}, "INVALID_CID"),
     bad_body("cid-number", {"cid": 42}, "INVALID_CID"),
@@ -102,9 +156,14 @@ ROWS = [
     bad_body("cid-md5", {"cid": cid_with_hash("md5", "md5", 16)}, "INVALID_CID"),
     bad_body("cid-blake2b-128", {"cid": cid_with_hash("b2", "blake2b-128", 16)}, "INVALID_CID"),
     bad_body("cid-padded-with-space", {"cid": f" {CID} "}, "INVALID_CID"),
+    bad_body("cid-lone-surrogate", {"cid": CID[:-1] + "\ud800"}, "INVALID_CID"),
     # -- name ------------------------------------------------------------------
     bad_body("name-number", {"cid": CID, "name": 7}, "INVALID_NAME"),
     bad_body("name-256-chars", {"cid": CID, "name": "n" * 256}, "INVALID_NAME"),
+    *(
+        bad_body(f"name-{kind}-surrogate", {"cid": CID, "name": text}, "INVALID_NAME")
+        for kind, text in LONE_SURROGATES.items()
+    ),
     # -- origins ---------------------------------------------------------------
     bad_body("origins-string", {"cid": CID, "origins": origin("a")}, "INVALID_ORIGINS"),
     bad_body("origins-21", {"cid": CID, "origins": [origin(i) for i in range(21)]}, "INVALID_ORIGINS"),
@@ -115,6 +174,17 @@ ROWS = [
     ),
     bad_body("origin-not-multiaddr", {"cid": CID, "origins": ["https://example.com"]}, "INVALID_ORIGINS"),
     bad_body("origin-number", {"cid": CID, "origins": [4001]}, "INVALID_ORIGINS"),
+    # Falsy values that are not arrays are refused, not read as "no origins".
+    bad_body("origins-empty-object", {"cid": CID, "origins": {}}, "INVALID_ORIGINS"),
+    bad_body("origins-zero", {"cid": CID, "origins": 0}, "INVALID_ORIGINS"),
+    bad_body("origins-false", {"cid": CID, "origins": False}, "INVALID_ORIGINS"),
+    bad_body("origins-empty-string", {"cid": CID, "origins": ""}, "INVALID_ORIGINS"),
+    bad_body("origin-lone-surrogate", {"cid": CID, "origins": [origin("a")[:-1] + "\ud800"]}, "INVALID_ORIGINS"),
+    bad_body(
+        "origin-dns-lone-surrogate",
+        {"cid": CID, "origins": [f"/dns4/\ud800.example/tcp/4001/p2p/{origin('a').rsplit('/', 1)[1]}"]},
+        "INVALID_ORIGINS",
+    ),
     # -- meta ------------------------------------------------------------------
     bad_body("meta-array", {"cid": CID, "meta": [["k", "v"]]}, "INVALID_META"),
     bad_body("meta-string", {"cid": CID, "meta": '{"k":"v"}'}, "INVALID_META"),
@@ -124,6 +194,12 @@ ROWS = [
     bad_body("meta-1001-keys", {"cid": CID, "meta": {f"k{i}": "" for i in range(1001)}}, "INVALID_META"),
     bad_body("meta-empty-key", {"cid": CID, "meta": {"": "v"}}, "INVALID_META"),
     bad_body("meta-value-4097", {"cid": CID, "meta": {"k": "v" * 4097}}, "INVALID_META"),
+    *(
+        bad_body(f"meta-value-{kind}-surrogate", {"cid": CID, "meta": {"k": text}}, "INVALID_META")
+        for kind, text in LONE_SURROGATES.items()
+    ),
+    bad_body("meta-key-surrogate", {"cid": CID, "meta": {"k\ud800": "v"}}, "INVALID_META"),
+    bad_body("meta-false", {"cid": CID, "meta": False}, "INVALID_META"),
     # -- list query ------------------------------------------------------------
     bad_query("limit-0", limit="0"),
     bad_query("limit-1001", limit="1001"),
@@ -151,6 +227,12 @@ ROWS = [
     bad_query("query-cid-md5", cid=cid_with_hash("md5", "md5", 16)),
     bad_query("query-cid-empty-item", cid=f"{CID},"),
     bad_query("query-name-256", name="n" * 256),
+    bad_query("query-meta-value-surrogate", meta='{"k":"\\ud800"}'),
+    bad_query("query-meta-key-surrogate", meta='{"\\udfff":"v"}'),
+    bad_query("query-meta-nested-30000-deep", meta="[" * DEEP + "]" * DEEP),
+    bad_query("query-meta-nan", meta='{"k":NaN}'),
+    bad_query("query-meta-nested-33-deep", meta=json.dumps({"k": nested(32)})),
+    bad_query("query-meta-empty-key", meta='{"":"v"}'),
     # -- replace with a bad body: the existing pin stays as it was ------------
     row(
         "replace-malformed-json",
@@ -173,6 +255,15 @@ ROWS = [
         400,
         "INVALID_META",
     ),
+    row("replace-nested-30000-deep", raw_post(DEEP_ARRAY, "/pins/{pin}"), 400, "INVALID_JSON"),
+    row("replace-utf8-bom", raw_post(b"\xef\xbb\xbf" + GOOD_RAW, "/pins/{pin}"), 400, "INVALID_JSON"),
+    row(
+        "replace-nan-literal", raw_post(b'{"cid":"' + CID.encode() + b'","x":NaN}', "/pins/{pin}"), 400, "INVALID_JSON"
+    ),
+    row("replace-name-surrogate", replace({"cid": CID, "name": "\ud800"}), 400, "INVALID_NAME"),
+    row("replace-meta-value-surrogate", replace({"cid": CID, "meta": {"k": "\udfff"}}), 400, "INVALID_META"),
+    row("replace-meta-key-surrogate", replace({"cid": CID, "meta": {"\ud800": "v"}}), 400, "INVALID_META"),
+    row("replace-origins-false", replace({"cid": CID, "origins": False}), 400, "INVALID_ORIGINS"),
     row(
         "replace-text-plain",
         {
@@ -335,6 +426,7 @@ def test_the_table_covers_every_kind_of_refusal():
         {"cid": CID, "meta": {"k" * 255: "v" * 4096}},
         {"cid": cid_with_hash("b2-160", "blake2b-160", 20)},
         {"cid": CID, "name": None, "origins": None, "meta": None},
+        {"cid": CID, "origins": [], "meta": {}, "unknown": {"deep": nested(30)}},
         # 15,306 bytes as the client's UTF-8 JSON: under the documented 16 KiB
         {"cid": CID, "meta": {"description": "中" * 4096, "summary": "中" * 1000}},
     ],
@@ -346,6 +438,7 @@ def test_the_table_covers_every_kind_of_refusal():
         "meta-longest-key-and-value",
         "blake2b-160",
         "nulls",
+        "empty-origins-and-meta-and-an-unknown-field-32-deep",
         "meta-15KB-of-utf8-json",
     ],
 )
@@ -384,3 +477,27 @@ def test_ten_cids_are_accepted(api):
     cids = [cid_v1(f"ten-{i}") for i in range(10)]
     api.pin(cids[3])
     assert api.list(cid=",".join(cids))["count"] == 1
+
+
+# The Content-Type rule is about the body (POST's must be JSON). GET and
+# DELETE have none (Kubo and the JS client send neither body nor
+# Content-Type there), so a Content-Type describes nothing and is ignored.
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs content_types=_ANY on app.py's GET and DELETE routes; Chalice answers 415 before the view",
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/pins", 200), ("GET", "/pins/{pin}", 200), ("DELETE", "/pins/{pin}", 202)],
+    ids=["list", "get", "delete"],
+)
+def test_a_bodiless_request_is_answered_whatever_its_content_type(api, seeded, method, path, status, content_type):
+    # given a pin, and a request without a body but with a Content-Type
+    path = path.format(pin=seeded["requestid"])
+
+    # when it is sent
+    reply = api.request(method, path, headers={"Content-Type": content_type})
+
+    # then it is answered as without the header
+    assert reply.status == status, reply.body
