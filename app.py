@@ -15,7 +15,7 @@ from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib.api.errors import not_found
 from chalicelib.api.http import json_response
-from chalicelib.api.pin_requests import parse_list_query, parse_pin_body
+from chalicelib.api.pin_requests import idempotency_key, parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
 from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
 from chalicelib.config import aws_client
@@ -33,7 +33,7 @@ app = Chalice(app_name="pinning-service")
 services = ServiceProvider()
 configure_logging()
 
-_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type"], max_age=600)
+_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600)
 # Every content type reaches the view, which answers a Failure, not Chalice's 415.
 _ANY = ["*/*"]
 
@@ -59,7 +59,7 @@ def _body() -> PinRequest:
     return parse_pin_body(request.raw_body, request.headers.get("content-type"), services().settings.max_body_bytes)
 
 
-@app.route("/pins", methods=["GET"], cors=_CORS)
+@app.route("/pins", methods=["GET"], cors=_CORS, content_types=_ANY)
 @api_view
 def list_pins() -> Response:
     tenant_id = _tenant()
@@ -72,11 +72,11 @@ def list_pins() -> Response:
 @api_view
 def add_pin() -> Response:
     tenant_id = _tenant()
-    record = services().pins.create(tenant_id, _body())
+    record = services().pins.create(tenant_id, _body(), idempotency_key(_request().headers))
     return json_response(pin_status(record), 202)
 
 
-@app.route("/pins/{requestid}", methods=["GET"], cors=_CORS)
+@app.route("/pins/{requestid}", methods=["GET"], cors=_CORS, content_types=_ANY)
 @api_view
 def get_pin(requestid: str) -> Response:
     return json_response(pin_status(services().pins.get(_tenant(), requestid)))
@@ -87,10 +87,11 @@ def get_pin(requestid: str) -> Response:
 def replace_pin(requestid: str) -> Response:
     tenant_id = _tenant()
     request = _body()
-    return json_response(pin_status(services().pins.replace(tenant_id, requestid, request)), 202)
+    replaced = services().pins.replace(tenant_id, requestid, request, idempotency_key(_request().headers))
+    return json_response(pin_status(replaced), 202)
 
 
-@app.route("/pins/{requestid}", methods=["DELETE"], cors=_CORS)
+@app.route("/pins/{requestid}", methods=["DELETE"], cors=_CORS, content_types=_ANY)
 @api_view
 def delete_pin(requestid: str) -> Response:
     services().pins.delete(_tenant(), requestid)

@@ -9,6 +9,7 @@ from typing import Any
 
 from chalicelib.api.errors import ApiError, bad_request
 from chalicelib.pins.cids import ContentId, InvalidCid, parse_cid
+from chalicelib.pins.idempotency import MAX_KEY_CHARS
 from chalicelib.pins.model import (
     DEFAULT_LIMIT,
     MATCHES,
@@ -55,6 +56,19 @@ def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes:
         return _pin(body)
     except InvalidRequest as error:
         raise _invalid(error) from None
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
+    """The request's `Idempotency-Key` (an extension: pins.idempotency), or None."""
+    key = headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable() or not key.isascii():
+        raise bad_request(
+            "INVALID_IDEMPOTENCY_KEY", f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable ASCII characters"
+        )
+    return key
 
 
 def _constant(name: str) -> Any:

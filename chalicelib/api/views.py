@@ -12,6 +12,7 @@ from chalice import Response
 
 from chalicelib.api.errors import ApiError, failure, not_found, unauthorized
 from chalicelib.busy import StorageBusy
+from chalicelib.pins.idempotency import IdempotencyKeyReused
 from chalicelib.pins.scan_limit import QueryTooBroad
 from chalicelib.pins.service import NoStorageNodes, PinNotFound
 from chalicelib.tenants.authenticator import Unauthenticated
@@ -41,6 +42,8 @@ def api_view(view: Callable[..., Any]) -> Callable[..., Any]:
             return unauthorized(error.details).response()
         except PinNotFound:
             return not_found().response()
+        except IdempotencyKeyReused as error:
+            return failure(422, error.reason, error.details)
         except QueryTooBroad as error:
             # Valid, but more than one request may read: the client narrows it.
             return failure(422, error.reason, error.details)

@@ -40,7 +40,8 @@ class Authenticator:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
-        if len(secret) > _MAX_SECRET_CHARS:
+        # Secrets are ASCII: anything else (a lone surrogate could not even be hashed) is no token of ours.
+        if len(secret) > _MAX_SECRET_CHARS or not secret.isascii():
             raise Unauthenticated("access token is invalid or revoked")
         tenant_id = self._lookup(hash_secret(secret))
         if tenant_id is None:

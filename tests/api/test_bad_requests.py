@@ -482,10 +482,6 @@ def test_ten_cids_are_accepted(api):
 # The Content-Type rule is about the body (POST's must be JSON). GET and
 # DELETE have none (Kubo and the JS client send neither body nor
 # Content-Type there), so a Content-Type describes nothing and is ignored.
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs content_types=_ANY on app.py's GET and DELETE routes; Chalice answers 415 before the view",
-)
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
 @pytest.mark.parametrize(
     ("method", "path", "status"),

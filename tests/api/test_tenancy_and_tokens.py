@@ -119,8 +119,8 @@ def test_every_token_of_a_tenant_sees_and_manages_the_same_pins(api, services, t
 @pytest.mark.parametrize(
     "authorization",
     # (missing, empty, Basic and unknown tokens are rows of test_bad_requests.py)
-    [None, "Token {token}", "{token}", "Bearer", "Bearer {token}x", "Bearer " + "x" * 5000],
-    ids=["missing", "token-scheme", "no-scheme", "bearer-only", "altered", "huge"],
+    [None, "Token {token}", "{token}", "Bearer", "Bearer {token}x", "Bearer " + "x" * 5000, "Bearer {token}\ud800"],
+    ids=["missing", "token-scheme", "no-scheme", "bearer-only", "altered", "huge", "lone-surrogate"],
 )
 def test_requests_without_a_valid_bearer_token_get_401(api, tenant_token, authorization):
     headers = {} if authorization is None else {"Authorization": authorization.replace("{token}", tenant_token)}
