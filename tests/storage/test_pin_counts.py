@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -339,11 +340,13 @@ def test_a_fold_between_reading_the_tree_and_the_changes_is_seen_and_the_count_r
         add_pin(store, "tenant-1", START_MS + i, status)
     read_changes = pin_store._changes
     folds = []
+    once = threading.Lock()  # a count reads its shards' changes from several threads
 
     def fold_first(shard, lo, hi):
         # when another process folds every change right after the tree was read (the first time only)
-        if not folds:
-            folds.append(fold_all(store, "tenant-1"))
+        with once:
+            if not folds:
+                folds.append(fold_all(store, "tenant-1"))
         return read_changes(shard, lo, hi)
 
     monkeypatch.setattr(pin_store, "_changes", fold_first)
