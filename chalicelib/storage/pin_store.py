@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import And, Condition, Or
@@ -101,6 +101,7 @@ CONFLICT_BACKOFF_BASE_S = 0.02
 SCAN_SECONDS = 20.0
 # Index entries are ~60 bytes: a page of them is one or two read units.
 ENTRY_PAGE = 100
+FIRST_LOCKSTEP_PAGE = 8
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
 # Meta larger than this (as JSON) is kept in an item of its own, written once,
 # not in the pin and its status copy that every status change rewrites; a
@@ -450,9 +451,7 @@ class PinStore:
         one ends, and the pins with more pairs than are indexed. None when
         each pair matches more pins than one request may read."""
         pairs = [entry_prefix(BY_META, pair_digest(key, value)) for key, value in sorted(meta.items())]
-        streams = [
-            _newest_first(_query(shard, prefix, lo, hi, ENTRY_PAGE, None) for shard in shards) for prefix in pairs
-        ]
+        streams = [_newest_first(_growing(shard, prefix, lo, hi) for shard in shards) for prefix in pairs]
         read: list[list[int]] = [[] for _ in streams]
         rarest: list[int] | None = None
         while rarest is None and len(read[0]) <= self._max_scanned_pins:
@@ -535,6 +534,29 @@ def _query(
         page_size=page_size,
     )
     return _items_until(deadline, results)
+
+
+def _growing(shard: str, prefix: str, lo: int, hi: int) -> Iterator[PinItem]:
+    """As _query, in pages that start small and double: streams read in
+    lockstep until the shortest ends read about as much as it holds, not a
+    full page each."""
+    start: dict[str, dict[str, Any]] | None = None
+    size = FIRST_LOCKSTEP_PAGE
+    while True:
+        results = PinItem.query(
+            shard,
+            PinItem.sk.between(entry_key(prefix, lo), entry_key(prefix, hi)),
+            consistent_read=True,
+            scan_index_forward=False,
+            limit=size,
+            page_size=size,
+            last_evaluated_key=start,
+        )
+        yield from results
+        start = results.last_evaluated_key
+        if not start:
+            return
+        size = min(2 * size, ENTRY_PAGE)
 
 
 def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
