@@ -101,7 +101,7 @@ CONFLICT_BACKOFF_BASE_S = 0.02
 SCAN_SECONDS = 20.0
 # Index entries are ~60 bytes: a page of them is one or two read units.
 ENTRY_PAGE = 100
-FIRST_LOCKSTEP_PAGE = 8
+FIRST_LOCKSTEP_PAGE = 4
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
 # Meta larger than this (as JSON) is kept in an item of its own, written once,
 # not in the pin and its status copy that every status change rewrites; a
