@@ -29,7 +29,7 @@ def test_live_nodes_are_recorded_healthy_with_their_free_space(fleet, kubos):
     kubos["node-1"].storage_max = 5 * 1024**3
     # node-2 already stores 4 blocks
     kubos["node-2"].add_content(cid_v1("filler"), blocks=4)
-    KuboClient(kubos["node-2"].url).pin_add(cid_v1("filler"), stall_seconds=1)
+    KuboClient(kubos["node-2"].url).pin_add(cid_v1("filler"), stall_seconds=60)
 
     assert check_fleet(fleet.registry, fleet.kubo) == {"node-0": True, "node-1": True, "node-2": True}
 
