@@ -79,7 +79,9 @@ class Settings:
     node_concurrency: int = _setting(4, "NODE_CONCURRENCY")
     # Stop this long before the Lambda deadline and continue in a new message.
     invocation_margin_seconds: int = _setting(15, "INVOCATION_MARGIN_SECONDS")
-    # Origins in private, loopback or link-local ranges are dropped unless allowed.
+    # Off (production): the worker resolves origin names itself and dials only
+    # the addresses, dropping any origin with a non-global address
+    # (chalicelib.worker.origins). On (the local stack): origins go to Kubo as given.
     allow_private_origins: bool = _setting(False, "ALLOW_PRIVATE_ORIGINS")
     # Bearer secret for the fleet's Kubo RPC (API.Authorizations); None = no auth.
     kubo_rpc_secret: str | None = _setting(None, "KUBO_RPC_SECRET")
