@@ -521,37 +521,27 @@ def _changes(shard: str, lo: int, hi: int) -> list[tuple[int, str | None, str | 
     ]
 
 
+def _newest(shard: str, prefix: str, lo: int, hi: int, **paging: Any) -> ResultIterator[PinItem]:
+    """The shard's items under `prefix` created in [lo, hi] ms, newest first, strongly consistent."""
+    between = PinItem.sk.between(entry_key(prefix, lo), entry_key(prefix, hi))
+    return PinItem.query(shard, between, consistent_read=True, scan_index_forward=False, **paging)
+
+
 def _query(
     shard: str, prefix: str, lo: int, hi: int, page_size: int, deadline: _ScanDeadline | None
 ) -> Iterator[PinItem]:
-    """The shard's items under `prefix` created in [lo, hi] ms, newest first,
-    strongly consistent, read a page at a time as they are consumed."""
-    results = PinItem.query(
-        shard,
-        PinItem.sk.between(entry_key(prefix, lo), entry_key(prefix, hi)),
-        consistent_read=True,
-        scan_index_forward=False,
-        page_size=page_size,
-    )
-    return _items_until(deadline, results)
+    """_newest, read a page at a time as it is consumed."""
+    return _items_until(deadline, _newest(shard, prefix, lo, hi, page_size=page_size))
 
 
 def _growing(shard: str, prefix: str, lo: int, hi: int) -> Iterator[PinItem]:
-    """As _query, in pages that start small and double: streams read in
+    """_newest, in pages that start small and double: streams read in
     lockstep until the shortest ends read about as much as it holds, not a
     full page each."""
     start: dict[str, dict[str, Any]] | None = None
     size = FIRST_LOCKSTEP_PAGE
     while True:
-        results = PinItem.query(
-            shard,
-            PinItem.sk.between(entry_key(prefix, lo), entry_key(prefix, hi)),
-            consistent_read=True,
-            scan_index_forward=False,
-            limit=size,
-            page_size=size,
-            last_evaluated_key=start,
-        )
+        results = _newest(shard, prefix, lo, hi, limit=size, page_size=size, last_evaluated_key=start)
         yield from results
         start = results.last_evaluated_key
         if not start:
