@@ -28,14 +28,13 @@ from chalicelib.pins.model import PinQuery
 # message = 79.
 MAX_INDEXED_META_PAIRS = 32
 
-# Chosen from bench.residual_filters (docs/benchmarks-history.md): a
-# Kubo-shaped pin (0.36 RCU) costs the API function ~0.23 ms of client work
-# on the bench machine (parse, records, compare), ~0.80 ms at 512 MB (0.29
-# vCPU, 3.46x slower), plus ~0.14 ms of its 1 MB Query page at ~0.1 s a page
-# (sequential; the partition's 3,000 RCU/s allow ~12 pages/s): ~0.94 ms a
-# pin, so 10,000 pins take ~9.4 s, well inside API Gateway's 29 s and the
-# function's 30 s; memory holds one page per status read. Pins with 16 KB
-# of meta (~2.7 ms each) are stopped by the store's scan deadline instead.
+# Chosen from bench.residual_filters (docs/benchmarks-history.md section 8,
+# measured on the sharded table): a Kubo-shaped pin read by a scan costs
+# 0.29 RCU and ~0.21 ms of the function's work on the bench machine, ~9.0 s
+# for 10,000 pins on a 512 MB function (estimated), well inside API
+# Gateway's 29 s and the function's 30 s; a meta candidate ~11.9 s per
+# 10,000. Pins with 16 KB of meta (~30 s per 10,000) are stopped by the
+# store's 20 s deadline instead, scans and meta candidates alike.
 DEFAULT_MAX_SCANNED_PINS = 10_000
 
 

@@ -434,15 +434,22 @@ class PinStore:
     ) -> tuple[list[Pin], int]:
         """Reads the pins created at these milliseconds (newest first) and
         keeps those the whole query selects."""
-        return _page_and_count((pin for pin in self._read_pins(tenant_id, created) if pin is not None), query)
+        # Candidates of large pins (16 KB of meta) could outrun the function: the scans' deadline.
+        deadline = _ScanDeadline(self._clock, self._clock() + SCAN_SECONDS)
+        pins = self._read_pins(tenant_id, created, deadline)
+        return _page_and_count((pin for pin in pins if pin is not None), query)
 
-    def _read_pins(self, tenant_id: str, created: Sequence[int]) -> Iterator[Pin | None]:
+    def _read_pins(
+        self, tenant_id: str, created: Sequence[int], deadline: _ScanDeadline | None = None
+    ) -> Iterator[Pin | None]:
         """The pins created at these milliseconds, in that order (None where
         gone), 100 keys per strongly consistent BatchGetItem."""
         for start in range(0, len(created), BATCH_GET_KEYS):
             chunk = created[start : start + BATCH_GET_KEYS]
             keys = [(self._shard_of(tenant_id, ms), pin_sort_key(ms)) for ms in chunk]
             found = {pin.created_ms: pin for pin in _pins_of(tenant_id, PinItem.batch_get(keys, consistent_read=True))}
+            if deadline is not None:
+                deadline.page_read(len(chunk))
             yield from (found.get(ms) for ms in chunk)
 
     def _meta_candidates(self, shards: Sequence[str], meta: Mapping[str, str], lo: int, hi: int) -> list[int] | None:

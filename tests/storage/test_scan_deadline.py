@@ -58,3 +58,14 @@ def test_a_scan_within_its_deadline_is_answered(settings):
     store = store_with(settings, clock_jumping_by(SCAN_SECONDS / 10))
     # when a partial name match reads the range, then every match is counted
     assert store.find("tenant-1", PARTIAL)[1] == 3
+
+
+def test_a_meta_filter_still_reading_its_candidates_at_the_deadline_is_refused(settings):
+    # given pins with a meta pair, and a clock that passes the deadline while the candidates are read
+    store = PinStore(bind_models(settings), clock=clock_jumping_by(SCAN_SECONDS + 1))
+    for i in range(3):
+        pin = Pin("tenant-1", START_MS + i, f"req-{i}", "queued", "bafy", "bafy", meta={"app": "web"})
+        store.create(pin, OutboxMessage("shard#0", f"{pin.created_ms}#pin", "{}", pin.created_ms))
+    # when a meta filter reads them, then it is refused, saying what it read
+    with pytest.raises(QueryTooBroad, match="had read only 3 pins"):
+        store.find("tenant-1", PinQuery(statuses=frozenset(STATUSES), meta={"app": "web"}))
