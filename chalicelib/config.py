@@ -77,6 +77,10 @@ class Settings:
     continue_delay_seconds: int = _setting(30, "CONTINUE_DELAY_SECONDS")
     # Kubo calls in flight per node from one worker process.
     node_concurrency: int = _setting(4, "NODE_CONCURRENCY")
+    # Messages of one tenant at work at once in one worker process; the rest
+    # are deferred by CONTINUE_DELAY_SECONDS. Below NODE_CONCURRENCY, so that
+    # another tenant's pin always finds a Kubo slot (fairness between tenants).
+    tenant_share: int = _setting(3, "TENANT_SHARE")
     # Stop this long before the Lambda deadline and continue in a new message.
     invocation_margin_seconds: int = _setting(15, "INVOCATION_MARGIN_SECONDS")
     # Off (production): the worker resolves origin names itself and dials only

@@ -32,6 +32,11 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
 
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
+
+Every message naming a tenant is sent with that tenant as its SQS message
+group (`group_of`): on the standard pin queue this makes it a fair queue, so
+one tenant's backlog does not hold up another's messages (docs/deploy.md,
+"Fairness between tenants").
 """
 
 from __future__ import annotations
@@ -105,6 +110,13 @@ def encode(message: QueueMessage) -> str:
         if name in body and body[name] == default:
             del body[name]
     return json.dumps({"v": VERSION, **body}, separators=(",", ":"), sort_keys=True)
+
+
+def group_of(body: str) -> str | None:
+    """The tenant a body belongs to, its fair-queue message group; None for
+    fleet work (a drain), which SQS then treats as a tenant of its own."""
+    tenant_id = json.loads(body).get("tenant_id")
+    return tenant_id if isinstance(tenant_id, str) and tenant_id else None
 
 
 def decode(body: str) -> QueueMessage:

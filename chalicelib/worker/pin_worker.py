@@ -30,6 +30,7 @@ from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
+from chalicelib.worker.batch import TenantShare
 from chalicelib.worker.drain import Drainer
 from chalicelib.worker.origins import OriginResolver
 from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
@@ -71,6 +72,8 @@ class PinWorker:
             lambda: threading.BoundedSemaphore(settings.node_concurrency)
         )
         self._slots_lock = threading.Lock()
+        # One per process, as the node slots: what one tenant may hold of them.
+        self.tenant_share = TenantShare(settings.tenant_share, settings.continue_delay_seconds)
         self._drainer = Drainer(settings, store, registry, holds, self.copy_to, self._release, self._origins, clock)
 
     def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:

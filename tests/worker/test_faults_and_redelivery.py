@@ -91,8 +91,9 @@ def test_the_worker_lambda_reports_batch_item_failures_by_message_id(fleet, kubo
 
 
 def test_the_messages_of_a_batch_are_pinned_concurrently(fleet, kubos, queue, tune):
-    # given ten pins whose content no node can fetch yet (waiting is not a stall here)
-    tune(stall_seconds=60)
+    # given ten pins of one tenant whose content no node can fetch yet (waiting
+    # is not a stall here), and a tenant's share of the worker as large as the batch
+    tune(stall_seconds=60, tenant_share=10)
     cids = [cid_v1(f"batch-{i}") for i in range(10)]
     for cid in cids:
         for kubo in kubos.values():
