@@ -96,6 +96,16 @@ class Settings:
     # Pins one list request may read for a partial name or a meta filter
     # (chalicelib.pins.scan_limit says why and how the default was chosen).
     max_scanned_pins: int = _setting(DEFAULT_MAX_SCANNED_PINS, "MAX_SCANNED_PINS")
+    # The fleet reconciler (chalicelib.fleet.reconciler) unpins what no hold
+    # covers only once it was seen unheld this long, with no hold taken or
+    # given up since: longer than any pin in progress, so longer than a pin
+    # turn (at most Lambda's 15 minutes) plus the queue's visibility timeout
+    # (6 turns) before a redelivery.
+    reconcile_grace_seconds: int = _setting(2 * 3600, "RECONCILE_GRACE_SECONDS")
+    # Per node and run: holds compared with Kubo's pins, and as many of
+    # Kubo's pins compared with the holds; and the longest a run takes.
+    reconcile_pins_per_run: int = _setting(500, "RECONCILE_PINS_PER_RUN")
+    reconcile_seconds: int = _setting(240, "RECONCILE_SECONDS")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

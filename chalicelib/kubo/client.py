@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,26 @@ class KuboClient:
             raise
         # Kubo may spell the key in another CID version or base than asked.
         return bool(reply.get("Keys"))
+
+    def recursive_pins(self) -> Generator[str, None, None]:
+        """Every recursively pinned CID, as Kubo spells it, read as Kubo
+        streams them (one line each, in its own order), so a node with
+        millions of pins costs the caller one at a time. Closing the
+        iterator early hangs up, which ends Kubo's listing."""
+        response = self._post("pin/ls", [], {"type": "recursive", "stream": True}, stream=True)
+        with response:
+            lines = _lines(response)
+            while True:
+                try:
+                    line = next(lines, None)
+                except (ProtocolError, OSError) as error:
+                    raise KuboUnavailable(f"pin/ls stream broke: {error}") from error
+                if line is None:
+                    return
+                cid = _stream_output(line, "pin/ls").get("Cid")
+                if not isinstance(cid, str):
+                    raise KuboServerError(f"pin/ls sent a line without a CID: {line[:200]!r}")
+                yield cid
 
     def pin_rm(self, cid: str) -> None:
         """Remove the recursive pin of `cid`; a CID that is not pinned is already done."""
@@ -314,15 +334,15 @@ def _lines(response: requests.Response) -> Iterator[bytes]:
         yield pending
 
 
-def _stream_output(line: bytes) -> dict[str, Any]:
+def _stream_output(line: bytes, command: str = "pin/add") -> dict[str, Any]:
     try:
         output = json.loads(line)
     except ValueError as error:
-        raise KuboServerError(f"pin/add sent a line that is not JSON: {line[:200]!r}") from error
+        raise KuboServerError(f"{command} sent a line that is not JSON: {line[:200]!r}") from error
     if not isinstance(output, dict):
-        raise KuboServerError(f"pin/add sent unexpected JSON: {output!r}")
+        raise KuboServerError(f"{command} sent unexpected JSON: {output!r}")
     if output.get("Type") == "error":
-        raise KuboServerError(str(output.get("Message") or "pin/add failed"), 200)
+        raise KuboServerError(str(output.get("Message") or f"{command} failed"), 200)
     return output
 
 

@@ -31,7 +31,11 @@ class DynamoHoldRepository:
         try:
             with self._dynamo.transaction() as tx:
                 tx.save(_holder(hold, node_id=hold.node_id), condition=NodePin.entry.does_not_exist())
-                tx.update(NodePin(key, STATE), actions=[NodePin.holders.add(1)], condition=_no_release(now_ms))
+                tx.update(
+                    NodePin(key, STATE),
+                    actions=[NodePin.holders.add(1), NodePin.changes.add(1)],
+                    condition=_no_release(now_ms),
+                )
         except TransactWriteError as error:
             failed = failed_condition(error)
             if failed == 0:
@@ -53,7 +57,7 @@ class DynamoHoldRepository:
     @busy_as_storage_busy()
     def remove(self, hold: Hold, holders: int, lease: Lease) -> Removed:
         left = holders - 1
-        actions: list[Action] = [NodePin.holders.set(left)]
+        actions: list[Action] = [NodePin.holders.set(left), NodePin.changes.add(1)]
         if not left:
             actions += [NodePin.releasing_by.set(lease.token), NodePin.releasing_until_ms.set(lease.until_ms)]
         try:

@@ -9,7 +9,8 @@ page by page when the node leaves the fleet.
 
 Apart from the pins, one item per continued request records the turn of its
 pin work and the message that carries it (PinWorker drops the continuations
-of a turn another message took).
+of a turn another message took), and one item per node records where the
+fleet reconciler's pass over it is (storage.reconcile_repository).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chalicelib.storage.attributes import IntegerAttribute
 STATE = "state"
 HOLDER = "holder#"
 TURN = "turn"
+RECONCILE = "reconcile"
 
 
 def node_pin_key(node_id: str, cid_key: str) -> str:
@@ -36,6 +38,11 @@ def holder_key(tenant_id: str, request_id: str) -> str:
 def turn_key(tenant_id: str, request_id: str) -> str:
     # Its entry, TURN, is no pin's (STATE or a holder's), whatever the key.
     return f"turns#{tenant_id}#{request_id}"
+
+
+def reconcile_key(node_id: str) -> str:
+    # Its entry, RECONCILE, is no pin's or turn's, whatever the key.
+    return f"reconcile#{node_id}"
 
 
 class NodeHoldersIndex(GlobalSecondaryIndex["NodePin"]):
@@ -63,8 +70,20 @@ class NodePin(Model):
     # While set and not expired, a worker is unpinning: do not trust the pin.
     releasing_by = UnicodeAttribute(null=True)
     releasing_until_ms = IntegerAttribute(null=True)
+    # State items: holds added and removed (and counts corrected) so far; the
+    # reconciler's writes are conditioned on it. Absent means none.
+    changes = IntegerAttribute(null=True)
+    # State items: first seen on the node with no hold, at that many changes.
+    unheld_since_ms = IntegerAttribute(null=True)
+    unheld_changes = IntegerAttribute(null=True)
     # TURN items only: the request's turn and the message (id) carrying it.
     turn = IntegerAttribute(null=True)
     turn_owner = UnicodeAttribute(null=True)
+    # RECONCILE items only: the node's pass (fleet.reconcile_repository.ReconcileCursor).
+    held_after_pin = UnicodeAttribute(null=True)
+    held_after_entry = UnicodeAttribute(null=True)
+    listed = IntegerAttribute(null=True)
+    # A line "cid_key tenant_id request_id" for each holder whose repair is unfinished.
+    repairs = UnicodeAttribute(null=True)
 
     by_node = NodeHoldersIndex()

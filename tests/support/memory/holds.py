@@ -10,12 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, PinState, Removed
+from chalicelib.fleet.reconcile_repository import Sighting
 
 
 @dataclass
 class _State:
     holders: int = 0
     lease: Lease | None = None
+    # Holds added and removed (and counts corrected); the reconciler's sighting.
+    changes: int = 0
+    unheld: Sighting | None = None
 
 
 @dataclass
@@ -41,6 +45,7 @@ class MemoryHolds:
             return Added.RELEASING
         self.holds.add(hold)
         state.holders += 1
+        state.changes += 1
         return Added.ADDED
 
     def state(self, node_id: str, cid_key: str) -> PinState:
@@ -57,6 +62,7 @@ class MemoryHolds:
             return Removed.RECOUNT
         self.holds.discard(hold)
         state.holders -= 1
+        state.changes += 1
         if state.holders:
             return Removed.REMOVED
         state.lease = lease
