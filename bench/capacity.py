@@ -713,12 +713,12 @@ VALUE_KINDS = {"c": "cid", "n": "name", "f": "folded name", "m": "pair"}  # pin_
 
 def kind_of(sort_key_prefix: str) -> str:
     """A range's or item's sort key, its per-value part named: `c#<cid>#`, `k#3#<parent>`."""
-    from chalicelib.storage.pin_keys import COUNTER, FOLDS_SORT_KEY
+    from chalicelib.storage.pin_keys import COUNTER
 
     kind, _, rest = sort_key_prefix.partition("#")
     if kind in VALUE_KINDS and rest:
         return f"{kind}#<{VALUE_KINDS[kind]}>#"
-    if kind == COUNTER and sort_key_prefix != FOLDS_SORT_KEY:
+    if kind == COUNTER:
         return f"{COUNTER}#{rest.split('#')[0]}#<parent>"
     return sort_key_prefix
 

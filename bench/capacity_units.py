@@ -129,8 +129,9 @@ class Place:
 
 
 # A time field of a sort key: its own `#`-separated field of 13 digits (the
-# pins' `created`, the outbox's), which no digest or CID field is.
-_TIME_FIELD = re.compile(rf"(?:^|#)(\d{{{CREATED_DIGITS}}})(?=#|$)")
+# pins' `created`, the outbox's), which no digest or CID field is; a count
+# change's follows the `~` that puts it atop its stream.
+_TIME_FIELD = re.compile(rf"(?:^|#~?)(\d{{{CREATED_DIGITS}}})(?=#|$)")
 
 
 def sequential_range(place: Place) -> Place:

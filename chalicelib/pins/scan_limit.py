@@ -24,8 +24,8 @@ from chalicelib.pins.model import PinQuery
 
 # A pin's index entries are written in its transaction, at most 100 items;
 # a replace writes the new pin's and deletes the old one's: 2 x (pin, status
-# copy, 3 entries, 32 meta entries, count change, meta item) + the outbox
-# message = 79.
+# copy, 3 entries, 32 meta entries, count change's 2 items, meta item) + the
+# outbox message = 81.
 MAX_INDEXED_META_PAIRS = 32
 
 # Chosen from bench.residual_filters (docs/benchmarks-history.md section 8,

@@ -1,8 +1,9 @@
 """Folding count changes as the pins table's stream reports them.
 
-Every pin write records its count change as an item of its own
-(chalicelib.storage.pin_keys, `d#` sort keys); the table's stream (KEYS_ONLY)
-reports its insertion, and the function fed by the stream folds the change's
+Every pin write records its count change as two items of their own
+(chalicelib.storage.pin_keys.change_sort_keys), one of them always atop a
+status stream (`s#<status>#~`); the table's stream (KEYS_ONLY) reports its
+insertion, and the function fed by the stream folds the change's
 shard (chalicelib.storage.count_folder). On AWS the event source mapping lets
 only those insertions through (CHANGE_FILTER, rendered by infra/render.py);
 the local stack's poller applies the same rule (is_change). A record that gets
@@ -24,15 +25,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.busy import StorageBusy
-from chalicelib.storage.pin_keys import DELTA, entry_prefix
+from chalicelib.storage.pin_keys import CHANGES, STATUS_CODES, status_prefix
 
 logger = logging.getLogger("pinning.counts")
 
-CHANGE_PREFIX = entry_prefix(DELTA)
+# Every change has one item under one of these (a move has two): one record a change is enough.
+CHANGE_PREFIXES = tuple(status_prefix(status) + CHANGES for status in STATUS_CODES)
 # Lambda's event filter syntax: inserted items whose sort key is a change's.
 CHANGE_FILTER: Mapping[str, Any] = {
     "eventName": ["INSERT"],
-    "dynamodb": {"Keys": {"sk": {"S": [{"prefix": CHANGE_PREFIX}]}}},
+    "dynamodb": {"Keys": {"sk": {"S": [{"prefix": prefix} for prefix in CHANGE_PREFIXES]}}},
 }
 
 
@@ -64,7 +66,7 @@ def change_record(record: Any) -> ChangeRecord | None:
     shard = _at(record, "dynamodb", "Keys", "pk", "S")
     sort_key = _at(record, "dynamodb", "Keys", "sk", "S")
     sequence_number = _at(record, "dynamodb", "SequenceNumber")
-    if not (isinstance(sort_key, str) and sort_key.startswith(CHANGE_PREFIX)):
+    if not (isinstance(sort_key, str) and sort_key.startswith(CHANGE_PREFIXES)):
         return None
     if not (isinstance(shard, str) and shard and isinstance(sequence_number, str)):
         return None

@@ -1,11 +1,11 @@
 """Folds a shard's recorded count changes into its counter tree.
 
 Pin writes never touch the tree (chalicelib.storage.pin_store): each records
-its change as an item of its own. Folding moves changes into the tree in
-transactions that add them to the buckets, delete them and advance the
-shard's fold generation at once, so a count, which reads the tree and the
-changes left, finds every change in exactly one of them. A reader that sees
-the generation move while it reads starts again.
+its change as two items of its own (pin_keys.change_sort_keys). Folding
+moves changes into the tree in transactions that add them to the buckets
+and delete both their items at once, so a count, which reads the tree and
+the changes left, finds every change in exactly one of them (pin_store
+says how a count read while a fold commits stays exact).
 
 Only folders write the tree, and a shard has about one at a time (the
 changes' stream delivers a shard's records to one invocation in order), so
@@ -32,35 +32,58 @@ from chalicelib.storage.cancellations import cancellation_codes, failed_conditio
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.pin_counter import Bucket, cells_of, count_name
 from chalicelib.storage.pin_item import PinItem
-from chalicelib.storage.pin_keys import FOLDS_SORT_KEY, MAX_MS, STATUS_OF_CODE, created_of_change, delta_range
+from chalicelib.storage.pin_keys import (
+    MAX_MS,
+    STATUS_CODES,
+    STATUS_OF_CODE,
+    change_of,
+    change_sort_keys,
+    changes_range,
+    created_of_change,
+    status_prefix,
+)
 
 TRANSACTION_ITEMS = 100  # DynamoDB's limit
 # A fold that keeps meeting another folder gives up after this many tries (a
 # stream invocation then fails and is retried).
 FOLD_ATTEMPTS = 8
 BACKOFF_BASE_S = 0.02
-# Changes read per page while folding: a transaction takes at most ~90.
-CHANGES_PAGE = 200
+# Changes read per page while folding: a transaction takes at most ~48.
+CHANGES_PAGE = 100
+# Every change has an item in the stream of its status before or after.
+_STATUS_STREAMS = [status_prefix(status) for status in STATUS_CODES]
+
+
+@dataclass(frozen=True)
+class _Change:
+    id: str  # pin_keys.change_id
+    was: str | None
+    now: str | None
+
+    @property
+    def sort_keys(self) -> list[str]:
+        return change_sort_keys(self.id, self.was, self.now)
 
 
 @dataclass
 class _Batch:
-    """Changes for one transaction: within its item limit with their buckets and the generation."""
+    """Changes for one transaction: within its item limit with their items and buckets."""
 
-    changes: list[str] = field(default_factory=list)  # sort keys
+    changes: list[_Change] = field(default_factory=list)
     deltas: dict[Bucket, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
-    def room_for(self, buckets: Iterable[Bucket]) -> bool:
+    def room_for(self, change: _Change, buckets: Iterable[Bucket]) -> bool:
         new = set(buckets) - self.deltas.keys()
-        return len(self.changes) + 1 + len(self.deltas) + len(new) + 1 <= TRANSACTION_ITEMS
+        items = sum(len(c.sort_keys) for c in self.changes) + len(change.sort_keys)
+        return items + len(self.deltas) + len(new) <= TRANSACTION_ITEMS
 
-    def add(self, shard: str, item: PinItem) -> None:
-        self.changes.append(item.sk)
-        for bucket, slot in cells_of(shard, created_of_change(item.sk)):
-            if item.was:
-                self.deltas[bucket][count_name(STATUS_OF_CODE[item.was], slot)] -= 1
-            if item.now:
-                self.deltas[bucket][count_name(STATUS_OF_CODE[item.now], slot)] += 1
+    def add(self, shard: str, change: _Change) -> None:
+        self.changes.append(change)
+        for bucket, slot in cells_of(shard, created_of_change(change.id)):
+            if change.was:
+                self.deltas[bucket][count_name(STATUS_OF_CODE[change.was], slot)] -= 1
+            if change.now:
+                self.deltas[bucket][count_name(STATUS_OF_CODE[change.now], slot)] += 1
 
 
 class CountFolder:
@@ -90,17 +113,26 @@ class CountFolder:
 
     def _next_batch(self, shard: str) -> _Batch:
         batch = _Batch()
-        for item in self._changes(shard):
-            buckets = [bucket for bucket, _ in cells_of(shard, created_of_change(item.sk))]
-            if not batch.room_for(buckets):
+        for change in self._changes(shard):
+            buckets = [bucket for bucket, _ in cells_of(shard, created_of_change(change.id))]
+            if not batch.room_for(change, buckets):
                 break
-            batch.add(shard, item)
+            batch.add(shard, change)
         return batch
 
     @staticmethod
-    def _changes(shard: str) -> Iterator[PinItem]:
-        start, end = delta_range(0, MAX_MS)
-        return iter(PinItem.query(shard, PinItem.sk.between(start, end), consistent_read=True, page_size=CHANGES_PAGE))
+    def _changes(shard: str) -> Iterator[_Change]:
+        """The shard's changes, each once (a move is in two status streams)."""
+        seen: set[str] = set()
+        for stream in _STATUS_STREAMS:
+            start, end = changes_range(stream, 0, MAX_MS)
+            for item in PinItem.query(
+                shard, PinItem.sk.between(start, end), consistent_read=True, page_size=CHANGES_PAGE
+            ):
+                change = change_of(stream, item.sk)
+                if change is not None and change not in seen:
+                    seen.add(change)
+                    yield _Change(change, item.was, item.now)
 
     def _commit(self, shard: str, batch: _Batch) -> None:
         try:
@@ -109,10 +141,10 @@ class CountFolder:
                     actions: list[Action] = [Path(name).add(n) for name, n in by_name.items() if n]
                     if actions:
                         tx.update(PinItem(pk, sk), actions=actions)
-                for sort_key in batch.changes:
+                for change in batch.changes:
                     # Still there: no other folder has added it to the tree.
-                    tx.delete(PinItem(shard, sort_key), condition=PinItem.sk.exists())
-                tx.update(PinItem(shard, FOLDS_SORT_KEY), actions=[PinItem.gen.add(1)])
+                    for sort_key in change.sort_keys:
+                        tx.delete(PinItem(shard, sort_key), condition=PinItem.sk.exists())
         except TransactWriteError as error:
             if failed_condition(error) is not None or "TransactionConflict" in cancellation_codes(error):
                 raise _Contended() from error

@@ -9,9 +9,10 @@ holds, per slot and status, a number attribute named by the status code and
 the slot (`p17`: pinned pins of slot 17; codes in STATUS_CODES). The first ADD
 that touches a slot creates its attribute, so a sparse bucket stays small.
 
-The number of pins created before time t is the sum of the slots below t's on
-each of the seven levels: seven items per shard, read in one BatchGetItem, a
-cost bound by the tree and the tenant's shards, not by the tenant's size.
+The number of pins created in a time range is the sum of at most two runs of
+slots a level (range_blocks): at most 13 items per shard (7 for a range from
+time 0), read in one BatchGetItem, a cost bound by the tree and the tenant's
+shards, not by the tenant's size.
 Only the count folder writes buckets (chalicelib.storage.count_folder).
 
 Item size: at most 64 slots x 4 statuses = 256 attributes of 2-3 bytes of
@@ -64,15 +65,29 @@ def cells_of(shard: str, created_ms: int) -> list[Cell]:
     return cells
 
 
-def prefix_cells(shard: str, before_ms: int) -> list[Cell]:
-    """Cells whose lower slots add up to the pins created before `before_ms`
-    (one cell per level, level 0 first). None before time 0; beyond the tree,
-    every slot of the top bucket."""
-    if before_ms <= 0:
-        return []
-    if before_ms >= HORIZON_MS:
-        return [((shard, counter_sort_key(LEVELS, 0)), FANOUT)]
-    return cells_of(shard, before_ms)
+def range_blocks(shard: str, start_ms: int, end_ms: int) -> list[tuple[Bucket, range]]:
+    """Slot ranges, at most two a level, that together cover the pins created
+    in [start_ms, end_ms) once each and no other pin: a change is counted by
+    one bucket or none, so a count never sees half of a fold. Times beyond
+    the tree are in no slot."""
+    blocks = []
+    start, end = max(start_ms, 0), min(end_ms, HORIZON_MS)
+    for level in range(LEVELS + 1):
+        if start >= end:
+            break
+        if level == LEVELS:
+            blocks.append(((shard, counter_sort_key(level, 0)), range(start, end)))
+            break
+        up, down = -(-start // FANOUT) * FANOUT, end // FANOUT * FANOUT
+        if up > down:  # within one bucket, no whole slot of the level above
+            blocks.append(((shard, counter_sort_key(level, start // FANOUT)), range(start % FANOUT, end - down)))
+            break
+        if start < up:
+            blocks.append(((shard, counter_sort_key(level, start // FANOUT)), range(start % FANOUT, FANOUT)))
+        if down < end:
+            blocks.append(((shard, counter_sort_key(level, end // FANOUT)), range(0, end - down)))
+        start, end = up // FANOUT, down // FANOUT
+    return blocks
 
 
 def slot_count(counts: BucketCounts, slots: Iterable[int], statuses: Collection[str]) -> int:

@@ -63,8 +63,6 @@ class PinItem(Model):
     # A count change: the status codes before and after (absent: no pin).
     was = UnicodeAttribute(null=True)
     now = UnicodeAttribute(null=True)
-    # The folds counter (pin_keys.FOLDS_SORT_KEY).
-    gen = IntegerAttribute(null=True)
 
     # An idempotency key's claim (pin_keys.claim_key): the pin it answers,
     # created then, the request it was for and until when it holds (the

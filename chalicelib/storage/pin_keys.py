@@ -16,7 +16,18 @@ every read of the base table (strongly consistent) sees them agree:
     f#<name digest>#<created>
     m#<pair digest>#<created>   an entry per indexed meta key/value pair (or
                                 one overflow entry for a pin with more pairs)
-    d#<created>#<request>#<v>   a change of the counts, not yet folded
+
+A write that changes the counts records the change, until it is folded into
+the counter tree, at the top of each list stream whose count it changes:
+
+    p#~<created>#<request>#<v>      a pin created or deleted
+    s#<status>#~<created>#<req>#<v> a pin that enters or leaves the status
+
+"~" sorts after every digit, so a stream read newest first from its top
+meets the changes not folded yet before its pins: a list page reads its
+count's changes in the request that reads its pins. Every change is two
+items (create: `p#~` and its status's; delete: the same; a move: the two
+statuses'), each naming the statuses before and after.
 
 A tenant's claimed idempotency key is an item of its own
 (`tenant#claim#<key digest>`), written with the pin it created.
@@ -28,7 +39,6 @@ status copy.
 The shard's counts are written only by folding changes in (count_folder):
 
     k#<level>#<parent>          a bucket of the shard's counter tree
-    k#gen                       how many folds the tree has had
 
 `created` is 13 zero-padded digits, so each kind sorts by time and a query
 reads it newest first.
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 
 from chalicelib.pins.model import STATUSES
 
@@ -54,8 +65,8 @@ BY_NAME = "n"
 BY_FOLDED_NAME = "f"
 BY_META = "m"
 COUNTER = "k"
-DELTA = "d"
-FOLDS_SORT_KEY = f"{COUNTER}#gen"
+# Sorts after the 13 digits of a pin's `created`: changes sit atop their stream.
+CHANGES = "~"
 # The meta entry of a pin with more pairs than are indexed: every meta query reads these.
 META_OVERFLOW = "+"
 
@@ -115,22 +126,43 @@ def pair_digest(key: str, value: str) -> str:
     return digest(json.dumps([key, value], ensure_ascii=False))
 
 
-def delta_key(created_ms: int, request_id: str, version: int) -> str:
+def stream_prefixes(statuses: Collection[str]) -> list[str]:
+    """The list streams of pins of `statuses`: the pins themselves when every
+    status is wanted (their changes are creates and deletes), else the status
+    copies of each."""
+    if set(statuses) == set(STATUSES):
+        return [entry_prefix(PIN)]
+    return [status_prefix(status) for status in sorted(statuses)]
+
+
+def change_id(created_ms: int, request_id: str, version: int) -> str:
     """One count change: a pin's request and version make it unique."""
-    return f"{entry_key(entry_prefix(DELTA), created_ms)}#{request_id}#{version}"
+    return f"{created_ms:0{CREATED_DIGITS}d}#{request_id}#{version}"
 
 
-def created_of_change(sort_key: str) -> int:
-    """The `created` millisecond of the pin a count change is of."""
-    start = len(entry_prefix(DELTA))
-    return int(sort_key[start : start + CREATED_DIGITS])
+def change_sort_keys(change: str, was: str | None, now: str | None) -> list[str]:
+    """The sort keys of a change's two items, from the status codes before
+    and after (None where the pin does not exist)."""
+    streams = [entry_prefix(BY_STATUS, code) for code in (was, now) if code]
+    if was is None or now is None:
+        streams.append(entry_prefix(PIN))
+    return [f"{stream}{CHANGES}{change}" for stream in streams]
 
 
-def delta_range(lo_ms: int, hi_ms: int) -> tuple[str, str]:
-    """Sort keys bounding the changes of pins created in [lo_ms, hi_ms]."""
-    prefix = entry_prefix(DELTA)
+def changes_range(stream: str, lo_ms: int, hi_ms: int) -> tuple[str, str]:
+    """Sort keys bounding a stream's changes of pins created in [lo_ms, hi_ms]."""
     # "~" sorts after every character of a request id and a version.
-    return entry_key(prefix, lo_ms), entry_key(prefix, hi_ms) + "~"
+    return entry_key(stream + CHANGES, lo_ms), entry_key(stream + CHANGES, hi_ms) + "~"
+
+
+def change_of(stream: str, sort_key: str) -> str | None:
+    """The change an item of the stream records (None for its pins)."""
+    return sort_key[len(stream) + 1 :] if sort_key.startswith(stream + CHANGES) else None
+
+
+def created_of_change(change: str) -> int:
+    """The `created` millisecond of the pin a change is of."""
+    return int(change[:CREATED_DIGITS])
 
 
 def counter_sort_key(level: int, parent: int) -> str:

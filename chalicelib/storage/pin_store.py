@@ -8,9 +8,13 @@ outbox message, so an index or a count can never disagree with the pins.
 No item in it is shared with another pin: concurrent writers of a tenant
 never conflict (counters every write touched would serialise them). The
 changes are folded into each shard's counter tree afterwards
-(chalicelib.storage.count_folder); a count reads the tree and the changes
-not folded yet, bracketed by the tree's fold generation so that a fold in
-between is seen and the count read again.
+(chalicelib.storage.count_folder); a count reads the changes not folded
+yet, then the tree, and so sees every change at least once (a fold in
+between moves it into the tree read after). It reads the changes again
+only when it found some: those still there were not in the tree it read,
+so each is counted once; if one was folded meanwhile, it reads again. A
+list page without `before` finds its changes atop the streams it reads for
+its pins (pin_keys), in the same requests: with the tree, two requests.
 
 Pins go in and come out as domain values; PinItem never leaves this package.
 """
@@ -54,13 +58,7 @@ from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.outbox_entry import entry_of
-from chalicelib.storage.pin_counter import (
-    Bucket,
-    BucketCounts,
-    prefix_cells,
-    read_buckets,
-    slot_count,
-)
+from chalicelib.storage.pin_counter import range_blocks, read_buckets, slot_count
 from chalicelib.storage.pin_item import PinItem, plain_map
 from chalicelib.storage.pin_keys import (
     BY_CID,
@@ -68,17 +66,17 @@ from chalicelib.storage.pin_keys import (
     BY_META,
     BY_NAME,
     CLAIM_SORT_KEY,
-    FOLDS_SORT_KEY,
     MAX_MS,
     META_OVERFLOW,
     META_SORT_KEY,
-    PIN,
     STATUS_CODES,
+    change_id,
+    change_of,
+    change_sort_keys,
+    changes_range,
     claim_key,
     created_of,
     created_of_change,
-    delta_key,
-    delta_range,
     digest,
     entry_key,
     entry_prefix,
@@ -87,6 +85,7 @@ from chalicelib.storage.pin_keys import (
     pin_sort_key,
     shard_key,
     status_prefix,
+    stream_prefixes,
 )
 from chalicelib.storage.shard_plan import ShardPlans
 
@@ -110,8 +109,10 @@ META_INLINE_BYTES = 1024
 # Requests to several shards (a list's first pages, a count's changes) at once.
 PARALLEL_READS = 16
 T = TypeVar("T")
-# A count whose tree was folded while read is read again, this many times in all.
+# A count whose changes were folded while it read is read again, this many times in all.
 COUNT_ATTEMPTS = 5
+# Changes not folded yet that a count read: change id -> status codes before, after.
+Changes = dict[str, tuple[str | None, str | None]]
 
 
 @dataclass
@@ -156,30 +157,11 @@ class CountChange:
     after: str | None
 
     @property
-    def item(self) -> PinItem:
-        code = STATUS_CODES.get
-        return PinItem(
-            self.shard,
-            delta_key(self.pin.created_ms, self.pin.request_id, self.version),
-            was=code(self.before or ""),
-            now=code(self.after or ""),
-        )
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """One shard's counts as of one fold: its tree's buckets, and the
-    changes not folded in yet (created_ms, status code before, after)."""
-
-    buckets: Mapping[Bucket, BucketCounts]
-    changes: Sequence[tuple[int, str | None, str | None]]
-
-    def changed(self, statuses: frozenset[str], start_ms: int, end_ms: int) -> int:
-        """What the changes of pins created in [start_ms, end_ms) add to the count of `statuses`."""
-        codes = {STATUS_CODES[status] for status in statuses}
-        return sum(
-            (now in codes) - (was in codes) for created_ms, was, now in self.changes if start_ms <= created_ms < end_ms
-        )
+    def items(self) -> list[PinItem]:
+        """Its two items, atop the streams whose counts it changes."""
+        was, now = STATUS_CODES.get(self.before or ""), STATUS_CODES.get(self.after or "")
+        change = change_id(self.pin.created_ms, self.pin.request_id, self.version)
+        return [PinItem(self.shard, key, was=was, now=now) for key in change_sort_keys(change, was, now)]
 
 
 def fold(name: str) -> str:
@@ -248,7 +230,8 @@ class PinStore:
             for item in _index_items(shard, pin) + _meta_apart(pin):
                 tx.save(item)
             for change in changes:
-                tx.save(change.item)
+                for item in change.items:
+                    tx.save(item)
             tx.save(entry_of(announce))
 
         try:
@@ -278,7 +261,8 @@ class PinStore:
             tx.delete(PinItem(shard, pin_sort_key(pin.created_ms)), condition=_unchanged(pin))
             for item in _index_items(shard, pin) + _meta_apart(pin):
                 tx.delete(item)
-            tx.save(CountChange(shard, pin, pin.version + 1, pin.status, None).item)
+            for item in CountChange(shard, pin, pin.version + 1, pin.status, None).items:
+                tx.save(item)
             tx.save(entry_of(announce))
 
         try:
@@ -315,7 +299,8 @@ class PinStore:
             if moved:
                 for item in _status_entries(shard, updated):
                     tx.save(item)
-                tx.save(CountChange(shard, pin, updated.version, pin.status, updated.status).item)
+                for item in CountChange(shard, pin, updated.version, pin.status, updated.status).items:
+                    tx.save(item)
 
         try:
             self._transact(fill)
@@ -374,9 +359,13 @@ class PinStore:
         # One shard reads the page in one request; the pins of several are
         # spread evenly over them, so each gives its share and one to spare.
         page_size = query.limit if len(shards) == 1 else -(-query.limit // len(shards)) + 1
-        pins = self._pins_newest_first(shards, query.statuses, lo, hi, page_size, deadline=None)
-        page = list(_pins_of(tenant_id, itertools.islice(pins, query.limit)))
-        return page, self.count(tenant_id, query.statuses, lo, hi)
+        # Without `before`, each stream's top holds its changes: read with its first pins.
+        changes: Changes | None = {} if hi == MAX_MS else None
+        pins = self._pins_newest_first(shards, query.statuses, lo, hi, page_size, None, changes)
+        if changes is None:
+            changes = _read_changes(shards, query.statuses, lo, hi)
+        count = self._count(shards, query.statuses, lo, hi, changes)
+        return list(_pins_of(tenant_id, itertools.islice(pins, query.limit))), count
 
     def _pins_newest_first(
         self,
@@ -386,16 +375,26 @@ class PinStore:
         hi: int,
         page_size: int,
         deadline: _ScanDeadline | None,
+        changes: Changes | None = None,
     ) -> Iterator[PinItem]:
         """The pins of `statuses` created in [lo, hi] ms, newest first: the
-        pins themselves when every status is wanted, else their status copies."""
-        if statuses == ALL_STATUSES:
-            prefixes = [entry_prefix(PIN)]
+        pins themselves when every status is wanted, else their status copies.
+        With `changes` (for a range up to MAX_MS), the streams are read from
+        their tops and the changes of pins created in [lo, hi] go there: all
+        of them once this returns, as each stream's first pin is read."""
+        if changes is None:
+            streams = [
+                _query(shard, prefix, lo, hi, page_size, deadline)
+                for shard in shards
+                for prefix in stream_prefixes(statuses)
+            ]
         else:
-            prefixes = [status_prefix(status) for status in sorted(statuses)]
-        return _newest_first(
-            _query(shard, prefix, lo, hi, page_size, deadline) for shard in shards for prefix in prefixes
-        )
+            streams = [
+                _pins_below_changes(shard, prefix, lo, page_size, changes)
+                for shard in shards
+                for prefix in stream_prefixes(statuses)
+            ]
+        return _newest_first(streams)
 
     def _scan(self, shards: Sequence[str], statuses: frozenset[str], lo: int, hi: int) -> Iterator[PinItem]:
         """Every pin of `statuses` in [lo, hi], stopped with QueryTooBroad at the deadline."""
@@ -478,54 +477,69 @@ class PinStore:
         return sorted(set(rarest), reverse=True)
 
     def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
-        """Pins of `statuses` created in [lo, hi] ms: per shard, the difference
-        of two prefix counts from the counter tree (at most 14 buckets, read
-        in one BatchGetItem per 100) and the changes not folded in yet."""
+        """Pins of `statuses` created in [lo, hi] ms: per shard, the changes
+        not folded yet, then at most 13 tree buckets (one BatchGetItem per
+        100), and the changes again only if there were some."""
         if lo > hi:
             return 0
         with busy_as_storage_busy():
             shards = self._shards(tenant_id, hi)
-            snapshots = self._snapshots(shards, lo, hi)
-            return sum(
-                self._prefix(shard, snapshots[shard], statuses, hi + 1)
-                - self._prefix(shard, snapshots[shard], statuses, lo)
-                for shard in shards
-            )
+            return self._count(shards, statuses, lo, hi, _read_changes(shards, statuses, lo, hi))
 
-    def _snapshots(self, shards: Sequence[str], lo: int, hi: int) -> dict[str, _Snapshot]:
-        """Each shard's tree and pending changes as of one fold: the fold
-        generations are read before and after, and all is read again when a
-        fold came in between (it moves changes into the tree at once)."""
-        folds = [(shard, FOLDS_SORT_KEY) for shard in shards]
-        buckets = {bucket for shard in shards for t in (lo, hi + 1) for bucket, _ in prefix_cells(shard, t)}
+    def _count(self, shards: Sequence[str], statuses: frozenset[str], lo: int, hi: int, changes: Changes) -> int:
+        """The count from `changes`, read before this is called, and the tree.
+
+        A change read then and still there after the tree is read was not
+        folded when the tree was read: it is counted once, from the changes.
+        One folded meanwhile may be in the tree too: then it starts again
+        from the changes read last. A change that is not in `changes` was
+        folded before they were read (the tree read after holds it) or was
+        written since (a concurrent write, counted or not, whole). The tree's
+        slots count each pin in one bucket (range_blocks), so a fold during
+        the tree's read changes the count by whole changes too."""
+        blocks = [block for shard in shards for block in range_blocks(shard, lo, hi + 1)]
+        codes = {STATUS_CODES[status] for status in statuses}
         connection = self.dynamo.connection
         for attempt in range(COUNT_ATTEMPTS):
-            generations = read_buckets(connection, folds, self._sleep)
-            trees = read_buckets(connection, buckets, self._sleep)
-            changes = dict(zip(shards, _shard_reads().map(lambda shard: _changes(shard, lo, hi), shards), strict=True))
-            if read_buckets(connection, folds, self._sleep) == generations:
-                return {shard: _Snapshot(trees, changes[shard]) for shard in shards}
+            trees = read_buckets(connection, {bucket for bucket, _ in blocks}, self._sleep)
+            again = _read_changes(shards, statuses, lo, hi) if changes else {}
+            if changes.keys() <= again.keys():
+                folded = sum(slot_count(trees[bucket], slots, statuses) for bucket, slots in blocks)
+                return folded + sum((now in codes) - (was in codes) for was, now in changes.values())
+            changes = again
             self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
         raise StorageBusy(f"the counts were folded during each of {COUNT_ATTEMPTS} reads")
 
-    @staticmethod
-    def _prefix(shard: str, snapshot: _Snapshot, statuses: frozenset[str], before_ms: int) -> int:
-        """Pins of `statuses` in the shard created before `before_ms`: the
-        tree's slots below it on each level, with the changes not folded in."""
-        below = sum(
-            slot_count(snapshot.buckets[bucket], range(slot), statuses)
-            for bucket, slot in prefix_cells(shard, before_ms)
-        )
-        return below + snapshot.changed(statuses, 0, before_ms)
+
+def _read_changes(shards: Sequence[str], statuses: frozenset[str], lo: int, hi: int) -> Changes:
+    """The changes not folded yet of pins of `statuses` created in [lo, hi],
+    from the top of every stream that lists them, the shards in parallel."""
+    streams = [(shard, prefix) for shard in shards for prefix in stream_prefixes(statuses)]
+
+    def read(stream: tuple[str, str]) -> Changes:
+        shard, prefix = stream
+        start, end = changes_range(prefix, lo, hi)
+        items = PinItem.query(shard, PinItem.sk.between(start, end), consistent_read=True)
+        return {change: (item.was, item.now) for item in items if (change := change_of(prefix, item.sk))}
+
+    found: Changes = {}
+    for changes in _shard_reads().map(read, streams) if len(streams) > 1 else map(read, streams):
+        found.update(changes)
+    return found
 
 
-def _changes(shard: str, lo: int, hi: int) -> list[tuple[int, str | None, str | None]]:
-    """The shard's count changes not folded yet, of pins created in [lo, hi]."""
-    start, end = delta_range(lo, hi)
-    return [
-        (created_of_change(item.sk), item.was, item.now)
-        for item in PinItem.query(shard, PinItem.sk.between(start, end), consistent_read=True)
-    ]
+def _pins_below_changes(shard: str, prefix: str, lo: int, page_size: int, changes: Changes) -> Iterator[PinItem]:
+    """A stream's pins created from `lo` on, newest first, read from the
+    stream's top: its changes (which sort above its pins) of pins created
+    from `lo` on go to `changes` as they are met."""
+    _, top = changes_range(prefix, 0, MAX_MS)
+    between = PinItem.sk.between(entry_key(prefix, lo), top)
+    for item in PinItem.query(shard, between, consistent_read=True, scan_index_forward=False, page_size=page_size):
+        change = change_of(prefix, item.sk)
+        if change is None:
+            yield item
+        elif created_of_change(change) >= lo:
+            changes[change] = (item.was, item.now)
 
 
 def _newest(shard: str, prefix: str, lo: int, hi: int, **paging: Any) -> ResultIterator[PinItem]:
@@ -565,9 +579,8 @@ def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
 
 def _started(streams: list[Iterator[T]]) -> list[Iterator[T]]:
     """The streams, each with its first item (its first request) already read, in parallel."""
-    if len(streams) < 2:
-        return streams
-    firsts = list(_shard_reads().map(lambda stream: list(itertools.islice(stream, 1)), streams))
+    first: Callable[[Iterator[T]], list[T]] = lambda stream: list(itertools.islice(stream, 1))  # noqa: E731
+    firsts = list(_shard_reads().map(first, streams) if len(streams) > 1 else map(first, streams))
     return [itertools.chain(first, stream) for first, stream in zip(firsts, streams, strict=True)]
 
 

@@ -48,10 +48,11 @@ def test_moving_an_index_key_deletes_one_entry_and_puts_another_while_an_unchang
     [
         (f"s#g#{CREATED}", "s#g#"),  # a status copy: the status's range
         (f"p#{CREATED}", "p#"),
-        (f"d#{CREATED}#req-1#3", "d#"),  # a count change: the time comes before its request
+        (f"s#g#~{CREATED}#req-1#3", "s#g#~"),  # a count change: atop its stream, the time before its request
+        (f"p#~{CREATED}#req-1#3", "p#~"),
         (f"c#bafkrei{CREATED}x#{CREATED}", "c#bafkrei1760000000123x#"),  # digits inside a value are no time
         (f"{CREATED}#message", ""),  # an outbox entry: the shard's one range
-        ("k#gen", "k#gen"),  # no time: an item of its own
+        ("k#2#7", "k#2#7"),  # a counter bucket, no time: an item of its own
     ],
 )
 def test_a_sort_key_is_in_the_range_of_its_prefix_before_the_time(sort_key: str, sequential: str) -> None:
@@ -102,8 +103,8 @@ def test_one_short_run_measures_the_new_model_per_shard_with_no_size_limit_and_n
         "s#q#",
         "s#g#",
         "s#p#",
-        "d#",
-        "k#gen",
+        "p#~",
+        "s#q#~",
     }
     # and the binding is a shard's sequential range, so the tenant needs more shards for 1,000 pins/s
     assert figures.per_shard_rate is not None and 1 < figures.per_shard_rate < 1000

@@ -13,7 +13,6 @@ import pytest
 from boto3.dynamodb.conditions import Attr
 from moto.dynamodbstreams.models import ShardIterator, dynamodbstreams_backends
 
-from chalicelib.storage.change_stream import CHANGE_PREFIX
 from chalicelib.storage.pin_item import PinItem
 from devstack import moto_streams
 from devstack.stream_poller import StreamPoller, streams_client
@@ -34,7 +33,10 @@ def pins_created(api) -> Iterator[Any]:
 
 def changes_left() -> int:
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(PinItem.Meta.table_name)
-    return len(table.scan(FilterExpression=Attr("sk").begins_with(CHANGE_PREFIX), ConsistentRead=True)["Items"])
+    # Count changes sit atop streams, two items each: `p#~<change>`, `s#<status>#~<change>`;
+    # no other sort key holds "#~".
+    items = table.scan(FilterExpression=Attr("sk").contains("#~"), ConsistentRead=True)["Items"]
+    return len({item["sk"].split("~", 1)[1] for item in items})
 
 
 def poller(handler: Any) -> StreamPoller:

@@ -192,7 +192,8 @@ def test_the_pins_stream_feeds_the_count_folder_its_inserted_changes_in_batches(
     # and only insertions of count changes invoke it
     (pattern,) = mapping["FilterCriteria"]["Filters"]
     assert json.loads(pattern["Pattern"]) == CHANGE_FILTER
-    assert CHANGE_FILTER == {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "d#"}]}}}}
+    prefixes = [{"prefix": f"s#{code}#~"} for code in "qgpf"]
+    assert CHANGE_FILTER == {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": prefixes}}}}
     # in batches that fold many changes of a shard at once
     assert mapping["BatchSize"] >= 100
     assert 1 <= mapping["MaximumBatchingWindowInSeconds"] <= 5

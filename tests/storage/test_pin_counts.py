@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 
 import pytest
 
@@ -19,7 +18,7 @@ from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.count_folder import CountFolder
 from chalicelib.storage.pin_counter import FANOUT, LEVELS, READ_ROUNDS, count_name
 from chalicelib.storage.pin_item import PinItem
-from chalicelib.storage.pin_keys import FOLDS_SORT_KEY, MAX_MS, STATUS_CODES, counter_sort_key, shard_key
+from chalicelib.storage.pin_keys import MAX_MS, STATUS_CODES, counter_sort_key, shard_key
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.shard_plan import LEAD_MS, ShardPlans
 from chalicelib.storage.tables import bind_models
@@ -246,9 +245,8 @@ def test_after_later_than_before_finds_nothing(edge_pins):
     assert store.find("tenant-1", query) == ([], 0)
 
 
-def test_a_range_count_reads_at_most_fourteen_counter_items_a_shard_in_one_request(pins, dynamo):
-    # Given 160 pins, and every DynamoDB call the counters' client makes recorded
-    store, created, _ = pins
+def recorded_calls(dynamo):
+    """Every DynamoDB call the store's client makes while in the block: (operation, params)."""
     calls = []
     client = dynamo.connection.client
     client.meta.events.register(
@@ -256,24 +254,71 @@ def test_a_range_count_reads_at_most_fourteen_counter_items_a_shard_in_one_reque
         lambda model, params, **_: calls.append((model.name, params)),
         unique_id="counter-calls",
     )
+    return calls, lambda: client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="counter-calls")
+
+
+def test_a_range_count_reads_at_most_thirteen_counter_items_a_shard_in_one_request(pins, dynamo):
+    # Given 160 pins (60 of their changes not folded), and every DynamoDB call recorded
+    store, created, _ = pins
+    calls, stop = recorded_calls(dynamo)
     times = sorted(created)
     try:
         # When counting pinned pins between two of them
         count = store.count("tenant-1", frozenset({"pinned"}), times[30] + 1, times[140] - 1)
     finally:
-        client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="counter-calls")
-    # Then the counter trees are read by one BatchGetItem of at most 14 buckets a shard,
-    # between two reads of the shards' fold generations
+        stop()
+    # Then the counter trees are read by one BatchGetItem of at most 13 buckets a shard
     keys = [
         [key["sk"]["S"] for key in next(iter(params["RequestItems"].values()))["Keys"]]
         for name, params in calls
         if name == "BatchGetItem"
     ]
     shards = len(store.plans.of("tenant-1").shards_until(times[140]))
-    generations = [FOLDS_SORT_KEY] * shards
-    assert len(keys) == 3 and keys[0] == keys[2] == generations
-    assert len(keys[1]) <= 14 * shards and FOLDS_SORT_KEY not in keys[1]
+    assert len(keys) == 1 and len(keys[0]) <= 13 * shards
+    assert all(key.startswith("k#") for key in keys[0])
     assert count == brute_count(created, {"pinned"}, times[30] + 1, times[140] - 1)
+
+
+@pytest.mark.parametrize("statuses", [frozenset({"pinned"}), frozenset(STATUSES)], ids=["pinned", "all"])
+def test_a_list_page_of_a_folded_shard_reads_its_pins_and_count_in_two_requests(dynamo, statuses):
+    # Given a one-shard tenant of 30 pins whose changes are all folded
+    store = PinStore(dynamo)
+    created = {START_MS + 1000 * i: "pinned" if i % 3 else "queued" for i in range(30)}
+    for created_ms, status in created.items():
+        add_pin(store, "tenant-1", created_ms, status)
+    fold_all(store, "tenant-1")
+    calls, stop = recorded_calls(dynamo)
+    try:
+        # When a page of 10 is listed (no `before`)
+        page, count = store.find("tenant-1", PinQuery(statuses=statuses, limit=10))
+    finally:
+        stop()
+    # Then it is exact, and read by one Query (the page) and one BatchGetItem (the count)
+    assert count == brute_count(created, statuses, 0, MAX_MS)
+    assert [pin.created_ms for pin in page] == sorted(
+        (ms for ms, status in created.items() if status in statuses), reverse=True
+    )[:10]
+    assert sorted(name for name, _ in calls) == ["BatchGetItem", "Query"]
+
+
+def test_a_list_page_reads_the_changes_not_folded_with_its_pins_and_once_more_after_the_tree(dynamo):
+    # Given a one-shard tenant of 30 pins, the changes of the last 5 not folded
+    store = PinStore(dynamo)
+    for i in range(30):
+        add_pin(store, "tenant-1", START_MS + 1000 * i, "pinned")
+        if i == 24:
+            fold_all(store, "tenant-1")
+    calls, stop = recorded_calls(dynamo)
+    try:
+        # When a page of 10 is listed
+        page, count = store.find("tenant-1", PinQuery(statuses=frozenset({"pinned"}), limit=10))
+    finally:
+        stop()
+    # Then the count is exact: the page's Query met the changes atop the stream,
+    # and they were read once more after the tree, to know the tree did not hold them
+    assert count == 30 and len(page) == 10
+    assert [name for name, _ in calls].count("BatchGetItem") == 1
+    assert [name for name, _ in calls].count("Query") == 3  # the stream: 5 changes + 10 pins, then 5 more; again
 
 
 def test_counter_buckets_left_unprocessed_are_read_again(pins, dynamo, monkeypatch):
@@ -284,8 +329,6 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, dynamo, monkeypat
     rounds = []
 
     def throttled(table, keys, **kwargs):
-        if keys[0]["sk"]["S"] == FOLDS_SORT_KEY:
-            return batch_get(table, keys, **kwargs)
         done = keys[:1] if not rounds else keys
         rounds.append(len(keys))
         response = batch_get(table, done, **kwargs)
@@ -334,38 +377,50 @@ def test_the_fullest_possible_bucket_fits_one_strongly_consistent_read_unit():
     assert item_bytes(item) < 2700
 
 
-def test_a_fold_between_reading_the_tree_and_the_changes_is_seen_and_the_count_read_again(store, monkeypatch):
+@pytest.mark.parametrize("when", ["before the tree", "after the tree"])
+def test_a_fold_while_a_count_reads_is_seen_and_the_count_read_again(store, monkeypatch, when):
     # given pins whose changes are not folded yet
     for i, status in enumerate(["queued", "pinned", "pinned", "failed"]):
         add_pin(store, "tenant-1", START_MS + i, status)
-    read_changes = pin_store._changes
+    read_buckets = pin_store.read_buckets
     folds = []
-    once = threading.Lock()  # a count reads its shards' changes from several threads
 
-    def fold_first(shard, lo, hi):
-        # when another process folds every change right after the tree was read (the first time only)
-        with once:
-            if not folds:
-                folds.append(fold_all(store, "tenant-1"))
-        return read_changes(shard, lo, hi)
+    def folding(*args, **kwargs):
+        # when another process folds every change right before (or after) the tree is read, once
+        if when == "before the tree" and not folds:
+            folds.append(fold_all(store, "tenant-1"))
+        trees = read_buckets(*args, **kwargs)
+        if when == "after the tree" and not folds:
+            folds.append(fold_all(store, "tenant-1"))
+        return trees
 
-    monkeypatch.setattr(pin_store, "_changes", fold_first)
+    monkeypatch.setattr(pin_store, "read_buckets", folding)
     # then the count neither misses the folded changes nor counts them twice
     assert store.count("tenant-1", frozenset({"pinned"}), START_MS, START_MS + 10) == 2
     assert store.count("tenant-1", frozenset(STATUSES), 0, MAX_MS) == 4
     assert folds and folds[0] > 0
+    # and neither does a list page, which read the changes with its pins
+    folds.clear()
+    for i, status in enumerate(["queued", "pinned"]):
+        add_pin(store, "tenant-1", START_MS + 10 + i, status)
+    page, count = store.find("tenant-1", PinQuery(statuses=frozenset({"pinned"}), limit=2))
+    assert count == 3 and [pin.created_ms for pin in page] == [START_MS + 11, START_MS + 2]
+    assert folds and folds[0] > 0
 
 
-def test_a_count_whose_trees_are_folded_during_every_read_gives_up_busy(store, monkeypatch):
-    # given a fold landing during every read of the changes
-    add_pin(store, "tenant-1", START_MS, "queued")
-    read_changes = pin_store._changes
+def test_a_count_whose_changes_are_folded_during_every_read_gives_up_busy(store, monkeypatch):
+    # given a pin whose status moves, and whose change is folded, between every two reads of a count
+    pin = add_pin(store, "tenant-1", START_MS, "queued")
+    read_buckets = pin_store.read_buckets
 
-    def always_folding(shard, lo, hi):
-        PinItem(shard, FOLDS_SORT_KEY).update(actions=[PinItem.gen.add(1)])
-        return read_changes(shard, lo, hi)
+    def moving(*args, **kwargs):
+        nonlocal pin
+        trees = read_buckets(*args, **kwargs)
+        fold_all(store, "tenant-1")
+        pin = store.update(pin, status="pinned" if pin.status == "queued" else "queued")
+        return trees
 
-    monkeypatch.setattr(pin_store, "_changes", always_folding)
+    monkeypatch.setattr(pin_store, "read_buckets", moving)
     # when counting, then it stops after a bounded number of reads: busy, retry later
     with pytest.raises(StorageBusy):
-        PinStore(store.dynamo, sleep=lambda seconds: None).count("tenant-1", frozenset(STATUSES), 0, MAX_MS)
+        PinStore(store.dynamo, sleep=lambda seconds: None).count("tenant-1", frozenset({"queued"}), 0, MAX_MS)
