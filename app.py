@@ -7,6 +7,7 @@ chalicelib/.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from chalicelib.api.views import api_view, in_failure_shape, method_not_allowed
 from chalicelib.config import aws_client
 from chalicelib.fleet.health import check_fleet, emit_health_metrics
 from chalicelib.fleet.lifecycle import TERMINATION_EVENTS, release_terminating_node
+from chalicelib.fleet.reconciler import emit_reconcile_metrics
 from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
@@ -148,6 +150,19 @@ def check_fleet_health(event: CloudWatchEvent) -> dict[str, bool]:
     if settings.emit_metrics:
         emit_health_metrics(results, settings.stage, sys.stdout)
     return results
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile_fleet(event: CloudWatchEvent) -> dict[str, int]:
+    """Compares what each node pins with the holds recorded for it: pins
+    what is held but missing, unpins what nothing holds (after a grace
+    period), corrects holder counts. A bounded run; the next goes on."""
+    settings = services().settings
+    seconds = min(settings.reconcile_seconds, remaining_seconds(event.context, settings.invocation_margin_seconds))
+    report = services().reconciler.run(time.monotonic() + seconds)
+    if settings.emit_metrics:
+        emit_reconcile_metrics(report, settings.stage, sys.stdout)
+    return report.as_dict()
 
 
 @app.on_cw_event(TERMINATION_EVENTS)

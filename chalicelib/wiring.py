@@ -26,6 +26,7 @@ from chalicelib.tenants.authenticator import Authenticator
 # Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
 # stack, CountFolder by the pins stream's function, ShardPlanner by its schedule.
 if TYPE_CHECKING:
+    from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
     from chalicelib.storage.shard_planner import ShardPlanner
@@ -101,12 +102,32 @@ class Services:
         return f"Bearer {secret}" if secret else None
 
     @cached_property
+    def holds(self) -> PinHolds:
+        # A removal lease outlives the longest Lambda run (15 minutes).
+        return PinHolds(DynamoHoldRepository(self.dynamo), lease_seconds=15 * 60)
+
+    @cached_property
     def worker(self) -> PinWorker:
         from chalicelib.worker.pin_worker import PinWorker
 
-        # A removal lease outlives the longest Lambda run (15 minutes).
-        holds = PinHolds(DynamoHoldRepository(self.dynamo), lease_seconds=15 * 60)
-        return PinWorker(self.settings, self.store, self.registry, holds, self.kubo)
+        return PinWorker(self.settings, self.store, self.registry, self.holds, self.kubo)
+
+    @cached_property
+    def reconciler(self) -> FleetReconciler:
+        """Compares the fleet's pins with the holds: a schedule's. Its repairs take the worker's pin path."""
+        from chalicelib.fleet.reconciler import FleetReconciler
+        from chalicelib.storage.reconcile_repository import DynamoReconcileRepository
+
+        return FleetReconciler(
+            self.registry,
+            self.holds,
+            DynamoReconcileRepository(),
+            self.store,
+            self.kubo,
+            self.worker.copy_to,
+            grace_seconds=self.settings.reconcile_grace_seconds,
+            pins_per_run=self.settings.reconcile_pins_per_run,
+        )
 
 
 def build_services(settings: Settings) -> Services:

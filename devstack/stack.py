@@ -38,6 +38,8 @@ from devstack.worker_supervisor import WorkerSupervisor
 HOST = "127.0.0.1"
 # The shard planner's schedule, as on AWS.
 PLAN_SECONDS = 60.0
+# The fleet reconciler's, shorter than AWS's minute: drift shows within seconds here.
+RECONCILE_SECONDS = 15.0
 
 
 class StackError(Exception):
@@ -107,6 +109,12 @@ def scheduled_event(rule: str) -> dict[str, Any]:
         "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
         "detail": {},
     }
+
+
+def _reconciled(report: dict[str, int]) -> str | None:
+    """The reconciler's run in a line, when it found anything."""
+    found = [f"{name.replace('_', ' ')} {count}" for name, count in report.items() if count and name != "nodes"]
+    return "reconciler: " + ", ".join(found) if found else None
 
 
 class ScheduledJob:
@@ -218,6 +226,9 @@ class DevStack:
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
 
+        # The reconciler unpins what nothing holds once unheld longer than any
+        # pin in progress here: a worker's turn plus the queue's visibility.
+        os.environ.setdefault("RECONCILE_GRACE_SECONDS", str(self._visibility + lambda_timeout(options.stage)))
         # Local nodes sit on loopback: origins there must be dialable here.
         os.environ["ALLOW_PRIVATE_ORIGINS"] = "true"
         os.environ["KUBO_RPC_SECRET"] = uuid.uuid4().hex
@@ -340,6 +351,12 @@ class DevStack:
                 PLAN_SECONDS,
                 lambda raised: f"spread {raised} tenant(s) over more shards" if raised else None,
             ),
+            ScheduledJob(
+                app_module.reconcile_fleet,
+                f"{rule}-reconcile_fleet",
+                RECONCILE_SECONDS,
+                _reconciled,
+            ),
             StreamPoller(
                 streams_client(self._aws.endpoint_url),
                 table_name(Settings.from_env(), PinItem),
@@ -351,6 +368,7 @@ class DevStack:
             job.start()
         say(
             f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s, "
+            f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s."
         )
 

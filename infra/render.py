@@ -21,6 +21,7 @@ from pynamodb.models import Model
 from chalicelib.config import Settings
 from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.lifecycle import fleet_group_name
+from chalicelib.fleet.reconciler import METRICS as RECONCILER_METRICS
 from chalicelib.storage.change_stream import CHANGE_FILTER
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
@@ -82,6 +83,12 @@ FOLD_RETRIES = 10
 # (IteratorAge, ms) for FOLD_LAG_MINUTES running means the folds fall behind.
 FOLD_LAG_MS = 60_000
 FOLD_LAG_MINUTES = 5
+# The reconciler's counts its alarm adds up, by metric-math id.
+RECONCILER_REPAIRS = {
+    "missing": RECONCILER_METRICS["missing_found"][0],
+    "reclaimed": RECONCILER_METRICS["reclaimed"][0],
+    "recounted": RECONCILER_METRICS["counts_corrected"][0],
+}
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,18 @@ FUNCTIONS: Mapping[str, Access] = {
             TenantRecord: (),
         },
         indexes=(TenantRecord,),  # the tenants, in order of creation
+    ),
+    "ReconcileFleet": Access(
+        tables={
+            NodeRecord: QUERY,
+            # The holders' pages (node index) and each pin's tally, sighting,
+            # count, lease; its holder reads; each node's cursor.
+            NodePin: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem"),
+            # A missing pin's request: is it pinned there?
+            PinItem: READ,
+        },
+        indexes=(NodePin,),
+        calls_kubo=True,
     ),
     FOLD_FUNCTION: Access(
         tables={PinItem: ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
@@ -579,6 +598,40 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             EvaluationPeriods=3,
             TreatMissingData="breaching",
         ),
+        # Any repair means the fleet and the holds disagreed: a node lost
+        # pins, or a release lost track of one (app.reconcile_fleet).
+        "ReconcilerRepairsAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": "The fleet reconciler found pins missing from their nodes, unpinned pins no "
+                "request held, or corrected holder counts (its log names each node and CID).",
+                "Metrics": [
+                    *(
+                        {
+                            "Id": metric_id,
+                            "MetricStat": {
+                                "Metric": {
+                                    "Namespace": METRIC_NAMESPACE,
+                                    "MetricName": name,
+                                    "Dimensions": [{"Name": "Stage", "Value": settings.stage}],
+                                },
+                                "Period": 900,
+                                "Stat": "Sum",
+                            },
+                            "ReturnData": False,
+                        }
+                        for metric_id, name in RECONCILER_REPAIRS.items()
+                    ),
+                    {"Id": "repairs", "Label": "reconciler repairs", "Expression": " + ".join(RECONCILER_REPAIRS)},
+                ],
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "EvaluationPeriods": 1,
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": ALARM_TOPIC}],
+                "OKActions": [{"Ref": ALARM_TOPIC}],
+            },
+        },
     }
     for name, _access in FUNCTIONS.items():
         if name != "APIHandler":

@@ -105,8 +105,8 @@ class ReconcileReport:
         return asdict(self)
 
 
-# CloudWatch metric name and unit of each of the report's counts.
-_METRICS = {
+# CloudWatch metric name and unit of each of the report's counts (infra/ alarms on some).
+METRICS = {
     "missing_found": ("MissingPinsFound", "Count"),
     "repaired": ("MissingPinsRepaired", "Count"),
     "leaked_found": ("LeakedPinsFound", "Count"),
@@ -128,12 +128,12 @@ def emit_reconcile_metrics(report: ReconcileReport, stage: str, out: TextIO) -> 
                 {
                     "Namespace": METRIC_NAMESPACE,
                     "Dimensions": [["Stage"]],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in _METRICS.values()],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS.values()],
                 }
             ],
         },
         "Stage": stage,
-        **{name: values[field] for field, (name, _) in _METRICS.items()},
+        **{name: values[field] for field, (name, _) in METRICS.items()},
     }
     out.write(json.dumps(line) + "\n")
     out.flush()
@@ -183,7 +183,8 @@ class _NodeRun:
         self.fleet = fleet
         self.kubo = reconciler.kubo(node)
         self.deadline = deadline
-        # Comparing takes at most half the run; repairs have the rest.
+        # Comparing takes at most half the run (and at least a page and a
+        # pin: the function's margin covers them); repairs have the rest.
         self.compare_until = time.monotonic() + (deadline - time.monotonic()) / 2
         self.report = ReconcileReport()
 
@@ -217,7 +218,8 @@ class _NodeRun:
         the next run goes on (None: from the start, a pass is over)."""
         owed: list[Holder] = []
         compared = 0
-        while compared < self.r.pins_per_run and len(owed) < MAX_REPAIRS and self._more_time():
+        # At least one page a run, however short its time: every pass ends.
+        while compared < self.r.pins_per_run and len(owed) < MAX_REPAIRS and (not compared or self._more_time()):
             limit = min(PAGE, self.r.pins_per_run - compared)
             page, after = self.r.holds.holders_on(self.node.node_id, after, limit)
             compared += len(page)
@@ -285,7 +287,8 @@ class _NodeRun:
             for position, listed in enumerate(listing, start=1):
                 if position <= start:
                     continue
-                if position > start + self.r.pins_per_run or not self._more_time():
+                # At least one pin a run, as above.
+                if position > start + self.r.pins_per_run or (position > start + 1 and not self._more_time()):
                     return position - 1
                 self._compare_pin(listed)
         finally:

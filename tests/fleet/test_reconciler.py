@@ -4,8 +4,6 @@ resumed, down nodes skipped. In-memory holds and pins, in-process nodes."""
 
 from __future__ import annotations
 
-import io
-import json
 import time
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from chalicelib.fleet.hold_repository import Hold, Holder, Lease
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.reconcile_repository import ReconcileCursor
-from chalicelib.fleet.reconciler import FleetReconciler, ReconcileReport, emit_reconcile_metrics
+from chalicelib.fleet.reconciler import FleetReconciler, ReconcileReport
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.request_ids import new_request_id
@@ -332,31 +330,6 @@ def test_a_down_node_is_skipped_and_the_others_are_reconciled(world):
     assert (report.nodes, report.skipped, report.leaked_found) == (3, 2, 1)
     assert world.pins.tally("node-b", leaked).unheld is not None
     assert world.pins.cursor("node-a") == ReconcileCursor()
-
-
-def test_a_runs_counts_are_one_embedded_metric_line():
-    out = io.StringIO()
-    report = ReconcileReport(nodes=3, skipped=1, missing_found=2, repaired=1, leaked_found=5, reclaimed=4)
-    report.bytes_reclaimed, report.counts_corrected = 8192, 1
-
-    emit_reconcile_metrics(report, "prod", out)
-
-    (line,) = out.getvalue().splitlines()
-    entry = json.loads(line)
-    (directive,) = entry["_aws"]["CloudWatchMetrics"]
-    assert directive["Dimensions"] == [["Stage"]]
-    units = {metric["Name"]: metric["Unit"] for metric in directive["Metrics"]}
-    assert units["BytesReclaimed"] == "Bytes"
-    values = {name: entry[name] for name in units}
-    assert values == {
-        "MissingPinsFound": 2,
-        "MissingPinsRepaired": 1,
-        "LeakedPinsFound": 5,
-        "LeakedPinsReclaimed": 4,
-        "BytesReclaimed": 8192,
-        "HolderCountsCorrected": 1,
-        "ReconcilerSkippedNodes": 1,
-    }
 
 
 def test_a_lease_of_the_reconciler_expires_when_its_unpin_fails(world):
