@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Protocol, TextIO
 
 from chalicelib.fleet.health import METRIC_NAMESPACE
@@ -282,18 +282,25 @@ class _NodeRun:
     def _compare_listed(self, start: int) -> int:
         """Compare Kubo's pins after position `start` with their holds; the
         position the next run starts from (0: a pass is over)."""
+        batch, more = self._listed_after(start)
+        for done, listed in enumerate(batch):
+            # At least one pin a run, as above.
+            if done and not self._more_time():
+                return start + done
+            self._compare_pin(listed)
+        return start + len(batch) if more else 0
+
+    def _listed_after(self, start: int) -> tuple[list[str], bool]:
+        """The run's share of Kubo's pins after position `start`, and whether
+        more follow. Read before any is compared, and the listing closed:
+        Kubo holds its pin set's lock while it lists, and every pin and
+        unpin on the node (the reconciler's own too) waits for it."""
         listing = self.kubo.recursive_pins()
         try:
-            for position, listed in enumerate(listing, start=1):
-                if position <= start:
-                    continue
-                # At least one pin a run, as above.
-                if position > start + self.r.pins_per_run or (position > start + 1 and not self._more_time()):
-                    return position - 1
-                self._compare_pin(listed)
+            batch = list(islice(listing, start, start + self.r.pins_per_run + 1))
         finally:
             listing.close()
-        return 0
+        return batch[: self.r.pins_per_run], len(batch) > self.r.pins_per_run
 
     def _compare_pin(self, listed: str) -> None:
         node_id, cid_key = self.node.node_id, _key(listed)

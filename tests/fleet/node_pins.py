@@ -18,9 +18,12 @@ class NodePinSet:
         self.down = False
         self.unfetchable: set[str] = set()
         self.removed: list[str] = []
+        # Listings not closed yet: Kubo holds its pin set's lock for each.
+        self.listing = 0
 
     def pin(self, cid: str, size: int = 1024) -> None:
         self._up()
+        self._unlocked()
         if cid in self.unfetchable:
             raise PinStalled(0, 0)
         self.pinned.setdefault(cid, size)
@@ -31,10 +34,15 @@ class NodePinSet:
 
     def recursive_pins(self) -> Generator[str, None, None]:
         self._up()
-        yield from list(self.pinned)
+        self.listing += 1
+        try:
+            yield from list(self.pinned)
+        finally:
+            self.listing -= 1
 
     def pin_rm(self, cid: str) -> None:
         self._up()
+        self._unlocked()
         self.pinned.pop(cid, None)
         self.removed.append(cid)
 
@@ -45,6 +53,11 @@ class NodePinSet:
     def _up(self) -> None:
         if self.down:
             raise KuboUnavailable("connection refused")
+
+    def _unlocked(self) -> None:
+        """A pin or unpin waits for the lock a listing holds: here, a timeout."""
+        if self.listing:
+            raise KuboUnavailable("pin/rm: read timed out (the node's pin set is locked by a listing)")
 
 
 class Fleet:
