@@ -11,7 +11,9 @@ not answer is skipped; the others go on) and, per node, within its bounds:
   replicas (a request still pinning, or re-replicating to the node, is its
   worker's business). It is pinned again through the worker's pin path,
   dialing the request's other replicas, within the run's time: a repair left
-  unfinished is kept in the cursor and tried first next run.
+  unfinished is kept in the cursor and tried first next run. (The hold is
+  read again just before; a release landing between that read and the pin
+  leaves a pin no hold covers, which the other side takes back.)
 - **Kubo -> holds (leaked).** Kubo's recursive pins, streamed from the
   position the last run reached; each is tallied (its state and its holder
   items, strongly consistent). A count that disagrees with its holder items
