@@ -196,7 +196,7 @@ class _NodeRun:
             cursor = self.r.pins.cursor(node_id)
             repairs, held_after = list(cursor.repairs), cursor.held_after
             if len(repairs) < MAX_REPAIRS:
-                found, held_after = self._compare_held(cursor.held_after)
+                found, held_after = self._compare_held(cursor.held_after, MAX_REPAIRS - len(repairs))
                 repairs += [holder for holder in found if holder not in repairs]
             listed = self._compare_listed(cursor.listed)
             # Saved before repairing: a run cut short still tries them next time.
@@ -215,13 +215,14 @@ class _NodeRun:
 
     # -- holds -> Kubo: missing ------------------------------------------------
 
-    def _compare_held(self, after: Cursor | None) -> tuple[list[Holder], Cursor | None]:
-        """Owed pins Kubo lacks, from pages of the node's holders; and where
-        the next run goes on (None: from the start, a pass is over)."""
+    def _compare_held(self, after: Cursor | None, room: int) -> tuple[list[Holder], Cursor | None]:
+        """Owed pins Kubo lacks (pages stop once `room` are found), from
+        pages of the node's holders; and where the next run goes on (None:
+        from the start, a pass is over)."""
         owed: list[Holder] = []
         compared = 0
         # At least one page a run, however short its time: every pass ends.
-        while compared < self.r.pins_per_run and len(owed) < MAX_REPAIRS and (not compared or self._more_time()):
+        while compared < self.r.pins_per_run and len(owed) < room and (not compared or self._more_time()):
             limit = min(PAGE, self.r.pins_per_run - compared)
             page, after = self.r.holds.holders_on(self.node.node_id, after, limit)
             compared += len(page)
