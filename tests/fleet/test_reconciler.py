@@ -350,3 +350,25 @@ def test_a_lease_of_the_reconciler_expires_when_its_unpin_fails(world):
     assert (report.skipped, report.reclaimed) == (1, 0)
     lease = world.pins.tally("node-a", cid).lease
     assert isinstance(lease, Lease) and lease.active(world.clock())
+
+
+def test_a_run_out_of_time_still_compares_a_page_and_a_pin_and_keeps_its_repairs():
+    # Given two nodes each with two leaked pins, and a lost pin on node-b
+    world = World(pins_per_run=2)
+    for node_id in ("node-a", "node-b"):
+        world.unheld_pin(node_id, f"{node_id}-1")
+        world.unheld_pin(node_id, f"{node_id}-2")
+    lost = cid_v1("lost-late")
+    pin = world.request(lost)
+    world.fleet["node-b"].pinned.pop(lost)
+
+    # When a run starts with no time left
+    report = world.reconciler.run(time.monotonic() - 1)
+
+    # Then each node still compared one of Kubo's pins and a page of holds, so the passes go on
+    assert report.leaked_found == 2
+    assert [world.pins.cursor(node_id).listed for node_id in ("node-a", "node-b")] == [1, 1]
+    # And the repair it found waits for a run with time for it
+    assert report.repaired == 0
+    assert world.pins.cursor("node-b").repairs == (Holder(lost, "alice", pin.request_id),)
+    assert world.run().repaired == 1
