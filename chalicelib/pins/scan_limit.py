@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from chalicelib.pins.model import PinQuery
 
 # A pin's index entries are written in its transaction, at most 100 items;
-# a replace writes the new pin's and deletes the old one's: 2 x (pin, status
-# copy, 3 entries, 32 meta entries, count change's 2 items, meta item) + the
-# outbox message = 81.
+# a replace writes the new pin's and deletes the old one's: 2 x (pin, 4
+# copies, 32 meta entries, count change's 2 items, meta item) + the outbox
+# message = 81.
 MAX_INDEXED_META_PAIRS = 32
 
 # Chosen from bench.residual_filters (docs/benchmarks-history.md section 8,

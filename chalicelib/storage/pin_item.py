@@ -1,6 +1,6 @@
 """The pins table: every item of a tenant's pins (chalicelib.storage.pin_keys
-says which item is where). One model for all of them: a pin and its status
-copy fill the pin's fields, an index entry only `st`, a count change `was`
+says which item is where). One model for all of them: a pin and its copies
+fill the pin's fields, a meta entry only its keys, a count change `was`
 and `now`, a counter bucket only the counts PynamoDB cannot declare
 (chalicelib.storage.pin_counter).
 
@@ -56,9 +56,6 @@ class PinItem(Model):
     # Incremented by every update and checked by every conditional write
     # (chalicelib.pins.repository).
     version = IntegerAttribute(null=True)
-
-    # An index entry: the pin's status code, so entries count by status alone.
-    st = UnicodeAttribute(null=True)
 
     # A count change: the status codes before and after (absent: no pin).
     was = UnicodeAttribute(null=True)

@@ -10,9 +10,9 @@ Inside a shard, one pin is several items, all written in its transaction, so
 every read of the base table (strongly consistent) sees them agree:
 
     p#<created>                 the pin itself
-    s#<status>#<created>        a full copy, listed by status
-    c#<cid>#<created>           entries holding the pin's status, by CID,
-    n#<name digest>#<created>   exact name and folded name
+    s#<status>#<created>        full copies, listed by status,
+    c#<cid>#<created>           by CID,
+    n#<name digest>#<created>   by exact name and by folded name
     f#<name digest>#<created>
     m#<pair digest>#<created>   an entry per indexed meta key/value pair (or
                                 one overflow entry for a pin with more pairs)

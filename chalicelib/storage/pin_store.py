@@ -294,11 +294,10 @@ class PinStore:
             if moved:
                 tx.delete(_status_copy(shard, pin))
             tx.update(PinItem(shard, pin_sort_key(pin.created_ms)), actions=actions, condition=_unchanged(pin))
-            # The copy listed by status is the pin as now stored; entries hold its status.
-            tx.save(_status_copy(shard, updated))
+            # The copies listed by status, CID and name are the pin as now stored.
+            for item in _copies(shard, updated):
+                tx.save(item)
             if moved:
-                for item in _status_entries(shard, updated):
-                    tx.save(item)
                 for item in CountChange(shard, pin, updated.version, pin.status, updated.status).items:
                     tx.save(item)
 
@@ -415,18 +414,14 @@ class PinStore:
         hi: int,
         residual: bool,
     ) -> tuple[list[Pin], int]:
-        """A query answered by index entries: they say each match's status,
-        so without another filter they count the matches and only the page's
-        pins are read; with one, every entry's pin is read and compared."""
-        codes = {STATUS_CODES[status] for status in query.statuses}
-        entries = _newest_first(
-            _query(shard, prefix, lo, hi, ENTRY_PAGE, None) for shard in shards for prefix in prefixes
+        """A query answered by the pins' copies listed by CID or name: read
+        like the pins, in one request per value and shard (with another
+        filter, under the scans' deadline)."""
+        deadline = _ScanDeadline(self._clock, self._clock() + SCAN_SECONDS) if residual else None
+        copies = _newest_first(
+            _query(shard, prefix, lo, hi, ENTRY_PAGE, deadline) for shard in shards for prefix in prefixes
         )
-        created = [created_of(entry.sk) for entry in entries if entry.st in codes]
-        if residual:
-            return self._matching(tenant_id, shards, created, query)
-        page = [pin for pin in self._read_pins(tenant_id, created[: query.limit]) if pin is not None]
-        return page, len(created)
+        return self._page_and_count(tenant_id, (copy for copy in copies if copy.status in query.statuses), query)
 
     def _matching(
         self, tenant_id: str, shards: Sequence[str], created: Sequence[int], query: PinQuery
@@ -659,18 +654,21 @@ def _status_copy(shard: str, pin: Pin) -> PinItem:
     return _pin_item(shard, pin, entry_key(status_prefix(pin.status), pin.created_ms))
 
 
-def _status_entries(shard: str, pin: Pin) -> list[PinItem]:
-    """The entries that hold the pin's status: its CID and names."""
+def _copies(shard: str, pin: Pin) -> list[PinItem]:
+    """The pin's copies that lists read instead of it: by status, CID and
+    names. A lookup by CID or name then reads its page in one request, as a
+    status list does; every update rewrites them (a few small items)."""
     prefixes = [entry_prefix(BY_CID, pin.cid_key)]
     if pin.name is not None:
         prefixes += [entry_prefix(BY_NAME, digest(pin.name)), entry_prefix(BY_FOLDED_NAME, digest(fold(pin.name)))]
-    code = STATUS_CODES[pin.status]
-    return [PinItem(shard, entry_key(prefix, pin.created_ms), st=code) for prefix in prefixes]
+    return [_status_copy(shard, pin)] + [
+        _pin_item(shard, pin, entry_key(prefix, pin.created_ms)) for prefix in prefixes
+    ]
 
 
 def _index_items(shard: str, pin: Pin) -> list[PinItem]:
-    """Every item of the pin but the pin itself: its status copy, its status
-    entries, and an entry per indexed meta pair (or the overflow entry)."""
+    """Every item of the pin but the pin itself and its change: its copies,
+    and an entry per indexed meta pair (or the overflow entry)."""
     pairs = indexed_pairs(pin.meta)
     meta_prefixes = (
         [entry_prefix(BY_META, META_OVERFLOW)]
@@ -678,7 +676,7 @@ def _index_items(shard: str, pin: Pin) -> list[PinItem]:
         else [entry_prefix(BY_META, pair_digest(key, value)) for key, value in pairs]
     )
     meta_entries = [PinItem(shard, entry_key(prefix, pin.created_ms)) for prefix in meta_prefixes]
-    return [_status_copy(shard, pin), *_status_entries(shard, pin), *meta_entries]
+    return [*_copies(shard, pin), *meta_entries]
 
 
 def _pin_of(tenant_id: str, item: PinItem) -> Pin:
