@@ -286,12 +286,18 @@ class _NodeRun:
         """Compare Kubo's pins after position `start` with their holds; the
         position the next run starts from (0: a pass is over)."""
         batch, more = self._listed_after(start)
-        for done, listed in enumerate(batch):
+        reclaimed = self.report.reclaimed
+        done = 0
+        for listed in batch:
             # At least one pin a run, as above.
             if done and not self._more_time():
-                return start + done
+                break
             self._compare_pin(listed)
-        return start + len(batch) if more else 0
+            done += 1
+        if done == len(batch) and not more:
+            return 0
+        # The pins this run unpinned were before the next one: it moved up as many.
+        return start + done - (self.report.reclaimed - reclaimed)
 
     def _listed_after(self, start: int) -> tuple[list[str], bool]:
         """The run's share of Kubo's pins after position `start`, and whether

@@ -372,3 +372,17 @@ def test_a_run_out_of_time_still_compares_a_page_and_a_pin_and_keeps_its_repairs
     assert report.repaired == 0
     assert world.pins.cursor("node-b").repairs == (Holder(lost, "alice", pin.request_id),)
     assert world.run().repaired == 1
+
+
+def test_pins_a_run_unpinned_do_not_push_the_next_run_past_others():
+    # Given five leaked pins, all sighted by runs of two, and their grace over
+    world = World(pins_per_run=2)
+    leaked = [world.unheld_pin("node-a", f"shift-{i}") for i in range(5)]
+    for _ in range(3):
+        world.run()
+    world.clock.advance(GRACE_S)
+
+    # When runs of two unpin them, then each run takes the next two still pinned, and three runs take all
+    assert [world.run().reclaimed for _ in range(3)] == [2, 2, 1]
+    assert world.fleet["node-a"].removed == leaked
+    assert world.pins.cursor("node-a").listed == 0
