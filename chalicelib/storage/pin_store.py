@@ -58,7 +58,7 @@ from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.outbox_entry import entry_of
-from chalicelib.storage.pin_counter import range_blocks, read_buckets, slot_count
+from chalicelib.storage.pin_counter import FANOUT, range_blocks, read_buckets, slot_count
 from chalicelib.storage.pin_item import PinItem, plain_map
 from chalicelib.storage.pin_keys import (
     BY_CID,
@@ -109,6 +109,7 @@ META_INLINE_BYTES = 1024
 # Requests to several shards (a list's first pages, a count's changes) at once.
 PARALLEL_READS = 16
 T = TypeVar("T")
+R = TypeVar("R")
 # A count whose changes were folded while it read is read again, this many times in all.
 COUNT_ATTEMPTS = 5
 # Changes not folded yet that a count read: change id -> status codes before, after.
@@ -358,12 +359,32 @@ class PinStore:
         # One shard reads the page in one request; the pins of several are
         # spread evenly over them, so each gives its share and one to spare.
         page_size = query.limit if len(shards) == 1 else -(-query.limit // len(shards)) + 1
+        if hi < MAX_MS:
+            return self._page_before(tenant_id, shards, query, lo, hi, page_size)
         # Without `before`, each stream's top holds its changes: read with its first pins.
-        changes: Changes | None = {} if hi == MAX_MS else None
+        changes: Changes = {}
         pins = self._pins_newest_first(shards, query.statuses, lo, hi, page_size, None, changes)
-        if changes is None:
-            changes = _read_changes(shards, query.statuses, lo, hi)
         count = self._count(shards, query.statuses, lo, hi, changes)
+        return list(_pins_of(tenant_id, itertools.islice(pins, query.limit))), count
+
+    def _page_before(
+        self, tenant_id: str, shards: Sequence[str], query: PinQuery, lo: int, hi: int, page_size: int
+    ) -> tuple[list[Pin], int]:
+        """A page with `before`: its streams' first pages, then the count.
+        The pins of the last 64 ms of the range, which the tree would count
+        in a bucket of their own, are counted from those pages instead when
+        the pages reach below them (unless the 64 ms hold a page of pins)."""
+        window = max(lo, (hi + 1) // FANOUT * FANOUT)
+        streams = [(shard, prefix) for shard in shards for prefix in stream_prefixes(query.statuses)]
+        firsts = list(_in_parallel(lambda stream: _first_page(*stream, lo, hi, page_size), streams))
+        if all(ended or (items and created_of(items[-1].sk) < window) for items, ended, _ in firsts):
+            count = sum(created_of(item.sk) >= window for items, _, _ in firsts for item in items)
+            if lo < window:
+                rest = _read_changes(shards, query.statuses, lo, window - 1)
+                count += self._count(shards, query.statuses, lo, window - 1, rest)
+        else:
+            count = self._count(shards, query.statuses, lo, hi, _read_changes(shards, query.statuses, lo, hi))
+        pins = _newest_first(stream for _, _, stream in firsts)
         return list(_pins_of(tenant_id, itertools.islice(pins, query.limit))), count
 
     def _pins_newest_first(
@@ -518,9 +539,21 @@ def _read_changes(shards: Sequence[str], statuses: frozenset[str], lo: int, hi: 
         return {change: (item.was, item.now) for item in items if (change := change_of(prefix, item.sk))}
 
     found: Changes = {}
-    for changes in _shard_reads().map(read, streams) if len(streams) > 1 else map(read, streams):
+    for changes in _in_parallel(read, streams):
         found.update(changes)
     return found
+
+
+def _first_page(
+    shard: str, prefix: str, lo: int, hi: int, page_size: int
+) -> tuple[list[PinItem], bool, Iterator[PinItem]]:
+    """A stream's first page of items (newest first), whether it is the
+    last, and the whole stream (read on as consumed)."""
+    results = _newest(shard, prefix, lo, hi, page_size=page_size)
+    pages = results.page_iter
+    first = [PinItem.from_raw_data(item) for item in next(pages).get("Items", [])]
+    rest = (PinItem.from_raw_data(item) for page in pages for item in page.get("Items", []))
+    return first, not pages.last_evaluated_key, itertools.chain(first, rest)
 
 
 def _pins_below_changes(shard: str, prefix: str, lo: int, page_size: int, changes: Changes) -> Iterator[PinItem]:
@@ -574,9 +607,13 @@ def _newest_first(streams: Iterable[Iterator[PinItem]]) -> Iterator[PinItem]:
 
 def _started(streams: list[Iterator[T]]) -> list[Iterator[T]]:
     """The streams, each with its first item (its first request) already read, in parallel."""
-    first: Callable[[Iterator[T]], list[T]] = lambda stream: list(itertools.islice(stream, 1))  # noqa: E731
-    firsts = list(_shard_reads().map(first, streams) if len(streams) > 1 else map(first, streams))
+    firsts = list(_in_parallel(lambda stream: list(itertools.islice(stream, 1)), streams))
     return [itertools.chain(first, stream) for first, stream in zip(firsts, streams, strict=True)]
+
+
+def _in_parallel(read: Callable[[T], R], streams: Sequence[T]) -> Iterator[R]:
+    """`read` of each, in order: at once when there are several (a request each)."""
+    return _shard_reads().map(read, streams) if len(streams) > 1 else map(read, streams)
 
 
 @functools.cache

@@ -301,6 +301,37 @@ def test_a_list_page_of_a_folded_shard_reads_its_pins_and_count_in_two_requests(
     assert sorted(name for name, _ in calls) == ["BatchGetItem", "Query"]
 
 
+@pytest.mark.parametrize("crowded", [False, True], ids=["spread", "a page in the last 64 ms"])
+def test_a_page_before_a_time_counts_its_last_64_ms_from_the_page_when_it_reaches_below(dynamo, crowded):
+    # Given a one-shard tenant of 40 folded pins, a second apart or (crowded) the last 12 within one 64 ms window
+    store = PinStore(dynamo)
+    base = START_MS // FANOUT * FANOUT
+    created = [base - 1000 * (40 - i) for i in range(28)]
+    created += [base + i for i in range(12)] if crowded else [base + 1000 * i for i in range(12)]
+    for created_ms in created:
+        add_pin(store, "tenant-1", created_ms, "pinned")
+    fold_all(store, "tenant-1")
+    hi = max(created)
+    calls, stop = recorded_calls(dynamo)
+    try:
+        # When a page of 10 is listed before the newest pin
+        page, count = store.find("tenant-1", PinQuery(statuses=frozenset({"pinned"}), limit=10, before_ns=hi * 10**6))
+    finally:
+        stop()
+    # Then page and count are exact
+    older = sorted((ms for ms in created if ms < hi), reverse=True)
+    assert count == len(older) and [pin.created_ms for pin in page] == older[:10]
+    # and the tree's bucket of the last 64 ms is read only when the page did not reach below them
+    buckets = [
+        key["sk"]["S"]
+        for name, params in calls
+        if name == "BatchGetItem"
+        for key in next(iter(params["RequestItems"].values()))["Keys"]
+    ]
+    assert any(key.startswith("k#0#") for key in buckets) == crowded
+    assert [name for name, _ in calls].count("Query") == 2  # the page, the changes
+
+
 def test_a_list_page_reads_the_changes_not_folded_with_its_pins_and_once_more_after_the_tree(dynamo):
     # Given a one-shard tenant of 30 pins, the changes of the last 5 not folded
     store = PinStore(dynamo)
