@@ -27,8 +27,9 @@ not answer is skipped; the others go on) and, per node, within its bounds:
 
 Both sides' progress (the holders' cursor, the listing's position) is saved
 per node, so a node with more pins than a run covers is gone over in several.
-The listing's position is only an index into Kubo's order: pins added or
-removed meanwhile may shift a few past this pass, never past the next.
+The listing's position is an index into Kubo's order (its pin index, by
+CID), moved up by the pins a run removes: pins others add or remove
+meanwhile may shift a few past this pass, never past the next.
 """
 
 from __future__ import annotations
@@ -302,8 +303,9 @@ class _NodeRun:
     def _listed_after(self, start: int) -> tuple[list[str], bool]:
         """The run's share of Kubo's pins after position `start`, and whether
         more follow. Read before any is compared, and the listing closed:
-        Kubo holds its pin set's lock while it lists, and every pin and
-        unpin on the node (the reconciler's own too) waits for it."""
+        Kubo releases whose pinner streams its index under its lock (boxo
+        before it listed from a snapshot) make every pin and unpin on the
+        node, the reconciler's own too, wait while a listing is open."""
         listing = self.kubo.recursive_pins()
         try:
             batch = list(islice(listing, start, start + self.r.pins_per_run + 1))
