@@ -18,7 +18,7 @@ class NodePinSet:
         self.down = False
         self.unfetchable: set[str] = set()
         self.removed: list[str] = []
-        # Listings not closed yet: Kubo holds its pin set's lock for each.
+        # Listings not closed yet: older Kubo holds its pin set's lock for each.
         self.listing = 0
 
     def pin(self, cid: str, size: int = 1024) -> None:
