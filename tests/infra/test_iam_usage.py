@@ -292,8 +292,9 @@ def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) ->
             client.lambda_.invoke("pin_worker", sqs_event(take(queue_url)))
 
 
-def the_schedules_run(client: Any, recorder: Recorder) -> None:
-    """A health check, and a sweep that finds a message left behind."""
+def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
+    """A health check, a sweep that finds a message left behind, and a
+    reconciler that finds a pin lost and one leaked."""
     scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
     with recorder.running("CheckFleetHealth"):
         client.lambda_.invoke("check_fleet_health", scheduled)
@@ -302,6 +303,11 @@ def the_schedules_run(client: Any, recorder: Recorder) -> None:
         client.lambda_.invoke("sweep_outbox", scheduled)
     with recorder.running("PlanPinShards"):
         assert client.lambda_.invoke("plan_pin_shards", scheduled).payload == 1
+    for kubo in kubos.values():
+        kubo.pinned.discard(pinned)
+        kubo.pinned.add(cid_v1("iam-leaked"))
+    with recorder.running("ReconcileFleet"):
+        assert client.lambda_.invoke("reconcile_fleet", scheduled).payload["skipped"] == 0
 
 
 def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
@@ -361,8 +367,12 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         with recorder.running("APIHandler"):
             api.request("DELETE", f"/pins/{replaced}")
         workers_run(client, recorder, settings.queue_url, rounds=3)
+        # and a request pinned again (for the reconciler to find its pin lost on a node)
+        with recorder.running("APIHandler"):
+            api.pin(pinned)
+        workers_run(client, recorder, settings.queue_url, rounds=2)
         # and the schedules
-        the_schedules_run(client, recorder)
+        the_schedules_run(client, recorder, kubos, pinned)
         # and the fleet's Auto Scaling group terminating a node, and workers draining it
         the_fleet_terminates_a_node(client, recorder)
         workers_run(client, recorder, settings.queue_url, rounds=3)

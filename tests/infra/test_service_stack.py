@@ -18,7 +18,7 @@ from infra.package import PackagingError, package
 from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
 
 REPO = Path(__file__).resolve().parents[2]
-KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "CheckFleetHealth"}
+KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "CheckFleetHealth", "ReconcileFleet"}
 DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 

@@ -402,6 +402,9 @@ class FakeKubo:
             wanted = flags.get("type", "all") in ("recursive", "all")
             if not args:
                 keys = sorted(self.pinned) if wanted else []
+                if flags.get("stream") == "true":  # one line a pin, as Kubo streams them
+                    body = b"".join(json.dumps({"Cid": cid, "Type": "recursive"}).encode() + b"\n" for cid in keys)
+                    return handler._reply(200, "application/json", body)
                 return handler.reply_json({"Keys": {cid: {"Type": "recursive"} for cid in keys}})
             for cid in args:
                 if not (wanted and cid in self.pinned):
