@@ -27,7 +27,7 @@ from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
-from chalicelib.storage.change_stream import fold_changes
+from chalicelib.storage.change_stream import fold_changes, writing_tenants
 from chalicelib.wiring import ServiceProvider
 from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 
@@ -182,18 +182,15 @@ def sweep_outbox(event: CloudWatchEvent) -> int:
     return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)
 
 
-@app.schedule(Rate(1, unit=Rate.MINUTES))
-def plan_pin_shards(event: CloudWatchEvent) -> int:
-    """Spreads the new pins of tenants that create many over more shards."""
-    tenants = (tenant.tenant_id for tenant in services().tenants.all())
-    return len(services().planner.plan(tenants))
-
-
 # Fed by the pins table's stream through an event source mapping that infra/
 # renders (on_dynamodb_record would want the stream's ARN before the table exists).
 @app.lambda_function(name="fold_counts")
 def fold_counts(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Folds the count changes the stream reports into their shards' counter
-    trees; returns the records the stream must deliver again."""
-    failed = fold_changes(event.get("Records", []), services().folder)
+    trees, and spreads the pins of the tenants who wrote them over more
+    shards if their rate needs it; returns the records the stream must
+    deliver again."""
+    records = event.get("Records", [])
+    failed = fold_changes(records, services().folder)
+    services().planner.plan(writing_tenants(records))
     return {"batchItemFailures": [{"itemIdentifier": sequence_number} for sequence_number in failed]}

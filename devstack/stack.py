@@ -36,8 +36,6 @@ from devstack.worker import DEAD_LETTER_QUEUE_VAR
 from devstack.worker_supervisor import WorkerSupervisor
 
 HOST = "127.0.0.1"
-# The shard planner's schedule, as on AWS.
-PLAN_SECONDS = 60.0
 # The fleet reconciler's, shorter than AWS's minute: drift shows within seconds here.
 RECONCILE_SECONDS = 15.0
 
@@ -344,12 +342,6 @@ class DevStack:
                     if health and not all(health.values())
                     else None
                 ),
-            ),
-            ScheduledJob(
-                app_module.plan_pin_shards,
-                f"{rule}-plan_pin_shards",
-                PLAN_SECONDS,
-                lambda raised: f"spread {raised} tenant(s) over more shards" if raised else None,
             ),
             ScheduledJob(
                 app_module.reconcile_fleet,

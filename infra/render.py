@@ -28,7 +28,7 @@ from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
-from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+from chalicelib.storage.tenant_record import ApiTokenRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -156,14 +156,6 @@ FUNCTIONS: Mapping[str, Access] = {
         sends_pins=True,  # the node's drain
         completes_lifecycle=True,
     ),
-    "PlanPinShards": Access(
-        # A count of each tenant's recent pins, and its shard plan raised.
-        tables={
-            PinItem: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"),
-            TenantRecord: (),
-        },
-        indexes=(TenantRecord,),  # the tenants, in order of creation
-    ),
     "ReconcileFleet": Access(
         tables={
             NodeRecord: QUERY,
@@ -177,7 +169,17 @@ FUNCTIONS: Mapping[str, Access] = {
         calls_kubo=True,
     ),
     FOLD_FUNCTION: Access(
-        tables={PinItem: ("dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+        # The folds; and the writing tenants' recent pins counted, their shard plans raised.
+        tables={
+            PinItem: (
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            )
+        },
         folds_pins_stream=True,
     ),
 }

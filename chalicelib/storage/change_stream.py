@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.busy import StorageBusy
-from chalicelib.storage.pin_keys import CHANGES, STATUS_CODES, status_prefix
+from chalicelib.storage.pin_keys import CHANGES, STATUS_CODES, status_prefix, tenant_of_shard
 
 logger = logging.getLogger("pinning.counts")
 
@@ -75,6 +75,12 @@ def change_record(record: Any) -> ChangeRecord | None:
 
 def is_change(record: Any) -> bool:
     return change_record(record) is not None
+
+
+def writing_tenants(records: Iterable[Any]) -> list[str]:
+    """The tenants whose pins the change records are of, each once."""
+    shards = {change.shard for change in map(change_record, records) if change is not None}
+    return sorted({tenant_of_shard(shard) for shard in shards})
 
 
 def fold_changes(records: Iterable[Any], folder: Folder) -> list[str]:

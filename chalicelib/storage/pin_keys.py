@@ -75,6 +75,11 @@ def shard_key(tenant_id: str, shard: int) -> str:
     return f"{tenant_id}#{shard}"
 
 
+def tenant_of_shard(shard: str) -> str:
+    """The tenant of a shard's partition key (tenant ids hold no `#`)."""
+    return shard.rpartition("#")[0]
+
+
 def plan_key(tenant_id: str) -> str:
     """The partition of the tenant's shard plan: no shard's key ends like this."""
     return f"{tenant_id}#plan"

@@ -301,8 +301,6 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
     OutboxEntry(shard="shard#0", entry_id="0000000000001#left", body="{}", created_ms=1).save()
     with recorder.running("SweepOutbox"):
         client.lambda_.invoke("sweep_outbox", scheduled)
-    with recorder.running("PlanPinShards"):
-        assert client.lambda_.invoke("plan_pin_shards", scheduled).payload == 1
     for kubo in kubos.values():
         kubo.pinned.discard(pinned)
         kubo.pinned.add(cid_v1("iam-leaked"))

@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.busy import StorageBusy
 from chalicelib.pins.model import STATUSES
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.storage.change_stream import CHANGE_FILTER, CHANGE_PREFIXES, is_change
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.pin_keys import (
@@ -22,7 +23,7 @@ from chalicelib.storage.pin_keys import (
     status_prefix,
 )
 from chalicelib.storage.pin_store import PinStore
-from chalicelib.storage.shard_plan import LEAD_MS, ShardPlans
+from chalicelib.storage.shard_plan import LEAD_MS, ShardPlan, ShardPlans
 from chalicelib.wiring import Services
 from devstack.stream_poller import streams_client
 from tests.storage.test_pin_counts import START_MS, add_pin, announce
@@ -222,3 +223,20 @@ def test_the_mappings_filter_and_the_local_rule_let_through_exactly_the_inserted
     ]
     assert [r for r, (through, _) in zip(records, judged, strict=True) if through] == inserted_changes
     assert len(inserted_changes) < len(records)
+
+
+def test_the_folder_spreads_the_pins_of_the_tenants_whose_writes_it_folds(services, monkeypatch, fold_counts):
+    # Given a planner that wants a shard per 0.01 pins/s; a tenant that pinned once an hour ago
+    # (its change folded), and one that has just created 6 pins
+    monkeypatch.setattr(services.planner, "_pins_per_shard_per_s", 0.01)
+    add_pin(services.store, "tenant-old", now_ms() - 3_600_000, "queued")
+    assert fold_counts(changes()) == {"batchItemFailures": []}
+    for n in range(6):
+        add_pin(services.store, "tenant-new", now_ms() + n, "queued")
+    # When the stream hands the new changes to the folder
+    fresh = [record for record in changes() if record["dynamodb"]["Keys"]["pk"]["S"].startswith("tenant-new#")]
+    assert fold_counts(fresh) == {"batchItemFailures": []}
+    # Then the writing tenant's new pins go to more shards; the one whose rate is nil keeps one
+    ((_, shards),) = ShardPlans.read("tenant-new").steps
+    assert shards > 1
+    assert ShardPlans.read("tenant-old") == ShardPlan()

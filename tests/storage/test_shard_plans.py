@@ -12,7 +12,7 @@ from chalicelib.pins.pin import Pin
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.shard_plan import CACHE_SECONDS, LEAD_MS, ShardPlan, ShardPlans
-from chalicelib.storage.shard_planner import PINS_PER_SHARD_PER_S, ShardPlanner, shards_needed
+from chalicelib.storage.shard_planner import EVERY_MS, PINS_PER_SHARD_PER_S, ShardPlanner, shards_needed
 from chalicelib.storage.tables import bind_models
 
 START_MS = 1_760_000_000_000
@@ -92,8 +92,28 @@ def test_the_planner_raises_a_busy_tenants_shards_and_leaves_a_quiet_one(dynamo)
     assert [(r.tenant_id, r.shards) for r in raised] == [("tenant-1", 3)]
     assert ShardPlans.read("tenant-1") == ShardPlan(((START_MS + LEAD_MS, 3),))
     assert ShardPlans.read("tenant-2") == ShardPlan()
-    # and running again changes nothing
+    # and running again a minute later, at the same rate, changes nothing
+    clocks.now_ms += EVERY_MS
+    create(store, clocks.now_ms - 1)
     assert planner.plan(["tenant-1", "tenant-2"]) == []
+
+
+def test_the_planner_looks_at_a_writing_tenant_once_a_minute(dynamo):
+    # given a planner allowing 0.5 pins/s a shard over a minute
+    clocks = Clocks(START_MS)
+    store = container(dynamo, clocks)
+    planner = ShardPlanner(store, clock=clocks.wall, window_ms=EVERY_MS, pins_per_shard_per_s=0.5)
+    # when a quiet tenant's writes are reported, then 50 pins come within 5 s and are reported at once
+    assert planner.plan(["tenant-1"]) == []
+    for i in range(50):
+        create(store, START_MS + 1 + i * 100)
+    clocks.now_ms = START_MS + 5_001
+    # then the tenant is not looked at again within the minute
+    assert planner.plan(["tenant-1"]) == []
+    assert ShardPlans.read("tenant-1") == ShardPlan()
+    # but a minute after its last look, its rate raises its plan
+    clocks.now_ms = START_MS + EVERY_MS
+    assert [(r.tenant_id, r.shards) for r in planner.plan(["tenant-1"])] == [("tenant-1", 2)]
 
 
 def test_the_default_rule_gives_a_thousand_pins_a_second_their_shards():
