@@ -126,6 +126,7 @@ class Services:
             self.kubo,
             self.worker.copy_to,
             grace_seconds=self.settings.reconcile_grace_seconds,
+            pin_deadline_seconds=self.settings.pin_deadline_seconds,
             pins_per_run=self.settings.reconcile_pins_per_run,
         )
 

@@ -1,7 +1,8 @@
 """What the fleet reconciler reads and writes beside the holds (see
 chalicelib/fleet/reconciler.py): a (node, CID) pin's holds as counted and
-as stored, the first sighting of a pin nothing holds, and each node's place
-in its pass.
+as stored, the first sighting of a pin nothing holds, the first sighting of
+a hold whose request is gone or failed (an orphan), and each node's place in
+its pass.
 
 Every write that depends on what was read is conditioned on the pin's
 `changes`, which each hold added or removed moves on (HoldRepository's add
@@ -12,6 +13,7 @@ and written after it, or a pin seen unheld before a hold came and went).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +71,19 @@ class ReconcileRepository(Protocol):
         """Set `lease` (and forget the sighting) only if the pin is still as
         sighted - no hold counted, its changes and sighting unchanged - and no
         removal is active at `now_ms`. False, writing nothing, otherwise."""
+
+    def orphans(self, node_id: str, holders: Sequence[Holder]) -> dict[Holder, int]:
+        """When each of `holders` (on the node) was first seen orphaned, for
+        those noted so: one strongly consistent read of their holder items.
+        A hold given up and taken again since is another, not noted."""
+
+    def note_orphan(self, node_id: str, holder: Holder, now_ms: int) -> bool:
+        """Note the hold as orphaned since `now_ms`, only if it is stored and
+        not noted yet. False, writing nothing, otherwise."""
+
+    def forget_orphan(self, node_id: str, holder: Holder) -> None:
+        """Forget that the hold was seen orphaned (its request is back); nothing
+        when the hold is gone."""
 
     def cursor(self, node_id: str) -> ReconcileCursor:
         """The node's cursor; a fresh one when none is stored."""

@@ -24,6 +24,16 @@ not answer is skipped; the others go on) and, per node, within its bounds:
   worker takes it before pinning), a hold being taken meanwhile moves the
   changes, and a worker finding the lease waits as it waits for any
   removal: the reconciler never races a pin, a replace or a re-replication.
+- **Orphaned holds.** Each holder of those pages whose request is gone or
+  failed (its unpin, or the release after a failure, was lost: a worker
+  always lets such holds go) is noted on its hold. Only a run that finds it
+  still so, the same hold noted, `pin_deadline + grace` after the note, lets
+  it go, through the workers' release (PinHolds): the pin is removed when it
+  was the last holder, under the removal lease. The wait is for a replace:
+  the request it replaced is gone at once, but its holds stay until the new
+  one is pinned or failed, at most the pin deadline after the replace (which
+  was before the note), then a turn and a redelivery. A run that finds the
+  request back forgets the note; a hold given up and taken again is noted anew.
 
 Both sides' progress (the holders' cursor, the listing's position) is saved
 per node, so a node with more pins than a run covers is gone over in several.
@@ -99,6 +109,9 @@ class ReconcileReport:
     # what the node's next GC frees at most (blocks other pins share stay).
     bytes_reclaimed: int = 0
     counts_corrected: int = 0
+    # Holds of requests gone or failed (each run that sees one counts it), and those let go.
+    orphans_found: int = 0
+    orphans_released: int = 0
 
     def add(self, other: ReconcileReport) -> None:
         for field in fields(self):
@@ -116,6 +129,8 @@ METRICS = {
     "reclaimed": ("LeakedPinsReclaimed", "Count"),
     "bytes_reclaimed": ("BytesReclaimed", "Bytes"),
     "counts_corrected": ("HolderCountsCorrected", "Count"),
+    "orphans_found": ("OrphanHoldsFound", "Count"),
+    "orphans_released": ("OrphanHoldsReleased", "Count"),
     "skipped": ("ReconcilerSkippedNodes", "Count"),
 }
 
@@ -153,6 +168,7 @@ class FleetReconciler:
         copy_to: CopyTo,
         *,
         grace_seconds: int,
+        pin_deadline_seconds: int,
         pins_per_run: int,
         clock: Callable[[], int] = now_ms,
     ) -> None:
@@ -163,6 +179,8 @@ class FleetReconciler:
         self.kubo = kubo
         self.copy_to = copy_to
         self.grace_ms = grace_seconds * 1000
+        # How long a hold stays orphaned before it goes (see the module's docstring).
+        self.orphan_wait_ms = (pin_deadline_seconds + grace_seconds) * 1000
         self.pins_per_run = pins_per_run
         self.clock = clock
 
@@ -227,21 +245,76 @@ class _NodeRun:
             limit = min(PAGE, self.r.pins_per_run - compared)
             page, after = self.r.holds.holders_on(self.node.node_id, after, limit)
             compared += len(page)
+            # One read of each holder's request, for both questions asked of it.
+            requests = {holder: self._request(holder) for holder in page}
             for cid_key, holders in groupby(page, key=lambda holder: holder.cid_key):
                 if not self.kubo.is_pinned(cid_key):
-                    owing = next((holder for holder in holders if self._pinned_here(holder)), None)
+                    owing = next((h for h in holders if self._owed_here(requests[h]) is not None), None)
                     owed += [owing] if owing is not None else []
+            if page:
+                self._compare_orphans(requests)
             if after is None:
                 break
         return owed, after
 
-    def _pinned_here(self, holder: Holder) -> Pin | None:
-        """The holder's request, when it is pinned with this node among its replicas."""
+    def _request(self, holder: Holder) -> Pin | None:
+        """The holder's request, if it still exists (not another request of its millisecond)."""
         created_ms = created_ms_of(holder.request_id)
         pin = None if created_ms is None else self.r.store.get(holder.tenant_id, created_ms)
-        if pin is None or pin.request_id != holder.request_id or pin.status != "pinned":
+        return pin if pin is not None and pin.request_id == holder.request_id else None
+
+    def _owed_here(self, pin: Pin | None) -> Pin | None:
+        """The request, when it is pinned with this node among its replicas."""
+        if pin is None or pin.status != "pinned":
             return None
         return pin if self.node.node_id in pin.info.get("replicas", "").split(",") else None
+
+    # -- orphaned holds --------------------------------------------------------
+
+    def _compare_orphans(self, requests: dict[Holder, Pin | None]) -> None:
+        """Note, forget or let go of the page's holds by whether their
+        requests (as just read) are gone or failed."""
+        node_id = self.node.node_id
+        noted = self.r.pins.orphans(node_id, list(requests))
+        now = self.r.clock()
+        for holder, pin in requests.items():
+            since = noted.get(holder)
+            if pin is not None and pin.status != "failed":
+                if since is not None:
+                    self.r.pins.forget_orphan(node_id, holder)  # back: a later orphaning waits anew
+                continue
+            self.report.orphans_found += 1
+            if since is None:
+                self.r.pins.note_orphan(node_id, holder, now)
+            elif now - since >= self.r.orphan_wait_ms:
+                self._release_orphan(holder, since)
+
+    def _release_orphan(self, holder: Holder, since_ms: int) -> None:
+        """Give up the hold as its request's worker would; unpin when it was the last."""
+        node_id, cid_key = self.node.node_id, holder.cid_key
+        token = f"reconciler-{uuid.uuid4()}"
+        # False also when a worker let it go at the same moment: the hold is gone all the same.
+        last = self.r.holds.release(node_id, cid_key, holder.tenant_id, holder.request_id, token)
+        self.report.orphans_released += 1
+        size = 0
+        if last:
+            size = self._size(cid_key)
+            # A failing pin/rm leaves the lease to expire, then the pin to the leaked side.
+            self.kubo.pin_rm(cid_key)
+            self.r.holds.released(node_id, cid_key, token)
+            self.report.bytes_reclaimed += size
+        logger.warning(
+            "orphaned hold released",
+            extra={
+                "node_id": node_id,
+                "cid": cid_key,
+                "tenant_id": holder.tenant_id,
+                "request_id": holder.request_id,
+                "orphaned_since_ms": since_ms,
+                "unpinned": last,
+                "dag_size": size,
+            },
+        )
 
     def _repair(self, repairs: list[Holder]) -> list[Holder]:
         """Pin what is owed, in the run's time; the repairs left unfinished."""
@@ -254,7 +327,7 @@ class _NodeRun:
     def _repair_one(self, holder: Holder) -> bool:
         """False when the pin is still owed and missing."""
         node_id, cid_key = self.node.node_id, holder.cid_key
-        pin = self._pinned_here(holder)
+        pin = self._owed_here(self._request(holder))
         if pin is None or not self.r.holds.holding(node_id, cid_key, holder.tenant_id, holder.request_id):
             return True  # no longer owed (deleted, replaced, moved)
         if self.kubo.is_pinned(cid_key):

@@ -4,9 +4,16 @@ A pin's tally is two strongly consistent reads of its partition (the state
 item, then a count of its holder items); each write is one conditional
 update of the state item on its `changes` (absent: none yet), so a hold added
 or removed between the reads and the write fails it.
+
+An orphaned hold is noted on its holder item, in `unheld_since_ms` (on a
+state item: since when no hold covers the pin; on a holder item: since when
+its request is gone or failed). Deleting the item with its hold deletes the
+note, so a hold given up and taken again is noted anew.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from pynamodb.expressions.condition import Condition, Or
 
@@ -14,7 +21,7 @@ from chalicelib.fleet.hold_repository import Holder, Lease
 from chalicelib.fleet.reconcile_repository import ReconcileCursor, Sighting, Tally
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.hold_repository import _no_release, _update
-from chalicelib.storage.node_pin import HOLDER, RECONCILE, STATE, NodePin, node_pin_key, reconcile_key
+from chalicelib.storage.node_pin import HOLDER, RECONCILE, STATE, NodePin, holder_key, node_pin_key, reconcile_key
 
 
 class DynamoReconcileRepository:
@@ -69,6 +76,34 @@ class DynamoReconcileRepository:
         )
 
     @busy_as_storage_busy()
+    def orphans(self, node_id: str, holders: Sequence[Holder]) -> dict[Holder, int]:
+        # One BatchGetItem per 100 holders (PynamoDB splits and retries what is unprocessed).
+        by_key = {(node_pin_key(node_id, h.cid_key), holder_key(h.tenant_id, h.request_id)): h for h in holders}
+        items = NodePin.batch_get(
+            list(by_key),
+            consistent_read=True,
+            attributes_to_get=["node_pin", "entry", "unheld_since_ms"],
+        )
+        return {
+            by_key[(item.node_pin, item.entry)]: item.unheld_since_ms
+            for item in items
+            if item.unheld_since_ms is not None
+        }
+
+    @busy_as_storage_busy()
+    def note_orphan(self, node_id: str, holder: Holder, now_ms: int) -> bool:
+        # Conditioned on the item: an update would otherwise make a holder item no count knows.
+        return _update(
+            _holder_item(node_id, holder),
+            [NodePin.unheld_since_ms.set(now_ms)],
+            NodePin.entry.exists() & NodePin.unheld_since_ms.does_not_exist(),
+        )
+
+    @busy_as_storage_busy()
+    def forget_orphan(self, node_id: str, holder: Holder) -> None:
+        _update(_holder_item(node_id, holder), [NodePin.unheld_since_ms.remove()], NodePin.entry.exists())
+
+    @busy_as_storage_busy()
     def cursor(self, node_id: str) -> ReconcileCursor:
         try:
             item = NodePin.get(reconcile_key(node_id), RECONCILE, consistent_read=True)
@@ -92,6 +127,10 @@ class DynamoReconcileRepository:
             listed=cursor.listed,
             repairs=repairs or None,
         ).save()
+
+
+def _holder_item(node_id: str, holder: Holder) -> NodePin:
+    return NodePin(node_pin_key(node_id, holder.cid_key), holder_key(holder.tenant_id, holder.request_id))
 
 
 def _at(changes: int) -> Condition:

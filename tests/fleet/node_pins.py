@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 from chalicelib.fleet.node import Node
-from chalicelib.kubo.errors import KuboUnavailable, PinStalled
+from chalicelib.kubo.errors import KuboServerError, KuboUnavailable, PinStalled
 
 
 class NodePinSet:
@@ -48,6 +48,9 @@ class NodePinSet:
 
     def dag_size(self, cid: str) -> int:
         self._up()
+        if cid not in self.pinned:
+            # Kubo's dag/stat, offline, on blocks the node does not have.
+            raise KuboServerError(f"block was not found locally (offline): {cid}")
         return self.pinned[cid]
 
     def _up(self) -> None:

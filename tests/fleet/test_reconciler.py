@@ -1,6 +1,7 @@
 """The fleet reconciler: missing pins repaired, leaked ones reclaimed after
-the grace (never while a pin is in progress), counts corrected, bounded runs
-resumed, down nodes skipped. In-memory holds and pins, in-process nodes."""
+the grace (never while a pin is in progress), counts corrected, holds of
+requests gone or failed let go after the pin deadline and the grace, bounded
+runs resumed, down nodes skipped. In-memory holds and pins, in-process nodes."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from tests.support.memory.pins import MemoryPinRepository
 from tests.support.memory.reconcile import MemoryReconcile
 
 GRACE_S = 3600
+DEADLINE_S = 6 * 3600
+# How long a hold stays orphaned before the reconciler lets it go.
+ORPHAN_WAIT_S = DEADLINE_S + GRACE_S
 NODES = ("node-a", "node-b", "node-c")
 
 
@@ -59,6 +63,7 @@ class World:
             self.fleet.kubo,
             self.fleet.copy_to,
             grace_seconds=GRACE_S,
+            pin_deadline_seconds=DEADLINE_S,
             pins_per_run=pins_per_run,
             clock=self.clock,
         )
@@ -86,6 +91,10 @@ class World:
             if status == "pinned":
                 self.fleet[node_id].pin(cid)
         return pin
+
+    def delete(self, pin: Pin) -> None:
+        """The request deleted, its unpin lost (say, dead-lettered): its holds stay."""
+        self.store.delete(pin, OutboxMessage("shard#0", f"{pin.created_ms}#d", "{}", pin.created_ms))
 
     def unheld_pin(self, node_id: str, seed: object, size: int = 4096) -> str:
         """A pin made on the node behind the service's back."""
@@ -386,3 +395,152 @@ def test_pins_a_run_unpinned_do_not_push_the_next_run_past_others():
     assert [world.run().reclaimed for _ in range(3)] == [2, 2, 1]
     assert world.fleet["node-a"].removed == leaked
     assert world.pins.cursor("node-a").listed == 0
+
+
+# -- orphaned holds -------------------------------------------------------------
+
+
+def test_a_hold_of_a_deleted_request_goes_after_the_deadline_and_grace_and_its_pin_with_it(world):
+    # Given a request pinned on node-a alone, deleted, its unpin lost
+    cid = cid_v1("orphan")
+    pin = world.request(cid, replicas=("node-a",))
+    world.delete(pin)
+
+    # When runs find its hold within the pin deadline and grace, then it stays, noted
+    report = world.run()
+    assert (report.orphans_found, report.orphans_released) == (1, 0)
+    world.clock.advance(ORPHAN_WAIT_S - 1)
+    report = world.run()
+    assert (report.orphans_found, report.orphans_released) == (1, 0)
+    assert world.holds.holding("node-a", cid, "alice", pin.request_id)
+
+    # When a run finds it so after them, then the hold goes and, as it was the last, the pin
+    world.clock.advance(1)
+    report = world.run()
+    assert (report.orphans_found, report.orphans_released) == (1, 1)
+    assert not world.holds.holding("node-a", cid, "alice", pin.request_id)
+    assert world.fleet["node-a"].removed == [cid]
+    assert report.bytes_reclaimed == 1024
+    # And its removal lease is over: a new request may hold it at once, and nothing is left to find
+    assert world.holds.hold("node-a", cid, "bob", new_request_id(1))
+    assert world.run().orphans_found == 1  # bob's request is no request either
+
+
+def test_an_orphaned_hold_goes_alone_when_a_live_request_still_holds_the_cid(world):
+    # Given two requests pinning one CID on node-a, one of them deleted with its unpin lost
+    cid = cid_v1("shared")
+    gone = world.request(cid, replicas=("node-a",))
+    kept = world.request(cid, replicas=("node-a",))
+    world.delete(gone)
+
+    # When runs find the orphan before and after the wait
+    world.run()
+    world.clock.advance(ORPHAN_WAIT_S)
+    report = world.run()
+
+    # Then only its hold goes: the live request keeps its hold, its count and its pin
+    assert report.orphans_released == 1
+    assert _holds_of(world, cid) == [Hold("node-a", cid, "alice", kept.request_id)]
+    assert world.pins.tally("node-a", cid).holders == 1
+    assert world.fleet["node-a"].is_pinned(cid) and world.fleet["node-a"].removed == []
+
+
+def test_a_failed_requests_remaining_hold_is_an_orphan_too(world):
+    # Given a request that failed, one of its holds not released (the worker always releases them)
+    cid = cid_v1("failed")
+    pin = world.request(cid, replicas=("node-a",), status="pinning")
+    world.store.update(pin, status="failed", info={"failed_reason": "gave up"})
+
+    # When runs find it before and after the wait, then it goes after it
+    assert world.run().orphans_found == 1
+    world.clock.advance(ORPHAN_WAIT_S)
+    assert world.run().orphans_released == 1
+    assert _holds_of(world, cid) == []
+
+
+def test_the_holds_of_a_request_being_replaced_are_left_alone_within_the_deadline(world):
+    # Given a pinned request replaced by a new one (gone at once; its holds kept until the new one is pinned)
+    cid = cid_v1("v1")
+    old = world.request(cid, replicas=("node-a",))
+    world._created += 1
+    new = Pin(
+        tenant_id="alice",
+        created_ms=world._created,
+        request_id=new_request_id(world._created),
+        status="queued",
+        cid=cid_v1("v2"),
+        cid_key=cid_v1("v2"),
+    )
+    world.store.create(new, OutboxMessage("shard#0", "r#m", "{}", world._created), replacing=old)
+
+    # When runs find the old request's hold within the pin deadline (and grace) of the first sighting
+    world.run()
+    world.clock.advance(DEADLINE_S)
+    report = world.run()
+    world.clock.advance(GRACE_S - 1)
+    report.add(world.run())
+
+    # Then it is noted, never let go: the new request's worker releases it (pin/update needs it meanwhile)
+    assert (report.orphans_found, report.orphans_released) == (2, 0)
+    assert world.holds.holding("node-a", cid, "alice", old.request_id)
+    assert world.fleet["node-a"].is_pinned(cid)
+
+
+def test_a_request_found_back_restarts_the_wait(world):
+    # Given a deleted request's hold, noted
+    cid = cid_v1("back")
+    pin = world.request(cid, replicas=("node-a",))
+    world.delete(pin)
+    world.run()
+
+    # When a run finds the request back (a read that missed it), then the note is forgotten
+    world.clock.advance(ORPHAN_WAIT_S / 2)
+    world.store.create(pin, OutboxMessage("shard#0", "b#m", "{}", pin.created_ms))
+    assert world.run().orphans_found == 0
+    # And once it is gone again, the wait starts from the next sighting, not the first
+    world.delete(world.store.get("alice", pin.created_ms))
+    world.clock.advance(ORPHAN_WAIT_S / 2)
+    assert world.run().orphans_released == 0
+    world.clock.advance(ORPHAN_WAIT_S - 1)
+    assert world.run().orphans_released == 0
+    world.clock.advance(1)
+    assert world.run().orphans_released == 1
+
+
+def test_a_hold_given_up_and_taken_again_restarts_the_wait(world):
+    # Given a deleted request's hold, noted
+    cid = cid_v1("again")
+    pin = world.request(cid, replicas=("node-a",))
+    world.delete(pin)
+    world.run()
+
+    # When the hold is given up and taken again in its name before the wait is over
+    world.clock.advance(ORPHAN_WAIT_S / 2)
+    assert world.holds.release("node-a", cid, "alice", pin.request_id, token="m1")
+    world.holds.released("node-a", cid, "m1")
+    assert world.holds.hold("node-a", cid, "alice", pin.request_id)
+
+    # Then the wait from the first note does not count: the new hold is noted now, and goes a wait later
+    world.clock.advance(ORPHAN_WAIT_S / 2)
+    assert world.run().orphans_released == 0
+    world.clock.advance(ORPHAN_WAIT_S - 1)
+    assert world.run().orphans_released == 0
+    world.clock.advance(1)
+    assert world.run().orphans_released == 1
+
+
+def test_runs_with_many_orphans_stop_at_their_limits_and_resume():
+    # Given five deleted requests holding a CID each on node-a, and runs that compare two holds each
+    world = World(pins_per_run=2)
+    cids = sorted(cid_v1(f"orphan-{i}") for i in range(5))
+    for cid in cids:
+        world.delete(world.request(cid, replicas=("node-a",)))
+
+    # When runs go on, then each notes the next two, and the third ends the pass
+    assert [world.run().orphans_found for _ in range(3)] == [2, 2, 1]
+    assert world.pins.cursor("node-a").held_after is None
+    # And after the wait, the next pass lets them go two by two, in the node index's order
+    world.clock.advance(ORPHAN_WAIT_S)
+    assert [world.run().orphans_released for _ in range(3)] == [2, 2, 1]
+    assert world.fleet["node-a"].removed == cids
+    assert world.holds_repo.holds == set()

@@ -21,6 +21,7 @@ def emitted(report: ReconcileReport, stage: str) -> dict:
 def test_a_runs_counts_are_one_embedded_metric_line():
     report = ReconcileReport(nodes=3, skipped=1, missing_found=2, repaired=1, leaked_found=5, reclaimed=4)
     report.bytes_reclaimed, report.counts_corrected = 8192, 1
+    report.orphans_found, report.orphans_released = 3, 2
 
     entry = emitted(report, "prod")
 
@@ -36,6 +37,8 @@ def test_a_runs_counts_are_one_embedded_metric_line():
         "LeakedPinsReclaimed": 4,
         "BytesReclaimed": 8192,
         "HolderCountsCorrected": 1,
+        "OrphanHoldsFound": 3,
+        "OrphanHoldsReleased": 2,
         "ReconcilerSkippedNodes": 1,
     }
 
@@ -53,6 +56,7 @@ def test_the_alarm_adds_up_the_repairs_the_reconciler_emits_for_its_stage():
         "MissingPinsFound",
         "LeakedPinsReclaimed",
         "HolderCountsCorrected",
+        "OrphanHoldsReleased",
     }
     assert all(stat["MetricName"] in entry for stat in stats)
     assert {stat["Namespace"] for stat in stats} == {METRIC_NAMESPACE}

@@ -125,3 +125,44 @@ def test_a_nodes_cursor_is_kept_until_replaced(stores):
     assert holds.holders_on("node-a", pins.cursor("node-a").held_after, 1)[0] == [Holder(CID, "alice", "r1")]
     pins.save_cursor("node-a", ReconcileCursor())
     assert pins.cursor("node-a") == ReconcileCursor()
+
+
+def test_an_orphaned_hold_is_noted_once_and_only_while_stored(stores):
+    holds, pins, _ = stores
+    alice, bob = Holder(CID, "alice", "r1"), Holder(CID, "bob", "r2")
+    holds.add(ALICE, NOW)
+    holds.add(BOB, NOW)
+    assert pins.orphans("node-a", [alice, bob]) == {}
+    # Noted once: a later note keeps the first sighting
+    assert pins.note_orphan("node-a", alice, NOW)
+    assert not pins.note_orphan("node-a", alice, NOW + 1)
+    assert pins.orphans("node-a", [alice, bob]) == {alice: NOW}
+    # A hold that is not stored is not noted (nor made)
+    carol = Holder(CID, "carol", "r3")
+    assert not pins.note_orphan("node-a", carol, NOW)
+    assert pins.orphans("node-a", [carol]) == {}
+    assert pins.tally("node-a", CID).held_by == 2
+    # The note is not the pin's: its count and changes stay
+    assert pins.tally("node-a", CID) == Tally(2, 2, 2, None, None)
+
+
+def test_an_orphan_note_is_forgotten_and_goes_with_its_hold(stores):
+    holds, pins, _ = stores
+    alice = Holder(CID, "alice", "r1")
+    holds.add(ALICE, NOW)
+    pins.note_orphan("node-a", alice, NOW)
+    # Forgotten (its request is back): noted anew later
+    pins.forget_orphan("node-a", alice)
+    assert pins.orphans("node-a", [alice]) == {}
+    assert pins.note_orphan("node-a", alice, NOW + 5)
+    assert pins.orphans("node-a", [alice]) == {alice: NOW + 5}
+    # Given up and taken again: the new hold is not noted
+    holds.remove(ALICE, 1, Lease("m1", NOW))
+    holds.end_lease("node-a", CID, "m1")
+    holds.add(ALICE, NOW + 6)
+    assert pins.orphans("node-a", [alice]) == {}
+    # Forgetting a hold that is gone makes nothing
+    holds.remove(ALICE, 1, Lease("m2", NOW))
+    pins.forget_orphan("node-a", alice)
+    assert not holds.held(ALICE)
+    assert pins.tally("node-a", CID).held_by == 0
