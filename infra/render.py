@@ -88,6 +88,7 @@ RECONCILER_REPAIRS = {
     "missing": RECONCILER_METRICS["missing_found"][0],
     "reclaimed": RECONCILER_METRICS["reclaimed"][0],
     "recounted": RECONCILER_METRICS["counts_corrected"][0],
+    "orphaned": RECONCILER_METRICS["orphans_released"][0],
 }
 
 
@@ -160,9 +161,17 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={
             NodeRecord: QUERY,
             # The holders' pages (node index) and each pin's tally, sighting,
-            # count, lease; its holder reads; each node's cursor.
-            NodePin: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem"),
-            # A missing pin's request: is it pinned there?
+            # count, lease; its holder reads; each node's cursor; a page's
+            # orphan notes (one batch read), and an orphaned hold's release.
+            NodePin: (
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+            ),
+            # Each holder's request: is it pinned there, gone or failed?
             PinItem: READ,
         },
         indexes=(NodePin,),
@@ -606,7 +615,8 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
                 "AlarmDescription": "The fleet reconciler found pins missing from their nodes, unpinned pins no "
-                "request held, or corrected holder counts (its log names each node and CID).",
+                "request held, corrected holder counts, or let go of holds whose request was gone or failed (its "
+                "log names each node and CID).",
                 "Metrics": [
                     *(
                         {

@@ -24,6 +24,7 @@ import pytest
 
 from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
+from chalicelib.pins.request_ids import new_request_id
 from chalicelib.queue.messages import decode
 from chalicelib.storage.change_stream import is_change
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -294,7 +295,8 @@ def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) ->
 
 def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
     """A health check, a sweep that finds a message left behind, and a
-    reconciler that finds a pin lost and one leaked."""
+    reconciler that finds a pin lost, one leaked and a hold whose request is
+    gone: a second run, with no wait, unpins the leak and lets the hold go."""
     scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
     with recorder.running("CheckFleetHealth"):
         client.lambda_.invoke("check_fleet_health", scheduled)
@@ -304,8 +306,16 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
     for kubo in kubos.values():
         kubo.pinned.discard(pinned)
         kubo.pinned.add(cid_v1("iam-leaked"))
-    with recorder.running("ReconcileFleet"):
-        assert client.lambda_.invoke("reconcile_fleet", scheduled).payload["skipped"] == 0
+    orphan = cid_v1("iam-orphan")
+    kubos["node-0"].pinned.add(orphan)
+    assert build_services(recorder.settings).holds.hold("node-0", orphan, "alice", new_request_id(1))
+    settings = recorder.settings
+    recorder.settings = replace(settings, reconcile_grace_seconds=0, pin_deadline_seconds=0)
+    for _ in range(2):
+        with recorder.running("ReconcileFleet"):
+            assert client.lambda_.invoke("reconcile_fleet", scheduled).payload["skipped"] == 0
+    recorder.settings = settings
+    assert orphan not in kubos["node-0"].pinned
 
 
 def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
