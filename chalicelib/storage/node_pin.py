@@ -74,6 +74,7 @@ class NodePin(Model):
     # reconciler's writes are conditioned on it. Absent means none.
     changes = IntegerAttribute(null=True)
     # State items: first seen on the node with no hold, at that many changes.
+    # Holder items: first seen with no live request behind them (an orphan).
     unheld_since_ms = IntegerAttribute(null=True)
     unheld_changes = IntegerAttribute(null=True)
     # TURN items only: the request's turn and the message (id) carrying it.

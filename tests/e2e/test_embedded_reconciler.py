@@ -114,3 +114,26 @@ def test_a_lost_pin_is_repaired_and_leaked_ones_are_reclaimed(fleet, nodes, alic
     # And a third run finds nothing left to do
     third = reconcile()
     assert {name: count for name, count in third.items() if count} == {"nodes": 3}
+
+
+def test_a_deleted_requests_hold_whose_unpin_was_lost_is_let_go_and_its_pin_removed(fleet, nodes, alice):
+    # Given a pinned request deleted through the API, its unpin message lost (as a dead-lettered one is)
+    cid, status, replicas = pinned_request(alice, fleet, nodes)
+    assert alice.request("DELETE", f"/pins/{status['requestid']}").status == 202
+    assert Queue(fleet).receive()
+    # and a reconciler whose wait for an orphaned hold is over at once (pin deadline and grace 0)
+    app_module.services.install(build_services(replace(fleet.settings, pin_deadline_seconds=0)))
+
+    # When it runs, then the holds are noted, and the pins stay
+    first = reconcile()
+    assert (first["orphans_found"], first["orphans_released"]) == (2, 0)
+    assert all(is_pinned(node, cid) for node in replicas)
+
+    # When it runs again, then the holds go and, as they were the last, the pins with them
+    second = reconcile()
+    assert (second["orphans_found"], second["orphans_released"]) == (2, 2)
+    assert not any(is_pinned(node, cid) for node in replicas)
+    assert second["bytes_reclaimed"] > 64 * 1024
+    # And a third run finds nothing left to do
+    third = reconcile()
+    assert {name: count for name, count in third.items() if count} == {"nodes": 3}
