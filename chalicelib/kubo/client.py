@@ -8,14 +8,20 @@ further parameters. Kubo's errors become the typed exceptions of
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
+from chalicelib.cold.block_index import BlockIndex
+from chalicelib.cold.car import CarError, CarReader
+from chalicelib.cold.cids import BlockMismatch, Cid, cid_from_text
+from chalicelib.kubo.dag_links import DagCompleteness, MalformedBlock
 from chalicelib.kubo.errors import (
     KuboAuthError,
     KuboError,
@@ -204,6 +210,69 @@ class KuboClient:
             raise KuboServerError(f"dag/stat answered without a size: {reply}")
         return int(size)
 
+    # -- whole DAGs as CARs ----------------------------------------------------
+
+    def dag_export(self, cid: str, *, seconds: float, offline: bool = True, chunk_bytes: int = 1 << 20) -> DagExport:
+        """The CARv1 of the DAG under `cid`, streamed, within `seconds` in all.
+
+            with client.dag_export(cid, seconds=600) as export:
+                for chunk in export:  # the CAR's bytes as they arrive
+                    upload(chunk)
+            export.index  # offset and length of every block, once the loop ended
+
+        Kubo's `dag/export` (core/commands/dag/export.go) checks the root block
+        before it answers, so a CID it lacks fails here (KuboServerError);
+        it then streams blocks in DAG-traversal, first-seen order, each once.
+        `offline` (the default) keeps the node from fetching what it lacks:
+        an archive is exported from a node that pins the DAG. Any later
+        error (a missing block, Kubo's own `timeout`) only ends the stream
+        early with an `X-Stream-Error` trailer that requests cannot read, so
+        `DagExport` checks the CAR as it passes (see there): the loop ends
+        without an exception only for the whole DAG, every block verified.
+        A CID that is not valid raises CidError (a ValueError) before any request."""
+        root = cid_from_text(cid)
+        deadline = time.monotonic() + seconds
+        flags = {"offline": offline, "timeout": _go_duration(seconds)}
+        response = self._post("dag/export", [cid], flags, stream=True, read_timeout=seconds)
+        return DagExport(response, root, deadline, chunk_bytes)
+
+    def dag_import(self, chunks: Iterable[bytes], *, seconds: float, pin_roots: bool = True) -> ImportedCar:
+        """Give the node the CAR whose bytes `chunks` yields (`dag/import`),
+        uploaded as they come, within `seconds` in all; with `pin_roots`,
+        Kubo pins every root of the CAR's header.
+
+        The body is multipart/form-data with one file part, sent with chunked
+        transfer encoding, as Kubo's `FileArg` takes it. Kubo
+        (core/commands/dag/import.go) checks every block against its CID,
+        stores them, then pins each root offline and answers NDJSON: one
+        `{"Root": {"Cid": {"/": cid}, "PinErrorMsg": ""}}` a root and, with
+        `stats=true`, `{"Stats": {"BlockCount", "BlockBytesCount"}}` (as in
+        its sharness test t0054-dag-car-import-export.sh). A malformed or
+        corrupt CAR fails before any output (KuboServerError); a root that
+        could not be pinned (its DAG not whole on the node) raises
+        KuboServerError naming it. Running out of time raises KuboUnavailable:
+        what was stored stays unpinned, a retry sends it again."""
+        deadline = time.monotonic() + seconds
+        boundary = secrets.token_hex(16)
+        flags = {"pin-roots": pin_roots, "stats": True, "timeout": _go_duration(seconds)}
+        try:
+            response = self._post(
+                "dag/import",
+                [],
+                flags,
+                stream=True,
+                read_timeout=seconds,
+                body=_multipart_file(chunks, boundary, deadline),
+                content_type=f"multipart/form-data; boundary={boundary}",
+            )
+        except _UploadTimedOut as error:
+            raise KuboUnavailable(f"dag/import: the CAR was not sent within {seconds:g} s") from error
+        with response:
+            imported = _read_import(response)
+        if pin_roots and not imported.roots:
+            raise KuboServerError("dag/import pinned no root: the CAR's header names none")
+        return imported
+
     # -- transport -----------------------------------------------------------
 
     def _call(
@@ -231,14 +300,18 @@ class KuboClient:
         *,
         stream: bool = False,
         read_timeout: float | None = None,
+        body: Iterable[bytes] | None = None,
+        content_type: str | None = None,
     ) -> requests.Response:
         params: list[tuple[str, str]] = [("arg", arg) for arg in args]
         params += [(name, _flag(value)) for name, value in flags.items()]
+        headers = self._headers if content_type is None else {**self._headers, "Content-Type": content_type}
         try:
             response = self._session.post(
                 self._api_url + path,
                 params=params,
-                headers=self._headers,
+                headers=headers,
+                data=body,  # an iterator goes out as it comes, in chunked transfer encoding
                 stream=stream,
                 timeout=(self._timeout, self._timeout if read_timeout is None else read_timeout),
             )
@@ -250,6 +323,163 @@ class KuboClient:
             with response:
                 raise _error_from(path, response)
         return response
+
+
+@dataclass(frozen=True)
+class ImportedCar:
+    roots: tuple[str, ...]  # pinned, as Kubo spells them; empty without pin_roots
+    blocks: int  # stored from the CAR (0 when the node sends no stats)
+    bytes: int
+
+
+class BadExport(KuboServerError):
+    """A dag/export whose CAR is not the whole DAG under the root asked for:
+    cut short (Kubo's error went in the trailer), a block that does not hash
+    to its CID, a linked block missing, another root. Retryable, on another
+    node if it persists."""
+
+
+class DagExport:
+    """A `dag/export` answer: iterate for the CAR's bytes, as they arrive.
+
+    Every chunk is checked before it is handed over: `CarReader` verifies
+    each block against its CID, `DagCompleteness` follows the links of each
+    block. The iteration ends normally only when the stream ended on a
+    section's end, the header's root is the one asked for, and every block
+    linked to from the root down was in the CAR: the whole DAG. Otherwise
+    it raises BadExport, for a cut stream after its last chunk (the one
+    sign a client can read of an error Kubo put in the trailer): a caller
+    must not keep what it wrote (commit a multipart upload) until the loop
+    ended. A stream that stops coming or breaks raises KuboUnavailable.
+    `UnsupportedHash` and `UnsupportedCodec` (ValueErrors) say that the
+    DAG cannot be verified here, wherever it comes from.
+
+    `index` then holds every block's offset and length in the CAR,
+    `car_bytes` its size: the archive's block index needs no second pass."""
+
+    def __init__(self, response: requests.Response, root: Cid, deadline: float, chunk_bytes: int) -> None:
+        self.root = root
+        self.index = BlockIndex()
+        self.complete = False
+        self._response = response
+        self._deadline = deadline
+        self._chunk_bytes = chunk_bytes
+        self._reader = CarReader()
+        self._dag: DagCompleteness | None = None
+
+    @property
+    def car_bytes(self) -> int:
+        return self._reader.bytes_read
+
+    def __enter__(self) -> DagExport:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Hang up (Kubo then stops the export)."""
+        self._response.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self._response:
+            for chunk in self._chunks():
+                self._check(chunk)
+                yield chunk
+        self._finish()
+
+    def _chunks(self) -> Iterator[bytes]:
+        chunks = self._response.raw.stream(self._chunk_bytes, decode_content=True)
+        while True:
+            seconds_left = self._deadline - time.monotonic()
+            if seconds_left <= 0:
+                raise KuboUnavailable(f"dag/export of {self.root} ran out of time after {self.car_bytes} bytes")
+            _limit_next_read(self._response, seconds_left)
+            try:
+                chunk = next(chunks, None)
+            except ReadTimeoutError as error:
+                raise KuboUnavailable(
+                    f"dag/export of {self.root} ran out of time after {self.car_bytes} bytes"
+                ) from error
+            except (ProtocolError, OSError) as error:
+                raise KuboUnavailable(f"dag/export stream broke after {self.car_bytes} bytes: {error}") from error
+            if chunk is None:
+                return
+            if chunk:
+                yield chunk
+
+    def _check(self, chunk: bytes) -> None:
+        try:
+            blocks = self._reader.feed(chunk)
+            if self._dag is None and self._reader.header is not None:
+                self._dag = self._follow(self._reader.header.roots)
+            for block in blocks:
+                assert self._dag is not None  # the header comes before any block
+                self._dag.add(block.cid, block.offset, block.data)
+        except (CarError, BlockMismatch, MalformedBlock) as error:
+            raise BadExport(f"dag/export of {self.root}: {error}") from error
+
+    def _follow(self, roots: Sequence[Cid]) -> DagCompleteness:
+        if [root.key for root in roots] != [self.root.key]:
+            raise BadExport(f"dag/export of {self.root} answered a CAR of roots {[str(root) for root in roots]}")
+        return DagCompleteness(roots, self.index)
+
+    def _finish(self) -> None:
+        try:
+            self._reader.close()
+        except CarError as error:
+            raise BadExport(f"dag/export of {self.root} was cut: {error}") from error
+        missing = self._dag.missing if self._dag is not None else [self.root]
+        if missing:
+            raise BadExport(
+                f"dag/export of {self.root} ended without {len(missing)} block(s) the DAG links to"
+                f" (first {missing[0]}), after {self.car_bytes} bytes: the node's error is in a trailer"
+            )
+        self.complete = True
+
+
+class _UploadTimedOut(Exception):
+    """The request body was still being sent at the deadline."""
+
+
+def _multipart_file(chunks: Iterable[bytes], boundary: str, deadline: float) -> Iterator[bytes]:
+    """A multipart/form-data body of one file part holding `chunks`."""
+    yield (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="dag.car"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    for chunk in chunks:
+        if time.monotonic() >= deadline:
+            raise _UploadTimedOut()
+        if chunk:
+            yield chunk
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def _read_import(response: requests.Response) -> ImportedCar:
+    roots: list[str] = []
+    failed: list[str] = []
+    blocks = size = 0
+    try:
+        for line in _lines(response):
+            output = _stream_output(line, "dag/import")
+            root, stats = output.get("Root"), output.get("Stats")
+            if isinstance(root, dict):
+                cid = str((root.get("Cid") or {}).get("/", ""))
+                if root.get("PinErrorMsg"):
+                    failed.append(f"{cid}: {root['PinErrorMsg']}")
+                else:
+                    roots.append(cid)
+            elif isinstance(stats, dict):
+                blocks, size = int(stats.get("BlockCount") or 0), int(stats.get("BlockBytesCount") or 0)
+    except (ProtocolError, OSError) as error:
+        raise KuboUnavailable(f"dag/import stream broke: {error}") from error
+    if failed:
+        raise KuboServerError(f"dag/import could not pin {len(failed)} root(s): {'; '.join(failed)}", 200)
+    return ImportedCar(tuple(roots), blocks, size)
 
 
 class _ReadTimedOut(KuboUnavailable):
@@ -344,6 +574,11 @@ def _stream_output(line: bytes, command: str = "pin/add") -> dict[str, Any]:
     if output.get("Type") == "error":
         raise KuboServerError(str(output.get("Message") or f"{command} failed"), 200)
     return output
+
+
+def _go_duration(seconds: float) -> str:
+    """Kubo's `timeout` flag: a Go duration."""
+    return f"{max(seconds, 0.001):.3f}s"
 
 
 def _flag(value: Any) -> str:

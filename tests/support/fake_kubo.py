@@ -9,19 +9,30 @@ measured in blocks of BLOCK_BYTES; pin/add reports one more block every
 as Kubo does every 500 ms, with the bytes fetched (`Bytes`) from Kubo 0.40 on
 (`version`). Blocks fetched stay fetched, so a later pin/add of the same CID
 resumes where an interrupted one stopped.
+
+Whole DAGs as CARs: `add_car(cid, car)` gives the node (or its providers)
+a DAG's CARv1; `dag/export` streams the CAR of a CID the node holds and
+`dag/import` (multipart, read with the service's own CAR reader, so every
+block is verified) stores the CAR under each root it holds and pins those,
+both in Kubo's wire format. `sample_car` builds a small UnixFS-like DAG.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from chalicelib.cold.car import CarError, CarReader, write_car
+from chalicelib.cold.cids import Cid, cid_from_bytes
+from chalicelib.cold.varints import encode_varint
 
 BLOCK_BYTES = 262_144
 # The Kubo release the fake answers as, by default: the first whose pin/add reports bytes.
@@ -43,6 +54,7 @@ class Call:
     query: str  # exactly as sent
     headers: dict[str, str]  # names lower-cased
     client_port: int
+    body: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -72,6 +84,12 @@ class _Fetch:
     def due(self) -> float:
         """When the next block comes."""
         return self.last_block + (0.0 if self.blocks < self.already else self.per_block)
+
+
+@dataclass(frozen=True)
+class _ExportFault:
+    after_bytes: int
+    error: str | None  # ends the stream with this in the trailer; None: stops sending
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,10 @@ class FakeKubo:
         self._refused_dials: dict[str, str] = {}
         self._key_spellings: dict[str, str] = {}
         self._delays: dict[str, float] = {}
+        self._cars: dict[str, bytes] = {}
+        self._export_faults: dict[str, _ExportFault] = {}
+        # dag/export sends the CAR in HTTP chunks of this many bytes.
+        self.export_chunk_bytes = 4096
 
         self._port = 0
         self._server: _Server | None = None
@@ -182,6 +204,21 @@ class FakeKubo:
         with self._lock:
             self._blocks[cid] = blocks
 
+    def add_car(self, cid: str, car: bytes, *, held: bool = False) -> None:
+        """Make the DAG whose CAR is `car` fetchable (a pin/add fetches its
+        blocks), or already on the node (`held`): either way, once on the
+        node, dag/export streams it."""
+        blocks = len(list(CarReader(verify=False).blocks([car])))  # a test may serve a corrupt CAR
+        with self._lock:
+            self._cars[cid] = car
+            self._blocks[cid] = blocks
+            if held:
+                self._fetched[cid] = blocks
+
+    def car_of(self, cid: str) -> bytes | None:
+        with self._lock:
+            return self._cars.get(cid)
+
     @property
     def repo_size(self) -> int:
         with self._lock:
@@ -224,6 +261,18 @@ class FakeKubo:
         X-Stream-Error trailer as Kubo sends it, or as an error object line."""
         with self._lock:
             self._stream_failures[cid] = _StreamFailure(message, after_lines, as_line)
+
+    def cut_export(self, cid: str, after_bytes: int, error: str = "context deadline exceeded") -> None:
+        """dag/export of `cid` ends after `after_bytes` bytes of its CAR, the
+        chunked answer closed properly with `error` in the X-Stream-Error
+        trailer, as Kubo ends an export that fails once streaming."""
+        with self._lock:
+            self._export_faults[cid] = _ExportFault(after_bytes, error)
+
+    def stall_export(self, cid: str, after_bytes: int) -> None:
+        """dag/export of `cid` sends `after_bytes` bytes, then nothing more."""
+        with self._lock:
+            self._export_faults[cid] = _ExportFault(after_bytes, None)
 
     def forget_pin(self, cid: str) -> None:
         """pin/add of `cid` reports Pins but does not record the pin (the
@@ -286,6 +335,7 @@ class FakeKubo:
             parsed.query,
             {name.lower(): value for name, value in handler.headers.items()},
             handler.client_address[1],
+            handler.body,
         )
         with self._lock:
             self.calls.append(call)
@@ -482,6 +532,117 @@ class FakeKubo:
             }
         )
 
+    def _dag_export(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
+        cid = args[0]
+        with self._lock:
+            car = self._cars.get(cid) if self._is_local(cid) else None
+            fault = self._export_faults.get(cid)
+        if car is None:
+            # Kubo checks the root block before it answers.
+            return handler.reply_error(f"block was not found locally (offline): ipld: could not find {cid}", 0)
+        stream = _Stream(handler, "application/vnd.ipld.car", [("X-Stream-Output", "1")])
+        sent_until = len(car) if fault is None else min(fault.after_bytes, len(car))
+        try:
+            for at in range(0, sent_until, self.export_chunk_bytes):
+                stream.chunk(car[at : min(at + self.export_chunk_bytes, sent_until)])
+            if fault is not None and fault.error is None:
+                handler.server.closing.wait(self.stream_limit)
+                return stream.drop()
+            stream.end(error=fault.error if fault is not None else None)
+        except OSError:
+            handler.close_connection = True
+
+    def _dag_import(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
+        try:
+            cars = _multipart_files(handler.headers.get("Content-Type", ""), handler.body)
+            imported = [(car, _read_car(car)) for car in cars]
+        except (CarError, ValueError) as error:
+            return handler.reply_error(f"import failed: {error}", 0)
+        if not cars:
+            return handler.reply_error("file argument 'path' is required", 1)
+        pin_roots = flags.get("pin-roots", "true") == "true"
+        lines: list[dict[str, Any]] = [
+            {"Root": {"Cid": {"/": root}, "PinErrorMsg": self._store_imported(root, car, blocks, pin_roots)}}
+            for car, (roots, blocks) in imported
+            for root in roots
+        ]
+        if not pin_roots:
+            lines = []
+        if flags.get("stats") == "true":
+            count = sum(len(blocks) for _, (_, blocks) in imported)
+            size = sum(sum(blocks.values()) for _, (_, blocks) in imported)
+            lines.append({"Stats": {"BlockCount": count, "BlockBytesCount": size}})
+        stream = _Stream(handler)
+        for line in lines:
+            stream.line(line)
+        stream.end()
+
+    def _store_imported(self, root: str, car: bytes, blocks: dict[bytes, int], pin: bool) -> str:
+        """Keep what a CAR holds of `root` and pin it: Kubo's PinErrorMsg, empty when pinned."""
+        if _key(root) not in blocks:  # the fake takes a CAR holding its root for the whole DAG
+            return f"block was not found locally (offline): ipld: could not find {root}"
+        with self._lock:
+            self._cars[root] = car
+            self._blocks[root] = self._fetched[root] = len(blocks)
+            if pin:
+                self.pinned.add(root)
+        return ""
+
+
+def _key(text: str) -> bytes:
+    from chalicelib.cold.cids import cid_from_text
+
+    return cid_from_text(text).key
+
+
+def _read_car(car: bytes) -> tuple[list[str], dict[bytes, int]]:
+    """A CAR's roots and its blocks' sizes by key; every block verified."""
+    reader = CarReader()
+    blocks = {block.cid.key: block.length for block in reader.blocks([car])}
+    assert reader.header is not None  # a CAR that ended cleanly has one
+    return [str(root) for root in reader.header.roots], blocks
+
+
+def _multipart_files(content_type: str, body: bytes) -> list[bytes]:
+    """The contents of the file parts of a multipart/form-data body."""
+    marker = "boundary="
+    if not content_type.startswith("multipart/") or marker not in content_type:
+        return []
+    boundary = content_type.split(marker, 1)[1].split(";")[0].strip('"').encode()
+    files = []
+    for part in body.split(b"--" + boundary)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, content = part.partition(b"\r\n\r\n")
+        if b"filename=" in head:
+            files.append(content.removesuffix(b"\r\n"))
+    return files
+
+
+def _pb_node(links: list[bytes], data: bytes) -> bytes:
+    """A dag-pb node: a PBLink{Hash} per link, then Data."""
+    out = b""
+    for link in links:
+        inner = b"\x0a" + encode_varint(len(link)) + link
+        out += b"\x12" + encode_varint(len(inner)) + inner
+    return out + b"\x0a" + encode_varint(len(data)) + data
+
+
+def _cid(codec: int, data: bytes) -> Cid:
+    return cid_from_bytes(b"\x01" + encode_varint(codec) + b"\x12\x20" + hashlib.sha256(data).digest())
+
+
+def sample_car(leaves: int = 3, leaf_bytes: int = 1000, seed: str = "sample") -> tuple[str, bytes, list[Cid]]:
+    """A small UnixFS-like DAG as a CARv1: a dag-pb root (CIDv1) linking to
+    `leaves` raw leaves. The root's CID, the CAR, and every block's CID in
+    the CAR's order (the root first, as Kubo writes it)."""
+    data = [hashlib.sha256(f"{seed}-{n}".encode()).digest() * (leaf_bytes // 32 + 1) for n in range(leaves)]
+    leaf_blocks = [(_cid(0x55, block[:leaf_bytes]), block[:leaf_bytes]) for block in data]
+    root_block = _pb_node([cid.binary for cid, _ in leaf_blocks], b"\x08\x02")
+    root = _cid(0x70, root_block)
+    blocks = [(root, root_block), *leaf_blocks]
+    return str(root), b"".join(write_car([root], blocks)), [cid for cid, _ in blocks]
+
 
 @dataclass(frozen=True)
 class _Endpoint:
@@ -499,6 +660,8 @@ _ENDPOINTS: dict[str, _Endpoint] = {
     "id": _Endpoint(FakeKubo._id),
     "repo/stat": _Endpoint(FakeKubo._repo_stat),
     "dag/stat": _Endpoint(FakeKubo._dag_stat, 1, "root"),
+    "dag/export": _Endpoint(FakeKubo._dag_export, 1, "root"),
+    "dag/import": _Endpoint(FakeKubo._dag_import),
 }
 
 
@@ -535,6 +698,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Go's sockets send at once; with Nagle, every kept-alive call waits ~40 ms.
     disable_nagle_algorithm = True
     server: _Server
+    body: bytes = b""
 
     def setup(self) -> None:
         super().setup()
@@ -554,15 +718,25 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle_any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body = self._read_body()
         try:
             self.server.fake._serve(self)
         except OSError:
             self.close_connection = True  # the client hung up before the answer
 
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle_any
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     def reply_json(self, body: Any, status: int = 200) -> None:
         self._reply(status, "application/json", json.dumps(body).encode() + b"\n")
@@ -583,22 +757,30 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Stream:
-    """A chunked NDJSON answer, one chunk per line, sent as soon as written."""
+    """A chunked answer (NDJSON: one chunk per line), sent as soon as written."""
 
-    def __init__(self, handler: _Handler) -> None:
+    def __init__(
+        self,
+        handler: _Handler,
+        content_type: str = "application/json",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self._handler = handler
         self.lines = 0
         handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Transfer-Encoding", "chunked")
-        handler.send_header("X-Chunked-Output", "1")
+        for name, value in headers if headers is not None else [("X-Chunked-Output", "1")]:
+            handler.send_header(name, value)
         handler.send_header("Trailer", "X-Stream-Error")
         handler.end_headers()
 
     def line(self, value: dict[str, Any]) -> None:
-        data = json.dumps(value).encode() + b"\n"
-        self._handler.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        self.chunk(json.dumps(value).encode() + b"\n")
         self.lines += 1
+
+    def chunk(self, data: bytes) -> None:
+        self._handler.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
 
     def end(self, error: str | None = None) -> None:
         trailer = f"X-Stream-Error: {error}\r\n".encode() if error else b""
