@@ -119,6 +119,7 @@ def start_node(
     storage_max: str | None = None,
     backend: str = "embedded",
     timeout: float = 60.0,
+    import_pin_grace: float | None = None,
 ) -> RunningNode:
     """Start one node in its own process and wait until its RPC is served."""
     base = Path(base_dir)
@@ -140,6 +141,8 @@ def start_node(
     ]
     if storage_max:
         command += ["--storage-max", storage_max]
+    if import_pin_grace is not None:
+        command += ["--import-pin-grace", str(import_pin_grace)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("KUBO_RPC_TOKEN", None)

@@ -2,6 +2,7 @@
 
     python -m devstack.kubo.node_process --repo DIR [--swarm-port P] [--rpc-port Q]
         [--auth-token T] [--storage-max 10GB] [--backend embedded|daemon|auto]
+        [--import-pin-grace S]
 
 `embedded` (default): creates the repo if needed, writes the loopback-only
 config (`devstack.kubo.config`), starts the node in this process with
@@ -175,6 +176,7 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
             args.rpc_port,
             auth_token=args.auth_token,
             allow_remote_dials=args.allow_remote_dials,
+            import_pin_grace=args.import_pin_grace,
         ).start()
         leaks = non_loopback_sockets(os.getpid())
         if leaks:
@@ -350,6 +352,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--allow-remote-dials",
         action="store_true",
         help="let swarm/connect pass non-loopback addresses to the node (never on dev machines)",
+    )
+    parser.add_argument(
+        "--import-pin-grace",
+        type=float,
+        default=10.0,
+        help="seconds a dag/import pin may take before the node is restarted (see rpc_adapter)",
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBO_RPC_LOG", "WARNING"))
     return parser.parse_args(argv)

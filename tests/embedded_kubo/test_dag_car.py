@@ -17,7 +17,7 @@ from chalicelib.cold.car import CarReader
 from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboServerError
 from devstack.kubo.blockstore import Blockstore, ref_of
-from devstack.kubo.fleet import RunningNode, running_fleet
+from devstack.kubo.fleet import RunningNode, running_fleet, start_node
 from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo, rpc
 
 pytestmark = needs_libkubo
@@ -104,3 +104,25 @@ def test_exporting_a_dag_with_a_block_missing_fails_before_any_byte(nodes):
     # when it is exported, then Kubo's error names the block, before any CAR byte
     with pytest.raises(KuboServerError, match=f"could not find {leaf.cid}"):
         client(a).dag_export(cid, seconds=30)
+
+
+def test_an_import_the_node_looked_for_in_vain_is_pinned_after_a_restart(nodes, tmp_path):
+    # given a CAR, and a node with no peer that has already looked for its root in vain
+    # (a cat given up after a second: libkubo's fetch goes on, and its block cache remembers the miss)
+    a, _ = nodes
+    data = os.urandom(262_144 + 5)
+    cid = add_bytes(a, data)["Hash"]
+    car = export(a, cid)
+    node = start_node("forgetful", tmp_path, auth_token=TOKEN, import_pin_grace=1.0)
+    try:
+        assert rpc(node, "cat", arg=cid, timeout="1s").status_code == 500
+
+        # when it imports the CAR
+        imported = client(node).dag_import([car], seconds=60)
+
+        # then the pin, stuck behind the cache, went through once the node was restarted in place
+        assert imported.roots == (cid,) and is_pinned(node, cid)
+        assert "restarting the node" in node.log_path.read_text()
+        assert rpc(node, "cat", arg=cid, offline="true").content == data
+    finally:
+        node.stop()
