@@ -370,7 +370,7 @@ class _Multipart:
                 sink(self._buffer[:-keep])
                 self._buffer = self._buffer[-keep:]
             if not self._more():
-                raise RPCError("add: the multipart body ended early", 1)
+                raise RPCError("the multipart body ended early", 1)
         sink(self._buffer[:found])
         self._buffer = self._buffer[found + len(delimiter) :]
 
