@@ -78,8 +78,8 @@ class Settings:
     # Kubo calls in flight per node from one worker process.
     node_concurrency: int = _setting(4, "NODE_CONCURRENCY")
     # Messages of one tenant at work at once in one worker process; the rest
-    # are deferred by CONTINUE_DELAY_SECONDS. Below NODE_CONCURRENCY, so that
-    # another tenant's pin always finds a Kubo slot (fairness between tenants).
+    # are deferred (chalicelib.worker.batch.TenantShare). Below NODE_CONCURRENCY,
+    # so another tenant's pin always finds a Kubo slot (fairness between tenants).
     tenant_share: int = _setting(3, "TENANT_SHARE")
     # Stop this long before the Lambda deadline and continue in a new message.
     invocation_margin_seconds: int = _setting(15, "INVOCATION_MARGIN_SECONDS")

@@ -4,7 +4,7 @@ Lambdas in a process of their own, so that it can be killed and started again.
 It reads `DIR/service.env`, which `python -m devstack` writes before its
 worker starts (emulated AWS, queue URLs, the stage's settings, the fleet's RPC
 secret), over its own environment; other service settings (`STALL_SECONDS`,
-`NODE_CACHE_SECONDS`, ...) come from its environment. Three pollers feed the
+`NODE_CACHE_SECONDS`, ...) come from its environment. Five pollers feed the
 pin queue to the app's `pin_worker` handler and one the dead-letter queue to
 `pin_dead_letters`, as Lambda would. When polling it prints one line:
 
@@ -34,6 +34,7 @@ from devstack.env_file import read_env_file
 from devstack.lifeline import follow_parent
 from devstack.stage import lambda_timeout
 from devstack.state import DEFAULT_STATE_DIR, REPO_ROOT, SERVICE_ENV
+from devstack.worker_poller import BATCH_SIZE
 
 READY_PREFIX = "devstack worker ready "
 # Lambda runs 2 (dev stage) to 10 (prod) batches at once, each process with
@@ -107,12 +108,26 @@ def _start_pollers() -> None:
     # Several pollers, as Lambda runs several batches at once: a pin that
     # waits for its content does not hold up the others.
     pollers = [
-        *(QueuePoller(sqs, queue_url, app_module.pin_worker, timeout, f"pin-worker-{n}") for n in range(PIN_POLLERS)),
+        *(
+            QueuePoller(sqs, queue_url, app_module.pin_worker, timeout, f"pin-worker-{n}", _pin_batch_size)
+            for n in range(PIN_POLLERS)
+        ),
         QueuePoller(sqs, os.environ[DEAD_LETTER_QUEUE_VAR], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
     ]
     for poller in pollers:
         poller.start()
     print(f"{READY_PREFIX}(pid {os.getpid()}), polling {queue_url}", flush=True)
+
+
+def _pin_batch_size() -> int:
+    """Lambda gives each invocation a process, and so a tenant share, of its
+    own; here the pollers share one. While a tenant holds all of its places,
+    a poller takes one message at a time: a full batch would mostly be that
+    tenant's messages (when no other tenant's wait: the queue is fair), each
+    deferred, so the queue would churn (BENCHMARKS.md, tenant fairness)."""
+    import app as app_module
+
+    return 1 if app_module.services().worker.tenant_share.saturated() else BATCH_SIZE
 
 
 if __name__ == "__main__":

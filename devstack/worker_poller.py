@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 HandlerType = Callable[[dict[str, Any], Any], Any]
+# The pin worker's batch_size in app.py, as Lambda's event source passes it.
+BATCH_SIZE = 10
 
 
 class LambdaContext:
@@ -27,11 +29,20 @@ class QueuePoller:
     worker process ends by exiting, abandoning a running batch as when a Lambda
     is cut off (its messages come back after their visibility timeout)."""
 
-    def __init__(self, sqs: Any, queue_url: str, handler: HandlerType, timeout_seconds: float, name: str) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: HandlerType,
+        timeout_seconds: float,
+        name: str,
+        batch_size: Callable[[], int] = lambda: BATCH_SIZE,
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
         self._timeout = timeout_seconds
+        self._batch_size = batch_size
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._arn = f"arn:aws:sqs:us-east-1:123456789012:{queue_url.rsplit('/', 1)[-1]}"
 
@@ -48,7 +59,10 @@ class QueuePoller:
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         received = self._sqs.receive_message(
-            QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, AttributeNames=["All"]
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size(),
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
         ).get("Messages", [])
         if not received:
             return 0

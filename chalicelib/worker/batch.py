@@ -7,11 +7,12 @@ this delivery succeeds; so are the follow-ups of finished work.
 
 Fairness between tenants: a worker process lets at most `TenantShare.limit`
 messages of one tenant work at once, fewer than its Kubo slots per node, so
-another tenant's pin always finds a slot. The rest of that tenant's messages
-are deferred: sent again with a delay while this delivery succeeds (not
-failed: a failure would spend a receive toward the dead-letter queue), which
-frees the batch, and the fair queue hands out the other tenants' messages
-first meanwhile (docs/deploy.md, "Fairness between tenants").
+another tenant's pin always finds a slot. A message past its tenant's share
+waits a little for a place, then is deferred: sent again with a delay while
+this delivery succeeds (not failed: a failure would spend a receive toward
+the dead-letter queue), which frees the batch, and the fair queue hands out
+the other tenants' messages first meanwhile (docs/deploy.md, "Fairness
+between tenants").
 """
 
 from __future__ import annotations
@@ -41,35 +42,78 @@ class QueuedMessage:
 
 
 class TenantShare:
-    """How many messages of each tenant work at once in this process; at most
-    `limit` each. Messages of no tenant (fleet work) are not counted."""
+    """The places each tenant's messages hold in this process: at most
+    `limit` each. Messages of no tenant (fleet work) take none.
 
-    def __init__(self, limit: int, defer_seconds: int) -> None:
+    A message past its tenant's share waits up to `wait_seconds` for a place,
+    then is deferred (the wait bounds how long its batch keeps a poller from
+    the queue). While the tenant's places turn over (quick pins), it comes
+    back after `busy_delay_seconds`, so a tenant alone keeps the worker busy.
+    Once every place of the tenant has been held for `stuck_seconds` (content
+    no one provides stalls for a whole turn), its next messages are deferred
+    at once, for `stuck_delay_seconds`: they could not run sooner, and coming
+    back often would only churn the queue.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        stuck_delay_seconds: int,
+        busy_delay_seconds: int = 1,
+        wait_seconds: float = 0.3,
+        stuck_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
-        self.defer_seconds = defer_seconds
-        self._working: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.stuck_delay_seconds = stuck_delay_seconds
+        self.busy_delay_seconds = busy_delay_seconds
+        self.wait_seconds = wait_seconds
+        self.stuck_seconds = stuck_seconds
+        self._clock = clock
+        self._held_since: dict[str, list[float]] = {}
+        self._freed = threading.Condition()
 
-    def take(self, tenant_id: str | None) -> bool:
-        """A place for one message of `tenant_id`; False when it has `limit` at work."""
+    def take(self, tenant_id: str | None) -> float | None:
+        """A place for one message of `tenant_id` (when it was taken, for
+        `give_back`), or None: defer the message by `delay_for(tenant_id)`."""
         if tenant_id is None:
-            return True
-        with self._lock:
-            working = self._working.get(tenant_id, 0)
-            if working >= self.limit:
-                return False
-            self._working[tenant_id] = working + 1
-            return True
+            return self._clock()
+        with self._freed:
+            if not self._freed.wait_for(lambda: self._free(tenant_id) or self._stuck(tenant_id), self.wait_seconds):
+                return None
+            if not self._free(tenant_id):
+                return None  # stuck
+            taken = self._clock()
+            self._held_since.setdefault(tenant_id, []).append(taken)
+            return taken
 
-    def give_back(self, tenant_id: str | None) -> None:
+    def give_back(self, tenant_id: str | None, taken: float) -> None:
         if tenant_id is None:
             return
-        with self._lock:
-            left = self._working[tenant_id] - 1
-            if left:
-                self._working[tenant_id] = left
-            else:
-                del self._working[tenant_id]
+        with self._freed:
+            held = self._held_since[tenant_id]
+            held.remove(taken)
+            if not held:
+                del self._held_since[tenant_id]
+            self._freed.notify_all()
+
+    def saturated(self) -> bool:
+        """Whether some tenant holds all of its places."""
+        with self._freed:
+            return any(len(held) >= self.limit for held in self._held_since.values())
+
+    def delay_for(self, tenant_id: str | None) -> int:
+        """How long a message refused a place stays away."""
+        with self._freed:
+            stuck = tenant_id is not None and self._stuck(tenant_id)
+        return self.stuck_delay_seconds if stuck else self.busy_delay_seconds
+
+    def _free(self, tenant_id: str) -> bool:
+        return len(self._held_since.get(tenant_id, ())) < self.limit
+
+    def _stuck(self, tenant_id: str) -> bool:
+        held = self._held_since.get(tenant_id, [])
+        return len(held) >= max(1, self.limit) and self._clock() - max(held) >= self.stuck_seconds
 
 
 def process_batch(
@@ -80,15 +124,13 @@ def process_batch(
 ) -> dict[str, list[dict[str, str]]]:
     deadline = time.monotonic() + seconds_left
     share = worker.tenant_share
-    # Taken in the batch's order before any runs, so which messages are
-    # deferred depends only on what is at work in this process.
-    tenants = [_tenant_of(message) for message in messages]
-    admitted = [share.take(tenant_id) for tenant_id in tenants]
 
-    def run(message: QueuedMessage, tenant_id: str | None, admitted: bool) -> str | None:
+    def run(message: QueuedMessage) -> str | None:
+        tenant_id = _tenant_of(message)
+        place = share.take(tenant_id)
         try:
-            if not admitted:
-                requeue.send(message.body, delay_seconds=share.defer_seconds)
+            if place is None:
+                requeue.send(message.body, delay_seconds=share.delay_for(tenant_id))
                 logger.info(
                     "deferred: its tenant has its share of this worker at work",
                     extra={"message_id": message.message_id, "tenant_id": tenant_id},
@@ -102,11 +144,11 @@ def process_batch(
             logger.exception("message failed; SQS will deliver it again", extra={"message_id": message.message_id})
             return message.message_id
         finally:
-            if admitted:
-                share.give_back(tenant_id)
+            if place is not None:
+                share.give_back(tenant_id, place)
 
     with ThreadPoolExecutor(max_workers=max(1, len(messages))) as pool:
-        failed = [message_id for message_id in pool.map(run, messages, tenants, admitted) if message_id]
+        failed = [message_id for message_id in pool.map(run, messages) if message_id]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 

@@ -73,7 +73,7 @@ class PinWorker:
         )
         self._slots_lock = threading.Lock()
         # One per process, as the node slots: what one tenant may hold of them.
-        self.tenant_share = TenantShare(settings.tenant_share, settings.continue_delay_seconds)
+        self.tenant_share = TenantShare(settings.tenant_share, stuck_delay_seconds=settings.continue_delay_seconds)
         self._drainer = Drainer(settings, store, registry, holds, self.copy_to, self._release, self._origins, clock)
 
     def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:

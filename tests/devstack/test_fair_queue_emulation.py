@@ -14,6 +14,7 @@ from moto.sqs.models import Queue
 
 from devstack import moto_fair_queues
 from devstack.moto_fair_queues import fair_order
+from devstack.worker_poller import QueuePoller
 
 
 @pytest.fixture
@@ -84,3 +85,29 @@ def test_without_the_emulation_moto_delivers_oldest_first(aws: None) -> None:
 
     # when / then: bob waits behind alice's backlog
     assert received_groups(sqs, queue_url, 10) == ["alice"] * 10
+
+
+def test_the_poller_takes_as_many_messages_as_its_batch_size_says(fair_sqs: tuple[Any, str]) -> None:
+    # given: five queued messages and a poller whose worker process says "one at a time"
+    sqs, queue_url = fair_sqs
+    for n in range(5):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=f"a{n}", MessageGroupId="alice")
+    batches: list[int] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batches.append(len(event["Records"]))
+        return {"batchItemFailures": []}
+
+    poller = QueuePoller(sqs, queue_url, handler, 30, "test-poller", batch_size=lambda: 1)
+
+    # when: it polls twice
+    handled = poller.poll_once() + poller.poll_once()
+
+    # then: each batch held one message, and each was deleted as Lambda would
+    assert handled == 2 and batches == [1, 1]
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        == "3"
+    )

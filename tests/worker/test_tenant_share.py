@@ -15,8 +15,8 @@ CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
 
 class StubWorker:
-    """Records what it was asked to work on; the messages named in `held`
-    keep working until `release` is set."""
+    """Records what it was asked to work on; the messages of the tenants in
+    `held` keep working until `release` is set."""
 
     def __init__(self, share: TenantShare, held: tuple[str, ...] = ()) -> None:
         self.tenant_share = share
@@ -30,17 +30,22 @@ class StubWorker:
         with self._lock:
             self.handled.append(token)
         self.started.release()
-        if token in self.held:
+        if getattr(message, "tenant_id", None) in self.held:
             self.release.wait(10)
         return Done()
 
 
 class RecordingPublisher:
-    def __init__(self) -> None:
+    """Records sends; sets `after` once `count` were sent."""
+
+    def __init__(self, count: int = 0, after: threading.Event | None = None) -> None:
         self.sent: list[tuple[str, int]] = []
+        self._count, self._after = count, after
 
     def send(self, body: str, delay_seconds: int = 0) -> None:
         self.sent.append((body, delay_seconds))
+        if self._after is not None and len(self.sent) >= self._count:
+            self._after.set()
 
 
 def pin(tenant_id: str, n: int) -> QueuedMessage:
@@ -49,8 +54,12 @@ def pin(tenant_id: str, n: int) -> QueuedMessage:
 
 
 def test_a_tenant_past_its_share_is_deferred_and_another_tenant_runs() -> None:
-    # given: a worker that lets 2 messages of a tenant work at once, deferring the rest by 30 s
-    worker, requeue = StubWorker(TenantShare(2, defer_seconds=30)), RecordingPublisher()
+    # given: a worker that lets 2 messages of a tenant work at once; the rest wait briefly for
+    # a place, then are deferred by 1 s (its places are not stuck: its clock stands still)
+    share = TenantShare(2, stuck_delay_seconds=30, busy_delay_seconds=1, wait_seconds=0.05, clock=lambda: 0.0)
+    # and: alice's messages keep working until two were deferred
+    worker = StubWorker(share, held=("alice",))
+    requeue = RecordingPublisher(count=2, after=worker.release)
     alice = [pin("alice", n) for n in range(4)]
     bob = pin("bob", 0)
     drain = QueuedMessage("drain", messages.encode(DrainNode("node-1", 5)))
@@ -58,17 +67,57 @@ def test_a_tenant_past_its_share_is_deferred_and_another_tenant_runs() -> None:
     # when: one batch holds 4 of alice's messages, bob's and a drain (no tenant)
     result = process_batch([*alice, bob, drain], worker, requeue, 20.0)  # type: ignore[arg-type]
 
-    # then: alice's first two, bob's and the drain ran; alice's last two were sent again, delayed
-    assert sorted(worker.handled) == ["alice-0", "alice-1", "bob-0", "drain"]
-    assert requeue.sent == [(alice[2].body, 30), (alice[3].body, 30)]
+    # then: two of alice's ran and the other two were sent again, delayed; bob's and the drain ran
+    ran = [token for token in worker.handled if token.startswith("alice")]
+    assert len(ran) == 2
+    assert sorted(requeue.sent) == sorted((m.body, 1) for m in alice if m.message_id not in ran)
+    assert {"bob-0", "drain"} <= set(worker.handled)
     # and: nothing failed (a deferral spends no receive toward the dead-letter queue)
     assert result == {"batchItemFailures": []}
 
 
+def test_a_message_past_its_share_takes_a_place_freed_while_it_waits() -> None:
+    # given: a share of 1 and quick work (nothing held)
+    worker, requeue = StubWorker(TenantShare(1, stuck_delay_seconds=30, wait_seconds=10)), RecordingPublisher()
+
+    # when: a batch holds three of alice's messages
+    result = process_batch([pin("alice", n) for n in range(3)], worker, requeue, 20.0)  # type: ignore[arg-type]
+
+    # then: each ran in turn, none was deferred (a tenant alone keeps the worker busy)
+    assert sorted(worker.handled) == ["alice-0", "alice-1", "alice-2"]
+    assert requeue.sent == [] and result == {"batchItemFailures": []}
+
+
+def test_once_every_place_was_held_for_long_the_next_message_is_deferred_at_once_for_long() -> None:
+    # given: a share of 1 that would wait 1,000 s for a place, and alice's place taken at t=0
+    now = [0.0]
+    share = TenantShare(1, stuck_delay_seconds=30, wait_seconds=1000, stuck_seconds=5, clock=lambda: now[0])
+    assert share.take("alice") == 0.0
+    # and: the place has been held 5 s (a fetch that stalls)
+    now[0] = 5.0
+
+    # when: another of alice's messages asks for a place
+    asked: list[float | None] = []
+    asking = threading.Thread(target=lambda: asked.append(share.take("alice")))
+    asking.start()
+    asking.join(timeout=30)
+
+    # then: it is refused without waiting out the 1,000 s, to come back after the long delay
+    assert asked == [None]
+    assert share.delay_for("alice") == 30
+    # and: another tenant still gets a place
+    assert share.take("bob") == 5.0
+    # and: the process says a tenant holds all its places (the local pollers then take one message at a time)
+    assert share.saturated()
+    share.give_back("alice", 0.0)
+    share.give_back("bob", 5.0)
+    assert not share.saturated()
+
+
 def test_the_share_counts_what_other_batches_of_the_process_have_at_work() -> None:
     # given: one worker process whose share is 1, and a batch still working on alice's message
-    share = TenantShare(1, defer_seconds=30)
-    worker, requeue = StubWorker(share, held=("alice-0",)), RecordingPublisher()
+    share = TenantShare(1, stuck_delay_seconds=30, wait_seconds=0.05)
+    worker, requeue = StubWorker(share, held=("alice",)), RecordingPublisher()
     first = threading.Thread(target=process_batch, args=([pin("alice", 0)], worker, requeue, 20.0))
     first.start()
     assert worker.started.acquire(timeout=10)
@@ -83,7 +132,7 @@ def test_the_share_counts_what_other_batches_of_the_process_have_at_work() -> No
     assert sorted(worker.handled) == ["alice-0", "bob-0"]
     assert second == {"batchItemFailures": []}
     # and: once all is done, alice's share is free again
-    assert share.take("alice")
+    assert share.take("alice") is not None
 
 
 def test_a_deferral_that_cannot_be_sent_fails_the_message_so_sqs_brings_it_back() -> None:
@@ -92,10 +141,11 @@ def test_a_deferral_that_cannot_be_sent_fails_the_message_so_sqs_brings_it_back(
         def send(self, body: str, delay_seconds: int = 0) -> None:
             raise RuntimeError("SQS unavailable")
 
-    worker = StubWorker(TenantShare(1, defer_seconds=30))
+    worker = StubWorker(TenantShare(1, stuck_delay_seconds=30, wait_seconds=0.05))
+    worker.tenant_share.take("alice")  # another batch of this process works on alice's message
 
-    # when: a batch holds two of alice's messages
-    result = process_batch([pin("alice", 0), pin("alice", 1)], worker, Refusing(), 20.0)  # type: ignore[arg-type]
+    # when: a batch holds another of alice's messages
+    result = process_batch([pin("alice", 1)], worker, Refusing(), 20.0)  # type: ignore[arg-type]
 
     # then: the one it could not defer is failed, not lost
     assert result == {"batchItemFailures": [{"itemIdentifier": "alice-1"}]}
