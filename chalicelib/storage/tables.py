@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
+from chalicelib.storage.archive_record import ArchiveRecord
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
@@ -24,6 +25,7 @@ MODELS: tuple[type[Model], ...] = (
     ApiTokenRecord,
     NodeRecord,
     NodePin,
+    ArchiveRecord,
 )
 
 _BASE_NAMES = {
@@ -33,6 +35,7 @@ _BASE_NAMES = {
     ApiTokenRecord: "api-tokens",
     NodeRecord: "nodes",
     NodePin: "node-pins",
+    ArchiveRecord: "archives",
 }
 
 

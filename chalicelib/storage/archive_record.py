@@ -1,0 +1,70 @@
+"""The archives table: one archive (CAR and block index in S3) per CID.
+
+Per CID a state item (entry STATE) with the archive's state, holder count,
+archiving lease, attempts and figures, and a holder item per request that
+holds it (entry holder#<tenant>#<request>). A state item whose last holder
+left carries `orphaned_ms` and `orphans`, which key a sparse index: the
+orphaned archives by the time they were orphaned, read by the sweep (one
+Query of the oldest, never a Scan). One partition of that index is enough:
+an archive enters it once per last release and leaves it once, far below a
+partition's 1,000 writes a second.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
+
+STATE = "state"
+HOLDER = "holder#"
+# The one partition of the orphans index.
+ORPHANS = "orphaned"
+
+
+def holder_entry(tenant_id: str, request_id: str) -> str:
+    return f"{HOLDER}{tenant_id}#{request_id}"
+
+
+class OrphanedArchives(GlobalSecondaryIndex["ArchiveRecord"]):
+    """State items with no holder, oldest orphan first (others lack `orphans`)."""
+
+    class Meta:
+        index_name = "orphaned"
+        projection = KeysOnlyProjection()
+
+    orphans = UnicodeAttribute(hash_key=True)
+    orphaned_ms = IntegerAttribute(range_key=True)
+
+
+class ArchiveRecord(Model):
+    class Meta:
+        table_name = "archives"
+        billing_mode = "PAY_PER_REQUEST"
+
+    cid = UnicodeAttribute(hash_key=True)
+    # STATE, or holder_entry(...) for one holding request.
+    entry = UnicodeAttribute(range_key=True)
+    # State items only (chalicelib.cold.archive_repository).
+    state = UnicodeAttribute(null=True)
+    holders = IntegerAttribute(null=True)
+    changes = IntegerAttribute(null=True)
+    leased_by = UnicodeAttribute(null=True)
+    leased_until_ms = IntegerAttribute(null=True)
+    attempts = IntegerAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    car_key = UnicodeAttribute(null=True)
+    index_key = UnicodeAttribute(null=True)
+    car_bytes = IntegerAttribute(null=True)
+    car_sha256 = UnicodeAttribute(null=True)
+    piece_cid_v1 = UnicodeAttribute(null=True)
+    piece_cid_v2 = UnicodeAttribute(null=True)
+    padded_size = IntegerAttribute(null=True)
+    archived_ms = IntegerAttribute(null=True)
+    # Set together when the last holder leaves, removed when one comes back.
+    orphaned_ms = IntegerAttribute(null=True)
+    orphans = UnicodeAttribute(null=True)
+
+    by_orphaned = OrphanedArchives()

@@ -1,0 +1,183 @@
+"""The archives table behind chalicelib.cold.archive_repository.ArchiveRepository.
+
+Each step is one conditional write or transaction; which condition failed
+tells the outcome (DynamoDB lists cancellation reasons in the order of the
+transaction's items).
+"""
+
+from __future__ import annotations
+
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
+from chalicelib.cold.archive_repository import (
+    ARCHIVED,
+    ARCHIVING,
+    DELETING,
+    FAILED,
+    ArchivedCar,
+    ArchiveHolder,
+    ArchiveLease,
+    ArchiveState,
+    Held,
+    Left,
+    Orphan,
+)
+from chalicelib.storage.archive_record import ORPHANS, STATE, ArchiveRecord, holder_entry
+from chalicelib.storage.busy import busy_as_storage_busy
+from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
+from chalicelib.storage.connection import DynamoConnection
+
+# A transaction refused because another was writing one of its items.
+_CONFLICT = "TransactionConflict"
+R = ArchiveRecord
+
+
+class DynamoArchiveRepository:
+    def __init__(self, dynamo: DynamoConnection) -> None:
+        self._dynamo = dynamo
+
+    @busy_as_storage_busy()
+    def hold(self, holder: ArchiveHolder) -> Held:
+        try:
+            with self._dynamo.transaction() as tx:
+                tx.save(
+                    R(holder.cid, holder_entry(holder.tenant_id, holder.request_id)), condition=R.entry.does_not_exist()
+                )
+                tx.update(
+                    R(holder.cid, STATE),
+                    actions=[
+                        R.holders.add(1),
+                        R.changes.add(1),
+                        R.state.set(R.state | ARCHIVING),
+                        R.orphaned_ms.remove(),
+                        R.orphans.remove(),
+                    ],
+                    condition=R.state.does_not_exist() | (R.state != DELETING),
+                )
+        except TransactWriteError as error:
+            failed = failed_condition(error)
+            if failed == 0:
+                return Held.ALREADY_HELD
+            if failed == 1:
+                return Held.DELETING
+            raise
+        return Held.ADDED
+
+    @busy_as_storage_busy()
+    def state(self, cid: str) -> ArchiveState | None:
+        try:
+            return _state(R.get(cid, STATE, consistent_read=True))
+        except R.DoesNotExist:
+            return None
+
+    @busy_as_storage_busy()
+    def leave(self, holder: ArchiveHolder, holders: int, now_ms: int) -> Left:
+        left = holders - 1
+        actions: list[Action] = [R.holders.set(left), R.changes.add(1)]
+        if not left:
+            actions += [R.orphaned_ms.set(now_ms), R.orphans.set(ORPHANS)]
+        try:
+            with self._dynamo.transaction() as tx:
+                tx.delete(R(holder.cid, holder_entry(holder.tenant_id, holder.request_id)), condition=R.entry.exists())
+                tx.update(R(holder.cid, STATE), actions=actions, condition=R.holders == holders)
+        except TransactWriteError as error:
+            failed = failed_condition(error)
+            if failed == 0:
+                return Left.NOT_HELD
+            if failed == 1 or _CONFLICT in cancellation_codes(error):
+                return Left.RECOUNT
+            raise
+        return Left.REMOVED if left else Left.LAST
+
+    @busy_as_storage_busy()
+    def take_lease(self, cid: str, lease: ArchiveLease, now_ms: int) -> ArchiveState | None:
+        item = R(cid, STATE)
+        free = R.leased_by.does_not_exist() | (R.leased_until_ms < now_ms) | (R.leased_by == lease.by)
+        actions = [R.leased_by.set(lease.by), R.leased_until_ms.set(lease.until_ms), R.attempts.add(1)]
+        if not _update(item, actions, (R.state == ARCHIVING) & free):
+            return None
+        return _state(item)  # PynamoDB refreshed it from the update's answer
+
+    @busy_as_storage_busy()
+    def record_archived(self, cid: str, by: str, car: ArchivedCar) -> bool:
+        actions = [
+            R.state.set(ARCHIVED),
+            R.leased_by.remove(),
+            R.leased_until_ms.remove(),
+            R.car_key.set(car.car_key),
+            R.index_key.set(car.index_key),
+            R.car_bytes.set(car.car_bytes),
+            R.car_sha256.set(car.car_sha256),
+            R.piece_cid_v1.set(car.piece_cid_v1),
+            R.piece_cid_v2.set(car.piece_cid_v2),
+            R.padded_size.set(car.padded_size),
+            R.archived_ms.set(car.archived_ms),
+        ]
+        return _update(R(cid, STATE), actions, R.leased_by == by)
+
+    @busy_as_storage_busy()
+    def record_failure(self, cid: str, by: str | None, error: str, failed: bool) -> bool:
+        actions = [R.leased_by.remove(), R.leased_until_ms.remove(), R.last_error.set(error)]
+        if failed:
+            actions.append(R.state.set(FAILED))
+        condition = (R.state == ARCHIVING) if by is None else (R.leased_by == by)
+        return _update(R(cid, STATE), actions, condition)
+
+    @busy_as_storage_busy()
+    def orphaned(self, before_ms: int, limit: int) -> list[Orphan]:
+        page = R.by_orphaned.query(ORPHANS, R.orphaned_ms < before_ms, limit=limit, page_size=limit)
+        return [Orphan(item.cid, item.orphaned_ms or 0) for item in page]
+
+    @busy_as_storage_busy()
+    def start_deleting(self, cid: str, orphaned_ms: int, changes: int) -> bool:
+        condition = (R.holders == 0) & (R.orphaned_ms == orphaned_ms) & (R.changes == changes)
+        return _update(R(cid, STATE), [R.state.set(DELETING)], condition)
+
+    @busy_as_storage_busy()
+    def forget(self, cid: str) -> bool:
+        try:
+            R(cid, STATE).delete(condition=(R.state == DELETING) & (R.holders == 0))
+        except DeleteError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
+
+def _state(item: ArchiveRecord) -> ArchiveState:
+    lease = None if item.leased_by is None else ArchiveLease(item.leased_by, item.leased_until_ms or 0)
+    car = None
+    if item.state == ARCHIVED and item.car_key is not None:
+        car = ArchivedCar(
+            car_key=item.car_key,
+            index_key=item.index_key or "",
+            car_bytes=item.car_bytes or 0,
+            car_sha256=item.car_sha256 or "",
+            piece_cid_v1=item.piece_cid_v1 or "",
+            piece_cid_v2=item.piece_cid_v2 or "",
+            padded_size=item.padded_size or 0,
+            archived_ms=item.archived_ms or 0,
+        )
+    return ArchiveState(
+        cid=item.cid,
+        state=item.state or ARCHIVING,
+        holders=item.holders or 0,
+        changes=item.changes or 0,
+        lease=lease,
+        attempts=item.attempts or 0,
+        last_error=item.last_error,
+        car=car,
+        orphaned_ms=item.orphaned_ms,
+    )
+
+
+def _update(item: ArchiveRecord, actions: list[Action], condition: Condition) -> bool:
+    try:
+        item.update(actions=actions, condition=condition)
+    except UpdateError as error:
+        if condition_failed(error):
+            return False
+        raise
+    return True
