@@ -165,6 +165,13 @@ def reconcile_fleet(event: CloudWatchEvent) -> dict[str, int]:
     return report.as_dict()
 
 
+@app.schedule(Rate(10, unit=Rate.MINUTES))
+def sweep_archives(event: CloudWatchEvent) -> int:
+    """Deletes the archives whose last request went more than ARCHIVE_GRACE_SECONDS ago."""
+    sweep = services().archive_sweep
+    return sweep.run() if sweep is not None else 0
+
+
 @app.on_cw_event(TERMINATION_EVENTS)
 def node_terminating(event: CloudWatchEvent) -> str | None:
     """The fleet's Auto Scaling group is terminating a node: out of the

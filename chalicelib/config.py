@@ -106,6 +106,21 @@ class Settings:
     # Kubo's pins compared with the holds; and the longest a run takes.
     reconcile_pins_per_run: int = _setting(500, "RECONCILE_PINS_PER_RUN")
     reconcile_seconds: int = _setting(240, "RECONCILE_SECONDS")
+    # The cold tier (chalicelib.cold.archiver): the S3 bucket of the archives
+    # (None: nothing is archived) and the prefix of their keys.
+    archive_bucket: str | None = _setting(None, "ARCHIVE_BUCKET")
+    archive_prefix: str = _setting("archives/", "ARCHIVE_PREFIX")
+    # An archive is deleted this long after its last request went.
+    archive_grace_seconds: int = _setting(7 * 24 * 3600, "ARCHIVE_GRACE_SECONDS")
+    # Attempts (each an export and upload) before an archive is failed; below
+    # the queue's MaxReceiveCount, so the archiver says why before the
+    # dead-letter queue does.
+    archive_attempts: int = _setting(3, "ARCHIVE_ATTEMPTS")
+    # What one turn archives a second (CommP's speed, the slowest part):
+    # a DAG larger than this times the turn's time left is not begun.
+    archive_bytes_per_second: int = _setting(18 * 1024 * 1024, "ARCHIVE_BYTES_PER_SECOND")
+    # Orphaned archives one sweep deletes at most.
+    archive_sweep_limit: int = _setting(100, "ARCHIVE_SWEEP_LIMIT")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 
@@ -129,6 +144,8 @@ def aws_client(settings: Settings, service: Literal["sqs"]) -> SQSClient: ...
 def aws_client(settings: Settings, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
 @overload
 def aws_client(settings: Settings, service: Literal["autoscaling"]) -> AutoScalingClient: ...
+@overload
+def aws_client(settings: Settings, service: Literal["s3"]) -> BaseClient: ...
 def aws_client(settings: Settings, service: str) -> BaseClient:
     """A botocore client (not boto3: cold starts do not pay for it) for the
     stage's region, or the emulated endpoint of the local stack."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from chalicelib.config import Settings, read_secret
+from chalicelib.config import Settings, aws_client, read_secret
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
@@ -26,6 +26,8 @@ from chalicelib.tenants.authenticator import Authenticator
 # Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
 # stack, CountFolder by the pins stream's function, ShardPlanner by its schedule.
 if TYPE_CHECKING:
+    from chalicelib.cold.archive_sweep import ArchiveSweep
+    from chalicelib.cold.archiver import Archiver, ObjectStore
     from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
@@ -110,7 +112,41 @@ class Services:
     def worker(self) -> PinWorker:
         from chalicelib.worker.pin_worker import PinWorker
 
-        return PinWorker(self.settings, self.store, self.registry, self.holds, self.kubo)
+        return PinWorker(self.settings, self.store, self.registry, self.holds, self.kubo, archiver=self.archiver)
+
+    @cached_property
+    def s3(self) -> ObjectStore:
+        return cast("ObjectStore", aws_client(self.settings, "s3"))
+
+    @cached_property
+    def archiver(self) -> Archiver | None:
+        """The cold tier's archiver (the worker's); None without ARCHIVE_BUCKET."""
+        if not self.settings.archive_bucket:
+            return None
+        from chalicelib.cold.archiver import Archiver
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return Archiver(
+            self.settings, DynamoArchiveRepository(self.dynamo), self.s3, self.registry, self.kubo, self.store
+        )
+
+    @cached_property
+    def archive_sweep(self) -> ArchiveSweep | None:
+        """Deletes archives orphaned past the grace: a schedule's. None without ARCHIVE_BUCKET."""
+        settings = self.settings
+        if not settings.archive_bucket:
+            return None
+        from chalicelib.cold.archive_sweep import ArchiveSweep
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return ArchiveSweep(
+            DynamoArchiveRepository(self.dynamo),
+            self.s3,
+            settings.archive_bucket,
+            settings.archive_prefix,
+            settings.archive_grace_seconds,
+            settings.archive_sweep_limit,
+        )
 
     @cached_property
     def reconciler(self) -> FleetReconciler:

@@ -29,6 +29,11 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
     on `node_id`, which left the fleet: pin a replacement replica on a
     healthy node (the surviving replicas and the origins as sources), record
     it, then give up the hold on `node_id` without calling that node.
+``archive``
+    Request `request_id` of `tenant_id`, created at `created_ms`, is pinned
+    on `node_ids`: hold the cold archive of `cid` for it, archiving the DAG
+    (exported from one of those nodes) into S3 unless it is already
+    (chalicelib.cold.archiver), and show the archive in the request's `info`.
 
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
@@ -96,7 +101,17 @@ class Rereplicate:
     kind: str = field(default="rereplicate", init=False)
 
 
-QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate
+@dataclass(frozen=True)
+class ArchiveRequested:
+    tenant_id: str
+    request_id: str
+    created_ms: int
+    cid: str
+    node_ids: tuple[str, ...]
+    kind: str = field(default="archive", init=False)
+
+
+QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate | ArchiveRequested
 
 
 # Fields only retries and continuations set: left out at these values, so
@@ -137,4 +152,6 @@ def decode(body: str) -> QueueMessage:
         return DrainNode(**data, after=tuple(after) if after else None)
     if kind == "rereplicate":
         return Rereplicate(**data)
+    if kind == "archive":
+        return ArchiveRequested(**{**data, "node_ids": tuple(data["node_ids"])})
     raise ValueError(f"unknown message kind {kind!r}")

@@ -95,14 +95,14 @@ class DynamoArchiveRepository:
     def take_lease(self, cid: str, lease: ArchiveLease, now_ms: int) -> ArchiveState | None:
         item = R(cid, STATE)
         free = R.leased_by.does_not_exist() | (R.leased_until_ms < now_ms) | (R.leased_by == lease.by)
-        actions = [R.leased_by.set(lease.by), R.leased_until_ms.set(lease.until_ms), R.attempts.add(1)]
+        actions: list[Action] = [R.leased_by.set(lease.by), R.leased_until_ms.set(lease.until_ms), R.attempts.add(1)]
         if not _update(item, actions, (R.state == ARCHIVING) & free):
             return None
         return _state(item)  # PynamoDB refreshed it from the update's answer
 
     @busy_as_storage_busy()
     def record_archived(self, cid: str, by: str, car: ArchivedCar) -> bool:
-        actions = [
+        actions: list[Action] = [
             R.state.set(ARCHIVED),
             R.leased_by.remove(),
             R.leased_until_ms.remove(),
@@ -119,7 +119,7 @@ class DynamoArchiveRepository:
 
     @busy_as_storage_busy()
     def record_failure(self, cid: str, by: str | None, error: str, failed: bool) -> bool:
-        actions = [R.leased_by.remove(), R.leased_until_ms.remove(), R.last_error.set(error)]
+        actions: list[Action] = [R.leased_by.remove(), R.leased_until_ms.remove(), R.last_error.set(error)]
         if failed:
             actions.append(R.state.set(FAILED))
         condition = (R.state == ARCHIVING) if by is None else (R.leased_by == by)

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from chalicelib.config import Settings
 from chalicelib.fleet.hold_repository import Hold
@@ -29,11 +30,22 @@ from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.queue.messages import DrainNode, PinRequested, QueueMessage, ReleasedPin, Rereplicate, UnpinRequested
+from chalicelib.queue.messages import (
+    ArchiveRequested,
+    DrainNode,
+    PinRequested,
+    QueueMessage,
+    ReleasedPin,
+    Rereplicate,
+    UnpinRequested,
+)
 from chalicelib.worker.batch import TenantShare
 from chalicelib.worker.drain import Drainer
 from chalicelib.worker.origins import OriginResolver
 from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
+
+if TYPE_CHECKING:  # the cold tier loads only where archiving is configured
+    from chalicelib.cold.archiver import Archiver
 
 logger = logging.getLogger("pinning.worker")
 
@@ -60,8 +72,11 @@ class PinWorker:
         kubo: KuboFactory,
         clock: Callable[[], int] = now_ms,
         origins: OriginResolver | None = None,
+        archiver: Archiver | None = None,
     ) -> None:
         self._settings = settings
+        # None: archiving is off (no ARCHIVE_BUCKET), no archive message is sent.
+        self._archiver = archiver
         self._store = store
         self._registry = registry
         self._holds = holds
@@ -73,7 +88,11 @@ class PinWorker:
         )
         self._slots_lock = threading.Lock()
         # One per process, as the node slots: what one tenant may hold of them.
-        self.tenant_share = TenantShare(settings.tenant_share, stuck_delay_seconds=settings.continue_delay_seconds)
+        # A tenant whose places all stall frees one a turn at best: its other
+        # messages stay away ten CONTINUE_DELAY_SECONDS (as a drain's passes),
+        # where one would send a 1,000-pin backlog round the queue ~33 times a
+        # second, which slowed everyone's pins (bench.tenant_fairness).
+        self.tenant_share = TenantShare(settings.tenant_share, stuck_delay_seconds=10 * settings.continue_delay_seconds)
         self._drainer = Drainer(settings, store, registry, holds, self.copy_to, self._release, self._origins, clock)
 
     def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:
@@ -85,9 +104,15 @@ class PinWorker:
         if isinstance(message, UnpinRequested):
             # A retry of nodes an earlier release could not unpin takes over its leases.
             lease_token = message.lease_token or token
+            self._release_archive(message.cid, message.tenant_id, message.request_id)
             return Done(
                 self._release(message.cid, message.node_ids, message.tenant_id, message.request_id, lease_token)
             )
+        if isinstance(message, ArchiveRequested):
+            if self._archiver is None:
+                logger.info("archive message dropped: archiving is off", extra={"cid": message.cid})
+                return Done()
+            return self._archiver.archive(message, token, deadline)
         if isinstance(message, DrainNode):
             return self._drainer.drain(message)
         if isinstance(message, Rereplicate):
@@ -104,6 +129,10 @@ class PinWorker:
             return
         if isinstance(message, (DrainNode, Rereplicate)):
             self._drainer.give_up(message)
+            return
+        if isinstance(message, ArchiveRequested):
+            if self._archiver is not None:
+                self._archiver.give_up(message)
             return
         outcome = retried_on_stale(lambda: self._abandon(message, token), 0, "the pin")
         if isinstance(outcome, Later):
@@ -180,7 +209,9 @@ class PinWorker:
         if pin is None or pin.request_id != message.request_id:
             return self._forget(message, token)
         if pin.finished:
-            return Done(self._release_replaced(message, token))
+            # A pinned request's archive message again: the first one's send may have been lost.
+            archive = self._archive_next(message) if pin.status == "pinned" else ()
+            return Done(self._release_replaced(message, token) + archive)
         if self._past_deadline(pin):
             return self._fail(pin, message, token, self._deadline_reason(pin.info.get("status_details")))
         targets = self._targets(message.cid)
@@ -261,7 +292,20 @@ class PinWorker:
         # The write checked the version read, so these are all the pin's nodes.
         moved = [node_id for node_id in pin.node_ids if node_id not in replicas]
         retries = self._release(message.cid, moved, message.tenant_id, message.request_id, token)
-        return Done(retries + self._release_replaced(message, token))
+        return Done(retries + self._release_replaced(message, token) + self._archive_next(message, replicas))
+
+    def _archive_next(self, message: PinRequested, node_ids: Sequence[str] | None = None) -> tuple[Later, ...]:
+        """The request's archive message, sent once its pinned state is written.
+
+        If that send is lost (the worker dies before it, or SQS refuses it,
+        which fails this message), the pin message is delivered again, finds
+        the request pinned and sends it again: the archiver's hold is idempotent."""
+        if self._archiver is None:
+            return ()
+        archive = ArchiveRequested(
+            message.tenant_id, message.request_id, message.created_ms, message.cid, tuple(node_ids or message.node_ids)
+        )
+        return (Later(0, "archive the pinned DAG", next=archive),)
 
     def _pin_on(
         self, node: Node, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
@@ -364,7 +408,13 @@ class PinWorker:
         replaced: ReleasedPin | None = message.replaces
         if replaced is None:
             return ()
+        self._release_archive(replaced.cid, message.tenant_id, replaced.request_id)
         return self._release(replaced.cid, replaced.node_ids, message.tenant_id, replaced.request_id, token)
+
+    def _release_archive(self, cid: str, tenant_id: str, request_id: str) -> None:
+        """Let go of the request's hold on the CID's archive (a no-op when it held none)."""
+        if self._archiver is not None:
+            self._archiver.release(cid, tenant_id, request_id)
 
     def _release(
         self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str, force: bool = False
