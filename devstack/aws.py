@@ -100,3 +100,12 @@ def create_pin_queue(endpoint_url: str, name: str, visibility_timeout: int) -> d
         Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": str(visibility_timeout)},
     )["QueueUrl"]
     return {"queue": queue_url, "dead_letter_queue": dlq_url}
+
+
+def create_archive_bucket(endpoint_url: str, name: str) -> None:
+    """The cold tier's bucket (chalicelib.cold.archiver); a second call keeps it."""
+    s3 = _client("s3", endpoint_url)
+    try:
+        s3.create_bucket(Bucket=name)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass

@@ -38,6 +38,8 @@ from devstack.worker_supervisor import WorkerSupervisor
 HOST = "127.0.0.1"
 # The fleet reconciler's, shorter than AWS's minute: drift shows within seconds here.
 RECONCILE_SECONDS = 15.0
+# The archive sweep's (AWS: 10 minutes); ARCHIVE_GRACE_SECONDS still applies.
+ARCHIVE_SWEEP_SECONDS = 60.0
 
 
 class StackError(Exception):
@@ -223,6 +225,9 @@ class DevStack:
 
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
+        os.environ.setdefault("ARCHIVE_BUCKET", f"{prefix}-archives")
+        aws.create_archive_bucket(self._aws.endpoint_url, os.environ["ARCHIVE_BUCKET"])
+        say(f"  S3 bucket {os.environ['ARCHIVE_BUCKET']} (the cold tier's archives)")
 
         # The reconciler unpins what nothing holds once unheld longer than any
         # pin in progress here: a worker's turn plus the queue's visibility.
@@ -236,6 +241,7 @@ class DevStack:
             *stage_env,
             "AWS_ENDPOINT_URL",
             "PIN_QUEUE_URL",
+            "ARCHIVE_BUCKET",
             "ALLOW_PRIVATE_ORIGINS",
             "KUBO_RPC_SECRET",
         ]
@@ -349,6 +355,12 @@ class DevStack:
                 RECONCILE_SECONDS,
                 _reconciled,
             ),
+            ScheduledJob(
+                app_module.sweep_archives,
+                f"{rule}-sweep_archives",
+                ARCHIVE_SWEEP_SECONDS,
+                lambda deleted: f"archive sweep deleted {deleted} orphaned archive(s)" if deleted else None,
+            ),
             StreamPoller(
                 streams_client(self._aws.endpoint_url),
                 table_name(Settings.from_env(), PinItem),
@@ -361,6 +373,7 @@ class DevStack:
         say(
             f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s, "
             f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
+            f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s."
         )
 
