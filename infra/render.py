@@ -22,6 +22,7 @@ from chalicelib.config import Settings
 from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.lifecycle import fleet_group_name
 from chalicelib.fleet.reconciler import METRICS as RECONCILER_METRICS
+from chalicelib.storage.archive_record import ArchiveRecord
 from chalicelib.storage.change_stream import CHANGE_FILTER
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
@@ -64,6 +65,7 @@ ALARM_TOPIC = "AlarmTopic"
 FOLD_FAILURES = "FoldFailureQueue"
 FOLD_FUNCTION = "FoldCounts"  # app.fold_counts
 WORKER_VPC = "UseWorkerVpc"
+ARCHIVE_BUCKET = "ArchiveBucket"
 
 READ = ("dynamodb:GetItem",)
 QUERY = ("dynamodb:Query",)
@@ -107,6 +109,8 @@ class Access:
     completes_lifecycle: bool = False
     # Fed the count changes of the pins table's stream (fold_stream_source).
     folds_pins_stream: bool = False
+    # S3 actions on the archives (ARCHIVE_PREFIX*) of the cold tier's bucket.
+    archive_objects: tuple[str, ...] = ()
 
 
 # A pin change writes the pin's items, its count change and (API) its outbox
@@ -134,11 +138,16 @@ FUNCTIONS: Mapping[str, Access] = {
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # An archive's holds (transactions), lease and figures.
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
         consumes=(PIN_QUEUE,),
         calls_kubo=True,
+        # A multipart upload (its create, parts and completion are PutObject's), the
+        # index's PutObject, and the abort of a cut one.
+        archive_objects=("s3:PutObject", "s3:AbortMultipartUpload"),
     ),
     "PinDeadLetters": Access(
         tables={
@@ -152,6 +161,12 @@ FUNCTIONS: Mapping[str, Access] = {
     ),
     "CheckFleetHealth": Access(tables={NodeRecord: ("dynamodb:Query", "dynamodb:UpdateItem")}, calls_kubo=True),
     "SweepOutbox": Access(tables={OutboxEntry: ("dynamodb:Query", "dynamodb:DeleteItem")}, sends_pins=True),
+    # The orphans index, each orphan's state, its DELETING mark and deletion; its objects.
+    "SweepArchives": Access(
+        tables={ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+        indexes=(ArchiveRecord,),
+        archive_objects=("s3:DeleteObject",),
+    ),
     "NodeTerminating": Access(
         tables={NodeRecord: ("dynamodb:DeleteItem",), OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem")},
         sends_pins=True,  # the node's drain
@@ -229,6 +244,12 @@ PARAMETERS: Json = {
         "Type": "String",
         "Default": "",
         "Description": "Optional address subscribed to the alarm topic (confirm the mail AWS sends).",
+    },
+    "ArchiveColdAfterDays": {
+        "Type": "Number",
+        "Default": 30,
+        "MinValue": 1,
+        "Description": "Days after which archives move to S3 Glacier Instant Retrieval (the bucket's lifecycle rule).",
     },
     "WorkerVpc": {
         "Type": "String",
@@ -351,6 +372,74 @@ def secret(settings: Settings, options: StageOptions) -> Json:
     }
 
 
+def archive_bucket(settings: Settings, options: StageOptions) -> Json:
+    """The cold tier's bucket: private, encrypted, unversioned (an archive is
+    written once and deleted by the sweep: no version may outlive it), its
+    archives moved to Glacier Instant Retrieval after ArchiveColdAfterDays,
+    and the parts of uploads left unfinished (a worker that died) dropped."""
+    return {
+        "Type": "AWS::S3::Bucket",
+        **_retention(options),
+        "Properties": {
+            # Bucket names are global: the account and region make it this stage's.
+            "BucketName": {"Fn::Sub": f"{settings.table_prefix}-archives-${{AWS::AccountId}}-${{AWS::Region}}"},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "ArchivesToGlacierInstantRetrieval",
+                        "Status": "Enabled",
+                        "Prefix": settings.archive_prefix,
+                        "Transitions": [
+                            {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}}
+                        ],
+                    },
+                    {
+                        "Id": "AbortIncompleteUploads",
+                        "Status": "Enabled",
+                        "Prefix": "",
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    },
+                ]
+            },
+        },
+    }
+
+
+def archive_bucket_policy() -> Json:
+    """TLS only."""
+    return {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {
+            "Bucket": {"Ref": ARCHIVE_BUCKET},
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [arn(ARCHIVE_BUCKET), {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/*"}],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    }
+
+
 def policy(settings: Settings, access: Access) -> Json:
     statements: list[Json] = [
         {
@@ -397,6 +486,15 @@ def policy(settings: Settings, access: Access) -> Json:
         statements.append(
             {"Sid": "FoldFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(FOLD_FAILURES)}
         )
+    if access.archive_objects:
+        statements.append(
+            {
+                "Sid": "ArchiveObjects",
+                "Effect": "Allow",
+                "Action": sorted(access.archive_objects),
+                "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{settings.archive_prefix}*"},
+            }
+        )
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
         statements.append(
@@ -441,6 +539,8 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
     variables: Json = {}
     if access.sends_pins:
         variables["PIN_QUEUE_URL"] = {"Ref": PIN_QUEUE}
+    if access.archive_objects:
+        variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     properties: Json = {}
     if access.calls_kubo:
         variables["KUBO_RPC_SECRET_ARN"] = {"Ref": SECRET}
@@ -609,6 +709,13 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             EvaluationPeriods=3,
             TreatMissingData="breaching",
         ),
+        # Emitted by the archiver (chalicelib.cold.archiver.emit_archive_failed).
+        "ArchiveFailedAlarm": alarm(
+            "An archive failed every attempt (its request's info.cold_error and the worker's log say why): "
+            "the CID has no cold copy.",
+            _metric(METRIC_NAMESPACE, "ArchiveFailed", {"Stage": settings.stage}, "Sum", 300),
+            0,
+        ),
         # Any repair means the fleet and the holds disagreed: a node lost
         # pins, or a release lost track of one (app.reconcile_fleet).
         "ReconcilerRepairsAlarm": {
@@ -679,6 +786,8 @@ def render(stage: str, config: Json) -> Json:
     resources: Json = {table_id(settings, model): table(settings, model, options) for model in MODELS}
     resources.update(queues(settings, worker_timeout, dead_letters_timeout))
     resources[SECRET] = secret(settings, options)
+    resources[ARCHIVE_BUCKET] = archive_bucket(settings, options)
+    resources[f"{ARCHIVE_BUCKET}Policy"] = archive_bucket_policy()
     resources[ALARM_TOPIC] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"pinning-{stage}-alarms"}}
     resources["AlarmEmailSubscription"] = {
         "Type": "AWS::SNS::Subscription",
@@ -706,6 +815,7 @@ def render(stage: str, config: Json) -> Json:
             "NodesTableName": _export(stage, {"Ref": nodes}, "NodesTableName"),
             "NodesTableArn": _export(stage, arn(nodes), "NodesTableArn"),
             "PinQueueUrl": {"Value": {"Ref": PIN_QUEUE}},
+            "ArchiveBucketName": {"Value": {"Ref": ARCHIVE_BUCKET}},
             "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
         },
     }

@@ -291,6 +291,8 @@ class Archiver:
         """Begin only a DAG this turn can archive at the measured speed."""
         size = pin.info.get("dag_size", "")
         seconds_left = deadline - time.monotonic()
+        if seconds_left <= 0:
+            raise AttemptFailed("no time left in this turn")
         if size.isdigit() and int(size) > seconds_left * self._settings.archive_bytes_per_second:
             speed = format_bytes(self._settings.archive_bytes_per_second)
             raise AttemptFailed(

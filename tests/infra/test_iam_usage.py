@@ -22,15 +22,20 @@ import boto3
 import botocore.client
 import pytest
 
+from chalicelib.cold.archive_repository import ArchiveHolder
+from chalicelib.cold.car import write_car
 from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.pins.request_ids import new_request_id
-from chalicelib.queue.messages import decode
+from chalicelib.queue.messages import ArchiveRequested, decode, encode
+from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.wiring import build_services
 from chalicelib.worker.batch import QueuedMessage
 from infra.render import FUNCTIONS, STREAM_READS
+from tests.cold.dags import unixfs_file
+from tests.cold.s3 import s3_client
 from tests.storage.test_change_stream import stream_records
 from tests.support.cids import cid_v1
 from tests.support.fake_kubo import FakeKubo
@@ -40,6 +45,16 @@ TEMPLATE = json.loads((Path(__file__).resolve().parents[2] / "infra" / "service-
 RESOURCES = TEMPLATE["Resources"]
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's
 Grant = tuple[str, str]  # (IAM action, resource ARN)
+# The IAM action of each S3 call (a multipart upload's steps are PutObject's).
+S3_ACTIONS = {
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "PutObject": "PutObject",
+    "AbortMultipartUpload": "AbortMultipartUpload",
+    "GetObject": "GetObject",
+    "DeleteObject": "DeleteObject",
+}
 TRANSACT_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -55,13 +70,16 @@ class Recorder:
         self.settings = settings
         self.function: str | None = None
         self.used: dict[str, set[Grant]] = defaultdict(set)
+        self.s3 = s3_client()
 
     @contextmanager
     def running(self, function: str) -> Iterator[None]:
         """In a container of its own: nothing cached by another function."""
         import app as app_module
 
-        app_module.services.install(build_services(self.settings))
+        services = build_services(self.settings)
+        services.__dict__["s3"] = self.s3  # see tests/cold/s3.py
+        app_module.services.install(services)
         self.function = function
         try:
             yield
@@ -99,6 +117,8 @@ def grants_of(service: str, operation: str, params: dict[str, Any]) -> list[Gran
         ]
     if service == "sqs":
         return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
+    if service == "s3":
+        return [(f"s3:{S3_ACTIONS[operation]}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
     return [(f"{service}:{operation}", params["SecretId"])]
 
 
@@ -144,7 +164,7 @@ def granted_on_data(statements: list[dict[str, Any]]) -> set[Grant]:
         (action, resource)
         for s in statements
         for action in as_list(s["Action"])
-        if action.split(":")[0] in ("dynamodb", "sqs", "secretsmanager")
+        if action.split(":")[0] in ("dynamodb", "sqs", "secretsmanager", "s3")
         for resource in as_list(s["Resource"])
     }
 
@@ -203,6 +223,10 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
     for logical, queue in of_type("AWS::SQS::Queue").items():
         urls[logical] = sqs.create_queue(QueueName=queue["QueueName"])["QueueUrl"]
         names[logical] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue['QueueName']}"
+    ((bucket_id, bucket),) = of_type("AWS::S3::Bucket").items()
+    bucket_name = resolve(bucket["BucketName"], names)
+    s3_client().create_bucket(Bucket=bucket_name)
+    names[bucket_id] = f"arn:aws:s3:::{bucket_name}"
     ((logical, secret),) = of_type("AWS::SecretsManager::Secret").items()
     names[logical] = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name=secret["Name"], SecretString="rpc-token"
@@ -212,6 +236,7 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         region=REGION,
         queue_url=urls["PinQueue"],
         kubo_rpc_secret_arn=names[logical],
+        archive_bucket=bucket_name,
         continue_delay_seconds=0,
         stall_seconds=1,
         # The pins made here are enough for the planner to raise a plan.
@@ -293,10 +318,30 @@ def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) ->
             client.lambda_.invoke("pin_worker", sqs_event(take(queue_url)))
 
 
+def an_archive_is_made(
+    client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], tenant_id: str, request_id: str, cid: str
+) -> None:
+    """The request's archive message: the first node's export fails (its
+    upload aborted), the next node's is archived. The turn has all of the
+    test context's 3 s (no margin)."""
+    settings = recorder.settings
+    services = build_services(settings)
+    created_ms = services.pins.get(tenant_id, request_id).created_ms
+    kubos["node-0"].fail("dag/export", "ipld: could not find node", cid=cid)
+    body = encode(ArchiveRequested(tenant_id, request_id, created_ms, cid, ("node-0", "node-1")))
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("PinWorker"):
+        result = client.lambda_.invoke("pin_worker", sqs_event([QueuedMessage("archive-1", body)])).payload
+    recorder.settings = settings
+    assert result == {"batchItemFailures": []}
+    assert DynamoArchiveRepository(services.dynamo).state(cid).state == "archived"
+
+
 def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
-    """A health check, a sweep that finds a message left behind, and a
+    """A health check, a sweep that finds a message left behind, a
     reconciler that finds a pin lost, one leaked and a hold whose request is
-    gone: a second run, with no wait, unpins the leak and lets the hold go."""
+    gone: a second run, with no wait, unpins the leak and lets the hold go;
+    and an archive sweep that finds an archive orphaned past the grace."""
     scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
     with recorder.running("CheckFleetHealth"):
         client.lambda_.invoke("check_fleet_health", scheduled)
@@ -316,6 +361,12 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
             assert client.lambda_.invoke("reconcile_fleet", scheduled).payload["skipped"] == 0
     recorder.settings = settings
     assert orphan not in kubos["node-0"].pinned
+    archives = DynamoArchiveRepository(build_services(settings).dynamo)
+    forgotten = ArchiveHolder(cid_v1("iam-archive-orphan"), "alice", new_request_id(1))
+    archives.hold(forgotten)
+    archives.leave(forgotten, 1, now_ms=1)
+    with recorder.running("SweepArchives"):
+        assert client.lambda_.invoke("sweep_archives", scheduled).payload == 1
 
 
 def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
@@ -344,8 +395,14 @@ def the_pins_stream_feeds_the_folder(client: Any, recorder: Recorder, names: dic
 def unused_grants(
     function: str, used: set[Grant], statements: list[dict[str, Any]], names: dict[str, str]
 ) -> set[Grant]:
-    """What `function` may do on data that its code never did (its event source's part aside)."""
-    return granted_on_data(statements) - used - event_source_grants(function, names)
+    """What `function` may do on data that its code never did (its event source's part aside);
+    a grant on objects by a pattern (the archives') is used by a call on any of them."""
+    unused = {
+        (action, pattern)
+        for action, pattern in granted_on_data(statements)
+        if not any(done == action and fnmatch.fnmatchcase(resource, pattern) for done, resource in used)
+    }
+    return unused - event_source_grants(function, names)
 
 
 def test_every_function_is_granted_exactly_what_its_code_uses(stack):
@@ -362,9 +419,10 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
     token = services.admin.issue_token(tenant.tenant_id, "laptop").secret
 
     with Client(app_module.app) as client:
-        pinned, failing = cid_v1("iam-pinned"), cid_v1("iam-failing")
+        root, blocks = unixfs_file(b"iam-pinned" * 1000)
+        pinned, failing = str(root), cid_v1("iam-failing")
         for kubo in kubos.values():
-            kubo.add_content(pinned, blocks=2)
+            kubo.add_car(pinned, b"".join(write_car([root], blocks)), held=True)
             kubo.add_content(failing, blocks=2)
             kubo.fail("pin/add", "disk I/O error", cid=failing, times=100)
         api = ApiClient(client, token)
@@ -372,6 +430,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         replaced, doomed = a_user_pins_lists_every_way_replaces(api, recorder, pinned, failing)
         # and workers that pin, then unpin the replaced and deleted requests
         workers_pin_and_a_failing_message_dead_letters(client, recorder, settings.queue_url, doomed)
+        # and the replacing request's archive, let go when it is deleted
+        an_archive_is_made(client, recorder, kubos, tenant.tenant_id, replaced, pinned)
         with recorder.running("APIHandler"):
             api.request("DELETE", f"/pins/{replaced}")
         workers_run(client, recorder, settings.queue_url, rounds=3)

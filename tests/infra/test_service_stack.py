@@ -66,7 +66,7 @@ def test_the_packaged_templates_and_the_other_stacks_pass_cfn_lint(packaged):
 @pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
 def test_tables_are_on_demand_recoverable_and_protected_in_prod(packaged, stage):
     tables = of_type(load(packaged[stage]), "AWS::DynamoDB::Table")
-    assert len(tables) == 6
+    assert len(tables) == 7
     prod = stage == "prod"
     for table in tables.values():
         properties = table["Properties"]
@@ -120,6 +120,7 @@ def test_alarms_watch_dead_letters_queue_age_errors_api_5xx_and_nodes_and_notify
         ("AWS/Lambda", "IteratorAge"),
         ("AWS/ApiGateway", "5XXError"),
         ("PinningService", "UnhealthyNodes"),
+        ("PinningService", "ArchiveFailed"),
     } <= watched
     errors = {
         a["Properties"]["Dimensions"][0]["Value"]["Ref"]
@@ -223,3 +224,22 @@ def test_the_count_folder_reports_failed_records_retries_a_bounded_number_of_tim
     assert [s["Resource"] for s in granted if "sqs:SendMessage" in as_list(s["Action"])] == [
         {"Fn::GetAtt": [FOLD_FAILURES, "Arn"]}
     ]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_archive_bucket_is_private_encrypted_unversioned_and_moves_archives_to_glacier_ir(packaged, stage):
+    template = load(packaged[stage])
+    (bucket,) = of_type(template, "AWS::S3::Bucket").values()
+    properties = bucket["Properties"]
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(properties["PublicAccessBlockConfiguration"].values())
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    assert "VersioningConfiguration" not in properties  # never enabled: a deleted archive leaves no version
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    assert rules["ArchivesToGlacierInstantRetrieval"]["Prefix"] == "archives/"
+    assert rules["ArchivesToGlacierInstantRetrieval"]["Transitions"] == [
+        {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}}
+    ]
+    assert template["Parameters"]["ArchiveColdAfterDays"]["Default"] == 30
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert bucket["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
