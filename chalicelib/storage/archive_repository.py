@@ -148,18 +148,6 @@ class DynamoArchiveRepository:
 
 def _state(item: ArchiveRecord) -> ArchiveState:
     lease = None if item.leased_by is None else ArchiveLease(item.leased_by, item.leased_until_ms or 0)
-    car = None
-    if item.state == ARCHIVED and item.car_key is not None:
-        car = ArchivedCar(
-            car_key=item.car_key,
-            index_key=item.index_key or "",
-            car_bytes=item.car_bytes or 0,
-            car_sha256=item.car_sha256 or "",
-            piece_cid_v1=item.piece_cid_v1 or "",
-            piece_cid_v2=item.piece_cid_v2 or "",
-            padded_size=item.padded_size or 0,
-            archived_ms=item.archived_ms or 0,
-        )
     return ArchiveState(
         cid=item.cid,
         state=item.state or ARCHIVING,
@@ -168,8 +156,22 @@ def _state(item: ArchiveRecord) -> ArchiveState:
         lease=lease,
         attempts=item.attempts or 0,
         last_error=item.last_error,
-        car=car,
+        car=_car(item) if item.state == ARCHIVED else None,
         orphaned_ms=item.orphaned_ms,
+    )
+
+
+def _car(item: ArchiveRecord) -> ArchivedCar:
+    """An archived state item's figures (all written at once by record_archived)."""
+    return ArchivedCar(
+        car_key=item.car_key or "",
+        index_key=item.index_key or "",
+        car_bytes=item.car_bytes or 0,
+        car_sha256=item.car_sha256 or "",
+        piece_cid_v1=item.piece_cid_v1 or "",
+        piece_cid_v2=item.piece_cid_v2 or "",
+        padded_size=item.padded_size or 0,
+        archived_ms=item.archived_ms or 0,
     )
 
 
