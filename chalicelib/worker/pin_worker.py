@@ -131,7 +131,9 @@ class PinWorker:
             self._drainer.give_up(message)
             return
         if isinstance(message, ArchiveRequested):
-            if self._archiver is not None:
+            if self._archiver is None:  # the dead-letter function has no bucket: the archiver failed it already
+                logger.error("archive abandoned", extra={"request_id": message.request_id, "cid": message.cid})
+            else:
                 self._archiver.give_up(message)
             return
         outcome = retried_on_stale(lambda: self._abandon(message, token), 0, "the pin")
