@@ -197,9 +197,7 @@ def report(scenarios: Sequence[Scenario]) -> None:
                 counts(s.a_at_start),
                 counts(s.a_at_end),
                 f"{s.submit_seconds:.0f}",
-                "-"
-                if s.a_done_seconds is None
-                else f"{s.a_done_seconds:.0f} ({s.backlog / s.a_done_seconds:.1f} pins/s)",
+                "-" if s.a_done_seconds is None else f"{s.a_done['pinned']:,} after {s.a_done_seconds:.0f} s",
             ]
         )
     print_table(
