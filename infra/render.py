@@ -19,9 +19,9 @@ from typing import Any
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
-from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.lifecycle import fleet_group_name
 from chalicelib.fleet.reconciler import METRICS as RECONCILER_METRICS
+from chalicelib.metrics import NAMESPACE as METRIC_NAMESPACE
 from chalicelib.storage.archive_record import ArchiveRecord
 from chalicelib.storage.change_stream import CHANGE_FILTER
 from chalicelib.storage.node_pin import NodePin

@@ -22,7 +22,6 @@ after a grace.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 import time
@@ -45,12 +44,12 @@ from chalicelib.cold.archive_repository import (
 from chalicelib.cold.cids import UnsupportedHash
 from chalicelib.cold.commp import CommP
 from chalicelib.config import Settings
-from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.dag_links import UnsupportedCodec
 from chalicelib.kubo.errors import KuboError
+from chalicelib.metrics import emit_metrics
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
@@ -368,21 +367,5 @@ class Archiver:
 
 
 def emit_archive_failed(stage: str, out: TextIO) -> None:
-    """One failed archive as a CloudWatch embedded-metric line (see
-    chalicelib.fleet.health.emit_health_metrics)."""
-    line = {
-        "_aws": {
-            "Timestamp": now_ms(),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": [["Stage"]],
-                    "Metrics": [{"Name": "ArchiveFailed", "Unit": "Count"}],
-                }
-            ],
-        },
-        "Stage": stage,
-        "ArchiveFailed": 1,
-    }
-    out.write(json.dumps(line) + "\n")
-    out.flush()
+    """One failed archive as a CloudWatch embedded-metric line."""
+    emit_metrics({"ArchiveFailed": (1, "Count")}, stage, out)

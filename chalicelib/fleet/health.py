@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,15 +10,12 @@ from typing import TYPE_CHECKING, TextIO
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
-from chalicelib.pins.timestamps import now_ms
+from chalicelib.metrics import emit_metrics
 
 if TYPE_CHECKING:
     from chalicelib.kubo.client import KuboClient
 
 logger = logging.getLogger("pinning.fleet")
-
-# CloudWatch namespace of the service's own metrics (infra/ alarms on them).
-METRIC_NAMESPACE = "PinningService"
 
 
 def check_fleet(registry: NodeRegistry, kubo: Callable[[Node], KuboClient]) -> dict[str, bool]:
@@ -48,23 +44,6 @@ def check_fleet(registry: NodeRegistry, kubo: Callable[[Node], KuboClient]) -> d
 
 
 def emit_health_metrics(results: dict[str, bool], stage: str, out: TextIO) -> None:
-    """Healthy and unhealthy node counts as one CloudWatch embedded-metric
-    line: Lambda's log stream carries it, so no API call or permission."""
+    """Healthy and unhealthy node counts as one CloudWatch embedded-metric line."""
     healthy = sum(results.values())
-    line = {
-        "_aws": {
-            "Timestamp": now_ms(),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": [["Stage"]],
-                    "Metrics": [{"Name": "HealthyNodes", "Unit": "Count"}, {"Name": "UnhealthyNodes", "Unit": "Count"}],
-                }
-            ],
-        },
-        "Stage": stage,
-        "HealthyNodes": healthy,
-        "UnhealthyNodes": len(results) - healthy,
-    }
-    out.write(json.dumps(line) + "\n")
-    out.flush()
+    emit_metrics({"HealthyNodes": (healthy, "Count"), "UnhealthyNodes": (len(results) - healthy, "Count")}, stage, out)

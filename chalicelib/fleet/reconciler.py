@@ -44,7 +44,6 @@ meanwhile may shift a few past this pass, never past the next.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -54,13 +53,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from itertools import groupby, islice
 from typing import Protocol, TextIO
 
-from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.hold_repository import Cursor, Holder, Lease
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.reconcile_repository import ReconcileCursor, ReconcileRepository, Sighting
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.errors import KuboError
+from chalicelib.metrics import emit_metrics
 from chalicelib.pins.cids import InvalidCid, parse_cid
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository
@@ -136,25 +135,9 @@ METRICS = {
 
 
 def emit_reconcile_metrics(report: ReconcileReport, stage: str, out: TextIO) -> None:
-    """The run's counts as one CloudWatch embedded-metric line (as the
-    fleet check's, chalicelib/fleet/health.py)."""
+    """The run's counts as one CloudWatch embedded-metric line."""
     values = report.as_dict()
-    line = {
-        "_aws": {
-            "Timestamp": now_ms(),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": [["Stage"]],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS.values()],
-                }
-            ],
-        },
-        "Stage": stage,
-        **{name: values[field] for field, (name, _) in METRICS.items()},
-    }
-    out.write(json.dumps(line) + "\n")
-    out.flush()
+    emit_metrics({name: (values[field], unit) for field, (name, unit) in METRICS.items()}, stage, out)
 
 
 class FleetReconciler:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import json
 
-from chalicelib.fleet.health import METRIC_NAMESPACE, emit_health_metrics
+from chalicelib.fleet.health import emit_health_metrics
+from chalicelib.metrics import NAMESPACE as METRIC_NAMESPACE
 from infra.render import CHALICE_CONFIG, render
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import json
 
-from chalicelib.fleet.health import METRIC_NAMESPACE
 from chalicelib.fleet.reconciler import METRICS, ReconcileReport, emit_reconcile_metrics
+from chalicelib.metrics import NAMESPACE as METRIC_NAMESPACE
 from infra.render import CHALICE_CONFIG, render
 
 
