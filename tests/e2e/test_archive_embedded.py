@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 from chalice.test import Client
@@ -17,11 +16,11 @@ from chalicelib.cold.block_index import BlockIndex
 from chalicelib.cold.car import CarReader
 from chalicelib.cold.commp import commp
 from chalicelib.pins.cids import parse_cid
-from chalicelib.wiring import Services, build_services
+from chalicelib.wiring import Services
 from devstack.kubo.fleet import RunningNode, running_fleet
 from tests.cold.s3 import s3_client
 from tests.support.api import ApiClient
-from tests.support.embedded_kubo import TOKEN, add_bytes, needs_libkubo
+from tests.support.embedded_kubo import TOKEN, add_bytes, needs_libkubo, serving_fleet
 from tests.worker.conftest import Queue
 
 pytestmark = needs_libkubo
@@ -38,23 +37,12 @@ def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
 
 @pytest.fixture
 def fleet(settings, nodes) -> Iterator[Services]:
-    tuned = replace(
-        settings,
-        replication_factor=2,
-        stall_seconds=10,
-        continue_delay_seconds=0,
-        allow_private_origins=True,  # the user's node is on loopback here
-        kubo_rpc_secret=TOKEN,
-        archive_bucket=BUCKET,
-    )
-    services = build_services(tuned)
-    services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
-    services.s3.create_bucket(Bucket=BUCKET)
-    for node in nodes[:2]:
-        services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
-    app_module.services.install(services)
-    yield services
-    app_module.services.install(None)
+    def with_bucket(services: Services) -> None:
+        services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
+        services.s3.create_bucket(Bucket=BUCKET)
+
+    with serving_fleet(settings, nodes[:2], with_bucket, archive_bucket=BUCKET) as services:
+        yield services
 
 
 def test_a_pinned_file_is_archived_with_a_matching_piece_cid(fleet, nodes):

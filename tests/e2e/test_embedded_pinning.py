@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 from chalice.test import Client
 
 import app as app_module
 from chalicelib.fleet.health import check_fleet
-from chalicelib.wiring import Services, build_services
+from chalicelib.wiring import Services
 from devstack.kubo.fleet import RunningNode, running_fleet
 from tests.support.api import ApiClient
-from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo
+from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo, serving_fleet
 from tests.worker.conftest import Queue
 
 pytestmark = needs_libkubo
@@ -30,20 +29,8 @@ def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
 
 @pytest.fixture
 def fleet(settings, nodes) -> Iterator[Services]:
-    tuned = replace(
-        settings,
-        replication_factor=2,
-        stall_seconds=10,
-        continue_delay_seconds=0,
-        allow_private_origins=True,  # the user's node is on loopback here
-        kubo_rpc_secret=TOKEN,
-    )
-    services = build_services(tuned)
-    for node in nodes[:3]:
-        services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
-    app_module.services.install(services)
-    yield services
-    app_module.services.install(None)
+    with serving_fleet(settings, nodes[:3]) as services:
+        yield services
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from devstack.kubo.fleet import RunningNode, running_fleet
 from devstack.stack import scheduled_event
 from tests.support.api import ApiClient
 from tests.support.cids import canonical
-from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo, rpc
+from tests.support.embedded_kubo import TOKEN, add_bytes, is_pinned, needs_libkubo, rpc, serving_fleet
 from tests.worker.conftest import Queue
 
 pytestmark = needs_libkubo
@@ -35,21 +35,8 @@ def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
 @pytest.fixture
 def fleet(settings, nodes) -> Iterator[Services]:
     # No grace: a pin seen unheld by one run goes on the next (the unit tests hold the grace).
-    tuned = replace(
-        settings,
-        replication_factor=2,
-        stall_seconds=10,
-        continue_delay_seconds=0,
-        allow_private_origins=True,  # the user's node is on loopback here
-        kubo_rpc_secret=TOKEN,
-        reconcile_grace_seconds=0,
-    )
-    services = build_services(tuned)
-    for node in nodes[:3]:
-        services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
-    app_module.services.install(services)
-    yield services
-    app_module.services.install(None)
+    with serving_fleet(settings, nodes[:3], reconcile_grace_seconds=0) as services:
+        yield services
 
 
 @pytest.fixture

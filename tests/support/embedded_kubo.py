@@ -7,11 +7,17 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from chalicelib.config import Settings
+from chalicelib.wiring import Services, build_services
 from devstack.kubo.fleet import RunningNode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +76,37 @@ def add_bytes(node: RunningNode, data: bytes, name: str = "data.bin") -> dict:
 def is_pinned(node: RunningNode, cid: str) -> bool:
     response = rpc(node, "pin/ls", arg=cid, type="recursive")
     return response.status_code == 200 and bool(response.json().get("Keys"))
+
+
+@contextmanager
+def serving_fleet(
+    settings: Settings,
+    nodes: Sequence[RunningNode],
+    prepare: Callable[[Services], None] | None = None,
+    **overrides: Any,
+) -> Iterator[Services]:
+    """The service, as the app's container, wired to embedded fleet nodes on
+    loopback: two replicas, a short stall, no continuation delay, loopback
+    origins allowed (the user's node is on loopback here). `prepare` runs
+    before the nodes are registered and the services installed."""
+    import app as app_module
+
+    tuned = replace(
+        settings,
+        replication_factor=2,
+        stall_seconds=10,
+        continue_delay_seconds=0,
+        allow_private_origins=True,
+        kubo_rpc_secret=TOKEN,
+        **overrides,
+    )
+    services = build_services(tuned)
+    if prepare is not None:
+        prepare(services)
+    for node in nodes:
+        services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
+    app_module.services.install(services)
+    try:
+        yield services
+    finally:
+        app_module.services.install(None)
