@@ -164,6 +164,7 @@ class Services:
             grace_seconds=self.settings.reconcile_grace_seconds,
             pin_deadline_seconds=self.settings.pin_deadline_seconds,
             pins_per_run=self.settings.reconcile_pins_per_run,
+            release_archive=None if self.archiver is None else self.archiver.release,
         )
 
 

@@ -111,6 +111,8 @@ class Access:
     folds_pins_stream: bool = False
     # S3 actions on the archives (ARCHIVE_PREFIX*) of the cold tier's bucket.
     archive_objects: tuple[str, ...] = ()
+    # Lets requests' archive holds go (no object touched): it needs to know the stage keeps archives.
+    releases_archives: bool = False
 
 
 # A pin change writes the pin's items, its count change and (API) its outbox
@@ -188,9 +190,12 @@ FUNCTIONS: Mapping[str, Access] = {
             ),
             # Each holder's request: is it pinned there, gone or failed?
             PinItem: READ,
+            # An orphaned hold's request lets its archive go too.
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),
         calls_kubo=True,
+        releases_archives=True,
     ),
     FOLD_FUNCTION: Access(
         # The folds; and the writing tenants' recent pins counted, their shard plans raised.
@@ -539,7 +544,7 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
     variables: Json = {}
     if access.sends_pins:
         variables["PIN_QUEUE_URL"] = {"Ref": PIN_QUEUE}
-    if access.archive_objects:
+    if access.archive_objects or access.releases_archives:
         variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     properties: Json = {}
     if access.calls_kubo:

@@ -154,6 +154,7 @@ class FleetReconciler:
         pin_deadline_seconds: int,
         pins_per_run: int,
         clock: Callable[[], int] = now_ms,
+        release_archive: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.registry = registry
         self.holds = holds
@@ -166,6 +167,9 @@ class FleetReconciler:
         self.orphan_wait_ms = (pin_deadline_seconds + grace_seconds) * 1000
         self.pins_per_run = pins_per_run
         self.clock = clock
+        # The cold tier's hold of a request (cid, tenant, request), let go with
+        # its orphaned hot holds; None when the stage keeps no archives.
+        self.release_archive = release_archive
 
     def run(self, deadline: float) -> ReconcileReport:
         """One bounded run over every node, done by `deadline` (time.monotonic())."""
@@ -278,6 +282,9 @@ class _NodeRun:
         token = f"reconciler-{uuid.uuid4()}"
         # False also when a worker let it go at the same moment: the hold is gone all the same.
         last = self.r.holds.release(node_id, cid_key, holder.tenant_id, holder.request_id, token)
+        if self.r.release_archive is not None:
+            # The request is gone: its archive hold too (idempotent, once per request however many nodes).
+            self.r.release_archive(cid_key, holder.tenant_id, holder.request_id)
         self.report.orphans_released += 1
         size = 0
         if last:

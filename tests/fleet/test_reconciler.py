@@ -66,7 +66,9 @@ class World:
             pin_deadline_seconds=DEADLINE_S,
             pins_per_run=pins_per_run,
             clock=self.clock,
+            release_archive=lambda cid, tenant_id, request_id: self.archives_released.append((cid, request_id)),
         )
+        self.archives_released: list[tuple[str, str]] = []
         self._created = 1_600_000_000_000
 
     def run(self) -> ReconcileReport:
@@ -421,6 +423,8 @@ def test_a_hold_of_a_deleted_request_goes_after_the_deadline_and_grace_and_its_p
     assert not world.holds.holding("node-a", cid, "alice", pin.request_id)
     assert world.fleet["node-a"].removed == [cid]
     assert report.bytes_reclaimed == 1024
+    # And the request's archive hold goes with it
+    assert world.archives_released == [(cid, pin.request_id)]
     # And its removal lease is over: a new request may hold it at once
     assert world.holds.hold("node-a", cid, "bob", new_request_id(1))
 

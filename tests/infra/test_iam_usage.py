@@ -353,7 +353,10 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
         kubo.pinned.add(cid_v1("iam-leaked"))
     orphan = cid_v1("iam-orphan")
     kubos["node-0"].pinned.add(orphan)
-    assert build_services(recorder.settings).holds.hold("node-0", orphan, "alice", new_request_id(1))
+    gone = new_request_id(1)
+    assert build_services(recorder.settings).holds.hold("node-0", orphan, "alice", gone)
+    archives = DynamoArchiveRepository(build_services(recorder.settings).dynamo)
+    archives.hold(ArchiveHolder(orphan, "alice", gone))  # let go with the orphaned hold
     settings = recorder.settings
     recorder.settings = replace(settings, reconcile_grace_seconds=0, pin_deadline_seconds=0)
     for _ in range(2):
@@ -361,7 +364,7 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
             assert client.lambda_.invoke("reconcile_fleet", scheduled).payload["skipped"] == 0
     recorder.settings = settings
     assert orphan not in kubos["node-0"].pinned
-    archives = DynamoArchiveRepository(build_services(settings).dynamo)
+    assert archives.state(orphan).holders == 0
     forgotten = ArchiveHolder(cid_v1("iam-archive-orphan"), "alice", new_request_id(1))
     archives.hold(forgotten)
     archives.leave(forgotten, 1, now_ms=1)
