@@ -72,10 +72,10 @@ class _Batch:
     changes: list[_Change] = field(default_factory=list)
     deltas: dict[Bucket, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
-    def room_for(self, change: _Change, buckets: Iterable[Bucket]) -> bool:
+    def room_for(self, buckets: Iterable[Bucket]) -> bool:
+        """Whether one more change (two items, pin_keys.change_sort_keys) and its buckets fit."""
         new = set(buckets) - self.deltas.keys()
-        items = sum(len(c.sort_keys) for c in self.changes) + len(change.sort_keys)
-        return items + len(self.deltas) + len(new) <= TRANSACTION_ITEMS
+        return 2 * (len(self.changes) + 1) + len(self.deltas) + len(new) <= TRANSACTION_ITEMS
 
     def add(self, shard: str, change: _Change) -> None:
         self.changes.append(change)
@@ -115,7 +115,7 @@ class CountFolder:
         batch = _Batch()
         for change in self._changes(shard):
             buckets = [bucket for bucket, _ in cells_of(shard, created_of_change(change.id))]
-            if not batch.room_for(change, buckets):
+            if not batch.room_for(buckets):
                 break
             batch.add(shard, change)
         return batch

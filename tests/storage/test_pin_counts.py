@@ -18,7 +18,7 @@ from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.count_folder import CountFolder
 from chalicelib.storage.pin_counter import FANOUT, LEVELS, READ_ROUNDS, count_name
 from chalicelib.storage.pin_item import PinItem
-from chalicelib.storage.pin_keys import MAX_MS, STATUS_CODES, counter_sort_key, shard_key
+from chalicelib.storage.pin_keys import MAX_MS, STATUS_CODES, change_sort_keys, counter_sort_key, shard_key
 from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.shard_plan import LEAD_MS, ShardPlans
 from chalicelib.storage.tables import bind_models
@@ -455,3 +455,15 @@ def test_a_count_whose_changes_are_folded_during_every_read_gives_up_busy(store,
     # when counting, then it stops after a bounded number of reads: busy, retry later
     with pytest.raises(StorageBusy):
         PinStore(store.dynamo, sleep=lambda seconds: None).count("tenant-1", frozenset({"queued"}), 0, MAX_MS)
+
+
+@pytest.mark.parametrize(
+    ("was", "now", "streams"),
+    [(None, "q", ["s#q#~", "p#~"]), ("q", "g", ["s#q#~", "s#g#~"]), ("p", None, ["s#p#~", "p#~"])],
+    ids=["create", "move", "delete"],
+)
+def test_every_count_change_is_two_items_atop_the_streams_it_changes(was, now, streams):
+    # Given a create, a move or a delete; when its items are named
+    keys = change_sort_keys(f"{START_MS}#req-1#1", was, now)
+    # Then they are two (the folder sizes its transactions on it), atop the streams it changes
+    assert [key.split("~")[0] + "~" for key in keys] == streams
