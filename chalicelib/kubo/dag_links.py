@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 
 from chalicelib.cold.block_index import BlockIndex
 from chalicelib.cold.cids import Cid, CidError, cid_from_bytes
-from chalicelib.cold.varints import VarintError, decode_varint
+from chalicelib.cold.protobuf import ProtobufError, protobuf_fields
 
 DAG_PB = 0x70
 RAW = 0x55
@@ -42,41 +42,18 @@ class MalformedBlock(DagError):
     pass
 
 
-def _protobuf_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, bytes | int]]:
-    """(field number, wire type, value) of a protobuf message; bytes for length-delimited fields."""
-    view = memoryview(data)
-    at = 0
-    while at < len(view):
-        tag, at = decode_varint(view, at)
-        number, wire = tag >> 3, tag & 7
-        value: bytes | int
-        if wire == 0:
-            value, at = decode_varint(view, at)
-        elif wire == 2:
-            length, at = decode_varint(view, at)
-            if at + length > len(view):
-                raise MalformedBlock("a protobuf field runs past the block's end")
-            value, at = bytes(view[at : at + length]), at + length
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
-            value = 0
-        else:
-            raise MalformedBlock(f"protobuf wire type {wire} is not used by dag-pb")
-        yield number, wire, value
-
-
 def dag_pb_links(block: bytes | memoryview) -> list[Cid]:
     """The CIDs a dag-pb node links to, in order (PBNode field 2, PBLink field 1)."""
     links = []
     try:
-        for number, wire, value in _protobuf_fields(block):
+        for number, wire, value in protobuf_fields(block):
             if number == 2 and wire == 2 and isinstance(value, bytes):
                 links += [
                     cid_from_bytes(hash_)
-                    for link_number, link_wire, hash_ in _protobuf_fields(value)
+                    for link_number, link_wire, hash_ in protobuf_fields(value)
                     if link_number == 1 and link_wire == 2 and isinstance(hash_, bytes)
                 ]
-    except (VarintError, CidError) as error:
+    except (ProtobufError, CidError) as error:
         raise MalformedBlock(f"not a dag-pb node: {error}") from error
     return links
 
