@@ -55,18 +55,32 @@ class PieceCidError(ValueError):
     """A piece CID that is not of the form asked for."""
 
 
-def _fr32_quad(quad: bytes | memoryview) -> bytes:
-    """127 bytes -> 128: four 254-bit words, each in 32 little-endian bytes."""
-    x = int.from_bytes(quad, "little")
-    return (
-        (x & _MASK_254) | ((x >> 254) & _MASK_254) << 256 | ((x >> 508) & _MASK_254) << 512 | (x >> 762) << 768
-    ).to_bytes(_QUAD_OUT, "little")
+def _word_masks(quads: int) -> tuple[int, int, int, int]:
+    """Per 128-byte record, the bits of its k-th 254-bit input word (k = 0..3), `quads` records long."""
+    m0, m1, m2, m3 = (
+        int.from_bytes((_MASK_254 << 254 * k).to_bytes(_QUAD_OUT, "little") * quads, "little") for k in range(4)
+    )
+    return m0, m1, m2, m3
+
+
+_WORD_MASKS = _word_masks(_BATCH_QUADS)
+
+
+def _fr32_quads(view: memoryview) -> bytes:
+    """Fr32 of up to a batch of quads in a few big-integer operations (a loop
+    over each quad's integer cost twice as much): each quad spaced out to 128
+    bytes by a zero byte, its words 1, 2 and 3 then move up 2, 4 and 6 bits
+    within its record, the same shifts for every record."""
+    spaced = b"\0".join([view[i : i + _QUAD_IN] for i in range(0, len(view), _QUAD_IN)]) + b"\0"
+    x = int.from_bytes(spaced, "little")
+    m0, m1, m2, m3 = _WORD_MASKS
+    return ((x & m0) | (x & m1) << 2 | (x & m2) << 4 | (x & m3) << 6).to_bytes(len(spaced), "little")
 
 
 def fr32_pad(data: bytes | bytearray | memoryview) -> bytes:
     """Fr32 padding of whole quads (len(data) a multiple of 127)."""
     view = memoryview(data)
-    return b"".join([_fr32_quad(view[i : i + _QUAD_IN]) for i in range(0, len(view), _QUAD_IN)])
+    return b"".join([_fr32_quads(view[i : i + _BATCH_IN]) for i in range(0, len(view), _BATCH_IN)])
 
 
 def _next_level(level: bytes | bytearray) -> bytearray:
