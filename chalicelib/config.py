@@ -121,6 +121,15 @@ class Settings:
     archive_bytes_per_second: int = _setting(18 * 1024 * 1024, "ARCHIVE_BYTES_PER_SECOND")
     # Orphaned archives one sweep deletes at most.
     archive_sweep_limit: int = _setting(100, "ARCHIVE_SWEEP_LIMIT")
+    # The stage's storage tier (chalicelib.cold.tiers: hot+cold, cold-only,
+    # hot-only) and, for cold-only, the days unretrieved after which hot
+    # copies are released; a tenant may override both.
+    storage_tier: str = _setting("hot+cold", "STORAGE_TIER")
+    cold_only_after_days: int = _setting(30, "COLD_ONLY_AFTER_DAYS")
+    # A tenant's tier is read again after this long in each container.
+    tier_cache_seconds: int = _setting(60, "TIER_CACHE_SECONDS")
+    # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes.
+    cooling_seconds: int = _setting(240, "COOLING_SECONDS")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

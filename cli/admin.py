@@ -21,6 +21,7 @@ from chalicelib.pins.timestamps import format_ms
 from cli.commands import emit, json_command, note
 
 if TYPE_CHECKING:
+    from chalicelib.cold.tiers import TierPolicy
     from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.wiring import Services
@@ -245,11 +246,34 @@ def cli(
 
 @cli.group()
 def tenants() -> None:
-    """Create and list tenants (the accounts that own pins and tokens)."""
+    """Create, list and show tenants (the accounts that own pins and tokens); set their storage tier."""
 
 
 def _tenant_json(record: Any) -> dict[str, Any]:
-    return {"tenant_id": record.tenant_id, "name": record.name, "created": _time(record.created_ms)}
+    policy = _policy(record)
+    return {
+        "tenant_id": record.tenant_id,
+        "name": record.name,
+        "created": _time(record.created_ms),
+        "tier": policy.tier,
+        "cold_after_days": policy.cold_after_days if policy.cools else None,
+        # Whether the tenant set them, or follows the stage's (STORAGE_TIER, COLD_ONLY_AFTER_DAYS).
+        "tier_source": "tenant" if record.tier else "stage",
+    }
+
+
+def _policy(record: Any) -> TierPolicy:
+    from chalicelib.cold.tiers import policy_of
+
+    settings = _options().settings()
+    return policy_of(record, settings.storage_tier, settings.cold_only_after_days)
+
+
+def _tier_text(record: Any) -> str:
+    """The tier as a table shows it: `cold-only/30d`, `(stage)` when it is the stage's."""
+    policy = _policy(record)
+    text = f"{policy.tier}/{policy.cold_after_days}d" if policy.cools else policy.tier
+    return text if record.tier else f"{text} (stage)"
 
 
 def _admin() -> TenantAdmin:
@@ -271,15 +295,61 @@ def tenants_create(name: str) -> None:
 
 @command(tenants, "list")
 def tenants_list() -> None:
-    """List tenants: id, name, created."""
+    """List tenants: id, name, created, storage tier."""
     records = sorted(_admin().tenants(), key=lambda r: (r.created_ms, r.tenant_id))
     emit(
         [_tenant_json(r) for r in records],
         lambda: _print_table(
-            ("TENANT", "NAME", "CREATED"),
-            [(r.tenant_id, r.name, _time(r.created_ms)) for r in records],
+            ("TENANT", "NAME", "CREATED", "TIER"),
+            [(r.tenant_id, r.name, _time(r.created_ms), _tier_text(r)) for r in records],
             "no tenants",
         ),
+    )
+
+
+def _print_tenant(record: Any) -> None:
+    for key, value in _tenant_json(record).items():
+        if value is not None:
+            click.echo(f"{key + ':':<17} {value}")
+
+
+@command(tenants, "show")
+@click.argument("tenant_id")
+def tenants_show(tenant_id: str) -> None:
+    """Show TENANT_ID: name, created, storage tier (its own or the stage's)."""
+    record = _admin().tenant(tenant_id)
+    emit(_tenant_json(record), lambda: _print_tenant(record))
+
+
+_TIER_CHOICES = ("hot+cold", "cold-only", "hot-only", "stage")
+
+
+@command(tenants, "tier")
+@click.argument("tenant_id")
+@click.argument("tier", type=click.Choice(_TIER_CHOICES))
+@click.option(
+    "--cold-after-days",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="cold-only: release the hot copies after N days without retrieval [the stage's COLD_ONLY_AFTER_DAYS].",
+)
+def tenants_tier(tenant_id: str, tier: str, cold_after_days: int | None) -> None:
+    """Set TENANT_ID's storage tier: hot+cold (nodes and archive), cold-only
+    (archive; hot copies released after N days without retrieval, made hot
+    again when retrieved or pinned again), hot-only (nodes only, no archive),
+    or stage (follow the stage's STORAGE_TIER).
+
+    It applies to what comes next: requests archived, retrieved or pinned
+    again after the change (workers see it within TIER_CACHE_SECONDS, 60 by
+    default). A hot-only tenant's existing archives stay until their
+    requests are deleted.
+    """
+    if cold_after_days is not None and tier != "cold-only":
+        raise CliError("--cold-after-days applies to the cold-only tier only")
+    record = _admin().set_tier(tenant_id, None if tier == "stage" else tier, cold_after_days)
+    emit(
+        _tenant_json(record),
+        lambda: click.echo(f"tenant {record.tenant_id}: storage tier {_tier_text(record)}"),
     )
 
 

@@ -32,6 +32,9 @@ class TenantRecord(Model):
     name = UnicodeAttribute()
     created_ms = IntegerAttribute()
     directory = UnicodeAttribute(default=TENANT_DIRECTORY)
+    # The tenant's storage tier and cold-after days (chalicelib.cold.tiers); absent: the stage's.
+    tier = UnicodeAttribute(null=True)
+    cold_after_days = IntegerAttribute(null=True)
 
     by_creation = TenantsByCreation()
 

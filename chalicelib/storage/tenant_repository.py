@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import condition_failed
@@ -34,6 +35,23 @@ class DynamoTenantRepository:
 
     def all(self) -> Iterator[Tenant]:
         return (_tenant_of(record) for record in TenantRecord.by_creation.query(TENANT_DIRECTORY))
+
+    @busy_as_storage_busy()
+    def set_tier(self, tenant_id: str, tier: str | None, cold_after_days: int | None) -> Tenant | None:
+        record = TenantRecord(tenant_id)
+        actions: list[Action] = [
+            TenantRecord.tier.remove() if tier is None else TenantRecord.tier.set(tier),
+            TenantRecord.cold_after_days.remove()
+            if cold_after_days is None
+            else TenantRecord.cold_after_days.set(cold_after_days),
+        ]
+        try:
+            record.update(actions=actions, condition=TenantRecord.tenant_id.exists())
+        except UpdateError as error:
+            if condition_failed(error):
+                return None
+            raise
+        return _tenant_of(record)
 
 
 class DynamoTokenRepository:
@@ -84,7 +102,7 @@ class DynamoTokenRepository:
 
 
 def _tenant_of(record: TenantRecord) -> Tenant:
-    return Tenant(record.tenant_id, record.name, record.created_ms)
+    return Tenant(record.tenant_id, record.name, record.created_ms, record.tier, record.cold_after_days)
 
 
 def _token_of(record: ApiTokenRecord) -> ApiToken:

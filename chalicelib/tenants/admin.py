@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from chalicelib.cold.tiers import checked_days, checked_tier
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.tenants.repository import ApiToken, Tenant, TenantRepository, TokenRepository
 from chalicelib.tenants.tokens import hash_secret, new_secret
@@ -46,6 +47,18 @@ class TenantAdmin:
         if tenant is None:
             raise UnknownTenant(tenant_id)
         return tenant
+
+    def set_tier(self, tenant_id: str, tier: str | None, cold_after_days: int | None = None) -> Tenant:
+        """Set the tenant's storage tier (None: the stage's) and its cold-only
+        days (None: the stage's); UnknownTier or ValueError for a bad one."""
+        stored = self._tenants.set_tier(
+            tenant_id,
+            None if tier is None else checked_tier(tier),
+            None if cold_after_days is None else checked_days(cold_after_days),
+        )
+        if stored is None:
+            raise UnknownTenant(tenant_id)
+        return stored
 
     def issue_token(self, tenant_id: str, label: str) -> IssuedToken:
         self.tenant(tenant_id)

@@ -1,7 +1,8 @@
 """Tenants and their API tokens as stored, and where they are kept.
 
 Tenants and tokens are created if absent and a token's revocation is set if
-absent: no record is read-modify-written, so none carries a version.
+absent: no record is read-modify-written, so none carries a version. A
+tenant's storage tier is set in place (the last setting wins).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ class Tenant:
     tenant_id: str
     name: str
     created_ms: int
+    # The tenant's storage tier and cold-after days (chalicelib.cold.tiers); None: the stage's.
+    tier: str | None = None
+    cold_after_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class TenantRepository(Protocol):
 
     def all(self) -> Iterator[Tenant]:
         """Every tenant, oldest first."""
+
+    def set_tier(self, tenant_id: str, tier: str | None, cold_after_days: int | None) -> Tenant | None:
+        """Store the tenant's tier and days (None: the stage's); the tenant
+        as now stored, or None (nothing written) when there is no such tenant."""
 
 
 class TokenRepository(Protocol):

@@ -69,3 +69,21 @@ def test_a_second_revocation_keeps_the_first_time(tokens):
     assert revoked == replace(TOKEN, revoked_ms=300)
     assert tokens.revoke(TOKEN, 400) == revoked
     assert tokens.get("hash-1") == revoked
+
+
+def test_a_tenants_tier_is_set_in_place_and_cleared(tenants):
+    # Given a tenant following the stage's tier
+    tenants.add(Tenant("tn_a", "alice", 10))
+    assert (tenants.get("tn_a").tier, tenants.get("tn_a").cold_after_days) == (None, None)
+    # When its tier is set, then it is stored (and listed) with it
+    assert tenants.set_tier("tn_a", "cold-only", 7) == Tenant("tn_a", "alice", 10, "cold-only", 7)
+    assert tenants.get("tn_a") == Tenant("tn_a", "alice", 10, "cold-only", 7)
+    assert list(tenants.all()) == [Tenant("tn_a", "alice", 10, "cold-only", 7)]
+    # And cleared, it follows the stage again
+    assert tenants.set_tier("tn_a", None, None) == Tenant("tn_a", "alice", 10)
+    assert tenants.get("tn_a") == Tenant("tn_a", "alice", 10)
+
+
+def test_no_tier_is_set_on_an_unknown_tenant(tenants):
+    assert tenants.set_tier("tn_zz", "hot-only", None) is None
+    assert tenants.get("tn_zz") is None

@@ -23,6 +23,13 @@ class MemoryTenants:
     def all(self) -> Iterator[Tenant]:
         return iter(sorted(self.stored.values(), key=lambda tenant: tenant.created_ms))
 
+    def set_tier(self, tenant_id: str, tier: str | None, cold_after_days: int | None) -> Tenant | None:
+        stored = self.stored.get(tenant_id)
+        if stored is None:
+            return None
+        stored = self.stored[tenant_id] = replace(stored, tier=tier, cold_after_days=cold_after_days)
+        return stored
+
 
 class MemoryTokens:
     def __init__(self) -> None:
