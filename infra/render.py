@@ -100,8 +100,8 @@ class Access:
     against the calls it makes in tests/infra/test_iam_usage.py)."""
 
     tables: Mapping[type[Model], tuple[str, ...]] = field(default_factory=dict)
-    # Models whose every index the function queries.
-    indexes: tuple[type[Model], ...] = ()
+    # Models whose every index the function queries, or (model, index name) for one of them.
+    indexes: tuple[type[Model] | tuple[type[Model], str], ...] = ()
     sends_pins: bool = False
     consumes: tuple[str, ...] = ()
     calls_kubo: bool = False
@@ -166,7 +166,7 @@ FUNCTIONS: Mapping[str, Access] = {
     # The orphans index, each orphan's state, its DELETING mark and deletion; its objects.
     "SweepArchives": Access(
         tables={ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
-        indexes=(ArchiveRecord,),
+        indexes=((ArchiveRecord, "orphaned"),),
         archive_objects=("s3:DeleteObject",),
     ),
     "NodeTerminating": Access(
@@ -465,8 +465,13 @@ def policy(settings: Settings, access: Access) -> Json:
         logical = table_id(settings, model)
         if actions:  # none: the function only queries the table's indexes
             statements.append({"Sid": logical, "Effect": "Allow", "Action": sorted(actions), "Resource": arn(logical)})
-        if model in access.indexes:
-            indexes = [{"Fn::Sub": f"${{{logical}.Arn}}/index/{index['index_name']}"} for index in _indexes_of(model)]
+        queried = [
+            index["index_name"]
+            for index in _indexes_of(model)
+            if model in access.indexes or (model, index["index_name"]) in access.indexes
+        ]
+        if queried:
+            indexes = [{"Fn::Sub": f"${{{logical}.Arn}}/index/{name}"} for name in queried]
             statements.append(
                 {"Sid": f"{logical}Indexes", "Effect": "Allow", "Action": list(QUERY), "Resource": indexes}
             )

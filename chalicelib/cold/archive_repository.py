@@ -9,6 +9,10 @@ leaves none knows it, and the archive is then marked orphaned at that
 moment in the same step (its deletion waits out a grace, see
 chalicelib.cold.archive_sweep). Archiving itself runs under a lease on the
 state item, so one archiver exports and uploads a CID at a time.
+
+A cold-only tenant's hold also says when its request's hot copies are due
+to be released (`cools_at_ms`, chalicelib.cold.tiering): the holds due are
+found by time, never by a Scan.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ class ArchiveHolder:
     cid: str
     tenant_id: str
     request_id: str
+
+
+@dataclass(frozen=True)
+class ArchiveHold:
+    """A holder as stored: `cools_at_ms` is when its request's hot copies are
+    due to be released (a cold-only tenant's); None when not scheduled."""
+
+    holder: ArchiveHolder
+    cools_at_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,25 @@ class Orphan:
 
 
 class ArchiveRepository(Protocol):
-    def hold(self, holder: ArchiveHolder) -> Held:
-        """Add the holder and count it (creating the state, ARCHIVING, for a
-        new CID; clearing `orphaned_ms`), unless it is already stored or the
-        archive is being deleted."""
+    def hold(self, holder: ArchiveHolder, cools_at_ms: int | None = None) -> Held:
+        """Add the holder (due to cool at `cools_at_ms`, if given) and count
+        it (creating the state, ARCHIVING, for a new CID; clearing
+        `orphaned_ms`), unless it is already stored or the archive is being
+        deleted."""
+
+    def hold_of(self, holder: ArchiveHolder) -> ArchiveHold | None:
+        """The holder as stored now (strongly consistent), or None."""
+
+    def holds_of(self, cid: str, tenant_id: str) -> list[ArchiveHold]:
+        """The tenant's holders of the CID's archive (one read; eventually consistent)."""
+
+    def due_to_cool(self, before_ms: int, limit: int) -> list[ArchiveHold]:
+        """Up to `limit` holders due to cool before `before_ms`, soonest
+        first. Eventually consistent: check each with `hold_of`."""
+
+    def set_cooling(self, holder: ArchiveHolder, expected_ms: int | None, cools_at_ms: int | None) -> bool:
+        """Make the holder due to cool at `cools_at_ms` (None: not at all),
+        if it is stored and still due at `expected_ms` (None: not due)."""
 
     def state(self, cid: str) -> ArchiveState | None:
         """The archive's state as stored now (strongly consistent)."""

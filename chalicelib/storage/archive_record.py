@@ -8,6 +8,13 @@ orphaned archives by the time they were orphaned, read by the sweep (one
 Query of the oldest, never a Scan). One partition of that index is enough:
 an archive enters it once per last release and leaves it once, far below a
 partition's 1,000 writes a second.
+
+A cold-only tenant's holder item carries `cools_at_ms` and `cooling`, which
+key a second sparse index: the holders whose request's hot copies are due
+to be released, by time (chalicelib.cold.tiering). One partition again: a
+holder enters it when held, at most once a day when its request is
+retrieved, and leaves it when cooled, so a day's cold-only pins and
+retrievals would have to pass ~86 million to fill a partition's writes.
 """
 
 from __future__ import annotations
@@ -22,10 +29,18 @@ STATE = "state"
 HOLDER = "holder#"
 # The one partition of the orphans index.
 ORPHANS = "orphaned"
+# The one partition of the cooling index.
+COOLING = "cooling"
 
 
 def holder_entry(tenant_id: str, request_id: str) -> str:
     return f"{HOLDER}{tenant_id}#{request_id}"
+
+
+def holder_of(entry: str) -> tuple[str, str]:
+    """The (tenant, request) of a holder entry (request ids hold no '#')."""
+    tenant_id, _, request_id = entry.removeprefix(HOLDER).rpartition("#")
+    return tenant_id, request_id
 
 
 class OrphanedArchives(GlobalSecondaryIndex["ArchiveRecord"]):
@@ -37,6 +52,17 @@ class OrphanedArchives(GlobalSecondaryIndex["ArchiveRecord"]):
 
     orphans = UnicodeAttribute(hash_key=True)
     orphaned_ms = IntegerAttribute(range_key=True)
+
+
+class CoolingHolders(GlobalSecondaryIndex["ArchiveRecord"]):
+    """Holder items of cold-only tenants, soonest due first (others lack `cooling`)."""
+
+    class Meta:
+        index_name = "cooling"
+        projection = KeysOnlyProjection()
+
+    cooling = UnicodeAttribute(hash_key=True)
+    cools_at_ms = IntegerAttribute(range_key=True)
 
 
 class ArchiveRecord(Model):
@@ -66,5 +92,9 @@ class ArchiveRecord(Model):
     # Set together when the last holder leaves, removed when one comes back.
     orphaned_ms = IntegerAttribute(null=True)
     orphans = UnicodeAttribute(null=True)
+    # Holder items of cold-only tenants: set together, removed together.
+    cools_at_ms = IntegerAttribute(null=True)
+    cooling = UnicodeAttribute(null=True)
 
     by_orphaned = OrphanedArchives()
+    by_cooling = CoolingHolders()

@@ -17,6 +17,7 @@ from chalicelib.cold.archive_repository import (
     DELETING,
     FAILED,
     ArchivedCar,
+    ArchiveHold,
     ArchiveHolder,
     ArchiveLease,
     ArchiveState,
@@ -24,7 +25,7 @@ from chalicelib.cold.archive_repository import (
     Left,
     Orphan,
 )
-from chalicelib.storage.archive_record import ORPHANS, STATE, ArchiveRecord, holder_entry
+from chalicelib.storage.archive_record import COOLING, ORPHANS, STATE, ArchiveRecord, holder_entry, holder_of
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
@@ -39,12 +40,13 @@ class DynamoArchiveRepository:
         self._dynamo = dynamo
 
     @busy_as_storage_busy()
-    def hold(self, holder: ArchiveHolder) -> Held:
+    def hold(self, holder: ArchiveHolder, cools_at_ms: int | None = None) -> Held:
+        item = R(holder.cid, holder_entry(holder.tenant_id, holder.request_id))
+        if cools_at_ms is not None:
+            item.cools_at_ms, item.cooling = cools_at_ms, COOLING
         try:
             with self._dynamo.transaction() as tx:
-                tx.save(
-                    R(holder.cid, holder_entry(holder.tenant_id, holder.request_id)), condition=R.entry.does_not_exist()
-                )
+                tx.save(item, condition=R.entry.does_not_exist())
                 tx.update(
                     R(holder.cid, STATE),
                     actions=[
@@ -71,6 +73,35 @@ class DynamoArchiveRepository:
             return _state(R.get(cid, STATE, consistent_read=True))
         except R.DoesNotExist:
             return None
+
+    @busy_as_storage_busy()
+    def hold_of(self, holder: ArchiveHolder) -> ArchiveHold | None:
+        try:
+            item = R.get(holder.cid, holder_entry(holder.tenant_id, holder.request_id), consistent_read=True)
+        except R.DoesNotExist:
+            return None
+        return ArchiveHold(holder, item.cools_at_ms)
+
+    @busy_as_storage_busy()
+    def holds_of(self, cid: str, tenant_id: str) -> list[ArchiveHold]:
+        items = R.query(cid, R.entry.startswith(holder_entry(tenant_id, "")))
+        return [ArchiveHold(_holder(item), item.cools_at_ms) for item in items]
+
+    @busy_as_storage_busy()
+    def due_to_cool(self, before_ms: int, limit: int) -> list[ArchiveHold]:
+        page = R.by_cooling.query(COOLING, R.cools_at_ms < before_ms, limit=limit, page_size=limit)
+        return [ArchiveHold(_holder(item), item.cools_at_ms) for item in page]
+
+    @busy_as_storage_busy()
+    def set_cooling(self, holder: ArchiveHolder, expected_ms: int | None, cools_at_ms: int | None) -> bool:
+        item = R(holder.cid, holder_entry(holder.tenant_id, holder.request_id))
+        actions: list[Action] = (
+            [R.cools_at_ms.remove(), R.cooling.remove()]
+            if cools_at_ms is None
+            else [R.cools_at_ms.set(cools_at_ms), R.cooling.set(COOLING)]
+        )
+        due = R.cools_at_ms.does_not_exist() if expected_ms is None else R.cools_at_ms == expected_ms
+        return _update(item, actions, R.entry.exists() & due)
 
     @busy_as_storage_busy()
     def leave(self, holder: ArchiveHolder, holders: int, now_ms: int) -> Left:
@@ -144,6 +175,11 @@ class DynamoArchiveRepository:
                 return False
             raise
         return True
+
+
+def _holder(item: ArchiveRecord) -> ArchiveHolder:
+    tenant_id, request_id = holder_of(item.entry)
+    return ArchiveHolder(item.cid, tenant_id, request_id)
 
 
 def _state(item: ArchiveRecord) -> ArchiveState:

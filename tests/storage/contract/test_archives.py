@@ -10,6 +10,7 @@ from chalicelib.cold.archive_repository import (
     DELETING,
     FAILED,
     ArchivedCar,
+    ArchiveHold,
     ArchiveHolder,
     ArchiveLease,
     Held,
@@ -145,3 +146,54 @@ def test_orphans_come_oldest_first_a_page_at_a_time(archives):
         archives.leave(holder, 1, at)
     assert archives.orphaned(NOW + 10, 1) == [Orphan(OTHER, NOW + 1)]
     assert archives.orphaned(NOW + 10, 5) == [Orphan(OTHER, NOW + 1), Orphan(CID, NOW + 2)]
+
+
+def test_a_cold_only_hold_is_due_to_cool_at_its_time_and_read_back(archives):
+    # Given a hold due to cool, one not, and another tenant's
+    assert archives.hold(ALICE, cools_at_ms=NOW + 50) is Held.ADDED
+    archives.hold(ArchiveHolder(CID, "alice", "r3"))
+    archives.hold(BOB)
+    # Then each reads back as held, the tenant's holds of the CID are its own
+    assert archives.hold_of(ALICE) == ArchiveHold(ALICE, NOW + 50)
+    assert archives.hold_of(BOB) == ArchiveHold(BOB, None)
+    assert archives.hold_of(ArchiveHolder(CID, "alice", "r9")) is None
+    assert archives.holds_of(CID, "alice") == [
+        ArchiveHold(ALICE, NOW + 50),
+        ArchiveHold(ArchiveHolder(CID, "alice", "r3")),
+    ]
+    assert archives.holds_of(CID, "ali") == []
+    # And only the one due is found, once its time has come
+    assert archives.due_to_cool(NOW + 50, 10) == []
+    assert archives.due_to_cool(NOW + 51, 10) == [ArchiveHold(ALICE, NOW + 50)]
+    # And a hold taken again keeps its time
+    assert archives.hold(ALICE, cools_at_ms=NOW + 999) is Held.ALREADY_HELD
+    assert archives.hold_of(ALICE).cools_at_ms == NOW + 50
+
+
+def test_cooling_is_moved_only_from_the_time_read_and_cleared(archives):
+    archives.hold(ALICE, cools_at_ms=NOW + 50)
+    archives.hold(BOB)
+    # When moved from a time no longer stored, then nothing changes
+    assert not archives.set_cooling(ALICE, NOW + 49, NOW + 500)
+    assert not archives.set_cooling(ALICE, None, NOW + 500)
+    # When moved from the time read, then it is due at the new one
+    assert archives.set_cooling(ALICE, NOW + 50, NOW + 500)
+    assert archives.due_to_cool(NOW + 51, 10) == []
+    assert archives.due_to_cool(NOW + 501, 10) == [ArchiveHold(ALICE, NOW + 500)]
+    # And a hold not due is made due only from "not due"; cleared, it is no longer found
+    assert archives.set_cooling(BOB, None, NOW + 10)
+    assert archives.set_cooling(ALICE, NOW + 500, None)
+    assert archives.due_to_cool(NOW + 1000, 10) == [ArchiveHold(BOB, NOW + 10)]
+    assert archives.hold_of(ALICE) == ArchiveHold(ALICE, None)
+    # And a holder gone is neither due nor made due
+    archives.leave(BOB, 2, NOW)
+    assert archives.due_to_cool(NOW + 1000, 10) == []
+    assert not archives.set_cooling(BOB, None, NOW + 10)
+    assert archives.hold_of(BOB) is None
+
+
+def test_holds_due_to_cool_come_soonest_first_a_page_at_a_time(archives):
+    archives.hold(ArchiveHolder(OTHER, "alice", "r1"), cools_at_ms=NOW + 2)
+    archives.hold(ALICE, cools_at_ms=NOW + 1)
+    assert archives.due_to_cool(NOW + 10, 1) == [ArchiveHold(ALICE, NOW + 1)]
+    assert [hold.cools_at_ms for hold in archives.due_to_cool(NOW + 10, 5)] == [NOW + 1, NOW + 2]

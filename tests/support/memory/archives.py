@@ -15,6 +15,7 @@ from chalicelib.cold.archive_repository import (
     DELETING,
     FAILED,
     ArchivedCar,
+    ArchiveHold,
     ArchiveHolder,
     ArchiveLease,
     ArchiveState,
@@ -28,9 +29,11 @@ from chalicelib.cold.archive_repository import (
 class MemoryArchives:
     holders: set[ArchiveHolder] = field(default_factory=set)
     states: dict[str, ArchiveState] = field(default_factory=dict)
+    # The holders due to cool, and when.
+    cools: dict[ArchiveHolder, int] = field(default_factory=dict)
     step: Callable[[str], None] = lambda operation: None
 
-    def hold(self, holder: ArchiveHolder) -> Held:
+    def hold(self, holder: ArchiveHolder, cools_at_ms: int | None = None) -> Held:
         self.step("hold")
         state = self.states.get(holder.cid) or ArchiveState(holder.cid, ARCHIVING, 0, 0)
         if holder in self.holders:
@@ -38,6 +41,8 @@ class MemoryArchives:
         if state.state == DELETING:
             return Held.DELETING
         self.holders.add(holder)
+        if cools_at_ms is not None:
+            self.cools[holder] = cools_at_ms
         self.states[holder.cid] = replace(state, holders=state.holders + 1, changes=state.changes + 1, orphaned_ms=None)
         return Held.ADDED
 
@@ -53,11 +58,36 @@ class MemoryArchives:
         if state.holders != holders:
             return Left.RECOUNT
         self.holders.discard(holder)
+        self.cools.pop(holder, None)
         left = holders - 1
         self.states[holder.cid] = replace(
             state, holders=left, changes=state.changes + 1, orphaned_ms=state.orphaned_ms if left else now_ms
         )
         return Left.REMOVED if left else Left.LAST
+
+    def hold_of(self, holder: ArchiveHolder) -> ArchiveHold | None:
+        self.step("hold_of")
+        return ArchiveHold(holder, self.cools.get(holder)) if holder in self.holders else None
+
+    def holds_of(self, cid: str, tenant_id: str) -> list[ArchiveHold]:
+        self.step("holds_of")
+        mine = (holder for holder in self.holders if (holder.cid, holder.tenant_id) == (cid, tenant_id))
+        return [ArchiveHold(holder, self.cools.get(holder)) for holder in sorted(mine, key=lambda h: h.request_id)]
+
+    def due_to_cool(self, before_ms: int, limit: int) -> list[ArchiveHold]:
+        self.step("due_to_cool")
+        due = sorted((at, holder.cid, holder.request_id, holder) for holder, at in self.cools.items() if at < before_ms)
+        return [ArchiveHold(holder, at) for at, _, _, holder in due[:limit]]
+
+    def set_cooling(self, holder: ArchiveHolder, expected_ms: int | None, cools_at_ms: int | None) -> bool:
+        self.step("set_cooling")
+        if holder not in self.holders or self.cools.get(holder) != expected_ms:
+            return False
+        if cools_at_ms is None:
+            self.cools.pop(holder, None)
+        else:
+            self.cools[holder] = cools_at_ms
+        return True
 
     def take_lease(self, cid: str, lease: ArchiveLease, now_ms: int) -> ArchiveState | None:
         self.step("take_lease")
