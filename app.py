@@ -37,6 +37,9 @@ configure_logging()
 _CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600)
 # Every content type reaches the view, which answers a Failure, not Chalice's 415.
 _ANY = ["*/*"]
+# Bodies Chalice sends base64-encoded and API Gateway decodes (binaryMediaTypes):
+# chalicelib.api.retrieval's CAR and RAW (literal here: that module loads on demand).
+app.api.binary_types += ["application/vnd.ipld.car", "application/vnd.ipld.raw"]
 
 
 @app.middleware("http")
@@ -110,6 +113,26 @@ def pins_method_not_allowed() -> Response:
 @api_view
 def pin_method_not_allowed(requestid: str) -> Response:
     return method_not_allowed("GET, POST, DELETE")
+
+
+# Extension beyond the Pinning Service API: a tenant's pinned content, as the
+# IPFS Trustless Gateway serves it (chalicelib/api/retrieval.py).
+@app.route("/ipfs/{cid}", methods=["GET", "HEAD"], cors=_CORS, content_types=_ANY)
+@api_view
+def get_content(cid: str) -> Response:
+    # Imported here: the retrieval modules cost every other route's cold start ~40 ms.
+    from chalicelib.api.retrieval import parse_request, respond
+
+    tenant_id = _tenant()
+    request = _request()
+    retrieval = parse_request(tenant_id, cid, request.query_params, request.headers)
+    return respond(services().retrieval, retrieval, request.method, request.headers.get("if-none-match"))
+
+
+@app.route("/ipfs/{cid}", methods=["POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def content_method_not_allowed(cid: str) -> Response:
+    return method_not_allowed("GET, HEAD")
 
 
 @app.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)

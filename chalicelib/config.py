@@ -130,6 +130,13 @@ class Settings:
     tier_cache_seconds: int = _setting(60, "TIER_CACHE_SECONDS")
     # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes.
     cooling_seconds: int = _setting(240, "COOLING_SECONDS")
+    # Retrieval (GET /ipfs/{cid}, chalicelib.cold.retrieval): the largest
+    # answer (a Lambda response is 6 MB, binary bodies base64: 4 MiB fits),
+    # the time all hot nodes' reads of one request get (API Gateway gives
+    # up at 29 s), and how long a larger DAG's redirect URL reads its archive.
+    retrieval_max_bytes: int = _setting(4 << 20, "RETRIEVAL_MAX_BYTES")
+    retrieval_node_seconds: int = _setting(20, "RETRIEVAL_NODE_SECONDS")
+    retrieval_url_seconds: int = _setting(300, "RETRIEVAL_URL_SECONDS")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

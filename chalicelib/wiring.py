@@ -28,6 +28,7 @@ from chalicelib.tenants.authenticator import Authenticator
 if TYPE_CHECKING:
     from chalicelib.cold.archive_sweep import ArchiveSweep
     from chalicelib.cold.archiver import Archiver, ObjectStore
+    from chalicelib.cold.retrieval import Retriever
     from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
@@ -146,6 +147,30 @@ class Services:
             settings.archive_prefix,
             settings.archive_grace_seconds,
             settings.archive_sweep_limit,
+        )
+
+    @cached_property
+    def retrieval(self) -> Retriever:
+        """GET /ipfs/{cid}: the tenant's pinned content from its nodes, else its
+        archive (none without ARCHIVE_BUCKET). Loaded by the first retrieval only."""
+        from chalicelib.cold.archive_objects import ArchiveObjects, ArchiveReader
+        from chalicelib.cold.retrieval import RetrievalLimits, Retriever
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        settings = self.settings
+        bucket = settings.archive_bucket
+        limits = RetrievalLimits(
+            max_bytes=settings.retrieval_max_bytes,
+            node_seconds=settings.retrieval_node_seconds,
+            url_seconds=settings.retrieval_url_seconds,
+        )
+        return Retriever(
+            self.pins,
+            self.registry.nodes,
+            self.kubo,
+            DynamoArchiveRepository(self.dynamo) if bucket else None,
+            ArchiveObjects(cast("ArchiveReader", self.s3), bucket) if bucket else None,
+            limits,
         )
 
     @cached_property

@@ -19,8 +19,8 @@ import requests
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from chalicelib.cold.block_index import BlockIndex
-from chalicelib.cold.car import CarError, CarReader
-from chalicelib.cold.cids import BlockMismatch, Cid, cid_from_text
+from chalicelib.cold.car import MAX_BLOCK_BYTES, CarError, CarReader, OversizedBlock
+from chalicelib.cold.cids import BlockMismatch, Cid, cid_from_text, verify_block
 from chalicelib.kubo.dag_links import DagCompleteness, MalformedBlock
 from chalicelib.kubo.errors import (
     KuboAuthError,
@@ -209,6 +209,32 @@ class KuboClient:
         if size is None:
             raise KuboServerError(f"dag/stat answered without a size: {reply}")
         return int(size)
+
+    # -- single blocks -----------------------------------------------------------
+
+    def block_get(self, cid: str, *, seconds: float, offline: bool = True) -> bytes:
+        """The bytes of the block `cid`, verified against it, within `seconds`.
+
+        Kubo's `block/get` (core/commands/block.go) reads the whole block
+        before it answers, so a block it lacks is a plain error
+        (KuboServerError); `offline` (the default) keeps it from looking on
+        the network. The answer is read up to MAX_BLOCK_BYTES + 1 bytes: a
+        longer one raises OversizedBlock, one that does not hash to `cid`
+        BlockMismatch, a hash function that cannot be checked here
+        UnsupportedHash (ValueErrors all). A CID that is not valid raises
+        CidError before any request."""
+        wanted = cid_from_text(cid)
+        flags = {"offline": offline, "timeout": _go_duration(seconds)}
+        response = self._post("block/get", [cid], flags, stream=True, read_timeout=seconds)
+        with response:
+            try:
+                data = response.raw.read(MAX_BLOCK_BYTES + 1, decode_content=True)
+            except (ProtocolError, ReadTimeoutError, OSError) as error:
+                raise KuboUnavailable(f"block/get of {cid} broke: {error}") from error
+        if len(data) > MAX_BLOCK_BYTES:
+            raise OversizedBlock(f"block {cid} is over {MAX_BLOCK_BYTES} bytes")
+        verify_block(wanted, data)
+        return bytes(data)
 
     # -- whole DAGs as CARs ----------------------------------------------------
 

@@ -842,6 +842,14 @@ class KuboRPCAdapter:
         except blockstore.BlockNotFound as exc:
             raise RPCError(f"ipld: could not find {exc.cid}") from None
 
+    def cmd_block_get(self, h: _Handler, params, body) -> None:
+        """The block's bytes, read from the repo's flatfs (never from the network)."""
+        (cid,) = self._cids(_required_args(params, "cid")[:1])
+        data = self.node.blocks.get(cid)
+        if data is None:
+            raise RPCError(f"block was not found locally (offline): ipld: could not find {cid}")
+        h.out.body(200, "text/plain", data, [("X-Stream-Output", "1")])
+
     def cmd_dag_import(self, h: _Handler, params, body) -> None:
         pin_roots = _flag(params, "pin-roots", True)
         stats = _flag(params, "stats", False)
@@ -917,6 +925,7 @@ class KuboRPCAdapter:
         "dag/stat": "cmd_dag_stat",
         "dag/export": "cmd_dag_export",
         "dag/import": "cmd_dag_import",
+        "block/get": "cmd_block_get",
         "add": "cmd_add",
         "cat": "cmd_cat",
     }

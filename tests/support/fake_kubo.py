@@ -14,7 +14,8 @@ Whole DAGs as CARs: `add_car(cid, car)` gives the node (or its providers)
 a DAG's CARv1; `dag/export` streams the CAR of a CID the node holds and
 `dag/import` (multipart, read with the service's own CAR reader, so every
 block is verified) stores the CAR under each root it holds and pins those,
-both in Kubo's wire format. `sample_car` builds a small UnixFS-like DAG.
+both in Kubo's wire format; `block/get` answers any block of a DAG the node
+holds. `sample_car` builds a small UnixFS-like DAG.
 """
 
 from __future__ import annotations
@@ -552,6 +553,28 @@ class FakeKubo:
         except OSError:
             handler.close_connection = True
 
+    def _block_get(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
+        cid = args[0]
+        with self._lock:
+            data = self._held_block(_key(cid))
+        if data is None:
+            return handler.reply_error(f"block was not found locally (offline): ipld: could not find {cid}", 0)
+        stream = _Stream(handler, "text/plain", [("X-Stream-Output", "1")])
+        try:
+            stream.chunk(data)
+            stream.end()
+        except OSError:
+            handler.close_connection = True
+
+    def _held_block(self, key: bytes) -> bytes | None:
+        """A block of any DAG the node holds, as its CAR has it (a test may make it corrupt)."""
+        for cid, car in self._cars.items():
+            if self._is_local(cid):
+                for block in CarReader(verify=False).blocks([car]):
+                    if block.cid.key == key:
+                        return block.data
+        return None
+
     def _dag_import(self, handler: _Handler, args: tuple[str, ...], flags: dict[str, str]) -> None:
         try:
             cars = _multipart_files(handler.headers.get("Content-Type", ""), handler.body)
@@ -661,6 +684,7 @@ _ENDPOINTS: dict[str, _Endpoint] = {
     "repo/stat": _Endpoint(FakeKubo._repo_stat),
     "dag/stat": _Endpoint(FakeKubo._dag_stat, 1, "root"),
     "dag/export": _Endpoint(FakeKubo._dag_export, 1, "root"),
+    "block/get": _Endpoint(FakeKubo._block_get, 1, "cid"),
     "dag/import": _Endpoint(FakeKubo._dag_import),
 }
 
