@@ -121,6 +121,10 @@ class Settings:
     archive_bytes_per_second: int = _setting(18 * 1024 * 1024, "ARCHIVE_BYTES_PER_SECOND")
     # Orphaned archives one sweep deletes at most.
     archive_sweep_limit: int = _setting(100, "ARCHIVE_SWEEP_LIMIT")
+    # What a restore imports a second (an archive's CAR from S3 into
+    # dag/import, every block verified; chalicelib.cold.restorer): a CAR
+    # larger than this times the turn's time left waits for a new turn.
+    restore_bytes_per_second: int = _setting(32 * 1024 * 1024, "RESTORE_BYTES_PER_SECOND")
     # The stage's storage tier (chalicelib.cold.tiers: hot+cold, cold-only,
     # hot-only) and, for cold-only, the days unretrieved after which hot
     # copies are released; a tenant may override both.

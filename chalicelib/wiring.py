@@ -28,6 +28,7 @@ from chalicelib.tenants.authenticator import Authenticator
 if TYPE_CHECKING:
     from chalicelib.cold.archive_sweep import ArchiveSweep
     from chalicelib.cold.archiver import Archiver, ObjectStore
+    from chalicelib.cold.restorer import Restorer
     from chalicelib.cold.retrieval import Retriever
     from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
@@ -113,7 +114,15 @@ class Services:
     def worker(self) -> PinWorker:
         from chalicelib.worker.pin_worker import PinWorker
 
-        return PinWorker(self.settings, self.store, self.registry, self.holds, self.kubo, archiver=self.archiver)
+        return PinWorker(
+            self.settings,
+            self.store,
+            self.registry,
+            self.holds,
+            self.kubo,
+            archiver=self.archiver,
+            restorer=self.restorer,
+        )
 
     @cached_property
     def s3(self) -> ObjectStore:
@@ -130,6 +139,19 @@ class Services:
         return Archiver(
             self.settings, DynamoArchiveRepository(self.dynamo), self.s3, self.registry, self.kubo, self.store
         )
+
+    @cached_property
+    def restorer(self) -> Restorer | None:
+        """Brings back from the cold archive what no hot node holds (the worker's and the
+        reconciler's); None without ARCHIVE_BUCKET."""
+        if not self.settings.archive_bucket:
+            return None
+        from chalicelib.cold.archive_objects import ArchiveObjects, ArchiveReader
+        from chalicelib.cold.restorer import Restorer
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        objects = ArchiveObjects(cast("ArchiveReader", self.s3), self.settings.archive_bucket)
+        return Restorer(self.settings, DynamoArchiveRepository(self.dynamo), objects, self.kubo)
 
     @cached_property
     def archive_sweep(self) -> ArchiveSweep | None:
@@ -190,6 +212,7 @@ class Services:
             pin_deadline_seconds=self.settings.pin_deadline_seconds,
             pins_per_run=self.settings.reconcile_pins_per_run,
             release_archive=None if self.archiver is None else self.archiver.release,
+            restorer=self.restorer,
         )
 
 

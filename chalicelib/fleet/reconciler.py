@@ -13,7 +13,11 @@ not answer is skipped; the others go on) and, per node, within its bounds:
   dialing the request's other replicas, within the run's time: a repair left
   unfinished is kept in the cursor and tried first next run. (The hold is
   read again just before; a release landing between that read and the pin
-  leaves a pin no hold covers, which the other side takes back.)
+  leaves a pin no hold covers, which the other side takes back.) With a
+  cold tier, the other replicas are asked first whether they still pin it:
+  when none does and the CID has an archive, it is restored from the
+  archive (chalicelib.cold.restorer) and the request's `info` says so (or
+  says it waits for the archive's thaw: the repair stays for the next runs).
 - **Kubo -> holds (leaked).** Kubo's recursive pins, streamed from the
   position the last run reached; each is tallied (its state and its holder
   items, strongly consistent). A count that disagrees with its holder items
@@ -53,6 +57,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from itertools import groupby, islice
 from typing import Protocol, TextIO
 
+from chalicelib.cold.restorer import Restorer, copy_or_restore, restored_details
 from chalicelib.fleet.hold_repository import Cursor, Holder, Lease
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
@@ -62,7 +67,7 @@ from chalicelib.kubo.errors import KuboError
 from chalicelib.metrics import emit_metrics
 from chalicelib.pins.cids import InvalidCid, parse_cid
 from chalicelib.pins.pin import Pin
-from chalicelib.pins.repository import PinRepository
+from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.pins.timestamps import now_ms
 
@@ -155,6 +160,7 @@ class FleetReconciler:
         pins_per_run: int,
         clock: Callable[[], int] = now_ms,
         release_archive: Callable[[str, str, str], None] | None = None,
+        restorer: Restorer | None = None,
     ) -> None:
         self.registry = registry
         self.holds = holds
@@ -170,6 +176,8 @@ class FleetReconciler:
         # The cold tier's hold of a request (cid, tenant, request), let go with
         # its orphaned hot holds; None when the stage keeps no archives.
         self.release_archive = release_archive
+        # Restores from the cold archive what no replica holds any more; None without a cold tier.
+        self.restorer = restorer
 
     def run(self, deadline: float) -> ReconcileReport:
         """One bounded run over every node, done by `deadline` (time.monotonic())."""
@@ -324,25 +332,36 @@ class _NodeRun:
             return True
         self.report.missing_found += 1
         replicas = pin.info["replicas"].split(",")
-        sources = [
-            address
-            for node in self.fleet
-            if node.node_id in replicas and node.node_id != node_id
-            for address in node.multiaddrs
-        ]
-        try:
-            self.r.copy_to(self.node, cid_key, sources, self.deadline)
-        except KuboError as error:
-            logger.warning(
-                "missing pin not repaired yet; tried again next run",
-                extra={"node_id": node_id, "cid": cid_key, "request_id": holder.request_id, "error": str(error)},
-            )
+        others = [node for node in self.fleet if node.node_id in replicas and node.node_id != node_id]
+        done = copy_or_restore(
+            self.r.restorer,
+            cid_key,
+            [self.node],
+            others,
+            (),
+            self.deadline,
+            lambda node, sources: self.r.copy_to(node, cid_key, sources, self.deadline),
+        )
+        context = {"node_id": node_id, "cid": cid_key, "request_id": holder.request_id}
+        if done.wait is not None or done.errors:
+            # A node's, S3's or the archive's error alike: this node's other repairs go on.
+            why = done.wait.details if done.wait is not None else str(done.errors[0])
+            if done.wait is not None:
+                self._note(pin, why)
+            logger.warning("missing pin not repaired yet; tried again next run", extra={**context, "error": why})
             return False
         self.report.repaired += 1
-        logger.warning(
-            "missing pin repaired", extra={"node_id": node_id, "cid": cid_key, "request_id": holder.request_id}
-        )
+        if done.restored:
+            self._note(pin, restored_details(done.restored))
+        logger.warning("missing pin repaired", extra={**context, "restored": bool(done.restored)})
         return True
+
+    def _note(self, pin: Pin, details: str) -> None:
+        """Say in the request's `info` what its repair came to (the request stays `pinned`)."""
+        try:
+            self.r.store.update(pin, info={**pin.info, "status_details": details})
+        except StaleRecord:
+            pass  # written meanwhile: whoever did said something newer
 
     # -- Kubo -> holds: leaked, and counts -------------------------------------
 

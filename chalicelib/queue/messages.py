@@ -34,6 +34,13 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
     on `node_ids`: hold the cold archive of `cid` for it, archiving the DAG
     (exported from one of those nodes) into S3 unless it is already
     (chalicelib.cold.archiver), and show the archive in the request's `info`.
+``restore``
+    Request `request_id` of `tenant_id`, created at `created_ms`, is pinned
+    (a cold-only pin retrieved or re-pinned, say): make `cid` hot again on
+    its placement nodes, copied from a live copy or restored from its cold
+    archive (chalicelib.cold.restorer), and record the replicas. `reason`
+    says why, for the logs. Already hot on every placement node: nothing
+    to do.
 
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
@@ -111,7 +118,17 @@ class ArchiveRequested:
     kind: str = field(default="archive", init=False)
 
 
-QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate | ArchiveRequested
+@dataclass(frozen=True)
+class RestoreRequested:
+    tenant_id: str
+    request_id: str
+    created_ms: int
+    cid: str
+    reason: str
+    kind: str = field(default="restore", init=False)
+
+
+QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate | ArchiveRequested | RestoreRequested
 
 
 # Fields only retries and continuations set: left out at these values, so
@@ -154,4 +171,6 @@ def decode(body: str) -> QueueMessage:
         return Rereplicate(**data)
     if kind == "archive":
         return ArchiveRequested(**{**data, "node_ids": tuple(data["node_ids"])})
+    if kind == "restore":
+        return RestoreRequested(**data)
     raise ValueError(f"unknown message kind {kind!r}")

@@ -13,26 +13,34 @@ A request keeps its `pinned` status while at least one replica survives;
 `info.status_details` says what is going on. With no replica left, the
 content is fetched again from the request's origins (and the network); if
 that stalls, or no healthy node is left, the request fails with a reason
-rather than claim a pin that no node holds.
+rather than claim a pin that no node holds. With a cold tier, the surviving
+replicas are first asked whether they still pin it; when none does and the
+CID has an archive, the new nodes get it from the archive instead
+(chalicelib.cold.restorer), and a request with an archive but no healthy
+node left waits for one rather than fail.
+
+`restore` messages (a cold-only request retrieved or re-pinned) take the
+same path: the request's CID is put back on its placement nodes, from a
+live copy or the archive, and the replicas recorded.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from chalicelib.cold.restorer import Replicated, Restorer, RestoreWait, copy_or_restore, restored_details
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
-from chalicelib.kubo.errors import PinDeadline, PinStalled
+from chalicelib.kubo.errors import PinDeadline, PinInterrupted, PinStalled
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of
-from chalicelib.queue.messages import DrainNode, Rereplicate
+from chalicelib.queue.messages import DrainNode, Rereplicate, RestoreRequested
 from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 
 logger = logging.getLogger("pinning.worker")
@@ -83,6 +91,7 @@ class Drainer:
         release: Release,
         origins: Callable[[Sequence[str]], list[str]],
         clock: Callable[[], int],
+        restorer: Restorer | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -92,6 +101,8 @@ class Drainer:
         self._release = release
         self._origins = origins
         self._clock = clock
+        # None: the stage keeps no archives; copies come from hot nodes and the network only.
+        self._restorer = restorer
 
     # -- drain: one page of holders ------------------------------------------
 
@@ -141,13 +152,18 @@ class Drainer:
             return Done()
         plan = self._plan(record, message, nodes)
         if not plan.keep and not plan.extra:
+            if self._restorer is not None and self._restorer.archive_of(message.cid) is not None:
+                why = "no healthy storage node is left to restore it from the cold archive; waiting for one"
+                return self._wait(record, RestoreWait(why, self._settings.continue_delay_seconds * PASS_DELAYS))
             return self._lose(record, message, token, "no healthy storage node is left to pin it again")
+        restored: list[str] = []
         if plan.extra:
             record = self._start_copying(record, plan, message)
-            outcome = self._copy(record, plan, nodes, message, token, deadline)
-            if outcome is not None:
-                return outcome
-        return self._settle(record, plan, message, token)
+            copied = self._copy(record, plan, nodes, message, token, deadline)
+            if not isinstance(copied, Replicated):
+                return copied
+            restored = copied.restored
+        return self._settle(record, plan, message, token, restored)
 
     def _record_to_repair(self, message: Rereplicate, nodes: dict[str, Node], token: str) -> Pin | None:
         """The pinned request that still holds the removed node; None when
@@ -176,7 +192,7 @@ class Drainer:
         extra = place(message.cid, fit, wanted - len(keep), minimum) if len(keep) < wanted else []
         return _Plan(info, keep, extra)
 
-    def _settle(self, record: Pin, plan: _Plan, message: Rereplicate, token: str) -> Outcome:
+    def _settle(self, record: Pin, plan: _Plan, message: Rereplicate, token: str, restored: list[str]) -> Outcome:
         """Record the replicas the request has now; once they are enough, its
         hold on the removed node goes."""
         wanted = self._settings.replication_factor
@@ -187,6 +203,8 @@ class Drainer:
         else:
             # The hold on the removed node stays: the drain's next pass retries.
             details = f"pinned on {len(replicas)} of {wanted} nodes; waiting for a healthy storage node to replace {message.node_id}"
+        if restored:
+            details = f"{restored_details(restored)}; {details}"
         settled = {**plan.info, "replicas": ",".join(replicas), "status_details": details}
         node_ids = sorted({*record.node_ids, *replicas} - ({message.node_id} if complete else set()))
         try:
@@ -223,33 +241,104 @@ class Drainer:
         message: Rereplicate,
         token: str,
         deadline: float,
-    ) -> Outcome | None:
-        """Pin on the plan's new nodes. None when done; otherwise what the
+    ) -> Outcome | Replicated:
+        """Pin on the plan's new nodes: how, once done; otherwise what the
         message comes to."""
         for node in plan.extra:
             if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
                 return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
-        errors = self._copy_everywhere(record, plan, nodes, message.cid, deadline)
+        # The surviving replicas are the sources (asked first whether they still pin it, with a cold tier).
+        keep = [nodes[node_id] for node_id in plan.keep]
+        done = self._copy_or_restore(record, message.cid, plan.extra, keep, deadline)
+        if done.wait is not None:
+            return self._wait(record, done.wait)
+        errors = done.errors
         if any(isinstance(error, PinDeadline) for error in errors):
             return Later(0, "re-replication continues")
         stalled = [error for error in errors if isinstance(error, PinStalled)]
         if stalled and not plan.keep:
             reason = f"every node holding it left the fleet and it could not be fetched again: {stalled[0]}"
+            if done.refused is not None:
+                reason += f" (its cold archive could not be restored: {done.refused})"
             return self._lose(record, message, token, reason)
         if errors:
             raise errors[0]  # retried; the drain's passes send it again after its last delivery
-        return None
+        return done
 
-    def _copy_everywhere(
-        self, record: Pin, plan: _Plan, nodes: dict[str, Node], cid: str, deadline: float
-    ) -> list[BaseException]:
-        """Pins on every new node at once; what went wrong on each."""
-        # The surviving replicas first: they certainly have it.
-        sources = [address for node_id in plan.keep for address in nodes[node_id].multiaddrs]
-        sources += self._origins(record.origins)
-        with ThreadPoolExecutor(max_workers=len(plan.extra)) as pool:
-            futures = [pool.submit(self._copy_to, node, cid, sources, deadline) for node in plan.extra]
-            return [error for error in (future.exception() for future in futures) if error is not None]
+    def _copy_or_restore(
+        self, record: Pin, cid: str, targets: Sequence[Node], holders: Sequence[Node], deadline: float
+    ) -> Replicated:
+        """Pins on every target at once, from the holders, the origins or the archive."""
+        return copy_or_restore(
+            self._restorer,
+            cid,
+            targets,
+            holders,
+            self._origins(record.origins),
+            deadline,
+            lambda node, sources: self._copy_to(node, cid, sources, deadline),
+        )
+
+    def _wait(self, record: Pin, wait: RestoreWait) -> Outcome:
+        """Come back later (an archive thawing, a turn too short, no node),
+        the request still `pinned`, its `info` saying what it waits for."""
+        try:
+            self._store.update(record, info={**record.info, "status_details": wait.details})
+        except StaleRecord:
+            pass  # only a note: the message comes back anyway and reads the pin again
+        return Later(wait.delay_seconds, wait.details)
+
+    # -- restore: a pinned request's CID hot again ----------------------------
+
+    def restore(self, message: RestoreRequested, token: str, deadline: float) -> Outcome:
+        return retried_on_stale(
+            lambda: self._restore_once(message, deadline),
+            self._settings.continue_delay_seconds,
+            "the restored pin",
+        )
+
+    def _restore_once(self, message: RestoreRequested, deadline: float) -> Outcome:
+        """From a fresh read of the pin; raises StaleRecord as `_rereplicate_once`."""
+        record = self._store.get(message.tenant_id, message.created_ms)
+        if record is None or record.request_id != message.request_id or record.status != "pinned":
+            return Done()  # gone, or its pin message is at work (and places it)
+        nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
+        minimum = self._settings.min_free_bytes
+        fit = [node for node in nodes.values() if usable(node, minimum)]
+        targets = place(message.cid, fit, self._settings.replication_factor, minimum)
+        if not targets:
+            why = "waiting for a healthy storage node to make it hot again"
+            return self._wait(record, RestoreWait(why, self._settings.continue_delay_seconds))
+        for node in targets:
+            if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
+                return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
+        target_ids = [node.node_id for node in targets]
+        node_ids = sorted({*record.node_ids, *target_ids})
+        if node_ids != sorted(record.node_ids):  # recorded before they pin: a deletion releases them too
+            record = self._store.update(record, node_ids=node_ids)
+        replicas = [nodes[node_id] for node_id in record.info.get("replicas", "").split(",") if node_id in nodes]
+        done = self._copy_or_restore(record, message.cid, targets, replicas, deadline)
+        if done.wait is not None:
+            return self._wait(record, done.wait)
+        if any(isinstance(error, PinInterrupted) for error in done.errors):
+            return Later(self._settings.continue_delay_seconds, f"making {message.cid} hot again continues")
+        if done.errors:
+            raise done.errors[0]
+        info = {**record.info, "replicas": ",".join(target_ids)}
+        if done.restored:
+            info["status_details"] = restored_details(done.restored)
+        if info != dict(record.info):
+            self._store.update(record, info=info)
+        logger.info(
+            "hot again",
+            extra={
+                "request_id": message.request_id,
+                "cid": message.cid,
+                "restored": done.restored,
+                "why": message.reason,
+            },
+        )
+        return Done()
 
     def _lose(self, record: Pin, message: Rereplicate, token: str, reason: str) -> Outcome:
         """No replica left and none can be made: the request fails, honestly."""

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from chalicelib.cold.restorer import Replicated, copy_or_restore, restored_details
 from chalicelib.config import Settings
 from chalicelib.fleet.hold_repository import Hold
 from chalicelib.fleet.holds import PinHolds
@@ -37,6 +38,7 @@ from chalicelib.queue.messages import (
     QueueMessage,
     ReleasedPin,
     Rereplicate,
+    RestoreRequested,
     UnpinRequested,
 )
 from chalicelib.worker.batch import TenantShare
@@ -46,6 +48,7 @@ from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 
 if TYPE_CHECKING:  # the cold tier loads only where archiving is configured
     from chalicelib.cold.archiver import Archiver
+    from chalicelib.cold.restorer import Restorer
 
 logger = logging.getLogger("pinning.worker")
 
@@ -73,8 +76,11 @@ class PinWorker:
         clock: Callable[[], int] = now_ms,
         origins: OriginResolver | None = None,
         archiver: Archiver | None = None,
+        restorer: Restorer | None = None,
     ) -> None:
         self._settings = settings
+        # None: no cold tier; pins are fetched from hot nodes and the network only.
+        self._restorer = restorer
         # None: archiving is off (no ARCHIVE_BUCKET), no archive message is sent.
         self._archiver = archiver
         self._store = store
@@ -93,7 +99,9 @@ class PinWorker:
         # where one would send a 1,000-pin backlog round the queue ~33 times a
         # second, which slowed everyone's pins (bench.tenant_fairness).
         self.tenant_share = TenantShare(settings.tenant_share, stuck_delay_seconds=10 * settings.continue_delay_seconds)
-        self._drainer = Drainer(settings, store, registry, holds, self.copy_to, self._release, self._origins, clock)
+        self._drainer = Drainer(
+            settings, store, registry, holds, self.copy_to, self._release, self._origins, clock, restorer=restorer
+        )
 
     def handle(self, message: QueueMessage, token: str, deadline: float) -> Outcome:
         """Do the message's work before `deadline` (time.monotonic()).
@@ -117,6 +125,8 @@ class PinWorker:
             return self._drainer.drain(message)
         if isinstance(message, Rereplicate):
             return self._drainer.rereplicate(message, token, deadline)
+        if isinstance(message, RestoreRequested):
+            return self._drainer.restore(message, token, deadline)
         return self._take_turn(message, token, deadline)
 
     def give_up(self, message: QueueMessage, token: str) -> None:
@@ -129,6 +139,10 @@ class PinWorker:
             return
         if isinstance(message, (DrainNode, Rereplicate)):
             self._drainer.give_up(message)
+            return
+        if isinstance(message, RestoreRequested):
+            # The request stays pinned (its archive holds it); the next retrieval or re-pin asks again.
+            logger.error("restore abandoned", extra={"request_id": message.request_id, "cid": message.cid})
             return
         if isinstance(message, ArchiveRequested):
             if self._archiver is None:  # the dead-letter function has no bucket: the archiver failed it already
@@ -227,10 +241,10 @@ class PinWorker:
         if busy is not None:
             return busy
         progress = _Progress(self._store, pinning, self._clock)
-        unfinished = self._copy_everywhere(targets, message, token, deadline, progress)
-        if unfinished is not None:
-            return unfinished
-        return self._record_pinned(progress.pin, message, targets, token)
+        copied = self._copy_everywhere(targets, message, token, deadline, progress)
+        if not isinstance(copied, Replicated):
+            return copied
+        return self._record_pinned(progress.pin, message, targets, token, copied.restored)
 
     def _forget(self, message: PinRequested, token: str) -> Outcome:
         """Deleted or replaced meanwhile: take back whatever we held for it,
@@ -263,12 +277,26 @@ class PinWorker:
         token: str,
         deadline: float,
         progress: _Progress,
-    ) -> Outcome | None:
-        """Pin on every target at once; None once all hold it, else what comes next."""
-        origins = self._origins(message.origins)
-        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            futures = [pool.submit(self._pin_on, node, message, origins, deadline, progress) for node in targets]
-            errors = [error for error in (future.exception() for future in futures) if error is not None]
+    ) -> Outcome | Replicated:
+        """Pin on every target at once: how, once all hold it; else what comes next.
+
+        With a cold tier, the targets (where placement puts every request
+        of the CID) are asked first whether they pin it: the others dial
+        those that do and, when none does and it has an archive, it is
+        restored rather than fetched. (Without one, nobody is asked.)"""
+        done = copy_or_restore(
+            self._restorer,
+            message.cid,
+            targets,
+            targets if self._restorer is not None else (),
+            self._origins(message.origins),
+            deadline,
+            lambda node, sources: self._pin_on(node, message, sources, deadline, progress),
+        )
+        if done.wait is not None:
+            waiting = self._wait(progress.pin, message, token, done.wait.details)
+            return replace(waiting, delay_seconds=done.wait.delay_seconds) if isinstance(waiting, Later) else waiting
+        errors = done.errors
         refused = [error for error in errors if isinstance(error, KuboRequestError)]
         if refused:
             # Kubo refused the CID itself: no retry will change that.
@@ -278,15 +306,17 @@ class PinWorker:
             raise faults[0]
         if errors:  # stalled, or cut short by the invocation's deadline: continue later
             return self._wait(progress.pin, message, token, progress.details(waiting=True))
-        return None
+        return done
 
-    def _record_pinned(self, pin: Pin, message: PinRequested, targets: Sequence[Node], token: str) -> Outcome:
+    def _record_pinned(
+        self, pin: Pin, message: PinRequested, targets: Sequence[Node], token: str, restored: Sequence[str] = ()
+    ) -> Outcome:
         dag_size = self._kubo(targets[0]).dag_size(message.cid)
         replicas = [node.node_id for node in targets]
         info = {
             "dag_size": str(dag_size),
             "replicas": ",".join(replicas),
-            "status_details": f"pinned on {len(targets)} nodes",
+            "status_details": restored_details(restored) if restored else f"pinned on {len(targets)} nodes",
         }
         self._store.update(pin, status="pinned", info=info)
         logger.info("pinned", extra={"request_id": message.request_id, "cid": message.cid, "dag_size": dag_size})

@@ -15,7 +15,10 @@ a DAG's CARv1; `dag/export` streams the CAR of a CID the node holds and
 `dag/import` (multipart, read with the service's own CAR reader, so every
 block is verified) stores the CAR under each root it holds and pins those,
 both in Kubo's wire format; `block/get` answers any block of a DAG the node
-holds. `sample_car` builds a small UnixFS-like DAG.
+holds. `sample_car` builds a small UnixFS-like DAG. A request whose
+chunked body ends without its last chunk (the client hung up mid-upload)
+is recorded and not served, as Kubo fails it: a cut `dag/import` pins
+nothing. `lose(cid)` takes a DAG off the node and out of reach.
 """
 
 from __future__ import annotations
@@ -216,6 +219,14 @@ class FakeKubo:
             if held:
                 self._fetched[cid] = blocks
 
+    def lose(self, cid: str) -> None:
+        """The node loses `cid` (unpinned and its blocks collected, or a wiped
+        repo), and no provider has it to fetch any more: a pin/add stalls."""
+        with self._lock:
+            self.pinned.discard(cid)
+            for held in (self._fetched, self._blocks, self._cars):
+                held.pop(cid, None)
+
     def car_of(self, cid: str) -> bytes | None:
         with self._lock:
             return self._cars.get(cid)
@@ -311,6 +322,10 @@ class FakeKubo:
 
     def _serve(self, handler: _Handler) -> None:
         call = self._record(handler)
+        if handler.body_cut:
+            # The client hung up mid-body: Kubo's request fails, nothing of it is kept or pinned.
+            handler.close_connection = True
+            return
         endpoint = self._admit(handler, call)
         if endpoint is None:
             return
@@ -723,6 +738,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
     body: bytes = b""
+    body_cut = False
 
     def setup(self) -> None:
         super().setup()
@@ -753,9 +769,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             parts = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            while size_line := self.rfile.readline():
+                if not (size := int(size_line.split(b";")[0].strip() or b"0", 16)):
+                    break
                 parts.append(self.rfile.read(size))
                 self.rfile.readline()
+            else:
+                self.body_cut = True  # the connection ended before the body's last chunk
             while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                 pass  # trailers
             return b"".join(parts)
