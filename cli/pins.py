@@ -25,13 +25,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from urllib.parse import quote, urljoin
 
 import click
 import requests
@@ -40,6 +41,11 @@ from chalicelib.pins.model import MATCHES, MAX_ORIGINS, STATUSES
 from chalicelib.pins.sizes import format_bytes
 from cli.commands import emit, json_command, note
 from devstack.env_file import read_env_file
+
+if TYPE_CHECKING:  # `get` imports these when it runs: the other commands need none of them
+    from chalicelib.cold.car import Block
+    from chalicelib.cold.cids import Cid
+    from chalicelib.cold.unixfs import DiskOutput
 
 URL_VAR = "PINNING_SERVICE_URL"
 TOKEN_VAR = "PINNING_SERVICE_TOKEN"
@@ -54,8 +60,16 @@ KUBO_ADD_TIMEOUT_S = (10.0, 600.0)
 REDRAW_S = 0.1
 PLAIN_LINE_S = 5.0
 UPLOAD_CHUNK = 256 * 1024
+CAR_TYPE = "application/vnd.ipld.car"
+# A CAR streams for as long as it takes; only the wait for each read is bounded.
+GET_TIMEOUT_S = (10.0, 120.0)
+DOWNLOAD_CHUNK = 256 * 1024
 # Exit status of a wait that ran out of time.
 EXIT_TIMEOUT = 2
+# Exit status of `get` when what arrived failed verification (nothing written).
+EXIT_INTEGRITY = 3
+# Exit status of `get` when the service asks to retry later (503 with Retry-After).
+EXIT_UNAVAILABLE = 4
 
 
 class CliError(click.ClickException):
@@ -72,6 +86,18 @@ class ApiFailure(CliError):
         self.reason = reason
         self.details = details
         super().__init__(f"{reason}: {details}" if details else reason)
+
+
+class Unavailable(CliError):
+    """A 503 answer: exit status 4, its Retry-After in the message."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class IntegrityFailure(CliError):
+    """Content that failed verification: exit status 3."""
+
+    exit_code = EXIT_INTEGRITY
 
 
 class WaitTimedOut(CliError):
@@ -210,17 +236,21 @@ class PinningClient:
             {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "pinning-cli/1"}
         )
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, timeout: Any = None, **kwargs: Any) -> requests.Response:
+        timeout = self._timeout if timeout is None else timeout
         try:
-            response = self._session.request(method, f"{self.url}{path}", timeout=self._timeout, **kwargs)
+            return self._session.request(method, f"{self.url}{path}", timeout=timeout, **kwargs)
         except requests.RequestException as error:
             raise _connection_error(
                 "the pinning service",
                 self.url,
                 error,
                 "Is it running? Start the local stack with `make dev`, or pass --url.",
-                self._timeout,
+                timeout,
             ) from None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _failure(response)
         if not response.content:
@@ -248,6 +278,40 @@ class PinningClient:
     def list(self, query: dict[str, str]) -> dict[str, Any]:
         return self._call("GET", "/pins", params=query)
 
+    def car(self, cid: str) -> requests.Response:
+        """GET /ipfs/{cid} as a CAR, streamed (the caller closes it). A redirect,
+        to a short-lived URL of the archive, is followed without the token: it
+        is for the service alone, and S3 refuses a request carrying a second
+        credential beside the URL's signature."""
+        response = self._send(
+            "GET",
+            f"/ipfs/{_path_segment(cid)}",
+            timeout=GET_TIMEOUT_S,
+            headers={"Accept": CAR_TYPE},
+            stream=True,
+            allow_redirects=False,
+        )
+        redirected = response.is_redirect
+        if redirected:
+            location = urljoin(response.url, response.headers["Location"])
+            response.close()
+            response = _download(location)
+        if response.status_code >= 400:
+            with response:
+                failure = _failure(response)
+            if response.status_code == 503:
+                retry = response.headers.get("Retry-After")
+                raise Unavailable(failure.message + (f" (retry after {_retry_after(retry)})" if retry else ""))
+            raise failure
+        content_type = response.headers.get("Content-Type", "")
+        # A presigned URL's type is what the archive says; every byte is verified anyway.
+        if response.status_code != 200 or not (redirected or content_type.startswith(CAR_TYPE)):
+            response.close()
+            raise CliError(
+                f"unexpected answer to GET /ipfs/{cid}: HTTP {response.status_code}, {content_type or 'no type'}"
+            )
+        return response
+
     def list_all(self, query: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every matching pin, newest first, paging as Kubo does: the next page
         is `before` the last result's `created`, until a page's count equals
@@ -264,6 +328,23 @@ class PinningClient:
 
 def _path_segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def _download(url: str) -> requests.Response:
+    """A GET of the archive's presigned URL: no token, no session."""
+    try:
+        return requests.get(
+            url, headers={"Accept": CAR_TYPE, "User-Agent": "pinning-cli/1"}, stream=True, timeout=GET_TIMEOUT_S
+        )
+    except requests.RequestException as error:
+        where = url.split("?", 1)[0]  # the signature stays off the screen
+        raise _connection_error(
+            "the archive's download URL", where, error, "It may have expired: run get again.", GET_TIMEOUT_S
+        ) from None
+
+
+def _retry_after(value: str) -> str:
+    return f"{value} s" if value.strip().isdigit() else value
 
 
 def _failure(response: requests.Response) -> CliError:
@@ -486,6 +567,23 @@ class StatusLine:
             self._open = False
 
 
+class _Throttle:
+    """When a progress line is due: the first, the last, and in between at most
+    every REDRAW_S on a terminal, every PLAIN_LINE_S elsewhere."""
+
+    def __init__(self, line: StatusLine, clock: Callable[[], float]) -> None:
+        self._every = REDRAW_S if line.tty else PLAIN_LINE_S
+        self._clock = clock
+        self._shown_at: float | None = None
+
+    def due(self, final: bool) -> bool:
+        now = self._clock()
+        if not final and self._shown_at is not None and now - self._shown_at < self._every:
+            return False
+        self._shown_at = now
+        return True
+
+
 class SendProgress:
     """`adding NAME: 12.3 MiB / 50.0 MiB sent` while a file goes to your node."""
 
@@ -493,20 +591,50 @@ class SendProgress:
         self._line = line
         self._name = name
         self._total = total
-        self._clock = clock
-        self._shown_at: float | None = None
+        self._throttle = _Throttle(line, clock)
 
     def sent(self, done: int) -> None:
-        now = self._clock()
-        every = REDRAW_S if self._line.tty else PLAIN_LINE_S
-        if done < self._total and self._shown_at is not None and now - self._shown_at < every:
+        if not self._throttle.due(final=done >= self._total):
             return
-        self._shown_at = now
         text = f"adding {self._name}: {format_bytes(done)} / {format_bytes(self._total)} sent"
         self._line.show(text + (", waiting for your node" if done >= self._total else ""))
 
     def finish(self) -> None:
         self._line.end(clear=True)
+
+
+class GetProgress:
+    """Counts what a CAR brought and, given a line, shows it while it arrives:
+    `getting CID: 12.3 MiB of 50.0 MiB, 45 blocks verified` (the total when
+    the answer has a length)."""
+
+    def __init__(
+        self, line: StatusLine | None, name: str, total: int | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._line = line
+        self._name = name
+        self._total = total
+        self._throttle = _Throttle(line, clock) if line is not None else None
+        self.received = 0
+        self.blocks = 0
+
+    def chunk(self, size: int) -> None:
+        self.received += size
+        self._show()
+
+    def block(self, _block: Block) -> None:
+        self.blocks += 1
+        self._show()
+
+    def _show(self, final: bool = False) -> None:
+        if self._line is not None and self._throttle is not None and self._throttle.due(final):
+            of = f" of {format_bytes(self._total)}" if self._total is not None else ""
+            self._line.show(f"getting {self._name}: {format_bytes(self.received)}{of}, {self.blocks} blocks verified")
+
+    def finish(self) -> None:
+        if self._line is not None:
+            self._show(final=True)
+            self._line.end(clear=True)
 
 
 class ProgressDisplay:
@@ -897,6 +1025,142 @@ def rm_command(request_id: str) -> None:
     """Remove the pin request REQUEST_ID."""
     _client().delete(request_id)
     emit({"requestid": request_id, "removed": True}, lambda: click.echo(f"removed {request_id}"))
+
+
+@command(cli, "get")
+@click.argument("cid")
+@click.option(
+    "-o",
+    "--output",
+    metavar="PATH",
+    help="Where to write: a file, a directory for a directory's CID, or - for stdout (a file's bytes only). "
+    "[default: ./CID, or ./CID.car with --car]",
+)
+@click.option(
+    "--car", "as_car", is_flag=True, help="Write the verified CAR itself (any DAG, dag-cbor too), not its content."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
+def get_command(cid: str, output: str | None, as_car: bool, quiet: bool) -> None:
+    """Fetch CID from the service and write its file or directory (UnixFS).
+
+    The service sends a CAR (or redirects to its archive's copy); every block
+    is verified against its CID as it arrives, the root must be CID, and
+    every block the content needs must come. Nothing is written at PATH
+    until all of it checked out: it is written beside PATH, then renamed
+    (an existing file is replaced, an existing directory never). Entries
+    named `..`, with a `/`, or twice in one directory are refused; symlinks
+    are written as symlinks, never followed. Without -o the content goes to
+    a file (or directory) named CID, as `ipfs get` does: a file can be
+    replaced whole once verified, where stdout (-o -) cannot take back bytes,
+    so stdout gets the file only after it verified.
+
+    \b
+    Exit status: 0 written; 1 an error (404: you have no pin of CID; 406:
+    the service cannot send it as a CAR); 3 what arrived failed verification
+    (nothing written); 4 the service asks to retry later (its Retry-After is
+    shown, e.g. while a Deep Archive copy thaws).
+    """
+    from chalicelib.cold.unixfs import DiskOutput
+
+    root = _root_cid(cid, as_car)
+    options = _options()
+    to_stdout = output == "-"
+    if to_stdout and options.json:
+        raise click.UsageError("--json and -o - would both write to stdout")
+    target = Path(output) if output and not to_stdout else Path(f"{cid}.car" if as_car else cid)
+    if not to_stdout and target.is_dir():
+        raise CliError(f"{target} is an existing directory: give -o a path that does not exist yet")
+    client = _client()
+    with client.car(cid) as response, tempfile.TemporaryDirectory(prefix="pins-get-") as scratch:
+        length = response.headers.get("Content-Length")
+        line = None if quiet else StatusLine(sys.stderr, sys.stderr.isatty())
+        progress = GetProgress(line, cid, int(length) if length and length.isdigit() else None)
+        with DiskOutput(Path(scratch) / "content" if to_stdout else target) as written:
+            try:
+                summary = _retrieve(response, root, written, as_car, progress)
+            finally:
+                progress.finish()
+            summary["path"] = "-" if to_stdout else str(target)
+            _deliver(written, summary)
+    if not quiet and not options.json:
+        note(f"wrote {summary['path']}: {_described(summary)}")
+    emit({"cid": cid, **summary}, lambda: None)
+
+
+def _root_cid(cid: str, as_car: bool) -> Cid:
+    """The CID asked for; refused before any request when it cannot be UnixFS (without --car)."""
+    from chalicelib.cold.cids import CidError, cid_from_text
+    from chalicelib.cold.unixfs import NotUnixfs, check_unixfs_root
+
+    try:
+        root = cid_from_text(cid)
+        if not as_car:
+            check_unixfs_root(root)
+    except CidError as error:
+        raise click.BadParameter(str(error), param_hint="CID") from None
+    except NotUnixfs as error:
+        raise CliError(f"{error}: `get --car` writes its verified CAR instead") from None
+    return root
+
+
+def _retrieve(
+    response: requests.Response, root: Cid, written: DiskOutput, as_car: bool, progress: GetProgress
+) -> dict[str, Any]:
+    """Writes what the response carries into `written` (not committed); what was written."""
+    from chalicelib.cold.unixfs import NotUnixfs, save_car, unpack
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                progress.chunk(len(chunk))
+                yield chunk
+        except requests.RequestException as error:
+            raise CliError(f"the download of {root} was cut: {_one_line(str(error))}; nothing was written") from None
+
+    try:
+        if as_car:
+            blocks = save_car(chunks(), root, written, progress.block)
+            return {"kind": "car", "bytes": progress.received, "blocks": blocks}
+        unpacked = unpack(chunks(), root, written, progress.block)
+    except NotUnixfs as error:
+        raise CliError(f"{error}: `get --car` writes its verified CAR instead") from None
+    except ValueError as error:  # every check: a block, the root, a block missing, UnixFS malformed or unsafe
+        raise IntegrityFailure(f"{root}: {error}; nothing was written") from None
+    except OSError as error:
+        raise CliError(f"cannot write {written.target}: {error.strerror or error}") from None
+    kind = unpacked.kind.name.lower() if unpacked.kind is not None else "file"
+    return {
+        "kind": "file" if kind == "raw" else kind,
+        "bytes": unpacked.bytes_written,
+        "blocks": progress.blocks,
+        "files": unpacked.files,
+        "directories": unpacked.directories,
+    }
+
+
+def _deliver(written: DiskOutput, summary: dict[str, Any]) -> None:
+    """Moves the verified content to its place, or copies a file to stdout."""
+    try:
+        if summary["path"] != "-":
+            written.commit()
+            return
+        if summary["kind"] not in ("file", "car"):
+            raise CliError(f"a {summary['kind']} cannot go to stdout: give -o PATH")
+        with written.open_result() as result:
+            shutil.copyfileobj(result, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except OSError as error:
+        raise CliError(f"cannot write {summary['path']}: {error.strerror or error}") from None
+
+
+def _described(summary: dict[str, Any]) -> str:
+    kind = summary["kind"]
+    blocks = f", {summary['blocks']} blocks verified"
+    if kind == "directory":
+        return f"a directory of {summary['files']} files, {format_bytes(summary['bytes'])}{blocks}"
+    if kind == "car":
+        return f"a CAR of {format_bytes(summary['bytes'])}{blocks}"
+    return f"a {kind} of {format_bytes(summary['bytes'])}{blocks}"
 
 
 def main() -> None:
