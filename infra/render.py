@@ -132,8 +132,16 @@ FUNCTIONS: Mapping[str, Access] = {
             ),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
+            # Retrieval (GET /ipfs/{cid}): the CID's archive state.
+            ArchiveRecord: READ,
         },
         sends_pins=True,
+        # Retrieval reads a pinned DAG from its nodes (in the workers' VPC with
+        # WorkerVpc=true: docs/cold-tier.md, "Retrieval", says why), else from
+        # its archive: the index and ranged reads, the HeadObject of a presigned
+        # URL (GetObject's), and the thaw of one in Deep Archive.
+        calls_kubo=True,
+        archive_objects=("s3:GetObject", "s3:RestoreObject"),
     ),
     "PinWorker": Access(
         tables={
