@@ -1,0 +1,136 @@
+"""Restores from the cold archive where the service repairs pins: the drain
+of a removed node, the reconciler, and a `restore` message, when every hot
+copy is gone (DynamoDB and S3 on moto, fake Kubo nodes)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+
+import pytest
+
+from chalicelib.cold.car import write_car
+from chalicelib.queue.messages import RestoreRequested, encode
+from tests.cold.dags import unixfs_file
+from tests.cold.s3 import s3_client
+from tests.worker.conftest import current, holding, info_of, pin_request, placed
+
+BUCKET = "pinning-test-archives"
+
+
+@pytest.fixture
+def cold(fleet, worker_clock):
+    """The fleet's services with ARCHIVE_BUCKET set (the worker, archiver,
+    restorer and reconciler built anew), its worker's view of the fleet
+    old enough for a drain to end."""
+    fleet.settings = replace(fleet.settings, archive_bucket=BUCKET)
+    for built in ("worker", "archiver", "restorer", "reconciler", "archive_sweep"):
+        fleet.__dict__.pop(built, None)
+    fleet.__dict__["s3"] = s3_client()
+    fleet.s3.create_bucket(Bucket=BUCKET)
+    worker_clock.advance(120)
+    return fleet
+
+
+def archived_and_lost(cold, kubos, queue, car: bytes | None = None):
+    """A request pinned and archived, whose CID every node then lost (and
+    nothing can provide): its record, CID, CAR and replicas. `car`, if
+    given, replaces the archived CAR in S3 (a tampered archive)."""
+    root, blocks = unixfs_file(random.Random(5).randbytes(300_000), chunk=64 * 1024)
+    cid, whole = str(root), b"".join(write_car([root], blocks))
+    for kubo in kubos.values():
+        kubo.add_car(cid, whole)
+    record = cold.pins.create("alice", pin_request(cid))
+    queue.run_until_empty()
+    assert info_of(current(cold, record))["cold"] == "archived"
+    if car is not None:
+        cold.s3.put_object(Bucket=BUCKET, Key=f"archives/{cid}.car", Body=car)
+    for kubo in kubos.values():
+        kubo.lose(cid)
+    return record, cid, whole, sorted(info_of(current(cold, record))["replicas"].split(","))
+
+
+def test_a_drained_node_whose_survivor_lost_the_pin_is_replaced_from_the_archive(cold, kubos, queue):
+    # Given a pinned, archived request whose CID both replicas lost
+    record, cid, car, (gone, survivor) = archived_and_lost(cold, kubos, queue)
+    (spare,) = [node_id for node_id in kubos if node_id not in (gone, survivor)]
+    # When one replica is removed and drained
+    assert cold.removal.remove(gone)
+    queue.run_until_empty(rounds=6)
+    # Then the new node has it from the archive, the very CAR, and the request says so, still pinned
+    stored = current(cold, record)
+    assert stored.status == "pinned"
+    assert info_of(stored)["status_details"].startswith(f"restored from the cold archive to {spare}; pinned on 2 nodes")
+    assert cid in kubos[spare].pinned and kubos[spare].car_of(cid) == car
+    assert [call.path for call in kubos[spare].calls if call.path in ("pin/add", "dag/import")] == ["dag/import"]
+
+
+def test_the_reconciler_restores_a_pin_missing_on_every_replica(cold, kubos, queue):
+    # Given a pinned, archived request whose CID both replicas lost
+    record, cid, car, replicas = archived_and_lost(cold, kubos, queue)
+    # When the reconciler runs
+    report = cold.reconciler.run(time.monotonic() + 20)
+    # Then both replicas have it back from the archive, and the request says so
+    assert (report.missing_found, report.repaired) == (2, 2)
+    assert holding(kubos, cid) == replicas
+    assert all(kubos[node_id].car_of(cid) == car for node_id in replicas)
+    stored = current(cold, record)
+    assert stored.status == "pinned"
+    assert info_of(stored)["status_details"].startswith("restored from the cold archive to node-")
+
+
+def test_a_restore_message_makes_the_request_hot_again_once(cold, kubos, queue):
+    # Given a pinned, archived request whose CID every node lost
+    record, cid, _, replicas = archived_and_lost(cold, kubos, queue)
+    message = RestoreRequested(record.tenant_id, record.request_id, record.created_ms, cid, "retrieved")
+    # When a restore message is handled
+    cold.publisher.send(encode(message))
+    queue.run_until_empty()
+    # Then its placement nodes have it again, and the request names them
+    assert holding(kubos, cid) == sorted(placed(cold, cid)) == replicas
+    assert (
+        info_of(current(cold, record))["status_details"] == f"restored from the cold archive to {', '.join(replicas)}"
+    )
+    # And a second one finds it hot and imports nothing
+    imports = sum(len(kubo.calls_to("dag/import")) for kubo in kubos.values())
+    cold.publisher.send(encode(message))
+    queue.run_until_empty()
+    assert sum(len(kubo.calls_to("dag/import")) for kubo in kubos.values()) == imports
+
+
+def test_a_drain_waits_for_a_deep_archive_thaw_and_the_request_says_so(cold, kubos, queue):
+    # Given an archived request whose CID both replicas lost, its archive moved to Deep Archive
+    record, cid, _, (gone, _survivor) = archived_and_lost(cold, kubos, queue)
+    key = f"archives/{cid}.car"
+    cold.s3.copy_object(Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": key}, StorageClass="DEEP_ARCHIVE")
+    # When a replica is drained: its drain message, then the re-replication
+    assert cold.removal.remove(gone)
+    ran = [queue.kinds(queue.run_once()[0]) for _ in range(2)]
+    assert ran[0] == ["drain"] and "rereplicate" in ran[1]
+    # Then the request stays pinned, saying it waits for the thaw, and no node was sent anything
+    stored = current(cold, record)
+    assert stored.status == "pinned"
+    assert info_of(stored)["status_details"].startswith("waiting for the cold archive to thaw (DEEP_ARCHIVE")
+    assert all(kubo.calls_to("dag/import") == [] for kubo in kubos.values())
+    # And once S3 made its copy (moto's thaw is at once), the re-replication's next delivery restores it
+    queue.run_until_empty(rounds=6)
+    assert info_of(current(cold, record))["status_details"].startswith("restored from the cold archive to ")
+
+
+def test_a_tampered_archive_is_not_restored_and_the_request_fails_saying_why(cold, kubos, queue):
+    # Given an archived request whose CID every node lost, its archive then changed in one block
+    root, blocks = unixfs_file(random.Random(5).randbytes(300_000), chunk=64 * 1024)
+    cid_bytes, data = blocks[2]
+    tampered = b"".join(write_car([root], [*blocks[:2], (cid_bytes, b"x" + data[1:]), *blocks[3:]]))
+    record, cid, _, (first, second) = archived_and_lost(cold, kubos, queue, car=tampered)
+    # When both replicas are removed
+    cold.removal.remove(first)
+    cold.removal.remove(second)
+    queue.run_until_empty(rounds=8)
+    # Then nothing unverified was pinned anywhere, and the request failed saying why
+    assert holding(kubos, cid) == []
+    stored = current(cold, record)
+    assert stored.status == "failed"
+    assert "its cold archive could not be restored: the archive of" in info_of(stored)["failed_reason"]
+    assert "failed verification" in info_of(stored)["failed_reason"]
