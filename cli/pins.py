@@ -4,8 +4,9 @@
 
 It speaks only HTTP: the service's API (with your access token) and, for
 `add`, the RPC API of your own Kubo node. Nothing here needs AWS; of the
-service's code it uses only small pure helpers of chalicelib/pins, and the
-local stack's env-file reader (devstack.env_file) for `.dev/local.env`. Results
+service's code it uses only small pure helpers of chalicelib/pins, the CAR
+and UnixFS readers of chalicelib/cold for `get`, and the local stack's
+env-file reader (devstack.env_file) for `.dev/local.env`. Results
 go to stdout (`--json` makes every command print JSON there); progress and
 remarks go to stderr.
 
@@ -16,7 +17,9 @@ KUBO_RPC_URL.
 
 Exit status: 0 on success; 1 for an error (one line on stderr: the API's
 `Error: REASON: details`, or what went wrong) and for a pin that failed;
-2 when `wait` (or `--wait`) times out, and for a bad command line.
+2 when `wait` (or `--wait`) times out, and for a bad command line; for
+`get`, 3 when what arrived failed verification (nothing is written) and 4
+when the service asks to retry later (503; its Retry-After is shown).
 """
 
 from __future__ import annotations
@@ -629,7 +632,7 @@ class GetProgress:
     def _show(self, final: bool = False) -> None:
         if self._line is not None and self._throttle is not None and self._throttle.due(final):
             of = f" of {format_bytes(self._total)}" if self._total is not None else ""
-            self._line.show(f"getting {self._name}: {format_bytes(self.received)}{of}, {self.blocks} blocks verified")
+            self._line.show(f"getting {self._name}: {format_bytes(self.received)}{of}, {_blocks(self.blocks)} verified")
 
     def finish(self) -> None:
         if self._line is not None:
@@ -809,12 +812,13 @@ def cli(
     env_file: Path | None,
     json_output: bool,
 ) -> None:
-    """Pin content with an IPFS Pinning Service: add, pin, list, wait, replace, remove.
+    """Pin content with an IPFS Pinning Service: add, pin, list, wait, replace, remove, get.
 
     \b
     Quickstart, with the local stack running (`make dev`):
       python -m cli.pins add hello.txt      # add to your node, pin it, wait
       python -m cli.pins ls                 # your pinned pins
+      python -m cli.pins get CID -o FILE    # fetch it back, verified
       python -m cli.pins --help             # this
 
     Errors go to stderr as one line (`Error: REASON: details` for the API's
@@ -1153,9 +1157,13 @@ def _deliver(written: DiskOutput, summary: dict[str, Any]) -> None:
         raise CliError(f"cannot write {summary['path']}: {error.strerror or error}") from None
 
 
+def _blocks(count: int) -> str:
+    return f"{count} block" + ("" if count == 1 else "s")
+
+
 def _described(summary: dict[str, Any]) -> str:
     kind = summary["kind"]
-    blocks = f", {summary['blocks']} blocks verified"
+    blocks = f", {_blocks(summary['blocks'])} verified"
     if kind == "directory":
         return f"a directory of {summary['files']} files, {format_bytes(summary['bytes'])}{blocks}"
     if kind == "car":

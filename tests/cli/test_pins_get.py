@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from chalicelib.cold.car import write_car
+from chalicelib.cold.car import Block, write_car
 from chalicelib.cold.cids import Cid
 from chalicelib.pins.sizes import format_bytes
 from cli import pins
@@ -387,18 +387,18 @@ def test_given_a_terminal_when_blocks_arrive_then_the_line_is_redrawn_at_most_ev
     stream = io.StringIO()
     progress = GetProgress(StatusLine(stream, tty=True), "bafy", 3000, clock=lambda: now[0])
 
-    # when three chunks come within one interval, then one more after it
+    # when three chunks come within one interval, then a block after it
     for _ in range(3):
         progress.chunk(500)
     now[0] += pins.REDRAW_S
-    progress.chunk(500)
+    progress.block(Block(leaf(b"x").cid, 0, b"x"))
     progress.finish()
 
     # then the first, the one after the interval and the final one were drawn, and the line cleared
     draws = stream.getvalue().split("\r\x1b[K")[1:]
     assert draws == [
         "getting bafy: 500 bytes of 2.9 KiB, 0 blocks verified",
-        "getting bafy: 2.0 KiB of 2.9 KiB, 0 blocks verified",
-        "getting bafy: 2.0 KiB of 2.9 KiB, 0 blocks verified",
+        "getting bafy: 1.5 KiB of 2.9 KiB, 1 block verified",
+        "getting bafy: 1.5 KiB of 2.9 KiB, 1 block verified",
         "",
     ]
