@@ -26,6 +26,7 @@ from chalicelib.logs import configure_logging
 from chalicelib.pins.model import PinRequest
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
+from chalicelib.queue.publisher import forward_archive
 from chalicelib.storage.change_stream import fold_changes, writing_tenants
 from chalicelib.wiring import ServiceProvider
 from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
@@ -145,20 +146,47 @@ def root() -> Response:
 # does) and binds these event sources to them.
 PIN_QUEUE = "pinning-service-pins"
 PIN_DEAD_LETTERS = "pinning-service-pins-dlq"
+ARCHIVE_QUEUE = "pinning-service-archives"
+ARCHIVE_DEAD_LETTERS = "pinning-service-archives-dlq"
 
 
 @app.on_sqs_message(queue=PIN_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
 def pin_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
     """Pins and unpins on the fleet; returns the messages that must come back."""
     worker_services = services()
-    batch = [QueuedMessage(record.to_dict()["messageId"], record.body) for record in event]
-    seconds_left = remaining_seconds(event.context, worker_services.settings.invocation_margin_seconds)
-    return process_batch(batch, worker_services.worker, worker_services.publisher, seconds_left)
+    settings, publisher = worker_services.settings, worker_services.publisher
+    batch = [
+        QueuedMessage(record.to_dict()["messageId"], record.body)
+        for record in event
+        if not forward_archive(record.body, settings, publisher)
+    ]
+    seconds_left = remaining_seconds(event.context, settings.invocation_margin_seconds)
+    return process_batch(batch, worker_services.worker, publisher, seconds_left)
 
 
 @app.on_sqs_message(queue=PIN_DEAD_LETTERS, batch_size=10)
 def pin_dead_letters(event: SQSEvent) -> None:
     """Messages that failed every delivery: their requests fail with a reason."""
+    _give_up(event)
+
+
+@app.on_sqs_message(queue=ARCHIVE_QUEUE, batch_size=1)
+def archive_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
+    """Archives a pinned DAG into the cold tier: one message an invocation,
+    which may take the function's 15 minutes (.chalice/config.json)."""
+    worker_services = services()
+    batch = [QueuedMessage(record.to_dict()["messageId"], record.body) for record in event]
+    seconds_left = remaining_seconds(event.context, worker_services.settings.invocation_margin_seconds)
+    return process_batch(batch, worker_services.worker, worker_services.publisher, seconds_left)
+
+
+@app.on_sqs_message(queue=ARCHIVE_DEAD_LETTERS, batch_size=10)
+def archive_dead_letters(event: SQSEvent) -> None:
+    """Archive messages that failed every delivery: their archives fail with a reason."""
+    _give_up(event)
+
+
+def _give_up(event: SQSEvent) -> None:
     worker = services().worker
     for record in event:
         worker.give_up(decode(record.body), record.to_dict()["messageId"])

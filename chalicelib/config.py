@@ -55,6 +55,8 @@ class Settings:
     # Empty: table_prefix_for(stage).
     table_prefix: str = _setting("", "TABLE_PREFIX")
     queue_url: str | None = _setting(None, "PIN_QUEUE_URL")
+    # The archive function's queue (archive messages); None: they go to the pin queue.
+    archive_queue_url: str | None = _setting(None, "ARCHIVE_QUEUE_URL")
     # Emulated AWS (moto server) for the local stack; None on real AWS.
     aws_endpoint_url: str | None = _setting(None, "AWS_ENDPOINT_URL")
     replication_factor: int = _setting(2, "REPLICATION_FACTOR")
@@ -132,8 +134,10 @@ class Settings:
     cold_only_after_days: int = _setting(30, "COLD_ONLY_AFTER_DAYS")
     # A tenant's tier is read again after this long in each container.
     tier_cache_seconds: int = _setting(60, "TIER_CACHE_SECONDS")
-    # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes.
+    # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes,
+    # and the most holds due it looks at (the next run goes on).
     cooling_seconds: int = _setting(240, "COOLING_SECONDS")
+    cooling_limit: int = _setting(2000, "COOLING_LIMIT")
     # Retrieval (GET /ipfs/{cid}, chalicelib.cold.retrieval): the largest
     # answer (a Lambda response is 6 MB, binary bodies base64: 4 MiB fits),
     # the time all hot nodes' reads of one request get (API Gateway gives

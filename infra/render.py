@@ -60,6 +60,8 @@ VISIBILITY_FACTOR = 6
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 PIN_QUEUE = "PinQueue"
 DEAD_LETTER_QUEUE = "PinDeadLetterQueue"
+ARCHIVE_QUEUE = "ArchiveQueue"
+ARCHIVE_DEAD_LETTER_QUEUE = "ArchiveDeadLetterQueue"
 SECRET = "KuboRpcSecret"
 ALARM_TOPIC = "AlarmTopic"
 FOLD_FAILURES = "FoldFailureQueue"
@@ -103,6 +105,9 @@ class Access:
     # Models whose every index the function queries, or (model, index name) for one of them.
     indexes: tuple[type[Model] | tuple[type[Model], str], ...] = ()
     sends_pins: bool = False
+    # Sends archive messages (ARCHIVE_QUEUE_URL): the pin worker once a request
+    # is pinned, the archive worker its continuations.
+    sends_archives: bool = False
     consumes: tuple[str, ...] = ()
     calls_kubo: bool = False
     # Lets the fleet's Auto Scaling group finish terminating a node.
@@ -148,16 +153,40 @@ FUNCTIONS: Mapping[str, Access] = {
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-            # An archive's holds (transactions), lease and figures.
-            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # A request's archive hold let go (a transaction).
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
+        sends_archives=True,
         consumes=(PIN_QUEUE,),
+        calls_kubo=True,
+        # Archives are the ArchiveWorker's: this one lets a request's hold go.
+        releases_archives=True,
+    ),
+    "ArchiveWorker": Access(
+        tables={
+            # The request's `info` (the cold keys), read and written back (a transaction).
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+            NodeRecord: QUERY,  # the healthy nodes of the request, to export from
+            # The request's hold (or, its request gone, its release), the lease, the figures or the failure.
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        },
+        sends_archives=True,
+        consumes=(ARCHIVE_QUEUE,),
         calls_kubo=True,
         # A multipart upload (its create, parts and completion are PutObject's), the
         # index's PutObject, and the abort of a cut one.
         archive_objects=("s3:PutObject", "s3:AbortMultipartUpload"),
+    ),
+    "ArchiveDeadLetters": Access(
+        tables={
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+            # The archive's last error, and its failure.
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        },
+        consumes=(ARCHIVE_DEAD_LETTER_QUEUE,),
+        releases_archives=True,  # the archiver's bucket setting; no object is touched
     ),
     "PinDeadLetters": Access(
         tables={
@@ -373,6 +402,35 @@ def queues(settings: Settings, worker_timeout: int, dead_letters_timeout: int) -
     }
 
 
+def archive_queues(settings: Settings, worker_timeout: int, dead_letters_timeout: int) -> Json:
+    """The archive function's queue (its messages may each take its 15
+    minutes: no pin waits behind them) and its dead letters."""
+    name = f"{settings.table_prefix}-archives"
+    return {
+        ARCHIVE_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": name,
+                "VisibilityTimeout": VISIBILITY_FACTOR * worker_timeout,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": arn(ARCHIVE_DEAD_LETTER_QUEUE),
+                    "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+                },
+            },
+        },
+        ARCHIVE_DEAD_LETTER_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{name}-dlq",
+                "VisibilityTimeout": VISIBILITY_FACTOR * dead_letters_timeout,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+    }
+
+
 def secret(settings: Settings, options: StageOptions) -> Json:
     return {
         "Type": "AWS::SecretsManager::Secret",
@@ -487,6 +545,10 @@ def policy(settings: Settings, access: Access) -> Json:
         statements.append(
             {"Sid": "SendPins", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(PIN_QUEUE)}
         )
+    if access.sends_archives:
+        statements.append(
+            {"Sid": "SendArchives", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(ARCHIVE_QUEUE)}
+        )
     for queue in access.consumes:
         statements.append(
             {"Sid": f"Consume{queue}", "Effect": "Allow", "Action": CONSUMER_ACTIONS, "Resource": arn(queue)}
@@ -557,6 +619,8 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
     variables: Json = {}
     if access.sends_pins:
         variables["PIN_QUEUE_URL"] = {"Ref": PIN_QUEUE}
+    if access.sends_archives:
+        variables["ARCHIVE_QUEUE_URL"] = {"Ref": ARCHIVE_QUEUE}
     if access.archive_objects or access.releases_archives:
         variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     properties: Json = {}
@@ -679,6 +743,12 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             0,
             EvaluationPeriods=5,
         ),
+        "ArchiveDeadLetterBacklogAlarm": alarm(
+            "Archive messages wait in their dead-letter queue: the archive dead-letter function cannot handle them.",
+            queue_metric(ARCHIVE_DEAD_LETTER_QUEUE, "ApproximateNumberOfMessagesVisible", "Maximum"),
+            0,
+            EvaluationPeriods=5,
+        ),
         "OldestPinMessageAlarm": alarm(
             "Pin messages wait too long: workers are failing, throttled or too few.",
             queue_metric(PIN_QUEUE, "ApproximateAgeOfOldestMessage", "Maximum"),
@@ -787,12 +857,19 @@ def stage_config(stage: str, config: Json) -> tuple[Settings, int, int, str]:
         raise SystemExit(f"stage {stage!r} is not in {CHALICE_CONFIG}")
     merged = {**config, **stages[stage]}
     settings = Settings.from_env({**merged.get("environment_variables", {}), "STAGE": stage})
+    return (
+        settings,
+        function_timeout(stage, config, "pin_worker"),
+        function_timeout(stage, config, "pin_dead_letters"),
+        merged.get("api_gateway_stage", "api"),
+    )
 
-    def timeout(function: str) -> int:
-        own = merged.get("lambda_functions", {}).get(function, {})
-        return int(own.get("lambda_timeout") or merged.get("lambda_timeout") or 60)
 
-    return settings, timeout("pin_worker"), timeout("pin_dead_letters"), merged.get("api_gateway_stage", "api")
+def function_timeout(stage: str, config: Json, function: str) -> int:
+    """A function's Lambda timeout in the stage: its own, else the stage's, else Chalice's default (60 s)."""
+    merged = {**config, **config["stages"][stage]}
+    own = merged.get("lambda_functions", {}).get(function, {})
+    return int(own.get("lambda_timeout") or merged.get("lambda_timeout") or 60)
 
 
 def render(stage: str, config: Json) -> Json:
@@ -803,6 +880,13 @@ def render(stage: str, config: Json) -> Json:
     api_name = f"pinning-{stage}"
     resources: Json = {table_id(settings, model): table(settings, model, options) for model in MODELS}
     resources.update(queues(settings, worker_timeout, dead_letters_timeout))
+    resources.update(
+        archive_queues(
+            settings,
+            function_timeout(stage, config, "archive_worker"),
+            function_timeout(stage, config, "archive_dead_letters"),
+        )
+    )
     resources[SECRET] = secret(settings, options)
     resources[ARCHIVE_BUCKET] = archive_bucket(settings, options)
     resources[f"{ARCHIVE_BUCKET}Policy"] = archive_bucket_policy()
@@ -833,6 +917,7 @@ def render(stage: str, config: Json) -> Json:
             "NodesTableName": _export(stage, {"Ref": nodes}, "NodesTableName"),
             "NodesTableArn": _export(stage, arn(nodes), "NodesTableArn"),
             "PinQueueUrl": {"Value": {"Ref": PIN_QUEUE}},
+            "ArchiveQueueUrl": {"Value": {"Ref": ARCHIVE_QUEUE}},
             "ArchiveBucketName": {"Value": {"Ref": ARCHIVE_BUCKET}},
             "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
         },

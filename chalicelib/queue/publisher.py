@@ -1,7 +1,12 @@
-"""Sends message bodies to the pin queue (SQS)."""
+"""Sends message bodies to the pin queue (SQS), and archive messages to the
+archive queue when the stage has one (ARCHIVE_QUEUE_URL): each archive may
+take the archive function's 15 minutes, which no pin should wait behind.
+Without it (a configuration from before the archive queue) they go to the
+pin queue, whose worker archives them too."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.config import Settings, aws_client
@@ -15,9 +20,23 @@ class Publisher(Protocol):
     def send(self, body: str, delay_seconds: int = 0) -> None: ...
 
 
+# The kinds of message the archive function handles (chalicelib.queue.messages).
+ARCHIVE_KINDS = frozenset({"archive"})
+
+
+def is_archive(body: str) -> bool:
+    """Whether a body is archive work (for the archive queue when there is one)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("kind") in ARCHIVE_KINDS
+
+
 class SqsPublisher:
     def __init__(self, settings: Settings, client: SQSClient | None = None) -> None:
         self._queue_url = settings.queue_url
+        self._archive_queue_url = settings.archive_queue_url
         self._settings = settings
         self._client = client
 
@@ -27,15 +46,24 @@ class SqsPublisher:
         return self._client
 
     def send(self, body: str, delay_seconds: int = 0) -> None:
-        if not self._queue_url:
+        queue_url = self._archive_queue_url if self._archive_queue_url and is_archive(body) else self._queue_url
+        if not queue_url:
             # The outbox keeps the message until the queue is configured.
             raise RuntimeError("PIN_QUEUE_URL is not configured")
         # SQS delays a message by at most 15 minutes. The tenant as message
         # group makes the standard queue a fair queue (chalicelib.queue.messages).
         group, delay = group_of(body), min(delay_seconds, 900)
         if group is None:
-            self._sqs().send_message(QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=delay)
+            self._sqs().send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay)
         else:
-            self._sqs().send_message(
-                QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=delay, MessageGroupId=group
-            )
+            self._sqs().send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay, MessageGroupId=group)
+
+
+def forward_archive(body: str, settings: Settings, publisher: Publisher) -> bool:
+    """Send an archive message read from the pin queue on to the archive
+    queue, if the stage has one (queued before the archive queue existed:
+    the pin worker may not write archives); True when forwarded."""
+    if not (settings.archive_queue_url and is_archive(body)):
+        return False
+    publisher.send(body)
+    return True

@@ -22,11 +22,12 @@ import boto3
 import botocore.client
 import pytest
 
-from chalicelib.cold.archive_repository import ArchiveHolder
+from chalicelib.cold.archive_repository import ArchiveHolder, ArchiveLease
 from chalicelib.cold.car import write_car
 from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.pins.request_ids import new_request_id
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import ArchiveRequested, decode, encode
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
@@ -235,6 +236,7 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         Settings.from_env({"STAGE": "dev"}),
         region=REGION,
         queue_url=urls["PinQueue"],
+        archive_queue_url=urls["ArchiveQueue"],
         kubo_rpc_secret_arn=names[logical],
         archive_bucket=bucket_name,
         continue_delay_seconds=0,
@@ -321,20 +323,61 @@ def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) ->
 def an_archive_is_made(
     client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], tenant_id: str, request_id: str, cid: str
 ) -> None:
-    """The request's archive message: the first node's export fails (its
-    upload aborted), the next node's is archived. The turn has all of the
-    test context's 3 s (no margin)."""
+    """The request's archive message, on the archive queue: first while
+    another worker holds the archive's lease (sent again for later), then,
+    that worker's attempt failed, the first node's export fails (its upload
+    aborted) and the next node's is archived. The turn has all of the test
+    context's 3 s (no margin)."""
     settings = recorder.settings
     services = build_services(settings)
+    archives = DynamoArchiveRepository(services.dynamo)
     created_ms = services.pins.get(tenant_id, request_id).created_ms
     kubos["node-0"].fail("dag/export", "ipld: could not find node", cid=cid)
     body = encode(ArchiveRequested(tenant_id, request_id, created_ms, cid, ("node-0", "node-1")))
+    archives.hold(ArchiveHolder(cid, tenant_id, request_id))
+    archives.take_lease(cid, ArchiveLease("elsewhere", now_ms() + 60_000), now_ms())
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([QueuedMessage("archive-1", body)], "pinning-dev-archives"))
+    # (beside the archive messages of the requests the pin workers pinned)
+    assert decode(body) in [decode(m.body) for m in take(settings.archive_queue_url)]
+    archives.record_failure(cid, "elsewhere", "cut off", failed=False)
+    with recorder.running("ArchiveWorker"):
+        result = client.lambda_.invoke(
+            "archive_worker", sqs_event([QueuedMessage("archive-1", body)], "pinning-dev-archives")
+        ).payload
+    assert result == {"batchItemFailures": []}
+    assert archives.state(cid).state == "archived"
+    # and a message of a request deleted before its hold was taken lets the hold go
+    gone = encode(ArchiveRequested(tenant_id, new_request_id(1), 1, cid, ("node-1",)))
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([QueuedMessage("archive-2", gone)], "pinning-dev-archives"))
+    recorder.settings = settings
+
+
+def an_archive_fails_and_dead_letters(
+    client: Any, recorder: Recorder, api: Any, kubos: dict[str, FakeKubo], cid: str
+) -> None:
+    """A request of `cid` pinned (its turn has the test context's 3 s); the
+    export of its archive fails on every node, and the message, having
+    failed every delivery, dead-letters."""
+    settings = recorder.settings
+    with recorder.running("APIHandler"):
+        api.pin(cid)
     recorder.settings = replace(settings, invocation_margin_seconds=0)
     with recorder.running("PinWorker"):
-        result = client.lambda_.invoke("pin_worker", sqs_event([QueuedMessage("archive-1", body)])).payload
+        mine = [m for m in take(settings.queue_url) if getattr(decode(m.body), "cid", None) == cid]
+        client.lambda_.invoke("pin_worker", sqs_event(mine))
+    (message,) = take(settings.archive_queue_url)
+    for kubo in kubos.values():
+        kubo.fail("dag/export", "ipld: could not find node", cid=cid)
+    with recorder.running("ArchiveWorker"):
+        failed = client.lambda_.invoke("archive_worker", sqs_event([message], "pinning-dev-archives")).payload
     recorder.settings = settings
-    assert result == {"batchItemFailures": []}
-    assert DynamoArchiveRepository(services.dynamo).state(cid).state == "archived"
+    assert failed == {"batchItemFailures": [{"itemIdentifier": message.message_id}]}
+    with recorder.running("ArchiveDeadLetters"):
+        client.lambda_.invoke("archive_dead_letters", sqs_event([message], "pinning-dev-archives-dlq"))
+    assert DynamoArchiveRepository(build_services(settings).dynamo).state(cid).state == "failed"
 
 
 def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
@@ -424,8 +467,11 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
     with Client(app_module.app) as client:
         root, blocks = unixfs_file(b"iam-pinned" * 1000)
         pinned, failing = str(root), cid_v1("iam-failing")
+        other_root, other_blocks = unixfs_file(b"iam-unarchived" * 100)
+        unarchived = str(other_root)
         for kubo in kubos.values():
             kubo.add_car(pinned, b"".join(write_car([root], blocks)), held=True)
+            kubo.add_car(unarchived, b"".join(write_car([other_root], other_blocks)), held=True)
             kubo.add_content(failing, blocks=2)
             kubo.fail("pin/add", "disk I/O error", cid=failing, times=100)
         api = ApiClient(client, token)
@@ -447,6 +493,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         # and the fleet's Auto Scaling group terminating a node, and workers draining it
         the_fleet_terminates_a_node(client, recorder)
         workers_run(client, recorder, settings.queue_url, rounds=3)
+        # and an archive that failed every delivery
+        an_archive_fails_and_dead_letters(client, recorder, api, kubos, unarchived)
         # and the count changes all this recorded, folded as the pins stream reports them
         the_pins_stream_feeds_the_folder(client, recorder, names)
 

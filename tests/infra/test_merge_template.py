@@ -24,7 +24,12 @@ def test_every_sqs_handler_reports_partial_batch_failures(stage):
     template = json.loads(output_path(stage).read_text(encoding="utf-8"))
     # Given every SQS-triggered function of the app
     handlers = [source for source in app_module.app.event_sources if isinstance(source, SQSEventConfig)]
-    assert {source.name for source in handlers} == {"pin_worker", "pin_dead_letters"}
+    assert {source.name for source in handlers} == {
+        "pin_worker",
+        "pin_dead_letters",
+        "archive_worker",
+        "archive_dead_letters",
+    }
     for source in handlers:
         function = camel(source.name)
         # Then the merge template turns on ReportBatchItemFailures on its event source

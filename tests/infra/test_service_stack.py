@@ -18,7 +18,7 @@ from infra.package import PackagingError, package
 from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
 
 REPO = Path(__file__).resolve().parents[2]
-KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "CheckFleetHealth", "ReconcileFleet"}
+KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "ArchiveWorker", "CheckFleetHealth", "ReconcileFleet"}
 DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 
@@ -89,7 +89,12 @@ def test_the_worker_reads_an_encrypted_queue_that_dead_letters_after_repeated_re
         "maxReceiveCount": {"Ref": "MaxReceiveCount"},
     }
     assert template["Parameters"]["MaxReceiveCount"]["Default"] >= 2
-    for function, queue_id in (("PinWorker", "PinQueue"), ("PinDeadLetters", "PinDeadLetterQueue")):
+    for function, queue_id in (
+        ("PinWorker", "PinQueue"),
+        ("PinDeadLetters", "PinDeadLetterQueue"),
+        ("ArchiveWorker", "ArchiveQueue"),
+        ("ArchiveDeadLetters", "ArchiveDeadLetterQueue"),
+    ):
         properties = resources[function]["Properties"]
         (event,) = properties["Events"].values()
         assert event["Type"] == "SQS"
@@ -243,3 +248,33 @@ def test_the_archive_bucket_is_private_encrypted_unversioned_and_moves_archives_
     assert template["Parameters"]["ArchiveColdAfterDays"]["Default"] == 30
     assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert bucket["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
+
+
+def _grants(role: dict[str, Any], service: str) -> set[str]:
+    return {a for s in statements(role) for a in as_list(s["Action"]) if a.startswith(f"{service}:")}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_writes_archive_objects(packaged, stage):
+    # Given the packaged template
+    resources = load(packaged[stage])["Resources"]
+    archiver = resources["ArchiveWorker"]["Properties"]
+    queue, dead = resources["ArchiveQueue"]["Properties"], resources["ArchiveDeadLetterQueue"]["Properties"]
+
+    # Then the archive function has Lambda's longest timeout and one vCPU's memory, one message at a time
+    assert (archiver["Timeout"], archiver["MemorySize"]) == (900, 1769)
+    assert archiver["Events"]["ArchiveWorkerSqsEventSource"]["Properties"]["BatchSize"] == 1
+    # and its queue hides a message 6 turns long and dead-letters it to its own queue
+    assert queue["QueueName"] == f"pinning-{stage}-archives" and dead["QueueName"] == f"pinning-{stage}-archives-dlq"
+    assert queue["VisibilityTimeout"] == 6 * 900
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["ArchiveDeadLetterQueue", "Arn"]}
+    # and the pin worker and the archive function send archive messages there, the others not
+    senders = {name for name, access in FUNCTIONS.items() if access.sends_archives}
+    assert senders == {"PinWorker", "ArchiveWorker"}
+    for name in FUNCTIONS:
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert (variables.get("ARCHIVE_QUEUE_URL") == {"Ref": "ArchiveQueue"}) is (name in senders)
+    # and only the archive function writes archive objects; the pin worker lost its S3 grants
+    assert _grants(resources["ArchiveWorkerRole"], "s3") == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    assert _grants(resources["PinWorkerRole"], "s3") == set()
+    assert _grants(resources["ArchiveDeadLettersRole"], "s3") == set()
