@@ -1071,24 +1071,31 @@ def get_command(cid: str, output: str | None, as_car: bool, quiet: bool) -> None
     to_stdout = output == "-"
     if to_stdout and options.json:
         raise click.UsageError("--json and -o - would both write to stdout")
-    target = Path(output) if output and not to_stdout else Path(f"{cid}.car" if as_car else cid)
-    if not to_stdout and target.is_dir():
-        raise CliError(f"{target} is an existing directory: give -o a path that does not exist yet")
+    target = None if to_stdout else _target(Path(output or (f"{cid}.car" if as_car else cid)))
     client = _client()
     with client.car(cid) as response, tempfile.TemporaryDirectory(prefix="pins-get-") as scratch:
         length = response.headers.get("Content-Length")
         line = None if quiet else StatusLine(sys.stderr, sys.stderr.isatty())
         progress = GetProgress(line, cid, int(length) if length and length.isdigit() else None)
-        with DiskOutput(Path(scratch) / "content" if to_stdout else target) as written:
+        with DiskOutput(Path(scratch) / "content" if target is None else target) as written:
             try:
                 summary = _retrieve(response, root, written, as_car, progress)
             finally:
                 progress.finish()
-            summary["path"] = "-" if to_stdout else str(target)
+            summary["path"] = "-" if target is None else str(target)
             _deliver(written, summary)
     if not quiet and not options.json:
         note(f"wrote {summary['path']}: {_described(summary)}")
     emit({"cid": cid, **summary}, lambda: None)
+
+
+def _target(target: Path) -> Path:
+    """A path `get` can write, checked before anything is fetched."""
+    if target.is_dir():
+        raise CliError(f"{target} is an existing directory: give -o a path that does not exist yet")
+    if not target.absolute().parent.is_dir():
+        raise CliError(f"{target.parent} is not a directory: the content is written there")
+    return target
 
 
 def _root_cid(cid: str, as_car: bool) -> Cid:

@@ -310,6 +310,20 @@ def test_given_a_failure_answer_when_got_then_one_line_with_its_exit_status_and_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["an existing directory", "a missing parent"])
+def test_given_an_output_path_it_cannot_use_when_got_then_refused_before_any_request(
+    service: Server, tmp_path: Path, where: str
+) -> None:
+    # given -o naming an existing directory, or a file in a directory that does not exist
+    target = tmp_path if where == "an existing directory" else tmp_path / "missing" / "out"
+
+    # when got, then refused without asking the service
+    result = run_get(service, str(leaf(b"x").cid), "-o", str(target))
+
+    one_line_error(result, 1, str(target if where == "an existing directory" else target.parent))
+    assert service.seen == []
+
+
 def test_given_a_dag_cbor_cid_when_got_without_car_then_refused_before_any_request(service: Server) -> None:
     cid = cid_v1(0x71, b"\xa0")
 
