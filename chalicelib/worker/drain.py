@@ -303,19 +303,10 @@ class Drainer:
         if record is None or record.request_id != message.request_id or record.status != "pinned":
             return Done()  # gone, or its pin message is at work (and places it)
         nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
-        minimum = self._settings.min_free_bytes
-        fit = [node for node in nodes.values() if usable(node, minimum)]
-        targets = place(message.cid, fit, self._settings.replication_factor, minimum)
-        if not targets:
-            why = "waiting for a healthy storage node to make it hot again"
-            return self._wait(record, RestoreWait(why, self._settings.continue_delay_seconds))
-        for node in targets:
-            if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
-                return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
-        target_ids = [node.node_id for node in targets]
-        node_ids = sorted({*record.node_ids, *target_ids})
-        if node_ids != sorted(record.node_ids):  # recorded before they pin: a deletion releases them too
-            record = self._store.update(record, node_ids=node_ids)
+        held = self._held_targets(record, message, nodes)
+        if not isinstance(held, tuple):
+            return held
+        record, targets = held
         replicas = [nodes[node_id] for node_id in record.info.get("replicas", "").split(",") if node_id in nodes]
         done = self._copy_or_restore(record, message.cid, targets, replicas, deadline)
         if done.wait is not None:
@@ -324,11 +315,7 @@ class Drainer:
             return Later(self._settings.continue_delay_seconds, f"making {message.cid} hot again continues")
         if done.errors:
             raise done.errors[0]
-        info = {**record.info, "replicas": ",".join(target_ids)}
-        if done.restored:
-            info["status_details"] = restored_details(done.restored)
-        if info != dict(record.info):
-            self._store.update(record, info=info)
+        self._record_hot(record, targets, done.restored)
         logger.info(
             "hot again",
             extra={
@@ -339,6 +326,33 @@ class Drainer:
             },
         )
         return Done()
+
+    def _record_hot(self, record: Pin, targets: Sequence[Node], restored: Sequence[str]) -> None:
+        info = {**record.info, "replicas": ",".join(node.node_id for node in targets)}
+        if restored:
+            info["status_details"] = restored_details(restored)
+        if info != dict(record.info):  # a repeat writes nothing
+            self._store.update(record, info=info)
+
+    def _held_targets(
+        self, record: Pin, message: RestoreRequested, nodes: dict[str, Node]
+    ) -> tuple[Pin, list[Node]] | Outcome:
+        """The request's placement nodes, held for it and recorded among its
+        nodes before they pin (a deletion releases them too); or what to do
+        while there are none, or one is still removing the CID."""
+        minimum = self._settings.min_free_bytes
+        fit = [node for node in nodes.values() if usable(node, minimum)]
+        targets = place(message.cid, fit, self._settings.replication_factor, minimum)
+        if not targets:
+            why = "waiting for a healthy storage node to make it hot again"
+            return self._wait(record, RestoreWait(why, self._settings.continue_delay_seconds))
+        for node in targets:
+            if not self._holds.hold(node.node_id, message.cid, message.tenant_id, message.request_id):
+                return Later(self._settings.continue_delay_seconds, f"{node.node_id} is still removing {message.cid}")
+        node_ids = sorted({*record.node_ids, *(node.node_id for node in targets)})
+        if node_ids != sorted(record.node_ids):
+            record = self._store.update(record, node_ids=node_ids)
+        return record, targets
 
     def _lose(self, record: Pin, message: Rereplicate, token: str, reason: str) -> Outcome:
         """No replica left and none can be made: the request fails, honestly."""
