@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from chalicelib.cold.archive_sweep import ArchiveSweep
     from chalicelib.cold.archiver import Archiver, ObjectStore
     from chalicelib.cold.restorer import Restorer
-    from chalicelib.cold.retrieval import Retriever
+    from chalicelib.cold.retrieval import Retrieved, Retriever
+    from chalicelib.cold.tiering import Tiering
+    from chalicelib.cold.tiers import TierPolicies
     from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
@@ -122,6 +124,7 @@ class Services:
             self.kubo,
             archiver=self.archiver,
             restorer=self.restorer,
+            tiering=self.tiering,
         )
 
     @cached_property
@@ -137,7 +140,42 @@ class Services:
         from chalicelib.storage.archive_repository import DynamoArchiveRepository
 
         return Archiver(
-            self.settings, DynamoArchiveRepository(self.dynamo), self.s3, self.registry, self.kubo, self.store
+            self.settings,
+            DynamoArchiveRepository(self.dynamo),
+            self.s3,
+            self.registry,
+            self.kubo,
+            self.store,
+            cools_at=self.tiering.cools_at if self.tiering is not None else lambda tenant_id: None,
+        )
+
+    @cached_property
+    def tier_policies(self) -> TierPolicies:
+        """Each tenant's storage tier, cached per container."""
+        from chalicelib.cold.tiers import TierPolicies
+
+        settings = self.settings
+        return TierPolicies(
+            self.tenants, settings.storage_tier, settings.cold_only_after_days, settings.tier_cache_seconds
+        )
+
+    @cached_property
+    def tiering(self) -> Tiering | None:
+        """Storage tiers at work: hot-only requests not archived, cold-only ones
+        cooled (a schedule's, through the worker's release) and made hot again
+        when retrieved or pinned again. None without ARCHIVE_BUCKET."""
+        if not self.settings.archive_bucket:
+            return None
+        from chalicelib.cold.tiering import Tiering
+        from chalicelib.queue.messages import encode
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return Tiering(
+            DynamoArchiveRepository(self.dynamo),
+            self.tier_policies,
+            self.store,
+            release=lambda *hold: self.worker.release_hot(*hold),
+            send=lambda message: self.publisher.send(encode(message)),
         )
 
     @cached_property
@@ -193,7 +231,13 @@ class Services:
             DynamoArchiveRepository(self.dynamo) if bucket else None,
             ArchiveObjects(cast("ArchiveReader", self.s3), bucket) if bucket else None,
             limits,
+            on_retrieved=self._retrieved,
         )
+
+    def _retrieved(self, retrieved: Retrieved) -> None:
+        """A retrieval served: a cold-only tenant's requests for the CID cool later, or are restored."""
+        if self.tiering is not None:
+            self.tiering.touch_retrieved(retrieved.tenant_id, retrieved.cid_key)
 
     @cached_property
     def reconciler(self) -> FleetReconciler:

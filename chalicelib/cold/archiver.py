@@ -66,6 +66,9 @@ PART_BYTES = 8 * 1024 * 1024
 RECOUNTS = 10
 # A lease outlives its turn by this much: an archiver that died frees the CID soon after.
 LEASE_SLACK_MS = 60_000
+# The tag of every CAR (set at upload): the bucket's lifecycle rules move
+# tagged objects only, so block indexes stay readable in S3 Standard.
+CAR_TAGGING = "archive=car"
 # The request's `info` keys the archive owns (strings, as the spec wants).
 COLD_KEYS = ("cold", "piece_cid", "piece_cid_v2", "car_sha256", "car_bytes", "padded_piece_size", "cold_error")
 
@@ -73,7 +76,7 @@ COLD_KEYS = ("cold", "piece_cid", "piece_cid_v2", "car_sha256", "car_bytes", "pa
 class ObjectStore(Protocol):
     """The S3 calls the archiver and the sweep make (a botocore S3 client)."""
 
-    def create_multipart_upload(self, *, Bucket: str, Key: str) -> Mapping[str, Any]: ...
+    def create_multipart_upload(self, *, Bucket: str, Key: str, Tagging: str = ...) -> Mapping[str, Any]: ...
     def upload_part(
         self, *, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: bytes
     ) -> Mapping[str, Any]: ...
@@ -123,9 +126,10 @@ class MultipartUpload:
     (plus the chunk being added). Nothing is visible in the bucket before
     `complete`; `abort` drops the parts sent."""
 
-    def __init__(self, s3: ObjectStore, bucket: str, key: str, part_bytes: int = PART_BYTES) -> None:
+    def __init__(self, s3: ObjectStore, bucket: str, key: str, part_bytes: int = PART_BYTES, tagging: str = "") -> None:
         self._s3, self._bucket, self._key, self._part_bytes = s3, bucket, key, part_bytes
-        self._upload_id: str = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        tags = {"Tagging": tagging} if tagging else {}
+        self._upload_id: str = s3.create_multipart_upload(Bucket=bucket, Key=key, **tags)["UploadId"]
         self._parts: list[dict[str, Any]] = []
         self._buffer = bytearray()
 
@@ -169,6 +173,7 @@ class Archiver:
         clock: Callable[[], int] = now_ms,
         part_bytes: int = PART_BYTES,
         metrics: TextIO | None = None,
+        cools_at: Callable[[str], int | None] = lambda tenant_id: None,
     ) -> None:
         if not settings.archive_bucket:
             raise ValueError("ARCHIVE_BUCKET is not configured")
@@ -182,6 +187,8 @@ class Archiver:
         self._clock = clock
         self._part_bytes = part_bytes
         self._metrics = metrics if metrics is not None else (sys.stdout if settings.emit_metrics else None)
+        # When a hold the tenant's request takes now is due to cool (chalicelib.cold.tiering); None: never.
+        self._cools_at = cools_at
 
     # -- holds -----------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class Archiver:
         """Hold the CID's archive for the request, archive it unless done,
         and show it in the request's `info`. Raises on a failed attempt."""
         holder = ArchiveHolder(message.cid, message.tenant_id, message.request_id)
-        if self._archives.hold(holder) is Held.DELETING:
+        if self._archives.hold(holder, self._cools_at(message.tenant_id)) is Held.DELETING:
             return Later(self._settings.continue_delay_seconds, f"the archive of {message.cid} is being deleted")
         pin = self._current(message)
         if pin is None:
@@ -302,7 +309,7 @@ class Archiver:
     def _upload_from(self, node: Node, cid: str, deadline: float) -> ArchivedCar:
         car_key, index_key = archive_keys(self._settings.archive_prefix, cid)
         sha256, commp = hashlib.sha256(), CommP()
-        upload = MultipartUpload(self._s3, self._bucket, car_key, self._part_bytes)
+        upload = MultipartUpload(self._s3, self._bucket, car_key, self._part_bytes, tagging=CAR_TAGGING)
         try:
             with self._kubo(node).dag_export(cid, seconds=max(0.0, deadline - time.monotonic())) as export:
                 for chunk in export:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chalicelib.cold.restorer import Replicated, copy_or_restore, restored_details
+from chalicelib.cold.tiers import COLD_OFF
 from chalicelib.config import Settings
 from chalicelib.fleet.hold_repository import Hold
 from chalicelib.fleet.holds import PinHolds
@@ -49,6 +50,7 @@ from chalicelib.worker.outcomes import Done, Later, Outcome, retried_on_stale
 if TYPE_CHECKING:  # the cold tier loads only where archiving is configured
     from chalicelib.cold.archiver import Archiver
     from chalicelib.cold.restorer import Restorer
+    from chalicelib.cold.tiering import Tiering
 
 logger = logging.getLogger("pinning.worker")
 
@@ -76,6 +78,7 @@ class PinWorker:
         clock: Callable[[], int] = now_ms,
         origins: OriginResolver | None = None,
         archiver: Archiver | None = None,
+        tiering: Tiering | None = None,
         restorer: Restorer | None = None,
     ) -> None:
         self._settings = settings
@@ -83,6 +86,8 @@ class PinWorker:
         self._restorer = restorer
         # None: archiving is off (no ARCHIVE_BUCKET), no archive message is sent.
         self._archiver = archiver
+        # The tenants' storage tiers (chalicelib.cold.tiers); None: every tenant hot+cold.
+        self._tiering = tiering
         self._store = store
         self._registry = registry
         self._holds = holds
@@ -318,6 +323,8 @@ class PinWorker:
             "replicas": ",".join(replicas),
             "status_details": restored_details(restored) if restored else f"pinned on {len(targets)} nodes",
         }
+        if self._archiver is not None and self._tiering is not None and not self._tiering.archives(message.tenant_id):
+            info["cold"] = COLD_OFF  # a hot-only tenant's: no archive is kept
         self._store.update(pin, status="pinned", info=info)
         logger.info("pinned", extra={"request_id": message.request_id, "cid": message.cid, "dag_size": dag_size})
         # Nodes that held it before a re-placement no longer need to.
@@ -331,13 +338,23 @@ class PinWorker:
 
         If that send is lost (the worker dies before it, or SQS refuses it,
         which fails this message), the pin message is delivered again, finds
-        the request pinned and sends it again: the archiver's hold is idempotent."""
+        the request pinned and sends it again: the archiver's hold is idempotent.
+        None for a hot-only tenant's request. A cold-only tenant's other
+        requests for the CID count it as retrieved: the cold ones are restored."""
         if self._archiver is None:
+            return ()
+        if self._tiering is not None and not self._tiering.archives(message.tenant_id):
             return ()
         archive = ArchiveRequested(
             message.tenant_id, message.request_id, message.created_ms, message.cid, tuple(node_ids or message.node_ids)
         )
-        return (Later(0, "archive the pinned DAG", next=archive),)
+        restores = (
+            () if self._tiering is None else self._tiering.repinned(message.tenant_id, message.cid, message.request_id)
+        )
+        return (
+            Later(0, "archive the pinned DAG", next=archive),
+            *(Later(0, "make a cold request for the same CID hot again", next=restore) for restore in restores),
+        )
 
     def _pin_on(
         self, node: Node, message: PinRequested, origins: Sequence[str], deadline: float, progress: _Progress
@@ -447,6 +464,14 @@ class PinWorker:
         """Let go of the request's hold on the CID's archive (a no-op when it held none)."""
         if self._archiver is not None:
             self._archiver.release(cid, tenant_id, request_id)
+
+    def release_hot(self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str) -> bool:
+        """The cooling sweep's (chalicelib.cold.tiering): the request's holds on
+        `node_ids` let go, each node's pin removed with its last holder. False
+        when a node failed to unpin: its removal stays `token`'s, for a retry
+        with the same token (no unpin message is sent: that would let the
+        request's archive go too)."""
+        return not self._release(cid, node_ids, tenant_id, request_id, token)
 
     def _release(
         self, cid: str, node_ids: Sequence[str], tenant_id: str, request_id: str, token: str, force: bool = False
