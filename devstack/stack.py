@@ -42,6 +42,11 @@ RECONCILE_SECONDS = 15.0
 ARCHIVE_SWEEP_SECONDS = 60.0
 
 
+# The archive function's batch size (app.archive_worker) and its dead letters'.
+ARCHIVE_BATCH_SIZE = 1
+ARCHIVE_DEAD_LETTERS_BATCH_SIZE = 10
+
+
 class StackError(Exception):
     """A startup problem the developer can fix; shown as one line, exit status 2."""
 
@@ -94,6 +99,32 @@ def stage_environment(stage: str) -> dict[str, str]:
     env = dict(config.get("environment_variables", {}))
     env.update(stages[stage].get("environment_variables", {}))
     return {name: str(value) for name, value in env.items()}
+
+
+class QueueJob:
+    """Polls one queue for one of the app's SQS handlers (a
+    devstack.worker_poller.QueuePoller), on a thread that stops with the
+    stack: the archive function's queues, polled here rather than in the
+    worker process (an archive in progress is cut off when the stack stops)."""
+
+    def __init__(self, poller: Any, name: str) -> None:
+        self._poller = poller
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._poller.poll_once(wait_seconds=1)
+            except Exception as error:  # the emulator stopping, a handler bug: keep polling
+                say(f"{self._thread.name} poll failed: {type(error).__name__}: {error}")
+                self._stopping.wait(1)
 
 
 def scheduled_event(rule: str) -> dict[str, Any]:
@@ -169,6 +200,7 @@ class DevStack:
         self._user_node: Any = None
         self._worker: Any = None
         self._queues: dict[str, str] = {}
+        self._archive_queues: dict[str, str] = {}
         self._visibility = 0
         self._service_env: dict[str, str] = {}
         # stack.json is rewritten by the worker supervisor's thread too.
@@ -223,6 +255,7 @@ class DevStack:
             f"{aws.MAX_RECEIVE_COUNT} receives: {self._queues['dead_letter_queue']})"
         )
 
+        self._create_archive_queues(aws, prefix)
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
         os.environ.setdefault("ARCHIVE_BUCKET", f"{prefix}-archives")
@@ -241,6 +274,7 @@ class DevStack:
             *stage_env,
             "AWS_ENDPOINT_URL",
             "PIN_QUEUE_URL",
+            "ARCHIVE_QUEUE_URL",
             "ARCHIVE_BUCKET",
             "ALLOW_PRIVATE_ORIGINS",
             "KUBO_RPC_SECRET",
@@ -323,6 +357,39 @@ class DevStack:
             # The first line carries the cause; the rest (the node's log) is in the log file it names.
             raise StackError(f"could not start a Kubo node: {str(error).splitlines()[0]}") from None
 
+    def _create_archive_queues(self, aws: Any, prefix: str) -> None:
+        """The archive function's queue (visibility: 6 of its turns) and dead letters."""
+        from infra.render import VISIBILITY_FACTOR, function_timeout
+
+        timeout = function_timeout(self.options.stage, chalice_config(), "archive_worker")
+        visibility = VISIBILITY_FACTOR * timeout
+        self._archive_queues = aws.create_pin_queue(self._aws.endpoint_url, f"{prefix}-archives", visibility)
+        os.environ["ARCHIVE_QUEUE_URL"] = self._archive_queues["queue"]
+        say(
+            f"  archive queue {self._archive_queues['queue']} (turns of {timeout} s, visibility timeout "
+            f"{visibility} s; dead letters: {self._archive_queues['dead_letter_queue']})"
+        )
+
+    def _archive_jobs(self, app_module: Any) -> list[QueueJob]:
+        """Lambda's pollers of the archive function and of its dead letters."""
+        import boto3
+
+        from devstack.worker_poller import QueuePoller
+        from infra.render import function_timeout
+
+        sqs = boto3.client("sqs", endpoint_url=self._aws.endpoint_url, region_name=os.environ["AWS_DEFAULT_REGION"])
+        config, stage = chalice_config(), self.options.stage
+
+        def job(function: str, queue: str, batch_size: int) -> QueueJob:
+            url, timeout = self._archive_queues[queue], function_timeout(stage, config, function)
+            poller = QueuePoller(sqs, url, getattr(app_module, function), timeout, function, lambda: batch_size)
+            return QueueJob(poller, function)
+
+        return [
+            job("archive_worker", "queue", ARCHIVE_BATCH_SIZE),
+            job("archive_dead_letters", "dead_letter_queue", ARCHIVE_DEAD_LETTERS_BATCH_SIZE),
+        ]
+
     def _start_jobs(self, app_module: Any) -> None:
         """The scheduled handlers (EventBridge's part) and the count folder fed by
         the pins table's stream (the event source mapping's); the queues' are the worker's."""
@@ -367,6 +434,7 @@ class DevStack:
                 app_module.fold_counts,
                 lambda_timeout(self.options.stage),
             ),
+            *self._archive_jobs(app_module),
         ]
         for job in self._jobs:
             job.start()
@@ -374,7 +442,8 @@ class DevStack:
             f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s, "
             f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
-            f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s."
+            f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "
+            "archives made one at a time from the archive queue."
         )
 
     def _start_worker(self) -> None:
@@ -479,6 +548,7 @@ class DevStack:
             "aws_endpoint_url": self._aws.endpoint_url,
             "pin_queue_url": self._queues["queue"],
             "dead_letter_queue_url": self._queues["dead_letter_queue"],
+            "archive_queue_url": self._archive_queues["queue"],
             "visibility_seconds": self._visibility,
             "kubo_rpc_secret": os.environ["KUBO_RPC_SECRET"],
             "fleet": [node(spec) for spec in self.options.nodes],
