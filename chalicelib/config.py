@@ -174,9 +174,12 @@ def aws_client(settings: Settings, service: str) -> BaseClient:
     """A botocore client (not boto3: cold starts do not pay for it) for the
     stage's region, or the emulated endpoint of the local stack."""
     import botocore.session
+    from botocore.config import Config
 
+    # S3's presigned URLs (retrieval's redirects) must be SigV4: SigV2 is retired.
+    config = Config(signature_version="s3v4") if service == "s3" else None
     return botocore.session.get_session().create_client(
-        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url
+        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=config
     )
 
 

@@ -73,13 +73,14 @@ def test_the_workers_subnets_have_no_way_to_the_internet():
     assert all(RESOURCES[subnet]["Properties"].get("MapPublicIpOnLaunch") is not True for subnet in private)
 
 
-def test_the_workers_reach_dynamodb_sqs_and_secrets_manager_through_endpoints():
+def test_the_workers_reach_dynamodb_s3_sqs_and_secrets_manager_through_endpoints():
     endpoints = {
         endpoint["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]: endpoint["Properties"]
         for endpoint in of_type("AWS::EC2::VPCEndpoint").values()
     }
-    assert endpoints["dynamodb"]["VpcEndpointType"] == "Gateway"
-    assert {"Ref": "PrivateRouteTable"} in endpoints["dynamodb"]["RouteTableIds"]
+    for service in ("dynamodb", "s3"):  # gateway endpoints: free, and no NAT to pay per GB
+        assert endpoints[service]["VpcEndpointType"] == "Gateway"
+        assert {"Ref": "PrivateRouteTable"} in endpoints[service]["RouteTableIds"]
     for service in ("sqs", "secretsmanager"):
         endpoint = endpoints[service]
         assert endpoint["VpcEndpointType"] == "Interface"

@@ -108,6 +108,8 @@ def test_document_is_valid_openapi_3_0_for_schemathesis() -> None:
         "GET /pins/{requestid}",
         "POST /pins/{requestid}",
         "DELETE /pins/{requestid}",
+        "GET /ipfs/{cid}",
+        "HEAD /ipfs/{cid}",
     }
 
 
