@@ -48,7 +48,7 @@ from devstack.env_file import read_env_file
 if TYPE_CHECKING:  # `get` imports these when it runs: the other commands need none of them
     from chalicelib.cold.car import Block
     from chalicelib.cold.cids import Cid
-    from chalicelib.cold.unixfs import DiskOutput
+    from cli.disk_output import DiskOutput
 
 URL_VAR = "PINNING_SERVICE_URL"
 TOKEN_VAR = "PINNING_SERVICE_TOKEN"
@@ -1064,7 +1064,7 @@ def get_command(cid: str, output: str | None, as_car: bool, quiet: bool) -> None
     (nothing written); 4 the service asks to retry later (its Retry-After is
     shown, e.g. while a Deep Archive copy thaws).
     """
-    from chalicelib.cold.unixfs import DiskOutput
+    from cli.disk_output import DiskOutput
 
     root = _root_cid(cid, as_car)
     options = _options()

@@ -15,7 +15,6 @@ import pytest
 from chalicelib.cold.car import CarReader, write_car
 from chalicelib.cold.cids import BlockMismatch, Cid, cid_from_text
 from chalicelib.cold.unixfs import (
-    DiskOutput,
     IncompleteDag,
     Kind,
     MalformedUnixfs,
@@ -29,6 +28,7 @@ from chalicelib.cold.unixfs import (
     unpack,
 )
 from chalicelib.kubo.client import KuboClient
+from cli.disk_output import DiskOutput
 from devstack.kubo.fleet import RunningNode, running_fleet
 from tests.cold.dags import (
     FILE,
