@@ -6,8 +6,7 @@ as the spec says, else from the best `Accept` type this service serves.
 API Gateway turns a Lambda's base64 body back into bytes only when the
 request's *first* Accept type is one of the API's binary media types, so
 that first type must be application/vnd.ipld.car or application/vnd.ipld.raw
-(406 otherwise) even when `format` chooses; a request without Accept is 400,
-as the spec advises a strict trustless gateway.
+(406 otherwise, a request without Accept too) even when `format` chooses.
 
 Answers are private to the tenant: `Cache-Control: private` where the spec
 says `public` for immutable content, since a shared cache would hand one
@@ -170,7 +169,7 @@ class _Range:
 
 def _accept(header: str | None) -> list[_Range]:
     if header is None or not header.strip():
-        raise bad_request("BAD_REQUEST", f"send Accept: {CAR} (a CAR of the DAG) or {RAW} (its root block)")
+        raise _not_acceptable(f"send Accept: {CAR} (a CAR of the DAG) or {RAW} (its root block)")
     ranges = []
     for item in header.split(","):
         media, *pairs = (part.strip() for part in item.split(";"))

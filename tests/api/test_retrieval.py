@@ -396,7 +396,7 @@ def test_without_a_token_the_answer_is_401(api, nodes):
         pytest.param(CAR, {"format": "dag-json"}, 406, "NOT_ACCEPTABLE", id="dag-json"),
         pytest.param(f"{CAR}; dups=y", {}, 406, "NOT_ACCEPTABLE", id="dups-y"),
         pytest.param(CAR, {"car-version": "2"}, 406, "NOT_ACCEPTABLE", id="carv2"),
-        pytest.param(None, {"format": "car"}, 400, "BAD_REQUEST", id="no-accept"),
+        pytest.param(None, {"format": "car"}, 406, "NOT_ACCEPTABLE", id="no-accept"),
         pytest.param(CAR, {"format": "zip"}, 400, "INVALID_QUERY", id="unknown-format"),
         pytest.param(CAR, {"dag-scope": "most"}, 400, "INVALID_QUERY", id="bad-scope"),
         pytest.param(CAR, {"entity-bytes": "0:99"}, 400, "INVALID_QUERY", id="entity-bytes"),
