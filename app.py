@@ -225,6 +225,18 @@ def sweep_archives(event: CloudWatchEvent) -> int:
     return sweep.run() if sweep is not None else 0
 
 
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def cool_pins(event: CloudWatchEvent) -> dict[str, int]:
+    """Releases the hot copies of cold-only tenants' requests unretrieved for
+    their days (chalicelib.cold.tiering); they stay pinned in the archive.
+    A bounded run; the next goes on."""
+    settings, tiering = services().settings, services().tiering
+    if tiering is None:
+        return {}
+    seconds = min(settings.cooling_seconds, remaining_seconds(event.context, settings.invocation_margin_seconds))
+    return tiering.cool(time.monotonic() + seconds, settings.cooling_limit).as_dict()
+
+
 @app.on_cw_event(TERMINATION_EVENTS)
 def node_terminating(event: CloudWatchEvent) -> str | None:
     """The fleet's Auto Scaling group is terminating a node: out of the

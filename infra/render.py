@@ -18,6 +18,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
+from chalicelib.cold.archiver import CAR_TAGGING
 from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import fleet_group_name
 from chalicelib.fleet.reconciler import METRICS as RECONCILER_METRICS
@@ -29,7 +30,7 @@ from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
-from chalicelib.storage.tenant_record import ApiTokenRecord
+from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -68,6 +69,8 @@ FOLD_FAILURES = "FoldFailureQueue"
 FOLD_FUNCTION = "FoldCounts"  # app.fold_counts
 WORKER_VPC = "UseWorkerVpc"
 ARCHIVE_BUCKET = "ArchiveBucket"
+# The condition of the lifecycle rule's Deep Archive transition.
+DEEP_ARCHIVE = "HasDeepArchive"
 
 READ = ("dynamodb:GetItem",)
 QUERY = ("dynamodb:Query",)
@@ -137,8 +140,11 @@ FUNCTIONS: Mapping[str, Access] = {
             ),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),
             NodeRecord: QUERY,
-            # Retrieval (GET /ipfs/{cid}): the CID's archive state.
-            ArchiveRecord: READ,
+            # Retrieval (GET /ipfs/{cid}): the CID's archive state; a cold-only
+            # tenant's holds of it, their cooling moved forward (chalicelib.cold.tiering).
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+            # The tenant's storage tier, on a retrieval.
+            TenantRecord: READ,
         },
         sends_pins=True,
         # Retrieval reads a pinned DAG from its nodes (in the workers' VPC with
@@ -153,8 +159,11 @@ FUNCTIONS: Mapping[str, Access] = {
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-            # A request's archive hold let go (a transaction).
-            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # A request's archive hold let go (a transaction); a cold-only
+            # tenant's other holds of a CID it pinned again, their cooling moved forward.
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # The tenant's storage tier: is a pinned request archived?
+            TenantRecord: READ,
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
@@ -171,13 +180,16 @@ FUNCTIONS: Mapping[str, Access] = {
             NodeRecord: QUERY,  # the healthy nodes of the request, to export from
             # The request's hold (or, its request gone, its release), the lease, the figures or the failure.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # The tenant's storage tier: when does a cold-only hold cool?
+            TenantRecord: READ,
         },
         sends_archives=True,
         consumes=(ARCHIVE_QUEUE,),
         calls_kubo=True,
-        # A multipart upload (its create, parts and completion are PutObject's), the
-        # index's PutObject, and the abort of a cut one.
-        archive_objects=("s3:PutObject", "s3:AbortMultipartUpload"),
+        # A multipart upload (its create, parts and completion are PutObject's;
+        # its tag, for the lifecycle rules, PutObjectTagging's), the index's
+        # PutObject, and the abort of a cut one.
+        archive_objects=("s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"),
     ),
     "ArchiveDeadLetters": Access(
         tables={
@@ -205,6 +217,21 @@ FUNCTIONS: Mapping[str, Access] = {
         tables={ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
         indexes=((ArchiveRecord, "orphaned"),),
         archive_objects=("s3:DeleteObject",),
+    ),
+    # The holds due to cool (their index), each one's tenant tier, request,
+    # archive state and new time; the request marked cooling then cold; its
+    # hot holds released (each node's count and lease) and their pins removed.
+    "CoolPins": Access(
+        tables={
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            TenantRecord: READ,
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+            NodeRecord: QUERY,
+            NodePin: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        },
+        indexes=((ArchiveRecord, "cooling"),),
+        calls_kubo=True,
+        releases_archives=True,  # its tiering exists only where archives are kept
     ),
     "NodeTerminating": Access(
         tables={NodeRecord: ("dynamodb:DeleteItem",), OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem")},
@@ -291,7 +318,16 @@ PARAMETERS: Json = {
         "Type": "Number",
         "Default": 30,
         "MinValue": 1,
-        "Description": "Days after which archives move to S3 Glacier Instant Retrieval (the bucket's lifecycle rule).",
+        "Description": "Days after which archives (their CARs) move to S3 Glacier Instant Retrieval "
+        "(the bucket's lifecycle rule).",
+    },
+    "ArchiveDeepArchiveDays": {
+        "Type": "Number",
+        "Default": 0,
+        "MinValue": 0,
+        "Description": "Days after which archives (their CARs) move on to S3 Glacier Deep Archive; 0: never. "
+        "At least ArchiveColdAfterDays + 30 (S3 refuses the rule otherwise). A restore or retrieval from "
+        "Deep Archive waits for S3 to thaw a copy (up to 12 hours).",
     },
     "WorkerVpc": {
         "Type": "String",
@@ -446,8 +482,11 @@ def secret(settings: Settings, options: StageOptions) -> Json:
 def archive_bucket(settings: Settings, options: StageOptions) -> Json:
     """The cold tier's bucket: private, encrypted, unversioned (an archive is
     written once and deleted by the sweep: no version may outlive it), its
-    archives moved to Glacier Instant Retrieval after ArchiveColdAfterDays,
-    and the parts of uploads left unfinished (a worker that died) dropped."""
+    CARs moved to Glacier Instant Retrieval after ArchiveColdAfterDays and,
+    if ArchiveDeepArchiveDays is set, to Deep Archive then (their indexes
+    stay readable), and the parts of uploads left unfinished (a worker that
+    died) dropped."""
+    tag, value = CAR_TAGGING.split("=")
     return {
         "Type": "AWS::S3::Bucket",
         **_retention(options),
@@ -469,11 +508,23 @@ def archive_bucket(settings: Settings, options: StageOptions) -> Json:
             "LifecycleConfiguration": {
                 "Rules": [
                     {
+                        # CARs only (tagged at upload): the block indexes stay in S3 Standard.
                         "Id": "ArchivesToGlacierInstantRetrieval",
                         "Status": "Enabled",
                         "Prefix": settings.archive_prefix,
+                        "TagFilters": [{"Key": tag, "Value": value}],
                         "Transitions": [
-                            {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}}
+                            {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}},
+                            {
+                                "Fn::If": [
+                                    DEEP_ARCHIVE,
+                                    {
+                                        "StorageClass": "DEEP_ARCHIVE",
+                                        "TransitionInDays": {"Ref": "ArchiveDeepArchiveDays"},
+                                    },
+                                    {"Ref": "AWS::NoValue"},
+                                ]
+                            },
                         ],
                     },
                     {
@@ -910,6 +961,7 @@ def render(stage: str, config: Json) -> Json:
         "Conditions": {
             "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
             WORKER_VPC: {"Fn::Equals": [{"Ref": "WorkerVpc"}, "true"]},
+            DEEP_ARCHIVE: {"Fn::Not": [{"Fn::Equals": [{"Ref": "ArchiveDeepArchiveDays"}, "0"]}]},
         },
         "Resources": resources,
         "Outputs": {

@@ -26,8 +26,8 @@ once a day per request: a retrieval within a day of the last costs one read
 (the tenant's holds of the CID) and no write. **A new request** for the CID
 (`repinned`, when it is pinned) does the same for the tenant's other
 requests. Either way a request found cold is made hot again by a
-RestoreRequested; one retrieved or pinned again while it cooled is, by the
-sweep, once it is cold.
+RestoreRequested (one retrieved or pinned again while it cooled was served
+hot: the sweep leaves it not due, so the next retrieval restores it).
 """
 
 from __future__ import annotations
@@ -68,11 +68,10 @@ class CoolingReport:
     later: int = 0
     # No longer due: tenant not cold-only, request gone, archive failed or gone, already cold.
     dropped: int = 0
-    restores: int = 0
     seen: set[ArchiveHolder] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, int]:
-        return {"cooled": self.cooled, "later": self.later, "dropped": self.dropped, "restores": self.restores}
+        return {"cooled": self.cooled, "later": self.later, "dropped": self.dropped}
 
 
 class Tiering:
@@ -89,7 +88,7 @@ class Tiering:
         self._archives = archives
         self._policies = policies
         self._store = store
-        # The sweep's (the worker's release path) and the retrieval's (the queue).
+        # The sweep's (the worker's release path); the retrievals' and re-pins' (the queue).
         self._release = release
         self._send = send
         self._clock = clock
@@ -180,9 +179,11 @@ class Tiering:
         report.cooled += 1
         logger.info("hot copies released", extra={"cid": holder.cid, "request_id": holder.request_id})
         if not self._archives.set_cooling(holder, due_ms, None):
-            # Retrieved or pinned again while it cooled: hot again.
-            self._sent(RestoreRequested(holder.tenant_id, holder.request_id, pin.created_ms, holder.cid, "retrieved"))
-            report.restores += 1
+            # Retrieved or pinned again while it cooled (served hot then): not
+            # due any more, so the next retrieval or re-pin finds it cold and restores it.
+            moved = self._archives.hold_of(holder)
+            if moved is not None:
+                self._archives.set_cooling(holder, moved.cools_at_ms, None)
 
     def _wait(self, policy: TierPolicy, pin: Pin, cid: str) -> int | None:
         """When to look at the hold again instead of cooling it now (0: never)."""

@@ -113,7 +113,7 @@ def test_a_run_looks_at_no_more_than_its_limit_and_the_next_goes_on(cold):
 def test_a_run_past_its_deadline_does_nothing(cold):
     cold.request("bafy1", START)
     cold.clock.ms += DAYS * DAY_MS + 1
-    assert cold.cool(seconds=-1).as_dict() == {"cooled": 0, "later": 0, "dropped": 0, "restores": 0}
+    assert cold.cool(seconds=-1).as_dict() == {"cooled": 0, "later": 0, "dropped": 0}
     assert cold.release.calls == []
 
 
@@ -189,16 +189,19 @@ def test_a_run_cut_short_is_finished_by_the_next_even_if_the_tenant_left_cold_on
     assert cold.pin(record).info["tier"] == "cold" and len(cold.release.calls) == 2
 
 
-def test_a_retrieval_while_it_cools_restores_it_once_cold(cold):
+def test_a_retrieval_while_it_cools_leaves_it_for_the_next_retrieval_to_restore(cold):
     record = cold.request("bafy1", START)
     cold.clock.ms += DAYS * DAY_MS + 1
-
-    # Given a retrieval that lands while the sweep releases its hot holds
+    # Given a retrieval that lands while the sweep releases its hot holds (served hot, no restore asked)
     cold.release.meanwhile = lambda: cold.tiering.touch_retrieved("alice", "bafy1")
-    # When the sweep finishes, then the request is cold and a restore is asked for it
-    report = cold.cool()
-    assert (report.cooled, report.restores) == (1, 1)
-    assert cold.pin(record).info["tier"] == "cold"
+    # When the sweep finishes, then the request is cold and not due
+    assert cold.cool().cooled == 1
+    assert cold.pin(record).info["tier"] == "cold" and cold.sent == []
+    assert cold.archives.due_to_cool(cold.clock.ms + 365 * DAY_MS, 10) == []
+    # And the next retrieval, within the day, restores it
+    cold.release.meanwhile = lambda: None
+    cold.clock.ms += 60_000
+    cold.tiering.touch_retrieved("alice", "bafy1")
     assert cold.sent == [RestoreRequested("alice", record.request_id, record.created_ms, "bafy1", "retrieved")]
 
 

@@ -29,6 +29,7 @@ from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.pins.request_ids import new_request_id
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import ArchiveRequested, decode, encode
+from chalicelib.storage.archive_record import STATE, ArchiveRecord
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -119,7 +120,10 @@ def grants_of(service: str, operation: str, params: dict[str, Any]) -> list[Gran
     if service == "sqs":
         return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
     if service == "s3":
-        return [(f"s3:{S3_ACTIONS[operation]}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
+        resource = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+        # Tags given with the object are PutObjectTagging's too.
+        tagging = [("s3:PutObjectTagging", resource)] if params.get("Tagging") else []
+        return [(f"s3:{S3_ACTIONS[operation]}", resource), *tagging]
     return [(f"{service}:{operation}", params["SecretId"])]
 
 
@@ -380,6 +384,49 @@ def an_archive_fails_and_dead_letters(
     assert DynamoArchiveRepository(build_services(settings).dynamo).state(cid).state == "failed"
 
 
+def a_cold_only_tenant_cools_retrieves_and_pins_again(
+    client: Any, recorder: Recorder, kubos: dict[str, FakeKubo]
+) -> None:
+    """A cold-only tenant's request pinned and archived (its turns have the
+    test context's 3 s); made due, as days passing would; cooled by the
+    schedule (its pin removed from the nodes); retrieved (from the archive:
+    a restore is sent) and pinned again by a new request."""
+    from tests.support.api import ApiClient
+
+    settings = recorder.settings
+    services = build_services(settings)
+    tenant = services.admin.create_tenant("carol")
+    services.admin.set_tier(tenant.tenant_id, "cold-only", 1)
+    api = ApiClient(client, services.admin.issue_token(tenant.tenant_id, "laptop").secret)
+    root, blocks = unixfs_file(b"iam-cold" * 1000)
+    cid = str(root)
+    for kubo in kubos.values():
+        kubo.add_car(cid, b"".join(write_car([root], blocks)))
+    with recorder.running("APIHandler"):
+        request_id = api.pin(cid)["requestid"]
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("PinWorker"):
+        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
+    (archive,) = take(settings.archive_queue_url)
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    archives = DynamoArchiveRepository(services.dynamo)
+    holder = ArchiveHolder(cid, tenant.tenant_id, request_id)
+    assert archives.set_cooling(holder, archives.hold_of(holder).cools_at_ms, 1)
+    ArchiveRecord(cid, STATE).update(actions=[ArchiveRecord.archived_ms.set(1)])
+    with recorder.running("CoolPins"):
+        report = client.lambda_.invoke("cool_pins", client.events.generate_cw_event("aws.events", "", {}, []))
+    assert report.payload["cooled"] == 1
+    with recorder.running("APIHandler"):
+        assert api.request("GET", f"/ipfs/{cid}", headers={"Accept": "application/vnd.ipld.car"}).status == 200
+        api.pin(cid)
+    with recorder.running("PinWorker"):
+        mine = [m for m in take(settings.queue_url) if cid in m.body]
+        assert sorted(decode(m.body).kind for m in mine) == ["pin", "restore"]
+        client.lambda_.invoke("pin_worker", sqs_event(mine))
+    recorder.settings = settings
+
+
 def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
     """A health check, a sweep that finds a message left behind, a
     reconciler that finds a pin lost, one leaked and a hold whose request is
@@ -495,6 +542,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         workers_run(client, recorder, settings.queue_url, rounds=3)
         # and an archive that failed every delivery
         an_archive_fails_and_dead_letters(client, recorder, api, kubos, unarchived)
+        # and a cold-only tenant whose request cools, is retrieved and pinned again
+        a_cold_only_tenant_cools_retrieves_and_pins_again(client, recorder, kubos)
         # and the count changes all this recorded, folded as the pins stream reports them
         the_pins_stream_feeds_the_folder(client, recorder, names)
 

@@ -18,7 +18,7 @@ from infra.package import PackagingError, package
 from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
 
 REPO = Path(__file__).resolve().parents[2]
-KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "ArchiveWorker", "CheckFleetHealth", "ReconcileFleet"}
+KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "ArchiveWorker", "CheckFleetHealth", "ReconcileFleet", "CoolPins"}
 DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 
@@ -241,11 +241,25 @@ def test_the_archive_bucket_is_private_encrypted_unversioned_and_moves_archives_
     assert len(properties["PublicAccessBlockConfiguration"]) == 4
     assert "VersioningConfiguration" not in properties  # never enabled: a deleted archive leaves no version
     rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
-    assert rules["ArchivesToGlacierInstantRetrieval"]["Prefix"] == "archives/"
-    assert rules["ArchivesToGlacierInstantRetrieval"]["Transitions"] == [
-        {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}}
+    cars = rules["ArchivesToGlacierInstantRetrieval"]
+    # CARs alone move (tagged at upload): the block indexes stay in S3 Standard
+    assert (cars["Prefix"], cars["TagFilters"]) == ("archives/", [{"Key": "archive", "Value": "car"}])
+    # to Glacier IR after ArchiveColdAfterDays, then Deep Archive after ArchiveDeepArchiveDays unless 0
+    assert cars["Transitions"] == [
+        {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ArchiveColdAfterDays"}},
+        {
+            "Fn::If": [
+                "HasDeepArchive",
+                {"StorageClass": "DEEP_ARCHIVE", "TransitionInDays": {"Ref": "ArchiveDeepArchiveDays"}},
+                {"Ref": "AWS::NoValue"},
+            ]
+        },
     ]
-    assert template["Parameters"]["ArchiveColdAfterDays"]["Default"] == 30
+    assert template["Conditions"]["HasDeepArchive"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ArchiveDeepArchiveDays"}, "0"]}]
+    }
+    parameters = template["Parameters"]
+    assert (parameters["ArchiveColdAfterDays"]["Default"], parameters["ArchiveDeepArchiveDays"]["Default"]) == (30, 0)
     assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert bucket["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
 
@@ -275,6 +289,10 @@ def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_wri
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert (variables.get("ARCHIVE_QUEUE_URL") == {"Ref": "ArchiveQueue"}) is (name in senders)
     # and only the archive function writes archive objects; the pin worker lost its S3 grants
-    assert _grants(resources["ArchiveWorkerRole"], "s3") == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    assert _grants(resources["ArchiveWorkerRole"], "s3") == {
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:AbortMultipartUpload",
+    }
     assert _grants(resources["PinWorkerRole"], "s3") == set()
     assert _grants(resources["ArchiveDeadLettersRole"], "s3") == set()
