@@ -40,6 +40,8 @@ HOST = "127.0.0.1"
 RECONCILE_SECONDS = 15.0
 # The archive sweep's (AWS: 10 minutes); ARCHIVE_GRACE_SECONDS still applies.
 ARCHIVE_SWEEP_SECONDS = 60.0
+# The cooling sweep's (AWS: a minute); a cold-only request still waits its days.
+COOLING_SECONDS = 60.0
 
 
 # The archive function's batch size (app.archive_worker) and its dead letters'.
@@ -428,6 +430,12 @@ class DevStack:
                 ARCHIVE_SWEEP_SECONDS,
                 lambda deleted: f"archive sweep deleted {deleted} orphaned archive(s)" if deleted else None,
             ),
+            ScheduledJob(
+                app_module.cool_pins,
+                f"{rule}-cool_pins",
+                COOLING_SECONDS,
+                lambda report: f"cold-only pins cooled: {report['cooled']}" if report.get("cooled") else None,
+            ),
             StreamPoller(
                 streams_client(self._aws.endpoint_url),
                 table_name(Settings.from_env(), PinItem),
@@ -442,6 +450,7 @@ class DevStack:
             f"Outbox sweep every {self.options.sweep_seconds:g} s, fleet health check every {self.options.health_seconds:g} s, "
             f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
+            f"cold-only pins due cooled every {COOLING_SECONDS:g} s, "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "
             "archives made one at a time from the archive queue."
         )
