@@ -136,7 +136,7 @@ class Tiering:
             if not self._archives.set_cooling(holder, hold.cools_at_ms, now + policy.cold_after_ms):
                 continue  # another retrieval or the sweep wrote it meanwhile
             pin = self._pin(holder)
-            if pin is not None and pin.status == "pinned" and pin.info.get(TIER_KEY) == COLD:
+            if pin is not None and is_cold(pin):
                 restores.append(RestoreRequested(tenant_id, holder.request_id, pin.created_ms, cid_key, reason))
         return restores
 
@@ -190,7 +190,7 @@ class Tiering:
         tier = pin.info.get(TIER_KEY)
         if tier == COOLING:
             return None  # begun by an earlier run: finish it, whatever the tier now
-        if tier == COLD or not policy.cools:
+        if is_cold(pin) or not policy.cools:
             return 0
         state = self._archives.state(cid)
         if state is None or state.state not in (ARCHIVING, ARCHIVED):
@@ -235,6 +235,12 @@ class Tiering:
             raise RuntimeError("this Tiering was built without a queue")
         self._send(restore)
         logger.info("restore requested", extra={"cid": restore.cid, "request_id": restore.request_id})
+
+
+def is_cold(pin: Pin) -> bool:
+    """Whether only the archive holds the pinned request: cold, and on no node
+    (a restore records the nodes it made it hot on)."""
+    return pin.status == "pinned" and pin.info.get(TIER_KEY) == COLD and not pin.node_ids
 
 
 def cold_info(info: Mapping[str, str]) -> dict[str, str]:

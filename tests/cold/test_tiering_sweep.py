@@ -224,3 +224,22 @@ def _once(hook, pins: MemoryPinRepository):
         hook(pin)
 
     return run
+
+
+def test_a_request_made_hot_again_is_not_restored_again_and_cools_again_after_its_days(cold):
+    # Given a cold request retrieved (a restore asked, the hold due again in 7 days)
+    record = cold.request("bafy1", START)
+    cold.clock.ms += DAYS * DAY_MS + 1
+    cold.cool()
+    cold.tiering.touch_retrieved("alice", "bafy1")
+    assert len(cold.sent) == 1
+    # and the restore done: on its nodes again (whether or not it rewrote `tier`)
+    cold.pins.update(cold.pin(record), node_ids=NODES)
+    # When retrieved a day later, then no second restore is asked
+    cold.clock.ms += DAY_MS + 1
+    cold.tiering.touch_retrieved("alice", "bafy1")
+    assert len(cold.sent) == 1
+    # And 7 days after that retrieval, it goes cold again
+    cold.clock.ms += DAYS * DAY_MS
+    assert cold.cool().cooled == 1
+    assert cold.pin(record).node_ids == () and len(cold.release.calls) == 2
