@@ -17,7 +17,7 @@ from chalicelib.cold.retrieval import Format, Retrieval
 from chalicelib.cold.tiering import Tiering
 from chalicelib.cold.tiers import COLD_DETAILS, COLD_ONLY, DAY_MS, HOT_ONLY
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.queue.messages import RestoreRequested, decode
+from chalicelib.queue.messages import RestoreRequested, decode, encode
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from tests.cold.dags import unixfs_file
 from tests.cold.s3 import s3_client
@@ -207,6 +207,27 @@ def test_a_cold_request_retrieved_through_the_service_is_served_from_its_archive
     # Then it is served from the archive, and its restore is sent
     assert answer.source == "archive"
     assert tiered.sent == [RestoreRequested(alice, record.request_id, record.created_ms, cid, "retrieved")]
+
+
+def test_a_restore_message_makes_a_cold_request_hot_again_and_it_cools_again_later(tiered, kubos, queue, clock):  # noqa: F811
+    # Given a cold request, retrieved: its restore sent
+    alice = a_tenant(tiered, "alice", COLD_ONLY, DAYS)
+    cid = a_dag(kubos, 9)
+    record = pinned_and_archived(tiered, queue, alice, cid)
+    clock.days_pass(DAYS + 1)
+    cool(tiered)
+    tiered.tiering.touch_retrieved(alice, cid)
+    (restore,) = tiered.sent
+    # When the worker handles it
+    tiered.publisher.send(encode(restore))
+    queue.run_until_empty()
+    # Then the request is on its nodes again, still pinned
+    pin = current(tiered, record)
+    assert pin.status == "pinned" and pin.node_ids and holding(kubos, cid) == sorted(pin.node_ids)
+    # And its days after the retrieval, it goes cold again
+    clock.days_pass(DAYS + 0.01)
+    assert cool(tiered).cooled == 1
+    assert holding(kubos, cid) == [] and current(tiered, record).node_ids == ()
 
 
 def test_a_cold_request_pinned_again_by_a_new_request_is_sent_to_be_restored(tiered, kubos, queue, clock):  # noqa: F811
