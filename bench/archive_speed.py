@@ -12,9 +12,10 @@ node streamed into an S3 multipart upload of 8 MiB parts with SHA-256 and
 CommP over the same chunks, the block index, the record. S3 and DynamoDB are
 moto in server mode in a child process on loopback, so its work is not done
 on the archiver's GIL. Then, over the CAR the archive holds (read back from
-S3, not timed), the same process times CommP alone and SHA-256 alone fed in
-1 MiB chunks, and `dag/export` alone (the export streamed and every block
-verified, nothing uploaded). Medians of RUNS runs per size; MiB are the
+S3, not timed), the same process times each part alone: `dag/export` (the
+export streamed and every block verified, nothing uploaded), the S3
+multipart upload of the CAR (the archiver's `MultipartUpload`, 8 MiB parts,
+deleted after), CommP and SHA-256, each fed 1 MiB chunks. Medians of RUNS runs per size; MiB are the
 CAR's. The largest DAG one turn of the archive function archives follows
 from the end-to-end speed: (900 s - the invocation margin) x MiB/s.
 """
@@ -33,7 +34,7 @@ from typing import Any
 
 import requests
 
-from bench.commp_speed import commp_of, sha256_of
+from bench.commp_speed import CHUNK, commp_of, sha256_of
 from bench.support import fake_credentials, median, print_table, quick_flag
 
 SIZES_MIB = (16, 64, 256)
@@ -57,11 +58,18 @@ class SizeResult:
         return self.car_bytes / 2**20 / median(self.seconds[subject])
 
 
-SUBJECTS = ("archive, end to end", "dag/export alone (verified)", "CommP alone", "SHA-256 alone")
+SUBJECTS = (
+    "archive, end to end",
+    "dag/export alone (verified)",
+    "S3 multipart upload alone (moto)",
+    "CommP alone",
+    "SHA-256 alone",
+)
 
 
 def data_of(size: int, run: int) -> bytes:
-    return random.Random(f"{SEED}/{size}/{run}").randbytes(size)
+    rng, piece = random.Random(f"{SEED}/{size}/{run}"), 16 << 20  # randbytes takes at most 2^31 bits a call
+    return b"".join(rng.randbytes(min(piece, size - start)) for start in range(0, size, piece))
 
 
 def add(rpc_url: str, data: bytes) -> str:
@@ -83,7 +91,7 @@ def _timed(work: Callable[[], object]) -> float:
 
 
 def one_run(services: Any, tenant_id: str, rpc_url: str, size: int, run: int, result: SizeResult) -> None:
-    from chalicelib.cold.archiver import archive_keys
+    from chalicelib.cold.archiver import MultipartUpload, archive_keys
     from chalicelib.pins.cids import parse_cid
     from chalicelib.pins.model import PinRequest
     from chalicelib.queue.messages import ArchiveRequested
@@ -112,7 +120,15 @@ def one_run(services: Any, tenant_id: str, rpc_url: str, size: int, run: int, re
             for _ in export:
                 pass
 
-    for subject, work in zip(SUBJECTS[1:], (export_alone, lambda: commp_of(car), lambda: sha256_of(car)), strict=True):
+    def upload_alone() -> None:
+        upload = MultipartUpload(services.s3, BUCKET, f"bench/{cid.key}.car")
+        for start in range(0, len(car), CHUNK):  # as the export's chunks come
+            upload.write(car[start : start + CHUNK])
+        upload.complete()
+        services.s3.delete_object(Bucket=BUCKET, Key=f"bench/{cid.key}.car")
+
+    subjects = (export_alone, upload_alone, lambda: commp_of(car), lambda: sha256_of(car))
+    for subject, work in zip(SUBJECTS[1:], subjects, strict=True):
         result.seconds.setdefault(subject, []).append(_timed(work))
     for key in (car_key, index_key):  # moto keeps objects in memory
         services.s3.delete_object(Bucket=BUCKET, Key=key)
