@@ -170,8 +170,11 @@ FUNCTIONS: Mapping[str, Access] = {
         sends_archives=True,
         consumes=(PIN_QUEUE,),
         calls_kubo=True,
-        # Archives are the ArchiveWorker's: this one lets a request's hold go.
-        releases_archives=True,
+        # Archives are the ArchiveWorker's: this one lets a request's hold go,
+        # and restores a CID no hot node holds (a drain, a re-pin, a restore
+        # message: chalicelib.cold.restorer): the CAR streamed, the HeadObject
+        # of one in Deep Archive (GetObject's) and its thaw.
+        archive_objects=("s3:GetObject", "s3:RestoreObject"),
     ),
     "ArchiveWorker": Access(
         tables={
@@ -252,14 +255,18 @@ FUNCTIONS: Mapping[str, Access] = {
                 "dynamodb:PutItem",
                 "dynamodb:DeleteItem",
             ),
-            # Each holder's request: is it pinned there, gone or failed?
-            PinItem: READ,
-            # An orphaned hold's request lets its archive go too.
+            # Each holder's request: is it pinned there, gone or failed? A
+            # repair restored from the archive (or waiting for its thaw) is
+            # written in its `info` (an Update, and its copies Put).
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+            # An orphaned hold's request lets its archive go too; a missing
+            # pin's archive state, for a restore.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),
         calls_kubo=True,
-        releases_archives=True,
+        # A pin missing on every node restored from its archive, as the PinWorker does.
+        archive_objects=("s3:GetObject", "s3:RestoreObject"),
     ),
     FOLD_FUNCTION: Access(
         # The folds; and the writing tenants' recent pins counted, their shard plans raised.
@@ -853,6 +860,15 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             "An archive failed every attempt (its request's info.cold_error and the worker's log say why): "
             "the CID has no cold copy.",
             _metric(METRIC_NAMESPACE, "ArchiveFailed", {"Stage": settings.stage}, "Sum", 300),
+            0,
+        ),
+        # Emitted by the restorer (chalicelib.cold.restorer.Restorer._refused):
+        # the copy then falls back to the network, where nothing may provide the CID.
+        "RestoreFailedAlarm": alarm(
+            "A restore from the cold archive was refused (a block that does not match its CID, another root, "
+            "a DAG not whole, a CAR too large for a turn): the archive is corrupt or unusable (the worker's or "
+            "the reconciler's log names its key).",
+            _metric(METRIC_NAMESPACE, "RestoreFailed", {"Stage": settings.stage}, "Sum", 300),
             0,
         ),
         # Any repair means the fleet and the holds disagreed: a node lost

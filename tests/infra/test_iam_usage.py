@@ -22,13 +22,13 @@ import boto3
 import botocore.client
 import pytest
 
-from chalicelib.cold.archive_repository import ArchiveHolder, ArchiveLease
+from chalicelib.cold.archive_repository import ArchivedCar, ArchiveHolder, ArchiveLease
 from chalicelib.cold.car import write_car
 from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.pins.request_ids import new_request_id
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.queue.messages import ArchiveRequested, decode, encode
+from chalicelib.queue.messages import ArchiveRequested, RestoreRequested, decode, encode
 from chalicelib.storage.archive_record import STATE, ArchiveRecord
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
@@ -47,6 +47,7 @@ TEMPLATE = json.loads((Path(__file__).resolve().parents[2] / "infra" / "service-
 RESOURCES = TEMPLATE["Resources"]
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's
 Grant = tuple[str, str]  # (IAM action, resource ARN)
+CAR, RAW = "application/vnd.ipld.car", "application/vnd.ipld.raw"
 # The IAM action of each S3 call (a multipart upload's steps are PutObject's).
 S3_ACTIONS = {
     "CreateMultipartUpload": "PutObject",
@@ -55,6 +56,9 @@ S3_ACTIONS = {
     "PutObject": "PutObject",
     "AbortMultipartUpload": "AbortMultipartUpload",
     "GetObject": "GetObject",
+    # An object's metadata is read with GetObject's permission.
+    "HeadObject": "GetObject",
+    "RestoreObject": "RestoreObject",
     "DeleteObject": "DeleteObject",
 }
 TRANSACT_ACTIONS = {
@@ -268,8 +272,9 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
 EVENT_SOURCE_READS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
-def take(queue_url: str) -> list[QueuedMessage]:
+def take(queue_url: str | None) -> list[QueuedMessage]:
     """What SQS holds in the queue now (deleted from it), as the worker's batch sees it."""
+    assert queue_url is not None  # the stack's settings name every queue
     sqs = boto3.client("sqs", region_name=REGION)
     got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     for message in got:
@@ -427,6 +432,89 @@ def a_cold_only_tenant_cools_retrieves_and_pins_again(
     recorder.settings = settings
 
 
+def an_archived_pin_is_retrieved_every_way(
+    client: Any, recorder: Recorder, api: Any, kubos: dict[str, FakeKubo]
+) -> tuple[str, str, ArchivedCar]:
+    """A request pinned and archived (its turns have the test context's 3 s),
+    retrieved hot; then, lost by every node, from its archive: its root block
+    by a ranged read, and its CAR, over RETRIEVAL_MAX_BYTES, by a redirect.
+    Returns the CID, the request's id and its archive."""
+    settings = recorder.settings
+    root, blocks = unixfs_file(b"iam-restored" * 1000)
+    cid = str(root)
+    for kubo in kubos.values():
+        kubo.add_car(cid, b"".join(write_car([root], blocks)))
+    with recorder.running("APIHandler"):
+        request_id = api.pin(cid)["requestid"]
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("PinWorker"):
+        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
+    (archive,) = [m for m in take(settings.archive_queue_url) if cid in m.body]
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    state = DynamoArchiveRepository(build_services(settings).dynamo).state(cid)
+    assert state is not None and state.car is not None
+    with recorder.running("APIHandler"):
+        assert retrieved(api, cid, CAR).headers["X-Served-From"] == "hot"
+    for kubo in kubos.values():
+        kubo.lose(cid)
+    with recorder.running("APIHandler"):
+        assert retrieved(api, cid, RAW).headers["X-Served-From"] == "archive"
+    recorder.settings = replace(settings, retrieval_max_bytes=state.car.car_bytes - 1)
+    with recorder.running("APIHandler"):
+        assert retrieved(api, cid, CAR).status == 307
+    recorder.settings = settings
+    return cid, request_id, state.car
+
+
+def retrieved(api: Any, cid: str, accept: str) -> Any:
+    return api.request("GET", f"/ipfs/{cid}", headers={"Accept": accept})
+
+
+def it_is_restored_then_thawed_for_each_reader(
+    client: Any,
+    recorder: Recorder,
+    api: Any,
+    kubos: dict[str, FakeKubo],
+    tenant_id: str,
+    archived: tuple[str, str, ArchivedCar],
+) -> None:
+    """The reconciler restores the lost CID from its archive. Lost again, its
+    CAR in Deep Archive: a retrieval, the reconciler and a restore message
+    each ask S3 for a thaw (moto thaws at once: the CAR is moved back before each)."""
+    settings = recorder.settings
+    cid, request_id, car = archived
+    scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+    recorder.settings = replace(settings, invocation_margin_seconds=0, reconcile_grace_seconds=0)
+    with recorder.running("ReconcileFleet"):
+        client.lambda_.invoke("reconcile_fleet", scheduled)
+    pins = build_services(settings).pins
+    pin = pins.get(tenant_id, request_id)
+    assert pin.info["status_details"].startswith("restored from the cold archive to ")
+    s3 = s3_client()
+
+    def frozen() -> None:
+        """The CAR in Deep Archive, as the lifecycle rule moves it, and lost by every node."""
+        source = {"Bucket": settings.archive_bucket, "Key": car.car_key}
+        s3.copy_object(**source, CopySource=source, StorageClass="DEEP_ARCHIVE")
+        for kubo in kubos.values():
+            kubo.lose(cid)
+
+    frozen()
+    with recorder.running("APIHandler"):
+        assert retrieved(api, cid, CAR).reason == "ARCHIVE_THAWING"
+    frozen()
+    with recorder.running("ReconcileFleet"):
+        client.lambda_.invoke("reconcile_fleet", scheduled)
+    frozen()
+    restore = encode(RestoreRequested(tenant_id, request_id, pin.created_ms, cid, "retrieved"))
+    with recorder.running("PinWorker"):
+        client.lambda_.invoke("pin_worker", sqs_event([QueuedMessage("restore-1", restore)]))
+    waiting = pins.get(tenant_id, request_id).info["status_details"]
+    assert waiting.startswith("waiting for the cold archive to thaw (DEEP_ARCHIVE")
+    recorder.settings = settings
+
+
 def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo], pinned: str) -> None:
     """A health check, a sweep that finds a message left behind, a
     reconciler that finds a pin lost, one leaked and a hold whose request is
@@ -544,6 +632,9 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         an_archive_fails_and_dead_letters(client, recorder, api, kubos, unarchived)
         # and a cold-only tenant whose request cools, is retrieved and pinned again
         a_cold_only_tenant_cools_retrieves_and_pins_again(client, recorder, kubos)
+        # and an archived request retrieved every way, lost by every node and restored, then thawed
+        archived = an_archived_pin_is_retrieved_every_way(client, recorder, api, kubos)
+        it_is_restored_then_thawed_for_each_reader(client, recorder, api, kubos, tenant.tenant_id, archived)
         # and the count changes all this recorded, folded as the pins stream reports them
         the_pins_stream_feeds_the_folder(client, recorder, names)
 

@@ -4,21 +4,40 @@ least-privilege roles the service needs."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
+from chalicelib.cold.archive_objects import ArchiveObjects
+from chalicelib.cold.archive_repository import ArchivedCar
+from chalicelib.cold.restorer import Restorer, RestoreRefused
+from chalicelib.config import Settings
+from chalicelib.kubo.client import KuboClient
 from chalicelib.storage.change_stream import CHANGE_FILTER
 from infra.package import PackagingError, package
 from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
+from tests.cold.s3 import s3_client
+from tests.support.memory.archives import MemoryArchives
 
 REPO = Path(__file__).resolve().parents[2]
-KUBO_FUNCTIONS = {"PinWorker", "PinDeadLetters", "ArchiveWorker", "CheckFleetHealth", "ReconcileFleet", "CoolPins"}
+# The API's retrieval (GET /ipfs/{cid}) reads from the nodes too.
+KUBO_FUNCTIONS = {
+    "APIHandler",
+    "PinWorker",
+    "PinDeadLetters",
+    "ArchiveWorker",
+    "CheckFleetHealth",
+    "ReconcileFleet",
+    "CoolPins",
+}
 DATA_SERVICES = ("dynamodb", "sqs", "secretsmanager")
 
 
@@ -288,11 +307,43 @@ def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_wri
     for name in FUNCTIONS:
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert (variables.get("ARCHIVE_QUEUE_URL") == {"Ref": "ArchiveQueue"}) is (name in senders)
-    # and only the archive function writes archive objects; the pin worker lost its S3 grants
+    # and only the archive function writes archive objects; the pin worker only reads them (its restores)
     assert _grants(resources["ArchiveWorkerRole"], "s3") == {
         "s3:PutObject",
         "s3:PutObjectTagging",
         "s3:AbortMultipartUpload",
     }
-    assert _grants(resources["PinWorkerRole"], "s3") == set()
+    assert _grants(resources["PinWorkerRole"], "s3") == {"s3:GetObject", "s3:RestoreObject"}
     assert _grants(resources["ArchiveDeadLettersRole"], "s3") == set()
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_a_refused_restore_is_the_metric_its_alarm_watches(packaged, stage):
+    # Given the stage's alarm on refused restores
+    alarm = load(packaged[stage])["Resources"]["RestoreFailedAlarm"]["Properties"]
+    metrics = io.StringIO()
+    restorer = Restorer(
+        replace(Settings(), stage=stage),
+        MemoryArchives(),
+        ArchiveObjects(s3_client(), "bucket"),
+        lambda node: KuboClient(node.rpc_url),
+        metrics,
+    )
+    # When the restorer refuses an archive (a CAR no turn could import)
+    huge = ArchivedCar("k.car", "k.idx", 1 << 50, "", "", "", 0, 0)
+    with pytest.raises(RestoreRefused):
+        restorer.check_time(huge, time.monotonic() + 60)
+    # Then the one metric it emits is the alarm's, in its namespace and with its dimensions
+    (line,) = [json.loads(text) for text in metrics.getvalue().splitlines()]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert (directive["Namespace"], [m["Name"] for m in directive["Metrics"]]) == (
+        alarm["Namespace"],
+        [alarm["MetricName"]],
+    )
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        name: line[name] for name in directive["Dimensions"][0]
+    }
+    # and any refusal within 5 minutes raises it, to the alarm topic
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Sum", 300, 0)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
