@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from chalicelib.cold.restorer import Replicated, Restorer, RestoreWait, copy_or_restore, restored_details
+from chalicelib.cold.tiers import COLD, COOLING, TIER_KEY
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
@@ -302,6 +303,10 @@ class Drainer:
         record = self._store.get(message.tenant_id, message.created_ms)
         if record is None or record.request_id != message.request_id or record.status != "pinned":
             return Done()  # gone, or its pin message is at work (and places it)
+        if record.info.get(TIER_KEY) == COOLING:
+            # The cooling sweep is letting its hot holds go: taking them now
+            # would be undone by it; once it is cold the restore goes ahead.
+            return Later(self._settings.continue_delay_seconds, f"{message.cid} is moving to the cold tier")
         nodes = {node.node_id: node for node in self._registry.nodes(fresh=True)}
         held = self._held_targets(record, message, nodes)
         if not isinstance(held, tuple):
@@ -328,9 +333,10 @@ class Drainer:
         return Done()
 
     def _record_hot(self, record: Pin, targets: Sequence[Node], restored: Sequence[str]) -> None:
-        info = {**record.info, "replicas": ",".join(node.node_id for node in targets)}
-        if restored:
-            info["status_details"] = restored_details(restored)
+        info = {key: value for key, value in record.info.items() if key != TIER_KEY}  # hot again
+        info["replicas"] = ",".join(node.node_id for node in targets)
+        if restored or record.info.get(TIER_KEY) == COLD:
+            info["status_details"] = restored_details(restored) if restored else f"pinned on {len(targets)} nodes"
         if info != dict(record.info):  # a repeat writes nothing
             self._store.update(record, info=info)
 

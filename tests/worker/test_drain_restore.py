@@ -134,3 +134,39 @@ def test_a_tampered_archive_is_not_restored_and_the_request_fails_saying_why(col
     assert stored.status == "failed"
     assert "its cold archive could not be restored: the archive of" in info_of(stored)["failed_reason"]
     assert "failed verification" in info_of(stored)["failed_reason"]
+
+
+def _with_tier(cold, record, tier: str):
+    stored = current(cold, record)
+    return cold.store.update(stored, info={**stored.info, "tier": tier})
+
+
+def test_a_restore_waits_while_the_cooling_sweep_lets_the_hot_copies_go(cold, kubos, queue):
+    # Given an archived request the cooling sweep is moving to the cold tier
+    record, cid, _, _ = archived_and_lost(cold, kubos, queue)
+    _with_tier(cold, record, "cooling")
+    # When a restore message is handled
+    outcome = cold.worker.handle(
+        RestoreRequested(record.tenant_id, record.request_id, record.created_ms, cid, "retrieved"),
+        "t",
+        time.monotonic() + 20,
+    )
+    # Then it comes back later, having taken no hold and imported nothing
+    assert "moving to the cold tier" in outcome.why
+    assert holding(kubos, cid) == []
+    assert not any(kubo.calls_to("dag/import") for kubo in kubos.values())
+
+
+def test_a_cold_request_restored_is_hot_again_in_its_info(cold, kubos, queue):
+    # Given a cold request (its hot copies let go by the cooling sweep)
+    record, cid, _, replicas = archived_and_lost(cold, kubos, queue)
+    _with_tier(cold, record, "cold")
+    # When it is restored
+    cold.publisher.send(
+        encode(RestoreRequested(record.tenant_id, record.request_id, record.created_ms, cid, "retrieved"))
+    )
+    queue.run_until_empty()
+    # Then its info no longer says it lives in the cold tier
+    info = info_of(current(cold, record))
+    assert "tier" not in info
+    assert info["status_details"] == f"restored from the cold archive to {', '.join(replicas)}"
