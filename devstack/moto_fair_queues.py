@@ -1,5 +1,6 @@
 """Emulates SQS fair queues in moto: a standard queue hands out the messages
-of the message groups (tenants) with the fewest messages in flight first.
+of the message groups (tenants) with the fewest messages in flight first;
+and keeps moto's queue fast enough for a backlog of thousands.
 
 On AWS, a standard queue whose messages carry a `MessageGroupId` is a fair
 queue: when one tenant holds a disproportionate share of the messages in
@@ -18,40 +19,115 @@ with at least ~30 of its own, or ~10 % of the consumers' time): the emulation
 reorders from the first message in flight, where AWS may wait for a share to
 build up. A message without a group is a tenant of its own, as on AWS. FIFO
 queues keep moto's order. Dev and test only.
+
+Speed (the same answers as moto's, at a fraction of the cost): moto reads
+the clock through `datetime` for every message it looks at, computes all of
+a queue's attributes (three passes over its messages, one of them the
+ordered list) for every message it sends and three times for every message
+it receives (to read the retention period), so a receive from a queue of
+1,000 messages cost ~100,000 clock reads; under one tenant's backlog the
+emulated SQS took most of the stack process's CPU, and every request of
+every tenant (the API's too: one process) waited for it
+(docs/benchmarks-history.md section 10). Here the clock is read once per
+pass, in one pass per list, and the retention period is read as it is
+stored. AWS's receive and send do not slow down with a queue's depth.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
-from moto.sqs.models import Message, Queue
-
-_original = Queue.messages
+from moto.sqs.models import Message, Queue, SQSBackend
 
 
-def fair_order(messages: list[Message], in_flight: Counter[str]) -> list[Message]:
-    """`messages` (visible, oldest first) in the order a fair queue hands them out."""
+class _Grouped(Protocol):
+    @property
+    def group_id(self) -> str | None: ...
+
+
+M = TypeVar("M", bound=_Grouped)
+
+
+def fair_order(messages: Sequence[M], in_flight: Counter[str]) -> list[M]:
+    """`messages` (visible, oldest first) in the order a fair queue hands them out.
+
+    A message's rank is its group's messages in flight plus those of its
+    group ahead of it (0 for a message without a group); equal ranks go
+    oldest first. Bucketed by rank: one pass, no sort."""
     ahead: Counter[str] = Counter()
-    keys: list[tuple[int, int]] = []
-    for position, message in enumerate(messages):
+    by_rank: defaultdict[int, list[M]] = defaultdict(list)
+    for message in messages:
         group = message.group_id
         if group is None:
-            keys.append((0, position))
+            by_rank[0].append(message)
             continue
-        keys.append((in_flight[group] + ahead[group], position))
+        by_rank[in_flight[group] + ahead[group]].append(message)
         ahead[group] += 1
-    return [message for _, message in sorted(zip(keys, messages, strict=True), key=lambda pair: pair[0])]
+    return [message for rank in sorted(by_rank) for message in by_rank[rank]]
+
+
+def _now_ms() -> float:
+    # What moto's unix_time_millis() computes through datetime, read directly.
+    return time.time() * 1000.0
+
+
+def _visible(message: Message) -> bool:
+    return _now_ms() > message.visible_at
+
+
+def _delayed(message: Message) -> bool:
+    return _now_ms() < message.delayed_until
 
 
 def _fair_messages(self: Any) -> list[Message]:
-    visible: list[Message] = _original.fget(self)  # type: ignore[attr-defined]
+    """The visible, undelayed messages (moto's `Queue.messages`), in fair order."""
+    now = _now_ms()
+    visible = [m for m in self._messages if now > m.visible_at and now >= m.delayed_until]
     if self.fifo_queue:
         return visible
-    in_flight = Counter(m.group_id for m in self._messages if m.group_id is not None and not m.visible)
+    in_flight = Counter(m.group_id for m in self._messages if m.group_id is not None and now <= m.visible_at)
     return fair_order(visible, in_flight)
+
+
+def _count_visible(self: Any) -> int:
+    now = _now_ms()
+    return sum(1 for m in self._messages if now > m.visible_at and now >= m.delayed_until)
+
+
+def _count_delayed(self: Any) -> int:
+    now = _now_ms()
+    return sum(1 for m in self._messages if now < m.delayed_until)
+
+
+def _count_not_visible(self: Any) -> int:
+    now = _now_ms()
+    return sum(1 for m in self._messages if now <= m.visible_at)
+
+
+def _within_retention(self: Any, queue_name: str, message: Message) -> bool:
+    """moto's check, reading the queue's retention period itself rather than
+    through every attribute of the queue."""
+    retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+    sent_ms: int = message.sent_timestamp  # type: ignore[assignment]  # set when sent, as moto assumes
+    return retention_seconds + sent_ms / 1000 > time.time()
+
+
+# What `install` replaces: (owner, attribute) -> the emulation's.
+PATCHES: dict[tuple[type, str], Any] = {
+    (Message, "visible"): property(_visible),
+    (Message, "delayed"): property(_delayed),
+    (Queue, "messages"): property(_fair_messages),
+    (Queue, "approximate_number_of_messages"): property(_count_visible),
+    (Queue, "approximate_number_of_messages_delayed"): property(_count_delayed),
+    (Queue, "approximate_number_of_messages_not_visible"): property(_count_not_visible),
+    (SQSBackend, "is_message_valid_based_on_retention_period"): _within_retention,
+}
 
 
 def install() -> None:
     """Idempotent; for the process running the emulated AWS."""
-    Queue.messages = property(_fair_messages)  # type: ignore[method-assign, assignment]
+    for (owner, name), value in PATCHES.items():
+        setattr(owner, name, value)

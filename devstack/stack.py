@@ -216,7 +216,7 @@ class DevStack:
 
     def start(self) -> None:
         """Everything, in order; raises StackError (or ImportError) on a startup problem."""
-        from devstack import aws, moto_fair_queues, moto_streams, moto_transactions
+        from devstack import aws, moto_fair_queues, moto_partitions, moto_streams, moto_transactions
 
         options = self.options
         stage_env = stage_environment(options.stage)
@@ -234,6 +234,7 @@ class DevStack:
 
         say(f"Starting emulated AWS (moto) on {HOST}, port {options.aws_port or 'any free one'} ...")
         moto_transactions.install()
+        moto_partitions.install()
         moto_streams.install()
         moto_fair_queues.install()
         moto_server = aws.MotoServer(options.aws_port)

@@ -1,5 +1,6 @@
 """The local stack's emulated SQS hands out messages as a fair queue would:
-the groups (tenants) with the fewest messages in flight first."""
+the groups (tenants) with the fewest messages in flight first; and answers
+as moto does, without its per-message clock reads."""
 
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.sqs.models import Queue
+from hypothesis import given
+from hypothesis import strategies as st
+from moto.sqs.models import sqs_backends
 
 from devstack import moto_fair_queues
 from devstack.moto_fair_queues import fair_order
 from devstack.worker_poller import QueuePoller
 
 
+def restore_after_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    for owner, name in moto_fair_queues.PATCHES:
+        monkeypatch.setattr(owner, name, owner.__dict__[name])
+
+
 @pytest.fixture
 def fair_sqs(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    monkeypatch.setattr(Queue, "messages", Queue.messages)  # restored after the test
+    restore_after_test(monkeypatch)
     moto_fair_queues.install()
     sqs = boto3.client("sqs", region_name="us-east-1")
     yield sqs, sqs.create_queue(QueueName="fair-pins")["QueueUrl"]
@@ -111,3 +119,85 @@ def test_the_poller_takes_as_many_messages_as_its_batch_size_says(fair_sqs: tupl
         ]
         == "3"
     )
+
+
+@given(
+    st.lists(st.sampled_from(["alice", "bob", "carol", None]), max_size=40),
+    st.lists(st.integers(0, 5), min_size=3, max_size=3),
+)
+def test_the_order_is_by_rank_in_its_group_then_by_age(groups: list[str | None], flying: list[int]) -> None:
+    # given: any waiting messages (oldest first) and any counts in flight
+    waiting = [message(group) for group in groups]
+    in_flight = Counter(dict(zip(["alice", "bob", "carol"], flying, strict=True)))
+
+    # when: a fair queue orders them
+    order = fair_order(waiting, in_flight)
+
+    # then: as sorted by (in flight + the group's messages ahead, age), a groupless message ranking 0
+    rank: list[int] = []
+    ahead: Counter[str] = Counter()
+    for m in waiting:
+        rank.append(0 if m.group_id is None else in_flight[m.group_id] + ahead[m.group_id])
+        ahead[m.group_id or ""] += 1
+    expected = [waiting[i] for i in sorted(range(len(waiting)), key=lambda i: (rank[i], i))]
+    assert [id(m) for m in order] == [id(m) for m in expected]
+
+
+def queue_counts(sqs: Any, queue_url: str) -> dict[str, str]:
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    return {name: attributes[name] for name in names}
+
+
+def test_the_emulation_counts_a_queues_messages_as_moto_does(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: on moto as it is, a queue with 4 messages waiting, 2 delayed and 3 in flight
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+    for n in range(7):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=f"a{n}", MessageGroupId="alice" if n % 2 else "bob")
+    sqs.send_message(QueueUrl=queue_url, MessageBody="drain")
+    for n in range(2):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=f"d{n}", MessageGroupId="alice", DelaySeconds=600)
+    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=3, VisibilityTimeout=600)["Messages"]
+    assert len(received) == 3
+    by_moto = queue_counts(sqs, queue_url)
+
+    # when: the emulation is installed
+    restore_after_test(monkeypatch)
+    moto_fair_queues.install()
+
+    # then: the counts are moto's
+    assert (
+        queue_counts(sqs, queue_url)
+        == by_moto
+        == {
+            "ApproximateNumberOfMessages": "5",
+            "ApproximateNumberOfMessagesDelayed": "2",
+            "ApproximateNumberOfMessagesNotVisible": "3",
+        }
+    )
+
+
+def test_a_message_is_kept_for_the_queues_retention_period_as_moto_keeps_it(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a queue that keeps messages 60 s, with one message sent 61 s ago and one just now
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="kept", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    for body in ("old", "new"):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageGroupId="alice")
+    backend = sqs_backends["123456789012"]["us-east-1"]
+    stored: list[Any] = backend.queues["kept"]._messages
+    stored[0].sent_timestamp -= 61_000
+    by_moto = [backend.is_message_valid_based_on_retention_period("kept", m) for m in stored]
+
+    # when: the emulation is installed
+    restore_after_test(monkeypatch)
+    moto_fair_queues.install()
+
+    # then: it keeps the same ones (the old one no more)
+    assert [backend.is_message_valid_based_on_retention_period("kept", m) for m in stored] == by_moto == [False, True]
