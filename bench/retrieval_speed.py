@@ -17,7 +17,8 @@ Three contents, each added on a node, pinned and archived:
   the service never sends it whole; once archived (hot or not) it answers
   307 to a presigned URL of the archive.
 
-Rows, each a median of interleaved runs (order rotating, after a warm-up):
+Rows, each a median of 15 interleaved runs (2 with --quick; order rotating,
+after a warm-up):
 
 - small, through the retrieval domain (`Retriever.retrieve`, as the handler
   calls it: the tenant's pin found, the CAR read whole and every block
@@ -49,7 +50,7 @@ from bench.support import print_table, quick_flag
 
 MIB = 1 << 20
 KIB = 1 << 10
-RUNS = 7
+RUNS = 15
 CAR = "application/vnd.ipld.car"
 HTTP_TIMEOUT = 600
 
@@ -193,24 +194,31 @@ def report(outcome: Outcome, load_before: float) -> None:
             [
                 label.replace("small", size_label(outcome.small), 1).replace("large", size_label(outcome.large), 1),
                 f"{median * 1000:.0f}",
+                f"{min(seconds) * 1000:.0f}-{max(seconds) * 1000:.0f}",
                 f"{size / MIB / median:.1f}",
                 "; ".join(sorted(outcome.sources[label])),
             ]
         )
     for name, values in outcome.parts.items():
         rows.append(
-            [f"  {size_label(outcome.large)} 307 path: {name}", f"{statistics.median(values) * 1000:.0f}", "", ""]
+            [
+                f"  {size_label(outcome.large)} 307 path: {name}",
+                f"{statistics.median(values) * 1000:.0f}",
+                f"{min(values) * 1000:.0f}-{max(values) * 1000:.0f}",
+                "",
+                "",
+            ]
         )
     labels = list(outcome.seconds)
     rows += [
-        ["ratio cold / hot, retrieval domain", _pair(outcome, labels[1], labels[0]), "", ""],
-        ["ratio cold / hot, HTTP", _pair(outcome, labels[3], labels[2]), "", ""],
-        ["ratio 307 + S3 / direct dag/export", _pair(outcome, labels[4], labels[5]), "", ""],
+        ["ratio cold / hot, retrieval domain", _pair(outcome, labels[1], labels[0]), "", "", ""],
+        ["ratio cold / hot, HTTP", _pair(outcome, labels[3], labels[2]), "", "", ""],
+        ["ratio 307 + S3 / direct dag/export", _pair(outcome, labels[4], labels[5]), "", "", ""],
     ]
     print_table(
         f"Retrieval hot vs cold, embedded Kubo on loopback, S3 = moto server "
         f"(ms, median of {len(outcome.seconds[labels[0]])} runs each, interleaved)",
-        ["what", "median ms", "MiB/s", "served by"],
+        ["what", "median ms", "min-max ms", "MiB/s", "served by"],
         rows,
         note=(
             "Cold = no node of the pin holds it any more (each dag/export fails), read from the archive. "
