@@ -22,9 +22,12 @@ its multiaddrs as origins (added to your node first, not timed).
 The target (issue 11): B's median under load <= 2 x its median alone + one
 poll interval (1 s: the local poller's long poll, as Lambda's batching
 window). A's counts by status, when B's loaded pins start and end, show that
-the backlog was still there.
+the backlog was still there. B's POST /pins alone is timed too (the API and
+the emulated AWS share the stack's process, as they share nothing on AWS),
+and the machine's 1-minute load average when B's loaded pins start and end
+(the machine is shared: compare a row's ratio, taken in one run).
 
-    .venv/bin/python -m bench.tenant_fairness [--unfetchable 1000] [--quick-pins 1000] [--b-pins 5] [--quick]
+    .venv/bin/python -m bench.tenant_fairness [--unfetchable 1000 ...] [--quick-pins 1000 ...] [--b-pins 5] [--quick]
 """
 
 from __future__ import annotations
@@ -80,22 +83,23 @@ class Tenant:
             time.sleep(1)
         raise SystemExit(f"FATAL: POST /pins answered {reply.status_code}: {reply.text[:300]}")
 
-    def pin(self, cid: str, origins: Sequence[str]) -> float:
-        """Seconds from the POST until a GET says `pinned`."""
+    def pin(self, cid: str, origins: Sequence[str]) -> tuple[float, float]:
+        """Seconds from the POST until a GET says `pinned`, and the POST's own."""
         started = time.perf_counter()
         url = f"{self.url}/pins/{self.submit(cid, origins)}"
+        posted = time.perf_counter() - started
         while True:
             status = self.session.get(url, timeout=120).json()["status"]
             elapsed = time.perf_counter() - started
             if status == "pinned":
-                return elapsed
+                return elapsed, posted
             if status == "failed" or elapsed > PIN_TIMEOUT_SECONDS:
                 raise SystemExit(f"FATAL: tenant B's pin is {status} after {elapsed:.0f} s")
             time.sleep(POLL_SECONDS)
 
     def counts(self) -> dict[str, int]:
         return {
-            status: int(self.session.get(f"{self.url}/pins", params={"status": status, "limit": 1}).json()["count"])
+            status: int(self.session.get(f"{self.url}/pins", params={"status": status, "limit": "1"}).json()["count"])
             for status in SHOWN_STATUSES
         }
 
@@ -125,6 +129,9 @@ class Scenario:
     backlog: int
     alone: list[float] = field(default_factory=list)
     loaded: list[float] = field(default_factory=list)
+    posts_alone: list[float] = field(default_factory=list)  # B's POST /pins
+    posts_loaded: list[float] = field(default_factory=list)
+    load_average: tuple[float, float] = (0.0, 0.0)  # the machine's, B's loaded pins' start and end
     submit_seconds: float = 0.0
     a_at_start: dict[str, int] = field(default_factory=dict)
     a_at_end: dict[str, int] = field(default_factory=dict)
@@ -140,8 +147,10 @@ class Scenario:
         return statistics.median(self.loaded) <= self.target
 
 
-def _b_pins(tenant: Tenant, your: KuboRpc, origins: Sequence[str], count: int) -> list[float]:
-    return [tenant.pin(your.add_random(CONTENT_BYTES), origins) for _ in range(count)]
+def _b_pins(tenant: Tenant, your: KuboRpc, origins: Sequence[str], count: int) -> tuple[list[float], list[float]]:
+    """Each pin's seconds to `pinned`, and its POST's."""
+    timed = [tenant.pin(your.add_random(CONTENT_BYTES), origins) for _ in range(count)]
+    return [pinned for pinned, _ in timed], [posted for _, posted in timed]
 
 
 def measure(stack: LocalStack, name: str, backlog: int, b_pins: int) -> Scenario:
@@ -153,8 +162,9 @@ def measure(stack: LocalStack, name: str, backlog: int, b_pins: int) -> Scenario
     scenario = Scenario(name, backlog)
     _b_pins(a, your, origins, 1)  # warm-up: connections, imports, the worker's node cache
     _b_pins(b, your, origins, 1)
-    scenario.alone = _b_pins(b, your, origins, b_pins)
+    scenario.alone, scenario.posts_alone = _b_pins(b, your, origins, b_pins)
 
+    work: list[tuple[str, Sequence[str]]]
     if name == "unfetchable":
         run = uuid.uuid4().hex
         work = [(cid_for(f"unfetchable-{run}-{n}"), []) for n in range(backlog)]
@@ -166,7 +176,9 @@ def measure(stack: LocalStack, name: str, backlog: int, b_pins: int) -> Scenario
     scenario.submit_seconds = time.perf_counter() - started
 
     scenario.a_at_start = a.counts()
-    scenario.loaded = _b_pins(b, your, origins, b_pins)
+    load_at_start = os.getloadavg()[0]
+    scenario.loaded, scenario.posts_loaded = _b_pins(b, your, origins, b_pins)
+    scenario.load_average = (load_at_start, os.getloadavg()[0])
     scenario.a_at_end = a.counts()
     if name == "quick":  # what fairness costs the tenant with the backlog
         while (counts := a.counts())["queued"] + counts["pinning"] and time.perf_counter() - started < A_DONE_SECONDS:
@@ -194,8 +206,10 @@ def report(scenarios: Sequence[Scenario]) -> None:
                 f"{loaded / alone:.2f}",
                 ms(s.target),
                 verdict(s.met, f"{ms(loaded)} <= {ms(s.target)}" if s.met else f"{ms(loaded)} > {ms(s.target)}"),
+                f"{ms(statistics.median(s.posts_alone))} -> {ms(statistics.median(s.posts_loaded))}",
                 counts(s.a_at_start),
                 counts(s.a_at_end),
+                f"{s.load_average[0]:.1f} / {s.load_average[1]:.1f}",
                 f"{s.submit_seconds:.0f}",
                 "-" if s.a_done_seconds is None else f"{s.a_done['pinned']:,} after {s.a_done_seconds:.0f} s",
             ]
@@ -211,8 +225,10 @@ def report(scenarios: Sequence[Scenario]) -> None:
             "ratio",
             "target: 2 x alone + 1 s poll",
             "verdict",
+            "B's POST, alone -> loaded",
             "A queued / pinning / pinned / failed, B's start",
             "the same, B's end",
+            "load, B's start / end",
             "A's submit s",
             "A's pins pinned, since its submit",
         ],
@@ -223,9 +239,10 @@ def report(scenarios: Sequence[Scenario]) -> None:
     )
 
 
-def run(unfetchable: int, quick_pins: int, b_pins: int) -> list[Scenario]:
+def run(unfetchable: Sequence[int], quick_pins: Sequence[int], b_pins: int) -> list[Scenario]:
     scenarios = []
-    for name, backlog in (("unfetchable", unfetchable), ("quick", quick_pins)):
+    runs = [("unfetchable", n) for n in unfetchable] + [("quick", n) for n in quick_pins]
+    for name, backlog in runs:
         if not backlog:
             continue
         with tempfile.TemporaryDirectory(prefix=f"bench-fairness-{name}-") as base, local_stack(Path(base)) as stack:
@@ -236,13 +253,25 @@ def run(unfetchable: int, quick_pins: int, b_pins: int) -> list[Scenario]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenant_fairness", description=__doc__.split("\n")[0])
-    parser.add_argument("--unfetchable", type=int, default=1000, help="A's unfetchable CIDs (default %(default)s)")
-    parser.add_argument("--quick-pins", type=int, default=1000, help="A's quick pins (default %(default)s)")
+    parser.add_argument(
+        "--unfetchable",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="A's unfetchable CIDs, a scenario each (default %(default)s)",
+    )
+    parser.add_argument(
+        "--quick-pins",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="A's quick pins, a scenario each (default %(default)s)",
+    )
     parser.add_argument("--b-pins", type=int, default=5, help="B's pins alone and under load (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="100 of each backlog, 3 pins of B")
     args = parser.parse_args(argv)
     if args.quick:
-        args.unfetchable, args.quick_pins, args.b_pins = 100, 100, 3
+        args.unfetchable, args.quick_pins, args.b_pins = [100], [100], 3
     began = time.perf_counter()
     run(args.unfetchable, args.quick_pins, args.b_pins)
     print(f"(tenant_fairness: {time.perf_counter() - began:.0f} s)")

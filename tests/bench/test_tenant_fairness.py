@@ -22,11 +22,13 @@ def test_tenant_fairness_measures_both_tenants_side_by_side(tmp_path: Path, caps
     tenant_fairness.report(scenarios)
     printed = capsys.readouterr().out
 
-    # then: B was measured alone and under each backlog, and A's quick backlog was followed
+    # then: B was measured alone and under each backlog (its POSTs too), and A's quick backlog was followed
     for scenario in scenarios:
         assert len(scenario.alone) == 1 and len(scenario.loaded) == 1
+        assert len(scenario.posts_alone) == 1 and len(scenario.posts_loaded) == 1
+        assert 0 < scenario.posts_loaded[0] <= scenario.loaded[0]
         assert set(scenario.a_at_start) == {"queued", "pinning", "pinned", "failed"}
     assert scenarios[0].a_done_seconds is not None and scenarios[1].a_done_seconds is None
     # and: the table compares B's medians with the target
-    assert "target: 2 x alone + 1 s poll" in printed
+    assert "target: 2 x alone + 1 s poll" in printed and "load, B's start / end" in printed
     assert "unfetchable: 10 pins of A" in printed and "quick: 10 pins of A" in printed
