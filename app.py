@@ -127,7 +127,9 @@ def get_content(cid: str) -> Response:
     tenant_id = _tenant()
     request = _request()
     retrieval = parse_request(tenant_id, cid, request.query_params, request.headers)
-    return respond(services().retrieval, retrieval, request.method, request.headers.get("if-none-match"))
+    settings = services().settings
+    stage = settings.stage if settings.emit_metrics else None
+    return respond(services().retrieval, retrieval, request.method, request.headers.get("if-none-match"), stage)
 
 
 @app.route("/ipfs/{cid}", methods=["POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)

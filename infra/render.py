@@ -871,6 +871,14 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             _metric(METRIC_NAMESPACE, "RestoreFailed", {"Stage": settings.stage}, "Sum", 300),
             0,
         ),
+        # Emitted by GET /ipfs/{cid} (chalicelib.api.retrieval) when no stored
+        # copy verified: the client got a 502 and a copy is corrupt.
+        "RetrievalIntegrityAlarm": alarm(
+            "A retrieval found no stored copy of a pinned CID that verifies against its CID (a node's blocks "
+            "or the archive are corrupt); the client got a 502 (the API's log names the CID).",
+            _metric(METRIC_NAMESPACE, "RetrievalIntegrityFailure", {"Stage": settings.stage}, "Sum", 300),
+            0,
+        ),
         # Any repair means the fleet and the holds disagreed: a node lost
         # pins, or a release lost track of one (app.reconcile_fleet).
         "ReconcilerRepairsAlarm": {

@@ -16,6 +16,7 @@ tenant's content to anyone holding its URL.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from chalicelib.cold.retrieval import (
     TooLarge,
     Unverifiable,
 )
+from chalicelib.metrics import emit_metrics
 from chalicelib.pins.cids import InvalidCid, parse_cid
 
 logger = logging.getLogger("pinning.api")
@@ -92,10 +94,18 @@ def parse_request(
     return GatewayRequest(Retrieval(tenant_id, cid_key, kind, scope), cid, filename, format_param, scope_param)
 
 
-def respond(retriever: Retriever, request: GatewayRequest, method: str, if_none_match: str | None) -> Response:
+def respond(
+    retriever: Retriever,
+    request: GatewayRequest,
+    method: str,
+    if_none_match: str | None,
+    metrics_stage: str | None = None,
+) -> Response:
     """The answer: 200 with the bytes (HEAD: the headers only, once the tenant's
     pin is found), 304 for a matching If-None-Match, 307 to the archive for a
-    DAG over the limit; domain failures as Failure responses (ApiError)."""
+    DAG over the limit; domain failures as Failure responses (ApiError).
+    `metrics_stage`: the stage whose metrics an integrity failure counts in
+    (None: none emitted, outside Lambda)."""
     retrieval = request.retrieval
     headers = _content_headers(request)
     try:
@@ -116,6 +126,8 @@ def respond(retriever: Retriever, request: GatewayRequest, method: str, if_none_
     except IntegrityFailure as error:
         # Stored bytes that do not verify: the operator's alarm (5xx), never the client's fault.
         logger.error("retrieval integrity failure", extra={"cid": retrieval.cid_key, "error": str(error)})
+        if metrics_stage is not None:  # alarmed at once: one corrupt copy is not lost among the API's 5xx share
+            emit_metrics({"RetrievalIntegrityFailure": (1, "Count")}, metrics_stage, sys.stdout)
         raise ApiError(502, "INTEGRITY_FAILURE", "no stored copy of this content verified; it was not sent") from None
     if isinstance(outcome, Redirect):
         return Response(

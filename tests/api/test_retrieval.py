@@ -489,3 +489,32 @@ def test_other_methods_are_405(api, nodes):
         response = client.http.post("/ipfs/bafkqaaa", headers={"Authorization": f"Bearer {api.token}"})
     # then it is not allowed
     assert response.status_code == 405
+
+
+def test_an_integrity_failure_counts_in_the_metric_its_alarm_watches(capsys):
+    # given a retriever whose every stored copy fails verification, and the stage's alarm
+    from chalicelib.api.errors import ApiError
+    from chalicelib.api.retrieval import parse_request, respond
+    from chalicelib.cold.retrieval import IntegrityFailure
+    from infra.render import alarms
+
+    class Corrupt:
+        def retrieve(self, retrieval):
+            raise IntegrityFailure("the archive of x: its bytes do not hash to its CID")
+
+    alarm = alarms(replace(Settings(), stage="prod"), "api", "api")["RetrievalIntegrityAlarm"]["Properties"]
+    request = parse_request("tenant", a_dag(1_000).cid, {}, {"accept": CAR})
+
+    # when a retrieval meets it under Lambda (metrics on)
+    with pytest.raises(ApiError) as failure:
+        respond(Corrupt(), request, "GET", None, metrics_stage="prod")  # type: ignore[arg-type]
+
+    # then the client gets a 502 and the one metric line is the alarm's
+    assert failure.value.status == 502
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert (directive["Namespace"], [m["Name"] for m in directive["Metrics"]]) == (
+        alarm["Namespace"],
+        [alarm["MetricName"]],
+    )
+    assert line["Stage"] == "prod"
