@@ -771,11 +771,15 @@ class KuboRPCAdapter:
         pin = _flag(params, "pin", True)
         progress = _AddProgress(h.out, self.progress_interval) if _flag(params, "progress", False) else None
         boundary = _multipart_boundary(h.headers.get("Content-Type", ""))
+        chunks = h.body_chunks()
         with tempfile.TemporaryDirectory(prefix="add-", dir=self.node.repo) as tmp:
-            files = _received_files(_Multipart(h.body_chunks()), boundary, Path(tmp), progress)
-            for received in files:
-                h.out.emit(self._add_received(h, received, only_hash, pin))
-                received.path.unlink()
+            try:
+                for received in _received_files(_Multipart(chunks), boundary, Path(tmp), progress):
+                    h.out.emit(self._add_received(h, received, only_hash, pin))
+                    received.path.unlink()
+            finally:
+                for _ in chunks:  # the body's end too: the connection stays usable (see cmd_dag_import)
+                    pass
         if not h.out.streaming:
             raise RPCError("file argument 'path' is required", 1)
         h.out.end_stream()
@@ -859,10 +863,12 @@ class KuboRPCAdapter:
             staged = blockstore.StagedBlocks(self.node.blocks, Path(tmp))
             try:
                 found = _receive_cars(_Multipart(chunks), boundary, staged)
-            except RPCError:
-                for _ in chunks:  # read the rest, so the client hears the error
+            finally:
+                # Read the rest (the chunked body's last chunk, or all of it
+                # after an error): the client then hears the answer, and its
+                # kept-alive connection can carry the next call.
+                for _ in chunks:
                     pass
-                raise
             staged.commit()  # only once every CAR was read whole and verified
         for root in found.roots.values() if pin_roots else ():
             h.out.emit({"Root": {"Cid": {"/": str(root)}, "PinErrorMsg": self._pin_imported(h, root)}})

@@ -126,3 +126,18 @@ def test_an_import_the_node_looked_for_in_vain_is_pinned_after_a_restart(nodes, 
         assert rpc(node, "cat", arg=cid, offline="true").content == data
     finally:
         node.stop()
+
+
+def test_a_call_right_after_an_import_reuses_the_connection(nodes):
+    # given a CAR exported from the first node, and one client (one kept-alive connection) of the second
+    a, b = nodes
+    cid = add_bytes(a, os.urandom(300_000))["Hash"]
+    car = export(a, cid)
+    kubo = client(b)
+
+    # when it imports the CAR (a chunked upload) and at once asks whether the root is pinned, many times over
+    for _ in range(5):
+        kubo.dag_import([car[:1000], car[1000:]], seconds=30)
+        # then each next call is answered on the same connection (the adapter read the upload to its end)
+        assert kubo.is_pinned(cid)
+        kubo.pin_rm(cid)
