@@ -43,6 +43,7 @@ from chalicelib.cold.archive_repository import (
 )
 from chalicelib.cold.cids import UnsupportedHash
 from chalicelib.cold.commp import CommP
+from chalicelib.cold.restorer import LONGEST_TURN_SECONDS
 from chalicelib.config import Settings
 from chalicelib.fleet.node import Node
 from chalicelib.fleet.registry import NodeRegistry
@@ -294,13 +295,20 @@ class Archiver:
         raise AttemptFailed("dag/export failed on every node: " + "; ".join(errors))
 
     def _check_time(self, pin: Pin, deadline: float) -> None:
-        """Begin only a DAG this turn can archive at the measured speed."""
+        """Begin only a DAG this turn can archive at the measured speed; one
+        that no whole turn could archive fails at once (no retry will fit it)."""
         size = pin.info.get("dag_size", "")
+        speed_bytes = self._settings.archive_bytes_per_second
+        longest = (LONGEST_TURN_SECONDS - self._settings.invocation_margin_seconds) * speed_bytes
+        if size.isdigit() and int(size) > longest:
+            raise AttemptFailed(
+                f"too large to archive in one turn: {format_bytes(int(size))} > {format_bytes(longest)}", final=True
+            )
         seconds_left = deadline - time.monotonic()
         if seconds_left <= 0:
             raise AttemptFailed("no time left in this turn")
-        if size.isdigit() and int(size) > seconds_left * self._settings.archive_bytes_per_second:
-            speed = format_bytes(self._settings.archive_bytes_per_second)
+        if size.isdigit() and int(size) > seconds_left * speed_bytes:
+            speed = format_bytes(speed_bytes)
             raise AttemptFailed(
                 f"the DAG ({format_bytes(int(size))}) takes longer to archive at {speed}/s"
                 f" than the {seconds_left:.0f} s a turn has left"

@@ -302,8 +302,27 @@ def test_after_every_attempt_failed_the_archive_is_failed_in_info_and_the_pin_st
 
 
 def test_a_dag_too_large_for_the_turn_fails_the_attempt_before_any_export(cold):
+    # Given a DAG a whole turn archives (5 GiB at 18 MiB/s: ~284 s) but not the 60 s left
     cid, _, _ = a_dag(cold, 1000)
-    message = a_pinned_request(cold, cid, "r1", 1000, 100 * 1024**3)  # dag/stat said 100 GiB
-    with pytest.raises(AttemptFailed, match="takes longer to archive"):
+    message = a_pinned_request(cold, cid, "r1", 1000, 5 * 1024**3)
+    # When it is archived, Then the attempt fails (to be retried) before any export
+    with pytest.raises(AttemptFailed, match="takes longer to archive") as failed:
         cold.archiver.archive(message, "m1", deadline(60))
+    assert not failed.value.final
+    assert cold.archives.state(cid).state != FAILED
+    assert all(not kubo.calls_to("dag/export") for kubo in cold.kubos.values())
+
+
+def test_a_dag_no_turn_can_archive_fails_at_once_with_the_reason(cold):
+    # Given a DAG larger than a whole turn archives (100 GiB > 885 s x 18 MiB/s)
+    cid, _, _ = a_dag(cold, 1000)
+    message = a_pinned_request(cold, cid, "r1", 1000, 100 * 1024**3)
+    # When it is archived, with all the time a turn has
+    outcome = cold.archiver.archive(message, "m1", deadline(885))
+    # Then the archive fails on this first attempt, saying why, and nothing was exported
+    assert outcome == Done()
+    assert cold.archives.state(cid).state == FAILED
+    info = cold.pins.get("alice", 1000).info
+    assert info["cold"] == "failed"
+    assert info["cold_error"] == "too large to archive in one turn: 100.0 GiB > 15.6 GiB"
     assert all(not kubo.calls_to("dag/export") for kubo in cold.kubos.values())
