@@ -1,8 +1,10 @@
-"""Sends message bodies to the pin queue (SQS), and archive messages to the
-archive queue when the stage has one (ARCHIVE_QUEUE_URL): each archive may
-take the archive function's 15 minutes, which no pin should wait behind.
-Without it (a configuration from before the archive queue) they go to the
-pin queue, whose worker archives them too."""
+"""Sends message bodies to the pin queue (SQS), and the long work (archive
+and restore messages) to the archive queue when the stage has one
+(ARCHIVE_QUEUE_URL): each archive or restore may take the archive function's
+15 minutes, which no pin should wait behind, and a restore of a CAR larger
+than a pin worker's 30 s turn imports only there. Without it (a
+configuration from before the archive queue) they go to the pin queue,
+whose worker handles them too."""
 
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ class Publisher(Protocol):
     def send(self, body: str, delay_seconds: int = 0) -> None: ...
 
 
-# The kinds of message the archive function handles (chalicelib.queue.messages).
-ARCHIVE_KINDS = frozenset({"archive"})
+# The kinds of message the archive function handles, in its 15-minute turns:
+# the long work (chalicelib.queue.messages).
+ARCHIVE_KINDS = frozenset({"archive", "restore"})
 
 
 def is_archive(body: str) -> bool:
-    """Whether a body is archive work (for the archive queue when there is one)."""
+    """Whether a body is long work (for the archive queue when there is one)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -60,9 +63,11 @@ class SqsPublisher:
 
 
 def forward_archive(body: str, settings: Settings, publisher: Publisher) -> bool:
-    """Send an archive message read from the pin queue on to the archive
-    queue, if the stage has one (queued before the archive queue existed:
-    the pin worker may not write archives); True when forwarded."""
+    """Send an archive or restore message read from the pin queue on to the
+    archive queue, if the stage has one (queued before the archive queue
+    existed, or before restores went there: the pin worker may not write
+    archives, and its turns are too short for a large restore); True when
+    forwarded."""
     if not (settings.archive_queue_url and is_archive(body)):
         return False
     publisher.send(body)
