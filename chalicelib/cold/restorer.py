@@ -27,9 +27,19 @@ Each restored node is confirmed with `pin/ls` (the `Restored` metric).
 first: reading it asks S3 for a readable copy (`ArchiveObjects`) and the
 caller comes back after the announced wait, capped to SQS's 15-minute
 delay, as often as it takes. A DAG whose CAR takes longer to import at
-`RESTORE_BYTES_PER_SECOND` than the turn has left is not begun: it
-continues in a new turn. A CAR no Lambda turn (15 minutes) could import is
-refused.
+`RESTORE_BYTES_PER_SECOND` than the turn has left is not begun
+(`LongRestore`). A CAR no Lambda turn (15 minutes less the margin) could
+import is refused.
+
+**A long turn.** The pin worker's turns (30 s) and the reconciler's (a
+minute) never fit a CAR above ~1 GiB, however often they come back: the
+drain, the reconciler and the pin path hand such a restore off to a
+`restore` message (`hand_off`), which the archive function works in its
+15-minute turns. One hand-off is in flight per request: the request's
+`info` records when it was sent (`restore_handed_off_ms`), no other is
+sent while that is fresh, and the restore message refreshes it while it
+waits (a thaw) and drops it once done; a message lost for good is sent
+again once its note is stale.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TextIO
@@ -83,9 +93,49 @@ class RestoreWait(Exception):
         self.delay_seconds = delay_seconds
 
 
+class LongRestore(RestoreWait):
+    """Not in this turn, whose time left is too short for the CAR; a long
+    turn (the archive function's) imports it in about `import_seconds`."""
+
+    def __init__(self, details: str, delay_seconds: int, car_bytes: int, import_seconds: int) -> None:
+        super().__init__(details, delay_seconds)
+        self.car_bytes = car_bytes
+        self.import_seconds = import_seconds
+
+
 def restored_details(node_ids: Sequence[str]) -> str:
     """What a request's `info.status_details` says of a restore."""
     return f"restored from the cold archive to {', '.join(node_ids)}"
+
+
+# A request's `info`: when (ms) its restore was handed off to a long turn.
+HANDED_OFF = "restore_handed_off_ms"
+# A hand-off noted this recently is in flight: its message may wait behind a
+# long turn, then run one; its thaw waits refresh the note (15 minutes apart at most).
+HAND_OFF_FRESH_MS = 2 * (LONGEST_TURN_SECONDS + MAX_DELAY_SECONDS) * 1000
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """A restore handed off to a long turn: the request's `info` saying so,
+    whether to send the restore message (none in flight), when to look again."""
+
+    info: dict[str, str]
+    send: bool
+    delay_seconds: int
+    details: str
+
+
+def hand_off(info: Mapping[str, str], wait: LongRestore, now_ms: int) -> HandOff:
+    """Hand `wait`'s restore to a long turn, unless a hand-off is in flight."""
+    since = info.get(HANDED_OFF, "")
+    send = not (since.isdigit() and now_ms - int(since) < HAND_OFF_FRESH_MS)
+    details = f"restoring {format_bytes(wait.car_bytes)} from the cold archive in a long turn"
+    noted = {**info, "status_details": details}
+    if send:
+        noted[HANDED_OFF] = str(now_ms)
+    # Looked at again once the import could be over (SQS delays 15 minutes at most).
+    return HandOff(noted, send, min(max(wait.import_seconds, 1), MAX_DELAY_SECONDS), details)
 
 
 def verified_car(cid: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -157,16 +207,18 @@ class Restorer:
         if car.car_bytes > longest * speed:
             raise self._refused(
                 car.car_key,
-                f"its CAR ({format_bytes(car.car_bytes)}) takes longer to import at {format_bytes(speed)}/s"
-                f" than a worker turn can last ({longest} s)",
+                f"too large to restore in one turn: its CAR ({format_bytes(car.car_bytes)}) takes longer to import"
+                f" at {format_bytes(speed)}/s than the longest worker turn ({longest} s)",
             )
         seconds_left = deadline - time.monotonic()
         if car.car_bytes > seconds_left * speed:
-            raise RestoreWait(
+            raise LongRestore(
                 f"restoring from the cold archive: its CAR ({format_bytes(car.car_bytes)}) takes longer to import"
                 f" at {format_bytes(speed)}/s than the {max(seconds_left, 0):.0f} s this turn has left;"
                 " continuing in a new turn",
                 self._settings.continue_delay_seconds,
+                car.car_bytes,
+                -(-car.car_bytes // speed),
             )
 
     def restore(self, node: Node, cid: str, car: ArchivedCar, deadline: float) -> None:

@@ -18,6 +18,9 @@ not answer is skipped; the others go on) and, per node, within its bounds:
   when none does and the CID has an archive, it is restored from the
   archive (chalicelib.cold.restorer) and the request's `info` says so (or
   says it waits for the archive's thaw: the repair stays for the next runs).
+  A CAR too large for the run's time is handed off to a `restore` message
+  (`hand_off`: the archive function's 15-minute turns), one per request
+  however many nodes miss it; the repair stays until the node pins it.
 - **Kubo -> holds (leaked).** Kubo's recursive pins, streamed from the
   position the last run reached; each is tallied (its state and its holder
   items, strongly consistent). A count that disagrees with its holder items
@@ -57,7 +60,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from itertools import groupby, islice
 from typing import Protocol, TextIO
 
-from chalicelib.cold.restorer import Restorer, copy_or_restore, restored_details
+from chalicelib.cold.restorer import LongRestore, Restorer, copy_or_restore, hand_off, restored_details
 from chalicelib.fleet.hold_repository import Cursor, Holder, Lease
 from chalicelib.fleet.holds import PinHolds
 from chalicelib.fleet.node import Node
@@ -70,6 +73,7 @@ from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.queue.messages import RestoreRequested
 
 logger = logging.getLogger("pinning.fleet")
 
@@ -161,6 +165,7 @@ class FleetReconciler:
         clock: Callable[[], int] = now_ms,
         release_archive: Callable[[str, str, str], None] | None = None,
         restorer: Restorer | None = None,
+        hand_off: Callable[[RestoreRequested], None] | None = None,
     ) -> None:
         self.registry = registry
         self.holds = holds
@@ -178,6 +183,8 @@ class FleetReconciler:
         self.release_archive = release_archive
         # Restores from the cold archive what no replica holds any more; None without a cold tier.
         self.restorer = restorer
+        # Sends a restore too long for a run to the long turns; None: the repair waits for a longer run.
+        self.hand_off = hand_off
 
     def run(self, deadline: float) -> ReconcileReport:
         """One bounded run over every node, done by `deadline` (time.monotonic())."""
@@ -343,6 +350,9 @@ class _NodeRun:
             lambda node, sources: self.r.copy_to(node, cid_key, sources, self.deadline),
         )
         context = {"node_id": node_id, "cid": cid_key, "request_id": holder.request_id}
+        if isinstance(done.wait, LongRestore) and self.r.hand_off is not None:
+            self._hand_off(pin, done.wait, context)
+            return False  # until the restore message's import makes it pinned here
         if done.wait is not None or done.errors:
             # A node's, S3's or the archive's error alike: this node's other repairs go on.
             why = done.wait.details if done.wait is not None else str(done.errors[0])
@@ -355,6 +365,20 @@ class _NodeRun:
             self._note(pin, restored_details(done.restored))
         logger.warning("missing pin repaired", extra={**context, "restored": bool(done.restored)})
         return True
+
+    def _hand_off(self, pin: Pin, wait: LongRestore, context: dict[str, str]) -> None:
+        """Send the request's restore to a long turn, unless one is in flight:
+        of the nodes' runs reading the same pin, the one whose note is written sends."""
+        assert self.r.hand_off is not None
+        handed = hand_off(pin.info, wait, self.r.clock())
+        try:
+            if handed.info != dict(pin.info):
+                self.r.store.update(pin, info=handed.info)
+        except StaleRecord:
+            return  # written meanwhile (another node's run noting it): the next run looks again
+        if handed.send:
+            self.r.hand_off(RestoreRequested(pin.tenant_id, pin.request_id, pin.created_ms, pin.cid_key, "repair"))
+        logger.warning("missing pin handed to a long turn", extra={**context, "sent": handed.send})
 
     def _note(self, pin: Pin, details: str) -> None:
         """Say in the request's `info` what its repair came to (the request stays `pinned`)."""

@@ -21,7 +21,12 @@ node left waits for one rather than fail.
 
 `restore` messages (a cold-only request retrieved or re-pinned) take the
 same path: the request's CID is put back on its placement nodes, from a
-live copy or the archive, and the replicas recorded.
+live copy or the archive, and the replicas recorded. They are also where a
+restore too long for a pin worker's turn goes (`hand_off`): the archive
+function works them in its 15-minute turns. A rereplicate handing off stays
+until the restored replicas are recorded (its hold on the removed node with
+it); a pin message handing off (its request still `pinning`) has the restore
+made on its placement nodes and records the pin itself once they hold it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from chalicelib.cold.restorer import Replicated, Restorer, RestoreWait, copy_or_restore, restored_details
+from chalicelib.cold.restorer import (
+    HANDED_OFF,
+    LongRestore,
+    Replicated,
+    Restorer,
+    RestoreWait,
+    copy_or_restore,
+    hand_off,
+    restored_details,
+)
 from chalicelib.cold.tiers import COLD, COOLING, TIER_KEY
 from chalicelib.config import Settings
 from chalicelib.fleet.holds import PinHolds
@@ -251,6 +265,9 @@ class Drainer:
         # The surviving replicas are the sources (asked first whether they still pin it, with a cold tier).
         keep = [nodes[node_id] for node_id in plan.keep]
         done = self._copy_or_restore(record, message.cid, plan.extra, keep, deadline)
+        if isinstance(done.wait, LongRestore):
+            # Back once the long turn could be over: its replicas recorded, the hold here goes.
+            return self.hand_off(record, done.wait)
         if done.wait is not None:
             return self._wait(record, done.wait)
         errors = done.errors
@@ -282,12 +299,29 @@ class Drainer:
 
     def _wait(self, record: Pin, wait: RestoreWait) -> Outcome:
         """Come back later (an archive thawing, a turn too short, no node),
-        the request still `pinned`, its `info` saying what it waits for."""
+        the request still `pinned`, its `info` saying what it waits for (and,
+        for a hand-off's restore message, that it is still in flight)."""
+        info = {**record.info, "status_details": wait.details}
+        if HANDED_OFF in info:
+            info[HANDED_OFF] = str(self._clock())
         try:
-            self._store.update(record, info={**record.info, "status_details": wait.details})
+            self._store.update(record, info=info)
         except StaleRecord:
             pass  # only a note: the message comes back anyway and reads the pin again
         return Later(wait.delay_seconds, wait.details)
+
+    def hand_off(self, record: Pin, wait: LongRestore) -> Later:
+        """A restore too long for this turn handed to a `restore` message (the
+        archive function's long turns), unless one is in flight (the note in
+        `info`, written first: of two workers reading the same pin, one
+        writes it and sends). Raises StaleRecord when the pin changed."""
+        handed = hand_off(record.info, wait, self._clock())
+        if handed.info != dict(record.info):
+            self._store.update(record, info=handed.info)
+        restore = RestoreRequested(
+            record.tenant_id, record.request_id, record.created_ms, record.cid_key, "too long for a short turn"
+        )
+        return Later(handed.delay_seconds, handed.details, spawned=(restore,) if handed.send else ())
 
     # -- restore: a pinned request's CID hot again ----------------------------
 
@@ -301,7 +335,7 @@ class Drainer:
     def _restore_once(self, message: RestoreRequested, deadline: float) -> Outcome:
         """From a fresh read of the pin; raises StaleRecord as `_rereplicate_once`."""
         record = self._store.get(message.tenant_id, message.created_ms)
-        if record is None or record.request_id != message.request_id or record.status != "pinned":
+        if record is None or record.request_id != message.request_id or not _restorable(record):
             return Done()  # gone, or its pin message is at work (and places it)
         if record.info.get(TIER_KEY) == COOLING:
             # The cooling sweep is letting its hot holds go: taking them now
@@ -320,7 +354,8 @@ class Drainer:
             return Later(self._settings.continue_delay_seconds, f"making {message.cid} hot again continues")
         if done.errors:
             raise done.errors[0]
-        self._record_hot(record, targets, done.restored)
+        if record.status == "pinned":  # a pin message's hand-off: it records the pin once its nodes hold it
+            self._record_hot(record, targets, done.restored)
         logger.info(
             "hot again",
             extra={
@@ -333,7 +368,8 @@ class Drainer:
         return Done()
 
     def _record_hot(self, record: Pin, targets: Sequence[Node], restored: Sequence[str]) -> None:
-        info = {key: value for key, value in record.info.items() if key != TIER_KEY}  # hot again
+        # Hot again, and no hand-off in flight any more.
+        info = {key: value for key, value in record.info.items() if key not in (TIER_KEY, HANDED_OFF)}
         info["replicas"] = ",".join(node.node_id for node in targets)
         if restored or record.info.get(TIER_KEY) == COLD:
             info["status_details"] = restored_details(restored) if restored else f"pinned on {len(targets)} nodes"
@@ -386,3 +422,9 @@ class Drainer:
                 "re-replication abandoned; the drain's next pass asks again",
                 extra={"node_id": message.node_id, "request_id": message.request_id, "cid": message.cid},
             )
+
+
+def _restorable(record: Pin) -> bool:
+    """A request a restore message works on: pinned, or pinning with its pin
+    message's restore handed off here."""
+    return record.status == "pinned" or (record.status == "pinning" and HANDED_OFF in record.info)

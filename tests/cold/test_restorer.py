@@ -19,12 +19,15 @@ from chalicelib.cold.archive_repository import ArchivedCar, ArchiveHolder, Archi
 from chalicelib.cold.car import CarReader, encode_header, encode_section, write_car
 from chalicelib.cold.cids import Cid
 from chalicelib.cold.restorer import (
+    HAND_OFF_FRESH_MS,
+    HANDED_OFF,
     LONGEST_TURN_SECONDS,
     MAX_DELAY_SECONDS,
+    LongRestore,
     Restorer,
     RestoreRefused,
-    RestoreWait,
     copy_or_restore,
+    hand_off,
     verified_car,
 )
 from chalicelib.config import Settings
@@ -273,11 +276,31 @@ def test_a_car_larger_than_the_turn_left_waits_for_a_new_turn_and_one_no_turn_fi
     restorer = Restorer(settings, cold.archives, ArchiveObjects(cold.s3, BUCKET), lambda node: KuboClient(node.rpc_url))  # type: ignore[arg-type]
     car = ArchivedCar("k.car", "k.idx", 20 * 1024 * 1024, "", "", "", 0, 0)
     # 20 MiB at 1 MiB/s: 10 s left is too little; a new turn comes back after the continue delay
-    with pytest.raises(RestoreWait) as wait:
+    with pytest.raises(LongRestore) as wait:
         restorer.check_time(car, time.monotonic() + 10)
     assert wait.value.delay_seconds == 7 and "continuing in a new turn" in wait.value.details
+    # (a long turn imports it in 20 s)
+    assert (wait.value.car_bytes, wait.value.import_seconds) == (20 * 1024 * 1024, 20)
     restorer.check_time(car, time.monotonic() + 30)
-    # and a CAR no 15-minute turn can import is refused
+    # and a CAR no 15-minute turn (less the 15 s margin) can import is refused, saying why
     huge = replace(car, car_bytes=(LONGEST_TURN_SECONDS + 1) * 1024 * 1024)
-    with pytest.raises(RestoreRefused, match="than a worker turn can last"):
+    with pytest.raises(RestoreRefused, match=r"too large to restore in one turn: .* the longest worker turn \(885 s\)"):
         restorer.check_time(huge, time.monotonic() + 10_000)
+
+
+def test_a_hand_off_is_sent_once_while_in_flight_and_again_once_its_note_is_stale() -> None:
+    wait = LongRestore("too long for this turn", 30, 2 * 1024**3, 2048)
+    # Given a request with no hand-off: one is sent, noted with its time, looked at again after 15 minutes at most
+    first = hand_off({"replicas": "node-1"}, wait, 1_000)
+    assert first.send and first.delay_seconds == MAX_DELAY_SECONDS
+    assert first.info == {
+        "replicas": "node-1",
+        "status_details": "restoring 2.0 GiB from the cold archive in a long turn",
+        HANDED_OFF: "1000",
+    }
+    # When it is asked again while that one is in flight: the note is kept, nothing is sent
+    again = hand_off(first.info, wait, 1_000 + HAND_OFF_FRESH_MS - 1)
+    assert not again.send and again.info == first.info
+    # When the note is stale (its message lost for good): another is sent
+    stale = hand_off(first.info, wait, 1_000 + HAND_OFF_FRESH_MS)
+    assert stale.send and stale.info[HANDED_OFF] == str(1_000 + HAND_OFF_FRESH_MS)

@@ -11,10 +11,12 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.cold.car import write_car
-from chalicelib.queue.messages import RestoreRequested, encode
+from chalicelib.cold.restorer import HANDED_OFF
+from chalicelib.queue.messages import Rereplicate, RestoreRequested, encode
+from chalicelib.worker.outcomes import Done, Later
 from tests.cold.dags import unixfs_file
 from tests.cold.s3 import s3_client
-from tests.worker.conftest import current, holding, info_of, pin_request, placed
+from tests.worker.conftest import current, holders, holding, info_of, pin_request, placed
 
 BUCKET = "pinning-test-archives"
 
@@ -31,6 +33,19 @@ def cold(fleet, worker_clock):
     fleet.s3.create_bucket(Bucket=BUCKET)
     worker_clock.advance(120)
     return fleet
+
+
+# A pin worker's turn, and the archive function's (15 minutes less the margin).
+SHORT_TURN, LONG_TURN = 20, 885
+LONG_TURN_NOTE = "from the cold archive in a long turn"
+
+
+def slow_restores(cold, car: bytes) -> None:
+    """Restores as slow as a 2 GiB CAR's at 32 MiB/s: `car` imports in 64 s,
+    more than a short turn has, well within a long one."""
+    cold.settings = replace(cold.settings, restore_bytes_per_second=len(car) // 64)
+    for built in ("worker", "restorer", "reconciler"):
+        cold.__dict__.pop(built, None)
 
 
 def archived_and_lost(cold, kubos, queue, car: bytes | None = None):
@@ -170,3 +185,64 @@ def test_a_cold_request_restored_is_hot_again_in_its_info(cold, kubos, queue):
     info = info_of(current(cold, record))
     assert "tier" not in info
     assert info["status_details"] == f"restored from the cold archive to {', '.join(replicas)}"
+
+
+def test_a_drain_hands_a_restore_too_long_for_its_turn_to_a_long_turn(cold, kubos, queue):
+    # Given an archived request whose CID both replicas lost, its CAR 2 GiB's worth at the restore speed
+    record, cid, car, (gone, _survivor) = archived_and_lost(cold, kubos, queue)
+    slow_restores(cold, car)
+    assert cold.removal.remove(gone)
+    message = Rereplicate(record.tenant_id, record.request_id, record.created_ms, cid, gone)
+    # When its re-replication runs in a pin worker's turn
+    outcome = cold.worker.handle(message, "t1", time.monotonic() + SHORT_TURN)
+    # Then the restore is handed off: one restore message, the re-replication back once a long turn could be over
+    import_seconds = -(-len(car) // cold.settings.restore_bytes_per_second)  # 64 s, rounded up
+    assert isinstance(outcome, Later) and outcome.delay_seconds == import_seconds and outcome.next is None
+    (restore,) = outcome.spawned
+    assert (restore.kind, restore.request_id, restore.cid) == ("restore", record.request_id, cid)
+    info = info_of(current(cold, record))
+    assert info["status_details"].startswith("restoring ") and info["status_details"].endswith(LONG_TURN_NOTE)
+    assert not any(kubo.calls_to("dag/import") for kubo in kubos.values())
+    # And the removed node's hold stays; the drain's next pass sends no second restore while one is in flight
+    assert holders(gone, cid) == 1
+    again = cold.worker.handle(message, "t2", time.monotonic() + SHORT_TURN)
+    assert isinstance(again, Later) and again.spawned == ()
+    # When the restore message runs in the archive function's long turn
+    assert cold.worker.handle(restore, "t3", time.monotonic() + LONG_TURN) == Done()
+    # Then its placement nodes hold the very CAR, the request names them, the hand-off is over
+    targets = placed(cold, cid)
+    assert holding(kubos, cid) == sorted(targets) and all(kubos[node_id].car_of(cid) == car for node_id in targets)
+    info = info_of(current(cold, record))
+    assert info["status_details"] == f"restored from the cold archive to {', '.join(targets)}"
+    assert HANDED_OFF not in info
+    # And the re-replication's next delivery records the replicas and only then lets the removed node's hold go
+    assert cold.worker.handle(message, "t4", time.monotonic() + SHORT_TURN) == Done()
+    stored = current(cold, record)
+    assert stored.status == "pinned" and info_of(stored)["replicas"].split(",") == targets
+    assert gone not in stored.node_ids and holders(gone, cid) == 0
+
+
+def test_the_reconciler_hands_a_restore_too_long_for_its_run_to_a_long_turn_once(cold, kubos, queue):
+    # Given an archived request whose CID both replicas lost, its CAR 2 GiB's worth at the restore speed
+    record, cid, car, replicas = archived_and_lost(cold, kubos, queue)
+    slow_restores(cold, car)
+    sent: list[RestoreRequested] = []
+    cold.reconciler.hand_off = sent.append
+    # When the reconciler runs (both nodes' runs at once find it missing)
+    report = cold.reconciler.run(time.monotonic() + SHORT_TURN)
+    # Then one restore message is handed off for the request, the repairs stay, nothing is imported
+    assert (report.missing_found, report.repaired) == (2, 0)
+    assert [(message.request_id, message.cid) for message in sent] == [(record.request_id, cid)]
+    assert info_of(current(cold, record))["status_details"].endswith(LONG_TURN_NOTE)
+    assert not any(kubo.calls_to("dag/import") for kubo in kubos.values())
+    # And a run while it is in flight sends no other
+    cold.reconciler.run(time.monotonic() + SHORT_TURN)
+    assert len(sent) == 1
+    # When the restore message runs in a long turn
+    assert cold.worker.handle(sent[0], "t1", time.monotonic() + LONG_TURN) == Done()
+    # Then both replicas have it back, and the next run finds nothing missing
+    assert holding(kubos, cid) == replicas
+    assert cold.reconciler.run(time.monotonic() + SHORT_TURN).missing_found == 0
+    assert (
+        info_of(current(cold, record))["status_details"] == f"restored from the cold archive to {', '.join(replicas)}"
+    )
