@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from chalicelib.cold.restorer import Replicated, copy_or_restore, restored_details
+from chalicelib.cold.restorer import HANDED_OFF, LongRestore, Replicated, copy_or_restore, restored_details
 from chalicelib.cold.tiers import COLD_OFF
 from chalicelib.config import Settings
 from chalicelib.fleet.hold_repository import Hold
@@ -262,7 +262,10 @@ class PinWorker:
         """The pin moved to `pinning` on `targets` (and the nodes it was on
         before, which an unpin must release too)."""
         node_ids = sorted({*pin.node_ids, *(node.node_id for node in targets)})
-        pinning = self._store.update(pin, status="pinning", info={"status_details": "fetching"}, node_ids=node_ids)
+        # A restore handed off to a long turn stays noted: in flight, not sent again.
+        handed_off = {HANDED_OFF: pin.info[HANDED_OFF]} if HANDED_OFF in pin.info else {}
+        info = {"status_details": "fetching", **handed_off}
+        pinning = self._store.update(pin, status="pinning", info=info, node_ids=node_ids)
         if pin.status != "pinning":
             logger.info("pinning", extra={"request_id": message.request_id, "cid": message.cid, "nodes": node_ids})
         return pinning
@@ -298,6 +301,10 @@ class PinWorker:
             deadline,
             lambda node, sources: self._pin_on(node, message, sources, deadline, progress),
         )
+        if isinstance(done.wait, LongRestore) and not self._past_deadline(progress.pin):
+            # Too long for this turn: a restore message imports it on these targets in a long
+            # one; this message's next turn finds them holding it and records the pin.
+            return self._drainer.hand_off(progress.pin, done.wait)
         if done.wait is not None:
             waiting = self._wait(progress.pin, message, token, done.wait.details)
             return replace(waiting, delay_seconds=done.wait.delay_seconds) if isinstance(waiting, Later) else waiting

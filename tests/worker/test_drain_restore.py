@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.cold.car import write_car
 from chalicelib.cold.restorer import HANDED_OFF
-from chalicelib.queue.messages import Rereplicate, RestoreRequested, encode
+from chalicelib.queue.messages import Rereplicate, RestoreRequested, decode, encode
 from chalicelib.worker.outcomes import Done, Later
 from tests.cold.dags import unixfs_file
 from tests.cold.s3 import s3_client
@@ -246,3 +246,34 @@ def test_the_reconciler_hands_a_restore_too_long_for_its_run_to_a_long_turn_once
     assert (
         info_of(current(cold, record))["status_details"] == f"restored from the cold archive to {', '.join(replicas)}"
     )
+
+
+def test_a_pin_whose_restore_is_too_long_for_its_turn_hands_it_off_and_is_pinned_after(cold, kubos, queue):
+    # Given a CID archived for one request and then lost by every node, its CAR 2 GiB's worth at the restore speed
+    _, cid, car, _ = archived_and_lost(cold, kubos, queue)
+    slow_restores(cold, car)
+    # And a new request for it, its pin message read from the queue
+    record = cold.pins.create("bob", pin_request(cid))
+    (queued,) = queue.receive()
+    message = decode(queued.body)
+    # When the pin message runs in a pin worker's turn
+    outcome = cold.worker.handle(message, "t1", time.monotonic() + SHORT_TURN)
+    # Then the restore is handed off: one restore message, the pin's next turn after the import time, nothing imported
+    assert isinstance(outcome, Later) and outcome.next == replace(message, turn=1)
+    (restore,) = outcome.spawned
+    assert (restore.kind, restore.request_id) == ("restore", record.request_id)
+    stored = current(cold, record)
+    assert stored.status == "pinning" and info_of(stored)["status_details"].endswith(LONG_TURN_NOTE)
+    assert not any(kubo.calls_to("dag/import") for kubo in kubos.values())
+    # And its next turn, before the restore ran, sends no other
+    again = cold.worker.handle(outcome.next, "t2", time.monotonic() + SHORT_TURN)
+    assert isinstance(again, Later) and again.spawned == ()
+    # When the restore message runs in a long turn, then the pin's next turn
+    assert cold.worker.handle(restore, "t3", time.monotonic() + LONG_TURN) == Done()
+    assert current(cold, record).status == "pinning"  # the pin message records it
+    assert isinstance(cold.worker.handle(again.next, "t4", time.monotonic() + SHORT_TURN), Done)
+    # Then the request is pinned on its placement nodes, which hold the very CAR
+    stored = current(cold, record)
+    assert stored.status == "pinned" and info_of(stored)["replicas"].split(",") == placed(cold, cid)
+    assert all(kubos[node_id].car_of(cid) == car for node_id in placed(cold, cid))
+    assert HANDED_OFF not in info_of(stored)
