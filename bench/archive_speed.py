@@ -135,7 +135,6 @@ def one_run(services: Any, tenant_id: str, rpc_url: str, size: int, run: int, re
 
 
 def measure(sizes_mib: Sequence[int], runs: int = RUNS) -> list[SizeResult]:
-    import botocore.session
 
     from bench.worker_cost import Backends, worker_stack
     from devstack.kubo.fleet import running_fleet
@@ -148,15 +147,9 @@ def measure(sizes_mib: Sequence[int], runs: int = RUNS) -> list[SizeResult]:
         running_fleet(1, Path(base), prefix="archive", auth_token=TOKEN) as (node,),
     ):
         stack = worker_stack(backends, "bench-archive", archive_bucket=BUCKET, kubo_rpc_secret=TOKEN)
-        # The archiver's S3 client, of a botocore session of its own: a process
-        # that also made boto3 sessions on the shared one (the test suite) could
-        # not build a second S3 client there (tests/cold/s3.py).
-        s3: Any = botocore.session.Session().create_client(
-            "s3", region_name=stack.settings.region, endpoint_url=backends.endpoint_url
-        )
+        s3: Any = stack.services.s3
         s3.create_bucket(Bucket=BUCKET)
         services, tenant_id = stack.services, stack.tenant_id
-        services.__dict__["s3"] = s3
         services.registry.register("node-0", node.rpc_url, node.peer_id, [node.multiaddr])
         for run in range(runs):  # sizes interleaved, so a change in the machine's load touches each alike
             for result in results:

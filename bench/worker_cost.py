@@ -252,6 +252,13 @@ def worker_stack(backends: Backends, prefix: str, **changes: Any) -> WorkerStack
     )
     create_tables(settings)
     services = build_services(settings)
+    if settings.archive_bucket:
+        # An S3 client of a botocore session of its own: a process that also
+        # made boto3 sessions on the shared one (the test suite) could not
+        # build a second S3 client there (tests/cold/s3.py).
+        services.__dict__["s3"] = botocore.session.Session().create_client(
+            "s3", region_name=REGION, endpoint_url=endpoint
+        )
     for i, url in enumerate(backends.kubo_urls):
         services.registry.register(f"node-{i}", url, PEERS[i], [f"/ip4/127.0.0.1/tcp/{4001 + i}"])
     tenant_id = services.admin.create_tenant(prefix).tenant_id
