@@ -18,7 +18,6 @@ from chalicelib.cold.commp import commp
 from chalicelib.pins.cids import parse_cid
 from chalicelib.wiring import Services
 from devstack.kubo.fleet import RunningNode, running_fleet
-from tests.cold.s3 import s3_client
 from tests.support.api import ApiClient
 from tests.support.embedded_kubo import TOKEN, add_bytes, needs_libkubo, serving_fleet
 from tests.worker.conftest import Queue
@@ -37,11 +36,7 @@ def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
 
 @pytest.fixture
 def fleet(settings, nodes) -> Iterator[Services]:
-    def with_bucket(services: Services) -> None:
-        services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
-        services.s3.create_bucket(Bucket=BUCKET)
-
-    with serving_fleet(settings, nodes[:2], with_bucket, archive_bucket=BUCKET) as services:
+    with serving_fleet(settings, nodes[:2], archive_bucket=BUCKET) as services:
         yield services
 
 

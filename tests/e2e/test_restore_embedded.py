@@ -20,7 +20,6 @@ from chalicelib.wiring import Services
 from devstack.kubo.blockstore import Blockstore
 from devstack.kubo.fleet import RunningNode, running_fleet
 from devstack.stack import scheduled_event
-from tests.cold.s3 import s3_client
 from tests.support.api import ApiClient
 from tests.support.embedded_kubo import AUTH, TOKEN, add_bytes, is_pinned, needs_libkubo, rpc, serving_fleet
 from tests.worker.conftest import Queue
@@ -39,11 +38,7 @@ def nodes(tmp_path_factory) -> Iterator[list[RunningNode]]:
 
 @pytest.fixture
 def fleet(settings, nodes) -> Iterator[Services]:
-    def with_bucket(services: Services) -> None:
-        services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
-        services.s3.create_bucket(Bucket=BUCKET)
-
-    with serving_fleet(settings, nodes[:3], with_bucket, archive_bucket=BUCKET) as services:
+    with serving_fleet(settings, nodes[:3], archive_bucket=BUCKET) as services:
         yield services
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,7 @@ import requests
 from chalicelib.config import Settings
 from chalicelib.wiring import Services, build_services
 from devstack.kubo.fleet import RunningNode
+from tests.cold.s3 import s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dev-kubo-token"
@@ -82,13 +83,12 @@ def is_pinned(node: RunningNode, cid: str) -> bool:
 def serving_fleet(
     settings: Settings,
     nodes: Sequence[RunningNode],
-    prepare: Callable[[Services], None] | None = None,
     **overrides: Any,
 ) -> Iterator[Services]:
     """The service, as the app's container, wired to embedded fleet nodes on
     loopback: two replicas, a short stall, no continuation delay, loopback
-    origins allowed (the user's node is on loopback here). `prepare` runs
-    before the nodes are registered and the services installed."""
+    origins allowed (the user's node is on loopback here). With an
+    `archive_bucket`, the bucket is made in moto's S3."""
     import app as app_module
 
     tuned = replace(
@@ -101,8 +101,9 @@ def serving_fleet(
         **overrides,
     )
     services = build_services(tuned)
-    if prepare is not None:
-        prepare(services)
+    if tuned.archive_bucket:
+        services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
+        services.s3.create_bucket(Bucket=tuned.archive_bucket)
     for node in nodes:
         services.registry.register(node.name, node.rpc_url, node.peer_id, [node.multiaddr])
     app_module.services.install(services)
