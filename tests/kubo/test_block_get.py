@@ -3,26 +3,12 @@ wire format: verified against its CID, refused when it is not the block."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from chalicelib.cold.car import CarReader, write_car
 from chalicelib.cold.cids import BlockMismatch
-from chalicelib.kubo.client import KuboClient
 from chalicelib.kubo.errors import KuboServerError
-from tests.support.fake_kubo import FakeKubo, sample_car
-
-
-@pytest.fixture
-def kubo() -> Iterator[FakeKubo]:
-    with FakeKubo() as node:
-        yield node
-
-
-@pytest.fixture
-def client(kubo: FakeKubo) -> KuboClient:
-    return KuboClient(kubo.url, timeout=2.0)
+from tests.support.fake_kubo import sample_car
 
 
 def test_a_block_the_node_holds_comes_back_verified(kubo, client):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -26,17 +26,6 @@ from tests.support.fake_kubo import BLOCK_BYTES, FakeKubo
 STALL = 0.3
 # Time for the client to notice a limit and the fake to see the hang-up.
 SLACK = 0.4
-
-
-@pytest.fixture
-def kubo() -> Iterator[FakeKubo]:
-    with FakeKubo() as node:
-        yield node
-
-
-@pytest.fixture
-def client(kubo: FakeKubo) -> KuboClient:
-    return KuboClient(kubo.url, timeout=2.0)
 
 
 def timed(action: Callable[[], object]) -> tuple[BaseException, float]:

@@ -12,18 +12,7 @@ import pytest
 from chalicelib.cold.car import CarReader, encode_header, encode_section
 from chalicelib.kubo.client import BadExport, KuboClient
 from chalicelib.kubo.errors import KuboServerError, KuboUnavailable
-from tests.support.fake_kubo import FakeKubo, sample_car
-
-
-@pytest.fixture
-def kubo() -> Iterator[FakeKubo]:
-    with FakeKubo() as node:
-        yield node
-
-
-@pytest.fixture
-def client(kubo: FakeKubo) -> KuboClient:
-    return KuboClient(kubo.url, timeout=2.0)
+from tests.support.fake_kubo import sample_car
 
 
 def export_all(client: KuboClient, cid: str, seconds: float = 10.0) -> list[bytes]:
