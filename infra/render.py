@@ -108,8 +108,9 @@ class Access:
     # Models whose every index the function queries, or (model, index name) for one of them.
     indexes: tuple[type[Model] | tuple[type[Model], str], ...] = ()
     sends_pins: bool = False
-    # Sends archive messages (ARCHIVE_QUEUE_URL): the pin worker once a request
-    # is pinned, the archive worker its continuations.
+    # Sends the long work, archive and restore messages (ARCHIVE_QUEUE_URL):
+    # the pin worker once a request is pinned (and a restore too long for its
+    # turn, or one the API sent to the pin queue), the archive worker its continuations.
     sends_archives: bool = False
     consumes: tuple[str, ...] = ()
     calls_kubo: bool = False
@@ -178,9 +179,12 @@ FUNCTIONS: Mapping[str, Access] = {
     ),
     "ArchiveWorker": Access(
         tables={
-            # The request's `info` (the cold keys), read and written back (a transaction).
+            # The request's `info` (the cold keys; a restore's replicas and note), read and written back (a transaction).
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-            NodeRecord: QUERY,  # the healthy nodes of the request, to export from
+            # The healthy nodes of the request, to export from; a restore's placement nodes.
+            NodeRecord: QUERY,
+            # A restore message's holds on its placement nodes (the holder item and the count, a transaction).
+            NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
             # The request's hold (or, its request gone, its release), the lease, the figures or the failure.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             # The tenant's storage tier: when does a cold-only hold cool?
@@ -191,8 +195,16 @@ FUNCTIONS: Mapping[str, Access] = {
         calls_kubo=True,
         # A multipart upload (its create, parts and completion are PutObject's;
         # its tag, for the lifecycle rules, PutObjectTagging's), the index's
-        # PutObject, and the abort of a cut one.
-        archive_objects=("s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"),
+        # PutObject, and the abort of a cut one. Restore messages (the long
+        # turns) stream a CAR into the nodes: GetObject (and the HeadObject of
+        # one in Deep Archive), and its thaw.
+        archive_objects=(
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+            "s3:AbortMultipartUpload",
+            "s3:GetObject",
+            "s3:RestoreObject",
+        ),
     ),
     "ArchiveDeadLetters": Access(
         tables={
