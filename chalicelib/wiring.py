@@ -243,6 +243,7 @@ class Services:
     def reconciler(self) -> FleetReconciler:
         """Compares the fleet's pins with the holds: a schedule's. Its repairs take the worker's pin path."""
         from chalicelib.fleet.reconciler import FleetReconciler
+        from chalicelib.queue.messages import encode
         from chalicelib.storage.reconcile_repository import DynamoReconcileRepository
 
         return FleetReconciler(
@@ -257,6 +258,8 @@ class Services:
             pins_per_run=self.settings.reconcile_pins_per_run,
             release_archive=None if self.archiver is None else self.archiver.release,
             restorer=self.restorer,
+            # A restore longer than a run goes to the archive function's long turns.
+            hand_off=lambda message: self.publisher.send(encode(message)),
         )
 
 

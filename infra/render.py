@@ -277,8 +277,10 @@ FUNCTIONS: Mapping[str, Access] = {
         },
         indexes=(NodePin,),
         calls_kubo=True,
-        # A pin missing on every node restored from its archive, as the PinWorker does.
+        # A pin missing on every node restored from its archive, as the PinWorker does;
+        # one too long for a run handed to the archive function (a restore message).
         archive_objects=("s3:GetObject", "s3:RestoreObject"),
+        sends_archives=True,
     ),
     FOLD_FUNCTION: Access(
         # The folds; and the writing tenants' recent pins counted, their shard plans raised.

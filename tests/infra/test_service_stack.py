@@ -301,9 +301,9 @@ def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_wri
     assert queue["QueueName"] == f"pinning-{stage}-archives" and dead["QueueName"] == f"pinning-{stage}-archives-dlq"
     assert queue["VisibilityTimeout"] == 6 * 900
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["ArchiveDeadLetterQueue", "Arn"]}
-    # and the pin worker and the archive function send archive messages there, the others not
+    # and the pin worker, the archive function and the reconciler send archive work there, the others not
     senders = {name for name, access in FUNCTIONS.items() if access.sends_archives}
-    assert senders == {"PinWorker", "ArchiveWorker"}
+    assert senders == {"PinWorker", "ArchiveWorker", "ReconcileFleet"}  # the reconciler: long restores
     for name in FUNCTIONS:
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert (variables.get("ARCHIVE_QUEUE_URL") == {"Ref": "ArchiveQueue"}) is (name in senders)
@@ -312,6 +312,9 @@ def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_wri
         "s3:PutObject",
         "s3:PutObjectTagging",
         "s3:AbortMultipartUpload",
+        # restores too long for the other functions' turns
+        "s3:GetObject",
+        "s3:RestoreObject",
     }
     assert _grants(resources["PinWorkerRole"], "s3") == {"s3:GetObject", "s3:RestoreObject"}
     assert _grants(resources["ArchiveDeadLettersRole"], "s3") == set()
