@@ -48,7 +48,7 @@ def test_the_groups_with_the_fewest_messages_in_flight_go_first_then_the_oldest(
     in_flight = {"alice": 3}
 
     # when: a fair queue orders them
-    order = fair_order(waiting, Counter(in_flight))
+    order = list(fair_order(waiting, Counter(in_flight)))
 
     # then: bob's two come first (0 and 1 in flight as they are handed out), then alice's by age
     assert [m.group_id for m in order] == ["bob", "bob", "alice", "alice", "alice"]
@@ -60,7 +60,7 @@ def test_one_receive_interleaves_groups_and_a_message_without_a_group_is_a_tenan
     waiting = [message("alice"), message("alice"), message("alice"), message("bob"), message("bob"), message(None)]
 
     # when / then: one message of each group in turn, the groupless one with the first
-    order = fair_order(waiting, Counter())
+    order = list(fair_order(waiting, Counter()))
     assert [m.group_id for m in order] == ["alice", "bob", None, "alice", "bob", "alice"]
 
 
@@ -131,7 +131,7 @@ def test_the_order_is_by_rank_in_its_group_then_by_age(groups: list[str | None],
     in_flight = Counter(dict(zip(["alice", "bob", "carol"], flying, strict=True)))
 
     # when: a fair queue orders them
-    order = fair_order(waiting, in_flight)
+    order = list(fair_order(waiting, in_flight))
 
     # then: as sorted by (in flight + the group's messages ahead, age), a groupless message ranking 0
     rank: list[int] = []
@@ -201,3 +201,51 @@ def test_a_message_is_kept_for_the_queues_retention_period_as_moto_keeps_it(
 
     # then: it keeps the same ones (the old one no more)
     assert [backend.is_message_valid_based_on_retention_period("kept", m) for m in stored] == by_moto == [False, True]
+
+
+def delete_script(sqs: Any, queue_url: str) -> list[str]:
+    """What deletes by current, earlier, repeated and unknown receipt handles do."""
+    sqs.send_message(QueueUrl=queue_url, MessageBody="a", MessageGroupId="alice")
+    sqs.send_message(QueueUrl=queue_url, MessageBody="b", MessageGroupId="bob")
+    first = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=2, VisibilityTimeout=0)["Messages"]
+    again = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=2, VisibilityTimeout=600)["Messages"]
+    outcomes = []
+    for handle in (first[0]["ReceiptHandle"], again[1]["ReceiptHandle"], again[1]["ReceiptHandle"], "no-such-handle"):
+        try:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+            outcomes.append("deleted")
+        except sqs.exceptions.ReceiptHandleIsInvalid:
+            outcomes.append("invalid")
+    outcomes.append(str(queue_counts(sqs, queue_url)))
+    return outcomes
+
+
+def test_the_emulation_deletes_messages_as_moto_does(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: what moto as it is does with deletes by a message's earlier handle, its current one
+    # (twice) and a handle no message had
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    by_moto = delete_script(sqs, sqs.create_queue(QueueName="deleted-by-moto")["QueueUrl"])
+
+    # when: the same with the emulation installed
+    restore_after_test(monkeypatch)
+    moto_fair_queues.install()
+    emulated = delete_script(sqs, sqs.create_queue(QueueName="deleted-emulated")["QueueUrl"])
+
+    # then: the same outcomes, and both messages are gone
+    assert emulated == by_moto
+    assert by_moto[:4] == ["deleted", "deleted", "deleted", "invalid"]
+    assert "'ApproximateNumberOfMessagesNotVisible': '0'" in by_moto[4] and "Messages': '0'" in by_moto[4]
+
+
+def test_a_long_poll_returns_a_visible_message_and_waits_out_a_delayed_one(fair_sqs: tuple[Any, str]) -> None:
+    sqs, queue_url = fair_sqs
+    # given: a queue whose only message is delayed 10 minutes
+    sqs.send_message(QueueUrl=queue_url, MessageBody="later", MessageGroupId="alice", DelaySeconds=600)
+
+    # when / then: a long poll of 1 s receives nothing
+    assert sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []) == []
+
+    # and: once a message is visible, a long poll receives it
+    sqs.send_message(QueueUrl=queue_url, MessageBody="now", MessageGroupId="alice")
+    got = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in got] == ["now"]
