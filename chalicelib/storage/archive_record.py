@@ -11,13 +11,18 @@ partition's 1,000 writes a second.
 
 A cold-only tenant's holder item carries `cools_at_ms` and `cooling`, which
 key a second sparse index: the holders whose request's hot copies are due
-to be released, by time (chalicelib.cold.tiering). One partition again: a
-holder enters it when held, at most once a day when its request is
-retrieved, and leaves it when cooled, so a day's cold-only pins and
-retrievals would have to pass ~86 million to fill a partition's writes.
+to be released, by time (chalicelib.cold.tiering). A holder enters it when
+held (as its request is pinned), at most once a day when retrieved, and
+leaves it when cooled. Its sort key only grows, so a partition cannot split
+its writes: one partition would cap cold-only pins at ~1,000 a second for
+the whole service (and throttle the table's writes behind it). The key is
+therefore one of COOLING_SHARDS partitions, by CID: 16,000 a second, above
+the service's outbox ceiling; the sweep reads each (16 small Queries a run).
 """
 
 from __future__ import annotations
+
+import zlib
 
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
@@ -29,8 +34,16 @@ STATE = "state"
 HOLDER = "holder#"
 # The one partition of the orphans index.
 ORPHANS = "orphaned"
-# The one partition of the cooling index.
-COOLING = "cooling"
+# The partitions of the cooling index (`cooling#<n>`).
+COOLING_SHARDS = 16
+
+
+def cooling_partition(cid: str) -> str:
+    return f"cooling#{zlib.crc32(cid.encode()) % COOLING_SHARDS}"
+
+
+def cooling_partitions() -> list[str]:
+    return [f"cooling#{shard}" for shard in range(COOLING_SHARDS)]
 
 
 def holder_entry(tenant_id: str, request_id: str) -> str:

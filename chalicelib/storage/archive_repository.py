@@ -25,7 +25,15 @@ from chalicelib.cold.archive_repository import (
     Left,
     Orphan,
 )
-from chalicelib.storage.archive_record import COOLING, ORPHANS, STATE, ArchiveRecord, holder_entry, holder_of
+from chalicelib.storage.archive_record import (
+    ORPHANS,
+    STATE,
+    ArchiveRecord,
+    cooling_partition,
+    cooling_partitions,
+    holder_entry,
+    holder_of,
+)
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
@@ -43,7 +51,7 @@ class DynamoArchiveRepository:
     def hold(self, holder: ArchiveHolder, cools_at_ms: int | None = None) -> Held:
         item = R(holder.cid, holder_entry(holder.tenant_id, holder.request_id))
         if cools_at_ms is not None:
-            item.cools_at_ms, item.cooling = cools_at_ms, COOLING
+            item.cools_at_ms, item.cooling = cools_at_ms, cooling_partition(holder.cid)
         try:
             with self._dynamo.transaction() as tx:
                 tx.save(item, condition=R.entry.does_not_exist())
@@ -89,8 +97,13 @@ class DynamoArchiveRepository:
 
     @busy_as_storage_busy()
     def due_to_cool(self, before_ms: int, limit: int) -> list[ArchiveHold]:
-        page = R.by_cooling.query(COOLING, R.cools_at_ms < before_ms, limit=limit, page_size=limit)
-        return [ArchiveHold(_holder(item), item.cools_at_ms) for item in page]
+        # Each partition's soonest, then the soonest of all: `limit` small pages.
+        due = [
+            ArchiveHold(_holder(item), item.cools_at_ms)
+            for partition in cooling_partitions()
+            for item in R.by_cooling.query(partition, R.cools_at_ms < before_ms, limit=limit, page_size=limit)
+        ]
+        return sorted(due, key=lambda hold: hold.cools_at_ms or 0)[:limit]
 
     @busy_as_storage_busy()
     def set_cooling(self, holder: ArchiveHolder, expected_ms: int | None, cools_at_ms: int | None) -> bool:
@@ -98,7 +111,7 @@ class DynamoArchiveRepository:
         actions: list[Action] = (
             [R.cools_at_ms.remove(), R.cooling.remove()]
             if cools_at_ms is None
-            else [R.cools_at_ms.set(cools_at_ms), R.cooling.set(COOLING)]
+            else [R.cools_at_ms.set(cools_at_ms), R.cooling.set(cooling_partition(holder.cid))]
         )
         due = R.cools_at_ms.does_not_exist() if expected_ms is None else R.cools_at_ms == expected_ms
         return _update(item, actions, R.entry.exists() & due)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from chalicelib.cold.archive_repository import (
@@ -197,3 +199,16 @@ def test_holds_due_to_cool_come_soonest_first_a_page_at_a_time(archives):
     archives.hold(ALICE, cools_at_ms=NOW + 1)
     assert archives.due_to_cool(NOW + 10, 1) == [ArchiveHold(ALICE, NOW + 1)]
     assert [hold.cools_at_ms for hold in archives.due_to_cool(NOW + 10, 5)] == [NOW + 1, NOW + 2]
+
+
+def test_holds_of_many_cids_come_soonest_first_whichever_partition_keeps_them(archives):
+    # Given 40 CIDs' holds due in an order unrelated to their CIDs (the
+    # DynamoDB index spreads them over its partitions by CID)
+    times = random.Random(3).sample(range(1, 1000), 40)
+    holds = {ArchiveHolder(f"bafy-many-{i}", "alice", f"r{i}"): NOW + t for i, t in enumerate(times)}
+    for holder, due in holds.items():
+        archives.hold(holder, cools_at_ms=due)
+    # When the 7 soonest are asked for
+    # Then they are the 7 soonest of all, in order
+    soonest = sorted(holds.items(), key=lambda item: item[1])[:7]
+    assert archives.due_to_cool(NOW + 1000, 7) == [ArchiveHold(holder, due) for holder, due in soonest]
