@@ -29,8 +29,11 @@ it receives (to read the retention period), so a receive from a queue of
 emulated SQS took most of the stack process's CPU, and every request of
 every tenant (the API's too: one process) waited for it
 (docs/benchmarks-history.md section 10). Here the clock is read once per
-pass, in one pass per list, and the retention period is read as it is
-stored. AWS's receive and send do not slow down with a queue's depth.
+pass, a receive orders only the messages it takes (the groups merged from a
+heap), a long poll checks for any visible message, a delete finds its
+message in one pass, and the retention period is read as it is stored. A
+receive or send still costs a pass over the queue (2.5 ms and 0.9 ms at
+10,000 messages); AWS's do not slow down with a queue's depth.
 """
 
 from __future__ import annotations
