@@ -392,6 +392,28 @@ def an_archive_fails_and_dead_letters(
     assert DynamoArchiveRepository(build_services(settings).dynamo).state(cid).state == "failed"
 
 
+def pinned_and_archived(
+    client: Any, recorder: Recorder, api: Any, kubos: dict[str, FakeKubo], data: bytes
+) -> tuple[str, str]:
+    """`data` held by every node, pinned by a request through the API, the pin
+    worker and the archive function (their turns have no margin): its CID and
+    the request's id. `recorder.settings` is left with no margin."""
+    settings = recorder.settings
+    root, blocks = unixfs_file(data)
+    cid = str(root)
+    for kubo in kubos.values():
+        kubo.add_car(cid, b"".join(write_car([root], blocks)))
+    with recorder.running("APIHandler"):
+        request_id = api.pin(cid)["requestid"]
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("PinWorker"):
+        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
+    (archive,) = [m for m in take(settings.archive_queue_url) if cid in m.body]
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    return cid, str(request_id)
+
+
 def a_cold_only_tenant_cools_retrieves_and_pins_again(
     client: Any, recorder: Recorder, kubos: dict[str, FakeKubo]
 ) -> None:
@@ -406,18 +428,7 @@ def a_cold_only_tenant_cools_retrieves_and_pins_again(
     tenant = services.admin.create_tenant("carol")
     services.admin.set_tier(tenant.tenant_id, "cold-only", 1)
     api = ApiClient(client, services.admin.issue_token(tenant.tenant_id, "laptop").secret)
-    root, blocks = unixfs_file(b"iam-cold" * 1000)
-    cid = str(root)
-    for kubo in kubos.values():
-        kubo.add_car(cid, b"".join(write_car([root], blocks)))
-    with recorder.running("APIHandler"):
-        request_id = api.pin(cid)["requestid"]
-    recorder.settings = replace(settings, invocation_margin_seconds=0)
-    with recorder.running("PinWorker"):
-        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
-    (archive,) = take(settings.archive_queue_url)
-    with recorder.running("ArchiveWorker"):
-        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    cid, request_id = pinned_and_archived(client, recorder, api, kubos, b"iam-cold" * 1000)
     archives = DynamoArchiveRepository(services.dynamo)
     holder = ArchiveHolder(cid, tenant.tenant_id, request_id)
     assert archives.set_cooling(holder, archives.hold_of(holder).cools_at_ms, 1)
@@ -449,18 +460,7 @@ def an_archived_pin_is_retrieved_every_way(
     by a ranged read, and its CAR, over RETRIEVAL_MAX_BYTES, by a redirect.
     Returns the CID, the request's id and its archive."""
     settings = recorder.settings
-    root, blocks = unixfs_file(b"iam-restored" * 1000)
-    cid = str(root)
-    for kubo in kubos.values():
-        kubo.add_car(cid, b"".join(write_car([root], blocks)))
-    with recorder.running("APIHandler"):
-        request_id = api.pin(cid)["requestid"]
-    recorder.settings = replace(settings, invocation_margin_seconds=0)
-    with recorder.running("PinWorker"):
-        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
-    (archive,) = [m for m in take(settings.archive_queue_url) if cid in m.body]
-    with recorder.running("ArchiveWorker"):
-        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    cid, request_id = pinned_and_archived(client, recorder, api, kubos, b"iam-restored" * 1000)
     state = DynamoArchiveRepository(build_services(settings).dynamo).state(cid)
     assert state is not None and state.car is not None
     with recorder.running("APIHandler"):
