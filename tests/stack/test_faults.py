@@ -34,10 +34,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_given_pins_in_flight_when_the_worker_is_killed_then_a_new_worker_pins_them_all(stack: Stack) -> None:
-    # Given 20 pins the worker has taken and is fetching
+    # Given 20 pins of one tenant, some of which the worker has taken and is fetching
+    # (which ones depends on its threads: the tenant's share holds the others back)
     contents = [stack.content(size=64 * 1024, only_hash=True) for _ in range(IN_FLIGHT_PINS)]
     request_ids = [stack.pin(cid)["requestid"] for cid, _ in contents]
-    wait_until(stack.api, request_ids[:1], lambda status: status["status"] == "pinning", 30, "pinning")
+    wait_for(
+        lambda: any(get_status(stack.api, rid)["status"] == "pinning" for rid in request_ids),
+        30,
+        "one of the requests pinning",
+    )
     worker = stack.served.info()["worker"]
 
     # When the worker process is killed (and the content appears on your node)
