@@ -35,11 +35,10 @@ from chalicelib.storage.archive_record import (
     holder_of,
 )
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
+from chalicelib.storage.cancellations import condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.refcounts import Release, release_holder
 
-# A transaction refused because another was writing one of its items.
-_CONFLICT = "TransactionConflict"
 R = ArchiveRecord
 
 
@@ -122,17 +121,18 @@ class DynamoArchiveRepository:
         actions: list[Action] = [R.holders.set(left), R.changes.add(1)]
         if not left:
             actions += [R.orphaned_ms.set(now_ms), R.orphans.set(ORPHANS)]
-        try:
-            with self._dynamo.transaction() as tx:
-                tx.delete(R(holder.cid, holder_entry(holder.tenant_id, holder.request_id)), condition=R.entry.exists())
-                tx.update(R(holder.cid, STATE), actions=actions, condition=R.holders == holders)
-        except TransactWriteError as error:
-            failed = failed_condition(error)
-            if failed == 0:
-                return Left.NOT_HELD
-            if failed == 1 or _CONFLICT in cancellation_codes(error):
-                return Left.RECOUNT
-            raise
+        released = release_holder(
+            self._dynamo,
+            R(holder.cid, holder_entry(holder.tenant_id, holder.request_id)),
+            R.entry.exists(),
+            R(holder.cid, STATE),
+            actions,
+            R.holders == holders,
+        )
+        if released is Release.NOT_HELD:
+            return Left.NOT_HELD
+        if released is Release.RECOUNT:
+            return Left.RECOUNT
         return Left.REMOVED if left else Left.LAST
 
     @busy_as_storage_busy()

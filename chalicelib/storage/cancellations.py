@@ -22,3 +22,8 @@ def failed_condition(error: TransactWriteError) -> int | None:
 def condition_failed(error: PynamoDBException) -> bool:
     """A single-item write (put, update, delete) refused by its condition."""
     return error.cause_response_code == f"{CONDITION_FAILED}Exception"
+
+
+def conflicted(error: TransactWriteError) -> bool:
+    """Refused because another transaction was writing one of its items."""
+    return "TransactionConflict" in cancellation_codes(error)

@@ -28,7 +28,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.busy import StorageBusy
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes, failed_condition
+from chalicelib.storage.cancellations import conflicted, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.pin_counter import Bucket, cells_of, count_name
 from chalicelib.storage.pin_item import PinItem
@@ -146,7 +146,7 @@ class CountFolder:
                     for sort_key in change.sort_keys:
                         tx.delete(PinItem(shard, sort_key), condition=PinItem.sk.exists())
         except TransactWriteError as error:
-            if failed_condition(error) is not None or "TransactionConflict" in cancellation_codes(error):
+            if failed_condition(error) is not None or conflicted(error):
                 raise _Contended() from error
             raise
 

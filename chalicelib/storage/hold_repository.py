@@ -13,12 +13,10 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.fleet.hold_repository import Added, Cursor, Hold, Holder, Lease, PinState, Removed
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes, condition_failed, failed_condition
+from chalicelib.storage.cancellations import condition_failed, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.node_pin import HOLDER, STATE, TURN, NodePin, holder_key, node_pin_key, turn_key
-
-# A transaction refused because another was writing one of its items.
-_CONFLICT = "TransactionConflict"
+from chalicelib.storage.refcounts import Release, release_holder
 
 
 class DynamoHoldRepository:
@@ -60,22 +58,18 @@ class DynamoHoldRepository:
         actions: list[Action] = [NodePin.holders.set(left), NodePin.changes.add(1)]
         if not left:
             actions += [NodePin.releasing_by.set(lease.token), NodePin.releasing_until_ms.set(lease.until_ms)]
-        try:
-            with self._dynamo.transaction() as tx:
-                tx.delete(_holder(hold), condition=NodePin.entry.exists())
-                tx.update(
-                    NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE),
-                    actions=actions,
-                    condition=NodePin.holders == holders,
-                )
-        except TransactWriteError as error:
-            failed = failed_condition(error)
-            if failed == 0:
-                return Removed.NOT_HELD
-            # Another holder's transaction changed the count, or was changing it: read it again.
-            if failed == 1 or _CONFLICT in cancellation_codes(error):
-                return Removed.RECOUNT
-            raise
+        released = release_holder(
+            self._dynamo,
+            _holder(hold),
+            NodePin.entry.exists(),
+            NodePin(node_pin_key(hold.node_id, hold.cid_key), STATE),
+            actions,
+            NodePin.holders == holders,
+        )
+        if released is Release.NOT_HELD:
+            return Removed.NOT_HELD
+        if released is Release.RECOUNT:  # another holder's transaction changed the count, or was changing it
+            return Removed.RECOUNT
         return Removed.REMOVED if left else Removed.LAST
 
     @busy_as_storage_busy()

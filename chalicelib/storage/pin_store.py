@@ -55,7 +55,7 @@ from chalicelib.pins.scan_limit import (
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import cancellation_codes, failed_condition
+from chalicelib.storage.cancellations import conflicted, failed_condition
 from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.outbox_entry import entry_of
 from chalicelib.storage.pin_counter import FANOUT, range_blocks, read_buckets, slot_count
@@ -322,7 +322,7 @@ class PinStore:
                     if failed is not None:
                         raise _ConditionFailed(failed) from error
                     # Writers of one pin (an API request and a worker) may meet.
-                    if "TransactionConflict" not in cancellation_codes(error) or attempt == self._conflict_retries:
+                    if not conflicted(error) or attempt == self._conflict_retries:
                         raise
                     self._sleep(random.uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt))
 
