@@ -9,6 +9,7 @@ from pynamodb.models import Model
 from chalicelib.config import Settings
 from chalicelib.storage.archive_record import ArchiveRecord
 from chalicelib.storage.connection import DynamoConnection
+from chalicelib.storage.filecoin_record import FilecoinRecord
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -26,6 +27,7 @@ MODELS: tuple[type[Model], ...] = (
     NodeRecord,
     NodePin,
     ArchiveRecord,
+    FilecoinRecord,
 )
 
 _BASE_NAMES = {
@@ -36,6 +38,7 @@ _BASE_NAMES = {
     NodeRecord: "nodes",
     NodePin: "node-pins",
     ArchiveRecord: "archives",
+    FilecoinRecord: "filecoin-copies",
 }
 
 
