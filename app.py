@@ -163,7 +163,8 @@ def pin_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
         if not forward_archive(record.body, settings, publisher)
     ]
     seconds_left = remaining_seconds(event.context, settings.invocation_margin_seconds)
-    return process_batch(batch, worker_services.worker, publisher, seconds_left)
+    # Each tenant may hold only so many of the function's concurrent invocations.
+    return process_batch(batch, worker_services.worker, publisher, seconds_left, worker_services.invocation_slots)
 
 
 @app.on_sqs_message(queue=PIN_DEAD_LETTERS, batch_size=10)

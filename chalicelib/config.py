@@ -83,6 +83,12 @@ class Settings:
     # are deferred (chalicelib.worker.batch.TenantShare). Below NODE_CONCURRENCY,
     # so another tenant's pin always finds a Kubo slot (fairness between tenants).
     tenant_share: int = _setting(3, "TENANT_SHARE")
+    # Worker invocations one tenant's messages may hold at once, across
+    # processes (chalicelib.worker.invocation_slots); 0: no bound. Below the
+    # pin function's MaximumConcurrency (.chalice/config.json sets each
+    # stage's; infra.render checks it), so an invocation is always free for
+    # the other tenants. 1: the smallest MaximumConcurrency, 2, less one.
+    tenant_invocations: int = _setting(1, "TENANT_INVOCATIONS")
     # Stop this long before the Lambda deadline and continue in a new message.
     invocation_margin_seconds: int = _setting(15, "INVOCATION_MARGIN_SECONDS")
     # Off (production): the worker resolves origin names itself and dials only

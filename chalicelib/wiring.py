@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.count_folder import CountFolder
     from chalicelib.storage.shard_planner import ShardPlanner
     from chalicelib.tenants.admin import TenantAdmin
+    from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.worker.pin_worker import PinWorker
 
 
@@ -125,6 +126,22 @@ class Services:
             archiver=self.archiver,
             restorer=self.restorer,
             tiering=self.tiering,
+        )
+
+    @cached_property
+    def invocation_slots(self) -> InvocationSlots | None:
+        """Each tenant's bound across the pin function's invocations; None with TENANT_INVOCATIONS 0."""
+        from chalicelib.storage.slot_repository import DynamoSlotRepository
+        from chalicelib.worker.invocation_slots import invocation_slots
+
+        settings = self.settings
+        return invocation_slots(
+            DynamoSlotRepository(),
+            settings.tenant_invocations,
+            settings.invocation_margin_seconds,
+            settings.continue_delay_seconds,
+            settings.stage,
+            settings.emit_metrics,
         )
 
     @cached_property

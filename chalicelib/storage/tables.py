@@ -15,6 +15,7 @@ from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+from chalicelib.storage.tenant_slot import TenantSlot
 
 if TYPE_CHECKING:  # the layout check runs from the CLI and deploys, never in a Lambda's start
     from chalicelib.storage.layout import TableFinding
@@ -28,6 +29,7 @@ MODELS: tuple[type[Model], ...] = (
     NodePin,
     ArchiveRecord,
     FilecoinRecord,
+    TenantSlot,
 )
 
 _BASE_NAMES = {
@@ -39,6 +41,7 @@ _BASE_NAMES = {
     NodePin: "node-pins",
     ArchiveRecord: "archives",
     FilecoinRecord: "filecoin-copies",
+    TenantSlot: "tenant-slots",
 }
 
 

@@ -13,6 +13,10 @@ this delivery succeeds (not failed: a failure would spend a receive toward
 the dead-letter queue), which frees the batch, and the fair queue hands out
 the other tenants' messages first meanwhile (docs/deploy.md, "Fairness
 between tenants").
+
+Across processes, a tenant's messages may hold at most TENANT_INVOCATIONS
+invocations at once (`invocation_slots`): a batch takes a slot per tenant in
+it and defers at once the messages of a tenant refused one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.queue.messages import decode, encode, group_of
 from chalicelib.queue.publisher import Publisher
+from chalicelib.worker.invocation_slots import InvocationSlots, Refused, Slot
 from chalicelib.worker.outcomes import Done, Later
 
 if TYPE_CHECKING:  # the worker (and its Kubo client) loads only where it runs
@@ -116,23 +122,65 @@ class TenantShare:
         return len(held) >= max(1, self.limit) and self._clock() - max(held) >= self.stuck_seconds
 
 
+class _BatchSlots:
+    """The invocation slots of a batch's tenants: taken at its start (at
+    once, on the batch's threads), each given back once the batch's last
+    message of its tenant is done. Messages of no tenant need none."""
+
+    def __init__(
+        self,
+        slots: InvocationSlots | None,
+        messages: Sequence[QueuedMessage],
+        seconds_left: float,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self._slots = slots
+        self._left = Counter(tenant for tenant in map(_tenant_of, messages) if tenant is not None)
+        self._lock = threading.Lock()
+        self._held: dict[str, Slot | Refused] = {}
+        if slots is not None:
+            tenants = list(self._left)
+            self._held = dict(
+                zip(tenants, pool.map(lambda tenant: slots.take(tenant, seconds_left), tenants), strict=True)
+            )
+
+    def refused(self, tenant_id: str | None) -> Refused | None:
+        held = self._held.get(tenant_id) if tenant_id is not None else None
+        return held if isinstance(held, Refused) else None
+
+    def done(self, tenant_id: str | None) -> None:
+        if tenant_id is None or self._slots is None:
+            return
+        with self._lock:
+            self._left[tenant_id] -= 1
+            last = not self._left[tenant_id]
+        held = self._held.get(tenant_id)
+        if last and isinstance(held, Slot):
+            self._slots.give_back(held)
+
+
 def process_batch(
     messages: Sequence[QueuedMessage],
     worker: PinWorker,
     requeue: Publisher,
     seconds_left: float,
+    slots: InvocationSlots | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     deadline = time.monotonic() + seconds_left
     share = worker.tenant_share
 
-    def run(message: QueuedMessage) -> str | None:
+    def run(message: QueuedMessage, turns: _BatchSlots) -> str | None:
         tenant_id = _tenant_of(message)
-        place = share.take(tenant_id)
+        refused = turns.refused(tenant_id)
+        place = None if refused is not None else share.take(tenant_id)
         try:
             if place is None:
-                requeue.send(message.body, delay_seconds=share.delay_for(tenant_id))
+                delay = refused.delay_seconds if refused is not None else share.delay_for(tenant_id)
+                requeue.send(message.body, delay_seconds=delay)
                 logger.info(
-                    "deferred: its tenant has its share of this worker at work",
+                    "deferred: its tenant has its share of the worker invocations"
+                    if refused is not None
+                    else "deferred: its tenant has its share of this worker at work",
                     extra={"message_id": message.message_id, "tenant_id": tenant_id},
                 )
                 return None
@@ -146,9 +194,11 @@ def process_batch(
         finally:
             if place is not None:
                 share.give_back(tenant_id, place)
+            turns.done(tenant_id)
 
     with ThreadPoolExecutor(max_workers=max(1, len(messages))) as pool:
-        failed = [message_id for message_id in pool.map(run, messages) if message_id]
+        turns = _BatchSlots(slots, messages, seconds_left, pool)
+        failed = [message_id for message_id in pool.map(lambda message: run(message, turns), messages) if message_id]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
