@@ -31,6 +31,7 @@ from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
+from chalicelib.storage.tenant_slot import TenantSlot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -165,6 +166,9 @@ FUNCTIONS: Mapping[str, Access] = {
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             # The tenant's storage tier: is a pinned request archived?
             TenantRecord: READ,
+            # A batch's slot per tenant (chalicelib.worker.invocation_slots):
+            # taken, the tenant's slots read on a conflict, given back.
+            TenantSlot: ("dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
@@ -966,6 +970,12 @@ def render(stage: str, config: Json) -> Json:
         raise SystemExit(f"stage {stage!r} has no StageOptions in {__file__}")
     options = STAGE_OPTIONS[stage]
     settings, worker_timeout, dead_letters_timeout, api_stage = stage_config(stage, config)
+    if settings.tenant_invocations >= options.worker_max_concurrency:
+        # Else one tenant's backlog could hold every pin worker invocation.
+        raise SystemExit(
+            f"stage {stage!r}: TENANT_INVOCATIONS {settings.tenant_invocations} must be below the pin worker's "
+            f"MaximumConcurrency {options.worker_max_concurrency}"
+        )
     api_name = f"pinning-{stage}"
     resources: Json = {table_id(settings, model): table(settings, model, options) for model in MODELS}
     resources.update(queues(settings, worker_timeout, dead_letters_timeout))

@@ -28,11 +28,12 @@ from chalicelib.config import Settings
 from chalicelib.fleet.lifecycle import TERMINATING, fleet_group_name
 from chalicelib.pins.request_ids import new_request_id
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.queue.messages import ArchiveRequested, RestoreRequested, decode, encode
+from chalicelib.queue.messages import ArchiveRequested, RestoreRequested, UnpinRequested, decode, encode
 from chalicelib.storage.archive_record import STATE, ArchiveRecord
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
 from chalicelib.storage.outbox_entry import OutboxEntry
+from chalicelib.storage.slot_repository import DynamoSlotRepository
 from chalicelib.wiring import build_services
 from chalicelib.worker.batch import QueuedMessage
 from infra.render import FUNCTIONS, STREAM_READS
@@ -329,6 +330,20 @@ def workers_run(client: Any, recorder: Recorder, queue_url: str, rounds: int) ->
     for _ in range(rounds):
         with recorder.running("PinWorker"):
             client.lambda_.invoke("pin_worker", sqs_event(take(queue_url)))
+
+
+def a_tenant_holding_its_slot_elsewhere_is_deferred(client: Any, recorder: Recorder, cid: str) -> None:
+    """Every invocation slot of a tenant's (the dev stage's one) held by
+    another invocation: a batch's take of it fails, reads the tenant's slots
+    and defers the tenant's message (sent again), giving back nothing."""
+    slots, now = DynamoSlotRepository(), now_ms()
+    assert recorder.settings.tenant_invocations == 1
+    assert slots.take("dave", 0, now + 60_000, now)
+    message = QueuedMessage("dave-1", encode(UnpinRequested("dave", new_request_id(1), cid, ())))
+    with recorder.running("PinWorker"):
+        assert client.lambda_.invoke("pin_worker", sqs_event([message])).payload == {"batchItemFailures": []}
+    assert slots.leases("dave") == {0: now + 60_000}
+    slots.give_back("dave", 0, now + 60_000)
 
 
 def an_archive_is_made(
@@ -674,6 +689,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         # and the fleet's Auto Scaling group terminating a node, and workers draining it
         the_fleet_terminates_a_node(client, recorder)
         workers_run(client, recorder, settings.queue_url, rounds=3)
+        # and a tenant whose invocation slot another invocation holds: its message deferred
+        a_tenant_holding_its_slot_elsewhere_is_deferred(client, recorder, pinned)
         # and an archive that failed every delivery
         an_archive_fails_and_dead_letters(client, recorder, api, kubos, unarchived)
         # and a cold-only tenant whose request cools, is retrieved and pinned again
