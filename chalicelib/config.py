@@ -151,6 +151,12 @@ class Settings:
     retrieval_max_bytes: int = _setting(4 << 20, "RETRIEVAL_MAX_BYTES")
     retrieval_node_seconds: int = _setting(20, "RETRIEVAL_NODE_SECONDS")
     retrieval_url_seconds: int = _setting(300, "RETRIEVAL_URL_SECONDS")
+    # The webhooks queue (SQS FIFO: chalicelib.webhooks.messages); None: no webhook is sent.
+    webhook_queue_url: str | None = _setting(None, "WEBHOOK_QUEUE_URL")
+    # Off (production): webhook endpoints are https URLs whose every address
+    # is global (chalicelib.webhooks.addresses). On (the local stack): loopback
+    # addresses too, and http to them.
+    allow_loopback_webhooks: bool = _setting(False, "ALLOW_LOOPBACK_WEBHOOKS")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

@@ -16,6 +16,7 @@ from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 from chalicelib.storage.tenant_slot import TenantSlot
+from chalicelib.storage.webhook_record import WebhookItem
 
 if TYPE_CHECKING:  # the layout check runs from the CLI and deploys, never in a Lambda's start
     from chalicelib.storage.layout import TableFinding
@@ -30,6 +31,7 @@ MODELS: tuple[type[Model], ...] = (
     ArchiveRecord,
     FilecoinRecord,
     TenantSlot,
+    WebhookItem,
 )
 
 _BASE_NAMES = {
@@ -42,6 +44,7 @@ _BASE_NAMES = {
     ArchiveRecord: "archives",
     FilecoinRecord: "filecoin-copies",
     TenantSlot: "tenant-slots",
+    WebhookItem: "webhooks",
 }
 
 
