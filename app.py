@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
 
-from chalicelib.api.errors import not_found
+from chalicelib.api.access import admit
+from chalicelib.api.errors import ApiError, bad_request, not_found
 from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import idempotency_key, parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
@@ -55,8 +57,11 @@ def _request() -> Request:
     return request
 
 
-def _tenant() -> str:
-    return services().authenticator.tenant_for(_request().headers.get("authorization"))
+def _tenant(needed: str = WRITE) -> str:
+    """The tenant of a request needing the `needed` scope (chalicelib.tenants.scopes), within its rate limits."""
+    provided = services()
+    authorization = _request().headers.get("authorization")
+    return admit(provided.authenticator, provided.rate_limiter, authorization, needed).tenant_id
 
 
 def _body() -> PinRequest:
@@ -124,7 +129,7 @@ def get_content(cid: str) -> Response:
     # Imported here: the retrieval modules cost every other route's cold start ~40 ms.
     from chalicelib.api.retrieval import parse_request, respond
 
-    tenant_id = _tenant()
+    tenant_id = _tenant(RETRIEVE)
     request = _request()
     retrieval = parse_request(tenant_id, cid, request.query_params, request.headers)
     settings = services().settings

@@ -151,6 +151,17 @@ class Settings:
     retrieval_max_bytes: int = _setting(4 << 20, "RETRIEVAL_MAX_BYTES")
     retrieval_node_seconds: int = _setting(20, "RETRIEVAL_NODE_SECONDS")
     retrieval_url_seconds: int = _setting(300, "RETRIEVAL_URL_SECONDS")
+    # Requests a second and burst of each tenant (all its tokens) and of each
+    # token, per API container (chalicelib.tenants.rate_limits); 0 a second:
+    # no limit. Generous enough for the IPFS Web UI's and Kubo's polling and
+    # paging (tests/api/test_rate_limits_clients.py); `cli.admin tenants
+    # rate-limit` sets a tenant's own. RATE_LIMIT_CONTAINERS divides them
+    # all, for a tenant's requests expected to spread over that many containers.
+    rate_limit_per_second: int = _setting(100, "RATE_LIMIT_PER_SECOND")
+    rate_limit_burst: int = _setting(3000, "RATE_LIMIT_BURST")
+    rate_limit_token_per_second: int = _setting(30, "RATE_LIMIT_TOKEN_PER_SECOND")
+    rate_limit_token_burst: int = _setting(1000, "RATE_LIMIT_TOKEN_BURST")
+    rate_limit_containers: int = _setting(1, "RATE_LIMIT_CONTAINERS")
     # The webhooks queue (SQS FIFO: chalicelib.webhooks.messages); None: no webhook is sent.
     webhook_queue_url: str | None = _setting(None, "WEBHOOK_QUEUE_URL")
     # Off (production): webhook endpoints are https URLs whose every address

@@ -22,6 +22,7 @@ from chalicelib.storage.pin_store import PinStore
 from chalicelib.storage.tables import bind_models
 from chalicelib.storage.tenant_repository import DynamoTenantRepository, DynamoTokenRepository
 from chalicelib.tenants.authenticator import Authenticator
+from chalicelib.tenants.rate_limits import RateLimiter, RateLimits, TenantRateLimits
 
 # Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
 # stack, CountFolder by the pins stream's function, ShardPlanner by its schedule.
@@ -56,6 +57,16 @@ class Services:
         self.removal = NodeRemoval(self.registry, self.outbox)
         self.tokens = DynamoTokenRepository()
         self.authenticator = Authenticator(self.tokens, settings.token_cache_seconds)
+        self.rate_limiter = RateLimiter(
+            RateLimits(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+                settings.rate_limit_token_per_second,
+                settings.rate_limit_token_burst,
+            ),
+            TenantRateLimits(self.tenants, settings.token_cache_seconds),
+            settings.rate_limit_containers,
+        )
         self.store = PinStore(self.dynamo, max_scanned_pins=settings.max_scanned_pins)
         self.pins = PinService(
             self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from chalicelib.config import Settings, table_prefix_for
 from chalicelib.pins.timestamps import format_ms
+from chalicelib.tenants.scopes import SCOPES
 from cli.commands import emit, json_command, note
 
 if TYPE_CHECKING:
     from chalicelib.cold.tiers import TierPolicy
     from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
+    from chalicelib.tenants.rate_limits import RateLimits
     from chalicelib.wiring import Services
 
 _SECRET_WARNING = (
@@ -259,6 +261,8 @@ def _tenant_json(record: Any) -> dict[str, Any]:
         "cold_after_days": policy.cold_after_days if policy.cools else None,
         # Whether the tenant set them, or follows the stage's (STORAGE_TIER, COLD_ONLY_AFTER_DAYS).
         "tier_source": "tenant" if record.tier else "stage",
+        "rate_limits": asdict(_rate_limits(record)),
+        "rate_limits_source": "tenant" if record.rate_limits else "stage",
     }
 
 
@@ -353,8 +357,69 @@ def tenants_tier(tenant_id: str, tier: str, cold_after_days: int | None) -> None
     )
 
 
-# --- tokens -------------------------------------------------------------------
+_LIMIT = click.IntRange(min=0)
 
+
+@command(tenants, "rate-limit")
+@click.argument("tenant_id")
+@click.option("--per-second", type=_LIMIT, metavar="N", help="The tenant's requests a second, all tokens together.")
+@click.option("--burst", type=_LIMIT, metavar="N", help="The tenant's burst: requests at once after a quiet spell.")
+@click.option("--token-per-second", type=_LIMIT, metavar="N", help="Each of its tokens' requests a second.")
+@click.option("--token-burst", type=_LIMIT, metavar="N", help="Each of its tokens' burst.")
+@click.option("--stage", "follow_stage", is_flag=True, help="Drop the tenant's own limits: follow the stage's.")
+def tenants_rate_limit(
+    tenant_id: str,
+    per_second: int | None,
+    burst: int | None,
+    token_per_second: int | None,
+    token_burst: int | None,
+    follow_stage: bool,
+) -> None:
+    """Set TENANT_ID's own request limits (429 RATE_LIMITED beyond them), or
+    with --stage follow the stage's (RATE_LIMIT_* settings).
+
+    A limit not given keeps its current value; 0 a second means unlimited.
+    Each API container limits the requests it serves (docs/architecture.md,
+    "Rate limits"); containers apply a change within TOKEN_CACHE_SECONDS.
+    """
+    given = {"per_second": per_second, "burst": burst, "token_per_second": token_per_second, "token_burst": token_burst}
+    if follow_stage == any(value is not None for value in given.values()):
+        raise CliError("give --stage, or at least one of --per-second, --burst, --token-per-second, --token-burst")
+    admin = _admin()
+    limits = None
+    if not follow_stage:
+        current = _rate_limits(admin.tenant(tenant_id))
+        try:
+            limits = replace(current, **{name: value for name, value in given.items() if value is not None})
+        except ValueError as error:
+            raise CliError(str(error)) from None
+    record = admin.set_rate_limits(tenant_id, limits)
+    emit(_tenant_json(record), lambda: click.echo(f"tenant {record.tenant_id}: rate limits {_rate_text(record)}"))
+
+
+def _rate_limits(record: Any) -> RateLimits:
+    """The tenant's own limits, else the stage's."""
+    from chalicelib.tenants.rate_limits import RateLimits
+
+    settings = _options().settings()
+    return record.rate_limits or RateLimits(
+        settings.rate_limit_per_second,
+        settings.rate_limit_burst,
+        settings.rate_limit_token_per_second,
+        settings.rate_limit_token_burst,
+    )
+
+
+def _rate_text(record: Any) -> str:
+    """`100/s burst 3000, each token 30/s burst 1000`, `(stage)` when they are the stage's."""
+    limits = _rate_limits(record)
+    text = (
+        f"{limits.per_second}/s burst {limits.burst}, each token {limits.token_per_second}/s burst {limits.token_burst}"
+    )
+    return text if record.rate_limits else f"{text} (stage)"
+
+
+# --- tokens -------------------------------------------------------------------
 
 @cli.group()
 def tokens() -> None:
@@ -374,31 +439,44 @@ def _token_json(record: Any) -> dict[str, Any]:
         "created": _time(record.created_ms),
         "revoked": _time(record.revoked_ms),
         "status": "active" if record.revoked_ms is None else "revoked",
+        "scope": record.scope,
     }
 
 
 @command(tokens, "issue")
 @click.argument("tenant_id")
 @click.option("--label", required=True, help="What the token is for, e.g. 'ci' or 'alice-laptop'.")
-def tokens_issue(tenant_id: str, label: str) -> None:
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default="write",
+    show_default=True,
+    help="read: list and get pins; write: the whole Pinning Service API and retrieval; retrieve: GET /ipfs/{cid} only.",
+)
+def tokens_issue(tenant_id: str, label: str, scope: str) -> None:
     """Issue an API token for TENANT_ID and print its secret, once.
 
     The secret alone goes to stdout (so `TOKEN=$(... tokens issue ...)` works);
-    the notes go to stderr. It is not stored anywhere: copy it now.
+    the notes go to stderr. It is not stored anywhere: copy it now. A request
+    the token's scope does not allow answers 403 FORBIDDEN.
     """
     if not label.strip():
         raise CliError("a token needs a non-empty --label")
-    issued = _admin().issue_token(tenant_id, label)
+    issued = _admin().issue_token(tenant_id, label, scope)
     data = {
         "token_id": issued.token_id,
         "tenant_id": issued.tenant_id,
         "label": issued.label,
+        "scope": issued.scope,
         "secret": issued.secret,
         "warning": _SECRET_WARNING,
     }
 
     def human() -> None:
-        note(f"Issued token {issued.token_id} ({issued.label!r}) for tenant {issued.tenant_id}. Secret:")
+        note(
+            f"Issued token {issued.token_id} ({issued.label!r}, scope {issued.scope}) "
+            f"for tenant {issued.tenant_id}. Secret:"
+        )
         click.echo(issued.secret)
         note(f"WARNING: {_SECRET_WARNING}")
 
@@ -410,7 +488,7 @@ def tokens_issue(tenant_id: str, label: str) -> None:
 @command(tokens, "list")
 @click.argument("tenant_id")
 def tokens_list(tenant_id: str) -> None:
-    """List TENANT_ID's tokens: id, label, created, active or revoked.
+    """List TENANT_ID's tokens: id, label, scope, created, active or revoked.
 
     Secrets are never shown (nor stored).
     """
@@ -420,11 +498,12 @@ def tokens_list(tenant_id: str) -> None:
     emit(
         [_token_json(r) for r in records],
         lambda: _print_table(
-            ("TOKEN", "LABEL", "CREATED", "STATUS"),
+            ("TOKEN", "LABEL", "SCOPE", "CREATED", "STATUS"),
             [
                 (
                     r.token_id,
                     r.label,
+                    r.scope,
                     _time(r.created_ms),
                     "active" if r.revoked_ms is None else f"revoked {_time(r.revoked_ms)}",
                 )

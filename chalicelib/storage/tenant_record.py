@@ -35,6 +35,11 @@ class TenantRecord(Model):
     # The tenant's storage tier and cold-after days (chalicelib.cold.tiers); absent: the stage's.
     tier = UnicodeAttribute(null=True)
     cold_after_days = IntegerAttribute(null=True)
+    # The tenant's own request limits (chalicelib.tenants.rate_limits), all four or none: the stage's.
+    rate_per_second = IntegerAttribute(null=True)
+    rate_burst = IntegerAttribute(null=True)
+    token_rate_per_second = IntegerAttribute(null=True)
+    token_rate_burst = IntegerAttribute(null=True)
 
     by_creation = TenantsByCreation()
 
@@ -63,5 +68,7 @@ class ApiTokenRecord(Model):
     label = UnicodeAttribute()
     created_ms = IntegerAttribute()
     revoked_ms = IntegerAttribute(null=True)
+    # chalicelib.tenants.scopes; absent (tokens issued before scopes): write.
+    scope = UnicodeAttribute(null=True)
 
     by_tenant = TokensByTenant()

@@ -12,7 +12,9 @@ from pynamodb.expressions.update import Action
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import condition_failed
 from chalicelib.storage.tenant_record import TENANT_DIRECTORY, ApiTokenRecord, TenantRecord
+from chalicelib.tenants.rate_limits import RateLimits
 from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
+from chalicelib.tenants.scopes import DEFAULT_SCOPE
 
 
 class DynamoTenantRepository:
@@ -53,6 +55,26 @@ class DynamoTenantRepository:
             raise
         return _tenant_of(record)
 
+    @busy_as_storage_busy()
+    def set_rate_limits(self, tenant_id: str, limits: RateLimits | None) -> Tenant | None:
+        record = TenantRecord(tenant_id)
+        values = (
+            (TenantRecord.rate_per_second, None if limits is None else limits.per_second),
+            (TenantRecord.rate_burst, None if limits is None else limits.burst),
+            (TenantRecord.token_rate_per_second, None if limits is None else limits.token_per_second),
+            (TenantRecord.token_rate_burst, None if limits is None else limits.token_burst),
+        )
+        actions: list[Action] = [
+            attribute.remove() if value is None else attribute.set(value) for attribute, value in values
+        ]
+        try:
+            record.update(actions=actions, condition=TenantRecord.tenant_id.exists())
+        except UpdateError as error:
+            if condition_failed(error):
+                return None
+            raise
+        return _tenant_of(record)
+
 
 class DynamoTokenRepository:
     @busy_as_storage_busy()
@@ -64,6 +86,7 @@ class DynamoTokenRepository:
             label=token.label,
             created_ms=token.created_ms,
             revoked_ms=token.revoked_ms,
+            scope=token.scope,
         )
         try:
             record.save(condition=ApiTokenRecord.token_hash.does_not_exist())
@@ -102,10 +125,29 @@ class DynamoTokenRepository:
 
 
 def _tenant_of(record: TenantRecord) -> Tenant:
-    return Tenant(record.tenant_id, record.name, record.created_ms, record.tier, record.cold_after_days)
+    return Tenant(
+        record.tenant_id,
+        record.name,
+        record.created_ms,
+        record.tier,
+        record.cold_after_days,
+        rate_limits=_rate_limits_of(record),
+    )
+
+
+def _rate_limits_of(record: TenantRecord) -> RateLimits | None:
+    if record.rate_per_second is None:
+        return None
+    return RateLimits(record.rate_per_second, record.rate_burst, record.token_rate_per_second, record.token_rate_burst)
 
 
 def _token_of(record: ApiTokenRecord) -> ApiToken:
     return ApiToken(
-        record.token_hash, record.token_id, record.tenant_id, record.label, record.created_ms, record.revoked_ms
+        record.token_hash,
+        record.token_id,
+        record.tenant_id,
+        record.label,
+        record.created_ms,
+        record.revoked_ms,
+        scope=record.scope or DEFAULT_SCOPE,
     )

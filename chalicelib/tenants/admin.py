@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from chalicelib.cold.tiers import checked_days, checked_tier
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.tenants.rate_limits import RateLimits
 from chalicelib.tenants.repository import ApiToken, Tenant, TenantRepository, TokenRepository
+from chalicelib.tenants.scopes import DEFAULT_SCOPE, checked_scope
 from chalicelib.tenants.tokens import hash_secret, new_secret
 
 
@@ -26,6 +28,7 @@ class IssuedToken:
     tenant_id: str
     label: str
     secret: str  # shown once, never stored
+    scope: str = DEFAULT_SCOPE
 
 
 class TenantAdmin:
@@ -60,7 +63,17 @@ class TenantAdmin:
             raise UnknownTenant(tenant_id)
         return stored
 
-    def issue_token(self, tenant_id: str, label: str) -> IssuedToken:
+    def set_rate_limits(self, tenant_id: str, limits: RateLimits | None) -> Tenant:
+        """Set the tenant's own request limits (None: the stage's); API
+        containers apply them within their cache period."""
+        stored = self._tenants.set_rate_limits(tenant_id, limits)
+        if stored is None:
+            raise UnknownTenant(tenant_id)
+        return stored
+
+    def issue_token(self, tenant_id: str, label: str, scope: str = DEFAULT_SCOPE) -> IssuedToken:
+        """A new token of `scope` (UnknownScope for one not in chalicelib.tenants.scopes)."""
+        checked_scope(scope)
         self.tenant(tenant_id)
         secret = new_secret()
         token = ApiToken(
@@ -69,9 +82,10 @@ class TenantAdmin:
             tenant_id=tenant_id,
             label=label,
             created_ms=self._clock(),
+            scope=scope,
         )
         self._tokens.add(token)
-        return IssuedToken(token.token_id, tenant_id, label, secret)
+        return IssuedToken(token.token_id, tenant_id, label, secret, scope)
 
     def tokens(self, tenant_id: str) -> list[ApiToken]:
         return self._tokens.of_tenant(tenant_id)

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from chalicelib.tenants.rate_limits import RateLimits
+from chalicelib.tenants.scopes import DEFAULT_SCOPE
+
 
 class AlreadyExists(Exception):
     """A record with this key is stored already (a random id drawn twice)."""
@@ -24,6 +27,8 @@ class Tenant:
     # The tenant's storage tier and cold-after days (chalicelib.cold.tiers); None: the stage's.
     tier: str | None = None
     cold_after_days: int | None = None
+    # The tenant's own request limits (chalicelib.tenants.rate_limits); None: the stage's.
+    rate_limits: RateLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class ApiToken:
     label: str
     created_ms: int
     revoked_ms: int | None = None
+    # What the token may do (chalicelib.tenants.scopes).
+    scope: str = DEFAULT_SCOPE
 
 
 class TenantRepository(Protocol):
@@ -49,6 +56,10 @@ class TenantRepository(Protocol):
     def set_tier(self, tenant_id: str, tier: str | None, cold_after_days: int | None) -> Tenant | None:
         """Store the tenant's tier and days (None: the stage's); the tenant
         as now stored, or None (nothing written) when there is no such tenant."""
+
+    def set_rate_limits(self, tenant_id: str, limits: RateLimits | None) -> Tenant | None:
+        """Store the tenant's own request limits (None: the stage's); the
+        tenant as now stored, or None (nothing written) when there is no such tenant."""
 
 
 class TokenRepository(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from chalicelib.tenants.rate_limits import RateLimits
 from chalicelib.tenants.repository import AlreadyExists, ApiToken, Tenant
 
 
@@ -28,6 +29,13 @@ class MemoryTenants:
         if stored is None:
             return None
         stored = self.stored[tenant_id] = replace(stored, tier=tier, cold_after_days=cold_after_days)
+        return stored
+
+    def set_rate_limits(self, tenant_id: str, limits: RateLimits | None) -> Tenant | None:
+        stored = self.stored.get(tenant_id)
+        if stored is None:
+            return None
+        stored = self.stored[tenant_id] = replace(stored, rate_limits=limits)
         return stored
 
 
