@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib.api.access import admit
-from chalicelib.api.errors import ApiError, bad_request, not_found
+from chalicelib.api.errors import not_found
 from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import idempotency_key, parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
@@ -30,6 +29,7 @@ from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import decode
 from chalicelib.queue.publisher import forward_archive
 from chalicelib.storage.change_stream import fold_changes, writing_tenants
+from chalicelib.tenants.scopes import READ, RETRIEVE, WRITE
 from chalicelib.wiring import ServiceProvider
 from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 
@@ -72,7 +72,7 @@ def _body() -> PinRequest:
 @app.route("/pins", methods=["GET"], cors=_CORS, content_types=_ANY)
 @api_view
 def list_pins() -> Response:
-    tenant_id = _tenant()
+    tenant_id = _tenant(READ)
     query = parse_list_query(_request().query_params)
     records, count = services().pins.list(tenant_id, query)
     return json_response(pin_results(records, count))
@@ -89,7 +89,7 @@ def add_pin() -> Response:
 @app.route("/pins/{requestid}", methods=["GET"], cors=_CORS, content_types=_ANY)
 @api_view
 def get_pin(requestid: str) -> Response:
-    return json_response(pin_status(services().pins.get(_tenant(), requestid)))
+    return json_response(pin_status(services().pins.get(_tenant(READ), requestid)))
 
 
 @app.route("/pins/{requestid}", methods=["POST"], cors=_CORS, content_types=_ANY)
