@@ -26,7 +26,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from chalicelib.busy import StorageBusy
 from chalicelib.cold.archive_repository import (
@@ -57,6 +57,9 @@ from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import ArchiveRequested
 from chalicelib.worker.outcomes import STALE_ATTEMPTS, Done, Later, Outcome
+
+if TYPE_CHECKING:  # Filecoin copies load only where a backend is wired
+    from chalicelib.filecoin.copies import CopyWants
 
 logger = logging.getLogger("pinning.archiver")
 
@@ -175,6 +178,7 @@ class Archiver:
         part_bytes: int = PART_BYTES,
         metrics: TextIO | None = None,
         cools_at: Callable[[str], int | None] = lambda tenant_id: None,
+        copies: CopyWants | None = None,
     ) -> None:
         if not settings.archive_bucket:
             raise ValueError("ARCHIVE_BUCKET is not configured")
@@ -190,6 +194,8 @@ class Archiver:
         self._metrics = metrics if metrics is not None else (sys.stdout if settings.emit_metrics else None)
         # When a hold the tenant's request takes now is due to cool (chalicelib.cold.tiering); None: never.
         self._cools_at = cools_at
+        # Records each archived holder's Filecoin copies wanted; None: no copies are made.
+        self._copies = copies
 
     # -- holds -----------------------------------------------------------------
 
@@ -212,7 +218,7 @@ class Archiver:
             if outcome is not None:
                 return outcome
             state = self._archives.state(message.cid) or state
-        return self._show(message, state)
+        return self._show(message, state, pin.meta)
 
     def release(self, cid: str, tenant_id: str, request_id: str) -> None:
         """Let go of the request's hold (idempotent); the last holder orphans the archive."""
@@ -226,6 +232,8 @@ class Archiver:
             if left is Left.LAST:
                 logger.info("archive orphaned", extra={"cid": cid})
             if left is not Left.RECOUNT:
+                if self._copies is not None:
+                    self._copies.let_go(cid, tenant_id, request_id)
                 return
         raise StorageBusy(f"the holders of the archive of {cid} kept changing")
 
@@ -353,7 +361,10 @@ class Archiver:
 
     # -- info ------------------------------------------------------------------
 
-    def _show(self, message: ArchiveRequested, state: ArchiveState) -> Outcome:
+    def _show(self, message: ArchiveRequested, state: ArchiveState, meta: Mapping[str, str]) -> Outcome:
+        if self._copies is not None and state.state == ARCHIVED:
+            # Archived now, or held once it was: the request's Filecoin copies are wanted.
+            self._copies.held(message.cid, message.tenant_id, message.request_id, meta)
         if self._write_info(message, cold_info(state)):
             return Done()
         return Later(self._settings.continue_delay_seconds, "the pin kept changing while its archive was shown")
@@ -365,20 +376,34 @@ class Archiver:
     def _write_info(self, message: ArchiveRequested, cold: Mapping[str, str]) -> bool:
         """Merge `cold` into the request's `info` (a pinned request's only:
         cold states never change its status); False when the pin kept changing."""
-        for _ in range(STALE_ATTEMPTS):
-            pin = self._current(message)
-            if pin is None or pin.status != "pinned":
-                return True
-            info = {key: value for key, value in pin.info.items() if key not in COLD_KEYS}
-            info.update(cold)
-            if info == dict(pin.info):
-                return True
-            try:
-                self._store.update(pin, info=info)
-            except StaleRecord:
-                continue
+        return merge_info(self._store, message.tenant_id, message.created_ms, message.request_id, COLD_KEYS, cold)
+
+
+def merge_info(
+    store: PinRepository,
+    tenant_id: str,
+    created_ms: int,
+    request_id: str,
+    owned: tuple[str, ...],
+    values: Mapping[str, str],
+) -> bool:
+    """Put `values` in place of the `owned` keys of a pinned request's `info`
+    (the archive's, the Filecoin copies': they never change its status);
+    False when the pin kept changing. A request gone or not pinned: True."""
+    for _ in range(STALE_ATTEMPTS):
+        pin = store.get(tenant_id, created_ms)
+        if pin is None or pin.request_id != request_id or pin.status != "pinned":
             return True
-        return False
+        info = {key: value for key, value in pin.info.items() if key not in owned}
+        info.update(values)
+        if info == dict(pin.info):
+            return True
+        try:
+            store.update(pin, info=info)
+        except StaleRecord:
+            continue
+        return True
+    return False
 
 
 def emit_archive_failed(stage: str, out: TextIO) -> None:

@@ -24,6 +24,10 @@ MAX_META_JSON_BYTES = 16 * 1024
 MAX_QUERY_CIDS = 10
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 10
+# A documented meta key (the spec has no field for it): the Filecoin copies a
+# request wants (chalicelib.filecoin.wanted), a whole number 0..FILECOIN_MAX_COPIES.
+FILECOIN_COPIES_KEY = "filecoin.copies"
+FILECOIN_MAX_COPIES = 10
 
 
 class InvalidRequest(ValueError):
@@ -88,7 +92,22 @@ def check_meta(meta: object) -> dict[str, str]:
             raise InvalidRequest(
                 "INVALID_META", f"meta value of {key!r} is longer than {MAX_META_VALUE_CHARS} characters"
             )
+    if FILECOIN_COPIES_KEY in meta and filecoin_copies_of(meta) is None:
+        raise InvalidRequest(
+            "INVALID_META",
+            f"meta value of {FILECOIN_COPIES_KEY!r} must be a whole number from 0 to {FILECOIN_MAX_COPIES}",
+        )
     serialised = check_text(json.dumps(meta, ensure_ascii=False, separators=(",", ":")), "INVALID_META", "meta")
     if len(serialised.encode()) > MAX_META_JSON_BYTES:
         raise InvalidRequest("INVALID_META", f"meta is larger than {MAX_META_JSON_BYTES} bytes as JSON")
     return dict(meta)
+
+
+def filecoin_copies_of(meta: Mapping[str, str]) -> int | None:
+    """The copies `meta` asks for under FILECOIN_COPIES_KEY; None when it
+    asks for none or says something else."""
+    value = meta.get(FILECOIN_COPIES_KEY)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return None
+    copies = int(value)
+    return copies if copies <= FILECOIN_MAX_COPIES else None

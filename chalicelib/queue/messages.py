@@ -41,6 +41,11 @@ Every body is a JSON object with a version `v` (currently 1) and a `kind`:
     archive (chalicelib.cold.restorer), and record the replicas. `reason`
     says why, for the logs. Already hot on every placement node: nothing
     to do.
+``filecoin_copy``
+    Make copy `n` of `cid` with storage provider `provider_id`, recorded
+    pending by the Filecoin tracker: stream the CID's archived CAR to the
+    provider and record the receipt (chalicelib.filecoin.copy_maker). A
+    copy no longer pending (made, ended) is left as it is.
 
 Delivery is at least once and unordered: workers must make every message
 idempotent, and a `pin` whose request no longer exists must not recreate it.
@@ -128,7 +133,23 @@ class RestoreRequested:
     kind: str = field(default="restore", init=False)
 
 
-QueueMessage = PinRequested | UnpinRequested | DrainNode | Rereplicate | ArchiveRequested | RestoreRequested
+@dataclass(frozen=True)
+class FilecoinCopyRequested:
+    cid: str
+    provider_id: str
+    n: int
+    kind: str = field(default="filecoin_copy", init=False)
+
+
+QueueMessage = (
+    PinRequested
+    | UnpinRequested
+    | DrainNode
+    | Rereplicate
+    | ArchiveRequested
+    | RestoreRequested
+    | FilecoinCopyRequested
+)
 
 
 # Fields only retries and continuations set: left out at these values, so
@@ -173,4 +194,6 @@ def decode(body: str) -> QueueMessage:
         return ArchiveRequested(**{**data, "node_ids": tuple(data["node_ids"])})
     if kind == "restore":
         return RestoreRequested(**data)
+    if kind == "filecoin_copy":
+        return FilecoinCopyRequested(**data)
     raise ValueError(f"unknown message kind {kind!r}")

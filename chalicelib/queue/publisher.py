@@ -1,5 +1,5 @@
-"""Sends message bodies to the pin queue (SQS), and the long work (archive
-and restore messages) to the archive queue when the stage has one
+"""Sends message bodies to the pin queue (SQS), and the long work (archive,
+restore and Filecoin copy messages) to the archive queue when the stage has one
 (ARCHIVE_QUEUE_URL): each archive or restore may take the archive function's
 15 minutes, which no pin should wait behind, and a restore of a CAR larger
 than a pin worker's 30 s turn imports only there. Without it (a
@@ -24,7 +24,7 @@ class Publisher(Protocol):
 
 # The kinds of message the archive function handles, in its 15-minute turns:
 # the long work (chalicelib.queue.messages).
-ARCHIVE_KINDS = frozenset({"archive", "restore"})
+ARCHIVE_KINDS = frozenset({"archive", "restore", "filecoin_copy"})
 
 
 def is_archive(body: str) -> bool:

@@ -35,6 +35,8 @@ class TenantRecord(Model):
     # The tenant's storage tier and cold-after days (chalicelib.cold.tiers); absent: the stage's.
     tier = UnicodeAttribute(null=True)
     cold_after_days = IntegerAttribute(null=True)
+    # The Filecoin copies the tenant's requests want (chalicelib.filecoin.wanted); absent: the stage's.
+    filecoin_copies = IntegerAttribute(null=True)
     # The tenant's own request limits (chalicelib.tenants.rate_limits), all four or none: the stage's.
     rate_per_second = IntegerAttribute(null=True)
     rate_burst = IntegerAttribute(null=True)

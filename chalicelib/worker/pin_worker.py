@@ -35,6 +35,7 @@ from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import (
     ArchiveRequested,
     DrainNode,
+    FilecoinCopyRequested,
     PinRequested,
     QueueMessage,
     ReleasedPin,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # the cold tier loads only where archiving is configured
     from chalicelib.cold.archiver import Archiver
     from chalicelib.cold.restorer import Restorer
     from chalicelib.cold.tiering import Tiering
+    from chalicelib.filecoin.copy_maker import CopyMaker
 
 logger = logging.getLogger("pinning.worker")
 
@@ -80,8 +82,11 @@ class PinWorker:
         archiver: Archiver | None = None,
         tiering: Tiering | None = None,
         restorer: Restorer | None = None,
+        copy_maker: CopyMaker | None = None,
     ) -> None:
         self._settings = settings
+        # None: no Filecoin backend; copy messages are dropped.
+        self._copy_maker = copy_maker
         # None: no cold tier; pins are fetched from hot nodes and the network only.
         self._restorer = restorer
         # None: archiving is off (no ARCHIVE_BUCKET), no archive message is sent.
@@ -132,6 +137,11 @@ class PinWorker:
             return self._drainer.rereplicate(message, token, deadline)
         if isinstance(message, RestoreRequested):
             return self._drainer.restore(message, token, deadline)
+        if isinstance(message, FilecoinCopyRequested):
+            if self._copy_maker is None:
+                logger.info("Filecoin copy message dropped: no backend", extra={"cid": message.cid})
+                return Done()
+            return self._copy_maker.make(message, deadline)
         return self._take_turn(message, token, deadline)
 
     def give_up(self, message: QueueMessage, token: str) -> None:
@@ -148,6 +158,10 @@ class PinWorker:
         if isinstance(message, RestoreRequested):
             # The request stays pinned (its archive holds it); the next retrieval or re-pin asks again.
             logger.error("restore abandoned", extra={"request_id": message.request_id, "cid": message.cid})
+            return
+        if isinstance(message, FilecoinCopyRequested):
+            if self._copy_maker is not None:  # the copy fails; the tracker repairs it elsewhere
+                self._copy_maker.give_up(message)
             return
         if isinstance(message, ArchiveRequested):
             if self._archiver is None:  # the dead-letter function has no bucket: the archiver failed it already
