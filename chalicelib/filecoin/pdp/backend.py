@@ -330,10 +330,15 @@ class PdpBackend:
                 last_proven_epoch=last_proven,
                 detail=f"no proof since epoch {last_proven} (now {now})",
             )
-        # A piece is first challenged in the proving period after the one it was added in.
-        if now - added <= max_period + allowed:
+        if added_block is not None:
+            # A piece is first challenged in the proving period after the one it was added in.
+            first_deadline = added_block + max_period + allowed
+        else:
+            # Found through its nonce, when it was added is not known: the data set's next challenge bounds it.
+            first_deadline = self._rpc.call("getNextChallengeEpoch", data_set_id)[0] + allowed
+        if now <= first_deadline:
             return replace(receipt, state=CopyState.ADDING, detail="on chain, waiting for its first proof")
-        return replace(receipt, state=CopyState.LAPSED, detail=f"never proven since epoch {added} (now {now})")
+        return replace(receipt, state=CopyState.LAPSED, detail=f"not proven by epoch {first_deadline} (now {now})")
 
     # -- end -------------------------------------------------------------------
 
