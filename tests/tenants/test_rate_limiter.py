@@ -170,3 +170,16 @@ def test_idle_buckets_are_dropped_to_bound_memory_without_losing_a_limit() -> No
         limiter.admit("tn_new", f"tok_new_{index}")
     # then the busy token is still limited
     assert admitted(limiter, "tn_a", "tok_busy", 1) == 0
+
+
+def test_a_rate_below_one_a_second_asks_for_a_longer_wait() -> None:
+    # given a token's 1 a second split over 4 containers: a request every 4 s here
+    clock = FakeClock(1_000_000)
+    limiter = RateLimiter(RateLimits(0, 0, 1, 4), containers=4, clock=clock)
+    limiter.admit("tn_a", "tok_1")
+    # then the next one is told to wait the 4 s
+    assert refusal(limiter, "tn_a", "tok_1").retry_after_seconds == 4
+    clock.advance(3_999)
+    assert refusal(limiter, "tn_a", "tok_1").retry_after_seconds == 1
+    clock.advance(1)
+    limiter.admit("tn_a", "tok_1")
