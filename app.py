@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from chalice import Chalice, CORSConfig, Rate, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib.api.access import admit
-from chalicelib.api.errors import not_found
+from chalicelib.api.errors import ApiError, bad_request, not_found
 from chalicelib.api.http import json_response
 from chalicelib.api.pin_requests import idempotency_key, parse_list_query, parse_pin_body
 from chalicelib.api.pin_responses import pin_results, pin_status
@@ -30,6 +31,8 @@ from chalicelib.queue.messages import decode
 from chalicelib.queue.publisher import forward_archive
 from chalicelib.storage.change_stream import fold_changes, writing_tenants
 from chalicelib.tenants.scopes import READ, RETRIEVE, WRITE
+from chalicelib.usage.months import InvalidMonth, Month
+from chalicelib.usage.quotas import QuotaExceeded
 from chalicelib.wiring import ServiceProvider
 from chalicelib.worker.batch import QueuedMessage, process_batch, remaining_seconds
 
@@ -78,11 +81,21 @@ def list_pins() -> Response:
     return json_response(pin_results(records, count))
 
 
+@contextmanager
+def _within_quotas() -> Iterator[None]:
+    """A create or replace beyond a quota (chalicelib.usage.quotas): 409 with the spec's reason."""
+    try:
+        yield
+    except QuotaExceeded as error:
+        raise ApiError(409, error.reason, error.details) from None
+
+
 @app.route("/pins", methods=["POST"], cors=_CORS, content_types=_ANY)
 @api_view
 def add_pin() -> Response:
     tenant_id = _tenant()
-    record = services().pins.create(tenant_id, _body(), idempotency_key(_request().headers))
+    with _within_quotas():
+        record = services().pins.create(tenant_id, _body(), idempotency_key(_request().headers))
     return json_response(pin_status(record), 202)
 
 
@@ -97,7 +110,8 @@ def get_pin(requestid: str) -> Response:
 def replace_pin(requestid: str) -> Response:
     tenant_id = _tenant()
     request = _body()
-    replaced = services().pins.replace(tenant_id, requestid, request, idempotency_key(_request().headers))
+    with _within_quotas():
+        replaced = services().pins.replace(tenant_id, requestid, request, idempotency_key(_request().headers))
     return json_response(pin_status(replaced), 202)
 
 
@@ -141,6 +155,20 @@ def get_content(cid: str) -> Response:
 @api_view
 def content_method_not_allowed(cid: str) -> Response:
     return method_not_allowed("GET, HEAD")
+
+
+# Extension: the tenant's own usage (openapi.yaml), this month's or `month`'s (YYYY-MM).
+@app.route("/usage", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def get_usage() -> Response:
+    tenant_id = _tenant()
+    query = _request().query_params
+    text = None if query is None else query.get("month")
+    try:
+        month = None if text is None else Month.parse(text)
+    except InvalidMonth as error:
+        raise bad_request("INVALID_MONTH", str(error)) from None
+    return json_response(services().usage.usage(tenant_id, month).as_dict())
 
 
 @app.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
@@ -272,5 +300,7 @@ def fold_counts(event: dict[str, Any], context: Any) -> dict[str, list[dict[str,
     deliver again."""
     records = event.get("Records", [])
     failed = fold_changes(records, services().folder)
+    # Bytes changes are written with count changes: the same records name their shards.
+    failed += [number for number in fold_changes(records, services().usage_folder) if number not in failed]
     services().planner.plan(writing_tenants(records))
     return {"batchItemFailures": [{"itemIdentifier": sequence_number} for sequence_number in failed]}

@@ -140,6 +140,12 @@ class Settings:
     cold_only_after_days: int = _setting(30, "COLD_ONLY_AFTER_DAYS")
     # A tenant's tier is read again after this long in each container.
     tier_cache_seconds: int = _setting(60, "TIER_CACHE_SECONDS")
+    # Plans and their quotas (chalicelib.usage.plans: JSON; empty: free, pro,
+    # unlimited and demo), the plan of a tenant given none, and how long a
+    # container keeps a tenant's quotas before reading them again.
+    usage_plans: str = _setting("", "USAGE_PLANS")
+    default_plan: str = _setting("unlimited", "DEFAULT_PLAN")
+    plan_cache_seconds: int = _setting(60, "PLAN_CACHE_SECONDS")
     # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes,
     # and the most holds due it looks at (the next run goes on).
     cooling_seconds: int = _setting(240, "COOLING_SECONDS")

@@ -37,7 +37,11 @@ if TYPE_CHECKING:
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
     from chalicelib.storage.shard_planner import ShardPlanner
+    from chalicelib.storage.usage_folder import UsageFolder
     from chalicelib.tenants.admin import TenantAdmin
+    from chalicelib.usage.meter import UsageMeter
+    from chalicelib.usage.plan_admin import PlanAdmin
+    from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
     from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.worker.pin_worker import PinWorker
 
@@ -69,7 +73,12 @@ class Services:
         )
         self.store = PinStore(self.dynamo, max_scanned_pins=settings.max_scanned_pins)
         self.pins = PinService(
-            self.store, self.registry, self.outbox, settings.replication_factor, min_free_bytes=settings.min_free_bytes
+            self.store,
+            self.registry,
+            self.outbox,
+            settings.replication_factor,
+            min_free_bytes=settings.min_free_bytes,
+            quotas=self.quota_check,
         )
         self._kubo_clients: dict[str, KuboClient] = {}
         self._kubo_lock = threading.Lock()
@@ -91,6 +100,45 @@ class Services:
     @cached_property
     def tenants(self) -> DynamoTenantRepository:
         return DynamoTenantRepository()
+
+    @cached_property
+    def tenant_quotas(self) -> TenantQuotas:
+        """Each tenant's plan and quotas (chalicelib.usage), cached per container."""
+        from chalicelib.storage.usage_plans import DynamoPlanRepository
+        from chalicelib.usage.plans import parse_plans
+        from chalicelib.usage.quotas import TenantQuotas
+
+        settings = self.settings
+        plans = parse_plans(settings.usage_plans)
+        return TenantQuotas(DynamoPlanRepository(), plans, settings.default_plan, settings.plan_cache_seconds)
+
+    @cached_property
+    def usage(self) -> UsageMeter:
+        """Tenants' usage: pins by status (the counts) and bytes (the usage ledger)."""
+        from chalicelib.storage.usage_ledger import DynamoUsageLedger
+        from chalicelib.usage.meter import UsageMeter
+
+        return UsageMeter(self.store, DynamoUsageLedger(self.store.plans))
+
+    @cached_property
+    def quota_check(self) -> QuotaCheck:
+        from chalicelib.usage.quotas import QuotaCheck
+
+        return QuotaCheck(self.tenant_quotas, self.usage)
+
+    @cached_property
+    def plan_admin(self) -> PlanAdmin:
+        """Tenants' plans and quota overrides: the CLI's."""
+        from chalicelib.usage.plan_admin import PlanAdmin
+
+        return PlanAdmin(self.tenants, self.tenant_quotas.stored, self.tenant_quotas)
+
+    @cached_property
+    def usage_folder(self) -> UsageFolder:
+        """Folds bytes changes into their months: the pins stream's function's, with the counts."""
+        from chalicelib.storage.usage_folder import UsageFolder
+
+        return UsageFolder(self.dynamo)
 
     @cached_property
     def folder(self) -> CountFolder:
@@ -137,6 +185,7 @@ class Services:
             archiver=self.archiver,
             restorer=self.restorer,
             tiering=self.tiering,
+            quotas=self.quota_check,
         )
 
     @cached_property

@@ -23,6 +23,7 @@ from chalicelib.pins.request_ids import created_ms_of, new_request_id
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.messages import PinRequested, ReleasedPin, UnpinRequested
 from chalicelib.queue.outbox import Outbox
+from chalicelib.usage.quotas import QuotaCheck
 
 # Attempts before giving up on a millisecond or a pin that keeps changing
 # (workers write it): the client is then told to retry (StorageBusy).
@@ -46,7 +47,10 @@ class PinService:
         replication_factor: int,
         clock: Callable[[], int] = now_ms,
         min_free_bytes: int = 0,
+        quotas: QuotaCheck | None = None,
     ) -> None:
+        # None: no quotas (every tenant unlimited).
+        self._quotas = quotas
         self._store = store
         self._registry = registry
         self._outbox = outbox
@@ -68,7 +72,10 @@ class PinService:
     def create(self, tenant_id: str, request: PinRequest, idempotency_key: str | None = None) -> Pin:
         claim = self._claim(idempotency_key, request, replacing=None)
         replayed = self._replayed(tenant_id, claim)
-        return replayed if replayed is not None else self._insert(tenant_id, request, None, claim)
+        if replayed is not None:
+            return replayed
+        self._check_quotas(tenant_id, None)
+        return self._insert(tenant_id, request, None, claim)
 
     def replace(self, tenant_id: str, request_id: str, request: PinRequest, idempotency_key: str | None = None) -> Pin:
         claim = self._claim(idempotency_key, request, replacing=request_id)
@@ -78,11 +85,17 @@ class PinService:
             return replayed
         for _ in range(WRITE_ATTEMPTS):
             old = self.get(tenant_id, request_id)
+            self._check_quotas(tenant_id, old)
             try:
                 return self._insert(tenant_id, request, old, claim)
             except StaleRecord:
                 continue  # a worker wrote the old pin meanwhile: read it again
         raise StorageBusy("the pin kept changing during replace")
+
+    def _check_quotas(self, tenant_id: str, replacing: Pin | None) -> None:
+        """Raises QuotaExceeded (nothing written) for a request beyond a quota."""
+        if self._quotas is not None:
+            self._quotas.check_create(tenant_id, replacing)
 
     def _claim(self, key: str | None, request: PinRequest, replacing: str | None) -> IdempotencyClaim | None:
         if key is None:

@@ -52,6 +52,7 @@ from chalicelib.pins.scan_limit import (
     scan_too_slow,
     scans_time_range,
 )
+from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
@@ -88,6 +89,7 @@ from chalicelib.storage.pin_keys import (
     stream_prefixes,
 )
 from chalicelib.storage.shard_plan import ShardPlans
+from chalicelib.storage.usage_changes import usage_change_items
 
 ALL_STATUSES = frozenset(STATUSES)
 # A transaction that conflicts with another is retried this many times, after
@@ -185,6 +187,8 @@ class PinStore:
         self._max_scanned_pins = max_scanned_pins
         self._clock = clock
         self.plans = ShardPlans() if plans is None else plans
+        # When a write changes its tenant's bytes pinned (chalicelib.storage.usage_changes).
+        self.usage_clock: Callable[[], int] = now_ms
 
     def _shard_of(self, tenant_id: str, created_ms: int) -> str:
         return shard_key(tenant_id, self.plans.of(tenant_id).shard_of(created_ms))
@@ -218,6 +222,7 @@ class PinStore:
         # DynamoDB reports a transaction's items deletes first, then puts:
         # where a failed condition is tells whose it was.
         claim_at = 1 + len(deleted) if replacing is not None else 0
+        usage = [] if old_shard is None else usage_change_items(old_shard, replacing, None, self.usage_clock())
 
         def fill(tx: TransactWrite) -> None:
             if replacing is not None and old_shard is not None:
@@ -233,6 +238,8 @@ class PinStore:
             for change in changes:
                 for item in change.items:
                     tx.save(item)
+            for usage_item in usage:
+                tx.save(usage_item)
             tx.save(entry_of(announce))
 
         try:
@@ -264,6 +271,8 @@ class PinStore:
                 tx.delete(item)
             for item in CountChange(shard, pin, pin.version + 1, pin.status, None).items:
                 tx.save(item)
+            for usage_item in usage_change_items(shard, pin, None, self.usage_clock()):
+                tx.save(usage_item)
             tx.save(entry_of(announce))
 
         try:
@@ -301,6 +310,8 @@ class PinStore:
             if moved:
                 for item in CountChange(shard, pin, updated.version, pin.status, updated.status).items:
                     tx.save(item)
+            for usage_item in usage_change_items(shard, pin, updated, self.usage_clock()):
+                tx.save(usage_item)
 
         try:
             self._transact(fill)

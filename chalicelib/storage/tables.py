@@ -16,6 +16,7 @@ from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 from chalicelib.storage.tenant_slot import TenantSlot
+from chalicelib.storage.usage_item import UsageItem
 from chalicelib.storage.webhook_record import WebhookItem
 
 if TYPE_CHECKING:  # the layout check runs from the CLI and deploys, never in a Lambda's start
@@ -48,6 +49,10 @@ _BASE_NAMES = {
 }
 
 
+# Models of items kept in another model's table: bound to its name, never created apart.
+_SHARING: dict[type[Model], type[Model]] = {UsageItem: PinItem}
+
+
 def table_name(settings: Settings, model: type[Model]) -> str:
     return f"{settings.table_prefix}-{_BASE_NAMES[model]}"
 
@@ -59,7 +64,12 @@ def table_names(settings: Settings) -> list[str]:
 
 def bind_models(settings: Settings) -> DynamoConnection:
     """Point every model at this stage's tables, through one shared client."""
-    return DynamoConnection(settings, MODELS, {model: table_name(settings, model) for model in MODELS})
+    dynamo = DynamoConnection(settings, MODELS, {model: table_name(settings, model) for model in MODELS})
+    for model, host in _SHARING.items():
+        # The host's table connection, on the shared client: a table is bound once.
+        model.Meta.table_name = host.Meta.table_name
+        model._connection = host._get_connection()
+    return dynamo
 
 
 def check_tables(settings: Settings) -> list[TableFinding]:

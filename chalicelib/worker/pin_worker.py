@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the cold tier loads only where archiving is configured
     from chalicelib.cold.restorer import Restorer
     from chalicelib.cold.tiering import Tiering
     from chalicelib.filecoin.copy_maker import CopyMaker
+    from chalicelib.usage.quotas import QuotaCheck
 
 logger = logging.getLogger("pinning.worker")
 
@@ -83,8 +84,11 @@ class PinWorker:
         tiering: Tiering | None = None,
         restorer: Restorer | None = None,
         copy_maker: CopyMaker | None = None,
+        quotas: QuotaCheck | None = None,
     ) -> None:
         self._settings = settings
+        # None: no quotas; else a pin past its tenant's bytes quota fails as it would become pinned.
+        self._quotas = quotas
         # None: no Filecoin backend; copy messages are dropped.
         self._copy_maker = copy_maker
         # None: no cold tier; pins are fetched from hot nodes and the network only.
@@ -338,6 +342,9 @@ class PinWorker:
         self, pin: Pin, message: PinRequested, targets: Sequence[Node], token: str, restored: Sequence[str] = ()
     ) -> Outcome:
         dag_size = self._kubo(targets[0]).dag_size(message.cid)
+        over = None if self._quotas is None else self._quotas.over_bytes(message.tenant_id, dag_size)
+        if over is not None:
+            return self._fail(pin, message, token, over)
         replicas = [node.node_id for node in targets]
         info = {
             "dag_size": str(dag_size),

@@ -1,0 +1,25 @@
+"""The bytes change a pin write records, in the write's own transaction
+(pin_store): one item, of the pin's own, only when the write moves bytes
+(into or out of `pinned`, or a pinned pin deleted or replaced)."""
+
+from __future__ import annotations
+
+from chalicelib.pins.pin import Pin
+from chalicelib.storage.usage_item import UsageItem
+from chalicelib.storage.usage_keys import usage_change_key
+from chalicelib.usage.pin_bytes import bytes_change
+
+
+def usage_change_items(shard: str, before: Pin | None, after: Pin | None, at_ms: int) -> list[UsageItem]:
+    """The item recording how the write from `before` to `after` (None: no
+    pin) changes the tenant's bytes, at the pin's version after the write."""
+    delta = bytes_change(before, after)
+    if not delta:
+        return []
+    if after is not None:
+        created_ms, request_id, version = after.created_ms, after.request_id, after.version
+    elif before is not None:
+        created_ms, request_id, version = before.created_ms, before.request_id, before.version + 1
+    else:
+        return []
+    return [UsageItem(shard, usage_change_key(created_ms, request_id, version), delta=delta, at_ms=at_ms)]

@@ -1,0 +1,34 @@
+"""Usage items in the pins table (usage_keys says which is where): a bytes
+change, a month's folded totals of one shard, a tenant's plan.
+
+A model of its own on the pins table, bound with PinItem's table name
+(tables.bind_models): the pins' model stays as it is.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.models import Model
+
+from chalicelib.storage.attributes import IntegerAttribute
+
+
+class UsageItem(Model):
+    class Meta:
+        table_name = "pins"
+        billing_mode = "PAY_PER_REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+    # A bytes change: how many bytes, when (ms).
+    delta = IntegerAttribute(null=True, attr_name="db")
+    at_ms = IntegerAttribute(null=True, attr_name="at")
+
+    # A month of one shard: net bytes and byte-milliseconds to the month's end.
+    net = IntegerAttribute(null=True, attr_name="nb")
+    byte_ms = IntegerAttribute(null=True, attr_name="bms")
+
+    # A tenant's plan (None: the stage's default) and quota overrides (JSON).
+    plan = UnicodeAttribute(null=True)
+    overrides = UnicodeAttribute(null=True)

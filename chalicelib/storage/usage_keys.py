@@ -1,0 +1,41 @@
+"""Where usage lives in the pins table.
+
+A write that changes its tenant's bytes pinned records the change in the
+pin's shard, beside the count change of the same write (pin_keys), an item
+of the pin's own, so no two pins' writes share it:
+
+    u#~<created>#<request>#<version>    a bytes change (its bytes and when)
+
+The usage folder moves them into the tenant's usage partition, one item per
+month and shard (shards fold apart, so their folders never meet):
+
+    <tenant>#usage  m#<YYYY-MM>#<shard>  the month's net bytes and byte-ms
+    <tenant>#usage  plan                 the tenant's plan and quota overrides
+
+"u#" sorts apart from every prefix of pin_keys: no pin list or count reads it.
+"""
+
+from __future__ import annotations
+
+from chalicelib.storage.pin_keys import change_id
+
+USAGE_CHANGES = "u#~"
+MONTHS = "m#"
+PLAN_SORT_KEY = "plan"
+
+
+def usage_change_key(created_ms: int, request_id: str, version: int) -> str:
+    return USAGE_CHANGES + change_id(created_ms, request_id, version)
+
+
+def usage_partition(tenant_id: str) -> str:
+    return f"{tenant_id}#usage"
+
+
+def month_key(month: str, shard: str) -> str:
+    """A month's item of one shard (its partition key's shard number)."""
+    return f"{MONTHS}{month}#{shard.rpartition('#')[2]}"
+
+
+def month_of_key(sort_key: str) -> str:
+    return sort_key[len(MONTHS) :].partition("#")[0]

@@ -1,0 +1,64 @@
+"""A tenant's usage: pins by status now, bytes pinned now, and a month's bytes.
+
+Pins by status are the pin store's exact counts (the counter trees plus the
+changes not folded yet); bytes come from the usage ledger. Nothing scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chalicelib.pins.model import STATUSES
+from chalicelib.pins.timestamps import now_ms
+from chalicelib.usage.ledger import MonthBytes, UsageLedger, month_bytes
+from chalicelib.usage.months import Month
+
+# Every pin was created in [0, ALL_TIME_MS] (pin_keys.MAX_MS).
+ALL_TIME_MS = 10**13 - 1
+
+
+class PinCounts(Protocol):
+    def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
+        """Pins of `statuses` created in [lo, hi] ms, exact."""
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    tenant_id: str
+    pins: Mapping[str, int]  # now, by status
+    bytes_pinned: int  # now
+    month: MonthBytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant_id,
+            "month": self.month.month.text,
+            "pins": dict(self.pins),
+            "bytes_pinned": self.bytes_pinned,
+            "month_bytes": {
+                "opening": self.month.opening,
+                "ending": self.month.ending,
+                "byte_hours": self.month.byte_hours,
+            },
+        }
+
+
+class UsageMeter:
+    def __init__(self, counts: PinCounts, ledger: UsageLedger, clock: Callable[[], int] = now_ms) -> None:
+        self._counts = counts
+        self._ledger = ledger
+        self._clock = clock
+
+    def pins(self, tenant_id: str, statuses: frozenset[str]) -> int:
+        return self._counts.count(tenant_id, statuses, 0, ALL_TIME_MS)
+
+    def bytes_pinned(self, tenant_id: str) -> int:
+        return self._ledger.ledger(tenant_id).total
+
+    def usage(self, tenant_id: str, month: Month | None = None) -> TenantUsage:
+        now = self._clock()
+        ledger = self._ledger.ledger(tenant_id)
+        pins = {status: self.pins(tenant_id, frozenset({status})) for status in STATUSES}
+        return TenantUsage(tenant_id, pins, ledger.total, month_bytes(ledger, month or Month.of_ms(now), now))
