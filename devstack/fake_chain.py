@@ -39,14 +39,17 @@ from typing import Any
 
 from eth_abi.abi import decode, encode
 
+from chalicelib.cold.commp import decode_piece_cid_v2
 from chalicelib.filecoin.pdp.contracts import CALIBRATION, CALLS, FOREVER, Network
 from chalicelib.filecoin.pdp.rpc import selector
+from chalicelib.filecoin.pdp.signing import piece_cid_text
 
-_LOW_128 = (1 << 128) - 1
 _TIB = 1 << 40
-# 2.5 USDFC per TiB-month (18 decimals): FWSS's list price at the time of writing (FilOzone docs).
+# FWSS's price list (FilOzone/filecoin-services service_contracts/src/lib/PriceListUSDFC.sol):
+# 2.5 USDFC (18 decimals) per TiB-month, a month of 86,400 epochs, 30 days of rate locked up.
 DEFAULT_PRICE_PER_TIB_MONTH = 2_500_000_000_000_000_000
 EPOCHS_PER_MONTH = 86_400
+LOCKUP_EPOCHS = 86_400
 
 
 @dataclass
@@ -374,9 +377,15 @@ class FakeChain:
         return (until, account.funds, available, account.lockup_rate)
 
     def locked(self, owner: str) -> int:
-        """What the payer's live pieces lock up: one proving period of storage each (a simplification of FWSS's lockup)."""
-        size = sum(len(d.pieces) for d in self.data_sets.values() if d.payer.lower() == owner.lower() and d.live)
-        return size * self.price_per_tib_month // EPOCHS_PER_MONTH
+        """What the payer's live pieces lock up: FWSS's DEFAULT_LOCKUP_PERIOD (30 days) of
+        each piece's storage rate (its per-data-set minimum and one-time fees left out)."""
+        padded = sum(
+            decode_piece_cid_v2(piece_cid_text(piece)).padded_size
+            for data_set in self.data_sets.values()
+            if data_set.payer.lower() == owner.lower() and data_set.live
+            for piece in data_set.pieces.values()
+        )
+        return -(-padded * self.price_per_tib_month // (_TIB * EPOCHS_PER_MONTH)) * LOCKUP_EPOCHS
 
     # -- JSON-RPC --------------------------------------------------------------
 
