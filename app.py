@@ -171,6 +171,80 @@ def get_usage() -> Response:
     return json_response(services().usage.usage(tenant_id, month).as_dict())
 
 
+# Extension: a tenant's webhook endpoints and their delivery logs (openapi.yaml,
+# "Webhooks"). The webhooks package loads with the first such request only.
+@app.route("/webhooks", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def list_webhooks() -> Response:
+    from chalicelib.webhooks.views import endpoint_json
+
+    endpoints = services().webhooks.endpoints.of_tenant(_tenant(READ))
+    return json_response({"results": [endpoint_json(endpoint) for endpoint in endpoints]})
+
+
+@app.route("/webhooks", methods=["POST"], cors=_CORS, content_types=_ANY)
+@api_view
+def add_webhook() -> Response:
+    from chalicelib.webhooks.views import endpoint_json, parse_endpoint_body, registering
+
+    tenant_id, request = _tenant(), _request()
+    url, events = parse_endpoint_body(request.raw_body, request.headers.get("content-type"))
+    endpoint = registering(lambda: services().webhooks.endpoints.register(tenant_id, url, events))
+    return json_response(endpoint_json(endpoint, with_secret=True), 201)
+
+
+@app.route("/webhooks/{endpoint_id}", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def get_webhook(endpoint_id: str) -> Response:
+    from chalicelib.webhooks.views import endpoint_json, found
+
+    return json_response(endpoint_json(found(services().webhooks.endpoints.get(_tenant(READ), endpoint_id))))
+
+
+@app.route("/webhooks/{endpoint_id}", methods=["DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def delete_webhook(endpoint_id: str) -> Response:
+    if not services().webhooks.endpoints.remove(_tenant(), endpoint_id):
+        raise not_found("no such webhook endpoint")
+    return Response(body="", status_code=204)
+
+
+@app.route("/webhooks/{endpoint_id}/deliveries", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def webhook_attempts(endpoint_id: str) -> Response:
+    from chalicelib.webhooks.views import attempt_json, found, parse_limit
+
+    limit = parse_limit(_request().query_params)
+    attempts = found(services().webhooks.endpoints.attempts(_tenant(READ), endpoint_id, limit))
+    return json_response({"results": [attempt_json(attempt) for attempt in attempts]})
+
+
+@app.route("/webhooks", methods=["PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def webhooks_method_not_allowed() -> Response:
+    return method_not_allowed("GET, POST")
+
+
+@app.route("/webhooks/{endpoint_id}", methods=["POST", "PUT", "PATCH"], cors=_CORS, content_types=_ANY)
+@api_view
+def webhook_method_not_allowed(endpoint_id: str) -> Response:
+    return method_not_allowed("GET, DELETE")
+
+
+# Extension: the tenant's own usage (openapi.yaml), this month's or `month`'s (YYYY-MM).
+@app.route("/usage", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def get_usage() -> Response:
+    tenant_id = _tenant()
+    query = _request().query_params
+    text = None if query is None else query.get("month")
+    try:
+        month = None if text is None else Month.parse(text)
+    except InvalidMonth as error:
+        raise bad_request("INVALID_MONTH", str(error)) from None
+    return json_response(services().usage.usage(tenant_id, month).as_dict())
+
+
 @app.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
 @api_view
 def root() -> Response:
@@ -304,3 +378,30 @@ def fold_counts(event: dict[str, Any], context: Any) -> dict[str, list[dict[str,
     failed += [number for number in fold_changes(records, services().usage_folder) if number not in failed]
     services().planner.plan(writing_tenants(records))
     return {"batchItemFailures": [{"itemIdentifier": sequence_number} for sequence_number in failed]}
+
+
+# Fed by the pins table's stream through a second event source mapping that
+# infra/ renders (chalicelib.webhooks.events.WEBHOOK_FILTER), apart from the
+# folds: a slow webhook queue never holds up the counts, nor they it.
+@app.lambda_function(name="webhook_events")
+def webhook_events(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Turns the status changes of tenants' pins into deliveries to their
+    webhook endpoints; returns the record the stream must deliver again from."""
+    failed = services().webhooks.fanout.consume(event.get("Records", []))
+    return {"batchItemFailures": [{"itemIdentifier": sequence_number} for sequence_number in failed]}
+
+
+WEBHOOK_QUEUE = "pinning-service-webhooks.fifo"
+
+
+@app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=1)  # chalicelib.webhooks.delivery.BATCH_SIZE
+def webhook_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
+    """Delivers webhooks (signed POSTs); a failed one is held for its backoff
+    and comes back (chalicelib.webhooks.delivery)."""
+    from chalicelib.webhooks.delivery import deliver_batch, emit_delivery_metrics
+
+    parts, settings = services().webhooks, services().settings
+    report = deliver_batch([record.to_dict() for record in event], parts.deliverer, parts.queue)
+    if settings.emit_metrics:
+        emit_delivery_metrics(report, settings.stage, sys.stdout)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in report.failed]}

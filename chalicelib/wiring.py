@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from chalicelib.usage.plan_admin import PlanAdmin
     from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
     from chalicelib.worker.invocation_slots import InvocationSlots
+    from chalicelib.webhooks.parts import WebhookParts
     from chalicelib.worker.pin_worker import PinWorker
 
 
@@ -171,6 +172,15 @@ class Services:
     def holds(self) -> PinHolds:
         # A removal lease outlives the longest Lambda run (15 minutes).
         return PinHolds(DynamoHoldRepository(self.dynamo), lease_seconds=15 * 60)
+
+    @cached_property
+    def webhooks(self) -> WebhookParts:
+        """Webhook endpoints (API, CLI), the pins stream's fanout of their
+        events and the webhooks queue's deliveries."""
+        from chalicelib.storage.webhook_repository import DynamoWebhookRepository
+        from chalicelib.webhooks.parts import WebhookParts
+
+        return WebhookParts(self.settings, DynamoWebhookRepository(), self.store)
 
     @cached_property
     def worker(self) -> PinWorker:

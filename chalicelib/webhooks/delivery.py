@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from chalicelib.webhooks.addresses import EndpointRefused, Target
 from chalicelib.webhooks.endpoints import DELIVERY_LOG_DAYS, Attempt, EndpointRepository
@@ -35,6 +35,12 @@ logger = logging.getLogger("pinning.webhooks")
 # The wait after each failed attempt: 31.7 hours in all, over MAX_ATTEMPTS attempts.
 BACKOFF_SECONDS = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800, 28800)
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1  # the queue's maxReceiveCount
+# Messages one invocation takes. One: a FIFO receive hands out the messages
+# of a group together, and SQS counts a receive of each; a request's later
+# events received with a failing one would use up their own receives (the
+# dead-letter count) without an attempt. Taken one at a time, a group's
+# later messages are not received while its first is held.
+BATCH_SIZE = 1
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -135,7 +141,11 @@ def _run_group(
             continue
         report.attempts_failed += 1
         visibility.hide(str(record["receiptHandle"]), backoff_seconds(attempt))
-        report.failed += [str(later["messageId"]) for later, _ in group[position:]]
+        report.failed.append(str(record["messageId"]))
+        for later, _ in group[position + 1 :]:
+            # Not attempted: back at once, behind the failed one (which holds its group).
+            visibility.hide(str(later["receiptHandle"]), 0)
+            report.failed.append(str(later["messageId"]))
         break
     return report
 
@@ -158,3 +168,16 @@ def deliver_batch(records: Iterable[Mapping[str, Any]], deliverer: Deliverer, vi
             for part in pool.map(lambda group: _run_group(group, deliverer, visibility), groups.values()):
                 report.add(part)
     return report
+
+
+def emit_delivery_metrics(report: BatchReport, stage: str, out: TextIO) -> None:
+    """A batch's deliveries, failed attempts and slowest change-to-receipt time."""
+    from chalicelib.metrics import emit_metrics
+
+    values = {
+        "WebhooksDelivered": (float(len(report.latencies_ms)), "Count"),
+        "WebhookAttemptsFailed": (float(report.attempts_failed), "Count"),
+    }
+    if report.latencies_ms:
+        values["WebhookLatencyMs"] = (float(max(report.latencies_ms)), "Milliseconds")
+    emit_metrics(values, stage, out)

@@ -3,12 +3,14 @@
 No write or wait is added to the pinning path: the keys the pin store
 writes already say what happened (chalicelib.storage.pin_keys):
 
-- a pin entering a status inserts its status copy, `s#<status>#<created>`
-  (a write that keeps the status overwrites that item: a MODIFY, no event);
-- a pin deleted (or replaced) inserts its count change
-  `p#~<created>#<request id>#<version>`, at a version above 0; its creation
-  inserts one at version 0 (a new pin's version), which its status copy
-  already announces.
+- a pin created or deleted (or replaced) inserts its count change
+  `p#~<created>#<request id>#<version>`: at version 0 (a new pin's) its
+  creation, `queued`, at any later version its deletion. Both name the
+  request, so they are sent even if the pin is gone by the time they are read;
+- a pin entering another status inserts its status copy,
+  `s#<status>#<created>` (a write that keeps the status overwrites that item:
+  a MODIFY, no event). A pin is queued only when created: the status copy
+  of `queued` is no event of its own.
 
 Lambda's event filter (WEBHOOK_FILTER) lets only those insertions through;
 a record that gets through anyway is ignored here.
@@ -40,7 +42,7 @@ from chalicelib.storage.pin_keys import (
 )
 
 _STATUS_COPY_PREFIXES = tuple(
-    status_prefix(status) + digit for status in STATUS_OF_CODE.values() for digit in "0123456789"
+    status_prefix(status) + digit for status in STATUS_OF_CODE.values() if status != "queued" for digit in "0123456789"
 )
 _PIN_CHANGES = entry_prefix(PIN) + CHANGES
 # Lambda's event filter syntax: inserted status copies and pin changes.
@@ -57,7 +59,7 @@ class PinEvent:
     event_type: str
     tenant_id: str
     created_ms: int
-    request_id: str | None  # known from a deletion's keys; a status change's is read from the pin
+    request_id: str | None  # known from a creation's or deletion's keys; a status change's is read from the pin
     at_ms: int  # when the write happened (the stream's approximate time)
     # The same for every delivery of the same record: the receiver's key against duplicates.
     message_id: str
@@ -97,9 +99,11 @@ def pin_event(record: Any, now_ms: int) -> PinEvent | None:
         return PinEvent(f"pin.{STATUS_OF_CODE[code]}", tenant_id, int(created), None, at_ms, message_id)
     if sort_key.startswith(_PIN_CHANGES):
         parts = sort_key[len(_PIN_CHANGES) :].split("#")
-        if len(parts) != 3 or not (parts[0].isdigit() and parts[2].isdigit()) or int(parts[2]) == 0:
-            return None  # malformed, or a creation
-        created, request_id, _ = parts
-        # A request is deleted once: its id names the message.
-        return PinEvent("pin.deleted", tenant_id, int(created), request_id, at_ms, _message_id(tenant_id, request_id))
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[2].isdigit()):
+            return None
+        created, request_id, version = parts
+        event_type = "pin.queued" if int(version) == 0 else "pin.deleted"
+        # A request is created once and deleted once: its id and the event name the message.
+        message_id = _message_id(tenant_id, request_id, event_type)
+        return PinEvent(event_type, tenant_id, int(created), request_id, at_ms, message_id)
     return None

@@ -1,10 +1,10 @@
 """The pins stream's consumer: each event of a tenant's pins becomes a
 delivery to each of its endpoints that wants it, on the webhooks queue.
 
-A status event's request and PinStatus are read from the pin (one
-strongly consistent read); a pin already gone by then is deleted, and its
-deletion's own event follows, so the status it passed through is not
-sent. A tenant's endpoints are read once per batch.
+A status event's PinStatus (and for a status copy, the request) is read
+from the pin (one strongly consistent read). A pin gone by then was
+deleted, and its deletion follows: a creation is still sent (its keys name
+the request), a status it passed through is not (they do not). A tenant's endpoints are read once per batch.
 
 A record whose reads or sends fail is reported: the stream delivers it
 and every record after it again, in order, and the queue drops the
@@ -38,13 +38,17 @@ class DeliverySender(Protocol):
     def send(self, deliveries: Sequence[Delivery]) -> None: ...
 
 
-def payload(event: PinEvent, pin: Pin | None) -> str:
+def payload(event: PinEvent, request_id: str, pin: Pin | None) -> str:
     """The JSON body an endpoint receives: {type, timestamp, data}, data a
-    PinStatus with the event's status (a deleted pin: its request id and creation)."""
+    PinStatus in the event's status; of a pin gone by then (a deletion, or a
+    creation read after it), its request id, creation and status only."""
+    status = event.event_type.removeprefix("pin.")
     if pin is None:
-        data: dict[str, Any] = {"requestid": event.request_id, "created": format_ms(event.created_ms)}
+        data: dict[str, Any] = {"requestid": request_id, "created": format_ms(event.created_ms)}
+        if event.event_type != "pin.deleted":
+            data["status"] = status
     else:
-        data = pin_status(replace(pin, status=event.event_type.removeprefix("pin.")))
+        data = pin_status(replace(pin, status=status))
     return json.dumps({"type": event.event_type, "timestamp": format_ms(event.at_ms), "data": data})
 
 
@@ -78,11 +82,13 @@ class Fanout:
         wanting = [endpoint for endpoint in tenants[event.tenant_id] if endpoint.wants(event.event_type)]
         if not wanting:
             return []
-        pin = None if event.request_id is not None else self._pins.get(event.tenant_id, event.created_ms)
+        pin = None if event.event_type == "pin.deleted" else self._pins.get(event.tenant_id, event.created_ms)
+        if pin is not None and event.request_id not in (None, pin.request_id):
+            pin = None  # another request created in the same millisecond (its own events follow)
         request_id = event.request_id or (pin.request_id if pin is not None else None)
         if request_id is None:
             return []  # deleted since: its deletion is the event to send
-        body = payload(event, pin)
+        body = payload(event, request_id, pin)
         return [
             Delivery(
                 event.tenant_id,

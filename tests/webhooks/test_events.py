@@ -15,7 +15,7 @@ from chalicelib.storage.pin_keys import (
     pin_sort_key,
     status_prefix,
 )
-from chalicelib.webhooks.events import WEBHOOK_FILTER, PinEvent, pin_event
+from chalicelib.webhooks.events import WEBHOOK_FILTER, pin_event
 
 SHARD = "alice#3"
 CREATED = 1_764_000_000_123
@@ -56,24 +56,28 @@ def test_a_status_copy_inserted_is_the_pin_entering_that_status():
     assert event.at_ms == 1_764_000_001_000
 
 
-def test_a_deletion_is_its_pin_change_above_version_zero_and_a_creation_is_no_event():
+def test_a_pins_creation_and_deletion_are_its_pin_changes_naming_the_request():
     # Given the pin changes of a creation (version 0) and a deletion (version 3)
     created, deleted = (
         change_sort_keys(change_id(CREATED, REQUEST, version), was, now)[-1]
         for version, was, now in ((0, None, "q"), (3, "p", None))
     )
     # When each is read as an event
-    # Then the creation is none (its status copy announces it), the deletion names its request
-    assert pin_event(record(created), now_ms=0) is None
-    event = pin_event(record(deleted), now_ms=0)
-    assert event == PinEvent("pin.deleted", "alice", CREATED, REQUEST, 1_764_000_001_000, event.message_id)
+    events = [pin_event(record(key), now_ms=0) for key in (created, deleted)]
+    # Then the creation is the pin queued, the deletion its deletion, both naming the request
+    assert [(e.event_type, e.created_ms, e.request_id) for e in events] == [
+        ("pin.queued", CREATED, REQUEST),
+        ("pin.deleted", CREATED, REQUEST),
+    ]
+    # and the queued status copy inserted with the creation is no second event
+    assert pin_event(record(entry_key(status_prefix("queued"), CREATED)), now_ms=0) is None
 
 
 def test_a_records_message_id_is_the_same_on_every_delivery_and_differs_between_records():
     # Given one record delivered twice, and another
-    copy = record(entry_key(status_prefix("queued"), CREATED), sequence="7")
-    again = record(entry_key(status_prefix("queued"), CREATED), sequence="7", at=datetime.now(UTC))
-    other = record(entry_key(status_prefix("queued"), CREATED), sequence="8")
+    copy = record(entry_key(status_prefix("pinning"), CREATED), sequence="7")
+    again = record(entry_key(status_prefix("pinning"), CREATED), sequence="7", at=datetime.now(UTC))
+    other = record(entry_key(status_prefix("pinning"), CREATED), sequence="8")
     # Then the copies share their message id (the receiver's key against duplicates)
     ids = [pin_event(r, now_ms=0).message_id for r in (copy, again, other)]
     assert ids[0] == ids[1] != ids[2]
@@ -82,8 +86,8 @@ def test_a_records_message_id_is_the_same_on_every_delivery_and_differs_between_
 @pytest.mark.parametrize(
     ("sort_key", "event_name"),
     [
-        (entry_key(status_prefix("queued"), CREATED), "MODIFY"),  # a write keeping the status
-        (entry_key(status_prefix("queued"), CREATED), "REMOVE"),  # the pin leaving it
+        (entry_key(status_prefix("pinning"), CREATED), "MODIFY"),  # a write keeping the status
+        (entry_key(status_prefix("pinning"), CREATED), "REMOVE"),  # the pin leaving it
         (pin_sort_key(CREATED), "INSERT"),  # the pin itself
         (change_sort_keys(change_id(CREATED, REQUEST, 2), "q", "g")[0], "INSERT"),  # a status's count change
         ("c#bafy#" + f"{CREATED:013d}", "INSERT"),  # a CID copy
@@ -110,12 +114,11 @@ def test_the_filter_lets_through_every_event_and_drops_most_other_records():
     # When Lambda's filter and the consumer read them
     events = [r for r in records if pin_event(r, now_ms=0) is not None]
     passed = [r for r in records if passes_filter(r)]
-    # Then every event passes the filter; only the creation's pin change passes without being one
-    assert all(passes_filter(r) for r in events)
-    assert [pin_event(r, now_ms=0).event_type for r in events] == [
-        "pin.queued",
-        "pin.pinning",
-        "pin.pinned",
+    # Then exactly the events pass the filter, one per status change
+    assert passed == events
+    assert sorted(pin_event(r, now_ms=0).event_type for r in events) == [
         "pin.deleted",
+        "pin.pinned",
+        "pin.pinning",
+        "pin.queued",
     ]
-    assert len(passed) == len(events) + 1
