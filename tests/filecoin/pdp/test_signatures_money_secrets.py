@@ -1,4 +1,4 @@
-"""The fake provider checks the wallet's signatures; funds and cost from the
+"""The fake provider checks the wallet's signatures, which are the SDK's; funds and cost from the
 chain; the wallet key never shows in logs, reprs or errors."""
 
 from __future__ import annotations
@@ -107,3 +107,29 @@ def test_the_key_never_shows_in_logs_reprs_or_errors(
     assert "could not be read" in shown
     assert broken not in shown and not any(secret in shown for secret in secrets)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_signatures_match_the_python_sdk_for_the_same_key_and_message() -> None:
+    # Given the vectors pynapse 0.2.0 (synapse-filecoin-sdk, core/typed_data.py) signs with KEY on
+    # calibration: CreateDataSet(9, 0x22..22, [k=v]), AddPieces(9, nonce 12345, [piece], [[ipfsRootCID=bafy]]),
+    # SchedulePieceRemovals(9, [3, 4]); ECDSA over secp256k1 is deterministic (RFC 6979)
+    piece_cid = "bafkzcibdxamar7boqlrvkexc3akzz72twv7aa2arpvh5kzg26ua2cqfiwqd374zx"
+    assert make_piece(b"q" * 5000)[0].piece_cid == piece_cid
+    wallet = signing.Wallet(lambda: KEY, FakeChain().network)
+    # When the backend's wallet signs the same messages
+    create = signing.decode_create_extra(wallet.create_data_set_extra(9, "0x" + "22" * 20, [("k", "v")]))
+    add = signing.decode_add_extra(wallet.add_pieces_extra(9, 12345, [piece_cid], [[("ipfsRootCID", "bafy")]]))
+    removal = signing.decode_removals_extra(wallet.schedule_removals_extra(9, [3, 4]))
+    # Then the signatures are the SDK's, byte for byte
+    assert create.signature.hex() == (
+        "cc61c67d60d223f43b226c9851ac926ab67f14676586529ca19d4bc0e1b87cdc"
+        "36f2d9230e475db97aadabd988a2720b5738020c13ee206e0b4aff1bba7c7e051b"
+    )
+    assert add.signature.hex() == (
+        "7532b07c536a80cc7720cb991085303fc066880db10394dbbd6deda3ba8b2bb7"
+        "782f8f0791f5a8009e699504b5fb83e92079ae92dbb1c04c3b80f4deeb7913fa1c"
+    )
+    assert removal.hex() == (
+        "61bb22c32942faa570cb86de2cbd5cba7ad0e587f342fa7992b7b96ac1b4d76b"
+        "4ad3b011fe3f7b5e40e2fb4618552b725d7395b233b100abadb195ff7c51377f1c"
+    )
