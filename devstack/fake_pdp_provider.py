@@ -5,6 +5,9 @@ Use:
     provider = FakePdpProvider(chain, name="sp-eu", location="EU")
     url = provider.start()      # registers it in the chain's registry, proves on the chain's epochs
     provider.stop()
+or, for a chain with several providers at once (`make dev`):
+    chain, providers = start_fake_network([("sp-eu", "EU"), ("sp-us", "US")], epoch_seconds=2)
+    stop_fake_network(chain, providers)
 
 What it does, as Curio does (routes, bodies, status codes in
 docs/filecoin-pdp.md): takes a piece upload (create, PUT the bytes, finalize
@@ -273,6 +276,24 @@ class FakePdpProvider:
         self._check_signer("SchedulePieceRemovals", message, signature, data_set.payer)
         tx = self.chain.submit_removal(data_set_id, piece_ids)
         return 200, {"txHash": tx.tx_hash}
+
+
+def start_fake_network(
+    providers: list[tuple[str, str]], epoch_seconds: float | None = None
+) -> tuple[FakeChain, list[FakePdpProvider]]:
+    """A started fake chain with a started fake provider per (name, location), in registry order."""
+    chain = FakeChain()
+    chain.start(epoch_seconds)
+    started = [FakePdpProvider(chain, name, location) for name, location in providers]
+    for provider in started:
+        provider.start()
+    return chain, started
+
+
+def stop_fake_network(chain: FakeChain, providers: list[FakePdpProvider]) -> None:
+    for provider in providers:
+        provider.stop()
+    chain.stop()
 
 
 def _tx_status(tx: Transaction) -> str:

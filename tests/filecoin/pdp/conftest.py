@@ -14,7 +14,7 @@ from chalicelib.cold.commp import commp
 from chalicelib.filecoin.backend import Piece, Provider
 from chalicelib.filecoin.pdp.backend import PdpBackend, PdpSettings
 from devstack.fake_chain import FakeChain
-from devstack.fake_pdp_provider import FakePdpProvider
+from devstack.fake_pdp_provider import FakePdpProvider, start_fake_network, stop_fake_network
 
 # A throwaway key (never funded anywhere): tests look for it in logs, reprs and errors.
 KEY = "0x" + "5e" * 32
@@ -43,21 +43,20 @@ def later() -> float:
 
 
 @pytest.fixture
-def chain() -> Iterator[FakeChain]:
-    fake = FakeChain()
-    fake.start()
-    yield fake
-    fake.stop()
+def network() -> Iterator[tuple[FakeChain, list[FakePdpProvider]]]:
+    chain, providers = start_fake_network([("sp-eu", "EU"), ("sp-us", "US")])
+    yield chain, providers
+    stop_fake_network(chain, providers)
 
 
 @pytest.fixture
-def providers(chain: FakeChain) -> Iterator[list[FakePdpProvider]]:
-    fakes = [FakePdpProvider(chain, "sp-eu", "EU"), FakePdpProvider(chain, "sp-us", "US")]
-    for fake in fakes:
-        fake.start()
-    yield fakes
-    for fake in fakes:
-        fake.stop()
+def chain(network: tuple[FakeChain, list[FakePdpProvider]]) -> FakeChain:
+    return network[0]
+
+
+@pytest.fixture
+def providers(network: tuple[FakeChain, list[FakePdpProvider]]) -> list[FakePdpProvider]:
+    return network[1]
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chalicelib.filecoin.backend import BackendUnavailable, CopyRefused, CopyState, Piece, Provider, Receipt
@@ -136,3 +138,13 @@ def test_a_provider_answering_garbage_is_unavailable(
     # When a piece is stored with it, the copy is unavailable (try later), not refused
     with pytest.raises(BackendUnavailable, match="not JSON"):
         backend.store(provider, *make_piece(DATA), later())
+
+
+def test_a_store_past_its_deadline_uploads_nothing(
+    backend: PdpBackend, chain: FakeChain, providers: list[FakePdpProvider], provider: Provider
+) -> None:
+    # Given a deadline already passed
+    # When a piece is stored, it is unavailable (try later) and nothing reaches the provider's upload
+    with pytest.raises(BackendUnavailable, match="deadline passed"):
+        backend.store(provider, *make_piece(DATA), time.monotonic() - 1)
+    assert ("POST", "/pdp/piece/uploads") not in providers[0].requests and chain.transactions == {}
