@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.tenants.rate_limits import RateLimits
+    from chalicelib.webhooks.endpoints import Endpoint, Webhooks
     from chalicelib.wiring import Services
 
 _SECRET_WARNING = (
@@ -711,6 +712,97 @@ def tables_create(allow_aws: bool) -> None:
             click.echo(f"exists  {name}")
 
     emit({"created": created, "existing": existing}, human)
+
+
+# --- webhooks -------------------------------------------------------------------
+
+
+@cli.group()
+def webhooks() -> None:
+    """Tenants' webhook endpoints: add (its secret shown once), list, remove, and each one's delivery log."""
+
+
+def _webhooks() -> Webhooks:
+    return _options().services().webhooks.endpoints
+
+
+def _endpoint_row(endpoint: Endpoint) -> tuple[str, str, str, str]:
+    return (endpoint.endpoint_id, endpoint.tenant_id, ",".join(endpoint.events), endpoint.url)
+
+
+@command(webhooks, "add")
+@click.argument("tenant_id")
+@click.argument("url")
+@click.option(
+    "--events",
+    "events",
+    required=True,
+    metavar="TYPES",
+    help="Comma-separated event types: pin.queued, pin.pinning, pin.pinned, pin.failed, pin.deleted.",
+)
+def webhooks_add(tenant_id: str, url: str, events: str) -> None:
+    """Register URL for TENANT_ID's pin events and print the endpoint's secret (shown only now).
+
+    Production takes https URLs on global addresses only; the local stack also
+    http on loopback (ALLOW_LOOPBACK_WEBHOOKS, set by `source .dev/aws.env`).
+    """
+    from chalicelib.webhooks.endpoints import InvalidEndpoint, TooManyEndpoints
+    from chalicelib.webhooks.views import endpoint_json
+
+    _admin().tenant(tenant_id)  # an unknown tenant is an error, not an orphan endpoint
+    wanted = [event.strip() for event in events.split(",") if event.strip()]
+    try:
+        endpoint = _webhooks().register(tenant_id, url, wanted)
+    except (InvalidEndpoint, TooManyEndpoints) as error:
+        raise CliError(f"refused: {error}") from None
+    note("The secret is shown only now: the receiver verifies deliveries with it.")
+    emit(endpoint_json(endpoint, with_secret=True), lambda: click.echo(f"{endpoint.endpoint_id} {endpoint.secret}"))
+
+
+@command(webhooks, "list")
+@click.argument("tenant_id")
+def webhooks_list(tenant_id: str) -> None:
+    """List TENANT_ID's endpoints (secrets are never shown again)."""
+    from chalicelib.webhooks.views import endpoint_json
+
+    endpoints = _webhooks().of_tenant(tenant_id)
+    emit(
+        [endpoint_json(endpoint) for endpoint in endpoints],
+        lambda: _print_table(
+            ("ENDPOINT", "TENANT", "EVENTS", "URL"), [_endpoint_row(e) for e in endpoints], "no webhook endpoints"
+        ),
+    )
+
+
+@command(webhooks, "remove")
+@click.argument("tenant_id")
+@click.argument("endpoint_id")
+def webhooks_remove(tenant_id: str, endpoint_id: str) -> None:
+    """Remove TENANT_ID's endpoint ENDPOINT_ID: deliveries still queued for it are dropped."""
+    if not _webhooks().remove(tenant_id, endpoint_id):
+        raise CliError(f"no endpoint {endpoint_id!r} for tenant {tenant_id!r}")
+    emit({"removed": endpoint_id}, lambda: click.echo(f"removed {endpoint_id}"))
+
+
+@command(webhooks, "deliveries")
+@click.argument("tenant_id")
+@click.argument("endpoint_id")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+def webhooks_deliveries(tenant_id: str, endpoint_id: str, limit: int) -> None:
+    """The last delivery attempts to ENDPOINT_ID, newest first: status code or error."""
+    from chalicelib.webhooks.views import attempt_json
+
+    attempts = _webhooks().attempts(tenant_id, endpoint_id, limit)
+    if attempts is None:
+        raise CliError(f"no endpoint {endpoint_id!r} for tenant {tenant_id!r}")
+    rows: list[Sequence[str]] = [
+        (format_ms(a.at_ms), a.event_type, str(a.attempt), str(a.status_code or "-"), a.error or "", a.message_id)
+        for a in attempts
+    ]
+    emit(
+        [attempt_json(attempt) for attempt in attempts],
+        lambda: _print_table(("AT", "EVENT", "TRY", "STATUS", "ERROR", "MESSAGE"), rows, "no delivery attempts"),
+    )
 
 
 def main() -> None:
