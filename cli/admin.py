@@ -805,6 +805,108 @@ def webhooks_deliveries(tenant_id: str, endpoint_id: str, limit: int) -> None:
     )
 
 
+# --- usage and quotas ---------------------------------------------------------
+
+
+def _quota_value(text: str | None) -> int | None | str:
+    """A quota option: a whole number, `plan` (drop the override), or absent."""
+    if text is None or text == "plan":
+        return text
+    if not text.isdigit():
+        raise CliError(f"a quota is a whole number >= 0 or `plan`, not {text!r}")
+    return int(text)
+
+
+def _print_plan(view: Any) -> None:
+    click.echo(f"tenant {view.tenant_id}: plan {view.plan}")
+    for name, value in view.quotas.as_dict().items():
+        own = " (override)" if name in view.overrides else ""
+        click.echo(f"  {name + ':':<17} {'unlimited' if value is None else value}{own}")
+
+
+@command(tenants, "plan")
+@click.argument("tenant_id")
+@click.argument("plan", required=False)
+def tenants_plan(tenant_id: str, plan: str | None) -> None:
+    """Put TENANT_ID on PLAN (one of the stage's USAGE_PLANS: free, pro,
+    unlimited, demo by default), or show its plan and quotas. API containers
+    apply a change within PLAN_CACHE_SECONDS (60 by default)."""
+    from chalicelib.usage.plans import InvalidPlans
+
+    admin = _options().services().plan_admin
+    try:
+        view = admin.show(tenant_id) if plan is None else admin.set_plan(tenant_id, plan)
+    except InvalidPlans as error:
+        raise CliError(str(error)) from None
+    emit(view.as_dict(), lambda: _print_plan(view))
+
+
+@command(tenants, "quota")
+@click.argument("tenant_id")
+@click.option("--pins", metavar="N|plan", help="Queued, pinning and pinned requests at most.")
+@click.option("--bytes", "bytes_", metavar="N|plan", help="Bytes pinned at most (DAG sizes).")
+@click.option("--in-flight", metavar="N|plan", help="Queued and pinning requests at most.")
+@click.option("--filecoin-copies", metavar="N|plan", help="Filecoin copies at most.")
+def tenants_quota(
+    tenant_id: str, pins: str | None, bytes_: str | None, in_flight: str | None, filecoin_copies: str | None
+) -> None:
+    """Override single quotas of TENANT_ID's plan (`plan`: back to the plan's)."""
+    from chalicelib.usage.plans import InvalidPlans
+
+    given = {"pins": pins, "bytes": bytes_, "in_flight": in_flight, "filecoin_copies": filecoin_copies}
+    values = {name: _quota_value(text) for name, text in given.items() if text is not None}
+    if not values:
+        raise CliError("give at least one of --pins, --bytes, --in-flight, --filecoin-copies")
+    changes = {name: None if value == "plan" else int(value or 0) for name, value in values.items()}
+    try:
+        view = _options().services().plan_admin.set_quotas(tenant_id, changes)
+    except InvalidPlans as error:
+        raise CliError(str(error)) from None
+    emit(view.as_dict(), lambda: _print_plan(view))
+
+
+@command(cli, "usage")
+@click.argument("tenant_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Every tenant (the operator's report).")
+@click.option("--month", metavar="YYYY-MM", help="The month [the current one, UTC].")
+def usage(tenant_id: str | None, every: bool, month: str | None) -> None:
+    """TENANT_ID's usage (or --all tenants'): pins by status and bytes pinned
+    now, and the month's bytes: as it began, as it ended (or now), byte-hours."""
+    from chalicelib.usage.months import InvalidMonth, Month
+
+    if every == (tenant_id is not None):
+        raise CliError("give a TENANT_ID or --all")
+    try:
+        chosen = None if month is None else Month.parse(month)
+    except InvalidMonth as error:
+        raise CliError(str(error)) from None
+    services = _options().services()
+    ids = (
+        [record.tenant_id for record in services.admin.tenants()]
+        if every
+        else [services.admin.tenant(tenant_id or "").tenant_id]
+    )
+    found = [services.usage.usage(one, chosen) for one in ids]
+    rows = [
+        (
+            one.tenant_id,
+            one.month.month.text,
+            str(one.pins["queued"] + one.pins["pinning"]),
+            str(one.pins["pinned"]),
+            str(one.pins["failed"]),
+            str(one.bytes_pinned),
+            str(one.month.ending),
+            str(one.month.byte_hours),
+        )
+        for one in found
+    ]
+    headers = ("TENANT", "MONTH", "IN-FLIGHT", "PINNED", "FAILED", "BYTES-NOW", "BYTES-END", "BYTE-HOURS")
+    emit(
+        [one.as_dict() for one in found] if every else found[0].as_dict(),
+        lambda: _print_table(headers, rows, "no tenants"),
+    )
+
+
 def main() -> None:
     cli(prog_name="python -m cli.admin")
 
