@@ -281,7 +281,14 @@ class PdpBackend:
         return self._on_chain(adopted, None)
 
     def _ids_from_provider(self, receipt: Receipt, tx_hash: str) -> tuple[int, int] | None:
-        api = self._api(receipt.provider_id)
+        try:
+            api = self._api(receipt.provider_id)
+        except CopyRefused:
+            # Gone from the registry: the chain alone tells what its transaction added.
+            earlier, _ = self._earlier_copy(int(receipt.provider_id), receipt.piece_cid)
+            if earlier is None:
+                return None
+            return int(earlier.data_set_id or 0), int(earlier.piece_id or 0)
         if receipt.data_set_id is None:
             created = api.creation_status(tx_hash)
             if created is None or created.data_set_id is None:

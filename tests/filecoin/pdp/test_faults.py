@@ -148,3 +148,17 @@ def test_a_store_past_its_deadline_uploads_nothing(
     with pytest.raises(BackendUnavailable, match="deadline passed"):
         backend.store(provider, *make_piece(DATA), time.monotonic() - 1)
     assert ("POST", "/pdp/piece/uploads") not in providers[0].requests and chain.transactions == {}
+
+
+def test_a_copy_whose_provider_left_the_registry_is_followed_from_the_chain(
+    backend: PdpBackend, chain: FakeChain, providers: list[FakePdpProvider], provider: Provider
+) -> None:
+    # Given a piece submitted, then its provider deregistered before the transaction was mined
+    receipt = backend.store(provider, *make_piece(DATA), later())
+    chain.providers[providers[0].provider_id].active = False
+    backend.providers()
+    chain.advance()
+    # When the copy is followed, its ids come from FWSS's record of its nonce
+    followed = backend.follow(receipt)
+    # Then it is on chain with its data set and piece ids, waiting for its first proof
+    assert (followed.state, followed.data_set_id, followed.piece_id) == (CopyState.ADDING, "1", "0")
