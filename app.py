@@ -347,6 +347,26 @@ def cool_pins(event: CloudWatchEvent) -> dict[str, int]:
     return tiering.cool(time.monotonic() + seconds, settings.cooling_limit).as_dict()
 
 
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def track_filecoin_copies(event: CloudWatchEvent) -> dict[str, int]:
+    """Keeps each archived CID at the Filecoin copies its requests want:
+    follows, repairs, ends and begins copies (chalicelib.filecoin.tracker).
+    A bounded run; the next goes on."""
+    settings, tracker = services().settings, services().filecoin_tracker
+    if tracker is None:
+        return {}
+    seconds = min(
+        settings.filecoin_tracker_seconds, remaining_seconds(event.context, settings.invocation_margin_seconds)
+    )
+    report = tracker.run(time.monotonic() + seconds, settings.filecoin_tracker_limit)
+    if settings.emit_metrics:
+        # Imported here: only this function emits them.
+        from chalicelib.filecoin.tracker import emit_copy_metrics
+
+        emit_copy_metrics(report, settings.stage, sys.stdout)
+    return report.as_dict()
+
+
 @app.on_cw_event(TERMINATION_EVENTS)
 def node_terminating(event: CloudWatchEvent) -> str | None:
     """The fleet's Auto Scaling group is terminating a node: out of the

@@ -174,6 +174,29 @@ class Settings:
     # is global (chalicelib.webhooks.addresses). On (the local stack): loopback
     # addresses too, and http to them.
     allow_loopback_webhooks: bool = _setting(False, "ALLOW_LOOPBACK_WEBHOOKS")
+    # Filecoin copies (chalicelib.filecoin): the copies a request wants unless
+    # its meta or its tenant says (0: none; off), and the tracker's rules.
+    filecoin_copies: int = _setting(0, "FILECOIN_COPIES")
+    # A copy proving is checked this often; one adding or lapsed every minute.
+    filecoin_check_seconds: int = _setting(3600, "FILECOIN_CHECK_SECONDS")
+    # A copy lapsed this long is ended and repaired with another provider.
+    filecoin_lapse_grace_seconds: int = _setting(2 * 24 * 3600, "FILECOIN_LAPSE_GRACE_SECONDS")
+    # The epochs a copy's cost is reserved for (30 days), against a cap per
+    # calendar month in the token's smallest unit (0: nothing may be spent).
+    filecoin_term_epochs: int = _setting(86_400, "FILECOIN_TERM_EPOCHS")
+    filecoin_spend_cap: int = _setting(0, "FILECOIN_SPEND_CAP")
+    # A copy ending within this many epochs (7 days) is replaced first.
+    filecoin_renew_epochs: int = _setting(20_160, "FILECOIN_RENEW_EPOCHS")
+    # The chain's genesis (mainnet's; another network: its own), for its epoch by the clock.
+    filecoin_genesis_unix: int = _setting(1598306400, "FILECOIN_GENESIS_UNIX")
+    # The provider rule (chalicelib.filecoin.selection): comma-separated
+    # provider ids allowed (empty: all) and excluded, and regions (empty: any).
+    filecoin_providers: str = _setting("", "FILECOIN_PROVIDERS")
+    filecoin_excluded_providers: str = _setting("", "FILECOIN_EXCLUDED_PROVIDERS")
+    filecoin_regions: str = _setting("", "FILECOIN_REGIONS")
+    # The longest one tracker run takes, and the most CIDs it visits (the next run goes on).
+    filecoin_tracker_seconds: int = _setting(240, "FILECOIN_TRACKER_SECONDS")
+    filecoin_tracker_limit: int = _setting(1000, "FILECOIN_TRACKER_LIMIT")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 

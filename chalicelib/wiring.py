@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from chalicelib.cold.retrieval import Retrieved, Retriever
     from chalicelib.cold.tiering import Tiering
     from chalicelib.cold.tiers import TierPolicies
+    from chalicelib.filecoin.backend import FilecoinBackend
+    from chalicelib.filecoin.copies import CopyWants
+    from chalicelib.filecoin.copy_maker import CopyMaker
+    from chalicelib.filecoin.repository import CopyRepository
+    from chalicelib.filecoin.tracker import Tracker
     from chalicelib.fleet.reconciler import FleetReconciler
     from chalicelib.kubo.client import KuboClient
     from chalicelib.storage.count_folder import CountFolder
@@ -50,6 +56,11 @@ if TYPE_CHECKING:
 class Services:
     """What the handlers use. The worker's parts are built on first use, so
     API containers never import the Kubo client."""
+
+    # Makes Filecoin copies (chalicelib.filecoin.backend); None: no copies are
+    # made, tracked or wanted. Set before the worker's, the archiver's or the
+    # tracker's first use.
+    filecoin_backend: FilecoinBackend | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -195,6 +206,7 @@ class Services:
             archiver=self.archiver,
             restorer=self.restorer,
             tiering=self.tiering,
+            copy_maker=self.copy_maker,
             quotas=self.quota_check,
         )
 
@@ -234,6 +246,7 @@ class Services:
             self.kubo,
             self.store,
             cools_at=self.tiering.cools_at if self.tiering is not None else lambda tenant_id: None,
+            copies=self.copy_wants,
         )
 
     @cached_property
@@ -294,6 +307,7 @@ class Services:
             settings.archive_prefix,
             settings.archive_grace_seconds,
             settings.archive_sweep_limit,
+            end_copies=self.filecoin_tracker.end_all if self.filecoin_tracker is not None else lambda cid: True,
         )
 
     @cached_property
@@ -347,6 +361,65 @@ class Services:
             restorer=self.restorer,
             # A restore longer than a run goes to the archive function's long turns.
             hand_off=lambda message: self.publisher.send(encode(message)),
+        )
+
+    @cached_property
+    def filecoin_copies(self) -> CopyRepository:
+        """The copies, wants and receipts of CIDs (the filecoin-copies table)."""
+        from chalicelib.storage.filecoin_repository import DynamoCopyRepository
+
+        return DynamoCopyRepository(self.dynamo)
+
+    @cached_property
+    def copy_wants(self) -> CopyWants | None:
+        """The archiver's: each archived holder's copies wanted. None without a backend."""
+        if self.filecoin_backend is None:
+            return None
+        from chalicelib.filecoin.copies import CopyWants
+        from chalicelib.filecoin.wanted import WantedCopies
+        from chalicelib.storage.filecoin_tenants import DynamoTenantCopies
+
+        return CopyWants(self.filecoin_copies, WantedCopies(DynamoTenantCopies(), self.settings.filecoin_copies))
+
+    @cached_property
+    def filecoin_tracker(self) -> Tracker | None:
+        """Keeps each archived CID at the copies wanted: a schedule's, and the
+        archive sweep's (ends the copies of an archive it deletes). None without
+        a backend or ARCHIVE_BUCKET."""
+        backend = self.filecoin_backend
+        if backend is None or not self.settings.archive_bucket:
+            return None
+        from chalicelib.filecoin.tracker import Tracker, TrackerSettings
+        from chalicelib.queue.messages import encode
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return Tracker(
+            self.filecoin_copies,
+            backend,
+            DynamoArchiveRepository(self.dynamo),
+            self.store,
+            lambda message: self.publisher.send(encode(message)),
+            TrackerSettings.of(self.settings),
+        )
+
+    @cached_property
+    def copy_maker(self) -> CopyMaker | None:
+        """Makes one copy (`filecoin_copy` messages, the archive function's).
+        None without a backend or ARCHIVE_BUCKET."""
+        backend, bucket = self.filecoin_backend, self.settings.archive_bucket
+        if backend is None or not bucket:
+            return None
+        from chalicelib.cold.archive_objects import ArchiveObjects, ArchiveReader
+        from chalicelib.filecoin.copy_maker import CopyMaker
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return CopyMaker(
+            self.filecoin_copies,
+            backend,
+            DynamoArchiveRepository(self.dynamo),
+            ArchiveObjects(cast("ArchiveReader", self.s3), bucket),
+            metrics=sys.stdout if self.settings.emit_metrics else None,
+            stage=self.settings.stage,
         )
 
 

@@ -358,6 +358,43 @@ def tenants_tier(tenant_id: str, tier: str, cold_after_days: int | None) -> None
     )
 
 
+@command(tenants, "filecoin")
+@click.argument("tenant_id")
+@click.option("--copies", type=click.IntRange(min=0), metavar="N", help="The Filecoin copies its requests want.")
+@click.option("--default", "follow_stage", is_flag=True, help="Drop the tenant's own: follow the stage's.")
+def tenants_filecoin(tenant_id: str, copies: int | None, follow_stage: bool) -> None:
+    """Set the Filecoin copies TENANT_ID's requests want (0: none), or with
+    --default follow the stage's FILECOIN_COPIES. A request's own
+    meta "filecoin.copies" wins over either.
+
+    It applies to what comes next: requests archived or pinned again after
+    the change (chalicelib.filecoin.wanted).
+    """
+    from chalicelib.filecoin.wanted import checked_copies
+    from chalicelib.storage.filecoin_tenants import DynamoTenantCopies
+    from chalicelib.tenants.admin import UnknownTenant
+
+    if follow_stage == (copies is not None):
+        raise CliError("give --copies N or --default")
+    try:
+        own = None if copies is None else checked_copies(copies)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    _options().services()  # binds the tables
+    if not DynamoTenantCopies().set_copies(tenant_id, own):
+        raise UnknownTenant(tenant_id)
+    stage = _options().settings().filecoin_copies
+    text = f"{stage} (stage)" if own is None else str(own)
+    emit(
+        {
+            "tenant_id": tenant_id,
+            "filecoin_copies": stage if own is None else own,
+            "filecoin_source": "stage" if own is None else "tenant",
+        },
+        lambda: click.echo(f"tenant {tenant_id}: Filecoin copies {text}"),
+    )
+
+
 _LIMIT = click.IntRange(min=0)
 
 

@@ -7,7 +7,9 @@ Scan), and for each one still without a holder: marks it DELETING (only if
 no holder came and went since it was read: a new hold is then refused, and
 retried by its message, until the archive is gone), deletes its S3 objects,
 then forgets the state item. A run cut short leaves the archive DELETING and
-orphaned: the next run finishes it.
+orphaned: the next run finishes it. An archive with Filecoin copies has
+them ended first (`end_copies`, chalicelib.filecoin.tracker): while that
+fails (the backend unreachable) the archive stays, for the next run.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ArchiveSweep:
         grace_seconds: int,
         limit: int,
         clock: Callable[[], int] = now_ms,
+        end_copies: Callable[[str], bool] = lambda cid: True,
     ) -> None:
         self._archives = archives
         self._s3 = s3
@@ -40,6 +43,8 @@ class ArchiveSweep:
         self._grace_ms = grace_seconds * 1000
         self._limit = limit
         self._clock = clock
+        # Ends the CID's Filecoin copies (their piece is this archive); False: not yet.
+        self._end_copies = end_copies
 
     def run(self) -> int:
         """Delete up to `limit` archives orphaned longer than the grace; returns how many."""
@@ -49,6 +54,8 @@ class ArchiveSweep:
             state = self._archives.state(orphan.cid)
             if state is None or state.holders or state.orphaned_ms is None or state.orphaned_ms >= before:
                 continue  # held again (the index lags), or orphaned anew since
+            if not self._end_copies(orphan.cid):
+                continue
             if state.state != DELETING and not self._archives.start_deleting(
                 orphan.cid, state.orphaned_ms, state.changes
             ):

@@ -56,9 +56,10 @@ from typing import TextIO
 
 from chalicelib.cold.archive_repository import ARCHIVED, ArchivedCar, ArchiveRepository
 from chalicelib.cold.archiver import merge_info
+from chalicelib.config import Settings
 from chalicelib.filecoin.backend import BackendUnavailable, CopyState, FilecoinBackend, Piece, Receipt
 from chalicelib.filecoin.repository import CidState, CopyRecord, CopyRepository, Want
-from chalicelib.filecoin.selection import ProviderRule, choose
+from chalicelib.filecoin.selection import ProviderRule, choose, id_list
 from chalicelib.filecoin.spend import epoch_at, period_of, term_cost
 from chalicelib.metrics import emit_metrics
 from chalicelib.pins.repository import PinRepository
@@ -95,6 +96,24 @@ class TrackerSettings:
     spend_cap: int = 0
     renew_epochs: int = 20_160
     genesis_unix: int = 1598306400
+
+    @classmethod
+    def of(cls, settings: Settings) -> TrackerSettings:
+        """The stage's (chalicelib.config)."""
+        rule = ProviderRule(
+            id_list(settings.filecoin_providers),
+            id_list(settings.filecoin_excluded_providers),
+            id_list(settings.filecoin_regions),
+        )
+        return cls(
+            rule=rule,
+            check_seconds=settings.filecoin_check_seconds,
+            lapse_grace_seconds=settings.filecoin_lapse_grace_seconds,
+            term_epochs=settings.filecoin_term_epochs,
+            spend_cap=settings.filecoin_spend_cap,
+            renew_epochs=settings.filecoin_renew_epochs,
+            genesis_unix=settings.filecoin_genesis_unix,
+        )
 
 
 @dataclass
