@@ -3,7 +3,8 @@ latency alone and under tenant A's backlog, side by side in one run.
 
 One stack a scenario (`python -m devstack` on free loopback ports, as `make
 dev` runs it, the worker included: its 5 pollers, the emulated fair queue,
-TENANT_SHARE 3); everything over HTTP, as users would. Tenant A is the
+TENANT_SHARE 3, the dev stage's TENANT_INVOCATIONS 1); everything over HTTP,
+as users would. Tenant A is the
 stack's demo tenant, B a tenant made with `python -m cli.admin`. In each
 scenario:
 
@@ -22,9 +23,9 @@ its multiaddrs as origins (added to your node first, not timed).
 The target (issue 11): B's median under load <= 2 x its median alone + one
 poll interval (1 s: the local poller's long poll, as Lambda's batching
 window). A's counts by status, when B's loaded pins start and end, show that
-the backlog was still there. B's POST /pins alone is timed too (the API and
-the emulated AWS share the stack's process, as they share nothing on AWS),
-and the machine's 1-minute load average when B's loaded pins start and end
+the backlog was still there. B's POST /pins alone is timed too (the API has
+a process of its own, as on AWS a Lambda, but its every request goes to the
+emulated AWS, busy with A's backlog), and the machine's 1-minute load average when B's loaded pins start and end
 (the machine is shared: compare a row's ratio, taken in one run).
 
     .venv/bin/python -m bench.tenant_fairness [--unfetchable 1000 ...] [--quick-pins 1000 ...] [--b-pins 5] [--quick]

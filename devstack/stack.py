@@ -25,7 +25,6 @@ from devstack.state import (
     DEFAULT_STATE_DIR,
     KUBO_DIR,
     LOCAL_ENV,
-    REPO_ROOT,
     SERVICE_ENV,
     STACK_FILE,
     STACK_FILE_VERSION,
@@ -323,22 +322,18 @@ class DevStack:
         stack_file.unlink(missing_ok=True)
 
     def _bind_api(self) -> Any:
-        from chalice.config import Config
-
+        """The API's socket, bound now; it is served by a process of its own
+        (devstack.api_server) once the handlers' environment is written."""
         import app as app_module
-        from devstack.api_server import ApiServer
+        from devstack.api_server import ApiProcess, listening_socket
 
-        config = Config.create(
-            chalice_stage=self.options.stage,
-            project_dir=str(REPO_ROOT),
-            config_from_disk=chalice_config(),
-        )
         try:
-            server = ApiServer(app_module.app, config, HOST, self.options.port)
+            listening = listening_socket(HOST, self.options.port)
         except OSError as error:
             raise _port_error("the API", self.options.port, "--port", error) from None
-        self.url = server.url
-        return app_module, server
+        host, port = listening.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return app_module, ApiProcess(self.options.state_dir, listening)
 
     def _start_kubo(self) -> None:
         options = self.options
@@ -571,6 +566,7 @@ class DevStack:
                 "multiaddrs": [user.multiaddr],
             },
             "worker": None if self._worker is None else {"pid": self._worker.pid, "restarts": self._worker.restarts},
+            "api": None if self._api is None else {"pid": self._api.pid},
         }
         path = self.options.state_dir / STACK_FILE
         try:
@@ -618,7 +614,10 @@ def _still_running(stack_file: Path) -> list[tuple[int, str]]:
     except (OSError, ValueError):
         return []
     # Not the stack's own pid: a running stack holds the state dir's lock, which the caller has.
-    named = [((document.get("worker") or {}).get("pid"), "its worker")]
+    named = [
+        ((document.get("worker") or {}).get("pid"), "its worker"),
+        ((document.get("api") or {}).get("pid"), "its API"),
+    ]
     named += [(node.get("pid"), f"Kubo node {node.get('node_id')}") for node in document.get("fleet") or []]
     named.append(((document.get("your_node") or {}).get("pid"), "your node"))
     return [

@@ -19,8 +19,8 @@ STACK = [sys.executable, "-m", "devstack"]
 
 
 def _children(stack: dict) -> list[int]:
-    """The pids of the worker and the Kubo nodes stack.json names."""
-    return [stack["worker"]["pid"], *(node["pid"] for node in stack["fleet"])]
+    """The pids of the worker, the API and the Kubo nodes stack.json names."""
+    return [stack["worker"]["pid"], stack["api"]["pid"], *(node["pid"] for node in stack["fleet"])]
 
 
 def test_given_a_running_stack_when_it_is_killed_with_sigkill_then_its_nodes_and_worker_end_and_it_starts_again(
@@ -29,7 +29,9 @@ def test_given_a_running_stack_when_it_is_killed_with_sigkill_then_its_nodes_and
     state_dir = tmp_path / "state"
     command = [*STACK, *LIGHT_STACK, "--state-dir", str(state_dir)]
     with stack_session(tmp_path / "first", command, state_dir) as first:
-        assert len(_children(first.stack_file())) == 2, "a Kubo node and the worker run"
+        children = _children(first.stack_file())
+        assert len(children) == 3, "a Kubo node, the worker and the API run"
+        assert first.leader.pid not in children, "the API is served by a process of its own"
 
         # When the stack's process is killed with no chance to clean up
         first.leader.send_signal(signal.SIGKILL)
