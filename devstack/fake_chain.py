@@ -22,6 +22,8 @@ Proofs come from the providers too (`prove`), on their schedule.
 
 Faults (deterministic, by method): `set_down(True)` answers every RPC with
 HTTP 503; `revert_next()` makes the next mined transaction revert;
+`replace_next_by_fee()` makes it land under another hash (Curio's
+replace-by-fee: the submitted hash never gets a receipt);
 `terminate(data_set_id)` ends a data set's service (pdpEndEpoch set, as when
 its payment rail is terminated).
 """
@@ -33,7 +35,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -85,6 +87,8 @@ class Transaction:
     apply: Callable[[], None]
     status: int | None = None  # None while pending, then 1 (success) or 0 (reverted)
     block: int | None = None
+    # Set when the provider replaced it by fee: the hash that landed (this one never does).
+    confirmed_hash: str | None = None
     data_set_id: int | None = None
     piece_ids: tuple[int, ...] = ()
 
@@ -129,6 +133,7 @@ class FakeChain:
         self._data_set_ids = itertools.count(1)
         self._down = False
         self._revert_next = False
+        self._replace_next = False
         self._server: ThreadingHTTPServer | None = None
         self._ticker: threading.Event | None = None
         self._views = {
@@ -182,6 +187,10 @@ class FakeChain:
     def revert_next(self) -> None:
         self._revert_next = True
 
+    def replace_next_by_fee(self) -> None:
+        """The next mined transaction lands under another hash, as when Curio bumps its fee."""
+        self._replace_next = True
+
     def terminate(self, data_set_id: int) -> None:
         with self._lock:
             self.data_sets[data_set_id].pdp_end_epoch = self.epoch + self.max_proving_period
@@ -223,12 +232,16 @@ class FakeChain:
         tx.block = self.epoch
         if self._revert_next:
             self._revert_next, tx.status = False, 0
-            return
-        try:
-            tx.apply()
-            tx.status = 1
-        except Reverted:
-            tx.status = 0
+        else:
+            try:
+                tx.apply()
+                tx.status = 1
+            except Reverted:
+                tx.status = 0
+        if self._replace_next:
+            self._replace_next = False
+            tx.confirmed_hash = "0x" + hashlib.sha256(f"{tx.tx_hash} replaced".encode()).hexdigest()
+            self.transactions[tx.confirmed_hash] = replace(tx, tx_hash=tx.confirmed_hash, confirmed_hash=None)
 
     def _submit(self, apply: Callable[[Transaction], None]) -> Transaction:
         with self._lock:
@@ -403,7 +416,7 @@ class FakeChain:
 
     def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
         tx = self.transactions.get(tx_hash)
-        if tx is None or tx.status is None or tx.block is None:
+        if tx is None or tx.status is None or tx.block is None or tx.confirmed_hash is not None:
             return None
         return {"transactionHash": tx_hash, "status": hex(tx.status), "blockNumber": hex(tx.block), "logs": []}
 

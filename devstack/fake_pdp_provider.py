@@ -247,6 +247,8 @@ class FakePdpProvider:
         }
         if tx.status == 1:
             body["dataSetId"] = tx.data_set_id
+        if tx.status is not None:
+            body["confirmedTxHash"] = tx.confirmed_hash or tx.tx_hash
         return 200, body
 
     def addition_status(self, data_set_id: int, tx_hash: str) -> tuple[int, Any]:
@@ -264,6 +266,8 @@ class FakePdpProvider:
         }
         if tx.status == 1:
             body["confirmedPieceIds"] = list(tx.piece_ids)
+        if tx.status is not None:
+            body["confirmedTxHash"] = tx.confirmed_hash or tx.tx_hash
         return 200, body
 
     def delete_piece(self, data_set_id: int, piece_id: int, body: dict[str, Any]) -> tuple[int, Any]:

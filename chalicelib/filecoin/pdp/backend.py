@@ -55,7 +55,7 @@ from chalicelib.filecoin.pdp.contracts import (
     Network,
 )
 from chalicelib.filecoin.pdp.provider_api import ProviderApi
-from chalicelib.filecoin.pdp.rpc import ChainRpc
+from chalicelib.filecoin.pdp.rpc import ChainRpc, TxReceipt
 from chalicelib.filecoin.pdp.signing import Wallet, derived_nonce
 
 log = logging.getLogger(__name__)
@@ -257,21 +257,46 @@ class PdpBackend:
             return replace(receipt, state=CopyState.PENDING, detail="nothing submitted yet")
         added_block = None
         if receipt.transactions:
-            tx_hash = receipt.transactions[-1]
-            mined = self._rpc.receipt(tx_hash)
+            receipt, mined = self._mined(receipt)
             if mined is None:
                 return replace(receipt, state=CopyState.ADDING, detail="transaction pending")
             if not mined.succeeded:
                 return self._reverted(receipt)
             added_block = mined.block
             if receipt.piece_id is None:
-                found = self._ids_from_provider(receipt, tx_hash)
+                # Curio keys its status routes by the hash it answered the submission with.
+                found = self._ids_from_provider(receipt, receipt.transactions[0])
                 if found is None:
                     return replace(
                         receipt, state=CopyState.ADDING, detail="mined; the provider has not recorded it yet"
                     )
                 receipt = replace(receipt, data_set_id=str(found[0]), piece_id=str(found[1]))
         return self._on_chain(receipt, added_block)
+
+    def _mined(self, receipt: Receipt) -> tuple[Receipt, TxReceipt | None]:
+        """The receipt of the copy's last transaction; when it is not mined, whether
+        the provider replaced it by fee (then the replacement's hash is appended)."""
+        mined = self._rpc.receipt(receipt.transactions[-1])
+        if mined is not None or receipt.piece_id is not None:
+            return receipt, mined
+        replacement = self._replacement(receipt)
+        if replacement is None or replacement in receipt.transactions:
+            return receipt, None
+        log.info("pdp: transaction %s replaced by %s", receipt.transactions[-1], replacement)
+        receipt = replace(receipt, transactions=(*receipt.transactions, replacement))
+        return receipt, self._rpc.receipt(replacement)
+
+    def _replacement(self, receipt: Receipt) -> str | None:
+        try:
+            api = self._api(receipt.provider_id)
+        except CopyRefused:
+            return None
+        submitted = receipt.transactions[0]
+        if receipt.data_set_id is None:
+            created = api.creation_status(submitted)
+            return created.confirmed_tx_hash if created else None
+        added = api.addition_status(int(receipt.data_set_id), submitted)
+        return added.confirmed_tx_hash if added else None
 
     def _reverted(self, receipt: Receipt) -> Receipt:
         earlier, _ = self._earlier_copy(int(receipt.provider_id), receipt.piece_cid)

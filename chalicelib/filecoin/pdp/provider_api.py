@@ -10,8 +10,9 @@ packages/synapse-core/src/sp/*.ts; details in docs/filecoin-pdp.md):
        Location: /pdp/data-sets/created/{txHash}
 - POST /pdp/data-sets/{id}/pieces   {"pieces", "extraData"} -> 201,
        Location: /pdp/data-sets/{id}/pieces/added/{txHash}
-- GET  /pdp/data-sets/created/{txHash}          {"txStatus", "ok", "dataSetCreated", "dataSetId"?, ...}
-- GET  /pdp/data-sets/{id}/pieces/added/{txHash} {"txStatus", "addMessageOk", "piecesAdded", "confirmedPieceIds"?, ...}
+- GET  /pdp/data-sets/created/{txHash}          {"txStatus", "ok", "dataSetCreated", "dataSetId"?, "confirmedTxHash"?, ...}
+- GET  /pdp/data-sets/{id}/pieces/added/{txHash} {"txStatus", "addMessageOk", "piecesAdded", "confirmedPieceIds"?,
+       "confirmedTxHash"?, ...}; the status routes stay keyed by the submitted hash after a replace-by-fee
 - DELETE /pdp/data-sets/{id}/pieces/{pieceId}   {"extraData", "pieceIds"} -> 200 {"txHash"}
 
 Errors: no connection, a timeout, a 5xx, 429 or an answer that does not
@@ -42,6 +43,8 @@ class CreationStatus:
     tx_status: str  # "pending", "confirmed" or "rejected"
     ok: bool | None
     data_set_id: int | None
+    # The hash that landed on chain: not the one submitted when Curio replaced it by fee.
+    confirmed_tx_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class AdditionStatus:
     tx_status: str
     ok: bool | None
     piece_ids: tuple[int, ...]
+    confirmed_tx_hash: str | None = None
 
 
 def _raise_for(response: requests.Response, what: str) -> None:
@@ -145,6 +149,7 @@ class ProviderApi:
             tx_status=str(body.get("txStatus", "")),
             ok=_optional_bool(body.get("ok"), what),
             data_set_id=data_set_id if isinstance(data_set_id, int) else None,
+            confirmed_tx_hash=_optional_hash(body.get("confirmedTxHash"), what),
         )
 
     def addition_status(self, data_set_id: int, tx_hash: str) -> AdditionStatus | None:
@@ -159,6 +164,7 @@ class ProviderApi:
             tx_status=str(body.get("txStatus", "")),
             ok=_optional_bool(body.get("addMessageOk"), what),
             piece_ids=tuple(ids),
+            confirmed_tx_hash=_optional_hash(body.get("confirmedTxHash"), what),
         )
 
     def _status(self, path: str, what: str) -> dict[str, Any] | None:
@@ -187,6 +193,14 @@ class ProviderApi:
 def _piece(piece_cid: str) -> dict[str, Any]:
     # One piece made of itself: the service adds whole pieces, not aggregates.
     return {"pieceCid": piece_cid, "subPieces": [{"subPieceCid": piece_cid}]}
+
+
+def _optional_hash(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _TX_HASH.fullmatch(value):
+        return value.lower()
+    raise BackendUnavailable(f"{what}: not a transaction hash: {value!r}")
 
 
 def _optional_bool(value: Any, what: str) -> bool | None:

@@ -162,3 +162,22 @@ def test_a_copy_whose_provider_left_the_registry_is_followed_from_the_chain(
     followed = backend.follow(receipt)
     # Then it is on chain with its data set and piece ids, waiting for its first proof
     assert (followed.state, followed.data_set_id, followed.piece_id) == (CopyState.ADDING, "1", "0")
+
+
+def test_a_transaction_replaced_by_fee_is_followed_under_the_hash_that_landed(
+    backend: PdpBackend, chain: FakeChain, provider: Provider
+) -> None:
+    # Given the provider's transaction lands under another hash (replace-by-fee)
+    chain.replace_next_by_fee()
+    receipt = backend.store(provider, *make_piece(DATA), later())
+    chain.advance()
+    assert chain.answer("eth_getTransactionReceipt", [receipt.transactions[0]]) is None
+    # When the copy is followed
+    followed = backend.follow(receipt)
+    # Then the replacement is found through the provider's status and recorded after the submitted hash
+    replacement = chain.transactions[receipt.transactions[0]].confirmed_hash
+    assert followed.transactions == (receipt.transactions[0], replacement)
+    assert (followed.state, followed.data_set_id, followed.piece_id) == (CopyState.ADDING, "1", "0")
+    # And it goes on to PROVING like any other
+    chain.advance(chain.challenge_window)
+    assert backend.follow(followed).state == CopyState.PROVING
