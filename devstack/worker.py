@@ -40,10 +40,12 @@ READY_PREFIX = "devstack worker ready "
 # Lambda runs 2 (dev stage) to 10 (prod) batches at once, each process with
 # its own NODE_CONCURRENCY slots; here the pollers share one process, and more
 # of them only add contention at the local limit, the emulated AWS (10
-# pollers: 5.4 pins/s against 6.8; BENCHMARKS.md section 6). More than
-# TENANT_SHARE (3), as Lambda's first 5 concurrent batches: one tenant's work
-# can hold at most that many batches of this process, so a poller is always
-# free for another tenant's message (fairness between tenants).
+# pollers: 5.4 pins/s against 6.8; BENCHMARKS.md section 6). Each poller's
+# batch is an invocation: it takes its tenants' slots in the emulated
+# DynamoDB as on AWS, so one tenant's work holds at most the stage's
+# TENANT_INVOCATIONS (dev: 1) of them, and TENANT_SHARE (3) messages of the
+# process: a poller is always free for another tenant's message (fairness
+# between tenants).
 PIN_POLLERS = 5
 # Not a service setting: the worker alone reads the dead-letter queue.
 DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
