@@ -32,6 +32,9 @@ from chalicelib.storage.pin_item import PinItem
 from chalicelib.storage.tables import MODELS, table_name
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 from chalicelib.storage.tenant_slot import TenantSlot
+from chalicelib.storage.webhook_record import WebhookItem
+from chalicelib.webhooks.delivery import BACKOFF_SECONDS, MAX_ATTEMPTS
+from chalicelib.webhooks.events import WEBHOOK_FILTER
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHALICE_CONFIG = REPO_ROOT / ".chalice" / "config.json"
@@ -68,6 +71,21 @@ SECRET = "KuboRpcSecret"
 ALARM_TOPIC = "AlarmTopic"
 FOLD_FAILURES = "FoldFailureQueue"
 FOLD_FUNCTION = "FoldCounts"  # app.fold_counts
+# Webhooks (chalicelib.webhooks): the pins stream's second consumer, its
+# FIFO delivery queue and dead letters, and where the stream records it gave up on go.
+WEBHOOK_EVENTS = "WebhookEvents"  # app.webhook_events
+WEBHOOK_QUEUE = "WebhookQueue"
+WEBHOOK_DEAD_LETTER_QUEUE = "WebhookDeadLetterQueue"
+WEBHOOK_EVENT_FAILURES = "WebhookEventFailureQueue"
+# Records a batch of the webhook stream mapping: no batching window, the
+# events go out as soon as the stream has them (the latency is the point).
+WEBHOOK_EVENTS_BATCH_SIZE = 100
+WEBHOOK_EVENTS_RETRIES = 10
+# Deliveries at once (each one message: chalicelib.webhooks.delivery.BATCH_SIZE);
+# a failing endpoint's deliveries wait in their backoff, not in an invocation.
+WEBHOOK_MAX_CONCURRENCY = 10
+# A delivery is kept past its last attempt: the schedule plus a day.
+WEBHOOK_RETENTION_SECONDS = sum(BACKOFF_SECONDS) + 24 * 3600
 WORKER_VPC = "UseWorkerVpc"
 ARCHIVE_BUCKET = "ArchiveBucket"
 # The condition of the lifecycle rule's Deep Archive transition.
@@ -123,6 +141,10 @@ class Access:
     archive_objects: tuple[str, ...] = ()
     # Lets requests' archive holds go (no object touched): it needs to know the stage keeps archives.
     releases_archives: bool = False
+    # Fed the pins table's stream's status changes (webhook_stream_source); sends to the webhooks queue.
+    webhook_events: bool = False
+    # Holds a failed delivery for its backoff (ChangeMessageVisibility on the webhooks queue).
+    delivers_webhooks: bool = False
 
 
 # A pin change writes the pin's items, its count change and (API) its outbox
@@ -147,6 +169,8 @@ FUNCTIONS: Mapping[str, Access] = {
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
             # The tenant's storage tier, on a retrieval.
             TenantRecord: READ,
+            # Webhook endpoints registered, listed, read, removed; their delivery logs.
+            WebhookItem: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
         },
         sends_pins=True,
         # Retrieval reads a pinned DAG from its nodes (in the workers' VPC with
@@ -158,7 +182,14 @@ FUNCTIONS: Mapping[str, Access] = {
     ),
     "PinWorker": Access(
         tables={
-            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            # Query: a tenant's bytes (its usage ledger) read for its bytes quota as a pin becomes pinned.
+            PinItem: (
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ),
             NodeRecord: ("dynamodb:GetItem", "dynamodb:Query"),
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
             # A request's archive hold let go (a transaction); a cold-only
@@ -299,6 +330,14 @@ FUNCTIONS: Mapping[str, Access] = {
             )
         },
         folds_pins_stream=True,
+    ),
+    # A status event's pin (its shard plan too), the tenant's endpoints; deliveries sent.
+    WEBHOOK_EVENTS: Access(tables={PinItem: READ, WebhookItem: QUERY}, webhook_events=True),
+    # A delivery's endpoint, and the attempt logged.
+    "WebhookWorker": Access(
+        tables={WebhookItem: ("dynamodb:GetItem", "dynamodb:PutItem")},
+        consumes=(WEBHOOK_QUEUE,),
+        delivers_webhooks=True,
     ),
 }
 
@@ -642,6 +681,36 @@ def policy(settings: Settings, access: Access) -> Json:
         statements.append(
             {"Sid": "FoldFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(FOLD_FAILURES)}
         )
+    if access.webhook_events:
+        pins = table_id(settings, PinItem)
+        statements.append(
+            {
+                "Sid": f"{pins}Stream",
+                "Effect": "Allow",
+                "Action": list(STREAM_READS),
+                "Resource": {"Fn::GetAtt": [pins, "StreamArn"]},
+            }
+        )
+        statements.append(
+            {"Sid": "SendWebhooks", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(WEBHOOK_QUEUE)}
+        )
+        statements.append(
+            {
+                "Sid": "WebhookEventFailures",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": arn(WEBHOOK_EVENT_FAILURES),
+            }
+        )
+    if access.delivers_webhooks:
+        statements.append(
+            {
+                "Sid": "WebhookBackoff",
+                "Effect": "Allow",
+                "Action": ["sqs:ChangeMessageVisibility"],
+                "Resource": arn(WEBHOOK_QUEUE),
+            }
+        )
     if access.archive_objects:
         statements.append(
             {
@@ -699,6 +768,8 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
         variables["ARCHIVE_QUEUE_URL"] = {"Ref": ARCHIVE_QUEUE}
     if access.archive_objects or access.releases_archives:
         variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
+    if access.webhook_events or access.delivers_webhooks:
+        variables["WEBHOOK_QUEUE_URL"] = {"Ref": WEBHOOK_QUEUE}
     properties: Json = {}
     if access.calls_kubo:
         variables["KUBO_RPC_SECRET_ARN"] = {"Ref": SECRET}
@@ -716,7 +787,7 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
     if variables:
         properties["Environment"] = {"Variables": variables}
     for queue in access.consumes:
-        concurrency = options.worker_max_concurrency if queue == PIN_QUEUE else 2
+        concurrency = {PIN_QUEUE: options.worker_max_concurrency, WEBHOOK_QUEUE: WEBHOOK_MAX_CONCURRENCY}.get(queue, 2)
         properties["Events"] = {
             f"{name}SqsEventSource": {
                 "Properties": {
@@ -736,7 +807,72 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
     }
     if access.folds_pins_stream:
         overrides[f"{name}StreamSource"] = fold_stream_source(settings, name)
+    if access.webhook_events:
+        overrides[f"{name}StreamSource"] = webhook_stream_source(settings, name)
     return overrides
+
+
+def webhook_stream_source(settings: Settings, function: str) -> Json:
+    """The pins table's stream feeding `function` the insertions that are
+    pins' status changes (WEBHOOK_FILTER): the stream's second reader (the
+    folds are the first; DynamoDB advises at most two per shard)."""
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "FunctionName": {"Ref": function},
+            "EventSourceArn": {"Fn::GetAtt": [table_id(settings, PinItem), "StreamArn"]},
+            # New endpoints want what happens from now on, not the stream's last day.
+            "StartingPosition": "LATEST",
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(WEBHOOK_FILTER, separators=(",", ":"))}]},
+            "BatchSize": WEBHOOK_EVENTS_BATCH_SIZE,
+            # One batch at a time per stream shard: a pin's events are sent in order.
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumRetryAttempts": WEBHOOK_EVENTS_RETRIES,
+            "DestinationConfig": {"OnFailure": {"Destination": arn(WEBHOOK_EVENT_FAILURES)}},
+        },
+    }
+
+
+def webhook_queues(settings: Settings, worker_timeout: int) -> Json:
+    """The webhooks queue: FIFO, a message group per endpoint and request
+    (their order), deduplicated per group, each group its own throughput; a
+    delivery kept until its last attempt (MAX_ATTEMPTS receives, the backoff
+    between them a visibility timeout) and then dead-lettered."""
+    name = f"{settings.table_prefix}-webhooks"
+    fifo = {"FifoQueue": True, "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"}
+    return {
+        WEBHOOK_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{name}.fifo",
+                **fifo,
+                "VisibilityTimeout": VISIBILITY_FACTOR * worker_timeout,
+                "MessageRetentionPeriod": WEBHOOK_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": arn(WEBHOOK_DEAD_LETTER_QUEUE),
+                    "maxReceiveCount": MAX_ATTEMPTS,
+                },
+            },
+        },
+        WEBHOOK_DEAD_LETTER_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{name}-dlq.fifo",
+                **fifo,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        WEBHOOK_EVENT_FAILURES: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"{settings.table_prefix}-webhook-event-failures",
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+    }
 
 
 def fold_stream_source(settings: Settings, function: str) -> Json:
@@ -858,6 +994,24 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             "stay unfolded, counted exactly but at a higher read cost, until their shard's next change is folded.",
             queue_metric(FOLD_FAILURES, "NumberOfMessagesSent", "Sum"),
             0,
+        ),
+        "WebhookDeadLettersAlarm": alarm(
+            "Webhook deliveries failed every attempt for more than a day and were dead-lettered (their "
+            "endpoints' delivery logs say why): their tenants missed these events.",
+            queue_metric(WEBHOOK_DEAD_LETTER_QUEUE, "ApproximateNumberOfMessagesVisible", "Maximum"),
+            0,
+        ),
+        "WebhookEventFailuresAlarm": alarm(
+            "The webhook fanout gave up on pins stream records after every retry (its log says why): "
+            "their events were not sent.",
+            queue_metric(WEBHOOK_EVENT_FAILURES, "NumberOfMessagesSent", "Sum"),
+            0,
+        ),
+        "WebhookLagAlarm": alarm(
+            "Pins' status changes wait to become webhook deliveries: the fanout is failing or throttled.",
+            _metric("AWS/Lambda", "IteratorAge", {"FunctionName": {"Ref": WEBHOOK_EVENTS}}, "Maximum"),
+            FOLD_LAG_MS,
+            EvaluationPeriods=FOLD_LAG_MINUTES,
         ),
         "FoldLagAlarm": alarm(
             "Count changes wait to be folded: the count folder is failing or throttled, and counts read more items.",
@@ -995,6 +1149,7 @@ def render(stage: str, config: Json) -> Json:
         "Condition": "HasAlarmEmail",
         "Properties": {"TopicArn": {"Ref": ALARM_TOPIC}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}},
     }
+    resources.update(webhook_queues(settings, function_timeout(stage, config, "webhook_worker")))
     resources.update(alarms(settings, api_name, api_stage))
     for name, access in FUNCTIONS.items():
         resources.update(function_overrides(settings, name, access, options))
@@ -1018,6 +1173,7 @@ def render(stage: str, config: Json) -> Json:
             "NodesTableArn": _export(stage, arn(nodes), "NodesTableArn"),
             "PinQueueUrl": {"Value": {"Ref": PIN_QUEUE}},
             "ArchiveQueueUrl": {"Value": {"Ref": ARCHIVE_QUEUE}},
+            "WebhookQueueUrl": {"Value": {"Ref": WEBHOOK_QUEUE}},
             "ArchiveBucketName": {"Value": {"Ref": ARCHIVE_BUCKET}},
             "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
         },

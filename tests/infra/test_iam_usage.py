@@ -34,8 +34,11 @@ from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.storage.change_stream import is_change
 from chalicelib.storage.outbox_entry import OutboxEntry
 from chalicelib.storage.slot_repository import DynamoSlotRepository
+from chalicelib.webhooks.endpoints import PIN_EVENTS, new_secret
+from chalicelib.webhooks.events import pin_event
 from chalicelib.wiring import build_services
 from chalicelib.worker.batch import QueuedMessage
+from cli.webhook_receiver import Receiver, ReceiverServer
 from infra.render import FUNCTIONS, STREAM_READS
 from tests.cold.dags import unixfs_file
 from tests.cold.s3 import s3_client
@@ -125,7 +128,9 @@ def grants_of(service: str, operation: str, params: dict[str, Any]) -> list[Gran
             )
         ]
     if service == "sqs":
-        return [(f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
+        # A batch is authorized by its single action's permission.
+        action = operation.removesuffix("Batch")
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{params['QueueUrl'].rsplit('/', 1)[-1]}")]
     if service == "s3":
         resource = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
         # Tags given with the object are PutObjectTagging's too.
@@ -233,7 +238,8 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
     sqs = boto3.client("sqs", region_name=REGION)
     urls = {}
     for logical, queue in of_type("AWS::SQS::Queue").items():
-        urls[logical] = sqs.create_queue(QueueName=queue["QueueName"])["QueueUrl"]
+        fifo = {"FifoQueue": "true"} if queue.get("FifoQueue") else {}
+        urls[logical] = sqs.create_queue(QueueName=queue["QueueName"], Attributes=fifo)["QueueUrl"]
         names[logical] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue['QueueName']}"
     ((bucket_id, bucket),) = of_type("AWS::S3::Bucket").items()
     bucket_name = resolve(bucket["BucketName"], names)
@@ -254,6 +260,8 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         stall_seconds=1,
         # The pins made here are enough for the planner to raise a plan.
         shard_pins_per_second=0.001,
+        webhook_queue_url=urls["WebhookQueue"],
+        allow_loopback_webhooks=True,  # the receiver is on this machine
     )
     recorder = Recorder(settings)
     original = botocore.client.BaseClient._make_api_call
@@ -634,6 +642,58 @@ def the_pins_stream_feeds_the_folder(client: Any, recorder: Recorder, names: dic
         assert client.lambda_.invoke("fold_counts", {"Records": changes}).payload == {"batchItemFailures": []}
 
 
+def a_user_registers_webhooks(api: Any, recorder: Recorder) -> ReceiverServer:
+    """An endpoint for every pin event (its receiver answers 500 once), and
+    one registered, listed, read and removed; returns the receiver."""
+    answers = [500]
+    server = ReceiverServer(Receiver(new_secret())).start()
+    with recorder.running("APIHandler"):
+        kept = api.request("POST", "/webhooks", json_body={"url": server.url, "events": list(PIN_EVENTS)}).json
+        gone = api.request("POST", "/webhooks", json_body={"url": server.url, "events": ["pin.failed"]}).json
+        assert len(api.request("GET", "/webhooks").json["results"]) == 2
+        api.request("GET", f"/webhooks/{gone['id']}")
+        assert api.request("DELETE", f"/webhooks/{gone['id']}").status == 204
+    server.receiver = Receiver(kept["secret"], lambda event: answers.pop() if answers else 200)
+    return server
+
+
+def the_pins_stream_feeds_webhooks(
+    client: Any, recorder: Recorder, api: Any, names: dict[str, str], receiver: ReceiverServer
+) -> None:
+    """Every record of the pins stream so far, as the webhook mapping filters
+    them; the deliveries made (the first held for its backoff, then made)."""
+    stream = names["PinsTable.StreamArn"]
+    records = stream_records(RESOURCES["PinsTable"]["Properties"]["TableName"])
+    events = [{**record, "eventSourceARN": stream} for record in records if pin_event(record, 0) is not None]
+    with recorder.running("WebhookEvents"):
+        assert client.lambda_.invoke("webhook_events", {"Records": events}).payload == {"batchItemFailures": []}
+    sqs = boto3.client("sqs", region_name=REGION)
+    for _ in range(2):  # the first delivery fails, held for its backoff (cut short here, unrecorded)
+        (message,) = sqs.receive_message(
+            QueueUrl=recorder.settings.webhook_queue_url, MaxNumberOfMessages=1, AttributeNames=["All"]
+        )["Messages"]
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message["Attributes"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": names["WebhookQueue"],
+        }
+        with recorder.running("WebhookWorker"):
+            failed = client.lambda_.invoke("webhook_worker", {"Records": [record]}).payload["batchItemFailures"]
+        handle = {"QueueUrl": recorder.settings.webhook_queue_url, "ReceiptHandle": message["ReceiptHandle"]}
+        if failed:
+            sqs.change_message_visibility(**handle, VisibilityTimeout=0)
+        else:
+            sqs.delete_message(**handle)
+    assert receiver.receiver.events
+    (endpoint,) = api.request("GET", "/webhooks").json["results"]
+    with recorder.running("APIHandler"):
+        assert len(api.request("GET", f"/webhooks/{endpoint['id']}/deliveries").json["results"]) == 2
+    receiver.stop()
+
+
 def unused_grants(
     function: str, used: set[Grant], statements: list[dict[str, Any]], names: dict[str, str]
 ) -> set[Grant]:
@@ -659,6 +719,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         services.registry.register(node_id, kubo.url, PEERS[i], [f"/ip4/8.8.8.{i}/tcp/4001"])
     tenant = services.admin.create_tenant("alice")
     token = services.admin.issue_token(tenant.tenant_id, "laptop").secret
+    # on a plan with every quota: creates read the counts and the ledger, the pin worker the ledger
+    services.plan_admin.set_quotas(tenant.tenant_id, {"pins": 10**6, "in_flight": 10**6, "bytes": 10**12})
 
     with Client(app_module.app) as client:
         root, blocks = unixfs_file(b"iam-pinned" * 1000)
@@ -671,7 +733,9 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
             kubo.add_content(failing, blocks=2)
             kubo.fail("pin/add", "disk I/O error", cid=failing, times=100)
         api = ApiClient(client, token)
-        # Given a user who pins, lists every way, replaces and deletes
+        # Given a user with a webhook endpoint
+        receiver = a_user_registers_webhooks(api, recorder)
+        # who pins, lists every way, replaces and deletes
         replaced, doomed = a_user_pins_lists_every_way_replaces(api, recorder, pinned, failing)
         # and workers that pin, then unpin the replaced and deleted requests
         workers_pin_and_a_failing_message_dead_letters(client, recorder, settings.queue_url, doomed)
@@ -700,6 +764,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         it_is_restored_then_thawed_for_each_reader(client, recorder, api, kubos, tenant.tenant_id, archived)
         # and the count changes all this recorded, folded as the pins stream reports them
         the_pins_stream_feeds_the_folder(client, recorder, names)
+        # and the status changes delivered to the user's endpoint
+        the_pins_stream_feeds_webhooks(client, recorder, api, names, receiver)
 
     assert set(recorder.used) == set(FUNCTIONS)
     for function, used in recorder.used.items():

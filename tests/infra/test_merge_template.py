@@ -29,6 +29,7 @@ def test_every_sqs_handler_reports_partial_batch_failures(stage):
         "pin_dead_letters",
         "archive_worker",
         "archive_dead_letters",
+        "webhook_worker",
     }
     for source in handlers:
         function = camel(source.name)
