@@ -3,11 +3,15 @@ copies with X providers, repairs, surplus, renewal, money, faults."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 
 from chalicelib.filecoin.backend import CopyState
+from chalicelib.filecoin.copies import receipts_of
 from chalicelib.filecoin.selection import ProviderRule, choose
 from chalicelib.filecoin.spend import period_of
+from chalicelib.filecoin.tracker import emit_copy_metrics
 from tests.filecoin.harness import CID, build
 
 
@@ -285,3 +289,34 @@ def test_the_allow_list_limits_the_providers():
     copies.settle()
     assert copies.in_state(CopyState.PROVING) == ["f04"]
     assert copies.info(pin) == {"filecoin": "waiting: no provider available", "filecoin_copies": "1/2"}
+
+
+def test_the_receipts_of_a_cid_list_every_copy_oldest_first_with_its_times():
+    copies = build()
+    copies.archived_request(meta={"filecoin.copies": "1"})
+    copies.settle()
+    (proving,) = copies.in_state(CopyState.PROVING)
+    copies.backend.move(proving, CopyState.TERMINATED, detail="rail terminated")
+    copies.clock.advance(3600)
+    copies.settle()
+    receipts = receipts_of(copies.copies, CID)
+    assert [r.receipt.state for r in receipts] == [CopyState.TERMINATED, CopyState.PROVING]
+    first, second = receipts
+    assert (first.receipt.provider_id, first.receipt.detail, first.receipt.data_set_id) == (
+        proving,
+        "rail terminated",
+        f"ds-{proving}",
+    )
+    assert first.created_ms < second.created_ms and first.updated_ms > first.created_ms
+    assert second.receipt.transactions and second.receipt.piece_cid == f"bafkzcib-{CID}"
+
+
+def test_a_run_emits_its_counts_as_one_embedded_metric_line():
+    copies = build(spend_cap=100)
+    copies.archived_request(meta={"filecoin.copies": "2"})
+    out = io.StringIO()
+    emit_copy_metrics(copies.run(), "test", out)
+    line = json.loads(out.getvalue())
+    assert (line["FilecoinCopiesMade"], line["FilecoinSpendCapReached"], line["Stage"]) == (1, 1, "test")
+    names = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"FilecoinCopiesRepaired", "FilecoinCopiesLapsed", "FilecoinCopiesFailed", "FilecoinFundsLow"} <= names
