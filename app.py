@@ -231,20 +231,6 @@ def webhook_method_not_allowed(endpoint_id: str) -> Response:
     return method_not_allowed("GET, DELETE")
 
 
-# Extension: the tenant's own usage (openapi.yaml), this month's or `month`'s (YYYY-MM).
-@app.route("/usage", methods=["GET"], cors=_CORS, content_types=_ANY)
-@api_view
-def get_usage() -> Response:
-    tenant_id = _tenant()
-    query = _request().query_params
-    text = None if query is None else query.get("month")
-    try:
-        month = None if text is None else Month.parse(text)
-    except InvalidMonth as error:
-        raise bad_request("INVALID_MONTH", str(error)) from None
-    return json_response(services().usage.usage(tenant_id, month).as_dict())
-
-
 @app.route("/", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
 @api_view
 def root() -> Response:
