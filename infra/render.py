@@ -52,6 +52,12 @@ class StageOptions:
     # Concurrent worker invocations, each with up to NODE_CONCURRENCY Kubo
     # calls per node: the fleet's protection (2 is Lambda's minimum).
     worker_max_concurrency: int
+    # The API stage's throttle over every client together (API Gateway's token
+    # bucket, answered as gateway_responses.json's THROTTLED): a service-wide
+    # backstop far above any one tenant's limits (chalicelib.tenants.rate_limits,
+    # per container), which also bounds requests no token admits (401s).
+    api_rate_per_second: int = 2000
+    api_burst: int = 5000
 
 
 STAGE_OPTIONS: Mapping[str, StageOptions] = {
@@ -1154,7 +1160,13 @@ def render(stage: str, config: Json) -> Json:
     for name, access in FUNCTIONS.items():
         resources.update(function_overrides(settings, name, access, options))
     # The API's name keys its CloudWatch metrics: one per stage, not the app's.
-    resources["RestAPI"] = {"Properties": {"Name": api_name, "DefinitionBody": {"info": {"title": api_name}}}}
+    resources["RestAPI"] = {
+        "Properties": {
+            "Name": api_name,
+            "DefinitionBody": {"info": {"title": api_name}},
+            "MethodSettings": [api_throttle(options)],
+        }
+    }
     resources.update(json.loads(GATEWAY_RESPONSES.read_text(encoding="utf-8"))["Resources"])
     nodes = table_id(settings, NodeRecord)
     return {
@@ -1177,6 +1189,16 @@ def render(stage: str, config: Json) -> Json:
             "ArchiveBucketName": {"Value": {"Ref": ARCHIVE_BUCKET}},
             "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
         },
+    }
+
+
+def api_throttle(options: StageOptions) -> Json:
+    """Every method of the API stage throttled together: the backstop."""
+    return {
+        "ResourcePath": "/*",
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": options.api_rate_per_second,
+        "ThrottlingBurstLimit": options.api_burst,
     }
 
 
