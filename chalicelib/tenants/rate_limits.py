@@ -117,7 +117,8 @@ class RateLimiter:
                     bucket.level -= 1
                 return
         wait_ms, kind = max(refused)
-        raise RateLimited(max(1, math.ceil(wait_ms / 1000)), _details(kind, limits))
+        seconds = max(1, math.ceil(wait_ms / 1000))
+        raise RateLimited(seconds, _details(kind, limits, seconds))
 
     def _bucket(self, key: tuple[str, str], per_second: float, burst: float, now: int) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -133,12 +134,12 @@ class RateLimiter:
         return bucket
 
 
-def _details(kind: str, limits: RateLimits) -> str:
+def _details(kind: str, limits: RateLimits, seconds: int) -> str:
     if kind == "token":
         rate, burst = limits.token_per_second, limits.token_burst
     else:
         rate, burst = limits.per_second, limits.burst
-    return f"too many requests: this {kind}'s limit is {rate} a second (bursts of {burst}); retry after Retry-After seconds"
+    return f"too many requests: this {kind}'s limit is {rate} a second (bursts of {burst}); retry after {seconds} s"
 
 
 class TenantRateLimits:

@@ -42,7 +42,7 @@ def test_a_burst_beyond_a_tokens_budget_is_refused_with_the_seconds_to_wait() ->
     # and the refusal names the token's limit and a whole number of seconds (1/2 s rounded up)
     refused = refusal(limiter, "tn_a", "tok_1")
     assert refused.retry_after_seconds == 1
-    assert "token's limit is 2 a second (bursts of 5)" in refused.details
+    assert refused.details.endswith("this token's limit is 2 a second (bursts of 5); retry after 1 s")
     # when half a second passes, then exactly one more is admitted
     clock.advance(500)
     assert admitted(limiter, "tn_a", "tok_1", 3) == 1
