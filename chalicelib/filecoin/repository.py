@@ -70,6 +70,15 @@ class CidState:
 
 
 @dataclass(frozen=True)
+class CidRecords:
+    """Everything recorded of one CID, read at once."""
+
+    state: CidState | None
+    wants: list[Want]
+    copies: list[CopyRecord]
+
+
+@dataclass(frozen=True)
 class Due:
     cid: str
     due_ms: int
@@ -84,17 +93,15 @@ class CopyRepository(Protocol):
         """Delete the request's want, if stored, and make the CID due at
         `now_ms` (as `mark_due`), in one step."""
 
-    def wants(self, cid: str) -> list[Want]:
-        """The CID's wants as stored now (strongly consistent)."""
-
     def copies(self, cid: str) -> list[CopyRecord]:
         """Every copy of the CID ever begun, oldest first (strongly consistent)."""
 
     def copy(self, cid: str, provider_id: str, n: int) -> CopyRecord | None:
         """One copy as stored now, or None."""
 
-    def state(self, cid: str) -> CidState | None:
-        """The CID's state as stored now, or None before its first want."""
+    def records(self, cid: str) -> CidRecords:
+        """The CID's state, wants and copies (oldest first) in one strongly
+        consistent read: what a tracker's visit starts from."""
 
     def due(self, before_ms: int, limit: int) -> list[Due]:
         """Up to `limit` CIDs due before `before_ms`, soonest first.

@@ -228,14 +228,14 @@ class Tracker:
     # -- a visit ---------------------------------------------------------------
 
     def _visit(self, cid: str, report: TrackReport) -> None:
-        state = self._copies.state(cid)
-        now = self._clock()
+        records = self._copies.records(cid)
+        state, now = records.state, self._clock()
         if state is None or state.due_ms is None or state.due_ms > now:
             return  # the index lags, or a visit moved it meanwhile
         report.visited += 1
         archive = self._archives.state(cid)
         car = archive.car if archive is not None and archive.state == ARCHIVED else None
-        visit = _Visit(cid, state, self._copies.wants(cid), self._copies.copies(cid), car, now, state.version)
+        visit = _Visit(cid, state, records.wants, records.copies, car, now, state.version)
         for record in list(visit.copies):
             visit.replace_copy(self._followed(record, now, report))
         self._end_surplus(visit, report)
@@ -263,16 +263,22 @@ class Tracker:
             return record
         receipt = self._backend.follow(record.receipt)
         lapsed_ms = (record.lapsed_ms or now) if receipt.state is CopyState.LAPSED else None
+        followed = replace(record, receipt=receipt, checked_ms=now, lapsed_ms=lapsed_ms)
+        # Unchanged, it is not written: the state's due time, from this check, says when to follow next.
+        if receipt != record.receipt or lapsed_ms != record.lapsed_ms:
+            self._count_change(record, receipt, report)
+            followed = self._saved(followed, now)
+        if lapsed_ms is not None and now - lapsed_ms > settings.lapse_grace_seconds * 1000:
+            return self._end(followed, now, f"lapsed for longer than the grace ({receipt.detail or 'no proof'})")
+        return followed
+
+    def _count_change(self, record: CopyRecord, receipt: Receipt, report: TrackReport) -> None:
         if receipt.state is CopyState.LAPSED and record.lapsed_ms is None:
             report.lapsed += 1
             logger.warning("Filecoin copy lapsed", extra={"cid": record.cid, "provider": record.provider_id})
         if receipt.state in (CopyState.FAILED, CopyState.TERMINATED):
             report.failed += 1
             logger.warning("Filecoin copy lost", extra={"cid": record.cid, "provider": record.provider_id})
-        followed = self._saved(replace(record, receipt=receipt, checked_ms=now, lapsed_ms=lapsed_ms), now)
-        if lapsed_ms is not None and now - lapsed_ms > settings.lapse_grace_seconds * 1000:
-            return self._end(followed, now, f"lapsed for longer than the grace ({receipt.detail or 'no proof'})")
-        return followed
 
     def _resent(self, record: CopyRecord, now: int) -> CopyRecord:
         if now - record.updated_ms < self._settings.resend_seconds * 1000:

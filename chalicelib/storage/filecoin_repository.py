@@ -13,7 +13,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.filecoin.backend import CopyState, Receipt
-from chalicelib.filecoin.repository import CidState, CopyRecord, Due, Want
+from chalicelib.filecoin.repository import CidRecords, CidState, CopyRecord, Due, Want
 from chalicelib.storage.attributes import at_version
 from chalicelib.storage.busy import busy_as_storage_busy
 from chalicelib.storage.cancellations import condition_failed, conflicted, failed_condition
@@ -51,11 +51,6 @@ class DynamoCopyRepository:
             tx.update(R(cid, STATE), actions=_due_now(cid, now_ms))
 
     @busy_as_storage_busy()
-    def wants(self, cid: str) -> list[Want]:
-        items = R.query(cid, R.entry.startswith(WANT), consistent_read=True)
-        return [Want(*want_of(item.entry), item.copies or 0) for item in items]
-
-    @busy_as_storage_busy()
     def copies(self, cid: str) -> list[CopyRecord]:
         items = R.query(cid, R.entry.startswith(COPY), consistent_read=True)
         return sorted((_copy(item) for item in items), key=lambda record: (record.created_ms, record.key))
@@ -68,12 +63,17 @@ class DynamoCopyRepository:
             return None
 
     @busy_as_storage_busy()
-    def state(self, cid: str) -> CidState | None:
-        try:
-            item = R.get(cid, STATE, consistent_read=True)
-        except R.DoesNotExist:
-            return None
-        return CidState(cid, item.version or 0, item.due_ms, item.waiting or "", item.shown or "")
+    def records(self, cid: str) -> CidRecords:
+        # One Query of the partition: its state, wants and copies sort apart by entry.
+        state, wants, copies = None, [], []
+        for item in R.query(cid, consistent_read=True):
+            if item.entry == STATE:
+                state = _state(item)
+            elif item.entry.startswith(WANT):
+                wants.append(Want(*want_of(item.entry), item.copies or 0))
+            elif item.entry.startswith(COPY):
+                copies.append(_copy(item))
+        return CidRecords(state, wants, sorted(copies, key=lambda record: (record.created_ms, record.key)))
 
     @busy_as_storage_busy()
     def due(self, before_ms: int, limit: int) -> list[Due]:
@@ -145,6 +145,10 @@ class DynamoCopyRepository:
 
 def _due_now(cid: str, now_ms: int) -> list[Action]:
     return [R.version.add(1), R.due_ms.set(now_ms), R.due.set(due_partition(cid))]
+
+
+def _state(item: FilecoinRecord) -> CidState:
+    return CidState(item.cid, item.version or 0, item.due_ms, item.waiting or "", item.shown or "")
 
 
 def _item(record: CopyRecord, version: int) -> FilecoinRecord:

@@ -71,8 +71,8 @@ def test_an_archived_pin_gets_its_copies_from_the_archived_car_and_a_release_end
     message = pinned(cold, cid, 1000, {"filecoin.copies": "2"})
     # When it is archived, then its want is recorded and the CID is due
     assert cold.archiver.archive(message, "m1", archiving.deadline()) == Done()
-    assert filecoin.copies.wants(cid) == [Want("alice", message.request_id, 2)]
-    assert filecoin.copies.state(cid).due_ms == cold.clock.ms
+    assert filecoin.copies.records(cid).wants == [Want("alice", message.request_id, 2)]
+    assert filecoin.copies.records(cid).state.due_ms == cold.clock.ms
     # When the tracker and the copy maker have their turns
     for _ in range(3):
         filecoin.turn()
@@ -92,7 +92,7 @@ def test_an_archived_pin_gets_its_copies_from_the_archived_car_and_a_release_end
     )
     # When the request lets go of the archive (its unpin), then its copies end
     cold.archiver.release(cid, "alice", message.request_id)
-    assert filecoin.copies.wants(cid) == []
+    assert filecoin.copies.records(cid).wants == []
     filecoin.turn()
     assert {r.receipt.state for r in filecoin.copies.copies(cid)} == {CopyState.ENDED}
 
@@ -104,7 +104,7 @@ def test_a_second_request_for_an_archived_cid_records_its_want_too(cold):
     cold.archiver.archive(first, "m1", archiving.deadline())
     second = pinned(cold, cid, 2000, {"filecoin.copies": "3"})
     assert cold.archiver.archive(second, "m2", archiving.deadline()) == Done()
-    assert sorted(w.copies for w in filecoin.copies.wants(cid)) == [1, 3]
+    assert sorted(w.copies for w in filecoin.copies.records(cid).wants) == [1, 3]
 
 
 def test_the_sweep_ends_every_copy_before_it_deletes_the_archive(cold):

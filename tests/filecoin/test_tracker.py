@@ -152,7 +152,7 @@ def test_the_spend_cap_refuses_a_copy_and_the_request_says_so():
     report = copies.run()
     assert (report.made, report.spend_cap_reached) == (1, 1)
     assert copies.info(pin) == {"filecoin": "waiting: spend cap reached", "filecoin_copies": "0/2"}
-    assert copies.copies.state(CID).waiting == "spend cap reached"
+    assert copies.copies.records(CID).state.waiting == "spend cap reached"
     # When the month turns, then the second copy is made
     copies.clock.advance(31 * 24 * 3600)
     assert copies.run().made == 1
@@ -169,7 +169,7 @@ def test_exhausted_funds_make_the_cid_wait_and_the_request_says_so():
     assert copies.records() == []
     assert copies.info(pin) == {"filecoin": "waiting: wallet funds exhausted", "filecoin_copies": "0/1"}
     # And it is visited again later, not every minute
-    assert copies.copies.state(CID).due_ms == copies.clock.ms + copies.settings.wait_seconds * 1000
+    assert copies.copies.records(CID).state.due_ms == copies.clock.ms + copies.settings.wait_seconds * 1000
 
 
 def test_an_unreachable_backend_changes_nothing():
@@ -177,11 +177,11 @@ def test_an_unreachable_backend_changes_nothing():
     pin = copies.archived_request(meta={"filecoin.copies": "2"})
     copies.settle()
     copies.clock.advance(3600)
-    before = (copies.records(), copies.copies.state(CID), copies.info(pin))
+    before = (copies.records(), copies.copies.records(CID).state, copies.info(pin))
     copies.backend.down = True
     report = copies.run()
     assert (report.unavailable, report.made) == (1, 0)
-    assert (copies.records(), copies.copies.state(CID), copies.info(pin)) == before
+    assert (copies.records(), copies.copies.records(CID).state, copies.info(pin)) == before
     # When it is back, then the next run visits the CID first
     copies.backend.down = False
     assert copies.run().visited == 1

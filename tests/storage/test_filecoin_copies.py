@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.filecoin.backend import CopyState, Receipt
-from chalicelib.filecoin.repository import CidState, CopyRecord, Due, Want
+from chalicelib.filecoin.repository import CidRecords, CidState, CopyRecord, Due, Want
 from chalicelib.storage.filecoin_repository import DynamoCopyRepository
 from tests.storage.contract.backends import BACKENDS, dynamo_connection
 from tests.support.memory.filecoin_copies import MemoryCopies
@@ -31,8 +31,8 @@ def test_wants_are_stored_per_request_and_make_the_cid_due(copies):
     copies.unwant(CID, "bob", "r2", NOW + 2)
     copies.unwant(CID, "bob", "r-never", NOW + 3)
     # Then one want is left, and each step made the CID due at its time
-    assert copies.wants(CID) == [Want("alice", "r1", 2)]
-    state = copies.state(CID)
+    assert copies.records(CID).wants == [Want("alice", "r1", 2)]
+    state = copies.records(CID).state
     assert (state.version, state.due_ms) == (4, NOW + 3)
     assert copies.due(NOW + 4, 10) == [Due(CID, NOW + 3)]
     assert copies.due(NOW + 3, 10) == []
@@ -47,7 +47,7 @@ def test_a_copy_is_added_only_at_the_state_version_read_and_only_once(copies):
     # When added at the version read, then it is stored at version 1 and the state steps on
     assert copies.add_copy(record, expected_version=1)
     assert copies.copies(CID) == [replace(record, version=1)]
-    assert copies.state(CID).version == 2
+    assert copies.records(CID).state.version == 2
     # And the same key is never added twice
     assert not copies.add_copy(record, expected_version=2)
 
@@ -85,12 +85,12 @@ def test_copies_are_listed_oldest_first(copies):
 def test_the_state_is_written_only_from_the_version_read(copies):
     # Given no state, when it is written as version 1, then it is stored, in the due index
     assert copies.set_state(CidState(CID, version=1, due_ms=NOW, waiting="spend cap reached", shown="0/2 pending"))
-    assert copies.state(CID) == CidState(CID, 1, NOW, "spend cap reached", "0/2 pending")
+    assert copies.records(CID).state == CidState(CID, 1, NOW, "spend cap reached", "0/2 pending")
     # When written from a version no longer stored, then nothing changes
     assert not copies.set_state(CidState(CID, version=1))
     # When written from the version read without a due time, then it leaves the index
     assert copies.set_state(CidState(CID, version=2))
-    assert copies.state(CID) == CidState(CID, 2)
+    assert copies.records(CID).state == CidState(CID, 2)
     assert copies.due(NOW + 10, 10) == []
 
 
@@ -118,3 +118,20 @@ def test_spend_amounts_beyond_64_bits_are_kept_exactly(copies):
     cap = 10**21
     assert copies.reserve_spend("2026-11", cap - 1, cap)
     assert copies.spent("2026-11") == cap - 1
+
+
+def test_one_read_gives_the_state_the_wants_and_the_copies_of_a_cid(copies):
+    # Given nothing recorded, then nothing is read
+    assert copies.records(CID) == CidRecords(None, [], [])
+    # Given a want and two copies of the CID, and a want of another
+    copies.want(CID, Want("alice", "r1", 2), NOW)
+    copies.want("bafkreiother", Want("bob", "r2", 1), NOW)
+    later = CopyRecord(CID, 0, replace(RECEIPT, provider_id="f0a"), created_ms=NOW + 1, updated_ms=NOW + 1)
+    sooner = CopyRecord(CID, 0, replace(RECEIPT, provider_id="f0b"), created_ms=NOW, updated_ms=NOW)
+    copies.add_copy(later, 1)
+    copies.add_copy(sooner, 2)
+    # Then one read has them all, the copies oldest first
+    records = copies.records(CID)
+    assert (records.state.version, records.state.due_ms) == (3, NOW)
+    assert records.wants == [Want("alice", "r1", 2)]
+    assert [record.provider_id for record in records.copies] == ["f0b", "f0a"]

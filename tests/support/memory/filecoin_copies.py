@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from chalicelib.filecoin.repository import CidState, CopyRecord, Due, Want
+from chalicelib.filecoin.repository import CidRecords, CidState, CopyRecord, Due, Want
 
 
 @dataclass
 class MemoryCopies:
     wanted: dict[tuple[str, str, str], Want] = field(default_factory=dict)
-    records: dict[tuple[str, str, int], CopyRecord] = field(default_factory=dict)
+    items: dict[tuple[str, str, int], CopyRecord] = field(default_factory=dict)
     states: dict[str, CidState] = field(default_factory=dict)
     spend: dict[str, int] = field(default_factory=dict)
     step: Callable[[str], None] = lambda operation: None
@@ -30,22 +30,20 @@ class MemoryCopies:
         self.wanted.pop((cid, tenant_id, request_id), None)
         self._due_now(cid, now_ms)
 
-    def wants(self, cid: str) -> list[Want]:
-        self.step("wants")
-        return [want for key, want in sorted(self.wanted.items()) if key[0] == cid]
-
     def copies(self, cid: str) -> list[CopyRecord]:
         self.step("copies")
-        mine = (record for record in self.records.values() if record.cid == cid)
+        mine = (record for record in self.items.values() if record.cid == cid)
         return sorted(mine, key=lambda record: (record.created_ms, record.key))
 
     def copy(self, cid: str, provider_id: str, n: int) -> CopyRecord | None:
         self.step("copy")
-        return self.records.get((cid, provider_id, n))
+        return self.items.get((cid, provider_id, n))
 
-    def state(self, cid: str) -> CidState | None:
-        self.step("state")
-        return self.states.get(cid)
+    def records(self, cid: str) -> CidRecords:
+        self.step("records")
+        wants = [want for key, want in sorted(self.wanted.items()) if key[0] == cid]
+        mine = (record for record in self.items.values() if record.cid == cid)
+        return CidRecords(self.states.get(cid), wants, sorted(mine, key=lambda record: (record.created_ms, record.key)))
 
     def due(self, before_ms: int, limit: int) -> list[Due]:
         self.step("due")
@@ -60,19 +58,19 @@ class MemoryCopies:
         self.step("add_copy")
         key = (record.cid, *record.key)
         state = self.states.get(record.cid) or CidState(record.cid)
-        if key in self.records or state.version != expected_version:
+        if key in self.items or state.version != expected_version:
             return False
-        self.records[key] = replace(record, version=1)
+        self.items[key] = replace(record, version=1)
         self.states[record.cid] = replace(state, version=state.version + 1)
         return True
 
     def save_copy(self, record: CopyRecord) -> bool:
         self.step("save_copy")
         key = (record.cid, *record.key)
-        stored = self.records.get(key)
+        stored = self.items.get(key)
         if stored is None or stored.version != record.version - 1:
             return False
-        self.records[key] = record
+        self.items[key] = record
         return True
 
     def set_state(self, state: CidState) -> bool:
