@@ -64,7 +64,10 @@ def _tenant(needed: str = WRITE) -> str:
     """The tenant of a request needing the `needed` scope (chalicelib.tenants.scopes), within its rate limits."""
     provided = services()
     authorization = _request().headers.get("authorization")
-    return admit(provided.authenticator, provided.rate_limiter, authorization, needed).tenant_id
+    tenant_id = admit(provided.authenticator, provided.rate_limiter, authorization, needed).tenant_id
+    # API requests by class (the scope needed), counted per container (chalicelib.usage.requests).
+    provided.request_meter.request(tenant_id, needed)
+    return tenant_id
 
 
 def _body() -> PinRequest:
@@ -161,7 +164,7 @@ def content_method_not_allowed(cid: str) -> Response:
 @app.route("/usage", methods=["GET"], cors=_CORS, content_types=_ANY)
 @api_view
 def get_usage() -> Response:
-    tenant_id = _tenant()
+    tenant_id = _tenant(READ)
     query = _request().query_params
     text = None if query is None else query.get("month")
     try:

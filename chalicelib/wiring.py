@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from chalicelib.usage.meter import UsageMeter
     from chalicelib.usage.plan_admin import PlanAdmin
     from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
+    from chalicelib.usage.requests import RequestMeter
     from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.webhooks.parts import WebhookParts
     from chalicelib.worker.pin_worker import PinWorker
@@ -127,10 +128,19 @@ class Services:
     @cached_property
     def usage(self) -> UsageMeter:
         """Tenants' usage: pins by status (the counts) and bytes (the usage ledger)."""
+        from chalicelib.storage.usage_counters import DynamoRequestCounts
         from chalicelib.storage.usage_ledger import DynamoUsageLedger
         from chalicelib.usage.meter import UsageMeter
 
-        return UsageMeter(self.store, DynamoUsageLedger(self.store.plans))
+        return UsageMeter(self.store, DynamoUsageLedger(self.store.plans), requests=DynamoRequestCounts())
+
+    @cached_property
+    def request_meter(self) -> RequestMeter:
+        """API requests by class and retrieval egress, flushed a minute at a time per container."""
+        from chalicelib.storage.usage_counters import DynamoRequestCounts
+        from chalicelib.usage.requests import RequestMeter
+
+        return RequestMeter(DynamoRequestCounts())
 
     @cached_property
     def quota_check(self) -> QuotaCheck:
@@ -336,7 +346,9 @@ class Services:
         )
 
     def _retrieved(self, retrieved: Retrieved) -> None:
-        """A retrieval served: a cold-only tenant's requests for the CID cool later, or are restored."""
+        """A retrieval served: its bytes counted as the tenant's egress; a cold-only
+        tenant's requests for the CID cool later, or are restored."""
+        self.request_meter.egress(retrieved.tenant_id, retrieved.bytes)
         if self.tiering is not None:
             self.tiering.touch_retrieved(retrieved.tenant_id, retrieved.cid_key)
 

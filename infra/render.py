@@ -161,11 +161,13 @@ FUNCTIONS: Mapping[str, Access] = {
     "APIHandler": Access(
         tables={
             ApiTokenRecord: READ,
+            # UpdateItem: a minute's request counts and egress, one ADD per tenant (chalicelib.usage.requests).
             PinItem: (
                 "dynamodb:GetItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:Query",
                 "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
             ),
             OutboxEntry: ("dynamodb:PutItem", "dynamodb:DeleteItem"),

@@ -1,5 +1,6 @@
 """Usage items in the pins table (usage_keys says which is where): a bytes
-change, a month's folded totals of one shard, a tenant's plan.
+change, a month's folded totals of one shard, a month's request counts, a
+tenant's plan.
 
 A model of its own on the pins table, bound with PinItem's table name
 (tables.bind_models): the pins' model stays as it is.
@@ -28,6 +29,12 @@ class UsageItem(Model):
     # A month of one shard: net bytes and byte-milliseconds to the month's end.
     net = IntegerAttribute(null=True, attr_name="nb")
     byte_ms = IntegerAttribute(null=True, attr_name="bms")
+
+    # A month's API requests by class and retrieval egress (chalicelib.usage.requests).
+    reads = IntegerAttribute(null=True, attr_name="rr")
+    writes = IntegerAttribute(null=True, attr_name="rw")
+    retrieves = IntegerAttribute(null=True, attr_name="rt")
+    egress = IntegerAttribute(null=True, attr_name="eg")
 
     # A tenant's plan (None: the stage's default) and quota overrides (JSON).
     plan = UnicodeAttribute(null=True)

@@ -10,6 +10,7 @@ The usage folder moves them into the tenant's usage partition, one item per
 month and shard (shards fold apart, so their folders never meet):
 
     <tenant>#usage  m#<YYYY-MM>#<shard>  the month's net bytes and byte-ms
+    <tenant>#usage  r#<YYYY-MM>          the month's API requests by class and egress
     <tenant>#usage  plan                 the tenant's plan and quota overrides
 
 "u#" sorts apart from every prefix of pin_keys: no pin list or count reads it.
@@ -21,6 +22,7 @@ from chalicelib.storage.pin_keys import change_id
 
 USAGE_CHANGES = "u#~"
 MONTHS = "m#"
+COUNTS = "r#"
 PLAN_SORT_KEY = "plan"
 
 
@@ -39,3 +41,8 @@ def month_key(month: str, shard: str) -> str:
 
 def month_of_key(sort_key: str) -> str:
     return sort_key[len(MONTHS) :].partition("#")[0]
+
+
+def counts_key(month: str) -> str:
+    """A month's request counts (chalicelib.usage.requests): ADDed by every container."""
+    return f"{COUNTS}{month}"

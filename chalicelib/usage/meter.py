@@ -1,7 +1,10 @@
-"""A tenant's usage: pins by status now, bytes pinned now, and a month's bytes.
+"""A tenant's usage: pins by status now, bytes pinned now, and a month's
+bytes, API requests by class and retrieval egress.
 
 Pins by status are the pin store's exact counts (the counter trees plus the
-changes not folded yet); bytes come from the usage ledger. Nothing scans.
+changes not folded yet); bytes come from the usage ledger; requests and
+egress from the containers' flushed counts (chalicelib.usage.requests).
+Nothing scans.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from chalicelib.pins.model import STATUSES
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.usage.ledger import MonthBytes, UsageLedger, month_bytes
 from chalicelib.usage.months import Month
+from chalicelib.usage.requests import CLASSES, EGRESS, RequestCounts
 
 # Every pin was created in [0, ALL_TIME_MS] (pin_keys.MAX_MS).
 ALL_TIME_MS = 10**13 - 1
@@ -30,6 +34,7 @@ class TenantUsage:
     pins: Mapping[str, int]  # now, by status
     bytes_pinned: int  # now
     month: MonthBytes
+    requests: Mapping[str, int]  # the month's, by class and EGRESS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,14 +47,24 @@ class TenantUsage:
                 "ending": self.month.ending,
                 "byte_hours": self.month.byte_hours,
             },
+            "requests": {kind: self.requests.get(kind, 0) for kind in CLASSES},
+            "egress_bytes": self.requests.get(EGRESS, 0),
         }
 
 
 class UsageMeter:
-    def __init__(self, counts: PinCounts, ledger: UsageLedger, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        counts: PinCounts,
+        ledger: UsageLedger,
+        clock: Callable[[], int] = now_ms,
+        requests: RequestCounts | None = None,
+    ) -> None:
         self._counts = counts
         self._ledger = ledger
         self._clock = clock
+        # None: requests are not counted (every figure 0).
+        self._requests = requests
 
     def pins(self, tenant_id: str, statuses: frozenset[str]) -> int:
         return self._counts.count(tenant_id, statuses, 0, ALL_TIME_MS)
@@ -61,4 +76,6 @@ class UsageMeter:
         now = self._clock()
         ledger = self._ledger.ledger(tenant_id)
         pins = {status: self.pins(tenant_id, frozenset({status})) for status in STATUSES}
-        return TenantUsage(tenant_id, pins, ledger.total, month_bytes(ledger, month or Month.of_ms(now), now))
+        month = month or Month.of_ms(now)
+        requests = {} if self._requests is None else self._requests.month(tenant_id, month)
+        return TenantUsage(tenant_id, pins, ledger.total, month_bytes(ledger, month, now), requests)

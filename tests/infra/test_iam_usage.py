@@ -737,6 +737,10 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         receiver = a_user_registers_webhooks(api, recorder)
         # who pins, lists every way, replaces and deletes
         replaced, doomed = a_user_pins_lists_every_way_replaces(api, recorder, pinned, failing)
+        # and reads its usage, its container writing the minute's request counts as a later request would
+        with recorder.running("APIHandler"):
+            assert api.request("GET", "/usage").status == 200
+            app_module.services().request_meter.flush()
         # and workers that pin, then unpin the replaced and deleted requests
         workers_pin_and_a_failing_message_dead_letters(client, recorder, settings.queue_url, doomed)
         # and the replacing request's archive, let go when it is deleted

@@ -32,6 +32,23 @@ def test_each_tenant_sees_its_own_usage_only(api, services, tenant_id, other_ten
     assert old["month"] == "2020-01" and old["month_bytes"] == {"opening": 0, "ending": 0, "byte_hours": 0}
 
 
+def test_requests_by_class_and_egress_are_counted(api, services, tenant_id):  # noqa: F811
+    from chalicelib.storage.usage_counters import DynamoRequestCounts
+    from chalicelib.usage.requests import RequestMeter
+
+    # given a container that writes its counts at every request
+    services.request_meter = RequestMeter(DynamoRequestCounts(), flush_seconds=0)
+    # when alice lists, creates and asks for content
+    api.request("GET", "/pins")
+    api.request("POST", "/pins", json_body={"cid": cid_v1(b"a")})
+    api.request("GET", f"/ipfs/{cid_v1(b'a')}", headers={"Accept": "application/vnd.ipld.raw"})
+    services.request_meter.egress(tenant_id, 123)
+    # then her usage counts each by class (this GET /usage too, a read) and the egress
+    usage = api.request("GET", "/usage").json
+    assert usage["requests"] == {"read": 2, "write": 1, "retrieve": 1}
+    assert usage["egress_bytes"] == 123
+
+
 def test_a_bad_month_is_a_400_failure(api):
     assert_failure(api.request("GET", "/usage", params={"month": "2026-13"}), 400, "INVALID_MONTH")
     assert_failure(api.request("GET", "/usage", params={"month": "march"}), 400, "INVALID_MONTH")
