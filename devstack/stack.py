@@ -202,6 +202,7 @@ class DevStack:
         self._worker: Any = None
         self._queues: dict[str, str] = {}
         self._archive_queues: dict[str, str] = {}
+        self._webhook_queues: dict[str, str] = {}
         self._visibility = 0
         self._service_env: dict[str, str] = {}
         # stack.json is rewritten by the worker supervisor's thread too.
@@ -258,6 +259,7 @@ class DevStack:
         )
 
         self._create_archive_queues(aws, prefix)
+        self._create_webhook_queues(prefix)
         create_tables(Settings.from_env())
         say(f"  DynamoDB tables {prefix}-*")
         os.environ.setdefault("ARCHIVE_BUCKET", f"{prefix}-archives")
@@ -368,6 +370,39 @@ class DevStack:
             f"{visibility} s; dead letters: {self._archive_queues['dead_letter_queue']})"
         )
 
+    def _create_webhook_queues(self, prefix: str) -> None:
+        """The webhooks queue (FIFO) and its dead letters; receivers on this
+        machine (cli.webhook_receiver) may be registered: http on loopback."""
+        import boto3
+
+        from devstack.webhook_poller import create_webhook_queues
+        from infra.render import VISIBILITY_FACTOR, function_timeout
+
+        sqs = boto3.client("sqs", endpoint_url=self._aws.endpoint_url, region_name=os.environ["AWS_DEFAULT_REGION"])
+        visibility = VISIBILITY_FACTOR * function_timeout(self.options.stage, chalice_config(), "webhook_worker")
+        self._webhook_queues = create_webhook_queues(sqs, prefix, visibility)
+        os.environ["WEBHOOK_QUEUE_URL"] = self._webhook_queues["queue"]
+        os.environ["ALLOW_LOOPBACK_WEBHOOKS"] = "true"
+        say(
+            f"  webhooks queue {self._webhook_queues['queue']} (FIFO; dead letters: "
+            f"{self._webhook_queues['dead_letter_queue']}); webhooks to loopback receivers allowed"
+        )
+
+    def _webhook_jobs(self, app_module: Any) -> list[Any]:
+        """Lambda's part for webhooks: the pins stream's second reader and the webhooks queue's poller."""
+        import boto3
+
+        from chalicelib.config import Settings
+        from chalicelib.storage.pin_item import PinItem
+        from chalicelib.storage.tables import table_name
+        from devstack.webhook_poller import webhook_jobs
+        from infra.render import function_timeout
+
+        sqs = boto3.client("sqs", endpoint_url=self._aws.endpoint_url, region_name=os.environ["AWS_DEFAULT_REGION"])
+        timeout = function_timeout(self.options.stage, chalice_config(), "webhook_worker")
+        table = table_name(Settings.from_env(), PinItem)
+        return webhook_jobs(app_module, sqs, self._aws.endpoint_url, table, self._webhook_queues["queue"], timeout)
+
     def _archive_jobs(self, app_module: Any) -> list[QueueJob]:
         """Lambda's pollers of the archive function and of its dead letters."""
         import boto3
@@ -439,6 +474,7 @@ class DevStack:
                 lambda_timeout(self.options.stage),
             ),
             *self._archive_jobs(app_module),
+            *self._webhook_jobs(app_module),
         ]
         for job in self._jobs:
             job.start()
@@ -448,7 +484,8 @@ class DevStack:
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
             f"cold-only pins due cooled every {COOLING_SECONDS:g} s, "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "
-            "archives made one at a time from the archive queue."
+            "archives made one at a time from the archive queue, "
+            "webhooks sent from the pins table's stream through the webhooks queue."
         )
 
     def _start_worker(self) -> None:
@@ -511,6 +548,7 @@ class DevStack:
             "STAGE",
             "TABLE_PREFIX",
             "PIN_QUEUE_URL",
+            "ALLOW_LOOPBACK_WEBHOOKS",
         )
         try:
             local = {"PINNING_SERVICE_URL": str(self.url), "PINNING_SERVICE_TOKEN": str(self.token)}
@@ -554,6 +592,7 @@ class DevStack:
             "pin_queue_url": self._queues["queue"],
             "dead_letter_queue_url": self._queues["dead_letter_queue"],
             "archive_queue_url": self._archive_queues["queue"],
+            "webhook_queue_url": self._webhook_queues["queue"],
             "visibility_seconds": self._visibility,
             "kubo_rpc_secret": os.environ["KUBO_RPC_SECRET"],
             "fleet": [node(spec) for spec in self.options.nodes],

@@ -43,7 +43,14 @@ def streams_client(endpoint_url: str | None = None) -> Any:
 
 class StreamPoller:
     def __init__(
-        self, streams: Any, table: str, handler: HandlerType, timeout_seconds: float, interval: float = POLL_SECONDS
+        self,
+        streams: Any,
+        table: str,
+        handler: HandlerType,
+        timeout_seconds: float,
+        interval: float = POLL_SECONDS,
+        keep: Callable[[Record], bool] = is_change,
+        name: str = "fold-counts",
     ) -> None:
         self._streams = streams
         self._table = table
@@ -55,7 +62,10 @@ class StreamPoller:
         self._pending: list[Record] = []  # change records read, not yet folded, oldest first
         self._retries = 0  # of the first pending record
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fold-counts", daemon=True)
+        # The records its event source mapping's filter lets through (the folds' by default).
+        self._keep = keep
+        self._name = name
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -70,7 +80,7 @@ class StreamPoller:
             try:
                 self.poll_once()
             except Exception as error:  # the emulator stopping, a handler bug: the next poll tries again
-                say(f"fold_counts poll failed: {type(error).__name__}: {error}")
+                say(f"{self._name} poll failed: {type(error).__name__}: {error}")
 
     def poll_once(self) -> int:
         """Reads the stream and delivers the changes pending; returns how many were folded."""
@@ -90,7 +100,9 @@ class StreamPoller:
                 # From the first failed record on, at the next poll (AWS retries at once).
                 self._pending = self._pending[first_failed:]
             else:
-                say(f"fold_counts gave up on {len(batch) - first_failed} stream record(s) after {FOLD_RETRIES} retries")
+                say(
+                    f"{self._name} gave up on {len(batch) - first_failed} stream record(s) after {FOLD_RETRIES} retries"
+                )
                 self._pending = self._pending[len(batch) :]
                 self._retries = 0
             break
@@ -101,7 +113,7 @@ class StreamPoller:
         try:
             result = self._handler({"Records": batch}, LambdaContext(self._timeout)) or {}
         except Exception as error:
-            say(f"fold_counts failed: {type(error).__name__}: {error}")
+            say(f"{self._name} failed: {type(error).__name__}: {error}")
             return 0
         failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
         return next((n for n, record in enumerate(batch) if record["dynamodb"]["SequenceNumber"] in failed), None)
@@ -114,7 +126,7 @@ class StreamPoller:
             while not self._stopping.is_set():
                 page = self._streams.get_records(ShardIterator=iterator, Limit=RECORDS_PER_READ)
                 iterator = page["NextShardIterator"]
-                changes += [{**r, "eventSourceARN": self._stream_arn} for r in page["Records"] if is_change(r)]
+                changes += [{**r, "eventSourceARN": self._stream_arn} for r in page["Records"] if self._keep(r)]
                 if len(page["Records"]) < RECORDS_PER_READ:
                     break
             self._iterators[shard] = iterator
