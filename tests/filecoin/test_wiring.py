@@ -5,6 +5,7 @@ DynamoDB tables."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from chalicelib.queue.publisher import is_archive
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.wiring import Services, build_services
 from chalicelib.worker.batch import QueuedMessage
+from chalicelib.worker.outcomes import Done
 from devstack.stack import scheduled_event
 from tests.cold.s3 import s3_client
 from tests.support.memory.filecoin_backend import MemoryBackend
@@ -107,9 +109,12 @@ def test_without_a_backend_nothing_is_tracked_or_wanted(settings: Settings) -> N
     import app as app_module
 
     services = build_services(replace(settings, archive_bucket=BUCKET))
+    services.__dict__["s3"] = s3_client()  # see tests/cold/s3.py
     app_module.services.install(services)
     try:
         assert app_module.track_filecoin_copies(scheduled_event("track_filecoin_copies"), None) == {}
         assert (services.copy_wants, services.copy_maker, services.filecoin_tracker) == (None, None, None)
+        # And a copy message still queued is dropped, not failed
+        assert services.worker.handle(FilecoinCopyRequested(CID, "f01", 0), "m1", time.monotonic() + 5) == Done()
     finally:
         app_module.services.install(None)
