@@ -40,7 +40,13 @@ app = Chalice(app_name="pinning-service")
 services = ServiceProvider()
 configure_logging()
 
-_CORS = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600)
+# Browsers let a page read Retry-After (429, 503) only when exposed.
+_CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+    expose_headers=["Retry-After"],
+    max_age=600,
+)
 # Every content type reaches the view, which answers a Failure, not Chalice's 415.
 _ANY = ["*/*"]
 # Bodies Chalice sends base64-encoded and API Gateway decodes (binaryMediaTypes):

@@ -127,3 +127,15 @@ def test_unauthenticated_requests_are_401_not_429(api, clock):
         api.list()
     # then a bad token is still told it is unauthorized
     assert_failure(api.as_token("pst_nope").request("GET", "/pins"), 401, "UNAUTHORIZED")
+
+
+def test_a_browser_page_may_read_the_retry_after(api, clock):
+    # given a spent token
+    for _ in range(3):
+        api.list()
+    # when a page of another origin is refused
+    reply = api.request("GET", "/pins", headers={"Origin": "https://app.example"})
+    # then CORS lets it read when to retry
+    assert_rate_limited(reply, 1)
+    exposed = header(reply, "Access-Control-Expose-Headers") or ""
+    assert "retry-after" in [name.strip().lower() for name in exposed.split(",")]
