@@ -241,7 +241,7 @@ class Tracker:
         self._end_surplus(visit, report)
         need = visit.wanted - len(self._lasting(visit))
         if need > 0 and visit.car is not None:
-            self._make(visit, need, report)
+            self._make(visit, visit.car, need, report)
         shown = self._show(visit)
         next_state = CidState(cid, visit.version + 1, self._next_due(visit), visit.waiting, shown)
         if not self._copies.set_state(next_state):
@@ -320,9 +320,7 @@ class Tracker:
 
     # -- making ----------------------------------------------------------------
 
-    def _make(self, visit: _Visit, need: int, report: TrackReport) -> None:
-        assert visit.car is not None
-        car = visit.car
+    def _make(self, visit: _Visit, car: ArchivedCar, need: int, report: TrackReport) -> None:
         piece = Piece(visit.cid, car.piece_cid_v2, car.piece_cid_v1, car.padded_size, car.car_bytes)
         shunned = {record.provider_id for record in visit.copies if _shuns(record)}
         chosen = choose(visit.cid, self._backend.providers(), need, self._settings.rule, shunned)
