@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from chalice import Chalice, CORSConfig, Rate, Response
+from chalice import Chalice, CORSConfig, Cron, Rate, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib.api.access import admit
@@ -377,6 +377,14 @@ def sweep_outbox(event: CloudWatchEvent) -> int:
     """Re-sends queue messages whose send failed or was cut off."""
     settings = services().settings
     return services().outbox.sweep(now_ms() - settings.outbox_grace_seconds * 1000)
+
+
+@app.schedule(Cron(0, 1, 1, "*", "?", "*"))
+def export_usage(event: CloudWatchEvent) -> str | None:
+    """On the 1st at 01:00 UTC: the month just ended's usage records, as JSON
+    lines in S3 (chalicelib.usage.export); run again, the same object."""
+    export = services().usage_export
+    return None if export is None else export.export()
 
 
 # Fed by the pins table's stream through an event source mapping that infra/

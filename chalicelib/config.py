@@ -146,6 +146,9 @@ class Settings:
     usage_plans: str = _setting("", "USAGE_PLANS")
     default_plan: str = _setting("unlimited", "DEFAULT_PLAN")
     plan_cache_seconds: int = _setting(60, "PLAN_CACHE_SECONDS")
+    # Where the monthly usage records go (usage/YYYY-MM.jsonl; the archive
+    # bucket on AWS); None: not exported.
+    usage_bucket: str | None = _setting(None, "USAGE_BUCKET")
     # The longest one run of the cooling sweep (chalicelib.cold.tiering) takes,
     # and the most holds due it looks at (the next run goes on).
     cooling_seconds: int = _setting(240, "COOLING_SECONDS")

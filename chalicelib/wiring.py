@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.shard_planner import ShardPlanner
     from chalicelib.storage.usage_folder import UsageFolder
     from chalicelib.tenants.admin import TenantAdmin
+    from chalicelib.usage.export import UsageExport
     from chalicelib.usage.meter import UsageMeter
     from chalicelib.usage.plan_admin import PlanAdmin
     from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
@@ -154,6 +155,17 @@ class Services:
         from chalicelib.usage.plan_admin import PlanAdmin
 
         return PlanAdmin(self.tenants, self.tenant_quotas.stored, self.tenant_quotas)
+
+    @cached_property
+    def usage_export(self) -> UsageExport | None:
+        """The monthly usage records (a schedule's and the CLI's); None without USAGE_BUCKET."""
+        bucket = self.settings.usage_bucket
+        if not bucket:
+            return None
+        from chalicelib.usage.export import ObjectWriter, UsageExport
+
+        tenant_ids = lambda: (tenant.tenant_id for tenant in self.tenants.all())  # noqa: E731
+        return UsageExport(tenant_ids, self.usage, cast("ObjectWriter", self.s3), bucket)
 
     @cached_property
     def usage_folder(self) -> UsageFolder:

@@ -33,6 +33,7 @@ from chalicelib.storage.tables import MODELS, table_name
 from chalicelib.storage.tenant_record import ApiTokenRecord, TenantRecord
 from chalicelib.storage.tenant_slot import TenantSlot
 from chalicelib.storage.webhook_record import WebhookItem
+from chalicelib.usage.export import EXPORT_PREFIX
 from chalicelib.webhooks.delivery import BACKOFF_SECONDS, MAX_ATTEMPTS
 from chalicelib.webhooks.events import WEBHOOK_FILTER
 
@@ -143,6 +144,8 @@ class Access:
     completes_lifecycle: bool = False
     # Fed the count changes of the pins table's stream (fold_stream_source).
     folds_pins_stream: bool = False
+    # S3 actions on the monthly usage records (usage/*) in the cold tier's bucket (USAGE_BUCKET).
+    usage_objects: tuple[str, ...] = ()
     # S3 actions on the archives (ARCHIVE_PREFIX*) of the cold tier's bucket.
     archive_objects: tuple[str, ...] = ()
     # Lets requests' archive holds go (no object touched): it needs to know the stage keeps archives.
@@ -324,6 +327,13 @@ FUNCTIONS: Mapping[str, Access] = {
         # one too long for a run handed to the archive function (a restore message).
         archive_objects=("s3:GetObject", "s3:RestoreObject"),
         sends_archives=True,
+    ),
+    # On the 1st: each tenant (their listing) and its month's usage (its
+    # counts, shard plan, ledger and request counts), written to usage/.
+    "ExportUsage": Access(
+        tables={TenantRecord: (), PinItem: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")},
+        indexes=((TenantRecord, "tenants-by-creation"),),
+        usage_objects=("s3:PutObject",),
     ),
     FOLD_FUNCTION: Access(
         # The folds; and the writing tenants' recent pins counted, their shard plans raised.
@@ -728,6 +738,15 @@ def policy(settings: Settings, access: Access) -> Json:
                 "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{settings.archive_prefix}*"},
             }
         )
+    if access.usage_objects:
+        statements.append(
+            {
+                "Sid": "UsageObjects",
+                "Effect": "Allow",
+                "Action": sorted(access.usage_objects),
+                "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{EXPORT_PREFIX}*"},
+            }
+        )
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
         statements.append(
@@ -774,6 +793,8 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
         variables["PIN_QUEUE_URL"] = {"Ref": PIN_QUEUE}
     if access.sends_archives:
         variables["ARCHIVE_QUEUE_URL"] = {"Ref": ARCHIVE_QUEUE}
+    if access.usage_objects:
+        variables["USAGE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     if access.archive_objects or access.releases_archives:
         variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     if access.webhook_events or access.delivers_webhooks:

@@ -617,6 +617,11 @@ def the_schedules_run(client: Any, recorder: Recorder, kubos: dict[str, FakeKubo
     archives.leave(forgotten, 1, now_ms=1)
     with recorder.running("SweepArchives"):
         assert client.lambda_.invoke("sweep_archives", scheduled).payload == 1
+    # and the 1st's export of the month's usage records, to the bucket the template names
+    recorder.settings = replace(settings, usage_bucket=settings.archive_bucket)
+    with recorder.running("ExportUsage"):
+        assert client.lambda_.invoke("export_usage", scheduled).payload.startswith("usage/")
+    recorder.settings = settings
 
 
 def the_fleet_terminates_a_node(client: Any, recorder: Recorder) -> None:
