@@ -1,20 +1,21 @@
 """The bytes change a pin write records, in the write's own transaction
 (pin_store): one item, of the pin's own, only when the write moves bytes
-(into or out of `pinned`, or a pinned pin deleted or replaced)."""
+(into or out of `pinned`, a pinned pin deleted or replaced, an archive
+recorded in its `info` or an archived request deleted)."""
 
 from __future__ import annotations
 
 from chalicelib.pins.pin import Pin
 from chalicelib.storage.usage_item import UsageItem
 from chalicelib.storage.usage_keys import usage_change_key
-from chalicelib.usage.pin_bytes import bytes_change
+from chalicelib.usage.pin_bytes import bytes_change, cold_change
 
 
 def usage_change_items(shard: str, before: Pin | None, after: Pin | None, at_ms: int) -> list[UsageItem]:
     """The item recording how the write from `before` to `after` (None: no
     pin) changes the tenant's bytes, at the pin's version after the write."""
-    delta = bytes_change(before, after)
-    if not delta:
+    delta, cold = bytes_change(before, after), cold_change(before, after)
+    if not delta and not cold:
         return []
     if after is not None:
         created_ms, request_id, version = after.created_ms, after.request_id, after.version
@@ -22,4 +23,5 @@ def usage_change_items(shard: str, before: Pin | None, after: Pin | None, at_ms:
         created_ms, request_id, version = before.created_ms, before.request_id, before.version + 1
     else:
         return []
-    return [UsageItem(shard, usage_change_key(created_ms, request_id, version), delta=delta, at_ms=at_ms)]
+    key = usage_change_key(created_ms, request_id, version)
+    return [UsageItem(shard, key, delta=delta, cold_delta=cold or None, at_ms=at_ms)]

@@ -39,7 +39,7 @@ def shard_changes(shard: str, limit: int | None = None) -> list[tuple[str, Bytes
     items = UsageItem.query(
         shard, UsageItem.sk.startswith(USAGE_CHANGES), consistent_read=True, limit=limit, page_size=limit
     )
-    return [(item.sk, BytesChange(item.at_ms or 0, item.delta or 0)) for item in items]
+    return [(item.sk, BytesChange(item.at_ms or 0, item.delta or 0, item.cold_delta or 0)) for item in items]
 
 
 class UsageFolder:
@@ -73,7 +73,12 @@ class UsageFolder:
         try:
             with self._dynamo.transaction() as tx:
                 for month, totals in months.items():
-                    actions: list[Action] = [UsageItem.net.add(totals.net), UsageItem.byte_ms.add(totals.byte_ms)]
+                    actions: list[Action] = [
+                        UsageItem.net.add(totals.net),
+                        UsageItem.byte_ms.add(totals.byte_ms),
+                        UsageItem.cold_net.add(totals.cold_net),
+                        UsageItem.cold_byte_ms.add(totals.cold_byte_ms),
+                    ]
                     tx.update(UsageItem(partition, month_key(month, shard)), actions=actions)
                 for sort_key, _ in changes:
                     # Still there: no other folder has added it.

@@ -22,13 +22,16 @@ class UsageItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
-    # A bytes change: how many bytes, when (ms).
+    # A bytes change: how many bytes pinned and archived (cold), when (ms).
     delta = IntegerAttribute(null=True, attr_name="db")
+    cold_delta = IntegerAttribute(null=True, attr_name="dc")
     at_ms = IntegerAttribute(null=True, attr_name="at")
 
     # A month of one shard: net bytes and byte-milliseconds to the month's end.
     net = IntegerAttribute(null=True, attr_name="nb")
     byte_ms = IntegerAttribute(null=True, attr_name="bms")
+    cold_net = IntegerAttribute(null=True, attr_name="nc")
+    cold_byte_ms = IntegerAttribute(null=True, attr_name="cms")
 
     # A month's API requests by class and retrieval egress (chalicelib.usage.requests).
     reads = IntegerAttribute(null=True, attr_name="rr")

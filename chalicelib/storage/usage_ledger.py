@@ -57,5 +57,11 @@ def _months(tenant_id: str) -> dict[Month, FoldedMonth]:
     months: dict[Month, FoldedMonth] = defaultdict(FoldedMonth)
     for item in UsageItem.query(usage_partition(tenant_id), UsageItem.sk.startswith(MONTHS), consistent_read=True):
         month = Month.parse(month_of_key(item.sk))
-        months[month] = FoldedMonth(months[month].net + (item.net or 0), months[month].byte_ms + (item.byte_ms or 0))
+        was = months[month]
+        months[month] = FoldedMonth(
+            was.net + (item.net or 0),
+            was.byte_ms + (item.byte_ms or 0),
+            was.cold_net + (item.cold_net or 0),
+            was.cold_byte_ms + (item.cold_byte_ms or 0),
+        )
     return dict(months)

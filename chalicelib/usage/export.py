@@ -36,6 +36,8 @@ def month_record(usage: TenantUsage) -> dict[str, Any]:
         "opening_bytes": usage.month.opening,
         "ending_bytes": usage.month.ending,
         "byte_hours": usage.month.byte_hours,
+        "cold_ending_bytes": 0 if usage.cold_month is None else usage.cold_month.ending,
+        "cold_byte_hours": 0 if usage.cold_month is None else usage.cold_month.byte_hours,
         "requests": {name: usage.requests.get(name, 0) for name in ("read", "write", "retrieve")},
         "egress_bytes": usage.requests.get("egress_bytes", 0),
     }

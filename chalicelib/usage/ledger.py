@@ -27,7 +27,8 @@ MS_PER_HOUR = 3_600_000
 @dataclass(frozen=True)
 class BytesChange:
     at_ms: int
-    delta: int
+    delta: int  # bytes pinned
+    cold: int = 0  # archived bytes (the requests' archives' CARs)
 
     @property
     def month(self) -> Month:
@@ -37,16 +38,33 @@ class BytesChange:
     def byte_ms_to_end(self) -> int:
         return self.delta * (self.month.end_ms - self.at_ms)
 
+    @property
+    def cold_change(self) -> BytesChange:
+        return BytesChange(self.at_ms, self.cold)
+
 
 @dataclass(frozen=True)
 class FoldedMonth:
-    """A month's folded changes: their net bytes and byte-milliseconds to the month's end."""
+    """A month's folded changes: their net bytes and byte-milliseconds to the
+    month's end, pinned and cold (archived)."""
 
     net: int = 0
     byte_ms: int = 0
+    cold_net: int = 0
+    cold_byte_ms: int = 0
 
     def plus(self, change: BytesChange) -> FoldedMonth:
-        return FoldedMonth(self.net + change.delta, self.byte_ms + change.byte_ms_to_end)
+        cold = change.cold_change
+        return FoldedMonth(
+            self.net + change.delta,
+            self.byte_ms + change.byte_ms_to_end,
+            self.cold_net + cold.delta,
+            self.cold_byte_ms + cold.byte_ms_to_end,
+        )
+
+    @property
+    def cold(self) -> FoldedMonth:
+        return FoldedMonth(self.cold_net, self.cold_byte_ms)
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,13 @@ class BytesLedger:
     @property
     def total(self) -> int:
         return sum(month.net for month in self.by_month().values())
+
+    def cold(self) -> BytesLedger:
+        """The archived bytes' ledger, for the same arithmetic."""
+        return BytesLedger(
+            {month: folded.cold for month, folded in self.folded.items()},
+            [change.cold_change for change in self.unfolded],
+        )
 
 
 @dataclass(frozen=True)

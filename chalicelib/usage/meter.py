@@ -35,6 +35,8 @@ class TenantUsage:
     bytes_pinned: int  # now
     month: MonthBytes
     requests: Mapping[str, int]  # the month's, by class and EGRESS
+    cold_bytes: int = 0  # now: the archives' CARs of its requests
+    cold_month: MonthBytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,13 +44,11 @@ class TenantUsage:
             "month": self.month.month.text,
             "pins": dict(self.pins),
             "bytes_pinned": self.bytes_pinned,
-            "month_bytes": {
-                "opening": self.month.opening,
-                "ending": self.month.ending,
-                "byte_hours": self.month.byte_hours,
-            },
+            "month_bytes": _month_dict(self.month),
             "requests": {kind: self.requests.get(kind, 0) for kind in CLASSES},
             "egress_bytes": self.requests.get(EGRESS, 0),
+            "cold_bytes": self.cold_bytes,
+            "month_cold_bytes": _month_dict(self.cold_month or MonthBytes(self.month.month, 0, 0, 0)),
         }
 
 
@@ -78,4 +78,17 @@ class UsageMeter:
         pins = {status: self.pins(tenant_id, frozenset({status})) for status in STATUSES}
         month = month or Month.of_ms(now)
         requests = {} if self._requests is None else self._requests.month(tenant_id, month)
-        return TenantUsage(tenant_id, pins, ledger.total, month_bytes(ledger, month, now), requests)
+        cold = ledger.cold()
+        return TenantUsage(
+            tenant_id,
+            pins,
+            ledger.total,
+            month_bytes(ledger, month, now),
+            requests,
+            cold.total,
+            month_bytes(cold, month, now),
+        )
+
+
+def _month_dict(month: MonthBytes) -> dict[str, int]:
+    return {"opening": month.opening, "ending": month.ending, "byte_hours": month.byte_hours}

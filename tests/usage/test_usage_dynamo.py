@@ -60,6 +60,19 @@ def test_bytes_follow_pins_and_survive_the_fold(services: Services):
     assert services.usage.usage("bob").bytes_pinned == 0
 
 
+def test_cold_bytes_are_recorded_and_folded_with_the_pinned_ones(services: Services):
+    # given a pinned pin whose archive the archiver records in its info
+    pin = pinned(services, "alice", 0, 1000)
+    services.store.update(pin, info={**pin.info, "cold": "archived", "car_bytes": "1200"})
+    before = services.usage.usage("alice")
+    # when folded
+    services.usage_folder.fold(shard_key("alice", 0))
+    # then the cold bytes are the CAR's, before and after
+    after = services.usage.usage("alice")
+    assert (before.bytes_pinned, before.cold_bytes) == (after.bytes_pinned, after.cold_bytes) == (1000, 1200)
+    assert after.cold_month is not None and after.cold_month.ending == 1200
+
+
 def test_a_fold_during_a_read_counts_each_change_once(services: Services, monkeypatch: pytest.MonkeyPatch):
     # given a pinned pin whose change is not folded yet
     pinned(services, "alice", 0, 1000)

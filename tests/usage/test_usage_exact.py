@@ -59,3 +59,20 @@ def test_a_delete_racing_the_pinned_write_counts_the_bytes_once(world: World):
     world.store.before_write = lambda read: None
     assert raced and world.meter.usage("alice").bytes_pinned == 0
     assert world.meter.usage("alice").pins == {"queued": 0, "pinning": 0, "pinned": 0, "failed": 0}
+
+
+def test_cold_bytes_follow_archives_and_deletes(world: World):
+    # given a pinned pin whose archive is recorded (as the archiver writes its info)
+    pin = world.pinned(world.create("alice"), 1000)
+    archived = world.store.update(pin, info={**pin.info, "cold": "archived", "car_bytes": "1200"})
+    # then its CAR counts as alice's cold bytes, apart from her bytes pinned
+    usage = world.meter.usage("alice")
+    assert (usage.bytes_pinned, usage.cold_bytes) == (1000, 1200)
+    # and an archive still being made counts nothing
+    other = world.pinned(world.create("alice", 1), 10)
+    world.store.update(other, info={**other.info, "cold": "archiving"})
+    assert world.meter.usage("alice").cold_bytes == 1200
+    # and once the archived request is deleted, neither counts (folded or not)
+    world.service.delete("alice", archived.request_id)
+    world.store.fold()
+    assert (world.meter.usage("alice").bytes_pinned, world.meter.usage("alice").cold_bytes) == (10, 0)

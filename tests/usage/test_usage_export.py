@@ -56,6 +56,8 @@ def test_the_month_just_ended_is_written_once_per_tenant_and_again_the_same(sett
         "opening_bytes": 0,
         "ending_bytes": 1000,
         "byte_hours": 1000,
+        "cold_ending_bytes": 0,
+        "cold_byte_hours": 0,
         "requests": {"read": 0, "write": 0, "retrieve": 0},
         "egress_bytes": 0,
     }

@@ -14,7 +14,7 @@ from chalicelib.pins.timestamps import now_ms
 from chalicelib.queue.outbox_repository import OutboxMessage
 from chalicelib.usage.ledger import BytesChange, BytesLedger, FoldedMonth
 from chalicelib.usage.months import Month
-from chalicelib.usage.pin_bytes import bytes_change
+from chalicelib.usage.pin_bytes import bytes_change, cold_change
 from chalicelib.usage.plans import TenantPlan
 from tests.support.memory.pins import MemoryPinRepository
 
@@ -55,10 +55,10 @@ class MemoryUsagePins(MemoryPinRepository):
             return updated
 
     def _record(self, before: Pin | None, after: Pin | None) -> None:
-        delta = bytes_change(before, after)
+        delta, cold = bytes_change(before, after), cold_change(before, after)
         pin = after or before
-        if delta and pin is not None:
-            self.unfolded[pin.tenant_id].append(BytesChange(self.clock(), delta))
+        if (delta or cold) and pin is not None:
+            self.unfolded[pin.tenant_id].append(BytesChange(self.clock(), delta, cold))
 
     def count(self, tenant_id: str, statuses: frozenset[str], lo: int, hi: int) -> int:
         query = PinQuery(statuses=statuses, after_ns=lo * 1_000_000 - 1, before_ns=(hi + 1) * 1_000_000, limit=1)
