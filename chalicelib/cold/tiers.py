@@ -19,11 +19,11 @@ released, absent while it is hot; a hot-only request's `cold` is `off`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.tenants.expiring import ExpiringCache
 from chalicelib.tenants.repository import Tenant, TenantRepository
 
 HOT_COLD = "hot+cold"
@@ -112,18 +112,10 @@ class TierPolicies:
         self._tenants = tenants
         self._tier = checked_tier(tier)
         self._days = checked_days(cold_after_days)
-        self._ttl_ms = cache_seconds * 1000
-        self._clock = clock
-        self._cache: dict[str, tuple[int, TierPolicy]] = {}
-        self._lock = threading.Lock()
+        self._cache: ExpiringCache[str, TierPolicy] = ExpiringCache(cache_seconds, clock)
 
     def policy_for(self, tenant_id: str) -> TierPolicy:
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-        if cached is not None and now - cached[0] < self._ttl_ms:
-            return cached[1]
-        policy = policy_of(self._tenants.get(tenant_id), self._tier, self._days)
-        with self._lock:
-            self._cache[tenant_id] = (now, policy)
-        return policy
+        return self._cache.get(tenant_id, self._read)
+
+    def _read(self, tenant_id: str) -> TierPolicy:
+        return policy_of(self._tenants.get(tenant_id), self._tier, self._days)
