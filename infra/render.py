@@ -729,24 +729,7 @@ def policy(settings: Settings, access: Access) -> Json:
                 "Resource": arn(WEBHOOK_QUEUE),
             }
         )
-    if access.archive_objects:
-        statements.append(
-            {
-                "Sid": "ArchiveObjects",
-                "Effect": "Allow",
-                "Action": sorted(access.archive_objects),
-                "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{settings.archive_prefix}*"},
-            }
-        )
-    if access.usage_objects:
-        statements.append(
-            {
-                "Sid": "UsageObjects",
-                "Effect": "Allow",
-                "Action": sorted(access.usage_objects),
-                "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{EXPORT_PREFIX}*"},
-            }
-        )
+    statements += _bucket_statements(settings, access)
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
         statements.append(
@@ -779,6 +762,24 @@ def policy(settings: Settings, access: Access) -> Json:
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _bucket_statements(settings: Settings, access: Access) -> list[Json]:
+    """S3 actions on the archives (ARCHIVE_PREFIX*) and on the usage records (usage/*) of the cold tier's bucket."""
+    grants = (
+        ("ArchiveObjects", access.archive_objects, settings.archive_prefix),
+        ("UsageObjects", access.usage_objects, EXPORT_PREFIX),
+    )
+    return [
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": sorted(actions),
+            "Resource": {"Fn::Sub": f"${{{ARCHIVE_BUCKET}.Arn}}/{prefix}*"},
+        }
+        for sid, actions, prefix in grants
+        if actions
+    ]
 
 
 def _indexes_of(model: type[Model]) -> list[Json]:
