@@ -401,7 +401,10 @@ class DevStack:
         sqs = boto3.client("sqs", endpoint_url=self._aws.endpoint_url, region_name=os.environ["AWS_DEFAULT_REGION"])
         timeout = function_timeout(self.options.stage, chalice_config(), "webhook_worker")
         table = table_name(Settings.from_env(), PinItem)
-        return webhook_jobs(app_module, sqs, self._aws.endpoint_url, table, self._webhook_queues["queue"], timeout)
+        stream, queue = webhook_jobs(
+            app_module, sqs, self._aws.endpoint_url, table, self._webhook_queues["queue"], timeout
+        )
+        return [stream, QueueJob(queue, "webhook_worker")]
 
     def _archive_jobs(self, app_module: Any) -> list[QueueJob]:
         """Lambda's pollers of the archive function and of its dead letters."""

@@ -44,9 +44,9 @@ def create_webhook_queues(sqs: Any, prefix: str, visibility_timeout: int) -> dic
 
 def webhook_jobs(
     app_module: Any, sqs: Any, endpoint_url: str, table: str, queue_url: str, timeout_seconds: float
-) -> list[Any]:
-    """The stream's second reader and the queue's poller (each with start())."""
-    return [
+) -> tuple[StreamPoller, QueuePoller]:
+    """The stream's second reader, and the queue's poller (for the stack to run and stop)."""
+    return (
         StreamPoller(
             streams_client(endpoint_url),
             table,
@@ -57,4 +57,4 @@ def webhook_jobs(
             name="webhook-events",
         ),
         QueuePoller(sqs, queue_url, app_module.webhook_worker, timeout_seconds, "webhook-worker", lambda: BATCH_SIZE),
-    ]
+    )
