@@ -699,36 +699,7 @@ def policy(settings: Settings, access: Access) -> Json:
         statements.append(
             {"Sid": "FoldFailures", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(FOLD_FAILURES)}
         )
-    if access.webhook_events:
-        pins = table_id(settings, PinItem)
-        statements.append(
-            {
-                "Sid": f"{pins}Stream",
-                "Effect": "Allow",
-                "Action": list(STREAM_READS),
-                "Resource": {"Fn::GetAtt": [pins, "StreamArn"]},
-            }
-        )
-        statements.append(
-            {"Sid": "SendWebhooks", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(WEBHOOK_QUEUE)}
-        )
-        statements.append(
-            {
-                "Sid": "WebhookEventFailures",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": arn(WEBHOOK_EVENT_FAILURES),
-            }
-        )
-    if access.delivers_webhooks:
-        statements.append(
-            {
-                "Sid": "WebhookBackoff",
-                "Effect": "Allow",
-                "Action": ["sqs:ChangeMessageVisibility"],
-                "Resource": arn(WEBHOOK_QUEUE),
-            }
-        )
+    statements += _webhook_statements(settings, access)
     statements += _bucket_statements(settings, access)
     if access.completes_lifecycle:
         group = fleet_group_name(settings.stage)
@@ -780,6 +751,35 @@ def _bucket_statements(settings: Settings, access: Access) -> list[Json]:
         for sid, actions, prefix in grants
         if actions
     ]
+
+
+def _webhook_statements(settings: Settings, access: Access) -> list[Json]:
+    """The webhooks' part of a policy: the fanout reads the pins stream and
+    sends deliveries (and the records it gives up on); the worker holds a
+    failed delivery for its backoff."""
+    statements: list[Json] = []
+    if access.webhook_events:
+        pins = table_id(settings, PinItem)
+        statements.append(
+            {
+                "Sid": f"{pins}Stream",
+                "Effect": "Allow",
+                "Action": list(STREAM_READS),
+                "Resource": {"Fn::GetAtt": [pins, "StreamArn"]},
+            }
+        )
+        for sid, queue in (("SendWebhooks", WEBHOOK_QUEUE), ("WebhookEventFailures", WEBHOOK_EVENT_FAILURES)):
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": arn(queue)})
+    if access.delivers_webhooks:
+        statements.append(
+            {
+                "Sid": "WebhookBackoff",
+                "Effect": "Allow",
+                "Action": ["sqs:ChangeMessageVisibility"],
+                "Resource": arn(WEBHOOK_QUEUE),
+            }
+        )
+    return statements
 
 
 def _indexes_of(model: type[Model]) -> list[Json]:
