@@ -6,7 +6,9 @@ nothing here is read at import time.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -200,6 +202,24 @@ class Settings:
     # The longest one tracker run takes, and the most CIDs it visits (the next run goes on).
     filecoin_tracker_seconds: int = _setting(240, "FILECOIN_TRACKER_SECONDS")
     filecoin_tracker_limit: int = _setting(1000, "FILECOIN_TRACKER_LIMIT")
+    # A copy adding or lapsed is followed this often; a pending one's message
+    # is sent again after FILECOIN_RESEND_SECONDS (chalicelib.filecoin.tracker).
+    filecoin_adding_check_seconds: int = _setting(60, "FILECOIN_ADDING_CHECK_SECONDS")
+    filecoin_resend_seconds: int = _setting(3600, "FILECOIN_RESEND_SECONDS")
+    # The backend copies are made with: "pdp" (PDP on Filecoin Onchain Cloud,
+    # chalicelib.filecoin.pdp) or "off" (none made, tracked or wanted, whatever
+    # FILECOIN_COPIES, a tenant or a request's meta asks).
+    filecoin_backend: str = _setting("off", "FILECOIN_BACKEND")
+    # PDP: the network (mainnet, calibration), its chain's JSON-RPC URL (empty:
+    # the network's public Glif endpoint) and the epochs past a proving
+    # deadline before a copy counts as lapsed.
+    filecoin_network: str = _setting("mainnet", "FILECOIN_NETWORK")
+    filecoin_rpc_url: str = _setting("", "FILECOIN_RPC_URL")
+    filecoin_proof_grace_epochs: int = _setting(60, "FILECOIN_PROOF_GRACE_EPOCHS")
+    # The service wallet's key (hex): its Secrets Manager secret, read once per
+    # container by the functions that sign; the key itself only on the local stack.
+    filecoin_wallet_secret_arn: str | None = _setting(None, "FILECOIN_WALLET_SECRET_ARN")
+    filecoin_wallet_key: str | None = _setting(None, "FILECOIN_WALLET_KEY")
     # CloudWatch reads metrics from log lines only under Lambda.
     emit_metrics: bool = _setting(False, "AWS_LAMBDA_FUNCTION_NAME", parse=bool)
 
@@ -238,5 +258,26 @@ def aws_client(settings: Settings, service: str) -> BaseClient:
     )
 
 
+class _SecretBodies(logging.Filter):
+    """Drops botocore's DEBUG lines of the responses this thread reads while
+    reading a secret: botocore.parsers logs every response body, the secret's
+    value with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.reading, "secret", False)
+
+
+_SECRET_BODIES = _SecretBodies()
+logging.getLogger("botocore.parsers").addFilter(_SECRET_BODIES)
+
+
 def read_secret(settings: Settings, secret_id: str) -> str:
-    return aws_client(settings, "secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    _SECRET_BODIES.reading.secret = True
+    try:
+        return aws_client(settings, "secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    finally:
+        _SECRET_BODIES.reading.secret = False

@@ -55,14 +55,28 @@ if TYPE_CHECKING:
     from chalicelib.worker.pin_worker import PinWorker
 
 
+# The public JSON-RPC endpoints (Glif) of the Filecoin networks, when FILECOIN_RPC_URL names none.
+PUBLIC_RPC_URLS = {
+    "mainnet": "https://api.node.glif.io/rpc/v1",
+    "calibration": "https://api.calibration.node.glif.io/rpc/v1",
+}
+
+
+class _Hidden:
+    """A secret kept in memory that no repr shows (a traceback's locals, a debugger)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
 class Services:
     """What the handlers use. The worker's parts are built on first use, so
     API containers never import the Kubo client."""
-
-    # Makes Filecoin copies (chalicelib.filecoin.backend); None: no copies are
-    # made, tracked or wanted. Set before the worker's, the archiver's or the
-    # tracker's first use.
-    filecoin_backend: FilecoinBackend | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -96,6 +110,7 @@ class Services:
         )
         self._kubo_clients: dict[str, KuboClient] = {}
         self._kubo_lock = threading.Lock()
+        self._wallet_key: _Hidden | None = None
 
     @cached_property
     def admin(self) -> TenantAdmin:
@@ -386,6 +401,46 @@ class Services:
             # A restore longer than a run goes to the archive function's long turns.
             hand_off=lambda message: self.publisher.send(encode(message)),
         )
+
+    @cached_property
+    def filecoin_backend(self) -> FilecoinBackend | None:
+        """Makes Filecoin copies (chalicelib.filecoin.backend), as FILECOIN_BACKEND
+        says; None ("off"): no copies are made, tracked or wanted. Tests may set
+        it before the worker's, the archiver's or the tracker's first use."""
+        settings = self.settings
+        if settings.filecoin_backend == "off":
+            return None
+        if settings.filecoin_backend != "pdp":
+            raise ValueError(f"FILECOIN_BACKEND must be pdp or off, not {settings.filecoin_backend!r}")
+        # Loaded here: eth-abi and requests cost ~0.4 s (docs/filecoin-pdp.md).
+        from chalicelib.filecoin.pdp.backend import PdpBackend, PdpSettings
+        from chalicelib.filecoin.pdp.contracts import NETWORKS
+
+        network = NETWORKS.get(settings.filecoin_network)
+        if network is None:
+            raise ValueError(
+                f"FILECOIN_NETWORK must be one of {', '.join(NETWORKS)}, not {settings.filecoin_network!r}"
+            )
+        pdp = PdpSettings(
+            network,
+            settings.filecoin_rpc_url or PUBLIC_RPC_URLS[network.name],
+            grace_epochs=settings.filecoin_proof_grace_epochs,
+        )
+        return PdpBackend(pdp, self._filecoin_wallet_key)
+
+    def _filecoin_wallet_key(self) -> str:
+        """The wallet's key, read from Secrets Manager at the first signature
+        and kept for the container's life; never logged (the backend's
+        WalletError carries none of it)."""
+        if self._wallet_key is None:
+            settings = self.settings
+            key = settings.filecoin_wallet_key
+            if key is None and settings.filecoin_wallet_secret_arn:
+                key = read_secret(settings, settings.filecoin_wallet_secret_arn).strip()
+            if not key:
+                raise LookupError("neither FILECOIN_WALLET_SECRET_ARN nor FILECOIN_WALLET_KEY is set")
+            self._wallet_key = _Hidden(key)
+        return self._wallet_key.value
 
     @cached_property
     def filecoin_copies(self) -> CopyRepository:

@@ -108,6 +108,8 @@ class TrackerSettings:
         return cls(
             rule=rule,
             check_seconds=settings.filecoin_check_seconds,
+            adding_check_seconds=settings.filecoin_adding_check_seconds,
+            resend_seconds=settings.filecoin_resend_seconds,
             lapse_grace_seconds=settings.filecoin_lapse_grace_seconds,
             term_epochs=settings.filecoin_term_epochs,
             spend_cap=settings.filecoin_spend_cap,
