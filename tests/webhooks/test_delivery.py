@@ -187,3 +187,15 @@ def test_a_group_stops_at_its_first_failure_while_other_groups_go_on(listening, 
     # Then the request's second event was not attempted (it comes back at once, behind the first), the other's was
     assert report.failed == ["m1", "m2"] and hidden.seconds == [5, 0]
     assert len(answers.seen) == 2 and len(receiver.events) == 1
+
+
+def test_a_redirect_is_not_followed_and_not_a_delivery(listening, deliverer, answers, repository):
+    # Given a receiver that answers the delivery with a redirect
+    registered, receiver = listening.endpoint, listening.receiver
+    answers.statuses = [307]
+    # When a delivery is made
+    outcome = deliverer.deliver(delivery(registered.endpoint_id), attempt=1)
+    # Then it is not delivered (it will be retried), and only the one request was made
+    assert not outcome.done
+    assert repository.attempts(registered.endpoint_id, 1)[0].error == "answered 307"
+    assert len(answers.seen) == 1 and receiver.events == []
