@@ -114,6 +114,14 @@ def get_pin(requestid: str) -> Response:
     return json_response(pin_status(services().pins.get(_tenant(READ), requestid)))
 
 
+@app.route("/pins/{requestid}/receipts", methods=["GET"], cors=_CORS, content_types=_ANY)
+@api_view
+def get_pin_receipts(requestid: str) -> Response:
+    """The request's Filecoin copies and their receipts (an extension: chalicelib.api.receipts)."""
+    tenant_id = _tenant(READ)
+    return json_response(services().receipts.of(services().pins.get(tenant_id, requestid)))
+
+
 @app.route("/pins/{requestid}", methods=["POST"], cors=_CORS, content_types=_ANY)
 @api_view
 def replace_pin(requestid: str) -> Response:

@@ -28,6 +28,7 @@ from chalicelib.tenants.rate_limits import RateLimiter, RateLimits, TenantRateLi
 # Loaded only where used: Kubo by the worker, TenantAdmin by the CLI and local
 # stack, CountFolder by the pins stream's function, ShardPlanner by its schedule.
 if TYPE_CHECKING:
+    from chalicelib.api.receipts import Receipts
     from chalicelib.cold.archive_sweep import ArchiveSweep
     from chalicelib.cold.archiver import Archiver, ObjectStore
     from chalicelib.cold.restorer import Restorer
@@ -448,6 +449,19 @@ class Services:
         from chalicelib.storage.filecoin_repository import DynamoCopyRepository
 
         return DynamoCopyRepository(self.dynamo)
+
+    @cached_property
+    def receipts(self) -> Receipts:
+        """GET /pins/{requestid}/receipts: a request's Filecoin copies (loaded by its first call)."""
+        from chalicelib.api.receipts import ProviderNames, Receipts
+        from chalicelib.filecoin.wanted import WantedCopies
+        from chalicelib.storage.filecoin_tenants import DynamoTenantCopies
+
+        backend = self.filecoin_backend
+        if backend is None:
+            return Receipts(self.filecoin_copies, lambda tenant_id, meta: 0, lambda: {})
+        wanted = WantedCopies(DynamoTenantCopies(), self.settings.filecoin_copies)
+        return Receipts(self.filecoin_copies, wanted.of_request, ProviderNames(backend))
 
     @cached_property
     def copy_wants(self) -> CopyWants | None:
