@@ -278,6 +278,9 @@ class PinningClient:
     def delete(self, request_id: str) -> None:
         self._call("DELETE", f"/pins/{_path_segment(request_id)}")
 
+    def receipts(self, request_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/pins/{_path_segment(request_id)}/receipts")
+
     def list(self, query: dict[str, str]) -> dict[str, Any]:
         return self._call("GET", "/pins", params=query)
 
@@ -981,6 +984,52 @@ def status_command(request_id: str) -> None:
     """Show one pin request: status, created, CID, name, delegates, info."""
     status = _client().get(request_id)
     emit(status, lambda: _print_status(status))
+
+
+@command(cli, "receipts")
+@click.argument("request_id")
+def receipts_command(request_id: str) -> None:
+    """Show a request's Filecoin copies: wanted, proving, and each copy's receipt.
+
+    One line a copy of the CID ever begun, oldest first: provider, state, data
+    set and piece ids, last proven epoch, the latest transaction, and why it
+    is in its state. --json prints the API's answer (every transaction).
+    """
+    document = _client().receipts(request_id)
+    emit(document, lambda: _print_receipts(document))
+
+
+def _print_receipts(document: dict[str, Any]) -> None:
+    click.echo(
+        f"copies: {document.get('copies_proving', 0)}/{document.get('copies_wanted', 0)} proving"
+        f" ({document.get('filecoin', '-')})"
+    )
+    receipts = document.get("receipts") or []
+    if not receipts:
+        note("no copy begun yet")
+        return
+
+    def cell(value: Any) -> str:
+        return "-" if value is None or value == "" else str(value)
+
+    _print_table(
+        ("PROVIDER", "STATE", "DATA SET", "PIECE", "PROVEN AT", "TRANSACTION", "UPDATED", "DETAIL"),
+        [
+            (
+                f"{receipt.get('provider_id')} ({receipt['provider']})"
+                if receipt.get("provider")
+                else cell(receipt.get("provider_id")),
+                cell(receipt.get("state")),
+                cell(receipt.get("data_set_id")),
+                cell(receipt.get("piece_id")),
+                cell(receipt.get("last_proven_epoch")),
+                cell((receipt.get("transactions") or [None])[-1]),
+                cell(receipt.get("updated")),
+                cell(receipt.get("detail")),
+            )
+            for receipt in receipts
+        ],
+    )
 
 
 @command(cli, "wait")
