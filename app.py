@@ -188,6 +188,12 @@ def get_usage() -> Response:
     return json_response(services().usage.usage(tenant_id, month).as_dict())
 
 
+@app.route("/usage", methods=["POST", "PUT", "PATCH", "DELETE"], cors=_CORS, content_types=_ANY)
+@api_view
+def usage_method_not_allowed() -> Response:
+    return method_not_allowed("GET")
+
+
 # Extension: a tenant's webhook endpoints and their delivery logs (openapi.yaml,
 # "Webhooks"). The webhooks package loads with the first such request only.
 @app.route("/webhooks", methods=["GET"], cors=_CORS, content_types=_ANY)

@@ -72,3 +72,7 @@ def test_a_create_beyond_the_quota_is_409_and_changes_nothing(api, services, ten
     assert replaced.status == 202
     listed = api.request("GET", "/pins", params={"status": "queued,pinning,pinned,failed"}).json
     assert listed["count"] == 1 and listed["results"][0]["requestid"] == replaced.json["requestid"]
+
+
+def test_other_methods_on_usage_are_405(api):
+    assert_failure(api.request("DELETE", "/usage"), 405, "METHOD_NOT_ALLOWED")
