@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import uuid
@@ -41,6 +42,27 @@ RECONCILE_SECONDS = 15.0
 ARCHIVE_SWEEP_SECONDS = 60.0
 # The cooling sweep's (AWS: a minute); a cold-only request still waits its days.
 COOLING_SECONDS = 60.0
+# The Filecoin tracker's (AWS: a minute), so copies move within seconds here.
+FILECOIN_TRACKER_SECONDS = 2.0
+# The fake PDP network of `make dev` (devstack.fake_pdp_provider): three
+# providers in three places, and a chain whose epoch (30 s on Filecoin) lasts
+# a quarter second, so a copy's first proof comes seconds after it is added.
+FAKE_PROVIDERS = [("sp-frankfurt", "DE"), ("sp-virginia", "US"), ("sp-singapore", "SG")]
+FAKE_EPOCH_SECONDS = 0.25
+# The wallet key generated once into the state dir (mode 0600), and its funds
+# on the fake chain: 1,000 USDFC (18 decimals), 100 a month allowed to be spent.
+WALLET_KEY_FILE = "filecoin-wallet.key"
+FAKE_FUNDS = 1000 * 10**18
+# What the stack sets unless the environment does (chalicelib.config).
+FILECOIN_DEFAULTS = {
+    "FILECOIN_BACKEND": "pdp",
+    "FILECOIN_NETWORK": "calibration",
+    "FILECOIN_COPIES": "2",
+    "FILECOIN_SPEND_CAP": str(100 * 10**18),
+    "FILECOIN_ADDING_CHECK_SECONDS": "2",
+    "FILECOIN_CHECK_SECONDS": "10",
+    "FILECOIN_PROOF_GRACE_EPOCHS": "20",
+}
 
 
 # The archive function's batch size (app.archive_worker) and its dead letters'.
@@ -143,6 +165,12 @@ def scheduled_event(rule: str) -> dict[str, Any]:
     }
 
 
+def _tracked(report: dict[str, int]) -> str | None:
+    """The Filecoin tracker's run in a line, when it changed anything."""
+    found = [f"{name.replace('_', ' ')} {count}" for name, count in report.items() if count and name != "visited"]
+    return "Filecoin copies: " + ", ".join(found) if found else None
+
+
 def _reconciled(report: dict[str, int]) -> str | None:
     """The reconciler's run in a line, when it found anything."""
     found = [f"{name.replace('_', ' ')} {count}" for name, count in report.items() if count and name != "nodes"]
@@ -203,6 +231,7 @@ class DevStack:
         self._queues: dict[str, str] = {}
         self._archive_queues: dict[str, str] = {}
         self._webhook_queues: dict[str, str] = {}
+        self._fake_network: tuple[Any, list[Any]] | None = None
         self._visibility = 0
         self._service_env: dict[str, str] = {}
         # stack.json is rewritten by the worker supervisor's thread too.
@@ -266,6 +295,8 @@ class DevStack:
         aws.create_archive_bucket(self._aws.endpoint_url, os.environ["ARCHIVE_BUCKET"])
         say(f"  S3 bucket {os.environ['ARCHIVE_BUCKET']} (the cold tier's archives)")
 
+        self._start_filecoin()
+
         # The reconciler unpins what nothing holds once unheld longer than any
         # pin in progress here: a worker's turn plus the queue's visibility.
         os.environ.setdefault("RECONCILE_GRACE_SECONDS", str(self._visibility + lambda_timeout(options.stage)))
@@ -283,6 +314,7 @@ class DevStack:
             "ALLOW_PRIVATE_ORIGINS",
             "KUBO_RPC_SECRET",
         ]
+        names += [name for name in os.environ if name.startswith("FILECOIN_") and name not in names]
         self._service_env = {name: os.environ[name] for name in names}
         self._service_env[DEAD_LETTER_QUEUE_VAR] = self._queues["dead_letter_queue"]
         self._start_kubo()
@@ -322,6 +354,60 @@ class DevStack:
             )
         # Left by a stack that died: it names processes that are gone.
         stack_file.unlink(missing_ok=True)
+
+    def _start_filecoin(self) -> None:
+        """Filecoin copies on the fake PDP network, unless FILECOIN_BACKEND=off
+        or the environment names a chain already (FILECOIN_RPC_URL, with its
+        FILECOIN_WALLET_KEY: a test's own fake network, whose faults it drives)."""
+        for name, value in FILECOIN_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        if os.environ["FILECOIN_BACKEND"] == "off":
+            say("  Filecoin copies off (FILECOIN_BACKEND=off)")
+            return
+        if not os.environ.get("FILECOIN_WALLET_KEY"):
+            os.environ["FILECOIN_WALLET_KEY"] = self._wallet_key()
+        if os.environ.get("FILECOIN_RPC_URL"):
+            say(f"  Filecoin copies on the chain at {os.environ['FILECOIN_RPC_URL']}")
+            return
+        from eth_account import Account
+
+        from devstack.fake_pdp_provider import start_fake_network
+
+        self._fake_network = start_fake_network(FAKE_PROVIDERS, FAKE_EPOCH_SECONDS)
+        chain, providers = self._fake_network
+        wallet = Account.from_key(os.environ["FILECOIN_WALLET_KEY"]).address
+        chain.fund(wallet, FAKE_FUNDS)
+        os.environ["FILECOIN_RPC_URL"] = chain.url
+        say(
+            f"  fake Filecoin network: chain {chain.url} (an epoch every {FAKE_EPOCH_SECONDS:g} s), providers "
+            + ", ".join(f"{p.name} ({p.location}) {p.url}" for p in providers)
+            + f"; wallet {wallet} funded; {os.environ['FILECOIN_COPIES']} copies a request"
+        )
+
+    def _wallet_key(self) -> str:
+        """The stack's wallet key: generated into the state dir once, read back after."""
+        path = self.options.state_dir / WALLET_KEY_FILE
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            key = "0x" + secrets.token_hex(32)
+            write_private(path, key + "\n")
+            return key
+
+    def _filecoin_info(self) -> dict[str, Any] | None:
+        """stack.json's `filecoin`: the chain, the providers and the wallet (its key stays in service.env)."""
+        if os.environ.get("FILECOIN_BACKEND", "off") == "off":
+            return None
+        providers = [] if self._fake_network is None else self._fake_network[1]
+        return {
+            "rpc_url": os.environ.get("FILECOIN_RPC_URL"),
+            "fake": self._fake_network is not None,
+            "copies": int(os.environ.get("FILECOIN_COPIES", "0")),
+            "providers": [
+                {"provider_id": str(p.provider_id), "name": p.name, "location": p.location, "url": p.url}
+                for p in providers
+            ],
+        }
 
     def _bind_api(self) -> Any:
         """The API's socket, bound now; it is served by a process of its own
@@ -470,6 +556,12 @@ class DevStack:
                 COOLING_SECONDS,
                 lambda report: f"cold-only pins cooled: {report['cooled']}" if report.get("cooled") else None,
             ),
+            ScheduledJob(
+                app_module.track_filecoin_copies,
+                f"{rule}-track_filecoin_copies",
+                FILECOIN_TRACKER_SECONDS,
+                _tracked,
+            ),
             StreamPoller(
                 streams_client(self._aws.endpoint_url),
                 table_name(Settings.from_env(), PinItem),
@@ -486,6 +578,7 @@ class DevStack:
             f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
             f"cold-only pins due cooled every {COOLING_SECONDS:g} s, "
+            f"Filecoin copies tracked every {FILECOIN_TRACKER_SECONDS:g} s, "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "
             "archives made one at a time from the archive queue, "
             "webhooks sent from the pins table's stream through the webhooks queue."
@@ -609,6 +702,7 @@ class DevStack:
             },
             "worker": None if self._worker is None else {"pid": self._worker.pid, "restarts": self._worker.restarts},
             "api": None if self._api is None else {"pid": self._api.pid},
+            "filecoin": self._filecoin_info(),
         }
         path = self.options.state_dir / STACK_FILE
         try:
@@ -641,6 +735,11 @@ class DevStack:
             node.stop()
         self._kubo_nodes = []
         self._user_node = None
+        if self._fake_network is not None:
+            from devstack.fake_pdp_provider import stop_fake_network
+
+            stop_fake_network(*self._fake_network)
+            self._fake_network = None
         if self._aws is not None:
             self._aws.stop()
             self._aws = None
