@@ -2,9 +2,9 @@
 
 A schedule on the 1st (app.export_usage, 01:00 UTC: the month's last request
 counts are flushed within a minute) writes the month just ended, one line per
-tenant in the tenants' listing order. Written again (a retry, or by hand with
-`cli.admin usage export`), the object is the same: a closed month's bytes are
-final and every figure is the month's, none "now". S3 rather than EventBridge
+tenant in the tenants' listing order. Written again (the schedule's retry, or
+the function invoked by hand), the object is the same: a closed month's bytes
+are final and every figure is the month's, none "now". S3 rather than EventBridge
 events: a billing system reads one object a month whatever the tenants'
 number, an object can be written again whole (an event bus would deliver a
 retried month twice), and the archive bucket already exists with its grants
