@@ -54,6 +54,8 @@ POLL_SECONDS = 0.05
 # The local poller's long poll (devstack.worker_poller), as Lambda's 1 s batching window.
 WORKER_POLL_SECONDS = 1.0
 SUBMIT_THREADS = 32
+# A POST answered 503 or 429 (the token's rate limit) is tried again, as a client would, this often.
+SUBMIT_TRIES = 50
 PIN_TIMEOUT_SECONDS = 600.0
 SHOWN_STATUSES = ("queued", "pinning", "pinned", "failed")
 # The quick backlog is followed until done, at most this long since its submit began.
@@ -75,13 +77,14 @@ class Tenant:
 
     def submit(self, cid: str, origins: Sequence[str]) -> str:
         body: dict[str, Any] = {"cid": cid, "origins": list(origins)}
-        for _ in range(5):  # a 503 under load is the service asking to retry
+        for _ in range(SUBMIT_TRIES):
             reply = self.session.post(f"{self.url}/pins", json=body, timeout=120)
             if reply.status_code == 202:
                 return str(reply.json()["requestid"])
-            if reply.status_code != 503:
+            if reply.status_code not in (429, 503):
                 break
-            time.sleep(1)
+            # 503: busy under load; 429: past the token's rate limit (A's submit is faster than it)
+            time.sleep(float(reply.headers.get("Retry-After", 1)))
         raise SystemExit(f"FATAL: POST /pins answered {reply.status_code}: {reply.text[:300]}")
 
     def pin(self, cid: str, origins: Sequence[str]) -> tuple[float, float]:
