@@ -4,9 +4,10 @@ Lambdas in a process of their own, so that it can be killed and started again.
 It reads `DIR/service.env`, which `python -m devstack` writes before its
 worker starts (emulated AWS, queue URLs, the stage's settings, the fleet's RPC
 secret), over its own environment; other service settings (`STALL_SECONDS`,
-`NODE_CACHE_SECONDS`, ...) come from its environment. Five pollers feed the
-pin queue to the app's `pin_worker` handler and one the dead-letter queue to
-`pin_dead_letters`, as Lambda would. When polling it prints one line:
+`NODE_CACHE_SECONDS`, ...) come from its environment. As many pollers as
+the stage's MaximumConcurrency (dev: 2) feed the pin queue to the app's
+`pin_worker` handler and one the dead-letter queue to `pin_dead_letters`, as
+Lambda would. When polling it prints one line:
 
     devstack worker ready (pid N), polling QUEUE_URL
 
@@ -37,16 +38,15 @@ from devstack.state import DEFAULT_STATE_DIR, REPO_ROOT, SERVICE_ENV
 from devstack.worker_poller import BATCH_SIZE
 
 READY_PREFIX = "devstack worker ready "
-# Lambda runs 2 (dev stage) to 10 (prod) batches at once, each process with
-# its own NODE_CONCURRENCY slots; here the pollers share one process, and more
-# of them only add contention at the local limit, the emulated AWS (10
-# pollers: 5.4 pins/s against 6.8; BENCHMARKS.md section 6). Each poller's
-# batch is an invocation: it takes its tenants' slots in the emulated
-# DynamoDB as on AWS, so one tenant's work holds at most the stage's
-# TENANT_INVOCATIONS (dev: 1) of them, and TENANT_SHARE (3) messages of the
-# process: a poller is always free for another tenant's message (fairness
-# between tenants).
-PIN_POLLERS = 5
+# Lambda runs at most the stage's MaximumConcurrency batches at once (dev 2,
+# prod 10; infra.render), each process with its own NODE_CONCURRENCY slots;
+# here one poller each, sharing one process. Each poller's batch is an
+# invocation: it takes its tenants' slots in the emulated DynamoDB as on AWS,
+# so one tenant's work holds at most the stage's TENANT_INVOCATIONS (dev 1)
+# of them, and a poller is always free for another tenant's message. Not
+# more pollers: those past one tenant's slots only defer its messages, round
+# the emulated queue (5 pollers in dev: 4 of them; BENCHMARKS.md, tenant
+# fairness), which AWS's dev stage does not do either.
 # Not a service setting: the worker alone reads the dead-letter queue.
 DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
 
@@ -112,13 +112,21 @@ def _start_pollers() -> None:
     pollers = [
         *(
             QueuePoller(sqs, queue_url, app_module.pin_worker, timeout, f"pin-worker-{n}", _pin_batch_size)
-            for n in range(PIN_POLLERS)
+            for n in range(pin_pollers(os.environ["STAGE"]))
         ),
         QueuePoller(sqs, os.environ[DEAD_LETTER_QUEUE_VAR], app_module.pin_dead_letters, timeout, "pin-dead-letters"),
     ]
     for poller in pollers:
         poller.start()
     print(f"{READY_PREFIX}(pid {os.getpid()}), polling {queue_url}", flush=True)
+
+
+def pin_pollers(stage: str) -> int:
+    """The stage's MaximumConcurrency (5, Lambda's first batches, for a stage infra/ does not know)."""
+    from infra.render import STAGE_OPTIONS
+
+    options = STAGE_OPTIONS.get(stage)
+    return 5 if options is None else options.worker_max_concurrency
 
 
 def _pin_batch_size() -> int:

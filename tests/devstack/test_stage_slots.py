@@ -10,6 +10,7 @@ from chalicelib.config import Settings
 from chalicelib.wiring import build_services
 from chalicelib.worker.invocation_slots import Refused, Slot
 from devstack.stack import stage_environment
+from devstack.worker import pin_pollers
 from infra.render import STAGE_OPTIONS
 
 
@@ -33,3 +34,11 @@ def test_the_dev_stacks_worker_bounds_each_tenant_to_one_invocation(settings: Se
 
     # then: the first holds it, in the emulated DynamoDB, and the second is refused
     assert isinstance(first, Slot) and isinstance(second, Refused)
+
+
+def test_the_local_worker_runs_as_many_pin_batches_at_once_as_the_stages_lambda() -> None:
+    # then: one poller per invocation MaximumConcurrency allows (dev 2, prod 10)
+    assert [pin_pollers(stage) for stage in ("dev", "prod")] == [
+        STAGE_OPTIONS[stage].worker_max_concurrency for stage in ("dev", "prod")
+    ]
+    assert pin_pollers("dev") == 2
