@@ -25,6 +25,7 @@ from chalicelib.fleet.reconciler import METRICS as RECONCILER_METRICS
 from chalicelib.metrics import NAMESPACE as METRIC_NAMESPACE
 from chalicelib.storage.archive_record import ArchiveRecord
 from chalicelib.storage.change_stream import CHANGE_FILTER
+from chalicelib.storage.filecoin_record import FilecoinRecord
 from chalicelib.storage.node_pin import NodePin
 from chalicelib.storage.node_record import NodeRecord
 from chalicelib.storage.outbox_entry import OutboxEntry
@@ -75,6 +76,9 @@ DEAD_LETTER_QUEUE = "PinDeadLetterQueue"
 ARCHIVE_QUEUE = "ArchiveQueue"
 ARCHIVE_DEAD_LETTER_QUEUE = "ArchiveDeadLetterQueue"
 SECRET = "KuboRpcSecret"
+# The Filecoin wallet's key (chalicelib.filecoin.pdp.signing): created without
+# a value; the operator puts the key (docs/deploy.md, "Filecoin copies").
+FILECOIN_SECRET = "FilecoinWalletSecret"
 ALARM_TOPIC = "AlarmTopic"
 FOLD_FAILURES = "FoldFailureQueue"
 FOLD_FUNCTION = "FoldCounts"  # app.fold_counts
@@ -154,6 +158,8 @@ class Access:
     webhook_events: bool = False
     # Holds a failed delivery for its backoff (ChangeMessageVisibility on the webhooks queue).
     delivers_webhooks: bool = False
+    # Signs Filecoin authorisations (a copy stored or ended): reads the wallet's key.
+    signs_filecoin: bool = False
 
 
 # A pin change writes the pin's items, its count change and (API) its outbox
@@ -182,6 +188,8 @@ FUNCTIONS: Mapping[str, Access] = {
             TenantRecord: READ,
             # Webhook endpoints registered, listed, read, removed; their delivery logs.
             WebhookItem: ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+            # A request's Filecoin copies (GET /pins/{requestid}/receipts).
+            FilecoinRecord: QUERY,
         },
         sends_pins=True,
         # Retrieval reads a pinned DAG from its nodes (in the workers' VPC with
@@ -211,6 +219,8 @@ FUNCTIONS: Mapping[str, Access] = {
             # A batch's slot per tenant (chalicelib.worker.invocation_slots):
             # taken, the tenant's slots read on a conflict, given back.
             TenantSlot: ("dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"),
+            # An archive hold let go: the request's Filecoin want with it (and its CID due for the tracker).
+            FilecoinRecord: ("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),  # a removed node's holders, for its drain
         sends_pins=True,
@@ -233,8 +243,11 @@ FUNCTIONS: Mapping[str, Access] = {
             NodePin: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
             # The request's hold (or, its request gone, its release), the lease, the figures or the failure.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-            # The tenant's storage tier: when does a cold-only hold cool?
+            # The tenant's storage tier: when does a cold-only hold cool? Its Filecoin copies.
             TenantRecord: READ,
+            # The request's Filecoin want recorded once archived (or let go); a
+            # `filecoin_copy` message's copy read, marked, stored and its receipt written.
+            FilecoinRecord: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         sends_archives=True,
         consumes=(ARCHIVE_QUEUE,),
@@ -251,12 +264,16 @@ FUNCTIONS: Mapping[str, Access] = {
             "s3:GetObject",
             "s3:RestoreObject",
         ),
+        # A copy uploaded and added: the authorisations signed with the wallet's key.
+        signs_filecoin=True,
     ),
     "ArchiveDeadLetters": Access(
         tables={
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
             # The archive's last error, and its failure.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            # A `filecoin_copy` message given up: its copy read (failed if still pending; repaired).
+            FilecoinRecord: READ,
         },
         consumes=(ARCHIVE_DEAD_LETTER_QUEUE,),
         releases_archives=True,  # the archiver's bucket setting; no object is touched
@@ -274,10 +291,15 @@ FUNCTIONS: Mapping[str, Access] = {
     "CheckFleetHealth": Access(tables={NodeRecord: ("dynamodb:Query", "dynamodb:UpdateItem")}, calls_kubo=True),
     "SweepOutbox": Access(tables={OutboxEntry: ("dynamodb:Query", "dynamodb:DeleteItem")}, sends_pins=True),
     # The orphans index, each orphan's state, its DELETING mark and deletion; its objects.
+    # The CID's Filecoin copies ended first (read, their removal signed, each written ended).
     "SweepArchives": Access(
-        tables={ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")},
+        tables={
+            ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            FilecoinRecord: ("dynamodb:Query", "dynamodb:PutItem"),
+        },
         indexes=((ArchiveRecord, "orphaned"),),
         archive_objects=("s3:DeleteObject",),
+        signs_filecoin=True,
     ),
     # The holds due to cool (their index), each one's tenant tier, request,
     # archive state and new time; the request marked cooling then cold; its
@@ -317,9 +339,10 @@ FUNCTIONS: Mapping[str, Access] = {
             # repair restored from the archive (or waiting for its thaw) is
             # written in its `info` (an Update, and its copies Put).
             PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-            # An orphaned hold's request lets its archive go too; a missing
-            # pin's archive state, for a restore.
+            # An orphaned hold's request lets its archive go too (its Filecoin
+            # want with it); a missing pin's archive state, for a restore.
             ArchiveRecord: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+            FilecoinRecord: ("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         },
         indexes=(NodePin,),
         calls_kubo=True,
@@ -327,6 +350,22 @@ FUNCTIONS: Mapping[str, Access] = {
         # one too long for a run handed to the archive function (a restore message).
         archive_objects=("s3:GetObject", "s3:RestoreObject"),
         sends_archives=True,
+    ),
+    # The CIDs due (their index), each one's wants, copies and state; its
+    # archive; copies begun, followed, ended (each a conditional write, a new
+    # one with the state's step in a transaction), the month's spend; the
+    # holding requests' info; copy messages to the archive function; an
+    # ended copy's removal signed.
+    "TrackFilecoinCopies": Access(
+        tables={
+            FilecoinRecord: ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+            ArchiveRecord: READ,
+            PinItem: ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        },
+        indexes=((FilecoinRecord, "due"),),
+        sends_archives=True,
+        releases_archives=True,  # the tracker exists only where archives are kept
+        signs_filecoin=True,
     ),
     # On the 1st: each tenant (their listing) and its month's usage (its
     # counts, shard plan, ledger and request counts), written to usage/.
@@ -561,6 +600,19 @@ def secret(settings: Settings, options: StageOptions) -> Json:
     }
 
 
+def filecoin_secret(settings: Settings, options: StageOptions) -> Json:
+    """The wallet's key, put by the operator; created empty (no key is generated here: the wallet is funded first)."""
+    return {
+        "Type": "AWS::SecretsManager::Secret",
+        **_retention(options),
+        "Properties": {
+            "Name": f"{settings.table_prefix}-filecoin-wallet",
+            "Description": "Private key (0x-prefixed hex) of the Filecoin wallet that pays for copies "
+            "(FILECOIN_BACKEND=pdp); the whole SecretString is the key.",
+        },
+    }
+
+
 def archive_bucket(settings: Settings, options: StageOptions) -> Json:
     """The cold tier's bucket: private, encrypted, unversioned (an archive is
     written once and deleted by the sweep: no version may outlive it), its
@@ -714,6 +766,15 @@ def policy(settings: Settings, access: Access) -> Json:
                 },
             }
         )
+    if access.signs_filecoin:
+        statements.append(
+            {
+                "Sid": FILECOIN_SECRET,
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": {"Ref": FILECOIN_SECRET},
+            }
+        )
     if access.calls_kubo:
         statements.append(
             {
@@ -800,6 +861,8 @@ def function_overrides(settings: Settings, name: str, access: Access, options: S
         variables["ARCHIVE_BUCKET"] = {"Ref": ARCHIVE_BUCKET}
     if access.webhook_events or access.delivers_webhooks:
         variables["WEBHOOK_QUEUE_URL"] = {"Ref": WEBHOOK_QUEUE}
+    if access.signs_filecoin:
+        variables["FILECOIN_WALLET_SECRET_ARN"] = {"Ref": FILECOIN_SECRET}
     properties: Json = {}
     if access.calls_kubo:
         variables["KUBO_RPC_SECRET_ARN"] = {"Ref": SECRET}
@@ -1081,6 +1144,7 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
             _metric(METRIC_NAMESPACE, "RetrievalIntegrityFailure", {"Stage": settings.stage}, "Sum", 300),
             0,
         ),
+        **filecoin_alarms(settings),
         # Any repair means the fleet and the holds disagreed: a node lost
         # pins, or a release lost track of one (app.reconcile_fleet).
         "ReconcilerRepairsAlarm": {
@@ -1124,6 +1188,35 @@ def alarms(settings: Settings, api_name: str, api_stage: str) -> Json:
                 _metric("AWS/Lambda", "Errors", {"FunctionName": {"Ref": name}}, "Sum", 300),
                 0,
             )
+    return resources
+
+
+# The Filecoin tracker's metrics (chalicelib.filecoin.tracker.emit_copy_metrics, a run a minute).
+FILECOIN_ALARMS = {
+    "FilecoinSpendCapReached": "Filecoin copies wait: this month's spend reached FILECOIN_SPEND_CAP "
+    "(requests' info.filecoin says 'waiting: spend cap reached'); raise the cap or wait for the month.",
+    "FilecoinFundsLow": "Filecoin copies wait: the wallet's available funds in Filecoin Pay do not cover a "
+    "copy's term (info.filecoin: 'waiting: wallet funds exhausted'); deposit USDFC (docs/deploy.md).",
+    "FilecoinCopiesFailed": "Filecoin copies failed or were terminated (a refusal, a reverted transaction, "
+    "a data set ended): the tracker repairs them with other providers (its log names each).",
+    "FilecoinCopiesLapsed": "Filecoin copies missed their proving deadline: repaired with another provider "
+    "if still lapsed after FILECOIN_LAPSE_GRACE_SECONDS (the tracker's log names each provider).",
+}
+
+
+def filecoin_alarms(settings: Settings) -> Json:
+    resources: Json = {
+        f"{name}Alarm": alarm(description, _metric(METRIC_NAMESPACE, name, {"Stage": settings.stage}, "Sum", 300), 0)
+        for name, description in FILECOIN_ALARMS.items()
+    }
+    # One unreachable visit is retried the next minute; a quarter hour of them is an outage.
+    resources["FilecoinBackendUnavailableAlarm"] = alarm(
+        "The chain RPC or the storage providers could not be reached by the Filecoin tracker for 15 minutes: "
+        "copies are neither followed nor made (FILECOIN_RPC_URL, the functions' egress).",
+        _metric(METRIC_NAMESPACE, "FilecoinBackendUnavailable", {"Stage": settings.stage}, "Sum", 300),
+        0,
+        EvaluationPeriods=3,
+    )
     return resources
 
 
@@ -1171,6 +1264,7 @@ def render(stage: str, config: Json) -> Json:
         )
     )
     resources[SECRET] = secret(settings, options)
+    resources[FILECOIN_SECRET] = filecoin_secret(settings, options)
     resources[ARCHIVE_BUCKET] = archive_bucket(settings, options)
     resources[f"{ARCHIVE_BUCKET}Policy"] = archive_bucket_policy()
     resources[ALARM_TOPIC] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"pinning-{stage}-alarms"}}
@@ -1205,6 +1299,7 @@ def render(stage: str, config: Json) -> Json:
         "Resources": resources,
         "Outputs": {
             "KuboRpcSecretArn": _export(stage, {"Ref": SECRET}, "KuboRpcSecretArn"),
+            "FilecoinWalletSecretArn": {"Value": {"Ref": FILECOIN_SECRET}},
             "NodesTableName": _export(stage, {"Ref": nodes}, "NodesTableName"),
             "NodesTableArn": _export(stage, arn(nodes), "NodesTableArn"),
             "PinQueueUrl": {"Value": {"Ref": PIN_QUEUE}},

@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import botocore.client
 import pytest
+from eth_account import Account
 
 from chalicelib.cold.archive_repository import ArchivedCar, ArchiveHolder, ArchiveLease
 from chalicelib.cold.car import write_car
@@ -39,6 +40,8 @@ from chalicelib.webhooks.events import pin_event
 from chalicelib.wiring import build_services
 from chalicelib.worker.batch import QueuedMessage
 from cli.webhook_receiver import Receiver, ReceiverServer
+from devstack.fake_chain import FakeChain
+from devstack.fake_pdp_provider import start_fake_network, stop_fake_network
 from infra.render import FUNCTIONS, STREAM_READS
 from tests.cold.dags import unixfs_file
 from tests.cold.s3 import s3_client
@@ -52,6 +55,8 @@ RESOURCES = TEMPLATE["Resources"]
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's
 Grant = tuple[str, str]  # (IAM action, resource ARN)
 CAR, RAW = "application/vnd.ipld.car", "application/vnd.ipld.raw"
+# The Filecoin wallet's key (funded only on the test's fake chain).
+WALLET_KEY = "0x" + "4b" * 32
 # The IAM action of each S3 call (a multipart upload's steps are PutObject's).
 S3_ACTIONS = {
     "CreateMultipartUpload": "PutObject",
@@ -245,16 +250,20 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
     bucket_name = resolve(bucket["BucketName"], names)
     s3_client().create_bucket(Bucket=bucket_name)
     names[bucket_id] = f"arn:aws:s3:::{bucket_name}"
-    ((logical, secret),) = of_type("AWS::SecretsManager::Secret").items()
-    names[logical] = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name=secret["Name"], SecretString="rpc-token"
-    )["ARN"]
+    values = {"KuboRpcSecret": "rpc-token", "FilecoinWalletSecret": WALLET_KEY}
+    for logical, secret in of_type("AWS::SecretsManager::Secret").items():
+        names[logical] = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name=secret["Name"], SecretString=values[logical]
+        )["ARN"]
+    # Filecoin copies on a fake PDP network (its epochs advanced by the test), the wallet funded there.
+    chain, providers = start_fake_network([("sp-a", "DE"), ("sp-b", "US"), ("sp-c", "SG")])
+    chain.fund(Account.from_key(WALLET_KEY).address, 10**21)
     settings = replace(
         Settings.from_env({"STAGE": "dev"}),
         region=REGION,
         queue_url=urls["PinQueue"],
         archive_queue_url=urls["ArchiveQueue"],
-        kubo_rpc_secret_arn=names[logical],
+        kubo_rpc_secret_arn=names["KuboRpcSecret"],
         archive_bucket=bucket_name,
         continue_delay_seconds=0,
         stall_seconds=1,
@@ -262,6 +271,14 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
         shard_pins_per_second=0.001,
         webhook_queue_url=urls["WebhookQueue"],
         allow_loopback_webhooks=True,  # the receiver is on this machine
+        filecoin_backend="pdp",
+        filecoin_network="calibration",
+        filecoin_rpc_url=chain.url,
+        filecoin_wallet_secret_arn=names["FilecoinWalletSecret"],
+        filecoin_spend_cap=10**21,
+        # Copies followed at every run (the chain's epochs are the test's).
+        filecoin_adding_check_seconds=0,
+        filecoin_check_seconds=0,
     )
     recorder = Recorder(settings)
     original = botocore.client.BaseClient._make_api_call
@@ -274,9 +291,10 @@ def stack(aws, monkeypatch) -> Iterator[tuple[Settings, dict[str, str], Recorder
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     kubos = {f"node-{i}": FakeKubo(peer_id=PEERS[i]).start() for i in range(3)}
-    yield settings, names, recorder, kubos
+    yield settings, names, recorder, kubos, chain
     for kubo in kubos.values():
         kubo.stop()
+    stop_fake_network(chain, providers)
 
 
 # Reads of a function's own event source queue, which Lambda's poller makes for it.
@@ -699,6 +717,59 @@ def the_pins_stream_feeds_webhooks(
     receiver.stop()
 
 
+def filecoin_copies_are_made_proven_shown_and_ended(
+    client: Any, recorder: Recorder, api: Any, kubos: dict[str, FakeKubo], chain: FakeChain
+) -> None:
+    """A request wanting 2 copies, pinned and archived: the tracker begins
+    them, the archive function makes them (the wallet's key read, the
+    authorisations signed), the chain proves them, the tracker follows them
+    and shows them in the request's info, the API reads their receipts; a
+    copy message that failed every delivery is given up; the request deleted,
+    the archive sweep ends its copies as it deletes the archive, and the
+    tracker finds none wanted."""
+    settings = recorder.settings
+    scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+    root, blocks = unixfs_file(b"iam-filecoin" * 500)
+    cid = str(root)
+    for kubo in kubos.values():
+        kubo.add_car(cid, b"".join(write_car([root], blocks)))
+    with recorder.running("APIHandler"):
+        request_id = api.pin(cid, meta={"filecoin.copies": "2"})["requestid"]
+    recorder.settings = replace(settings, invocation_margin_seconds=0)
+    with recorder.running("PinWorker"):
+        client.lambda_.invoke("pin_worker", sqs_event([m for m in take(settings.queue_url) if cid in m.body]))
+    (archive,) = [m for m in take(settings.archive_queue_url) if cid in m.body]
+    with recorder.running("ArchiveWorker"):
+        client.lambda_.invoke("archive_worker", sqs_event([archive], "pinning-dev-archives"))
+    with recorder.running("TrackFilecoinCopies"):
+        assert client.lambda_.invoke("track_filecoin_copies", scheduled).payload["made"] == 2
+    copies = [m for m in take(settings.archive_queue_url) if decode(m.body).kind == "filecoin_copy"]
+    assert len(copies) == 2
+    for message in copies:
+        with recorder.running("ArchiveWorker"):
+            done = client.lambda_.invoke("archive_worker", sqs_event([message], "pinning-dev-archives")).payload
+        assert done == {"batchItemFailures": []}
+    chain.advance(20)  # the additions mined, and proven at their first challenge
+    with recorder.running("TrackFilecoinCopies"):
+        client.lambda_.invoke("track_filecoin_copies", scheduled)
+    with recorder.running("APIHandler"):
+        assert api.request("GET", f"/pins/{request_id}/receipts").json["copies_proving"] == 2
+        assert api.request("GET", f"/pins/{request_id}").json["info"]["filecoin_copies"] == "2/2"
+    with recorder.running("ArchiveDeadLetters"):
+        client.lambda_.invoke("archive_dead_letters", sqs_event([copies[0]], "pinning-dev-archives-dlq"))
+    with recorder.running("APIHandler"):
+        api.request("DELETE", f"/pins/{request_id}")
+    workers_run(client, recorder, settings.queue_url, rounds=2)
+    recorder.settings = replace(settings, archive_grace_seconds=0)
+    with recorder.running("SweepArchives"):
+        assert client.lambda_.invoke("sweep_archives", scheduled).payload >= 1
+    with recorder.running("TrackFilecoinCopies"):
+        client.lambda_.invoke("track_filecoin_copies", scheduled)
+    recorder.settings = settings
+    states = {record.receipt.state.value for record in build_services(settings).filecoin_copies.copies(cid)}
+    assert states == {"ended"}, states
+
+
 def unused_grants(
     function: str, used: set[Grant], statements: list[dict[str, Any]], names: dict[str, str]
 ) -> set[Grant]:
@@ -713,7 +784,7 @@ def unused_grants(
 
 
 def test_every_function_is_granted_exactly_what_its_code_uses(stack):
-    settings, names, recorder, kubos = stack
+    settings, names, recorder, kubos, chain = stack
     from chalice.test import Client
 
     import app as app_module
@@ -775,6 +846,8 @@ def test_every_function_is_granted_exactly_what_its_code_uses(stack):
         the_pins_stream_feeds_the_folder(client, recorder, names)
         # and the status changes delivered to the user's endpoint
         the_pins_stream_feeds_webhooks(client, recorder, api, names, receiver)
+        # and a request wanting 2 Filecoin copies: made, proven, shown, read, given up, ended
+        filecoin_copies_are_made_proven_shown_and_ended(client, recorder, api, kubos, chain)
 
     assert set(recorder.used) == set(FUNCTIONS)
     for function, used in recorder.used.items():

@@ -1,5 +1,5 @@
 """infra/network.yaml: who can reach the Kubo nodes, and how the workers
-reach AWS without a NAT gateway."""
+reach AWS without a NAT gateway (one only with FilecoinEgress=true)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,24 @@ def test_the_swarm_is_open_to_the_internet_over_tcp_and_udp():
     assert {(rule["IpProtocol"], rule["CidrIp"]) for rule in swarm} == {("tcp", "0.0.0.0/0"), ("udp", "0.0.0.0/0")}
 
 
-def test_the_workers_subnets_have_no_way_to_the_internet():
-    assert of_type("AWS::EC2::NatGateway") == {}
-    routes = of_type("AWS::EC2::Route").values()
+def test_the_workers_subnets_have_no_way_to_the_internet_unless_filecoin_egress_is_on():
+    # Given the routes and NAT gateways made whatever the parameters
+    unconditional = {name: r for name, r in RESOURCES.items() if "Condition" not in r}
+    routes = [r for r in unconditional.values() if r["Type"] == "AWS::EC2::Route"]
+    # Then none but the public subnets' leads out, and there is no NAT gateway
     assert [route["Properties"]["RouteTableId"] for route in routes] == [{"Ref": "PublicRouteTable"}]
+    assert not [r for r in unconditional.values() if r["Type"] in ("AWS::EC2::NatGateway", "AWS::EC2::EIP")]
+    # And with FilecoinEgress=true, one NAT gateway in a public subnet is the private subnets' way out
+    assert TEMPLATE["Parameters"]["FilecoinEgress"]["Default"] == "false"
+    (nat,) = of_type("AWS::EC2::NatGateway").values()
+    (out,) = [
+        r
+        for r in of_type("AWS::EC2::Route").values()
+        if r["Properties"]["RouteTableId"] == {"Ref": "PrivateRouteTable"}
+    ]
+    assert nat["Condition"] == out["Condition"] == "HasFilecoinEgress"
+    assert nat["Properties"]["SubnetId"] == {"Ref": "PublicSubnetA"}
+    assert out["Properties"]["NatGatewayId"] == {"Ref": "FilecoinEgressNat"}
     private = {
         a["Properties"]["SubnetId"]["Ref"]
         for a in of_type("AWS::EC2::SubnetRouteTableAssociation").values()

@@ -22,6 +22,7 @@ from chalicelib.cold.restorer import Restorer, RestoreRefused
 from chalicelib.config import Settings
 from chalicelib.kubo.client import KuboClient
 from chalicelib.storage.change_stream import CHANGE_FILTER
+from chalicelib.storage.tables import MODELS
 from infra.package import PackagingError, package
 from infra.render import FOLD_FAILURES, FUNCTIONS, STAGE_OPTIONS, STREAM_READS, VISIBILITY_FACTOR
 from tests.cold.s3 import s3_client
@@ -85,7 +86,7 @@ def test_the_packaged_templates_and_the_other_stacks_pass_cfn_lint(packaged):
 @pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
 def test_tables_are_on_demand_recoverable_and_protected_in_prod(packaged, stage):
     tables = of_type(load(packaged[stage]), "AWS::DynamoDB::Table")
-    assert len(tables) == 7
+    assert len(tables) == len(MODELS)
     prod = stage == "prod"
     for table in tables.values():
         properties = table["Properties"]
@@ -171,7 +172,9 @@ def test_only_the_functions_that_call_kubo_get_the_rpc_secret_and_the_worker_net
         assert ("VpcConfig" in properties) is calls_kubo
         role = "ApiHandlerRole" if function == "APIHandler" else f"{function}Role"
         secret_readers = [
-            s for s in statements(resources[role]) if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+            s
+            for s in statements(resources[role])
+            if "secretsmanager:GetSecretValue" in as_list(s["Action"]) and s["Resource"] == {"Ref": "KuboRpcSecret"}
         ]
         assert bool(secret_readers) is calls_kubo
     vpc = resources["PinWorker"]["Properties"]["VpcConfig"]["Fn::If"][1]
@@ -198,8 +201,12 @@ def test_each_function_has_its_own_role_with_no_wildcard_on_data(packaged, stage
 
 
 def fold_mapping(template: dict[str, Any]) -> dict[str, Any]:
-    """The properties of the template's one event source mapping."""
-    (mapping,) = of_type(template, "AWS::Lambda::EventSourceMapping").values()
+    """The properties of the event source mapping of the count folder (the webhooks' fanout has the other)."""
+    (mapping,) = [
+        mapping
+        for mapping in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if mapping["Properties"]["FunctionName"] == {"Ref": "FoldCounts"}
+    ]
     return mapping["Properties"]
 
 
@@ -303,7 +310,8 @@ def test_archives_have_their_own_function_queue_and_dead_letters_and_only_it_wri
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["ArchiveDeadLetterQueue", "Arn"]}
     # and the pin worker, the archive function and the reconciler send archive work there, the others not
     senders = {name for name, access in FUNCTIONS.items() if access.sends_archives}
-    assert senders == {"PinWorker", "ArchiveWorker", "ReconcileFleet"}  # the reconciler: long restores
+    # (the reconciler: long restores; the Filecoin tracker: the copies it begins)
+    assert senders == {"PinWorker", "ArchiveWorker", "ReconcileFleet", "TrackFilecoinCopies"}
     for name in FUNCTIONS:
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert (variables.get("ARCHIVE_QUEUE_URL") == {"Ref": "ArchiveQueue"}) is (name in senders)
@@ -350,3 +358,53 @@ def test_a_refused_restore_is_the_metric_its_alarm_watches(packaged, stage):
     assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Sum", 300, 0)
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_filecoin_wallet_secret_is_created_empty_and_read_only_by_the_functions_that_sign(packaged, stage):
+    # Given the packaged template
+    template = load(packaged[stage])
+    resources = template["Resources"]
+    # Then the wallet's secret has no value of the template's (the operator puts the key) and survives in prod
+    secret = resources["FilecoinWalletSecret"]
+    assert "SecretString" not in secret["Properties"] and "GenerateSecretString" not in secret["Properties"]
+    assert secret["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
+    # and only the functions that sign (store, end) read it, told where it is
+    signers = {name for name, access in FUNCTIONS.items() if access.signs_filecoin}
+    assert signers == {"ArchiveWorker", "TrackFilecoinCopies", "SweepArchives"}
+    for name in FUNCTIONS:
+        role = "ApiHandlerRole" if name == "APIHandler" else f"{name}Role"
+        readers = [s for s in statements(resources[role]) if s["Resource"] == {"Ref": "FilecoinWalletSecret"}]
+        assert [s["Action"] for s in readers] == ([["secretsmanager:GetSecretValue"]] if name in signers else [])
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert (variables.get("FILECOIN_WALLET_SECRET_ARN") == {"Ref": "FilecoinWalletSecret"}) is (name in signers)
+    # and the tracker runs every minute, outside the workers' network (it reaches the chain and the providers)
+    tracker = resources["TrackFilecoinCopies"]["Properties"]
+    assert tracker["Handler"] == "app.track_filecoin_copies" and "VpcConfig" not in tracker
+    # and the copies table's due index holds keys only, its table protected in prod
+    table = resources["FilecoinCopiesTable"]["Properties"]
+    (due,) = table["GlobalSecondaryIndexes"]
+    assert due["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert due["KeySchema"] == [
+        {"AttributeName": "due", "KeyType": "HASH"},
+        {"AttributeName": "due_ms", "KeyType": "RANGE"},
+    ]
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["DeletionProtectionEnabled"] is (stage == "prod")
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_filecoin_metrics_have_alarms_that_notify_the_topic(packaged, stage):
+    # Given the packaged template's alarms
+    alarms = [a["Properties"] for a in of_type(load(packaged[stage]), "AWS::CloudWatch::Alarm").values()]
+    watched = {a.get("MetricName"): a for a in alarms}
+    # Then each metric the tracker emits for an operator is watched, per stage, and notifies the topic
+    for name in (
+        "FilecoinSpendCapReached",
+        "FilecoinFundsLow",
+        "FilecoinCopiesFailed",
+        "FilecoinCopiesLapsed",
+        "FilecoinBackendUnavailable",
+    ):
+        assert watched[name]["Dimensions"] == [{"Name": "Stage", "Value": stage}], name
+        assert watched[name]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
