@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from chalicelib.usage.plan_admin import PlanAdmin
     from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
     from chalicelib.usage.requests import RequestMeter
+    from chalicelib.usage.unique import OperatorLedger
     from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.webhooks.parts import WebhookParts
     from chalicelib.worker.pin_worker import PinWorker
@@ -181,7 +182,15 @@ class Services:
         from chalicelib.usage.export import ObjectWriter, UsageExport
 
         tenant_ids = lambda: (tenant.tenant_id for tenant in self.tenants.all())  # noqa: E731
-        return UsageExport(tenant_ids, self.usage, cast("ObjectWriter", self.s3), bucket)
+        objects = cast("ObjectWriter", self.s3)
+        return UsageExport(tenant_ids, self.usage, objects, bucket, operator=self.operator_ledger)
+
+    @cached_property
+    def operator_ledger(self) -> OperatorLedger:
+        """The operator's months of unique bytes stored (each CID once): the CLI's and the export's."""
+        from chalicelib.storage.usage_ledger import DynamoOperatorLedger
+
+        return DynamoOperatorLedger()
 
     @cached_property
     def usage_folder(self) -> UsageFolder:

@@ -8,6 +8,12 @@ byte-milliseconds to the month's end, chalicelib.usage.ledger) and deletes
 them on the condition that they are still there: a reader finds each change
 in exactly one place, and two folders of a shard never add one twice. Month
 items are per shard, so folders of one tenant's shards never conflict.
+
+The same transaction applies the changes that start or end a request's hold
+of its CID to the CID's hold item, on the condition that its version is the
+one read, and ADDs what the holds book to the operator's month items
+(chalicelib.usage.unique): folders of two shards whose changes meet on a
+CID cannot both apply theirs to the same hold; the later one folds again.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.busy import StorageBusy
@@ -27,19 +35,70 @@ from chalicelib.storage.connection import DynamoConnection
 from chalicelib.storage.count_folder import BACKOFF_BASE_S, FOLD_ATTEMPTS, TRANSACTION_ITEMS
 from chalicelib.storage.pin_keys import tenant_of_shard
 from chalicelib.storage.usage_item import UsageItem
-from chalicelib.storage.usage_keys import USAGE_CHANGES, month_key, usage_partition
+from chalicelib.storage.usage_keys import (
+    HOLD_SORT_KEY,
+    OPERATOR_PARTITION,
+    USAGE_CHANGES,
+    hold_partition,
+    month_key,
+    usage_partition,
+)
 from chalicelib.usage.ledger import BytesChange, FoldedMonth
+from chalicelib.usage.unique import CidHold, HoldChange, held_after, operator_shard
 
-# Changes per transaction, leaving room for their month items (a few at most).
-CHANGES_PER_FOLD = TRANSACTION_ITEMS - 10
+# Changes per transaction, leaving room for their CIDs' holds and the month
+# items, the tenant's and the operator's; a fold whose items would still be
+# too many takes half as many changes.
+CHANGES_PER_FOLD = 40
+
+
+@dataclass(frozen=True)
+class _Pending:
+    sort_key: str
+    change: BytesChange
+    hold: HoldChange | None
+
+
+def _pending(shard: str, limit: int | None = None) -> list[_Pending]:
+    items = UsageItem.query(
+        shard, UsageItem.sk.startswith(USAGE_CHANGES), consistent_read=True, limit=limit, page_size=limit
+    )
+    return [_pending_of(item) for item in items]
+
+
+def _pending_of(item: UsageItem) -> _Pending:
+    at = item.at_ms or 0
+    change = BytesChange(at, item.delta or 0, item.cold_delta or 0, item.filecoin_delta or 0)
+    hold = HoldChange(item.cid, at, item.hold, item.size or 0) if item.cid and item.hold else None
+    return _Pending(item.sk, change, hold)
 
 
 def shard_changes(shard: str, limit: int | None = None) -> list[tuple[str, BytesChange]]:
     """The shard's bytes changes not folded yet (sort key, change), oldest write first."""
-    items = UsageItem.query(
-        shard, UsageItem.sk.startswith(USAGE_CHANGES), consistent_read=True, limit=limit, page_size=limit
-    )
-    return [(item.sk, BytesChange(item.at_ms or 0, item.delta or 0, item.cold_delta or 0)) for item in items]
+    return [(pending.sort_key, pending.change) for pending in _pending(shard, limit)]
+
+
+def read_holds(cids: Iterable[str]) -> dict[str, CidHold]:
+    """The CIDs' holds as stored (CidHold(): never held)."""
+    keys = [(hold_partition(cid), HOLD_SORT_KEY) for cid in cids]
+    holds = {cid: CidHold() for cid in cids}
+    for item in UsageItem.batch_get(keys, consistent_read=True):
+        holds[item.pk.removeprefix(hold_partition(""))] = CidHold(
+            item.refs or 0, item.size or 0, item.since, item.until, item.version or 0
+        )
+    return holds
+
+
+@dataclass
+class _Plan:
+    """What one fold transaction writes."""
+
+    months: dict[tuple[str, str], FoldedMonth] = field(default_factory=lambda: defaultdict(FoldedMonth))
+    holds: dict[str, tuple[CidHold, CidHold]] = field(default_factory=dict)  # CID: (read, written)
+
+    @property
+    def items(self) -> int:
+        return len(self.months) + len(self.holds)
 
 
 class UsageFolder:
@@ -53,9 +112,9 @@ class UsageFolder:
         folded = 0
         attempts = 0
         with busy_as_storage_busy():
-            while changes := shard_changes(shard, CHANGES_PER_FOLD):
+            while changes := _pending(shard, CHANGES_PER_FOLD):
                 try:
-                    self._commit(shard, changes)
+                    changes = self._commit(shard, changes)
                 except _Contended:
                     attempts += 1
                     if attempts == FOLD_ATTEMPTS:
@@ -65,28 +124,75 @@ class UsageFolder:
                 folded += len(changes)
         return folded
 
-    def _commit(self, shard: str, changes: list[tuple[str, BytesChange]]) -> None:
-        months: dict[str, FoldedMonth] = defaultdict(FoldedMonth)
-        for _, change in changes:
-            months[change.month.text] = months[change.month.text].plus(change)
-        partition = usage_partition(tenant_of_shard(shard))
+    def _commit(self, shard: str, changes: list[_Pending]) -> list[_Pending]:
+        """Folds `changes` (or the first of them that fit one transaction); returns those folded."""
+        plan = _plan(shard, changes)
+        while len(changes) > 1 and plan.items + len(changes) > TRANSACTION_ITEMS:
+            changes = changes[: len(changes) // 2]
+            plan = _plan(shard, changes)
         try:
             with self._dynamo.transaction() as tx:
-                for month, totals in months.items():
-                    actions: list[Action] = [
-                        UsageItem.net.add(totals.net),
-                        UsageItem.byte_ms.add(totals.byte_ms),
-                        UsageItem.cold_net.add(totals.cold_net),
-                        UsageItem.cold_byte_ms.add(totals.cold_byte_ms),
-                    ]
-                    tx.update(UsageItem(partition, month_key(month, shard)), actions=actions)
-                for sort_key, _ in changes:
+                for (partition, sort_key), totals in plan.months.items():
+                    tx.update(UsageItem(partition, sort_key), actions=_month_actions(totals))
+                for cid, (read, written) in plan.holds.items():
+                    tx.save(_hold_item(cid, written), condition=_unchanged(read))
+                for pending in changes:
                     # Still there: no other folder has added it.
-                    tx.delete(UsageItem(shard, sort_key), condition=UsageItem.sk.exists())
+                    tx.delete(UsageItem(shard, pending.sort_key), condition=UsageItem.sk.exists())
         except TransactWriteError as error:
             if failed_condition(error) is not None or conflicted(error):
                 raise _Contended() from error
             raise
+        return changes
+
+
+def _plan(shard: str, changes: list[_Pending]) -> _Plan:
+    plan = _Plan()
+    partition = usage_partition(tenant_of_shard(shard))
+    for pending in changes:
+        key = (partition, month_key(pending.change.month.text, shard))
+        plan.months[key] = plan.months[key].plus(pending.change)
+    by_cid: dict[str, list[HoldChange]] = defaultdict(list)
+    for pending in changes:
+        if pending.hold is not None:
+            by_cid[pending.hold.cid].append(pending.hold)
+    for cid, read in read_holds(by_cid).items():
+        written, booked = held_after(read, by_cid[cid])
+        plan.holds[cid] = (read, written)
+        for change in booked:
+            key = (OPERATOR_PARTITION, month_key(change.month.text, str(operator_shard(cid))))
+            plan.months[key] = plan.months[key].plus(change)
+    return plan
+
+
+def _month_actions(totals: FoldedMonth) -> list[Action]:
+    figures = (
+        (UsageItem.net, totals.net),
+        (UsageItem.byte_ms, totals.byte_ms),
+        (UsageItem.cold_net, totals.cold_net),
+        (UsageItem.cold_byte_ms, totals.cold_byte_ms),
+        (UsageItem.filecoin_net, totals.filecoin_net),
+        (UsageItem.filecoin_byte_ms, totals.filecoin_byte_ms),
+    )
+    # net and byte_ms always, so that the item exists once a month has a change.
+    return [attribute.add(value) for n, (attribute, value) in enumerate(figures) if value or n < 2]
+
+
+def _hold_item(cid: str, hold: CidHold) -> UsageItem:
+    return UsageItem(
+        hold_partition(cid),
+        HOLD_SORT_KEY,
+        refs=hold.refs,
+        size=hold.size,
+        since=hold.since,
+        until=hold.until,
+        version=hold.version,
+    )
+
+
+def _unchanged(read: CidHold) -> Condition:
+    """The hold is still as read: no other folder applied changes to it since."""
+    return UsageItem.version == read.version if read.version else UsageItem.pk.does_not_exist()
 
 
 class _Contended(Exception):

@@ -13,6 +13,12 @@ month and shard (shards fold apart, so their folders never meet):
     <tenant>#usage  r#<YYYY-MM>          the month's API requests by class and egress
     <tenant>#usage  plan                 the tenant's plan and quota overrides
 
+and, for the operator (chalicelib.usage.unique; tenant ids hold no `#`, so
+no tenant's partition starts with one):
+
+    #cid#<cid>       hold                the CID's holds (refcount, bytes, period)
+    #operator#usage  m#<YYYY-MM>#<n>     unique bytes of the month, n: the CID's operator shard
+
 "u#" sorts apart from every prefix of pin_keys: no pin list or count reads it.
 """
 
@@ -24,6 +30,8 @@ USAGE_CHANGES = "u#~"
 MONTHS = "m#"
 COUNTS = "r#"
 PLAN_SORT_KEY = "plan"
+HOLD_SORT_KEY = "hold"
+OPERATOR_PARTITION = "#operator#usage"
 
 
 def usage_change_key(created_ms: int, request_id: str, version: int) -> str:
@@ -46,3 +54,7 @@ def month_of_key(sort_key: str) -> str:
 def counts_key(month: str) -> str:
     """A month's request counts (chalicelib.usage.requests): ADDed by every container."""
     return f"{COUNTS}{month}"
+
+
+def hold_partition(cid: str) -> str:
+    return f"#cid#{cid}"

@@ -23,7 +23,7 @@ from chalicelib.storage.pin_store import CONFLICT_BACKOFF_BASE_S, COUNT_ATTEMPTS
 from chalicelib.storage.shard_plan import ShardPlans
 from chalicelib.storage.usage_folder import shard_changes
 from chalicelib.storage.usage_item import UsageItem
-from chalicelib.storage.usage_keys import MONTHS, month_of_key, usage_partition
+from chalicelib.storage.usage_keys import MONTHS, OPERATOR_PARTITION, month_of_key, usage_partition
 from chalicelib.usage.ledger import BytesChange, BytesLedger, FoldedMonth
 from chalicelib.usage.months import Month
 
@@ -40,7 +40,7 @@ class DynamoUsageLedger:
             shards = [shard_key(tenant_id, shard) for shard in self._plans.of(tenant_id).shards_until(MAX_MS)]
             changes = _changes(shards)
             for attempt in range(COUNT_ATTEMPTS):
-                months = _months(tenant_id)
+                months = _months(usage_partition(tenant_id))
                 again = _changes(shards) if changes else {}
                 if changes.keys() <= again.keys():
                     return BytesLedger(months, list(changes.values()))
@@ -53,15 +53,26 @@ def _changes(shards: list[str]) -> dict[tuple[str, str], BytesChange]:
     return {(shard, sort_key): change for shard in shards for sort_key, change in shard_changes(shard)}
 
 
-def _months(tenant_id: str) -> dict[Month, FoldedMonth]:
+class DynamoOperatorLedger:
+    """The operator's months of unique bytes (chalicelib.usage.unique): one Query."""
+
+    @busy_as_storage_busy()
+    def operator_ledger(self) -> BytesLedger:
+        return BytesLedger(_months(OPERATOR_PARTITION))
+
+
+def _months(partition: str) -> dict[Month, FoldedMonth]:
     months: dict[Month, FoldedMonth] = defaultdict(FoldedMonth)
-    for item in UsageItem.query(usage_partition(tenant_id), UsageItem.sk.startswith(MONTHS), consistent_read=True):
+    for item in UsageItem.query(partition, UsageItem.sk.startswith(MONTHS), consistent_read=True):
         month = Month.parse(month_of_key(item.sk))
-        was = months[month]
-        months[month] = FoldedMonth(
-            was.net + (item.net or 0),
-            was.byte_ms + (item.byte_ms or 0),
-            was.cold_net + (item.cold_net or 0),
-            was.cold_byte_ms + (item.cold_byte_ms or 0),
+        months[month] = months[month].added(
+            FoldedMonth(
+                item.net or 0,
+                item.byte_ms or 0,
+                item.cold_net or 0,
+                item.cold_byte_ms or 0,
+                item.filecoin_net or 0,
+                item.filecoin_byte_ms or 0,
+            )
         )
     return dict(months)

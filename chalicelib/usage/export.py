@@ -9,6 +9,10 @@ events: a billing system reads one object a month whatever the tenants'
 number, an object can be written again whole (an event bus would deliver a
 retried month twice), and the archive bucket already exists with its grants
 and encryption (its lifecycle rules move only `archives/`).
+
+The operator's month (unique bytes stored, each CID once: chalicelib.usage.unique)
+goes beside it, `usage/YYYY-MM.operator.json`, so that every line of the
+tenants' object is a tenant's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 from chalicelib.pins.timestamps import now_ms
 from chalicelib.usage.meter import TenantUsage, UsageMeter
 from chalicelib.usage.months import Month
+from chalicelib.usage.unique import OperatorLedger, operator_usage
 
 EXPORT_PREFIX = "usage/"
 
@@ -38,6 +43,8 @@ def month_record(usage: TenantUsage) -> dict[str, Any]:
         "byte_hours": usage.month.byte_hours,
         "cold_ending_bytes": 0 if usage.cold_month is None else usage.cold_month.ending,
         "cold_byte_hours": 0 if usage.cold_month is None else usage.cold_month.byte_hours,
+        "filecoin_ending_bytes": 0 if usage.filecoin_month is None else usage.filecoin_month.ending,
+        "filecoin_byte_hours": 0 if usage.filecoin_month is None else usage.filecoin_month.byte_hours,
         "requests": {name: usage.requests.get(name, 0) for name in ("read", "write", "retrieve")},
         "egress_bytes": usage.requests.get("egress_bytes", 0),
     }
@@ -51,7 +58,9 @@ class UsageExport:
         objects: ObjectWriter,
         bucket: str,
         clock: Callable[[], int] = now_ms,
+        operator: OperatorLedger | None = None,
     ) -> None:
+        self._operator = operator
         self._tenant_ids = tenant_ids
         self._meter = meter
         self._objects = objects
@@ -68,4 +77,18 @@ class UsageExport:
         key = f"{EXPORT_PREFIX}{month.text}.jsonl"
         body = "".join(line + "\n" for line in lines).encode()
         self._objects.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        if self._operator is not None:
+            self._put_operator(self._operator, month)
         return key
+
+    def _put_operator(self, operator: OperatorLedger, month: Month) -> None:
+        figures = operator_usage(operator, month, self._clock()).month
+        record = {
+            "month": month.text,
+            "opening_unique_bytes": figures.opening,
+            "ending_unique_bytes": figures.ending,
+            "unique_byte_hours": figures.byte_hours,
+        }
+        body = (json.dumps(record, sort_keys=True) + "\n").encode()
+        key = f"{EXPORT_PREFIX}{month.text}.operator.json"
+        self._objects.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")

@@ -16,7 +16,7 @@ in exactly one of them (the repositories say how), so the arithmetic is exact.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Protocol
 
 from chalicelib.usage.months import Month
@@ -29,6 +29,7 @@ class BytesChange:
     at_ms: int
     delta: int  # bytes pinned
     cold: int = 0  # archived bytes (the requests' archives' CARs)
+    filecoin: int = 0  # bytes in Filecoin (chalicelib.usage.pin_bytes.filecoin_bytes)
 
     @property
     def month(self) -> Month:
@@ -42,29 +43,44 @@ class BytesChange:
     def cold_change(self) -> BytesChange:
         return BytesChange(self.at_ms, self.cold)
 
+    @property
+    def filecoin_change(self) -> BytesChange:
+        return BytesChange(self.at_ms, self.filecoin)
+
 
 @dataclass(frozen=True)
 class FoldedMonth:
     """A month's folded changes: their net bytes and byte-milliseconds to the
-    month's end, pinned and cold (archived)."""
+    month's end, pinned, cold (archived) and in Filecoin."""
 
     net: int = 0
     byte_ms: int = 0
     cold_net: int = 0
     cold_byte_ms: int = 0
+    filecoin_net: int = 0
+    filecoin_byte_ms: int = 0
 
     def plus(self, change: BytesChange) -> FoldedMonth:
-        cold = change.cold_change
+        cold, filecoin = change.cold_change, change.filecoin_change
         return FoldedMonth(
             self.net + change.delta,
             self.byte_ms + change.byte_ms_to_end,
             self.cold_net + cold.delta,
             self.cold_byte_ms + cold.byte_ms_to_end,
+            self.filecoin_net + filecoin.delta,
+            self.filecoin_byte_ms + filecoin.byte_ms_to_end,
         )
+
+    def added(self, other: FoldedMonth) -> FoldedMonth:
+        return FoldedMonth(*(mine + theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True)))
 
     @property
     def cold(self) -> FoldedMonth:
         return FoldedMonth(self.cold_net, self.cold_byte_ms)
+
+    @property
+    def filecoin(self) -> FoldedMonth:
+        return FoldedMonth(self.filecoin_net, self.filecoin_byte_ms)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,13 @@ class BytesLedger:
             [change.cold_change for change in self.unfolded],
         )
 
+    def filecoin(self) -> BytesLedger:
+        """The Filecoin bytes' ledger, for the same arithmetic."""
+        return BytesLedger(
+            {month: folded.filecoin for month, folded in self.folded.items()},
+            [change.filecoin_change for change in self.unfolded],
+        )
+
 
 @dataclass(frozen=True)
 class MonthBytes:
@@ -113,6 +136,10 @@ def month_bytes(ledger: BytesLedger, month: Month, now_ms: int) -> MonthBytes:
         return MonthBytes(month, opening, opening, 0)
     byte_ms = opening * (end - month.start_ms) + within.byte_ms - within.net * (month.end_ms - end)
     return MonthBytes(month, opening, ending, byte_ms)
+
+
+def month_dict(month: MonthBytes) -> dict[str, int]:
+    return {"opening": month.opening, "ending": month.ending, "byte_hours": month.byte_hours}
 
 
 class UsageLedger(Protocol):

@@ -1,5 +1,5 @@
-"""A tenant's usage: pins by status now, bytes pinned now, and a month's
-bytes, API requests by class and retrieval egress.
+"""A tenant's usage: pins by status now, bytes pinned (cold, in Filecoin)
+now, and a month's bytes, API requests by class and retrieval egress.
 
 Pins by status are the pin store's exact counts (the counter trees plus the
 changes not folded yet); bytes come from the usage ledger; requests and
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from chalicelib.pins.model import STATUSES
 from chalicelib.pins.timestamps import now_ms
-from chalicelib.usage.ledger import MonthBytes, UsageLedger, month_bytes
+from chalicelib.usage.ledger import MonthBytes, UsageLedger, month_bytes, month_dict
 from chalicelib.usage.months import Month
 from chalicelib.usage.requests import CLASSES, EGRESS, RequestCounts
 
@@ -37,6 +37,8 @@ class TenantUsage:
     requests: Mapping[str, int]  # the month's, by class and EGRESS
     cold_bytes: int = 0  # now: the archives' CARs of its requests
     cold_month: MonthBytes | None = None
+    filecoin_bytes: int = 0  # now: its requests' pieces x the copies proving for each
+    filecoin_month: MonthBytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,11 +46,13 @@ class TenantUsage:
             "month": self.month.month.text,
             "pins": dict(self.pins),
             "bytes_pinned": self.bytes_pinned,
-            "month_bytes": _month_dict(self.month),
+            "month_bytes": month_dict(self.month),
             "requests": {kind: self.requests.get(kind, 0) for kind in CLASSES},
             "egress_bytes": self.requests.get(EGRESS, 0),
             "cold_bytes": self.cold_bytes,
-            "month_cold_bytes": _month_dict(self.cold_month or MonthBytes(self.month.month, 0, 0, 0)),
+            "month_cold_bytes": month_dict(self.cold_month or MonthBytes(self.month.month, 0, 0, 0)),
+            "filecoin_bytes": self.filecoin_bytes,
+            "month_filecoin_bytes": month_dict(self.filecoin_month or MonthBytes(self.month.month, 0, 0, 0)),
         }
 
 
@@ -78,7 +82,7 @@ class UsageMeter:
         pins = {status: self.pins(tenant_id, frozenset({status})) for status in STATUSES}
         month = month or Month.of_ms(now)
         requests = {} if self._requests is None else self._requests.month(tenant_id, month)
-        cold = ledger.cold()
+        cold, filecoin = ledger.cold(), ledger.filecoin()
         return TenantUsage(
             tenant_id,
             pins,
@@ -87,8 +91,6 @@ class UsageMeter:
             requests,
             cold.total,
             month_bytes(cold, month, now),
+            filecoin.total,
+            month_bytes(filecoin, month, now),
         )
-
-
-def _month_dict(month: MonthBytes) -> dict[str, int]:
-    return {"opening": month.opening, "ending": month.ending, "byte_hours": month.byte_hours}

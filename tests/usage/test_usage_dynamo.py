@@ -79,11 +79,11 @@ def test_a_fold_during_a_read_counts_each_change_once(services: Services, monkey
     months = usage_ledger._months
     folds: list[int] = []
 
-    def fold_first(tenant_id: str):
+    def fold_first(partition: str):
         # the stream's function folds between the reader's reads of the changes and of the months
         if not folds:
-            folds.append(services.usage_folder.fold(shard_key(tenant_id, 0)))
-        return months(tenant_id)
+            folds.append(services.usage_folder.fold(shard_key("alice", 0)))
+        return months(partition)
 
     monkeypatch.setattr(usage_ledger, "_months", fold_first)
     # when the usage is read

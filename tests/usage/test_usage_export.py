@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import PinRequest
+from chalicelib.storage.pin_keys import shard_key
 from chalicelib.usage.export import UsageExport
 from chalicelib.usage.months import Month
 from chalicelib.wiring import build_services
@@ -34,6 +35,7 @@ def test_the_month_just_ended_is_written_once_per_tenant_and_again_the_same(sett
     services.store.usage_clock = lambda: MARCH.start_ms - HOUR
     pin = services.pins.create(alice, PinRequest(cid=CID))
     services.store.update(services.store.update(pin, status="pinning"), status="pinned", info={"dag_size": "1000"})
+    services.usage_folder.fold(shard_key(alice, 0))
     # when the schedule runs on the 1st of March, and once more
     export = UsageExport(
         lambda: (tenant.tenant_id for tenant in services.tenants.all()),
@@ -41,6 +43,7 @@ def test_the_month_just_ended_is_written_once_per_tenant_and_again_the_same(sett
         s3,
         "usage-bucket",
         clock=lambda: MARCH.start_ms + HOUR,
+        operator=services.operator_ledger,
     )
     first = export.export()
     body = s3.get_object(Bucket="usage-bucket", Key=first)["Body"].read()
@@ -58,8 +61,18 @@ def test_the_month_just_ended_is_written_once_per_tenant_and_again_the_same(sett
         "byte_hours": 1000,
         "cold_ending_bytes": 0,
         "cold_byte_hours": 0,
+        "filecoin_ending_bytes": 0,
+        "filecoin_byte_hours": 0,
         "requests": {"read": 0, "write": 0, "retrieve": 0},
         "egress_bytes": 0,
+    }
+    # and the operator's unique bytes of the month beside them
+    operator = json.loads(s3.get_object(Bucket="usage-bucket", Key="usage/2026-02.operator.json")["Body"].read())
+    assert operator == {
+        "month": "2026-02",
+        "opening_unique_bytes": 0,
+        "ending_unique_bytes": 1000,
+        "unique_byte_hours": 1000,
     }
     # and a month named by hand is written under its own key
     assert export.export(FEBRUARY.next()) == "usage/2026-03.jsonl"
