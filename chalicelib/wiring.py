@@ -502,6 +502,7 @@ class Services:
             self.store,
             lambda message: self.publisher.send(encode(message)),
             TrackerSettings.of(self.settings),
+            quota=self.quota_check.filecoin_copies_quota,
         )
 
     @cached_property

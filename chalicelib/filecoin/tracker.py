@@ -29,8 +29,14 @@ stopped.
    and says why;
 6. shows each holder its copies in `info`: `filecoin_copies`
    ("<proving>/<wanted>") and `filecoin` (off, pending, proving, repairing,
-   "waiting: <why>"), written only when they change;
+   "waiting: <why>"), and `filecoin_quota` when its tenant's plan caps the
+   copies it asked for, written only when they change;
 7. writes the state: when to visit next, why it waits, what it showed.
+
+**Quota.** A holder's want counts for no more copies than its tenant's
+`filecoin_copies` quota (chalicelib.usage.quotas, read at each visit through
+the container's plan cache): a plan lowered later caps the CID at its next
+visit, which ends the copies beyond it, newest first, as any surplus.
 
 **Races.** Every write of the state and every new copy is conditioned on the
 state's version read at the start of the visit, and every write of a copy
@@ -70,7 +76,7 @@ from chalicelib.queue.messages import FilecoinCopyRequested, QueueMessage
 logger = logging.getLogger("pinning.filecoin")
 
 # The request's `info` keys the tracker owns (strings, as the spec wants).
-INFO_KEYS = ("filecoin", "filecoin_copies")
+INFO_KEYS = ("filecoin", "filecoin_copies", "filecoin_quota")
 OFF, PENDING, PROVING, REPAIRING = "off", "pending", "proving", "repairing"
 SPEND_CAP_REACHED = "spend cap reached"
 FUNDS_EXHAUSTED = "wallet funds exhausted"
@@ -155,6 +161,8 @@ class _Visit:
     now: int
     version: int
     waiting: str = ""
+    # The copies asked by the holders whose quota caps them (tenant, request).
+    asked: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def wanted(self) -> int:
@@ -175,7 +183,10 @@ class Tracker:
         settings: TrackerSettings,
         clock: Callable[[], int] = now_ms,
         page: int = PAGE,
+        quota: Callable[[str], int | None] = lambda tenant_id: None,
     ) -> None:
+        # A tenant's filecoin_copies quota (None: no limit).
+        self._quota = quota
         self._copies = copies
         self._backend = backend
         self._archives = archives
@@ -238,6 +249,7 @@ class Tracker:
         archive = self._archives.state(cid)
         car = archive.car if archive is not None and archive.state == ARCHIVED else None
         visit = _Visit(cid, state, records.wants, records.copies, car, now, state.version)
+        self._cap(visit)
         for record in list(visit.copies):
             visit.replace_copy(self._followed(record, now, report))
         self._end_surplus(visit, report)
@@ -248,6 +260,17 @@ class Tracker:
         next_state = CidState(cid, visit.version + 1, self._next_due(visit), visit.waiting, shown)
         if not self._copies.set_state(next_state):
             raise Stop(cid)
+
+    def _cap(self, visit: _Visit) -> None:
+        """Each want at most its tenant's quota; what the capped ones asked."""
+        capped = []
+        for want in visit.wants:
+            quota = self._quota(want.tenant_id)
+            if quota is not None and want.copies > quota:
+                visit.asked[(want.tenant_id, want.request_id)] = want.copies
+                want = replace(want, copies=quota)
+            capped.append(want)
+        visit.wants = capped
 
     # -- following -------------------------------------------------------------
 
@@ -382,6 +405,7 @@ class Tracker:
         lost = any(_lost(record) for record in visit.copies)
         shown = {
             (want.tenant_id, want.request_id): _summary(min(proving, want.copies), want.copies, visit.waiting, lost)
+            | _quota_note(want, visit.asked.get((want.tenant_id, want.request_id)))
             for want in visit.wants
         }
         digest = hashlib.sha256(json.dumps(sorted(shown.items())).encode()).hexdigest()[:16]
@@ -437,6 +461,12 @@ def _summary(proving: int, wanted: int, waiting: str, lost: bool) -> dict[str, s
     else:
         word = REPAIRING if lost else PENDING
     return {"filecoin_copies": f"{proving}/{wanted}", "filecoin": word}
+
+
+def _quota_note(want: Want, asked: int | None) -> dict[str, str]:
+    if asked is None:
+        return {}
+    return {"filecoin_quota": f"{asked} copies asked, capped at {want.copies} by the plan's filecoin_copies quota"}
 
 
 def emit_copy_metrics(report: TrackReport, stage: str, out: TextIO) -> None:

@@ -74,7 +74,7 @@ class PinService:
         replayed = self._replayed(tenant_id, claim)
         if replayed is not None:
             return replayed
-        self._check_quotas(tenant_id, None)
+        self._check_quotas(tenant_id, None, request)
         return self._insert(tenant_id, request, None, claim)
 
     def replace(self, tenant_id: str, request_id: str, request: PinRequest, idempotency_key: str | None = None) -> Pin:
@@ -85,17 +85,17 @@ class PinService:
             return replayed
         for _ in range(WRITE_ATTEMPTS):
             old = self.get(tenant_id, request_id)
-            self._check_quotas(tenant_id, old)
+            self._check_quotas(tenant_id, old, request)
             try:
                 return self._insert(tenant_id, request, old, claim)
             except StaleRecord:
                 continue  # a worker wrote the old pin meanwhile: read it again
         raise StorageBusy("the pin kept changing during replace")
 
-    def _check_quotas(self, tenant_id: str, replacing: Pin | None) -> None:
+    def _check_quotas(self, tenant_id: str, replacing: Pin | None, request: PinRequest) -> None:
         """Raises QuotaExceeded (nothing written) for a request beyond a quota."""
         if self._quotas is not None:
-            self._quotas.check_create(tenant_id, replacing)
+            self._quotas.check_create(tenant_id, replacing, request.meta)
 
     def _claim(self, key: str | None, request: PinRequest, replacing: str | None) -> IdempotencyClaim | None:
         if key is None:

@@ -5,7 +5,8 @@ A stage's plans are a small JSON object in its settings (USAGE_PLANS), e.g.
     {"free": {"pins": 1000, "bytes": 5368709120, "in_flight": 100, "filecoin_copies": 0},
      "unlimited": {}}
 
-A limit left out is no limit. A tenant has a plan (None: the stage's
+A limit left out is no limit. `filecoin_copies` is the most Filecoin copies
+one request may have (chalicelib.usage.quotas). A tenant has a plan (None: the stage's
 DEFAULT_PLAN) and may have overrides of single limits on top of it.
 """
 
@@ -45,8 +46,8 @@ DEFAULT_PLANS: Mapping[str, Quotas] = {
     "free": Quotas(pins=1_000, bytes=5 * GIB, in_flight=100, filecoin_copies=0),
     "pro": Quotas(pins=1_000_000, bytes=1024 * GIB, in_flight=10_000, filecoin_copies=2),
     "unlimited": Quotas(),
-    # The local stack's: small enough to meet each limit by hand.
-    "demo": Quotas(pins=20, bytes=64 * 1024**2, in_flight=5, filecoin_copies=1),
+    # The local stack's: small enough to meet each limit by hand (its stage wants 2 Filecoin copies).
+    "demo": Quotas(pins=20, bytes=64 * 1024**2, in_flight=5, filecoin_copies=2),
 }
 
 

@@ -12,6 +12,12 @@ fetched: a create is refused while the tenant is at its bytes quota, and a
 pin that would take it past the quota fails (its content released) with
 the reason in `info.status_details`; pins finishing at the same moment may
 pass it together, as above.
+
+The filecoin_copies quota is the most copies one request may have: a
+create or replace whose meta asks for more is refused; the copies a request
+wants otherwise (its tenant's or the stage's setting) and those of requests
+made before the plan was lowered are capped by the Filecoin tracker at the
+CID's next visit (chalicelib.filecoin.tracker), which says so in `info`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
+from chalicelib.pins.model import filecoin_copies_of
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
@@ -90,9 +97,12 @@ class QuotaCheck:
         self._quotas = quotas
         self._meter = meter
 
-    def check_create(self, tenant_id: str, replacing: Pin | None = None) -> None:
+    def check_create(self, tenant_id: str, replacing: Pin | None = None, meta: Mapping[str, str] | None = None) -> None:
         """Raises QuotaExceeded when the new request (replacing `replacing`,
-        as read) would pass a quota. Reads only for the limits the tenant has."""
+        as read; its `meta`) would pass a quota. Reads only for the limits the tenant has."""
+        asked = None if meta is None else filecoin_copies_of(meta)
+        if asked is not None:
+            self.check_filecoin_copies(tenant_id, asked)
         quotas = self._quotas.of(tenant_id)
         # A replace takes the place of the old request: it adds one only where the old one did not count.
         adds_pin = replacing is None or replacing.status not in COUNTED
@@ -125,13 +135,17 @@ class QuotaCheck:
             f"> {format_bytes(quota)} ({quota} bytes)"
         )
 
-    def check_filecoin_copies(self, tenant_id: str, copies_in_use: int, adding: int = 1) -> None:
-        """For the Filecoin work (chalicelib/filecoin/): raises QuotaExceeded
-        when `adding` more copies beyond the tenant's `copies_in_use` (which
-        that work counts) pass its filecoin_copies quota."""
-        quota = self._quotas.of(tenant_id).filecoin_copies
-        if quota is not None and copies_in_use + adding > quota:
-            raise QuotaExceeded("filecoin_copies", quota, copies_in_use)
+    def filecoin_copies_quota(self, tenant_id: str) -> int | None:
+        """The most Filecoin copies a request of the tenant may have (None: no limit)."""
+        return self._quotas.of(tenant_id).filecoin_copies
+
+    def check_filecoin_copies(self, tenant_id: str, copies: int) -> None:
+        """Raises QuotaExceeded when a request of the tenant asks for more
+        Filecoin copies than its filecoin_copies quota allows."""
+        quota = self.filecoin_copies_quota(tenant_id)
+        if quota is not None and copies > quota:
+            details = f"the filecoin_copies quota is {quota} per request and {copies} were asked"
+            raise QuotaExceeded("filecoin_copies", quota, copies, details)
 
 
 def _bytes_details(quota: int, used: int) -> str:

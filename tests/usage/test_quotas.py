@@ -84,15 +84,21 @@ def test_a_create_is_refused_while_the_bytes_quota_is_used_up(world: World):
     assert world.service_quotas().over_bytes("alice", 50) is None
 
 
-def test_filecoin_copies_are_counted_against_the_plan(world: World):
-    # given alice on the demo plan (one Filecoin copy)
+def test_a_request_asking_more_filecoin_copies_than_its_plan_is_refused_and_changes_nothing(world: World):
+    # given alice on the demo plan (two Filecoin copies a request)
     world.plans.put("alice", TenantPlan("demo"))
-    check = world.service_quotas()
-    # then her first copy may be made, a second not
-    check.check_filecoin_copies("alice", copies_in_use=0)
+    writes = world.store.writes
+    # when she asks for three in a request's meta, then it is refused naming the limit; nothing is written
     with pytest.raises(QuotaExceeded) as refused:
-        check.check_filecoin_copies("alice", copies_in_use=1)
-    assert (refused.value.limit, refused.value.quota) == ("filecoin_copies", 1)
+        world.service.create("alice", PinRequest(cid=CIDS[0], meta={"filecoin.copies": "3"}))
+    assert (refused.value.limit, refused.value.quota, refused.value.usage) == ("filecoin_copies", 2, 3)
+    assert "quota is 2 per request and 3 were asked" in refused.value.details
+    assert world.store.writes == writes
+    # and two, or none asked, are accepted; so are three for bob, on the default plan
+    world.service.create("alice", PinRequest(cid=CIDS[0], meta={"filecoin.copies": "2"}))
+    world.service.create("alice", PinRequest(cid=CIDS[1]))
+    world.service.create("bob", PinRequest(cid=CIDS[0], meta={"filecoin.copies": "3"}))
+    assert world.service_quotas().filecoin_copies_quota("bob") is None
 
 
 def test_plans_and_overrides_set_by_the_operator(world: World):

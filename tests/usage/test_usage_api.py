@@ -74,5 +74,16 @@ def test_a_create_beyond_the_quota_is_409_and_changes_nothing(api, services, ten
     assert listed["count"] == 1 and listed["results"][0]["requestid"] == replaced.json["requestid"]
 
 
+def test_a_create_asking_more_filecoin_copies_than_the_quota_is_409(api, services, tenant_id):  # noqa: F811
+    # given alice may have one Filecoin copy a request
+    services.plan_admin.set_quotas(tenant_id, {"filecoin_copies": 1})
+    # when she asks for two in a request's meta
+    refused = api.request("POST", "/pins", json_body={"cid": cid_v1(b"a"), "meta": {"filecoin.copies": "2"}})
+    # then it is refused naming the limit, and nothing was created
+    assert_failure(refused, 409, "INSUFFICIENT_FUNDS")
+    assert "filecoin_copies quota is 1 per request and 2 were asked" in refused.json["error"]["details"]
+    assert api.request("GET", "/pins", params={"status": "queued,pinning,pinned,failed"}).json["count"] == 0
+
+
 def test_other_methods_on_usage_are_405(api):
     assert_failure(api.request("DELETE", "/usage"), 405, "METHOD_NOT_ALLOWED")
