@@ -904,11 +904,14 @@ def tenants_quota(
 
 @command(cli, "usage")
 @click.argument("tenant_id", required=False)
-@click.option("--all", "every", is_flag=True, help="Every tenant (the operator's report).")
+@click.option("--all", "every", is_flag=True, help="Every tenant, and the operator's unique bytes.")
 @click.option("--month", metavar="YYYY-MM", help="The month [the current one, UTC].")
 def usage(tenant_id: str | None, every: bool, month: str | None) -> None:
     """TENANT_ID's usage (or --all tenants'): pins by status and bytes pinned
-    now, and the month's bytes: as it began, as it ended (or now), byte-hours."""
+    now, and the month's bytes: as it began, as it ended (or now), byte-hours;
+    bytes in Filecoin now. --all adds the operator's unique bytes stored (each
+    CID once, however many requests hold it; as of the last folds) and JSON
+    {"tenants": [...], "operator": {...}}."""
     from chalicelib.usage.months import InvalidMonth, Month
 
     if every == (tenant_id is not None):
@@ -934,14 +937,27 @@ def usage(tenant_id: str | None, every: bool, month: str | None) -> None:
             str(one.bytes_pinned),
             str(one.month.ending),
             str(one.month.byte_hours),
+            str(one.filecoin_bytes),
         )
         for one in found
     ]
-    headers = ("TENANT", "MONTH", "IN-FLIGHT", "PINNED", "FAILED", "BYTES-NOW", "BYTES-END", "BYTE-HOURS")
-    emit(
-        [one.as_dict() for one in found] if every else found[0].as_dict(),
-        lambda: _print_table(headers, rows, "no tenants"),
-    )
+    headers = ("TENANT", "MONTH", "IN-FLIGHT", "PINNED", "FAILED", "BYTES-NOW", "BYTES-END", "BYTE-HOURS", "FILECOIN")
+    if not every:
+        emit(found[0].as_dict(), lambda: _print_table(headers, rows, "no tenants"))
+        return
+    from chalicelib.usage.unique import operator_usage
+
+    operator = operator_usage(services.operator_ledger, chosen)
+
+    def human() -> None:
+        _print_table(headers, rows, "no tenants")
+        figures = operator.month
+        click.echo(
+            f"operator, each CID once: {operator.unique_bytes} unique bytes now; {figures.month.text}: "
+            f"{figures.opening} as it began, {figures.ending} at its end (or now), {figures.byte_hours} byte-hours"
+        )
+
+    emit({"tenants": [one.as_dict() for one in found], "operator": operator.as_dict()}, human)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chalicelib.config import Settings
 from chalicelib.pins.cids import parse_cid
 from chalicelib.pins.model import PinRequest
+from chalicelib.storage.pin_keys import shard_key
 from chalicelib.storage.usage_plans import DynamoPlanRepository
 from chalicelib.wiring import build_services
 from tests.cli.test_admin_cli import assert_one_line_error, run, run_json
@@ -51,9 +52,17 @@ def test_usage_of_one_tenant_and_of_all(settings: Settings) -> None:
     every = run_json("usage", "--all")
     table = run("usage", "--all", "--month", "2020-01")
     # then alice's is hers, the report has both, and a past month reads as empty
-    assert one["bytes_pinned"] == 4096 and one["pins"]["pinned"] == 1
-    assert [(row["tenant"], row["bytes_pinned"]) for row in every] == [(alice, 4096), (bob, 0)]
+    assert one["bytes_pinned"] == 4096 and one["pins"]["pinned"] == 1 and one["filecoin_bytes"] == 0
+    assert [(row["tenant"], row["bytes_pinned"]) for row in every["tenants"]] == [(alice, 4096), (bob, 0)]
     assert table.exit_code == 0 and "2020-01" in table.stdout and alice in table.stdout
+    assert "0 unique bytes now; 2020-01: 0 as it began" in table.stdout
+    # and once bob pins the same CID and the changes fold, the operator stores its bytes once
+    pin = services.pins.create(bob, PinRequest(cid=CID))
+    services.store.update(services.store.update(pin, status="pinning"), status="pinned", info={"dag_size": "4096"})
+    for tenant_id in (alice, bob):
+        services.usage_folder.fold(shard_key(tenant_id, 0))
+    operator = run_json("usage", "--all")["operator"]
+    assert operator["unique_bytes"] == 4096 and operator["month_unique_bytes"]["ending"] == 4096
     # and a bad month or a missing tenant is one line on stderr
     assert_one_line_error(run("usage", alice, "--month", "2020-1"), "YYYY-MM")
     assert_one_line_error(run("usage"), "TENANT_ID or --all")
