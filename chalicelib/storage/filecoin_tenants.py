@@ -4,11 +4,9 @@ storage tier is."""
 
 from __future__ import annotations
 
-from pynamodb.exceptions import UpdateError
-
 from chalicelib.storage.busy import busy_as_storage_busy
-from chalicelib.storage.cancellations import condition_failed
 from chalicelib.storage.tenant_record import TenantRecord
+from chalicelib.storage.tenant_repository import update_tenant
 
 
 class DynamoTenantCopies:
@@ -23,10 +21,4 @@ class DynamoTenantCopies:
     def set_copies(self, tenant_id: str, copies: int | None) -> bool:
         attribute = TenantRecord.filecoin_copies
         action = attribute.remove() if copies is None else attribute.set(copies)
-        try:
-            TenantRecord(tenant_id).update(actions=[action], condition=TenantRecord.tenant_id.exists())
-        except UpdateError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
+        return update_tenant(TenantRecord(tenant_id), [action])

@@ -47,13 +47,7 @@ class DynamoTenantRepository:
             if cold_after_days is None
             else TenantRecord.cold_after_days.set(cold_after_days),
         ]
-        try:
-            record.update(actions=actions, condition=TenantRecord.tenant_id.exists())
-        except UpdateError as error:
-            if condition_failed(error):
-                return None
-            raise
-        return _tenant_of(record)
+        return _tenant_of(record) if update_tenant(record, actions) else None
 
     @busy_as_storage_busy()
     def set_rate_limits(self, tenant_id: str, limits: RateLimits | None) -> Tenant | None:
@@ -67,13 +61,19 @@ class DynamoTenantRepository:
         actions: list[Action] = [
             attribute.remove() if value is None else attribute.set(value) for attribute, value in values
         ]
-        try:
-            record.update(actions=actions, condition=TenantRecord.tenant_id.exists())
-        except UpdateError as error:
-            if condition_failed(error):
-                return None
-            raise
-        return _tenant_of(record)
+        return _tenant_of(record) if update_tenant(record, actions) else None
+
+
+def update_tenant(record: TenantRecord, actions: list[Action]) -> bool:
+    """Applies `actions` to a tenant's record in place (`record` reads back
+    the result); False, and nothing written, when there is no such tenant."""
+    try:
+        record.update(actions=actions, condition=TenantRecord.tenant_id.exists())
+    except UpdateError as error:
+        if condition_failed(error):
+            return False
+        raise
+    return True
 
 
 class DynamoTokenRepository:
