@@ -15,7 +15,7 @@ pinned; and the stream function's fold of the lifecycle's changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,22 +35,26 @@ from bench.support import (
 )
 
 MODES = ("before", "after: unlimited plan", "after: free plan")
+FOLD = "fold (stream function), per lifecycle"
 
 
 @dataclass
 class Counted:
-    reads: list[int]
-    writes: list[int]
-    tx_items: list[int]
-    usage_items: list[int]
+    reads: list[float]
+    writes: list[float]
+    tx_items: list[float]
+    usage_items: list[float]
     rcu: list[float]
 
 
 class UsageItemMeter:
-    """Counts the usage items (usage_keys: `u#~` changes) put in each transaction."""
+    """Counts the usage items (usage_keys: `u#~` changes) put in each
+    transaction, and the operator's unique-bytes items (a CID's hold, the
+    operator's months) written in them."""
 
     def __init__(self) -> None:
         self.items = 0
+        self.unique_items = 0
 
     def attach(self, client: Any) -> None:
         client.meta.events.register(
@@ -62,6 +66,9 @@ class UsageItemMeter:
             put = entry.get("Put", {}).get("Item", {})
             if put.get("sk", {}).get("S", "").startswith("u#~"):
                 self.items += 1
+            key = put or entry.get("Update", {}).get("Key", {})
+            if key.get("pk", {}).get("S", "").startswith(("#cid#", "#operator#")):
+                self.unique_items += 1
 
 
 @contextmanager
@@ -155,9 +162,20 @@ def _scenario(
     each("DELETE /pins/{requestid}", lambda i: api.ok("DELETE", f"/pins/{created[i]}", 202))
     if mode != MODES[0]:
         each("GET /usage", lambda i: api.ok("GET", "/usage", 200))
-    shard = f"{tenant}#0"
-    each("fold (stream function), per lifecycle", lambda i: _fold(services, shard, mode))
+    found[FOLD] = _fold_per_lifecycle(services, f"{tenant}#0", mode, n, meter, usage)
     return found
+
+
+def _fold_per_lifecycle(
+    services: Any, shard: str, mode: str, n: int, meter: DynamoMeter, usage: UsageItemMeter
+) -> Counted:
+    """The stream function's fold of the `n` lifecycles' changes, at once (as
+    a busy shard's are), divided by `n`; its usage items: the unique bytes' ones."""
+    mark, unique = meter.mark(), usage.unique_items
+    _fold(services, shard, mode)
+    tally: Tally = meter.since(mark)
+    per = [tally.reads / n], [tally.writes / n], [sum(tally.tx_items) / n], [(usage.unique_items - unique) / n]
+    return Counted(*per, [tally.rcu / n])
 
 
 def _fold(services: Any, shard: str, mode: str) -> None:
@@ -167,8 +185,8 @@ def _fold(services: Any, shard: str, mode: str) -> None:
         services.usage_folder.fold(shard)
 
 
-def _cell(values: list[int]) -> str:
-    return f"{median(values):g} / {max(values)}" if values else "-"
+def _cell(values: Sequence[float]) -> str:
+    return f"{median(values):.3g} / {max(values):.3g}" if values else "-"
 
 
 def report(results: dict[str, dict[str, Counted]]) -> bool:
@@ -207,7 +225,10 @@ def report(results: dict[str, dict[str, Counted]]) -> bool:
         ["step", "service", "read reqs", "extra reads", "~RCU", "write reqs", "items in tx", "usage items"],
         rows,
         note="usage items: items of the usage ledger in the step's transactions (one per status change that moves bytes: "
-        "the pinned write; a delete or replace of a pinned pin). The worker step is two status changes.",
+        "the pinned write; a delete or replace of a pinned pin). The worker step is two status changes. The fold: "
+        "every lifecycle's changes folded at once, divided by the lifecycles; each pins a CID of its own, whose "
+        "hold starts and ends: its usage items are the unique bytes' (the CIDs' holds, read in one BatchGetItem, "
+        "and the operator's month items), in the fold's transaction.",
     )
     print(
         "verdict: "

@@ -24,5 +24,8 @@ def test_usage_adds_no_read_to_reads_and_one_item_per_status_change(capsys: pyte
     assert unlimited["POST /pins"].usage_items == [0, 0]
     for step in ("POST /pins", "worker: pinning, pinned", "DELETE /pins/{requestid}"):
         assert unlimited[step].writes == before[step].writes
+    # and the fold writes each lifecycle's CID's hold and at most one operator month item a lifecycle
+    assert 1 <= unlimited[usage_cost.FOLD].usage_items[0] <= 2
+    assert before[usage_cost.FOLD].usage_items == [0]
     assert met
     assert "verdict: MET" in capsys.readouterr().out
