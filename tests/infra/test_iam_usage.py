@@ -749,6 +749,15 @@ def filecoin_copies_are_made_proven_shown_and_ended(
         with recorder.running("ArchiveWorker"):
             done = client.lambda_.invoke("archive_worker", sqs_event([message], "pinning-dev-archives")).payload
         assert done == {"batchItemFailures": []}
+    filecoin_copies_prove_are_read_given_up_and_ended(client, recorder, api, chain, cid, request_id, copies[0])
+    recorder.settings = settings
+
+
+def filecoin_copies_prove_are_read_given_up_and_ended(
+    client: Any, recorder: Recorder, api: Any, chain: FakeChain, cid: str, request_id: str, copy: QueuedMessage
+) -> None:
+    settings = recorder.settings  # the caller's: turns with no margin
+    scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
     chain.advance(20)  # the additions mined, and proven at their first challenge
     with recorder.running("TrackFilecoinCopies"):
         client.lambda_.invoke("track_filecoin_copies", scheduled)
@@ -756,7 +765,7 @@ def filecoin_copies_are_made_proven_shown_and_ended(
         assert api.request("GET", f"/pins/{request_id}/receipts").json["copies_proving"] == 2
         assert api.request("GET", f"/pins/{request_id}").json["info"]["filecoin_copies"] == "2/2"
     with recorder.running("ArchiveDeadLetters"):
-        client.lambda_.invoke("archive_dead_letters", sqs_event([copies[0]], "pinning-dev-archives-dlq"))
+        client.lambda_.invoke("archive_dead_letters", sqs_event([copy], "pinning-dev-archives-dlq"))
     with recorder.running("APIHandler"):
         api.request("DELETE", f"/pins/{request_id}")
     workers_run(client, recorder, settings.queue_url, rounds=2)

@@ -67,8 +67,19 @@ def test_the_workers_subnets_have_no_way_to_the_internet_unless_filecoin_egress_
     # Then none but the public subnets' leads out, and there is no NAT gateway
     assert [route["Properties"]["RouteTableId"] for route in routes] == [{"Ref": "PublicRouteTable"}]
     assert not [r for r in unconditional.values() if r["Type"] in ("AWS::EC2::NatGateway", "AWS::EC2::EIP")]
-    # And with FilecoinEgress=true, one NAT gateway in a public subnet is the private subnets' way out
+    private = {
+        a["Properties"]["SubnetId"]["Ref"]
+        for a in of_type("AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["RouteTableId"] == {"Ref": "PrivateRouteTable"}
+    }
+    assert private == {"PrivateSubnetA", "PrivateSubnetB"}
+    assert all(RESOURCES[subnet]["Properties"].get("MapPublicIpOnLaunch") is not True for subnet in private)
+
+
+def test_with_filecoin_egress_one_nat_gateway_is_the_private_subnets_way_out():
+    # Given the parameter, off by default
     assert TEMPLATE["Parameters"]["FilecoinEgress"]["Default"] == "false"
+    # Then with it on, one NAT gateway in a public subnet is the private route table's way out
     (nat,) = of_type("AWS::EC2::NatGateway").values()
     (out,) = [
         r
@@ -78,13 +89,6 @@ def test_the_workers_subnets_have_no_way_to_the_internet_unless_filecoin_egress_
     assert nat["Condition"] == out["Condition"] == "HasFilecoinEgress"
     assert nat["Properties"]["SubnetId"] == {"Ref": "PublicSubnetA"}
     assert out["Properties"]["NatGatewayId"] == {"Ref": "FilecoinEgressNat"}
-    private = {
-        a["Properties"]["SubnetId"]["Ref"]
-        for a in of_type("AWS::EC2::SubnetRouteTableAssociation").values()
-        if a["Properties"]["RouteTableId"] == {"Ref": "PrivateRouteTable"}
-    }
-    assert private == {"PrivateSubnetA", "PrivateSubnetB"}
-    assert all(RESOURCES[subnet]["Properties"].get("MapPublicIpOnLaunch") is not True for subnet in private)
 
 
 def test_the_workers_reach_dynamodb_s3_sqs_and_secrets_manager_through_endpoints():

@@ -378,7 +378,12 @@ def test_the_filecoin_wallet_secret_is_created_empty_and_read_only_by_the_functi
         assert [s["Action"] for s in readers] == ([["secretsmanager:GetSecretValue"]] if name in signers else [])
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert (variables.get("FILECOIN_WALLET_SECRET_ARN") == {"Ref": "FilecoinWalletSecret"}) is (name in signers)
-    # and the tracker runs every minute, outside the workers' network (it reaches the chain and the providers)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_OPTIONS))
+def test_the_filecoin_tracker_runs_outside_the_workers_network_and_its_table_is_protected(packaged, stage):
+    resources = load(packaged[stage])["Resources"]
+    # Then the tracker runs outside the workers' network (it reaches the chain and the providers)
     tracker = resources["TrackFilecoinCopies"]["Properties"]
     assert tracker["Handler"] == "app.track_filecoin_copies" and "VpcConfig" not in tracker
     # and the copies table's due index holds keys only, its table protected in prod
