@@ -44,6 +44,9 @@ ARCHIVE_SWEEP_SECONDS = 60.0
 COOLING_SECONDS = 60.0
 # The Filecoin tracker's (AWS: a minute), so copies move within seconds here.
 FILECOIN_TRACKER_SECONDS = 2.0
+# The usage export's (AWS: the 1st of each month): the month just ended's
+# records written again to the local bucket (the same object each time).
+USAGE_EXPORT_SECONDS = 300.0
 # The fake PDP network of `make dev` (devstack.fake_pdp_provider): three
 # providers in three places, and a chain whose epoch (30 s on Filecoin) lasts
 # a quarter second, so a copy's first proof comes seconds after it is added.
@@ -294,6 +297,10 @@ class DevStack:
         os.environ.setdefault("ARCHIVE_BUCKET", f"{prefix}-archives")
         aws.create_archive_bucket(self._aws.endpoint_url, os.environ["ARCHIVE_BUCKET"])
         say(f"  S3 bucket {os.environ['ARCHIVE_BUCKET']} (the cold tier's archives)")
+        # The monthly usage records go to the same bucket (usage/), as on AWS;
+        # tenants given no plan are on `demo` (chalicelib.usage.plans) unless the environment says otherwise.
+        os.environ.setdefault("USAGE_BUCKET", os.environ["ARCHIVE_BUCKET"])
+        os.environ.setdefault("DEFAULT_PLAN", "demo")
 
         self._start_filecoin()
 
@@ -311,6 +318,8 @@ class DevStack:
             "PIN_QUEUE_URL",
             "ARCHIVE_QUEUE_URL",
             "ARCHIVE_BUCKET",
+            "USAGE_BUCKET",
+            "DEFAULT_PLAN",
             "ALLOW_PRIVATE_ORIGINS",
             "KUBO_RPC_SECRET",
         ]
@@ -562,6 +571,12 @@ class DevStack:
                 FILECOIN_TRACKER_SECONDS,
                 _tracked,
             ),
+            ScheduledJob(
+                app_module.export_usage,
+                f"{rule}-export_usage",
+                USAGE_EXPORT_SECONDS,
+                lambda key: f"usage records written to s3://{os.environ['USAGE_BUCKET']}/{key}" if key else None,
+            ),
             StreamPoller(
                 streams_client(self._aws.endpoint_url),
                 table_name(Settings.from_env(), PinItem),
@@ -579,6 +594,8 @@ class DevStack:
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
             f"cold-only pins due cooled every {COOLING_SECONDS:g} s, "
             f"Filecoin copies tracked every {FILECOIN_TRACKER_SECONDS:g} s, "
+            f"last month's usage exported every {USAGE_EXPORT_SECONDS:g} s (plan of new tenants: "
+            f"{os.environ['DEFAULT_PLAN']}), "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "
             "archives made one at a time from the archive queue, "
             "webhooks sent from the pins table's stream through the webhooks queue."

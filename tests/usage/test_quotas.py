@@ -85,8 +85,8 @@ def test_a_create_is_refused_while_the_bytes_quota_is_used_up(world: World):
 
 
 def test_a_request_asking_more_filecoin_copies_than_its_plan_is_refused_and_changes_nothing(world: World):
-    # given alice on the demo plan (two Filecoin copies a request)
-    world.plans.put("alice", TenantPlan("demo"))
+    # given alice on the pro plan (two Filecoin copies a request)
+    world.plans.put("alice", TenantPlan("pro"))
     writes = world.store.writes
     # when she asks for three in a request's meta, then it is refused naming the limit; nothing is written
     with pytest.raises(QuotaExceeded) as refused:
