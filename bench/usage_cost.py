@@ -201,7 +201,7 @@ def report(results: dict[str, dict[str, Counted]]) -> bool:
             extra_reads = (
                 ""
                 if mode == MODES[0] or label not in before
-                else f"{median(counted.reads) - median(before[label].reads):+g}"
+                else f"{median(counted.reads) - median(before[label].reads):+.3g}"
             )
             rows.append(
                 [
