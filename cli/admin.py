@@ -883,7 +883,7 @@ def tenants_plan(tenant_id: str, plan: str | None) -> None:
 @click.option("--pins", metavar="N|plan", help="Queued, pinning and pinned requests at most.")
 @click.option("--bytes", "bytes_", metavar="N|plan", help="Bytes pinned at most (DAG sizes).")
 @click.option("--in-flight", metavar="N|plan", help="Queued and pinning requests at most.")
-@click.option("--filecoin-copies", metavar="N|plan", help="Filecoin copies at most.")
+@click.option("--filecoin-copies", metavar="N|plan", help="Filecoin copies a request may have at most.")
 def tenants_quota(
     tenant_id: str, pins: str | None, bytes_: str | None, in_flight: str | None, filecoin_copies: str | None
 ) -> None:
