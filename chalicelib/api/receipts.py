@@ -73,8 +73,11 @@ class Receipts:
             ),
             None,
         )
-        # Not recorded yet (the archive comes first): what the request will want.
-        wanted = self._wanted(pin.tenant_id, pin.meta) if recorded is None else recorded
+        # As the tracker last showed it (a plan's quota may cap the want); else as
+        # recorded; not recorded yet (the archive comes first): what it will want.
+        wanted = _shown_wanted(pin.info)
+        if wanted is None:
+            wanted = self._wanted(pin.tenant_id, pin.meta) if recorded is None else recorded
         proving = sum(1 for record in records.copies if record.receipt.state is CopyState.PROVING)
         names = self._names() if records.copies else {}
         return {
@@ -84,6 +87,12 @@ class Receipts:
             "filecoin": pin.info.get("filecoin") or (PENDING if wanted else OFF),
             "receipts": [receipt_json(record, names) for record in records.copies],
         }
+
+
+def _shown_wanted(info: Mapping[str, str]) -> int | None:
+    """The wanted part of info's `filecoin_copies` ("<proving>/<wanted>"), if shown."""
+    _, slash, wanted = info.get("filecoin_copies", "").partition("/")
+    return int(wanted) if slash and wanted.isdigit() else None
 
 
 def receipt_json(record: CopyRecord, names: Mapping[str, str]) -> dict[str, Any]:

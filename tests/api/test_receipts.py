@@ -4,9 +4,11 @@ another tenant's request is 404 as an unknown one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.api.receipts import ProviderNames
+from chalicelib.cold.archiver import merge_info
 from chalicelib.filecoin.backend import CopyState, Receipt
 from chalicelib.filecoin.repository import CopyRecord, Want
 from chalicelib.pins.timestamps import format_ms
@@ -92,6 +94,21 @@ def test_before_its_archive_a_request_shows_the_copies_it_will_want(api: Any, se
     # When its receipts are read, then it wants 3, none begun
     reply = receipts(api, pin["requestid"])
     assert reply.json == {"copies_wanted": 3, "copies_proving": 0, "filecoin": "pending", "receipts": []}
+
+
+def test_the_copies_wanted_are_as_the_tracker_last_showed_them(
+    api: Any, services: Any, tenant_id: str, set_status: Callable[[str, str], None]
+) -> None:
+    # Given a pinned request whose recorded want (3) the tracker showed capped at 2 by its tenant's plan
+    services.filecoin_backend = MemoryBackend.with_providers("f01")
+    pin = api.pin(cid_v1("capped"))
+    set_status(pin["requestid"], "pinned")
+    record = services.pins.get(tenant_id, pin["requestid"])
+    services.filecoin_copies.want(record.cid_key, Want(tenant_id, pin["requestid"], 3), T0)
+    shown = {"filecoin_copies": "0/2", "filecoin": "pending", "filecoin_quota": "3 copies asked, capped at 2"}
+    assert merge_info(services.store, tenant_id, record.created_ms, record.request_id, tuple(shown), shown)
+    # When its receipts are read, then it wants what the tracker showed
+    assert receipts(api, pin["requestid"]).json["copies_wanted"] == 2
 
 
 def test_another_tenants_request_is_not_found(api: Any, other_tenant: Any) -> None:
