@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from chalicelib.usage.quotas import QuotaCheck, TenantQuotas
     from chalicelib.usage.requests import RequestMeter
     from chalicelib.usage.unique import OperatorLedger
-    from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.webhooks.parts import WebhookParts
+    from chalicelib.worker.invocation_slots import InvocationSlots
     from chalicelib.worker.pin_worker import PinWorker
 
 
