@@ -135,7 +135,8 @@ def running_stack(
     with served_stack(
         state_dir,
         ["--user-node-port", "auto", *args],
-        env=env,
+        # Filecoin copies (a fake chain and providers, a tracker every 2 s) only where a test asks for them.
+        env={"FILECOIN_BACKEND": "off", **env},
         start_timeout=START_TIMEOUT_S,
         stop_timeout=STOP_TIMEOUT_S,
     ) as served:

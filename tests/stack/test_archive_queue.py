@@ -19,6 +19,7 @@ ARCHIVE_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Without Filecoin copies (running_stack's default): the tracker would queue copy messages here.
     with running_stack(tmp_path_factory, [], {}) as started:
         yield started
 
