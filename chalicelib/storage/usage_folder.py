@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from pynamodb.exceptions import TransactWriteError
@@ -78,10 +78,12 @@ def shard_changes(shard: str, limit: int | None = None) -> list[tuple[str, Bytes
     return [(pending.sort_key, pending.change) for pending in _pending(shard, limit)]
 
 
-def read_holds(cids: Iterable[str]) -> dict[str, CidHold]:
+def read_holds(cids: Collection[str]) -> dict[str, CidHold]:
     """The CIDs' holds as stored (CidHold(): never held)."""
     keys = [(hold_partition(cid), HOLD_SORT_KEY) for cid in cids]
     holds = {cid: CidHold() for cid in cids}
+    if not keys:  # a fold of changes that start or end no hold reads nothing
+        return holds
     for item in UsageItem.batch_get(keys, consistent_read=True):
         holds[item.pk.removeprefix(hold_partition(""))] = CidHold(
             item.refs or 0, item.size or 0, item.since, item.until, item.version or 0
