@@ -7,9 +7,13 @@ A provider is a candidate when all of these hold:
 4. its region is one of FILECOIN_REGIONS, when the stage names some and the
    registry tells the provider's region (an unknown region is not refused:
    registries rarely say);
-5. it holds no live copy of the CID (never two copies with one provider);
-6. no copy of the CID with it ever failed, lapsed or was terminated (a
-   repair goes to another provider).
+5. it never had a copy of the CID, in any state: never two copies with one
+   provider; a repair goes to another provider; and a copy ended as no
+   longer wanted is not made again with the same provider (a backend may
+   authorise one copy per provider and piece: PDP's authorisation nonce is
+   derived from them, so a second copy would find the first, ended, and
+   the tracker would ask again and again). When the CID has been with
+   every provider, it waits with "no provider available".
 
 Candidates are taken in the order of SHA-256(CID, provider id): the same
 CID always prefers the same providers (a retry or a second tracker picks
@@ -46,7 +50,7 @@ def choose(
     cid: str, providers: Sequence[Provider], count: int, rule: ProviderRule, shunned: Collection[str]
 ) -> list[Provider]:
     """Up to `count` providers for new copies of `cid`, never one of `shunned`
-    (those with a live copy of it, or which failed it)."""
+    (those which had a copy of it)."""
     candidates = [p for p in providers if rule.admits(p) and p.provider_id not in shunned]
     unique = {provider.provider_id: provider for provider in candidates}
     return sorted(unique.values(), key=lambda provider: _spread(cid, provider.provider_id))[: max(count, 0)]

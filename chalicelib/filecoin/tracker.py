@@ -347,7 +347,7 @@ class Tracker:
 
     def _make(self, visit: _Visit, car: ArchivedCar, need: int, report: TrackReport) -> None:
         piece = Piece(visit.cid, car.piece_cid_v2, car.piece_cid_v1, car.padded_size, car.car_bytes)
-        shunned = {record.provider_id for record in visit.copies if _shuns(record)}
+        shunned = {record.provider_id for record in visit.copies}
         chosen = choose(visit.cid, self._backend.providers(), need, self._settings.rule, shunned)
         if not chosen:
             visit.waiting = NO_PROVIDER
@@ -365,16 +365,15 @@ class Tracker:
                 visit.waiting = SPEND_CAP_REACHED
                 report.spend_cap_reached += 1
                 return
-            n = sum(1 for record in visit.copies if record.provider_id == provider.provider_id)
             receipt = Receipt(provider.provider_id, piece.piece_cid, CopyState.PENDING)
-            record = CopyRecord(visit.cid, n, receipt, created_ms=visit.now, updated_ms=visit.now)
+            record = CopyRecord(visit.cid, 0, receipt, created_ms=visit.now, updated_ms=visit.now)
             if not self._copies.add_copy(record, visit.version):
                 self._copies.release_spend(period, cost)
                 raise Stop(visit.cid)
             visit.version += 1
             visit.copies.append(replace(record, version=1))
             available -= cost
-            self._send(FilecoinCopyRequested(visit.cid, provider.provider_id, n))
+            self._send(FilecoinCopyRequested(visit.cid, provider.provider_id, record.n))
             if repair:
                 report.repaired += 1
             else:
@@ -444,11 +443,6 @@ def _lost(record: CopyRecord) -> bool:
     return state in (CopyState.FAILED, CopyState.TERMINATED) or (
         state is CopyState.ENDED and record.lapsed_ms is not None
     )
-
-
-def _shuns(record: CopyRecord) -> bool:
-    """Whether the record keeps its provider from a new copy of the CID."""
-    return record.receipt.state.live or _lapsed(record) or _lost(record)
 
 
 def _summary(proving: int, wanted: int, waiting: str, lost: bool) -> dict[str, str]:

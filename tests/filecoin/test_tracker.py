@@ -125,6 +125,31 @@ def test_copies_beyond_what_is_wanted_are_ended_newest_first():
     assert copies.backend.held[(newest, f"bafkzcib-{CID}")].state is CopyState.ENDED
 
 
+def test_a_copy_wanted_again_goes_to_a_provider_the_cid_never_had_or_waits():
+    # Given a CID with 2 copies proving, then one ended as no longer wanted
+    providers = ("f01", "f02", "f03")
+    copies = build(providers=providers)
+    two = copies.archived_request(meta={"filecoin.copies": "2"})
+    copies.settle()
+    copies.archived_request(tenant_id="bob", meta={"filecoin.copies": "1"})
+    copies.wants.let_go(CID, two.tenant_id, two.request_id)
+    copies.settle()
+    (ended,) = copies.in_state(CopyState.ENDED)
+    (kept,) = copies.in_state(CopyState.PROVING)
+    # When a request wants 2 again, then the second copy goes to the provider the CID never had
+    copies.archived_request(meta={"filecoin.copies": "2"})
+    copies.settle()
+    (never,) = set(providers) - {ended, kept}
+    assert sorted(copies.in_state(CopyState.PROVING)) == sorted([kept, never])
+    # When one wants 3, then every provider had the CID: it waits and says so, and nothing more is spent
+    spent = copies.copies.spent(period_of(copies.clock()))
+    three = copies.archived_request(tenant_id="bob", meta={"filecoin.copies": "3"})
+    copies.settle()
+    assert [record.provider_id for record in copies.records()].count(ended) == 1
+    assert copies.copies.spent(period_of(copies.clock())) == spent
+    assert copies.info(three) == {"filecoin": "waiting: no provider available", "filecoin_copies": "2/3"}
+
+
 def test_an_orphaned_archive_ends_all_copies_before_it_is_deleted():
     copies = build()
     pin = copies.archived_request(meta={"filecoin.copies": "2"})
