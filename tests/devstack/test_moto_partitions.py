@@ -137,3 +137,45 @@ def test_a_numeric_sort_key_is_compared_as_a_number(table: Any) -> None:
 
     # then: 10 alone is between 3 and 20 (as a string, "10" < "3" and "2" is not)
     assert table.query(TableName="numbers", **query)["Items"] == by_moto == [{"pk": {"S": "a"}, "sk": {"N": "10"}}]
+
+
+@pytest.mark.parametrize("query", [q for q in QUERIES if "sk" in q["KeyConditionExpression"]])
+def test_a_sort_key_condition_is_found_by_bisection_as_moto_answers_it(
+    table: Any, query: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: moto's answers, whole and in pages of 3
+    by_moto = [all_pages(table, query, None), all_pages(table, query, 3)]
+    # and: the partition-scoped query, with a record of the conditions bisected
+    moto_partitions.install()
+    bisected: list[str] = []
+    matching = moto_partitions._Partition.matching
+
+    def recorded(self: Any, comparison: str, operands: list[Any]) -> Any:
+        found = matching(self, comparison, operands)
+        bisected.append(comparison if found is not None else "")
+        return found
+
+    monkeypatch.setattr(moto_partitions._Partition, "matching", recorded)
+
+    # when: it is asked again
+    answered = [all_pages(table, query, None), all_pages(table, query, 3)]
+
+    # then: the same items in the same pages, each found by bisecting the partition's ordered keys
+    assert answered == by_moto
+    assert bisected and all(bisected)
+
+
+def test_the_ordered_keys_follow_the_partitions_puts_and_deletes(table: Any) -> None:
+    # given: the partition-scoped query, asked once (the partition's keys put in order)
+    moto_partitions.install()
+    query = QUERIES[1]  # shard-b's c# items
+    assert len(table.query(TableName="pins", **query)["Items"]) == 10
+
+    # when: one of them is deleted, one put anew between others, one put again
+    table.delete_item(TableName="pins", Key={"pk": {"S": "shard-b"}, "sk": {"S": "c#04"}})
+    table.put_item(TableName="pins", Item={"pk": {"S": "shard-b"}, "sk": {"S": "c#04a"}, "kind": {"S": "change"}})
+    table.put_item(TableName="pins", Item={"pk": {"S": "shard-b"}, "sk": {"S": "c#05"}, "kind": {"S": "change"}})
+
+    # then: the query finds what the partition holds, in order
+    keys = [item["sk"]["S"] for item in table.query(TableName="pins", **query)["Items"]]
+    assert keys == ["c#00", "c#01", "c#02", "c#03", "c#04a", "c#05", "c#06", "c#07", "c#08", "c#09"]
