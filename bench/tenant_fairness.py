@@ -2,9 +2,9 @@
 latency alone and under tenant A's backlog, side by side in one run.
 
 One stack a scenario (`python -m devstack` on free loopback ports, as `make
-dev` runs it, the worker included: its 5 pollers, the emulated fair queue,
-TENANT_SHARE 3, the dev stage's TENANT_INVOCATIONS 1); everything over HTTP,
-as users would. Tenant A is the
+dev` runs it, the worker included: a poller per invocation of the dev
+stage (2), the emulated fair queue, TENANT_SHARE 3, TENANT_INVOCATIONS 1; the
+API in a process of its own); everything over HTTP, as users would. Tenant A is the
 stack's demo tenant, B a tenant made with `python -m cli.admin`. In each
 scenario:
 
