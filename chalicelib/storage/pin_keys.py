@@ -29,6 +29,14 @@ count's changes in the request that reads its pins. Every change is two
 items (create: `p#~` and its status's; delete: the same; a move: the two
 statuses'), each naming the statuses before and after.
 
+A write that changes what a request's `info` says of its archive, tier or
+Filecoin copies also inserts the event it is, for the webhooks
+(chalicelib.webhooks.info_events), with its data and a TTL:
+
+    e#<created>#<request>#<v>#<event type>
+
+No list, count or fold reads `e#`: the items are only the stream's.
+
 A tenant's claimed idempotency key is an item of its own
 (`tenant#claim#<key digest>`), written with the pin it created.
 
@@ -65,6 +73,7 @@ BY_NAME = "n"
 BY_FOLDED_NAME = "f"
 BY_META = "m"
 COUNTER = "k"
+EVENT = "e"
 # Sorts after the 13 digits of a pin's `created`: changes sit atop their stream.
 CHANGES = "~"
 # The meta entry of a pin with more pairs than are indexed: every meta query reads these.
@@ -168,6 +177,11 @@ def change_of(stream: str, sort_key: str) -> str | None:
 def created_of_change(change: str) -> int:
     """The `created` millisecond of the pin a change is of."""
     return int(change[:CREATED_DIGITS])
+
+
+def event_sort_key(created_ms: int, request_id: str, version: int, event_type: str) -> str:
+    """A request's event, written at the pin's `version`: one per write and type."""
+    return f"{EVENT}#{created_ms:0{CREATED_DIGITS}d}#{request_id}#{version}#{event_type}"
 
 
 def counter_sort_key(level: int, parent: int) -> str:

@@ -81,6 +81,7 @@ from chalicelib.storage.pin_keys import (
     digest,
     entry_key,
     entry_prefix,
+    event_sort_key,
     meta_key,
     pair_digest,
     pin_sort_key,
@@ -90,8 +91,11 @@ from chalicelib.storage.pin_keys import (
 )
 from chalicelib.storage.shard_plan import ShardPlans
 from chalicelib.storage.usage_changes import usage_change_items
+from chalicelib.webhooks.info_events import info_events
 
 ALL_STATUSES = frozenset(STATUSES)
+# An event item outlives the stream's 24 hours, in which the webhooks read it.
+EVENT_TTL_SECONDS = 2 * 24 * 3600
 # A transaction that conflicts with another is retried this many times, after
 # uniform(0, CONFLICT_BACKOFF_BASE_S * 2**attempt) seconds each.
 CONFLICT_RETRIES = 6
@@ -299,6 +303,8 @@ class PinStore:
         if node_ids is not None:
             actions.append(PinItem.node_ids.set(list(node_ids)))
         moved = updated.status != pin.status
+        # The cold-tier and Filecoin events of the change, for the webhooks (none on the pinning path).
+        events = [_event_item(shard, updated, *event) for event in info_events(pin.info, updated.info)]
 
         def fill(tx: TransactWrite) -> None:
             if moved:
@@ -312,12 +318,23 @@ class PinStore:
                     tx.save(item)
             for usage_item in usage_change_items(shard, pin, updated, self.usage_clock()):
                 tx.save(usage_item)
+            for event in events:
+                tx.save(event)
 
         try:
             self._transact(fill)
         except _ConditionFailed as failed:
             raise StaleRecord() from failed
         return updated
+
+    def event_data(self, shard: str, sort_key: str) -> dict[str, str] | None:
+        """The data of a request's event item (pin_keys.event_sort_key); None once expired."""
+        with busy_as_storage_busy():
+            try:
+                item = PinItem.get(shard, sort_key, consistent_read=True)
+            except PinItem.DoesNotExist:
+                return None
+        return {"cid": item.cid or "", **plain_map(item.info)}
 
     def _transact(self, fill: Callable[[TransactWrite], None]) -> None:
         """Runs one transaction; retries it (a bounded number of times, with
@@ -669,6 +686,18 @@ def _claim_item(pin: Pin, claim: IdempotencyClaim) -> PinItem:
     item.expires_ms = claim.expires_ms
     item.expires = datetime.fromtimestamp(claim.expires_ms / 1000, tz=UTC)
     return item
+
+
+def _event_item(shard: str, pin: Pin, event_type: str, data: Mapping[str, str]) -> PinItem:
+    """An event of the request, kept for the stream's readers until its TTL."""
+    expires = datetime.fromtimestamp(time.time() + EVENT_TTL_SECONDS, tz=UTC)
+    return PinItem(
+        shard,
+        event_sort_key(pin.created_ms, pin.request_id, pin.version, event_type),
+        cid=pin.cid,
+        info=dict(data) or None,
+        expires=expires,
+    )
 
 
 def _claimable(now_ms: int) -> Condition:

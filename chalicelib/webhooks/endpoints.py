@@ -15,19 +15,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chalicelib.webhooks.addresses import EndpointRefused
+from chalicelib.webhooks.info_events import INFO_EVENTS
 
 # The status changes of a tenant's pins, one event type each.
 PIN_EVENTS = ("pin.queued", "pin.pinning", "pin.pinned", "pin.failed", "pin.deleted")
-# Named now so that no endpoint takes them for something else; no event is sent under them yet.
-RESERVED_EVENTS = (
-    "pin.archived",
-    "pin.restored",
-    "pin.cooled",
-    "filecoin.deal_proposed",
-    "filecoin.deal_active",
-    "filecoin.deal_failed",
-)
-EVENT_TYPES = PIN_EVENTS + RESERVED_EVENTS
+# The cold-tier and Filecoin events of a tenant's requests (chalicelib.webhooks.info_events).
+EVENT_TYPES = PIN_EVENTS + INFO_EVENTS
 MAX_ENDPOINTS = 10  # per tenant: the stream consumer sends each event to each of them
 MAX_URL_CHARS = 2048
 SECRET_PREFIX = "whsec_"
@@ -106,7 +99,7 @@ def parse_events(events: Iterable[object]) -> tuple[str, ...]:
     """The event types asked for, each once, in EVENT_TYPES' order."""
     asked = list(events)
     if not asked:
-        raise InvalidEndpoint(f"name at least one event type of: {', '.join(PIN_EVENTS)}")
+        raise InvalidEndpoint(f"name at least one event type of: {', '.join(EVENT_TYPES)}")
     unknown = [event for event in asked if event not in EVENT_TYPES]
     if unknown:
         raise InvalidEndpoint(f"unknown event type(s) {unknown!r}; known: {', '.join(EVENT_TYPES)}")

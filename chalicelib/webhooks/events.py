@@ -12,6 +12,11 @@ writes already say what happened (chalicelib.storage.pin_keys):
   a MODIFY, no event). A pin is queued only when created: the status copy
   of `queued` is no event of its own.
 
+- a write of a request's `info` that is a cold-tier or Filecoin event
+  (chalicelib.webhooks.info_events) inserts the event's own item,
+  `e#<created>#<request id>#<version>#<event type>`: its keys name the
+  request and the event, the item holds the event's data.
+
 Lambda's event filter (WEBHOOK_FILTER) lets only those insertions through;
 a record that gets through anyway is ignored here.
 
@@ -34,21 +39,26 @@ from chalicelib.storage.pin_keys import (
     BY_STATUS,
     CHANGES,
     CREATED_DIGITS,
+    EVENT,
     PIN,
     STATUS_OF_CODE,
     entry_prefix,
     status_prefix,
     tenant_of_shard,
 )
+from chalicelib.webhooks.info_events import INFO_EVENTS
 
 _STATUS_COPY_PREFIXES = tuple(
     status_prefix(status) + digit for status in STATUS_OF_CODE.values() if status != "queued" for digit in "0123456789"
 )
 _PIN_CHANGES = entry_prefix(PIN) + CHANGES
-# Lambda's event filter syntax: inserted status copies and pin changes.
+_EVENTS = entry_prefix(EVENT)
+# Lambda's event filter syntax: inserted status copies, pin changes and event items.
 WEBHOOK_FILTER: Mapping[str, Any] = {
     "eventName": ["INSERT"],
-    "dynamodb": {"Keys": {"sk": {"S": [{"prefix": prefix} for prefix in (*_STATUS_COPY_PREFIXES, _PIN_CHANGES)]}}},
+    "dynamodb": {
+        "Keys": {"sk": {"S": [{"prefix": prefix} for prefix in (*_STATUS_COPY_PREFIXES, _PIN_CHANGES, _EVENTS)]}}
+    },
 }
 
 
@@ -63,6 +73,8 @@ class PinEvent:
     at_ms: int  # when the write happened (the stream's approximate time)
     # The same for every delivery of the same record: the receiver's key against duplicates.
     message_id: str
+    # An event item's keys (shard, sort key): its data is read from it.
+    item: tuple[str, str] | None = None
 
 
 def _message_id(*parts: str) -> str:
@@ -106,4 +118,19 @@ def pin_event(record: Any, now_ms: int) -> PinEvent | None:
         # A request is created once and deleted once: its id and the event name the message.
         message_id = _message_id(tenant_id, request_id, event_type)
         return PinEvent(event_type, tenant_id, int(created), request_id, at_ms, message_id)
+    if sort_key.startswith(_EVENTS):
+        return _item_event(shard, sort_key, tenant_id, at_ms)
     return None
+
+
+def _item_event(shard: str, sort_key: str, tenant_id: str, at_ms: int) -> PinEvent | None:
+    parts = sort_key[len(_EVENTS) :].split("#")
+    if len(parts) != 4 or not (len(parts[0]) == CREATED_DIGITS and parts[0].isdigit() and parts[2].isdigit()):
+        return None
+    created, request_id, _, event_type = parts
+    if event_type not in INFO_EVENTS:
+        return None
+    # One item per write and event type: its keys name the message.
+    return PinEvent(
+        event_type, tenant_id, int(created), request_id, at_ms, _message_id(shard, sort_key), (shard, sort_key)
+    )

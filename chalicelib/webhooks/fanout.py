@@ -4,7 +4,9 @@ delivery to each of its endpoints that wants it, on the webhooks queue.
 A status event's PinStatus (and for a status copy, the request) is read
 from the pin (one strongly consistent read). A pin gone by then was
 deleted, and its deletion follows: a creation is still sent (its keys name
-the request), a status it passed through is not (they do not). A tenant's endpoints are read once per batch.
+the request), a status it passed through is not (they do not). A cold-tier
+or Filecoin event's data is read from its own item (one strongly consistent
+read), which names the request. A tenant's endpoints are read once per batch.
 
 A record whose reads or sends fail is reported: the stream delivers it
 and every record after it again, in order, and the queue drops the
@@ -33,6 +35,8 @@ logger = logging.getLogger("pinning.webhooks")
 class PinReader(Protocol):
     def get(self, tenant_id: str, created_ms: int) -> Pin | None: ...
 
+    def event_data(self, shard: str, sort_key: str) -> dict[str, str] | None: ...
+
 
 class DeliverySender(Protocol):
     def send(self, deliveries: Sequence[Delivery]) -> None: ...
@@ -50,6 +54,13 @@ def payload(event: PinEvent, request_id: str, pin: Pin | None) -> str:
     else:
         data = pin_status(replace(pin, status=status))
     return json.dumps({"type": event.event_type, "timestamp": format_ms(event.at_ms), "data": data})
+
+
+def item_payload(event: PinEvent, request_id: str, data: dict[str, str]) -> str:
+    """The JSON body of a cold-tier or Filecoin event: {type, timestamp,
+    data}, data the request, its CID and the event's values."""
+    body = {"requestid": request_id, "created": format_ms(event.created_ms), **data}
+    return json.dumps({"type": event.event_type, "timestamp": format_ms(event.at_ms), "data": body})
 
 
 class Fanout:
@@ -82,13 +93,10 @@ class Fanout:
         wanting = [endpoint for endpoint in tenants[event.tenant_id] if endpoint.wants(event.event_type)]
         if not wanting:
             return []
-        pin = None if event.event_type == "pin.deleted" else self._pins.get(event.tenant_id, event.created_ms)
-        if pin is not None and event.request_id not in (None, pin.request_id):
-            pin = None  # another request created in the same millisecond (its own events follow)
-        request_id = event.request_id or (pin.request_id if pin is not None else None)
-        if request_id is None:
-            return []  # deleted since: its deletion is the event to send
-        body = payload(event, request_id, pin)
+        body = self._item_body(event) if event.item is not None else self._pin_body(event)
+        if body is None:
+            return []
+        request_id, payload_text = body
         return [
             Delivery(
                 event.tenant_id,
@@ -97,7 +105,23 @@ class Fanout:
                 event.event_type,
                 request_id,
                 event.at_ms,
-                body,
+                payload_text,
             )
             for endpoint in wanting
         ]
+
+    def _item_body(self, event: PinEvent) -> tuple[str, str] | None:
+        """An event item's request and body; None once the item expired."""
+        assert event.item is not None and event.request_id is not None
+        data = self._pins.event_data(*event.item)
+        return None if data is None else (event.request_id, item_payload(event, event.request_id, data))
+
+    def _pin_body(self, event: PinEvent) -> tuple[str, str] | None:
+        """A pin event's request and body, read from the pin; None when its request is no longer known."""
+        pin = None if event.event_type == "pin.deleted" else self._pins.get(event.tenant_id, event.created_ms)
+        if pin is not None and event.request_id not in (None, pin.request_id):
+            pin = None  # another request created in the same millisecond (its own events follow)
+        request_id = event.request_id or (pin.request_id if pin is not None else None)
+        if request_id is None:
+            return None  # deleted since: its deletion is the event to send
+        return request_id, payload(event, request_id, pin)
