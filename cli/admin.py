@@ -775,7 +775,10 @@ def _endpoint_row(endpoint: Endpoint) -> tuple[str, str, str, str]:
     "events",
     required=True,
     metavar="TYPES",
-    help="Comma-separated event types: pin.queued, pin.pinning, pin.pinned, pin.failed, pin.deleted.",
+    help=(
+        "Comma-separated event types: pin.queued, pin.pinning, pin.pinned, pin.failed, pin.deleted,"
+        " pin.archived, pin.archive_failed, pin.cold, pin.restored, pin.filecoin."
+    ),
 )
 def webhooks_add(tenant_id: str, url: str, events: str) -> None:
     """Register URL for TENANT_ID's pin events and print the endpoint's secret (shown only now).
