@@ -459,6 +459,7 @@ def _rate_text(record: Any) -> str:
 
 # --- tokens -------------------------------------------------------------------
 
+
 @cli.group()
 def tokens() -> None:
     """Issue, list and revoke a tenant's API tokens.
