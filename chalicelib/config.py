@@ -227,6 +227,15 @@ class Settings:
         if not self.table_prefix:
             object.__setattr__(self, "table_prefix", table_prefix_for(self.stage))
 
+    @property
+    def stalled_tenant_delay_seconds(self) -> int:
+        """How long a tenant whose places (or invocation slots) all stall keeps
+        its other messages away: ten continuations, as a drain's passes. They
+        could not run sooner, and coming back every continuation would send a
+        1,000-pin backlog round the queue ~33 times a second, which slowed
+        everyone's pins (bench.tenant_fairness)."""
+        return 10 * self.continue_delay_seconds
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         values: dict[str, Any] = {}

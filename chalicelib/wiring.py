@@ -268,7 +268,7 @@ class Services:
             DynamoSlotRepository(),
             settings.tenant_invocations,
             settings.invocation_margin_seconds,
-            settings.continue_delay_seconds,
+            settings.stalled_tenant_delay_seconds,
             settings.stage,
             settings.emit_metrics,
         )

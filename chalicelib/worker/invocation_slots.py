@@ -158,7 +158,7 @@ class InvocationSlots:
 
 
 def invocation_slots(
-    repository: SlotRepository, limit: int, margin_seconds: float, continue_delay_seconds: int, stage: str, emit: bool
+    repository: SlotRepository, limit: int, margin_seconds: float, stuck_delay_seconds: int, stage: str, emit: bool
 ) -> InvocationSlots | None:
     """The stage's slots (None: no bound), with the deferrals TenantShare makes."""
     if limit <= 0:
@@ -168,7 +168,7 @@ def invocation_slots(
         limit,
         margin_seconds,
         busy_delay_seconds=1,
-        stuck_delay_seconds=10 * continue_delay_seconds,
+        stuck_delay_seconds=stuck_delay_seconds,
         metrics=sys.stdout if emit else None,
         stage=stage,
     )

@@ -108,11 +108,9 @@ class PinWorker:
         )
         self._slots_lock = threading.Lock()
         # One per process, as the node slots: what one tenant may hold of them.
-        # A tenant whose places all stall frees one a turn at best: its other
-        # messages stay away ten CONTINUE_DELAY_SECONDS (as a drain's passes),
-        # where one would send a 1,000-pin backlog round the queue ~33 times a
-        # second, which slowed everyone's pins (bench.tenant_fairness).
-        self.tenant_share = TenantShare(settings.tenant_share, stuck_delay_seconds=10 * settings.continue_delay_seconds)
+        self.tenant_share = TenantShare(
+            settings.tenant_share, stuck_delay_seconds=settings.stalled_tenant_delay_seconds
+        )
         self._drainer = Drainer(
             settings, store, registry, holds, self.copy_to, self._release, self._origins, clock, restorer=restorer
         )
