@@ -48,6 +48,7 @@ from chalice.local import (
 
 from devstack import lifeline
 from devstack.env_file import read_env_file
+from devstack.proc import stop_child
 from devstack.state import REPO_ROOT, SERVICE_ENV
 
 JSON = "application/json"
@@ -218,14 +219,7 @@ class ApiProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (SIGKILL after `timeout`)."""
         self._listening.close()
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(self._process, timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,24 @@
-"""What Linux's /proc tells the stack about other processes: who holds a lock
-on a file, and what a process runs. Used to name a leftover process by its pid."""
+"""The stack's processes: stopping a child, and what Linux's /proc tells
+about others (who holds a lock on a file, and what a process runs), used to
+name a leftover process by its pid."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+
+def stop_child(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a running child, SIGKILL after `timeout`; waits for it either way."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def lock_holder(path: Path) -> int | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from devstack import lifeline
 from devstack.console import say
+from devstack.proc import stop_child
 from devstack.state import REPO_ROOT
 
 # A worker that dies this soon after starting is probably broken: wait longer
@@ -79,12 +80,6 @@ class WorkerSupervisor:
         with self._lock:
             self._stopping.set()
             process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, timeout)
         if self._thread.is_alive():
             self._thread.join(timeout)
