@@ -135,8 +135,9 @@ def running_stack(
     with served_stack(
         state_dir,
         ["--user-node-port", "auto", *args],
-        # Filecoin copies (a fake chain and providers, a tracker every 2 s) only where a test asks for them.
-        env={"FILECOIN_BACKEND": "off", **env},
+        # Filecoin copies (a fake chain and providers, a tracker every 2 s) only where a test asks for
+        # them, and no plan's limits (a create under limits reads the tenant's usage: 14 Queries).
+        env={"FILECOIN_BACKEND": "off", "DEFAULT_PLAN": "unlimited", **env},
         start_timeout=START_TIMEOUT_S,
         stop_timeout=STOP_TIMEOUT_S,
     ) as served:
