@@ -35,10 +35,13 @@ class Clock:
 
 class Answers:
     """What the receiver answers verified new deliveries: a status per call
-    (200 once they run out); `hold` makes it wait until released."""
+    (200 once they run out), or per call for one request's events in
+    `by_request` (deliveries of several requests run at once, in no set
+    order); `hold` makes it wait until released."""
 
     def __init__(self) -> None:
         self.statuses: list[int] = []
+        self.by_request: dict[str, list[int]] = {}
         self.hold = threading.Event()
         self.hold.set()
         self.seen: list[Mapping[str, Any]] = []
@@ -46,7 +49,8 @@ class Answers:
     def __call__(self, event: Mapping[str, Any]) -> int:
         self.seen.append(event)
         self.hold.wait(30)
-        return self.statuses.pop(0) if self.statuses else 200
+        statuses = self.by_request.get(event.get("data", {}).get("requestid"), self.statuses)
+        return statuses.pop(0) if statuses else 200
 
 
 @pytest.fixture

@@ -177,9 +177,10 @@ def test_removing_an_endpoint_stops_its_deliveries(listening, deliverer, webhook
 def test_a_group_stops_at_its_first_failure_while_other_groups_go_on(listening, deliverer, answers):
     # Given a batch: two events of one request, then one of another request
     registered, receiver = listening.endpoint, listening.receiver
-    answers.statuses = [500]
+    answers.by_request = {REQUEST: [500]}
     first, second = delivery(registered.endpoint_id, "msg_a"), delivery(registered.endpoint_id, "msg_b")
-    other = Delivery(TENANT, registered.endpoint_id, "msg_c", "pin.pinned", "another-request", 0, first.payload)
+    payload = first.payload.replace(REQUEST, "another-request")
+    other = Delivery(TENANT, registered.endpoint_id, "msg_c", "pin.pinned", "another-request", 0, payload)
     records = [queue_record(first, 1, "m1"), queue_record(second, 1, "m2"), queue_record(other, 1, "m3")]
     # When it is delivered and the first event fails
     hidden = HiddenFor()
