@@ -332,7 +332,9 @@ class _Read:
     def _too_large(self) -> _Served:
         state = self._archive_state()
         limit = self._r.limits.max_bytes
-        if state is not None and state.state == ARCHIVING:
+        # Pinned, archives kept, none for this request yet: its archive message is on the queue.
+        coming = state is None and self._r.objects is not None and "cold" not in self._pin.info
+        if coming or (state is not None and state.state == ARCHIVING):
             raise RetrievalUnavailable(
                 f"the DAG is over the {limit} bytes one answer holds and its archive, which a redirect"
                 " would point to, is still being made",

@@ -23,6 +23,7 @@ from chalicelib.cold.block_index import BlockIndex
 from chalicelib.cold.car import CarReader, write_car
 from chalicelib.cold.cids import Cid, verify_block
 from chalicelib.config import Settings
+from chalicelib.pins.request_ids import created_ms_of
 from chalicelib.storage.archive_repository import DynamoArchiveRepository
 from chalicelib.wiring import Services
 from tests.api.conftest import move_status
@@ -320,11 +321,13 @@ def test_a_large_dag_whose_archive_is_being_made_answers_503(api, services, tena
 
 
 def test_a_large_dag_with_no_archive_coming_is_422_and_its_root_block_still_reads(api, services, tenant_id, nodes):
-    # given a pinned 200 KB DAG the nodes hold and no archive at all (hot-only)
+    # given a pinned 200 KB DAG the nodes hold and no archive at all (hot-only: the worker says `cold: off`)
     dag = a_dag(200_000)
     for fake in nodes.values():
         fake.add_car(dag.cid, dag.car, held=True)
-    pinned(api, services, tenant_id, dag)
+    request_id = pinned(api, services, tenant_id, dag)
+    pin = services.store.get(tenant_id, created_ms_of(request_id))
+    services.store.update(pin, info={"cold": "off"})
 
     # when the whole DAG, then its root block, is asked for
     whole = get(api, dag.cid)
@@ -333,6 +336,19 @@ def test_a_large_dag_with_no_archive_coming_is_422_and_its_root_block_still_read
     # then the whole is refused as too large, the block comes
     assert_failure(whole, 422, "TOO_LARGE")
     assert block.status == 200
+
+
+def test_a_large_dag_pinned_before_its_archive_began_answers_503(api, services, tenant_id, nodes):
+    # given a pinned 200 KB DAG the nodes hold, whose archive message is not yet taken (no archive, no `cold`)
+    dag = a_dag(200_000)
+    for fake in nodes.values():
+        fake.add_car(dag.cid, dag.car, held=True)
+    pinned(api, services, tenant_id, dag)
+
+    # when it is asked for, then it is not available yet, with a time to come back (not refused as too large)
+    reply = get(api, dag.cid)
+    assert_failure(reply, 503, "SERVICE_UNAVAILABLE")
+    assert header(reply, "Retry-After") == "60"
 
 
 def test_with_no_copy_anywhere_the_answer_is_503(api, services, tenant_id, nodes):
