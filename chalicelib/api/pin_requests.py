@@ -38,20 +38,30 @@ def _invalid(error: InvalidRequest) -> ApiError:
     return bad_request(error.reason, error.details)
 
 
-def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes: int) -> PinRequest:
+def json_object_body(
+    raw: str | bytes | None, content_type: str | None, max_bytes: int, required: str, shape: str
+) -> dict[str, Any]:
+    """A request body that must be one JSON object: 413, 415-like 400, empty,
+    invalid or another JSON value each answered in the Failure shape.
+    `required` names what is missing ("a Pin object"), `shape` what it must be."""
     if raw is not None and len(raw) > max_bytes:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body is larger than {max_bytes} bytes")
     media_type = (content_type or "application/json").split(";")[0].strip().lower()
     if media_type not in _JSON_TYPES:
         raise bad_request("UNSUPPORTED_CONTENT_TYPE", f"Content-Type must be application/json, not {content_type!r}")
     if not raw:
-        raise bad_request("INVALID_JSON", "request body is empty; a Pin object is required")
+        raise bad_request("INVALID_JSON", f"request body is empty; {required} is required")
     try:
         body = load_json(raw)
     except ValueError as error:
         raise bad_request("INVALID_JSON", f"request body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
-        raise bad_request("BAD_REQUEST", "request body must be a JSON object (a Pin)")
+        raise bad_request("BAD_REQUEST", f"request body must be a JSON object {shape}")
+    return body
+
+
+def parse_pin_body(raw: str | bytes | None, content_type: str | None, max_bytes: int) -> PinRequest:
+    body = json_object_body(raw, content_type, max_bytes, "a Pin object", "(a Pin)")
     try:
         return _pin(body)
     except InvalidRequest as error:

@@ -22,13 +22,13 @@ CID's next visit (chalicelib.filecoin.tracker), which says so in `info`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 
 from chalicelib.pins.model import filecoin_copies_of
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.sizes import format_bytes
 from chalicelib.pins.timestamps import now_ms
+from chalicelib.tenants.expiring import ExpiringCache
 from chalicelib.usage.meter import UsageMeter
 from chalicelib.usage.pin_bytes import pinned_bytes
 from chalicelib.usage.plans import InvalidPlans, PlanRepository, Quotas, TenantPlan
@@ -68,10 +68,7 @@ class TenantQuotas:
         self.plans = plans
         self.default_plan = default_plan
         self.stored = stored
-        self._ttl_ms = cache_seconds * 1000
-        self._clock = clock
-        self._cache: dict[str, tuple[int, Quotas]] = {}
-        self._lock = threading.Lock()
+        self._cache: ExpiringCache[str, Quotas] = ExpiringCache(cache_seconds, clock)
 
     def plan_of(self, stored: TenantPlan) -> str:
         return stored.plan or self.default_plan
@@ -81,15 +78,7 @@ class TenantQuotas:
         return self.plans.get(self.plan_of(stored), Quotas()).overridden(stored.overrides)
 
     def of(self, tenant_id: str) -> Quotas:
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-        if cached is not None and now - cached[0] < self._ttl_ms:
-            return cached[1]
-        quotas = self.quotas_of(self.stored.get(tenant_id))
-        with self._lock:
-            self._cache[tenant_id] = (now, quotas)
-        return quotas
+        return self._cache.get(tenant_id, lambda tenant: self.quotas_of(self.stored.get(tenant)))
 
 
 class QuotaCheck:

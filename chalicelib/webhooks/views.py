@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from chalicelib.api.errors import ApiError, bad_request, not_found
-from chalicelib.api.pin_requests import load_json
+from chalicelib.api.pin_requests import json_object_body
 from chalicelib.pins.timestamps import format_ms
 from chalicelib.webhooks.endpoints import (
     DELIVERY_LOG_LIMIT,
@@ -24,19 +24,7 @@ T = TypeVar("T")
 
 def parse_endpoint_body(raw: str | bytes | None, content_type: str | None) -> tuple[object, list[object]]:
     """(url, events) of a registration's body: {"url": ..., "events": [...]}."""
-    if raw is not None and len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body is larger than {MAX_BODY_BYTES} bytes")
-    media_type = (content_type or "application/json").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise bad_request("UNSUPPORTED_CONTENT_TYPE", f"Content-Type must be application/json, not {content_type!r}")
-    if not raw:
-        raise bad_request("INVALID_JSON", "request body is empty; a WebhookEndpoint object is required")
-    try:
-        body = load_json(raw)
-    except ValueError as error:
-        raise bad_request("INVALID_JSON", f"request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise bad_request("BAD_REQUEST", "request body must be a JSON object: {url, events}")
+    body = json_object_body(raw, content_type, MAX_BODY_BYTES, "a WebhookEndpoint object", "{url, events}")
     events = body.get("events")
     if not isinstance(events, list):
         raise bad_request("BAD_REQUEST", "events must be an array of event types")
