@@ -909,21 +909,16 @@ def webhook_stream_source(settings: Settings, function: str) -> Json:
     """The pins table's stream feeding `function` the insertions that are
     pins' status changes (WEBHOOK_FILTER): the stream's second reader (the
     folds are the first; DynamoDB advises at most two per shard)."""
-    return {
-        "Type": "AWS::Lambda::EventSourceMapping",
-        "Properties": {
-            "FunctionName": {"Ref": function},
-            "EventSourceArn": {"Fn::GetAtt": [table_id(settings, PinItem), "StreamArn"]},
-            # New endpoints want what happens from now on, not the stream's last day.
-            "StartingPosition": "LATEST",
-            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(WEBHOOK_FILTER, separators=(",", ":"))}]},
-            "BatchSize": WEBHOOK_EVENTS_BATCH_SIZE,
-            # One batch at a time per stream shard: a pin's events are sent in order.
-            "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "MaximumRetryAttempts": WEBHOOK_EVENTS_RETRIES,
-            "DestinationConfig": {"OnFailure": {"Destination": arn(WEBHOOK_EVENT_FAILURES)}},
-        },
-    }
+    # New endpoints want what happens from now on, not the stream's last day.
+    return pins_stream_source(
+        settings,
+        function,
+        WEBHOOK_FILTER,
+        "LATEST",
+        failures=WEBHOOK_EVENT_FAILURES,
+        BatchSize=WEBHOOK_EVENTS_BATCH_SIZE,
+        MaximumRetryAttempts=WEBHOOK_EVENTS_RETRIES,
+    )
 
 
 def webhook_queues(settings: Settings, worker_timeout: int) -> Json:
@@ -971,21 +966,36 @@ def webhook_queues(settings: Settings, worker_timeout: int) -> Json:
 def fold_stream_source(settings: Settings, function: str) -> Json:
     """The pins table's stream feeding `function` the insertions of count
     changes alone (CHANGE_FILTER), from the oldest record the stream keeps."""
+    return pins_stream_source(
+        settings,
+        function,
+        CHANGE_FILTER,
+        "TRIM_HORIZON",
+        failures=FOLD_FAILURES,
+        BatchSize=FOLD_BATCH_SIZE,
+        MaximumBatchingWindowInSeconds=FOLD_BATCHING_WINDOW_S,
+        BisectBatchOnFunctionError=True,
+        MaximumRetryAttempts=FOLD_RETRIES,
+    )
+
+
+def pins_stream_source(
+    settings: Settings, function: str, pattern: Mapping[str, Any], position: str, failures: str, **options: Any
+) -> Json:
+    """A mapping of the pins table's stream to `function`, filtered by
+    `pattern`, its failed batches to the `failures` queue. One batch at a
+    time per stream shard (ParallelizationFactor 1, the default): a pin
+    shard's records reach one invocation, in order."""
     return {
         "Type": "AWS::Lambda::EventSourceMapping",
         "Properties": {
             "FunctionName": {"Ref": function},
             "EventSourceArn": {"Fn::GetAtt": [table_id(settings, PinItem), "StreamArn"]},
-            "StartingPosition": "TRIM_HORIZON",
-            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(CHANGE_FILTER, separators=(",", ":"))}]},
-            "BatchSize": FOLD_BATCH_SIZE,
-            "MaximumBatchingWindowInSeconds": FOLD_BATCHING_WINDOW_S,
-            # One batch at a time per stream shard (ParallelizationFactor 1, the
-            # default): a pin shard's changes reach one folder, in order.
+            "StartingPosition": position,
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(pattern, separators=(",", ":"))}]},
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "BisectBatchOnFunctionError": True,
-            "MaximumRetryAttempts": FOLD_RETRIES,
-            "DestinationConfig": {"OnFailure": {"Destination": arn(FOLD_FAILURES)}},
+            **options,
+            "DestinationConfig": {"OnFailure": {"Destination": arn(failures)}},
         },
     }
 
