@@ -85,6 +85,9 @@ def package_command(stage: str, out_dir: Path) -> list[str]:
 
 def package(stage: str, out_dir: Path, stderr: int | None = None) -> subprocess.Popen[bytes]:
     """Starts `chalice package` of `stage` into `out_dir`, offline; the caller waits."""
+    # chalice caches the zip under .chalice/deployments and creates it without exist_ok: two packages
+    # started at once on a fresh clone race to make it, and the loser fails with FileExistsError.
+    (REPO_ROOT / ".chalice" / "deployments").mkdir(exist_ok=True)
     return subprocess.Popen(
         package_command(stage, out_dir),
         cwd=REPO_ROOT,
