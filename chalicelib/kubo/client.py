@@ -28,6 +28,7 @@ from chalicelib.kubo.errors import (
     KuboRequestError,
     KuboServerError,
     KuboUnavailable,
+    PinCancelled,
     PinDeadline,
     PinInterrupted,
     PinStalled,
@@ -91,10 +92,13 @@ class KuboClient:
         stall_seconds: float,
         deadline: float | None = None,
         on_progress: ProgressCallback | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> None:
         """Pin `cid` recursively, cancelling (which makes Kubo abandon the pin)
-        once the block count has not grown for `stall_seconds` (PinStalled) or
-        at `deadline`, a time.monotonic() value (PinDeadline).
+        once the block count has not grown for `stall_seconds` (PinStalled),
+        at `deadline`, a time.monotonic() value (PinDeadline), or once
+        `wanted()`, asked at each of the stream's reports, says False
+        (PinCancelled).
 
         `on_progress(blocks, bytes)` is called whenever either count changes.
         Both come from pin/add's own stream, so following them costs no
@@ -112,7 +116,7 @@ class KuboClient:
         except _ReadTimedOut as error:
             raise watch.interrupted(limit) from error
         with response:  # leaving early closes the connection, which cancels the pin in Kubo
-            pins_reported = _follow_pin_add(response, watch, on_progress)
+            pins_reported = _follow_pin_add(response, watch, on_progress, wanted)
         if not pins_reported:
             raise KuboServerError("pin/add ended without reporting the pin", response.status_code)
         # Errors that happen once the stream has begun travel in a trailer requests
@@ -545,7 +549,12 @@ class _PinWatch:
         return limit(self.blocks, self.bytes)
 
 
-def _follow_pin_add(response: requests.Response, watch: _PinWatch, on_progress: ProgressCallback | None) -> bool:
+def _follow_pin_add(
+    response: requests.Response,
+    watch: _PinWatch,
+    on_progress: ProgressCallback | None,
+    wanted: Callable[[], bool] | None,
+) -> bool:
     """Read pin/add's stream to its end, within the watch's limits; whether it reported the pin."""
     pins_reported = False
     lines = _lines(response)
@@ -567,6 +576,9 @@ def _follow_pin_add(response: requests.Response, watch: _PinWatch, on_progress: 
             pins_reported = True
         elif watch.update(output.get("Progress") or 0, output.get("Bytes") or 0) and on_progress:
             on_progress(watch.blocks, watch.bytes)
+        # Asked at every report, as Kubo repeats one every 500 ms even while nothing comes.
+        if wanted is not None and not pins_reported and not wanted():
+            raise PinCancelled(watch.blocks, watch.bytes)
 
 
 def _limit_next_read(response: requests.Response, seconds: float) -> None:

@@ -53,3 +53,9 @@ class PinDeadline(PinInterrupted):
     """The caller's deadline came before the pin finished."""
 
     why = "deadline reached"
+
+
+class PinCancelled(PinInterrupted):
+    """The caller let the pin go (its request was deleted or replaced meanwhile)."""
+
+    why = "cancelled"

@@ -27,7 +27,7 @@ from chalicelib.fleet.node import Node
 from chalicelib.fleet.placement import place, usable
 from chalicelib.fleet.registry import NodeRegistry
 from chalicelib.kubo.client import KuboClient
-from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinInterrupted
+from chalicelib.kubo.errors import KuboError, KuboRequestError, KuboServerError, PinCancelled, PinInterrupted
 from chalicelib.pins.pin import Pin
 from chalicelib.pins.repository import PinRepository, StaleRecord
 from chalicelib.pins.sizes import format_bytes
@@ -65,6 +65,11 @@ _PROGRESS_INTERVAL_S = 5.0
 # A pin fetched for T > 1 s thus costs 1 + (T - 1) / 5 writes.
 _FIRST_PROGRESS_S = 1.0
 _CONTINUING = "; continuing shortly"
+# While a pin is fetched, whether its request still exists is read this often
+# (0.5 read units each, only for pins that take longer): one deleted or
+# replaced meanwhile stops fetching then, not at its stall or its turn's end,
+# freeing its nodes' slots and its tenant's invocation for the tenant's next pins.
+_WANTED_CHECK_S = 10.0
 
 
 KuboFactory = Callable[[Node], KuboClient]
@@ -325,6 +330,9 @@ class PinWorker:
             waiting = self._wait(progress.pin, message, token, done.wait.details)
             return replace(waiting, delay_seconds=done.wait.delay_seconds) if isinstance(waiting, Later) else waiting
         errors = done.errors
+        if any(isinstance(error, PinCancelled) for error in errors):
+            # Deleted or replaced while it was fetched: what its next delivery would do, now.
+            return self._forget(message, token)
         refused = [error for error in errors if isinstance(error, KuboRequestError)]
         if refused:
             # Kubo refused the CID itself: no retry will change that.
@@ -408,6 +416,7 @@ class PinWorker:
             deadline,
             on_progress=lambda blocks, size: progress.report(node.node_id, blocks, size),
             before=update_first,
+            wanted=progress.still_wanted,
         )
 
     def copy_to(
@@ -418,16 +427,23 @@ class PinWorker:
         deadline: float,
         on_progress: Callable[[int, int], None] | None = None,
         before: Callable[[KuboClient], None] | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> None:
         """Pin `cid` on `node`, dialing `sources` (multiaddrs) first; `before`
-        runs on the node's client after the dials."""
+        runs on the node's client after the dials; the pin stops once `wanted()` says False."""
         kubo = self._kubo(node)
         with self._slot(node.node_id):
             with ThreadPoolExecutor(max_workers=max(1, len(sources))) as dials:
                 list(dials.map(kubo.swarm_connect, sources))
             if before is not None:
                 before(kubo)
-            kubo.pin_add(cid, stall_seconds=self._settings.stall_seconds, deadline=deadline, on_progress=on_progress)
+            kubo.pin_add(
+                cid,
+                stall_seconds=self._settings.stall_seconds,
+                deadline=deadline,
+                on_progress=on_progress,
+                wanted=wanted,
+            )
 
     def _slot(self, node_id: str) -> threading.BoundedSemaphore:
         with self._slots_lock:
@@ -547,6 +563,8 @@ class _Progress:
         self._clock = clock
         self._by_node: dict[str, tuple[int, int]] = {}
         self._due_ms = clock() + 1000 * _FIRST_PROGRESS_S
+        self._wanted = True
+        self._wanted_due_ms = clock() + 1000 * _WANTED_CHECK_S
         self._lock = threading.Lock()
 
     def report(self, node_id: str, blocks: int, size: int) -> None:
@@ -565,6 +583,18 @@ class _Progress:
                 stored = self._store.get(self.pin.tenant_id, self.pin.created_ms)
                 if stored is not None and stored.request_id == self.pin.request_id and stored.status == "pinning":
                     self.pin = stored
+
+    def still_wanted(self) -> bool:
+        """False once the request is read deleted or replaced (every _WANTED_CHECK_S at most,
+        for all the pin's nodes at once)."""
+        with self._lock:
+            now = self._clock()
+            if not self._wanted or now < self._wanted_due_ms:
+                return self._wanted
+            self._wanted_due_ms = now + 1000 * _WANTED_CHECK_S
+            stored = self._store.get(self.pin.tenant_id, self.pin.created_ms)
+            self._wanted = stored is not None and stored.request_id == self.pin.request_id
+            return self._wanted
 
     def details(self, waiting: bool = False) -> str:
         if not self._by_node:

@@ -17,6 +17,7 @@ from chalicelib.kubo.errors import (
     KuboRequestError,
     KuboServerError,
     KuboUnavailable,
+    PinCancelled,
     PinDeadline,
     PinStalled,
 )
@@ -86,6 +87,43 @@ def test_a_pin_whose_block_count_stops_growing_is_cancelled_as_stalled(kubo, cli
     # and the node saw the request cancelled, which abandons the pin in Kubo
     assert kubo.wait_cancelled(cid)
     assert cid not in kubo.pinned
+
+
+@pytest.mark.parametrize("let_go_at", [1, 3], ids=["first-report", "third-report"])
+def test_a_pin_its_caller_lets_go_of_is_cancelled_at_that_report(kubo, client, let_go_at):
+    # given content whose fetch stops after two blocks, pinned with a stall budget far beyond the test
+    cid = cid_v1(f"let go at {let_go_at}")
+    kubo.add_content(cid, blocks=10)
+    kubo.stall_after(cid, blocks=2)
+    asked: list[int] = []
+
+    def wanted() -> bool:
+        asked.append(len(asked) + 1)
+        return len(asked) < let_go_at
+
+    # when the caller stops wanting it at a report
+    with pytest.raises(PinCancelled) as raised:
+        client.pin_add(cid, stall_seconds=60, wanted=wanted)
+
+    # then the pin ends there, saying how far it got, and the node saw the hang-up, which abandons the pin
+    assert len(asked) == let_go_at
+    assert raised.value.blocks <= 2
+    assert kubo.wait_cancelled(cid)
+    assert cid not in kubo.pinned
+
+
+def test_a_pin_still_wanted_at_every_report_ends_pinned(kubo, client):
+    # given content that comes in three blocks, and a caller that keeps wanting it
+    cid = cid_v1("still wanted")
+    kubo.add_content(cid, blocks=3)
+    asked: list[bool] = []
+
+    # when it is pinned
+    client.pin_add(cid, stall_seconds=STALL * 10, wanted=lambda: asked.append(True) or True)
+
+    # then the caller was asked along the way and the pin is recorded
+    assert asked
+    assert cid in kubo.pinned
 
 
 def test_content_no_provider_has_stalls_without_any_progress(kubo, client):

@@ -167,6 +167,43 @@ def test_a_request_deleted_while_its_content_is_being_fetched_leaves_nothing_pin
     assert all(holders(node_id, cid) == 0 for node_id in kubos)
 
 
+def test_a_request_deleted_while_its_content_cannot_be_found_stops_fetching_at_the_next_check(
+    fleet, kubos, queue, tune, worker_clock
+):
+    # given content no provider has, which would stall only after two minutes
+    tune(stall_seconds=120)
+    cid = cid_v1("deleted-while-stalled")
+    for kubo in kubos.values():
+        kubo.add_content(cid, blocks=6)
+        kubo.stall_after(cid, 0)
+    record = fleet.pins.create("alice", pin_request(cid))
+    pin_message = queue.receive()
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=run(fleet, pin_message, seconds_left=300)))
+    worker.start()
+    replicas = placed(fleet, cid)
+    deadline = time.monotonic() + 5
+    while not all(kubos[node_id].calls_to("pin/add", cid) for node_id in replicas):
+        assert time.monotonic() < deadline, "the nodes were never asked to pin"
+        time.sleep(0.01)
+
+    # when its owner deletes it, and the worker's next look at the request comes due
+    fleet.pins.delete("alice", record.request_id)
+    worker_clock.advance(11)
+
+    # then the worker hangs up on every node then, not at the stall, and is done with the message
+    assert all(kubos[node_id].wait_cancelled(cid, timeout=10) for node_id in replicas)
+    worker.join(10)
+    assert not worker.is_alive()
+    assert failed_ids(outcome["result"]) == []
+    # and only the delete's unpin is queued (no continuation), after which nothing holds the CID
+    unpin = queue.receive()
+    assert queue.kinds(unpin) == ["unpin"]
+    assert failed_ids(run(fleet, unpin)) == []
+    assert holding(kubos, cid) == []
+    assert all(holders(node_id, cid) == 0 for node_id in kubos)
+
+
 def test_a_request_deleted_while_being_fetched_on_nodes_other_than_first_chosen_leaves_nothing_pinned(
     fleet, kubos, queue
 ):
