@@ -75,9 +75,12 @@ class InvocationSlots:
     A refused message comes back after `busy_delay_seconds` while the
     tenant's slots turn over (its batches end), so a tenant alone keeps its
     invocations busy; once the leases read have stayed the same for
-    `stuck_seconds` (its invocations work on content that does not come), after
-    `stuck_delay_seconds`: no slot frees sooner than a turn's end, and coming
-    back often would only churn the queue.
+    `stuck_seconds` (its invocations work on content that does not come, or
+    on a large DAG), after `stuck_delay_seconds`: no slot frees sooner than a
+    turn's end, and coming back often would only churn the queue. But the
+    first `few_refusals` batches refused so come back when the first lease
+    ends, where a slot is free at the latest: a tenant's next few pins (not
+    a backlog) wait for its running pin's turn, not minutes.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class InvocationSlots:
         busy_delay_seconds: int,
         stuck_delay_seconds: int,
         stuck_seconds: float = 5.0,
+        few_refusals: int = 10,
         clock: Callable[[], int] = now_ms,
         first_slot: Callable[[int], int] = random.randrange,
         metrics: TextIO | None = None,
@@ -100,13 +104,15 @@ class InvocationSlots:
         self._busy_delay = busy_delay_seconds
         self._stuck_delay = stuck_delay_seconds
         self._stuck_ms = int(stuck_seconds * 1000)
+        self._few = few_refusals
         self._clock = clock
         # Where the first try goes: spread, so that a long-held slot costs
         # few takes a failed write.
         self._first_slot = first_slot
         self._metrics, self._stage = metrics, stage
-        # Per tenant refused: the leases read, and since when they were seen unchanged.
-        self._refusals: dict[str, tuple[frozenset[tuple[int, int]], int]] = {}
+        # Per tenant refused: the leases read, since when they were seen unchanged,
+        # and how many batches were refused since they count as stuck.
+        self._refusals: dict[str, tuple[frozenset[tuple[int, int]], int, int]] = {}
         self._lock = threading.Lock()
 
     def take(self, tenant_id: str, seconds_left: float) -> Slot | Refused:
@@ -145,11 +151,17 @@ class InvocationSlots:
     def _delay(self, tenant_id: str, leases: Mapping[int, int], now: int) -> int:
         held = frozenset(leases.items())
         with self._lock:
-            seen, since = self._refusals.get(tenant_id, (None, now))
+            seen, since, refused = self._refusals.get(tenant_id, (None, now, 0))
             if seen != held:
-                self._refusals[tenant_id] = (held, now)
+                self._refusals[tenant_id] = (held, now, 0)
                 return self._busy_delay
-        return self._stuck_delay if now - since >= self._stuck_ms else self._busy_delay
+            if now - since < self._stuck_ms:
+                return self._busy_delay
+            self._refusals[tenant_id] = (held, since, refused + 1)
+        if refused < self._few:
+            first_end_s = -(-(min(leases.get(slot, 0) for slot in range(self.limit)) - now) // 1000)
+            return max(self._busy_delay, min(self._stuck_delay, first_end_s))
+        return self._stuck_delay
 
     def _failed(self, what: str, tenant_id: str) -> None:
         logger.exception(what, extra={"tenant_id": tenant_id})

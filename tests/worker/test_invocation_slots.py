@@ -163,21 +163,37 @@ def test_two_batches_racing_for_the_last_slot_one_wins() -> None:
     assert repository.held == {("alice", 0): NOW + 20_000, ("alice", 1): NOW + 25_000}
 
 
-def test_a_tenant_whose_slots_stay_held_is_deferred_for_long() -> None:
-    # given: alice's one slot held by the same invocation, read at NOW
+def test_a_tenant_whose_slots_stay_held_has_a_few_batches_back_at_the_lease_end_and_a_backlog_kept_away() -> None:
+    # given: alice's one slot held by the same invocation until NOW + 25 s, read at NOW
     now = [NOW]
     repository = MemorySlots({("alice", 0): NOW + 25_000})
-    slots = slots_of(repository, 1, clock=now)
+    slots = slots_of(repository, 1, clock=now, few_refusals=2)
     assert slots.take("alice", 10.0) == Refused(BUSY)
 
-    # when: 5 s later the same lease still holds it (content that does not come)
+    # when: 5 s later the same lease still holds it (a large DAG, or content that does not come)
     now[0] = NOW + 5_000
 
-    # then: her messages stay away for long
+    # then: her next two batches come back when that lease ends (20 s on), where the slot is free at the latest
+    assert slots.take("alice", 10.0) == Refused(20)
+    now[0] = NOW + 5_500
+    assert slots.take("alice", 10.0) == Refused(20)
+    # and: more are a backlog, kept away for long
     assert slots.take("alice", 10.0) == Refused(STUCK)
     # when: the slot turns over (another batch of hers took it), then back to the short delay
     repository.held[("alice", 0)] = NOW + 40_000
     assert slots.take("alice", 10.0) == Refused(BUSY)
+
+
+def test_a_lease_ending_after_the_long_delay_defers_no_longer_than_it() -> None:
+    # given: alice's one slot held, unchanged for 5 s, by a lease ending far later than the long delay
+    now = [NOW]
+    repository = MemorySlots({("alice", 0): NOW + 3_600_000})
+    slots = slots_of(repository, 1, clock=now)
+    assert slots.take("alice", 10.0) == Refused(BUSY)
+    now[0] = NOW + 5_000
+
+    # then: her next batch is deferred by the long delay, not until the lease ends
+    assert slots.take("alice", 10.0) == Refused(STUCK)
 
 
 def test_a_lease_store_that_fails_never_fails_a_pin() -> None:
