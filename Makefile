@@ -26,7 +26,7 @@ dev: $(STAMP)
 test: $(STAMP) $(WHEELS)
 	$(PY) -m pytest -n 2 -q
 
-# Lint, format, strict types (chalicelib/ and app.py, see pyproject.toml) and the
+# Lint, format, strict types (chalicelib/, app.py and cli/, see pyproject.toml) and the
 # complexity bound. Every step runs, so one failure does not hide the others.
 CHECKS := "$(VENV)/bin/ruff check ." "$(VENV)/bin/ruff format --check ." "$(VENV)/bin/mypy" "$(PY) -m tools.complexity"
 check: $(STAMP)

@@ -10,7 +10,7 @@ alike. `--json` makes every command print one JSON object or array on stdout.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ import click
 from chalicelib.config import Settings, table_prefix_for
 from chalicelib.pins.timestamps import format_ms
 from chalicelib.tenants.scopes import SCOPES
-from cli.commands import emit, json_command, note
+from cli.commands import emit, json_command, note, print_table
 
 if TYPE_CHECKING:
     from chalicelib.cold.tiers import TierPolicy
@@ -77,11 +77,11 @@ class Options:
         return self._settings
 
 
-def _has_explicit_credentials(env: dict[str, str]) -> bool:
+def _has_explicit_credentials(env: Mapping[str, str]) -> bool:
     return bool(env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE"))
 
 
-def build_settings(options: Options, env: dict[str, str]) -> Settings:
+def build_settings(options: Options, env: Mapping[str, str]) -> Settings:
     """Settings from the environment, overridden by the command-line options.
 
     Table prefix: --table-prefix, else pinning-<stage> when --stage is given,
@@ -115,9 +115,10 @@ def _profile_region(profile: str | None) -> str | None:
     import botocore.session
 
     try:
-        return botocore.session.Session(profile=profile).get_config_variable("region")
+        region = botocore.session.Session(profile=profile).get_config_variable("region")
     except Exception:  # an unknown profile is reported when DynamoDB is first used
         return None
+    return region if isinstance(region, str) else None
 
 
 # --- output -------------------------------------------------------------------
@@ -129,16 +130,6 @@ def _options() -> Options:
 
 def _time(ms: int | None) -> str | None:
     return None if ms is None else format_ms(int(ms))
-
-
-def _print_table(headers: Sequence[str], rows: list[Sequence[str]], empty: str) -> None:
-    if not rows:
-        note(empty)
-        return
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join(cells).rstrip())
 
 
 def command(group: click.Group, name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
@@ -304,7 +295,7 @@ def tenants_list() -> None:
     records = sorted(_admin().tenants(), key=lambda r: (r.created_ms, r.tenant_id))
     emit(
         [_tenant_json(r) for r in records],
-        lambda: _print_table(
+        lambda: print_table(
             ("TENANT", "NAME", "CREATED", "TIER"),
             [(r.tenant_id, r.name, _time(r.created_ms), _tier_text(r)) for r in records],
             "no tenants",
@@ -536,7 +527,7 @@ def tokens_list(tenant_id: str) -> None:
     records = sorted(admin.tokens(tenant_id), key=lambda r: (r.created_ms, r.token_id))
     emit(
         [_token_json(r) for r in records],
-        lambda: _print_table(
+        lambda: print_table(
             ("TOKEN", "LABEL", "SCOPE", "CREATED", "STATUS"),
             [
                 (
@@ -627,7 +618,7 @@ def nodes_list() -> None:
     records = _options().services().registry.nodes()
     emit(
         [_node_json(r) for r in records],
-        lambda: _print_table(
+        lambda: print_table(
             ("NODE", "RPC URL", "PEER ID", "HEALTHY", "MULTIADDRS", "TAGS"),
             [
                 (
@@ -809,7 +800,7 @@ def webhooks_list(tenant_id: str) -> None:
     endpoints = _webhooks().of_tenant(tenant_id)
     emit(
         [endpoint_json(endpoint) for endpoint in endpoints],
-        lambda: _print_table(
+        lambda: print_table(
             ("ENDPOINT", "TENANT", "EVENTS", "URL"), [_endpoint_row(e) for e in endpoints], "no webhook endpoints"
         ),
     )
@@ -842,7 +833,7 @@ def webhooks_deliveries(tenant_id: str, endpoint_id: str, limit: int) -> None:
     ]
     emit(
         [attempt_json(attempt) for attempt in attempts],
-        lambda: _print_table(("AT", "EVENT", "TRY", "STATUS", "ERROR", "MESSAGE"), rows, "no delivery attempts"),
+        lambda: print_table(("AT", "EVENT", "TRY", "STATUS", "ERROR", "MESSAGE"), rows, "no delivery attempts"),
     )
 
 
@@ -947,14 +938,14 @@ def usage(tenant_id: str | None, every: bool, month: str | None) -> None:
     ]
     headers = ("TENANT", "MONTH", "IN-FLIGHT", "PINNED", "FAILED", "BYTES-NOW", "BYTES-END", "BYTE-HOURS", "FILECOIN")
     if not every:
-        emit(found[0].as_dict(), lambda: _print_table(headers, rows, "no tenants"))
+        emit(found[0].as_dict(), lambda: print_table(headers, rows, "no tenants"))
         return
     from chalicelib.usage.unique import operator_usage
 
     operator = operator_usage(services.operator_ledger, chosen)
 
     def human() -> None:
-        _print_table(headers, rows, "no tenants")
+        print_table(headers, rows, "no tenants")
         figures = operator.month
         click.echo(
             f"operator, each CID once: {operator.unique_bytes} unique bytes now; {figures.month.text}: "

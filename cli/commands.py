@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
 
 def json_command(
-    group: click.Group, name: str, options_type: type, **kwargs: Any
+    group: click.Group, name: str, options_type: type[Any], **kwargs: Any
 ) -> Callable[[Callable[..., Any]], click.Command]:
     """A subcommand of `group` that also takes --json after its own name,
     setting `json` on the root context's `options_type` object."""
@@ -46,3 +46,13 @@ def emit(data: Any, human: Callable[[], None]) -> None:
 def note(message: str) -> None:
     """Progress and remarks go to stderr, so stdout stays parseable."""
     click.echo(message, err=True)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str | None = None) -> None:
+    """Columns padded to their widest cell; `empty` (to stderr) instead of a table of no rows, when given."""
+    if not rows and empty is not None:
+        note(empty)
+        return
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())

@@ -42,7 +42,7 @@ import requests
 
 from chalicelib.pins.model import MATCHES, MAX_ORIGINS, STATUSES
 from chalicelib.pins.sizes import format_bytes
-from cli.commands import emit, json_command, note
+from cli.commands import emit, json_command, note, print_table
 from devstack.env_file import read_env_file
 
 if TYPE_CHECKING:  # `get` imports these when it runs: the other commands need none of them
@@ -252,19 +252,23 @@ class PinningClient:
                 timeout,
             ) from None
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer's JSON object ({} for none, as a delete's 202)."""
         response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _failure(response)
         if not response.content:
-            return None
+            return {}
         try:
-            return response.json()
+            answer = response.json()
         except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
             raise CliError(
                 f"unexpected answer from the pinning service (HTTP {response.status_code}): "
                 f"{_one_line(response.text) or 'not JSON'}"
-            ) from None
+            )
+        return answer
 
     def add(self, pin: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/pins", json=pin)
@@ -509,12 +513,6 @@ def _accepted(client: PinningClient, status: dict[str, Any], wait: bool, timeout
         _wait_and_report(client, status, timeout)
     else:
         emit(status, lambda: None)
-
-
-def _print_table(headers: Sequence[str], rows: list[Sequence[str]]) -> None:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -959,7 +957,7 @@ def ls_command(
         if not results:
             note("no pins match")
             return
-        _print_table(
+        print_table(
             ("REQUEST ID", "STATUS", "CREATED", "CID", "NAME"),
             [
                 (
@@ -1012,7 +1010,7 @@ def _print_receipts(document: dict[str, Any]) -> None:
     def cell(value: Any) -> str:
         return "-" if value is None or value == "" else str(value)
 
-    _print_table(
+    print_table(
         ("PROVIDER", "STATE", "DATA SET", "PIECE", "PROVEN AT", "TRANSACTION", "UPDATED", "DETAIL"),
         [
             (

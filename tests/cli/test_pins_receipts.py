@@ -98,3 +98,15 @@ def test_no_copy_yet_says_so_and_an_unknown_request_is_an_error() -> None:
     assert "no copy begun yet" in shown.stderr
     missing = run("receipts", "unknown")
     assert missing.exit_code == 1 and "NOT_FOUND" in missing.stderr
+
+
+@responses.activate
+def test_an_answer_that_is_not_a_json_object_is_reported_not_a_crash() -> None:
+    # Given a server (a proxy, say) answering a list, and another answering HTML
+    responses.get(f"{URL}/pins/{REQUEST_ID}/receipts", json=[1, 2])
+    responses.get(f"{URL}/pins/other/receipts", body="<html>bad gateway</html>")
+    # When the receipts are asked of each, then each exits 1 saying what came back
+    for request_id, shown in ((REQUEST_ID, "[1, 2]"), ("other", "<html>bad gateway</html>")):
+        result = run("receipts", request_id)
+        assert result.exit_code == 1
+        assert f"unexpected answer from the pinning service (HTTP 200): {shown}" in result.stderr
