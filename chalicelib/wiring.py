@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from chalicelib.cold.tiering import Tiering
     from chalicelib.cold.tiers import TierPolicies
     from chalicelib.filecoin.backend import FilecoinBackend
+    from chalicelib.filecoin.backfill import CopiesBackfill
     from chalicelib.filecoin.copies import CopyWants
     from chalicelib.filecoin.copy_maker import CopyMaker
     from chalicelib.filecoin.repository import CopyRepository
@@ -482,6 +483,18 @@ class Services:
         from chalicelib.storage.filecoin_tenants import DynamoTenantCopies
 
         return CopyWants(self.filecoin_copies, WantedCopies(DynamoTenantCopies(), self.settings.filecoin_copies))
+
+    @cached_property
+    def copies_backfill(self) -> CopiesBackfill | None:
+        """The wants of requests archived before a copies setting changed, recorded again
+        (`cli.admin tenants filecoin-existing`). None without a backend."""
+        wants = self.copy_wants
+        if wants is None:
+            return None
+        from chalicelib.filecoin.backfill import CopiesBackfill
+        from chalicelib.storage.archive_repository import DynamoArchiveRepository
+
+        return CopiesBackfill(self.store, DynamoArchiveRepository(self.dynamo), wants)
 
     @cached_property
     def filecoin_tracker(self) -> Tracker | None:

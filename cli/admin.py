@@ -9,6 +9,7 @@ alike. `--json` makes every command print one JSON object or array on stdout.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -23,6 +24,7 @@ from cli.commands import emit, json_command, note, print_table
 
 if TYPE_CHECKING:
     from chalicelib.cold.tiers import TierPolicy
+    from chalicelib.filecoin.backfill import Backfilled
     from chalicelib.storage.layout import TableFinding
     from chalicelib.tenants.admin import TenantAdmin
     from chalicelib.tenants.rate_limits import RateLimits
@@ -359,7 +361,8 @@ def tenants_filecoin(tenant_id: str, copies: int | None, follow_stage: bool) -> 
     meta "filecoin.copies" wins over either.
 
     It applies to what comes next: requests archived or pinned again after
-    the change (chalicelib.filecoin.wanted).
+    the change (chalicelib.filecoin.wanted); `tenants filecoin-existing`
+    applies it to those archived already.
     """
     from chalicelib.filecoin.wanted import checked_copies
     from chalicelib.storage.filecoin_tenants import DynamoTenantCopies
@@ -383,6 +386,40 @@ def tenants_filecoin(tenant_id: str, copies: int | None, follow_stage: bool) -> 
             "filecoin_source": "stage" if own is None else "tenant",
         },
         lambda: click.echo(f"tenant {tenant_id}: Filecoin copies {text}"),
+    )
+
+
+def _backfill_progress(tenant_id: str, so_far: Backfilled) -> None:
+    note(f"{tenant_id}: {so_far.pinned} pinned requests read")
+
+
+@command(tenants, "filecoin-existing")
+@click.argument("tenant_ids", metavar="[TENANT_ID]...", nargs=-1)
+def tenants_filecoin_existing(tenant_ids: tuple[str, ...]) -> None:
+    """Apply the Filecoin copies each tenant's requests want now (their own
+    meta, the tenant's, the stage's) to its requests archived already: after
+    turning Filecoin on for a stage with archives, or changing a tenant's
+    copies. No TENANT_ID: every tenant. The tracker begins or ends copies at
+    its next visit of each CID. Safe to run again (chalicelib.filecoin.backfill).
+    """
+    admin = _admin()
+    backfill = _options().services().copies_backfill
+    if backfill is None:
+        raise CliError("Filecoin copies are off on this stage (FILECOIN_BACKEND=off): there is nothing to apply")
+    ids = list(tenant_ids) or [record.tenant_id for record in admin.tenants()]
+    for tenant_id in ids:
+        admin.tenant(tenant_id)  # an unknown id fails before anything is written
+    results = []
+    for tenant_id in ids:
+        done = backfill.run(tenant_id, functools.partial(_backfill_progress, tenant_id))
+        results.append({"tenant_id": tenant_id, "pinned": done.pinned, "archived": done.wanted})
+    emit(
+        results,
+        lambda: print_table(
+            ("TENANT", "PINNED", "ARCHIVED (WANTS RECORDED)"),
+            [(one["tenant_id"], one["pinned"], one["archived"]) for one in results],
+            "no tenants",
+        ),
     )
 
 
