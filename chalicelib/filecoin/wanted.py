@@ -5,7 +5,8 @@ at POST /pins: a whole number 0..FILECOIN_MAX_COPIES), else its tenant's
 setting (`python -m cli.admin tenants filecoin`), else the stage's
 FILECOIN_COPIES; 0 wants none. It is read when the request's archive is
 held (chalicelib.cold.archiver): a tenant's or the stage's change applies to
-requests archived or pinned again after it, as a tier change does. A
+requests archived or pinned again after it, as a tier change does, and to
+those archived already once an operator says so (chalicelib.filecoin.backfill). A
 hot-only request holds no archive, hence wants no copy.
 """
 
