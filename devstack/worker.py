@@ -4,7 +4,10 @@ Lambdas in a process of their own, so that it can be killed and started again.
 It reads `DIR/service.env`, which `python -m devstack` writes before its
 worker starts (emulated AWS, queue URLs, the stage's settings, the fleet's RPC
 secret), over its own environment; other service settings (`STALL_SECONDS`,
-`NODE_CACHE_SECONDS`, ...) come from its environment. As many pollers as
+`NODE_CACHE_SECONDS`, ...) come from its environment, and so does
+`DEVSTACK_WORKER_TIMEOUT_SECONDS`: its invocations' timeout, the stage's
+Lambda timeout unless set (a test of a dying worker sets it short, so that
+the tenant slot the dead invocation held ends sooner). As many pollers as
 the stage's MaximumConcurrency (dev: 2) feed the pin queue to the app's
 `pin_worker` handler and one the dead-letter queue to `pin_dead_letters`, as
 Lambda would. When polling it prints one line:
@@ -49,6 +52,7 @@ READY_PREFIX = "devstack worker ready "
 # fairness), which AWS's dev stage does not do either.
 # Not a service setting: the worker alone reads the dead-letter queue.
 DEAD_LETTER_QUEUE_VAR = "PIN_DEAD_LETTER_QUEUE_URL"
+TIMEOUT_VAR = "DEVSTACK_WORKER_TIMEOUT_SECONDS"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +110,7 @@ def _start_pollers() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     queue_url = os.environ["PIN_QUEUE_URL"]
     sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])
-    timeout = lambda_timeout(os.environ["STAGE"])
+    timeout = int(os.environ.get(TIMEOUT_VAR) or lambda_timeout(os.environ["STAGE"]))
     # Several pollers, as Lambda runs several batches at once: a pin that
     # waits for its content does not hold up the others.
     pollers = [

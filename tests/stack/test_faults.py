@@ -7,8 +7,10 @@ they stay in flight, deterministically, until the test adds the content for
 real, right after the kill: a fleet node asks its peers again for blocks it
 misses at growing intervals, so the sooner the content comes, the sooner
 they have it. The stack runs with a short visibility timeout (messages taken by the
-dead worker come back after 5 s, not 180), a health check every second and
-three fleet nodes, so a pin placed on a dead node can move to the other two.
+dead worker come back after 5 s, not 180), invocations of 8 s, not 30 (the
+tenant slot a dead worker's invocation held frees itself at its end), a
+health check every second and three fleet nodes, so a pin placed on a dead
+node can move to the other two.
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.worker import TIMEOUT_VAR
 from tests.stack.stack_client import Stack, get_status, kill, running_stack, wait_for, wait_until
 
 ARGS = ["--fleet-size", "3", "--visibility-seconds", "5", "--health-seconds", "1"]
 # Each worker and API process sees node health within a second; a pin that
 # cannot finish is looked at again after a second, not 30.
-ENV = {"NODE_CACHE_SECONDS": "1", "CONTINUE_DELAY_SECONDS": "1", "STALL_SECONDS": "10"}
-IN_FLIGHT_PINS = 20
+ENV = {
+    "NODE_CACHE_SECONDS": "1",
+    "CONTINUE_DELAY_SECONDS": "1",
+    "STALL_SECONDS": "10",
+    TIMEOUT_VAR: "8",
+    # of which a batch works 6 s
+    "INVOCATION_MARGIN_SECONDS": "2",
+}
+# More than the tenant's share of the worker (TENANT_SHARE, 3): some are
+# taken, the others held back, when the worker dies.
+IN_FLIGHT_PINS = 8
 SETTLE_TIMEOUT_S = 90
 
 
@@ -34,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_given_pins_in_flight_when_the_worker_is_killed_then_a_new_worker_pins_them_all(stack: Stack) -> None:
-    # Given 20 pins of one tenant, some of which the worker has taken and is fetching
+    # Given 8 pins of one tenant, some of which the worker has taken and is fetching
     # (which ones depends on its threads: the tenant's share holds the others back)
     contents = [stack.content(size=64 * 1024, only_hash=True) for _ in range(IN_FLIGHT_PINS)]
     request_ids = [stack.pin(cid)["requestid"] for cid, _ in contents]
