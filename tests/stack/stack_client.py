@@ -186,21 +186,26 @@ def wait_until(
     what: str,
 ) -> dict[str, dict[str, Any]]:
     """GET each request until `done` holds for all; fails listing the others
-    (status and info: the reason they give, if any) after `timeout` seconds."""
+    (status and info: the reason they give, if any) after `timeout` seconds.
+
+    One request is polled at a time, the next once it is done: all are
+    waited for just the same, with a GET per POLL_S rather than one per
+    request (which would contend with the stack for the CPU, and for the
+    token's rate limit)."""
     waiting = list(request_ids)
     seen: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
-    while True:
-        for request_id in list(waiting):
-            seen[request_id] = get_status(api, request_id)
-            if done(seen[request_id]):
-                waiting.remove(request_id)
-        if not waiting:
-            return seen
+    while waiting:
+        seen[waiting[0]] = get_status(api, waiting[0])
+        if done(seen[waiting[0]]):
+            waiting.pop(0)
+            continue
         if time.monotonic() > deadline:
-            stuck = "\n".join(f"  {rid}: {seen[rid]['status']} {seen[rid]['info']}" for rid in waiting)
-            pytest.fail(f"{len(waiting)} request(s) not {what} within {timeout:g} s:\n{stuck}")
+            stuck = {rid: get_status(api, rid) for rid in waiting}
+            listed = "\n".join(f"  {rid}: {status['status']} {status['info']}" for rid, status in stuck.items())
+            pytest.fail(f"{len(waiting)} request(s) not {what} within {timeout:g} s:\n{listed}")
         time.sleep(POLL_S)
+    return seen
 
 
 def follow(api: ApiClient, request_id: str, timeout: float) -> tuple[list[str], dict[str, Any]]:
