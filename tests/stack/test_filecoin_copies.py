@@ -2,9 +2,9 @@
 archived, 2 copies are made with 2 providers of a fake PDP network and
 prove; one provider stops proving, its copy lapses and is ended, and the
 third provider makes a new one. The fake network runs in this test's process
-(its faults are the test's to drive) on a fast epoch clock; the stack is told
-of it as of a real chain (FILECOIN_RPC_URL, a funded FILECOIN_WALLET_KEY),
-with a short lapse grace and short check intervals."""
+(its faults are the test's to drive) on a fast epoch clock and a short proving
+period; the stack is told of it as of a real chain (FILECOIN_RPC_URL, a funded
+FILECOIN_WALLET_KEY), with a short lapse grace and short check intervals."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ from tests.support.api import ApiClient
 
 KEY = "0x" + "3f" * 32
 EPOCH_SECONDS = 0.1
+# A proof every 20 epochs (2 s), not 60: a copy whose provider stops proving
+# is seen lapsed 30 epochs (period, window and grace) after its last proof.
+PROVING_PERIOD_EPOCHS = 20
+CHALLENGE_WINDOW_EPOCHS = 5
 PIN_TIMEOUT_S = 60
 COPIES_TIMEOUT_S = 120
 POLL_S = 0.5
@@ -30,7 +34,7 @@ STACK_ENV = {
     "FILECOIN_WALLET_KEY": KEY,
     "FILECOIN_CHECK_SECONDS": "1",
     "FILECOIN_ADDING_CHECK_SECONDS": "1",
-    "FILECOIN_LAPSE_GRACE_SECONDS": "3",
+    "FILECOIN_LAPSE_GRACE_SECONDS": "1",
     "FILECOIN_PROOF_GRACE_EPOCHS": "5",
 }
 
@@ -38,6 +42,8 @@ STACK_ENV = {
 @pytest.fixture(scope="module")
 def network() -> Iterator[tuple[FakeChain, list[FakePdpProvider]]]:
     chain, providers = start_fake_network([("sp-a", "DE"), ("sp-b", "US"), ("sp-c", "SG")], EPOCH_SECONDS)
+    # Before any data set exists, and before the stack reads the chain's PDP config
+    chain.max_proving_period, chain.challenge_window = PROVING_PERIOD_EPOCHS, CHALLENGE_WINDOW_EPOCHS
     chain.fund(Account.from_key(KEY).address, 10**21)
     yield chain, providers
     stop_fake_network(chain, providers)
