@@ -28,6 +28,20 @@ def pinned_everywhere(kubos, cid, *, blocks=2):
         kubo.add_content(cid, blocks=blocks)
 
 
+def fetching(fleet, kubos, queue, cid, seconds_left=20.0):
+    """The queued pin of `cid` worked on in a thread, returned once every node placement
+    puts it on was asked to pin: its message, the thread, and where the batch's result goes."""
+    pin_message = queue.receive()
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=run(fleet, pin_message, seconds_left)))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not all(kubos[node_id].calls_to("pin/add", cid) for node_id in placed(fleet, cid)):
+        assert time.monotonic() < deadline, "the nodes were never asked to pin"
+        time.sleep(0.01)
+    return pin_message, worker, outcome
+
+
 def cids_on_the_same_nodes(fleet, seed):
     """Two CIDs that placement puts on the same two nodes."""
     first = cid_v1(f"{seed}-0")
@@ -142,15 +156,7 @@ def test_a_request_deleted_while_its_content_is_being_fetched_leaves_nothing_pin
         kubo.add_content(cid, blocks=6)
         kubo.slow(cid, 0.1)
     record = fleet.pins.create("alice", pin_request(cid))
-    pin_message = queue.receive()
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=run(fleet, pin_message)))
-    worker.start()
-    replicas = placed(fleet, cid)
-    deadline = time.monotonic() + 5
-    while not all(kubos[node_id].calls_to("pin/add", cid) for node_id in replicas):
-        assert time.monotonic() < deadline, "the nodes were never asked to pin"
-        time.sleep(0.01)
+    pin_message, worker, outcome = fetching(fleet, kubos, queue, cid)
 
     # when the user deletes it and another worker handles the unpin meanwhile
     fleet.pins.delete("alice", record.request_id)
@@ -177,15 +183,8 @@ def test_a_request_deleted_while_its_content_cannot_be_found_stops_fetching_at_t
         kubo.add_content(cid, blocks=6)
         kubo.stall_after(cid, 0)
     record = fleet.pins.create("alice", pin_request(cid))
-    pin_message = queue.receive()
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=run(fleet, pin_message, seconds_left=300)))
-    worker.start()
+    _, worker, outcome = fetching(fleet, kubos, queue, cid, seconds_left=300)
     replicas = placed(fleet, cid)
-    deadline = time.monotonic() + 5
-    while not all(kubos[node_id].calls_to("pin/add", cid) for node_id in replicas):
-        assert time.monotonic() < deadline, "the nodes were never asked to pin"
-        time.sleep(0.01)
 
     # when its owner deletes it, and the worker's next look at the request comes due
     fleet.pins.delete("alice", record.request_id)
@@ -216,16 +215,8 @@ def test_a_request_deleted_while_being_fetched_on_nodes_other_than_first_chosen_
         kubo.slow(cid, 0.1)
     record = fleet.pins.create("alice", pin_request(cid))
     fleet.registry.record_health(fleet.registry.node(first_choice[1]), healthy=False, free_bytes=None)
-    fetching = placed(fleet, cid)
-    assert set(fetching) != set(first_choice)
-    pin_message = queue.receive()
-    outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=run(fleet, pin_message)))
-    worker.start()
-    deadline = time.monotonic() + 5
-    while not all(kubos[node_id].calls_to("pin/add", cid) for node_id in fetching):
-        assert time.monotonic() < deadline, "the nodes were never asked to pin"
-        time.sleep(0.01)
+    assert set(placed(fleet, cid)) != set(first_choice)
+    pin_message, worker, outcome = fetching(fleet, kubos, queue, cid)
 
     # when the user deletes it meanwhile and its unpin is handled
     fleet.pins.delete("alice", record.request_id)
