@@ -213,6 +213,9 @@ def expected(pins: list[Pin], query: PinQuery) -> tuple[list[Pin], int]:
 
 
 def queries(pins: list[Pin]) -> list[PinQuery]:
+    """Every filter in every time window, and every pair of filter, window,
+    status set and limit: status set and limit step on with each filter and
+    window (a pairwise covering; DynamoDB answers each in tens of ms)."""
     times = sorted(pin.created_ms * NS_PER_MS for pin in pins)
     windows = [(None, None), (times[20], None), (None, times[5]), (times[25] + 1, times[3] - 1), (times[0], None)]
     filters = [
@@ -228,13 +231,33 @@ def queries(pins: list[Pin]) -> list[PinQuery]:
         {"meta": {"app": "web", "env": "prod"}, "cid_keys": ("bafy-c",)},
     ]
     statuses = [EVERY_STATUS, frozenset({"pinned"}), frozenset({"queued", "failed"})]
+    limits = [10, 1, 3, 1000]
     found = []
-    for n, (status, window, fields) in enumerate(itertools.product(statuses, windows, filters)):
-        before, after = window
-        found.append(
-            PinQuery(statuses=status, before_ns=before, after_ns=after, limit=[10, 1, 3, 1000][n % 4], **fields)
-        )
+    for (w, (before, after)), (f, fields) in itertools.product(enumerate(windows), enumerate(filters)):
+        status, limit = statuses[(w + f) % len(statuses)], limits[(w + f) % len(limits)]
+        found.append(PinQuery(statuses=status, before_ns=before, after_ns=after, limit=limit, **fields))
     return found
+
+
+def test_the_queries_cover_every_pair_of_filter_window_status_set_and_limit():
+    # given the queries the filter test asks of its pins
+    outbox = MemoryOutbox()
+    found = queries(dataset(Backend(MemoryPinRepository(outbox), outbox)))
+    # when each is reduced to its filter, window, status set and limit
+    shapes = [
+        (
+            (q.cid_keys, q.name, q.match, tuple(q.meta.items())),
+            (q.before_ns, q.after_ns),
+            q.statuses,
+            q.limit,
+        )
+        for q in found
+    ]
+    # then every value of each meets every value of each other
+    for a, b in itertools.combinations(range(4), 2):
+        values_a, values_b = {s[a] for s in shapes}, {s[b] for s in shapes}
+        assert {(s[a], s[b]) for s in shapes} == set(itertools.product(values_a, values_b))
+    assert [len({s[i] for s in shapes}) for i in range(4)] == [10, 5, 3, 4]
 
 
 def test_every_filter_pages_newest_first_and_counts_exactly(backend):
