@@ -19,7 +19,7 @@ import pytest
 
 from devstack.console import READY_LINE
 from devstack.state import STACK_FILE
-from tests.support.served_stack import REPO_ROOT, session_processes
+from tests.support.served_stack import REPO_ROOT, session_processes, shared_bytecode
 
 START_TIMEOUT_S = 90
 # What the issue asks: every process ended within 10 s of the stack's end.
@@ -68,9 +68,16 @@ def stack_session(tmp_path: Path, command: Sequence[str], state_dir: Path) -> It
     """Run `command` (which starts the stack on `state_dir`) in a new session; yield once the stack is ready."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = {**os.environ, **shared_bytecode(state_dir)}
     with stdout.open("wb") as out, stderr.open("wb") as err:
         leader = subprocess.Popen(
-            list(command), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            list(command),
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
         )
     session = Session(leader, state_dir, stdout, stderr)
     try:

