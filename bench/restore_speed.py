@@ -51,6 +51,8 @@ BUCKET = "bench-cold-archives"
 MIB = 1 << 20
 RUNS = 5
 TURN_SECONDS = 900.0  # a Lambda's longest turn
+# The worker is done with a content once the queue stays empty this long (its messages come within ms).
+DRAINED_SECONDS = 2.0
 # The adapter's note when a dag/import pin is stuck on its block cache (see devstack/kubo/rpc_adapter.py).
 RESTART_NOTE = "is stuck: restarting the node"
 
@@ -114,7 +116,7 @@ def archived_content(fleet: ColdFleet, size: int) -> tuple[str, Any]:
     cid = parse_cid(KuboRpc(fleet.nodes[1].rpc_url, TOKEN).add_random(size)).key
     fleet.stack.create(cid, origins=[fleet.nodes[1].multiaddr])
     services = fleet.services
-    while batch := fleet.stack.receive(wanted=1, wait_seconds=2.0):
+    while batch := fleet.stack.receive(wanted=1, wait_seconds=DRAINED_SECONDS):
         result = process_batch(batch, services.worker, services.publisher, TURN_SECONDS)
         if result["batchItemFailures"]:
             raise SystemExit(f"FATAL: the worker failed {result}")
