@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.support import (
     DynamoMeter,
@@ -32,6 +32,19 @@ from bench.support import (
 )
 
 NO_LIMITS = (0, 0, 0, 0)
+
+
+class CpuSizes(NamedTuple):
+    """Calls and rounds of the CPU rows: the access check's and limiter's, the whole GET's."""
+
+    calls: int
+    rounds: int
+    http_calls: int
+    http_rounds: int
+
+
+FULL = CpuSizes(200_000, 5, 300, 7)
+QUICK = CpuSizes(20_000, 3, 100, 3)
 
 
 class FakeClock:
@@ -84,12 +97,12 @@ def dynamo_rows(services: Any, api: Any, request_id: str, meter: DynamoMeter) ->
     return rows
 
 
-def cpu_rows(services: Any, api: Any, request_id: str, quick: bool) -> list[list[Any]]:
+def cpu_rows(services: Any, api: Any, request_id: str, sizes: CpuSizes) -> list[list[Any]]:
     from chalicelib.api.access import admit
     from chalicelib.tenants.rate_limits import RateLimiter, RateLimits
     from chalicelib.tenants.scopes import READ
 
-    calls, rounds = (20_000, 3) if quick else (200_000, 5)
+    calls, rounds, http_calls, http_rounds = sizes
     big = RateLimits(10**6, 10**6, 10**6, 10**6)  # never refuses: every call takes the admitting path
     one = RateLimiter(big)
     many = RateLimiter(big)
@@ -107,7 +120,6 @@ def cpu_rows(services: Any, api: Any, request_id: str, quick: bool) -> list[list
             cpu_us(lambda i: admit(authenticator, one, authorization, READ), calls, rounds),
         ],
     ]
-    http_calls, http_rounds = (100, 3) if quick else (300, 7)
     for label, limits in [
         ("GET /pins/{requestid}, no limits", RateLimits(*NO_LIMITS)),
         ("GET /pins/{requestid}, limited", big),
@@ -117,7 +129,8 @@ def cpu_rows(services: Any, api: Any, request_id: str, quick: bool) -> list[list
     return rows
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, cpu_sizes: CpuSizes | None = None) -> dict[str, Any]:
+    """Both tables; the CPU rows at `cpu_sizes` if given (a test's), else QUICK or FULL."""
     fake_credentials()
     cheap_moto_transactions()
     from moto import mock_aws
@@ -130,7 +143,7 @@ def run(quick: bool) -> dict[str, Any]:
             api.ok("GET", f"/pins/{request_id}", 200)  # token and CID library warm
             meter.attach()
             dynamo = dynamo_rows(stack.services, api, request_id, meter)
-            cpu = cpu_rows(stack.services, api, request_id, quick)
+            cpu = cpu_rows(stack.services, api, request_id, cpu_sizes or (QUICK if quick else FULL))
 
     off, on_50, on_120 = dynamo
     extra_writes = max(row[4] for row in dynamo) - off[4]
