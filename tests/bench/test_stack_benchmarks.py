@@ -71,23 +71,23 @@ def test_stack_benchmarks_measure_a_running_stack_and_print_their_tables(
         # its quick backlog first, followed until A has none left)
         latency = stack_latency.measure(stack, runs=1, large_runs=1, large_mib=2)
         throughput = stack_throughput.measure(stack, pins=6, concurrency=3)
-        measured = capsys.readouterr().out
+        latency_tables = capsys.readouterr().out
         webhooks = webhook_latencies(stack)
         scenarios = [
             tenant_fairness.measure(stack, "quick", backlog=5, b_pins=1),
             tenant_fairness.measure(stack, "unfetchable", backlog=5, b_pins=1),
         ]
     webhook_latency.report(webhooks)
-    printed = capsys.readouterr().out
+    webhook_table = capsys.readouterr().out
     tenant_fairness.report(scenarios)
-    reported = capsys.readouterr().out
+    fairness_table = capsys.readouterr().out
     stack_ready.report({"fresh": [stack]}, overhead=None)
-    started = capsys.readouterr().out
+    start_tables = capsys.readouterr().out
 
     # then: each benchmark measured what it measures, and printed its table
-    check_latency_and_throughput(latency, throughput, measured)
-    check_webhooks(webhooks, printed)
-    check_fairness(scenarios, reported)
+    check_latency_and_throughput(latency, throughput, latency_tables)
+    check_webhooks(webhooks, webhook_table)
+    check_fairness(scenarios, fairness_table)
     # and: the start was timed to the ready line and broken down by the stack's own progress lines
-    assert "spawn -> ready line" in started
-    assert "spawn -> Starting emulated AWS" in started
+    assert "spawn -> ready line" in start_tables
+    assert "spawn -> Starting emulated AWS" in start_tables
