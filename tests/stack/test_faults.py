@@ -7,7 +7,7 @@ they stay in flight, deterministically, until the test adds the content for
 real, right after the kill: a fleet node asks its peers again for blocks it
 misses at growing intervals, so the sooner the content comes, the sooner
 they have it. The stack runs with a short visibility timeout (messages taken by the
-dead worker come back after 5 s, not 180), invocations of 8 s, not 30 (the
+dead worker come back after 5 s, not 180), invocations of 6 s, not 30 (the
 tenant slot a dead worker's invocation held frees itself at its end), a
 health check every second and three fleet nodes, so a pin placed on a dead
 node can move to the other two.
@@ -29,9 +29,9 @@ ENV = {
     "NODE_CACHE_SECONDS": "1",
     "CONTINUE_DELAY_SECONDS": "1",
     "STALL_SECONDS": "10",
-    TIMEOUT_VAR: "8",
-    # of which a batch works 6 s
-    "INVOCATION_MARGIN_SECONDS": "2",
+    TIMEOUT_VAR: "6",
+    # of which a batch works 5 s
+    "INVOCATION_MARGIN_SECONDS": "1",
 }
 # More than the tenant's share of the worker (TENANT_SHARE, 3): some are
 # taken, the others held back, when the worker dies.
