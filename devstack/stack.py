@@ -42,8 +42,10 @@ RECONCILE_SECONDS = 15.0
 ARCHIVE_SWEEP_SECONDS = 60.0
 # The cooling sweep's (AWS: a minute); a cold-only request still waits its days.
 COOLING_SECONDS = 60.0
-# The Filecoin tracker's (AWS: a minute), so copies move within seconds here.
+# The Filecoin tracker's (AWS: a minute), so copies move within seconds here;
+# the environment may set another (a test of copies lapsing and repaired: 1 s).
 FILECOIN_TRACKER_SECONDS = 2.0
+FILECOIN_TRACKER_VAR = "DEVSTACK_FILECOIN_TRACKER_SECONDS"
 # The usage export's (AWS: the 1st of each month): the month just ended's
 # records written again to the local bucket (the same object each time).
 USAGE_EXPORT_SECONDS = 300.0
@@ -530,6 +532,7 @@ class DevStack:
         from devstack.stream_poller import POLL_SECONDS, StreamPoller, streams_client
 
         rule = f"{app_module.app.app_name}-{self.options.stage}"
+        tracker_seconds = float(os.environ.get(FILECOIN_TRACKER_VAR) or FILECOIN_TRACKER_SECONDS)
         self._jobs = [
             ScheduledJob(
                 app_module.sweep_outbox,
@@ -568,7 +571,7 @@ class DevStack:
             ScheduledJob(
                 app_module.track_filecoin_copies,
                 f"{rule}-track_filecoin_copies",
-                FILECOIN_TRACKER_SECONDS,
+                tracker_seconds,
                 _tracked,
             ),
             ScheduledJob(
@@ -593,7 +596,7 @@ class DevStack:
             f"fleet reconciled with the holds every {RECONCILE_SECONDS:g} s, "
             f"orphaned archives swept every {ARCHIVE_SWEEP_SECONDS:g} s, "
             f"cold-only pins due cooled every {COOLING_SECONDS:g} s, "
-            f"Filecoin copies tracked every {FILECOIN_TRACKER_SECONDS:g} s, "
+            f"Filecoin copies tracked every {tracker_seconds:g} s, "
             f"last month's usage exported every {USAGE_EXPORT_SECONDS:g} s (plan of new tenants: "
             f"{os.environ['DEFAULT_PLAN']}), "
             f"count changes folded from the pins table's stream every {POLL_SECONDS:g} s, "

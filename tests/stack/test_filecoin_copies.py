@@ -4,7 +4,8 @@ prove; one provider stops proving, its copy lapses and is ended, and the
 third provider makes a new one. The fake network runs in this test's process
 (its faults are the test's to drive) on a fast epoch clock and a short proving
 period; the stack is told of it as of a real chain (FILECOIN_RPC_URL, a funded
-FILECOIN_WALLET_KEY), with a short lapse grace and short check intervals."""
+FILECOIN_WALLET_KEY), with a short lapse grace and short check and tracker
+intervals."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from eth_account import Account
 
 from devstack.fake_chain import FakeChain
 from devstack.fake_pdp_provider import FakePdpProvider, start_fake_network, stop_fake_network
+from devstack.stack import FILECOIN_TRACKER_VAR
 from tests.stack.stack_client import Stack, running_stack, wait_until
 from tests.support.api import ApiClient
 
@@ -36,6 +38,8 @@ STACK_ENV = {
     "FILECOIN_ADDING_CHECK_SECONDS": "1",
     "FILECOIN_LAPSE_GRACE_SECONDS": "1",
     "FILECOIN_PROOF_GRACE_EPOCHS": "5",
+    # The tracker every second, not 2: a copy takes a few of its runs to be made, lapse, end and be replaced.
+    FILECOIN_TRACKER_VAR: "1",
 }
 
 
