@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,25 @@ def _pump(stream: Any, lines: queue.Queue[str | None], output: list[str]) -> Non
     lines.put(None)
 
 
+def _ready_line(
+    lines: queue.Queue[str | None], process: subprocess.Popen[str], start_timeout: float, diagnostics: Callable[[], str]
+) -> str:
+    """The stack's ready line; fails the test if it exits first or is not ready in time."""
+    deadline = time.monotonic() + start_timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"devstack not ready within {start_timeout} s\n{diagnostics()}")
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if line is None:
+            pytest.fail(f"devstack exited ({process.wait()}) before it was ready\n{diagnostics()}")
+        if line.startswith(READY_LINE):
+            return line
+
+
 @contextlib.contextmanager
 def served_stack(
     state_dir: Path,
@@ -173,19 +192,7 @@ def served_stack(
         )
 
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"devstack not ready within {start_timeout} s\n{diagnostics()}")
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"devstack exited ({process.wait()}) before it was ready\n{diagnostics()}")
-            if line.startswith(READY_LINE):
-                break
+        line = _ready_line(lines, process, start_timeout, diagnostics)
         values = read_env_file(state_dir / "local.env")
         assert line.strip() == READY_LINE + values["PINNING_SERVICE_URL"]
         yield ServedStack(values["PINNING_SERVICE_URL"], values["PINNING_SERVICE_TOKEN"], state_dir, values, output)
