@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from devstack.kubo.fleet import RunningNode, start_node
 from devstack.state import KUBO_DIR, STACK_FILE, StateDirBusy, StateDirLock
 from tests.devstack.stack_session import LIGHT_STACK
 from tests.support.embedded_kubo import needs_libkubo
-from tests.support.served_stack import REPO_ROOT, served_stack, shared_bytecode
+from tests.support.served_stack import REPO_ROOT, SHARED_PYCACHE, served_stack, shared_bytecode
 
 FAILED_START_TIMEOUT_S = 60
 
@@ -127,7 +128,11 @@ def test_given_the_stack_runs_from_the_repository_root_when_it_has_run_then_the_
     # A Kubo node (libkubo writes kubo.log into its working directory) and the worker, from the root
     # (Python writing bytecode, as it does by default)
     writing_bytecode = {"PYTHONDONTWRITEBYTECODE": ""}
-    # (a cache of its own: the test looks for app.py's bytecode in it)
+    # (a cache of its own, where the test looks for app.py's bytecode: linked
+    # to the shared cache's files, as a start, but for app.py's)
+    SHARED_PYCACHE.mkdir(parents=True, exist_ok=True)
+    seed = shutil.ignore_patterns("app.*.pyc")
+    shutil.copytree(SHARED_PYCACHE, tmp_path / "pycache", copy_function=os.link, ignore=seed)
     args = ["--fleet-size", "1", "--user-node-port", "0"]
     with served_stack(tmp_path, args, env=writing_bytecode, share_bytecode=False):
         pass
