@@ -5,7 +5,6 @@ sizes and both shard counts, and the emulator's shortcut changing no figure
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,22 +12,13 @@ from bench import list_cost
 from bench.support import partition_scoped_moto_queries
 
 
-@pytest.fixture(scope="module")
-def partition_scoped() -> Iterator[None]:
-    """Each Query on its partition only, as `run` has it; moto's own Query again after the module."""
+@pytest.fixture(autouse=True)
+def moto_as_the_bench_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Query on its partition only, as `run` has it; moto's own Query again after the test."""
     from moto.dynamodb.models.table import Table
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Table, "query", Table.query)
-        partition_scoped_moto_queries()
-        yield
-
-
-@pytest.fixture(scope="module")
-def short_run(partition_scoped: None) -> list_cost.Outcome:
-    """One short run, tenants of 20 and 60 pins, each on 1 shard and on 4 (a run takes seconds, so both tests
-    read this one)."""
-    return list_cost.measure_sizes(20, 60)
+    monkeypatch.setattr(Table, "query", Table.query)
+    partition_scoped_moto_queries()
 
 
 def figures(outcome: list_cost.Outcome) -> list[tuple[int, str, list[tuple[int, int, float]]]]:
@@ -43,12 +33,12 @@ def figures(outcome: list_cost.Outcome) -> list[tuple[int, str, list[tuple[int, 
     ]
 
 
-def test_a_short_run_answers_every_case_on_both_sizes_and_shard_counts(
-    short_run: list_cost.Outcome, capsys: pytest.CaptureFixture[str]
+def test_a_short_run_answers_every_case_and_the_emulator_shortcut_changes_no_figure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # given: tenants of 20 and 60 pins, each on 1 shard and on 4
+    # given: tenants of 10 and 30 pins, each on 1 shard and on 4
     # when: every case is measured (each answer is checked against a brute-force one, or the run stops)
-    outcome = short_run
+    outcome = list_cost.measure_sizes(10, 30)
     list_cost.report(outcome)
     printed = capsys.readouterr().out
 
@@ -61,13 +51,8 @@ def test_a_short_run_answers_every_case_on_both_sizes_and_shard_counts(
         assert small.count > 0 and large.count > 0 and small.rarest_pair > 0
     assert "on 1 vs 4 shards" in printed and "verdict:" in printed
 
-
-def test_the_range_scoped_emulator_shortcut_changes_no_figure(
-    short_run: list_cost.Outcome, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given: the figures of a short run with moto's Query narrowed to the key range
-    narrowed = figures(short_run)
-    # when: the same run reads through moto's own Query
+    # when: the same run reads through moto's own Query, not narrowed to the key range (one test, not two:
+    # the run above takes seconds, and two tests would each make it on a worker of their own)
     monkeypatch.setattr(list_cost, "range_scoped_moto_queries", contextlib.nullcontext)
     # then: every request read the same items, in the same requests, for the same ~RCU
-    assert figures(list_cost.measure_sizes(20, 60)) == narrowed
+    assert figures(list_cost.measure_sizes(10, 30)) == figures(outcome)
