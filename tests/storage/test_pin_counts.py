@@ -69,19 +69,19 @@ def fold_all(store: PinStore, tenant_id: str) -> int:
 
 
 def build_pins(store: PinStore) -> tuple[dict[int, str], random.Random]:
-    """160 pins spread over 90 days, clustered like real use: bursts within
+    """100 pins spread over 90 days, clustered like real use: bursts within
     the same 64 ms window, the same second and the same day. The changes of
-    the first 100 are folded into the counter trees, the rest not yet."""
+    the first 60 are folded into the counter trees, the rest not yet."""
     rng = random.Random(7)
     times = set()
-    while len(times) < 160:
+    while len(times) < 100:
         base = START_MS + rng.randrange(90) * DAY_MS + rng.randrange(DAY_MS)
         times.update(base + rng.randrange(3 * FANOUT) for _ in range(rng.choice([1, 1, 5, 20])))
     created = {}
-    for n, created_ms in enumerate(sorted(times)[:160]):
+    for n, created_ms in enumerate(sorted(times)[:100]):
         created[created_ms] = rng.choice(STATUSES)
         add_pin(store, "tenant-1", created_ms, created[created_ms])
-        if n == 99:
+        if n == 59:
             fold_all(store, "tenant-1")
     add_pin(store, "tenant-2", START_MS + 5, "pinned")  # another tenant's pin is never counted
     return created, rng
@@ -132,7 +132,7 @@ def brute_count(created, statuses, lo, hi):
 
 
 def test_counts_match_brute_force_for_random_ranges_and_status_sets(pins):
-    # Given 160 pins of random statuses spread over 90 days
+    # Given 100 pins of random statuses spread over 90 days
     store, created, rng = pins
     times = sorted(created)
     for _ in range(20):  # with this seed, 20 meet open ends, both sides of a pin and every size of status set
@@ -146,13 +146,13 @@ def test_counts_match_brute_force_for_random_ranges_and_status_sets(pins):
 
 
 def test_folding_the_changes_left_changes_no_count(pins):
-    # Given the pins, 60 of them with their changes not folded yet
+    # Given the pins, 40 of them with their changes not folded yet
     store, created, rng = pins
     times = sorted(created)
     ranges = [(0, MAX_MS)] + [tuple(sorted(rng.sample(times, 2))) for _ in range(5)]
     counts = [store.count("tenant-1", frozenset(s), lo, hi) for lo, hi in ranges for s in (STATUSES, ["pinned"])]
     # When every change left is folded
-    assert fold_all(store, "tenant-1") >= 160 - 100
+    assert fold_all(store, "tenant-1") >= 100 - 60
     # Then every count is what it was, and folding again finds nothing to do
     assert [
         store.count("tenant-1", frozenset(s), lo, hi) for lo, hi in ranges for s in (STATUSES, ["pinned"])
@@ -164,7 +164,7 @@ def test_list_page_and_count_with_before_and_after(pins):
     # Given the same pins, when listing pinned ones strictly between two pin times
     store, created, _ = pins
     times = sorted(created)
-    after_ms, before_ms = times[20], times[120]
+    after_ms, before_ms = times[12], times[75]
     query = PinQuery(statuses=frozenset({"pinned"}), after_ns=after_ms * 10**6, before_ns=before_ms * 10**6, limit=7)
     page, count = store.find("tenant-1", query)
     expected = [ms for ms in sorted(created, reverse=True) if created[ms] == "pinned" and after_ms < ms < before_ms]
@@ -301,13 +301,13 @@ def recorded_calls(dynamo):
 
 
 def test_a_range_count_reads_at_most_thirteen_counter_items_a_shard_in_one_request(pins, dynamo):
-    # Given 160 pins (60 of their changes not folded), and every DynamoDB call recorded
+    # Given 100 pins (40 of their changes not folded), and every DynamoDB call recorded
     store, created, _ = pins
     calls, stop = recorded_calls(dynamo)
     times = sorted(created)
     try:
         # When counting pinned pins between two of them
-        count = store.count("tenant-1", frozenset({"pinned"}), times[30] + 1, times[140] - 1)
+        count = store.count("tenant-1", frozenset({"pinned"}), times[20] + 1, times[88] - 1)
     finally:
         stop()
     # Then the counter trees are read by one BatchGetItem of at most 13 buckets a shard
@@ -316,10 +316,10 @@ def test_a_range_count_reads_at_most_thirteen_counter_items_a_shard_in_one_reque
         for name, params in calls
         if name == "BatchGetItem"
     ]
-    shards = len(store.plans.of("tenant-1").shards_until(times[140]))
+    shards = len(store.plans.of("tenant-1").shards_until(times[88]))
     assert len(keys) == 1 and len(keys[0]) <= 13 * shards
     assert all(key.startswith("k#") for key in keys[0])
-    assert count == brute_count(created, {"pinned"}, times[30] + 1, times[140] - 1)
+    assert count == brute_count(created, {"pinned"}, times[20] + 1, times[88] - 1)
 
 
 @pytest.mark.parametrize("statuses", [frozenset({"pinned"}), frozenset(STATUSES)], ids=["pinned", "all"])
@@ -416,8 +416,8 @@ def test_counter_buckets_left_unprocessed_are_read_again(pins, dynamo, monkeypat
     store = PinStore(dynamo, sleep=pauses.append)
     times = sorted(created)
     # When counting, then the count is exact: the rest is read after a pause
-    assert store.count("tenant-1", frozenset(STATUSES), times[5], times[150]) == brute_count(
-        created, STATUSES, times[5], times[150]
+    assert store.count("tenant-1", frozenset(STATUSES), times[5], times[95]) == brute_count(
+        created, STATUSES, times[5], times[95]
     )
     assert rounds == [rounds[0], rounds[0] - 1] and rounds[0] > 1
     assert len(pauses) == 1
