@@ -5,6 +5,7 @@ copy is gone (DynamoDB and S3 on moto, fake Kubo nodes)."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import replace
 
@@ -81,9 +82,19 @@ def test_a_drained_node_whose_survivor_lost_the_pin_is_replaced_from_the_archive
     assert [call.path for call in kubos[spare].calls if call.path in ("pin/add", "dag/import")] == ["dag/import"]
 
 
-def test_the_reconciler_restores_a_pin_missing_on_every_replica(cold, kubos, queue):
+def test_the_reconciler_restores_a_pin_missing_on_every_replica(cold, kubos, queue, monkeypatch):
     # Given a pinned, archived request whose CID both replicas lost
     record, cid, car, replicas = archived_and_lost(cold, kubos, queue)
+    # and both replicas looking for a live copy before either restores: the reconciler visits the nodes at
+    # once, and one that restored first would be copied from, which these fake nodes cannot serve
+    both_looked = threading.Barrier(len(replicas), timeout=10)
+    restore = cold.restorer.restore
+
+    def restore_once_both_looked(node, cid, car, deadline):
+        both_looked.wait()
+        return restore(node, cid, car, deadline)
+
+    monkeypatch.setattr(cold.restorer, "restore", restore_once_both_looked)
     # When the reconciler runs
     report = cold.reconciler.run(time.monotonic() + 20)
     # Then both replicas have it back from the archive, and the request says so
