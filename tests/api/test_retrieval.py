@@ -149,6 +149,11 @@ def documented(method: str, reply: Reply) -> None:
         assert set(json.loads(reply.body)["error"]) <= {"reason", "details"}
 
 
+def held_by_every_node(nodes, dag) -> None:
+    for fake in nodes.values():
+        fake.add_car(dag.cid, dag.car, held=True)
+
+
 def car_blocks(body: bytes, root: Cid) -> dict[bytes, bytes]:
     """The CAR's blocks by key, each verified against its CID; its root checked."""
     reader = CarReader()
@@ -163,8 +168,7 @@ def car_blocks(body: bytes, root: Cid) -> dict[bytes, bytes]:
 def test_a_pinned_dag_comes_as_a_car_from_a_node_every_block_verifying(api, services, tenant_id, nodes):
     # given a pinned DAG of 40 KB that both nodes hold
     dag = a_dag(40_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     pinned(api, services, tenant_id, dag)
 
     # when its owner asks for it as a CAR
@@ -205,8 +209,7 @@ def test_the_root_block_comes_raw_from_a_node(api, services, tenant_id, nodes):
 def test_dag_scope_block_is_the_root_block_and_entity_of_a_file_the_whole_file(api, services, tenant_id, nodes):
     # given a pinned UnixFS file a node holds
     dag = a_dag(40_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     pinned(api, services, tenant_id, dag)
 
     # when it is asked for with dag-scope=block and dag-scope=entity
@@ -257,8 +260,7 @@ def test_with_no_node_holding_it_the_dag_comes_from_its_archive(api, services, t
 def test_a_dag_over_the_limit_redirects_to_a_short_lived_url_of_its_archive(api, services, tenant_id, nodes):
     # given a pinned, archived DAG of 200 KB, over the 64 KiB an answer holds
     dag = a_dag(200_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     archived(services, dag, pinned(api, services, tenant_id, dag), tenant_id)
 
     # when it is asked for
@@ -307,8 +309,7 @@ def test_an_archive_in_deep_archive_answers_503_until_thawed(api, services, tena
 def test_a_large_dag_whose_archive_is_being_made_answers_503(api, services, tenant_id, nodes):
     # given a pinned 200 KB DAG the nodes hold, its archive begun but not done
     dag = a_dag(200_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     request_id = pinned(api, services, tenant_id, dag)
     DynamoArchiveRepository(services.dynamo).hold(ArchiveHolder(dag.cid, tenant_id, request_id))
 
@@ -323,8 +324,7 @@ def test_a_large_dag_whose_archive_is_being_made_answers_503(api, services, tena
 def test_a_large_dag_with_no_archive_coming_is_422_and_its_root_block_still_reads(api, services, tenant_id, nodes):
     # given a pinned 200 KB DAG the nodes hold and no archive at all (hot-only: the worker says `cold: off`)
     dag = a_dag(200_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     request_id = pinned(api, services, tenant_id, dag)
     pin = services.store.get(tenant_id, created_ms_of(request_id))
     services.store.update(pin, info={"cold": "off"})
@@ -341,8 +341,7 @@ def test_a_large_dag_with_no_archive_coming_is_422_and_its_root_block_still_read
 def test_a_large_dag_pinned_before_its_archive_began_answers_503(api, services, tenant_id, nodes):
     # given a pinned 200 KB DAG the nodes hold, whose archive message is not yet taken (no archive, no `cold`)
     dag = a_dag(200_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     pinned(api, services, tenant_id, dag)
 
     # when it is asked for, then it is not available yet, with a time to come back (not refused as too large)
@@ -370,8 +369,7 @@ def test_with_no_copy_anywhere_the_answer_is_503(api, services, tenant_id, nodes
 def test_another_tenants_cid_is_not_found_exactly_like_an_unknown_one(api, services, tenant_id, other_tenant, nodes):
     # given a DAG pinned by another tenant, which the nodes hold, and a CID nobody pinned
     dag, unknown = a_dag(10_000, seed=1), a_dag(10_000, seed=2)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     pinned(other_tenant.api, services, other_tenant.tenant_id, dag)
 
     # when the first tenant asks for each
@@ -436,8 +434,7 @@ def test_what_cannot_be_served_is_refused_before_anything_is_read(
 def test_a_car_asked_with_the_variant_served_and_q_values_is_served(api, services, tenant_id, nodes):
     # given a pinned DAG the nodes hold
     dag = a_dag(10_000)
-    for fake in nodes.values():
-        fake.add_car(dag.cid, dag.car, held=True)
+    held_by_every_node(nodes, dag)
     pinned(api, services, tenant_id, dag)
 
     # when the client prefers a variant not served, then the one served
