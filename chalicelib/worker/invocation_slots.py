@@ -22,6 +22,7 @@ was taken (fairness degrades, pins do not).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
 import threading
@@ -159,8 +160,8 @@ class InvocationSlots:
                 return self._busy_delay
             self._refusals[tenant_id] = (held, since, refused + 1)
         if refused < self._few:
-            first_end_s = -(-(min(leases.get(slot, 0) for slot in range(self.limit)) - now) // 1000)
-            return max(self._busy_delay, min(self._stuck_delay, first_end_s))
+            first_end_ms = min(leases.get(slot, 0) for slot in range(self.limit))
+            return max(self._busy_delay, min(self._stuck_delay, math.ceil((first_end_ms - now) / 1000)))
         return self._stuck_delay
 
     def _failed(self, what: str, tenant_id: str) -> None:
