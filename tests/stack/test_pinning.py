@@ -21,6 +21,7 @@ from tests.stack.stack_client import Stack, follow, get_status, running_stack, w
 LIFECYCLE = ["queued", "pinning", "pinned"]
 PIN_TIMEOUT_S = 30
 ARCHIVE_TIMEOUT_S = 60
+QUEUE_DRAINED_S = 10
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,13 @@ def test_a_pinned_request_is_archived_from_the_archive_queue(stack: Stack) -> No
     )
     assert int(archived[request_id]["info"]["car_bytes"]) > len(data)
     sqs = boto3.client("sqs", endpoint_url=info["aws_endpoint_url"], region_name="us-east-1")
-    counts = sqs.get_queue_attributes(QueueUrl=archive_queue, AttributeNames=["All"])["Attributes"]
-    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+
+    def queue_empty() -> bool:
+        counts = sqs.get_queue_attributes(QueueUrl=archive_queue, AttributeNames=["All"])["Attributes"]
+        return (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+
+    # (the poller deletes the message once the handler, which wrote `cold`, has returned: a moment later)
+    wait_for(queue_empty, QUEUE_DRAINED_S, "the archive queue empty")
 
 
 def is_subsequence(seen: list[str], order: list[str]) -> bool:
